@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# VwLmm.Native build entry point. Verbs: deps | build | test | demo | bench | ptx | clean
+# Every verb runs what it needs first, so on a fresh machine `./build.sh demo` and `./build.sh test` are enough.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+CONFIG=${CONFIG:-Release}
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_CLI_WORKLOAD_UPDATE_NOTIFY_DISABLE=1
+
+APT_PACKAGES=(libopenblas0-pthread libturbojpeg0 libnvrtc11.2 libnvrtc-builtins11.8 g++ cmake)
+
+log() { printf '\033[1m[build]\033[0m %s\n' "$*" >&2; }
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+deps() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    # CUDA's NVRTC lives in Debian non-free; enable it once (idempotent).
+    local src=/etc/apt/sources.list.d/debian.sources
+    if [ -f "$src" ] && grep -q '^Components: main$' "$src"; then
+      sudo_if_needed sed -i 's/^Components: main$/Components: main contrib non-free non-free-firmware/' "$src"
+    fi
+    # update and install strictly one after the other: the image's docker-clean hook deletes .debs after each dpkg call.
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  command -v dotnet >/dev/null || { echo "build.sh: dotnet (SDK 10) not found on PATH" >&2; exit 1; }
+}
+
+# Native parts: the kernel emulator (kernels/*.cu compiled by g++ against kernels/emu/cuda_emu.h).
+native() {
+  if [ -f cmake/CMakeLists.txt ]; then
+    cmake -S cmake -B artifacts/native -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build artifacts/native -j"$(nproc)" >/dev/null
+  fi
+}
+
+build() {
+  deps
+  native
+  log "dotnet build ($CONFIG)"
+  dotnet build VwLmm.Native.sln -c "$CONFIG" -nologo -clp:ErrorsOnly
+}
+
+cli() { dotnet "src/VwLmm.Cli/bin/$CONFIG/net10.0/vwlmm.dll" "$@"; }
+
+case "${1:-}" in
+  deps) deps ;;
+  build) build ;;
+  test)
+    build
+    log "dotnet test"
+    shift
+    dotnet test tests/VwLmm.Tests/VwLmm.Tests.csproj -c "$CONFIG" --no-build -nologo "$@"
+    ;;
+  demo) build; shift; cli demo "$@" ;;
+  bench) build; shift; cli bench "$@" ;;
+  ptx) build; shift; cli ptx "$@" ;;
+  clean) rm -rf artifacts; dotnet clean VwLmm.Native.sln -nologo -v q ;;
+  *) echo "usage: ./build.sh deps|build|test|demo|bench|ptx|clean" >&2; exit 2 ;;
+esac

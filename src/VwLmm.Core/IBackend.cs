@@ -1,0 +1,143 @@
+namespace VwLmm.Core;
+
+/// <summary>Pointwise activations. Gelu is the exact erf form (PyTorch default); QuickGelu is x·σ(1.702x) (CLIP); Silu is x·σ(x).</summary>
+public enum Activation { Gelu, QuickGelu, Silu }
+
+/// <summary>
+/// The op contract both backends obey. Row-major, explicit dimensions (B batch, T/S sequence, C channels, H heads,
+/// D head dim, V vocabulary, N rows). Ops do not validate shapes: <see cref="Ops"/> does that before calling them.
+/// Conventions:
+/// - Every backward entry point ACCUMULATES into its gradient outputs (dx += …); callers zero fresh gradient buffers.
+///   A null gradient output means "not needed" and its work is skipped (frozen weights, inputs without grad).
+/// - Index tensors are I32. Float tensors are F32.
+/// - Reductions are deterministic: the same inputs give bit-identical outputs on the same backend and thread count.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    string Name { get; }
+
+    // ---- memory ----
+    /// <summary>Allocates <paramref name="bytes"/> of backend memory (uninitialised, 256-byte aligned).</summary>
+    DeviceBuffer Allocate(long bytes);
+    /// <summary>Copies host elements into the first src.Length elements of dst.</summary>
+    void Upload<T>(Tensor dst, ReadOnlySpan<T> src) where T : unmanaged;
+    /// <summary>Copies the first dst.Length elements of src to the host.</summary>
+    void Download<T>(Tensor src, Span<T> dst) where T : unmanaged;
+    /// <summary>Waits for all queued work (no-op on the CPU).</summary>
+    void Synchronize();
+
+    // ---- elementwise: x,y [n] ----
+    /// <summary>x[0..x.Numel) = value (bit pattern of value for I32 only when value is 0).</summary>
+    void Fill(Tensor x, float value);
+    /// <summary>dst[0..n) = src[0..n).</summary>
+    void Copy(Tensor dst, Tensor src, long n);
+    /// <summary>y = a + b, all [n]. y may alias a or b.</summary>
+    void Add(Tensor y, Tensor a, Tensor b, long n);
+    /// <summary>y += alpha·x, [n].</summary>
+    void Axpy(Tensor y, Tensor x, long n, float alpha);
+    /// <summary>x *= alpha, [n].</summary>
+    void Scale(Tensor x, long n, float alpha);
+    /// <summary>x [N,C] += bias [P,C] with row n taking bias row n mod P (P=1: bias; P=T: position embeddings).</summary>
+    void BiasAdd(Tensor x, Tensor bias, int N, int C, int P);
+    /// <summary>dbias [P,C] += Σ over rows n ≡ p (mod P) of dy [N,C].</summary>
+    void BiasBackward(Tensor dbias, Tensor dy, int N, int C, int P);
+
+    // ---- GEMM ----
+    /// <summary>
+    /// For b in [0,batch): C_b [M,N] = alpha·op(A_b)·op(B_b) + beta·C_b, row-major with leading dimensions lda/ldb/ldc
+    /// (row pitch in elements of the stored matrix) and element strides between batch items. op(A) is [M,K]
+    /// (A stored [K,M] when transA), op(B) is [K,N] (B stored [N,K] when transB).
+    /// </summary>
+    void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
+              Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
+              float beta, Tensor C, int ldc, long strideC, int batch);
+
+    // ---- normalisation: x,y [N,C] ----
+    /// <summary>y = (x−mean)·rstd·gamma + beta per row; saves mean [N], rstd [N].</summary>
+    void LayerNormForward(Tensor y, Tensor mean, Tensor rstd, Tensor x, Tensor gamma, Tensor beta, int N, int C, float eps);
+    /// <summary>dx [N,C] +=, dgamma [C] +=, dbeta [C] += from dy, x, gamma and the saved mean/rstd.</summary>
+    void LayerNormBackward(Tensor? dx, Tensor? dgamma, Tensor? dbeta, Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, int N, int C);
+    /// <summary>y = x·rstd·gamma with rstd = 1/sqrt(mean(x²)+eps); saves rstd [N].</summary>
+    void RmsNormForward(Tensor y, Tensor rstd, Tensor x, Tensor gamma, int N, int C, float eps);
+    /// <summary>dx [N,C] +=, dgamma [C] += from dy, x, gamma, rstd.</summary>
+    void RmsNormBackward(Tensor? dx, Tensor? dgamma, Tensor dy, Tensor x, Tensor gamma, Tensor rstd, int N, int C);
+
+    // ---- activations: [n] ----
+    /// <summary>y = act(x).</summary>
+    void ActivationForward(Tensor y, Tensor x, long n, Activation act);
+    /// <summary>dx += act'(x)·dy.</summary>
+    void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act);
+    /// <summary>y = silu(gate)·up (LLaMA MLP), all [n].</summary>
+    void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n);
+    /// <summary>dgate += dy·up·silu'(gate), dup += dy·silu(gate).</summary>
+    void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n);
+
+    // ---- attention ----
+    /// <summary>
+    /// Fused scaled-dot-product attention with online softmax (no T×T matrix). q [B,Tq,H,D]; k,v [B,S,Hkv,D] of which
+    /// the first Tk rows are used; o [B,Tq,H,D]; saves lse [B,H,Tq] (natural-log logsumexp of the scaled scores).
+    /// Query head h reads kv head h/(H/Hkv) (GQA). Query t sits at position t+Tk−Tq: with causal it sees keys j ≤ t+Tk−Tq.
+    /// keyLengths (I32 [B], optional) masks keys j ≥ keyLengths[b]. A query with no visible key gets o = 0, lse = −inf.
+    /// </summary>
+    void AttentionForward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor? keyLengths,
+                          int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale);
+    /// <summary>dq [B,Tq,H,D] +=, dk, dv [B,S,Hkv,D] += (first Tk rows), recomputing probabilities from lse. No atomics.</summary>
+    void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse,
+                           Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale);
+
+    // ---- rotary position embedding ----
+    /// <summary>
+    /// y [B,T,H,D] = rotate-half RoPE of x [B,T,H,D] (HF LLaMA: pairs (i, i+D/2), angle pos·theta^(−2i/D)) with
+    /// pos = positions[b·T+t] (I32 [B,T]). y may alias x.
+    /// </summary>
+    void RopeForward(Tensor y, Tensor x, Tensor positions, int B, int T, int H, int D, float theta);
+    /// <summary>dx += inverse rotation of dy.</summary>
+    void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta);
+
+    // ---- patch embedding ----
+    /// <summary>
+    /// img [B,Cin,Hi,Wi] (NCHW) and w [C,Cin,P,P] → y [B,Np,C], Np = (Hi/P)(Wi/P) patches in row-major grid order:
+    /// a convolution with stride P and no bias.
+    /// </summary>
+    void PatchEmbedForward(Tensor y, Tensor img, Tensor w, int B, int Cin, int Hi, int Wi, int P, int C);
+    /// <summary>dw [C,Cin,P,P] += from dy [B,Np,C] and img.</summary>
+    void PatchEmbedBackward(Tensor dw, Tensor dy, Tensor img, int B, int Cin, int Hi, int Wi, int P, int C);
+
+    // ---- row gather / splice / embedding ----
+    /// <summary>
+    /// y [R,C]: row r = srcA[map[r]] if map[r] ≥ 0, srcB[−2−map[r]] if map[r] ≤ −2, zeros if map[r] = −1 (map I32 [R]).
+    /// Token embedding is srcA = table with map = ids; the LLaVA splice adds srcB = image features.
+    /// </summary>
+    void GatherRows(Tensor y, Tensor srcA, Tensor? srcB, Tensor map, int R, int C);
+    /// <summary>dSrcA[map[r]] += dy[r], dSrcB[−2−map[r]] += dy[r]; rows added in increasing r (deterministic, no atomics).</summary>
+    void GatherRowsBackward(Tensor? dSrcA, Tensor? dSrcB, Tensor dy, Tensor map, int R, int C);
+
+    // ---- vocabulary-row ops (always fp32) ----
+    /// <summary>
+    /// Softmax cross-entropy per row. logits [N,V], targets I32 [N] (−100 = ignored) → losses [N] (0 when ignored).
+    /// When dlogits is given: dlogits [N,V] += gradScale·(softmax − onehot) on non-ignored rows.
+    /// </summary>
+    void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale);
+    /// <summary>
+    /// Visual-word KL for pairs i in [0,N): pairs I32 [N,2] = (lmRow, vmRow), the LM row being the position before the
+    /// image token whose VM row labels it. q = softmax(lmLogits[lmRow]), p = softmax(vmLogits[vmRow]).
+    /// losses [N] = KL(p‖q) (forward) or KL(q‖p) (reverse). Gradients scaled by gradScale and accumulated:
+    /// dLm[lmRow] += ∂/∂lm, dVm[vmRow] += ∂/∂vm (dVm null = detached target).
+    /// </summary>
+    void VisualWordKl(Tensor losses, Tensor? dLm, Tensor? dVm, Tensor lmLogits, Tensor vmLogits, Tensor pairs,
+                      int N, int V, bool reverse, float gradScale);
+    /// <summary>y [N,V] = softmax of each row of x.</summary>
+    void SoftmaxForward(Tensor y, Tensor x, int N, int V);
+    /// <summary>dx [N,V] += y⊙(dy − Σ_v dy·y).</summary>
+    void SoftmaxBackward(Tensor dx, Tensor dy, Tensor y, int N, int V);
+
+    // ---- optimiser ----
+    /// <summary>result[slot] = Σ x[i]² over [n] (F32 result vector; deterministic two-stage reduction).</summary>
+    void SumSquares(Tensor result, int slot, Tensor x, long n);
+    /// <summary>
+    /// Fused AdamW with decoupled weight decay on [n]: g = grad·gradScale; m = β1 m + (1−β1) g; v = β2 v + (1−β2) g²;
+    /// param −= lr·(m̂/(√v̂+eps) + wd·param) with bias corrections for <paramref name="step"/> (1-based).
+    /// </summary>
+    void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps,
+               float weightDecay, int step, float gradScale);
+}

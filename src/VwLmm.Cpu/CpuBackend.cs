@@ -1,0 +1,57 @@
+using System.Runtime.InteropServices;
+using VwLmm.Core;
+using VwLmm.Cpu.Native;
+
+namespace VwLmm.Cpu;
+
+/// <summary>
+/// The CPU backend: OpenBLAS for GEMM, managed SIMD for everything else, parallel over rows on a persistent
+/// <see cref="WorkerPool"/>. One partial file per op family (CpuBackend.&lt;Family&gt;.cs) mirrors kernels/&lt;family&gt;.cu.
+/// </summary>
+public sealed unsafe partial class CpuBackend : IBackend
+{
+    private sealed class HostBuffer(nint ptr, long bytes) : DeviceBuffer(ptr, bytes)
+    {
+        protected override void Release(nint ptr) => NativeMemory.AlignedFree((void*)ptr);
+    }
+
+    public CpuBackend(int threads = 0)
+    {
+        if (threads <= 0) threads = Environment.ProcessorCount;
+        OpenBlas.EnsureLoaded();
+        OpenBlas.SetNumThreads(threads);
+        Pool = new WorkerPool(threads);
+    }
+
+    public string Name => "cpu";
+    public WorkerPool Pool { get; }
+    public int Threads => Pool.Threads;
+
+    public DeviceBuffer Allocate(long bytes)
+    {
+        if (bytes < 0) throw new ArgumentOutOfRangeException(nameof(bytes));
+        void* p = NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 256);
+        return new HostBuffer((nint)p, bytes);
+    }
+
+    public void Upload<T>(Tensor dst, ReadOnlySpan<T> src) where T : unmanaged
+    {
+        long bytes = (long)src.Length * sizeof(T);
+        if (bytes > dst.Bytes) throw new ArgumentException($"Upload: {src.Length} elements do not fit tensor {dst.Shape} {dst.DType}");
+        fixed (T* s = src) Buffer.MemoryCopy(s, (void*)dst.Ptr, bytes, bytes);
+    }
+
+    public void Download<T>(Tensor src, Span<T> dst) where T : unmanaged
+    {
+        long bytes = (long)dst.Length * sizeof(T);
+        if (bytes > src.Bytes) throw new ArgumentException($"Download: {dst.Length} elements exceed tensor {src.Shape} {src.DType}");
+        fixed (T* d = dst) Buffer.MemoryCopy((void*)src.Ptr, d, bytes, bytes);
+    }
+
+    public void Synchronize() { }
+
+    public void Dispose() => Pool.Dispose();
+
+    private static float* F(Tensor? t) => t is null ? null : (float*)t.Ptr;
+    private static int* I(Tensor? t) => t is null ? null : (int*)t.Ptr;
+}
