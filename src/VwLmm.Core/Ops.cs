@@ -1,0 +1,433 @@
+namespace VwLmm.Core;
+
+/// <summary>Mean of a loss over its counted rows, the per-row values, and how many rows counted.</summary>
+public readonly record struct LossResult(double Mean, int Count, Tensor PerRow);
+
+/// <summary>
+/// The differentiable op layer: validates shapes (errors name the op and the shapes), allocates outputs in the tape's
+/// arena, calls the backend, and records the backward closure when an input requires a gradient. Shapes in and out
+/// are given on each op in one line. Index arguments (ids, maps, targets, positions) are host arrays: they are range
+/// checked here and uploaded into the arena.
+/// </summary>
+public static class Ops
+{
+    /// <summary>host [dims] → a tensor in the arena that requires no gradient.</summary>
+    public static Tensor Input(Tape tape, ReadOnlySpan<float> host, params int[] dims)
+    {
+        var t = tape.Arena.Allocate(new Shape(dims));
+        if (host.Length != t.Numel) throw new ArgumentException($"Input: {host.Length} values for shape {t.Shape}");
+        tape.Backend.Upload(t, host);
+        return t;
+    }
+
+    private static Tensor Indices(Tape tape, ReadOnlySpan<int> host)
+    {
+        var t = tape.Arena.Allocate(new Shape(Math.Max(1, host.Length)), DType.I32);
+        if (host.Length > 0) tape.Backend.Upload(t, host);
+        return t;
+    }
+
+    private static bool AnyGrad(Tape tape, Tensor? a, Tensor? b = null, Tensor? c = null) =>
+        tape.IsRecording && ((a is not null && tape.RequiresGrad(a)) || (b is not null && tape.RequiresGrad(b)) || (c is not null && tape.RequiresGrad(c)));
+
+    private static Tensor Output(Tape tape, Shape shape, bool requiresGrad)
+    {
+        var y = tape.Arena.Allocate(shape);
+        if (requiresGrad) tape.MarkRequiresGrad(y);
+        return y;
+    }
+
+    private static int[] WithLast(Shape s, int last)
+    {
+        var d = s.Dims.ToArray();
+        d[^1] = last;
+        return d;
+    }
+
+    /// <summary>x [..., K] viewed with other dims of the same size; shares x's gradient.</summary>
+    public static Tensor Reshape(Tape tape, Tensor x, params int[] dims)
+    {
+        Check.Alive("Reshape", "x", x);
+        var y = x.Reshape(dims);
+        if (tape.RequiresGrad(x)) tape.Alias(y, x);
+        return y;
+    }
+
+    /// <summary>x [..., K] · Wᵀ (W [N,K]) + b [N] → y [..., N].</summary>
+    public static Tensor Linear(Tape tape, Tensor x, Tensor w, Tensor? b = null)
+    {
+        const string op = "Linear";
+        Check.Rank(op, "w", w, 2);
+        int n = w.Shape[0], k = w.Shape[1];
+        Check.F32(op, "x", x);
+        if (x.Shape[-1] != k) throw new ArgumentException($"{op}: x has shape {x.Shape}, expected [...,{k}] (w is {w.Shape})");
+        if (b is not null) Check.Shape(op, "b", b, n);
+        int m = checked((int)(x.Numel / k));
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, x, w, b);
+        var y = Output(tape, new Shape(WithLast(x.Shape, n)), grad);
+        be.Gemm(false, true, m, n, k, 1f, x, k, 0, w, k, 0, 0f, y, n, 0, 1);
+        if (b is not null) be.BiasAdd(y, b, m, n, 1);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (!tape.HasGrad(y)) return;
+                var dy = tape.Grad(y);
+                if (tape.GradOrNull(x) is { } dx) be.Gemm(false, false, m, k, n, 1f, dy, n, 0, w, k, 0, 1f, dx, k, 0, 1);
+                if (tape.GradOrNull(w) is { } dw) be.Gemm(true, false, n, k, m, 1f, dy, n, 0, x, k, 0, 1f, dw, k, 0, 1);
+                if (b is not null && tape.GradOrNull(b) is { } db) be.BiasBackward(db, dy, m, n, 1);
+            });
+        return y;
+    }
+
+    /// <summary>a [M,K] · b [K,N] → c [M,N].</summary>
+    public static Tensor MatMul(Tape tape, Tensor a, Tensor b)
+    {
+        const string op = "MatMul";
+        Check.Rank(op, "a", a, 2);
+        Check.Rank(op, "b", b, 2);
+        int m = a.Shape[0], k = a.Shape[1], n = b.Shape[1];
+        if (b.Shape[0] != k) throw new ArgumentException($"{op}: a {a.Shape} and b {b.Shape} do not chain");
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, a, b);
+        var c = Output(tape, new Shape(m, n), grad);
+        be.Gemm(false, false, m, n, k, 1f, a, k, 0, b, n, 0, 0f, c, n, 0, 1);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (!tape.HasGrad(c)) return;
+                var dc = tape.Grad(c);
+                if (tape.GradOrNull(a) is { } da) be.Gemm(false, true, m, k, n, 1f, dc, n, 0, b, n, 0, 1f, da, k, 0, 1);
+                if (tape.GradOrNull(b) is { } db) be.Gemm(true, false, k, n, m, 1f, a, k, 0, dc, n, 0, 1f, db, n, 0, 1);
+            });
+        return c;
+    }
+
+    /// <summary>LayerNorm over the last dim: x [..., C], gamma [C], beta [C] → y [..., C].</summary>
+    public static Tensor LayerNorm(Tape tape, Tensor x, Tensor gamma, Tensor beta, float eps)
+    {
+        const string op = "LayerNorm";
+        Check.F32(op, "x", x);
+        int c = x.Shape[-1];
+        Check.Shape(op, "gamma", gamma, c);
+        Check.Shape(op, "beta", beta, c);
+        int n = checked((int)(x.Numel / c));
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, x, gamma, beta);
+        var y = Output(tape, x.Shape, grad);
+        var mean = tape.Arena.Allocate(n);
+        var rstd = tape.Arena.Allocate(n);
+        be.LayerNormForward(y, mean, rstd, x, gamma, beta, n, c, eps);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (!tape.HasGrad(y)) return;
+                be.LayerNormBackward(tape.GradOrNull(x), tape.GradOrNull(gamma), tape.GradOrNull(beta), tape.Grad(y), x, gamma, mean, rstd, n, c);
+            });
+        return y;
+    }
+
+    /// <summary>RMSNorm over the last dim: x [..., C], gamma [C] → y [..., C].</summary>
+    public static Tensor RmsNorm(Tape tape, Tensor x, Tensor gamma, float eps)
+    {
+        const string op = "RmsNorm";
+        Check.F32(op, "x", x);
+        int c = x.Shape[-1];
+        Check.Shape(op, "gamma", gamma, c);
+        int n = checked((int)(x.Numel / c));
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, x, gamma);
+        var y = Output(tape, x.Shape, grad);
+        var rstd = tape.Arena.Allocate(n);
+        be.RmsNormForward(y, rstd, x, gamma, n, c, eps);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (!tape.HasGrad(y)) return;
+                be.RmsNormBackward(tape.GradOrNull(x), tape.GradOrNull(gamma), tape.Grad(y), x, gamma, rstd, n, c);
+            });
+        return y;
+    }
+
+    /// <summary>act(x), any shape → same shape.</summary>
+    public static Tensor Activation(Tape tape, Tensor x, Activation act)
+    {
+        Check.F32(nameof(Activation), "x", x);
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, x);
+        var y = Output(tape, x.Shape, grad);
+        be.ActivationForward(y, x, x.Numel, act);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (tape.HasGrad(y)) be.ActivationBackward(tape.Grad(x), tape.Grad(y), x, x.Numel, act);
+            });
+        return y;
+    }
+
+    /// <summary>silu(gate)·up, gate and up of one shape → that shape.</summary>
+    public static Tensor SwiGlu(Tape tape, Tensor gate, Tensor up)
+    {
+        const string op = "SwiGlu";
+        Check.F32(op, "gate", gate);
+        Check.F32(op, "up", up);
+        if (gate.Shape != up.Shape) throw new ArgumentException($"{op}: gate {gate.Shape} and up {up.Shape} differ");
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, gate, up);
+        var y = Output(tape, gate.Shape, grad);
+        be.SwiGluForward(y, gate, up, gate.Numel);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (tape.HasGrad(y)) be.SwiGluBackward(tape.GradOrNull(gate), tape.GradOrNull(up), tape.Grad(y), gate, up, gate.Numel);
+            });
+        return y;
+    }
+
+    /// <summary>a + b of one shape → that shape (the residual stream).</summary>
+    public static Tensor Add(Tape tape, Tensor a, Tensor b)
+    {
+        const string op = "Add";
+        Check.F32(op, "a", a);
+        Check.F32(op, "b", b);
+        if (a.Shape != b.Shape) throw new ArgumentException($"{op}: a {a.Shape} and b {b.Shape} differ");
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, a, b);
+        var y = Output(tape, a.Shape, grad);
+        be.Add(y, a, b, a.Numel);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (!tape.HasGrad(y)) return;
+                var dy = tape.Grad(y);
+                if (tape.GradOrNull(a) is { } da) be.Axpy(da, dy, a.Numel, 1f);
+                if (tape.GradOrNull(b) is { } db) be.Axpy(db, dy, b.Numel, 1f);
+            });
+        return y;
+    }
+
+    /// <summary>x [N,C] + bias [P,C] with row n taking bias row n mod P (position embeddings) → [N,C].</summary>
+    public static Tensor AddRows(Tape tape, Tensor x, Tensor bias)
+    {
+        const string op = "AddRows";
+        Check.Rank(op, "bias", bias, 2);
+        int p = bias.Shape[0], c = bias.Shape[1];
+        Check.F32(op, "x", x);
+        if (x.Shape[-1] != c || x.Numel / c % p != 0)
+            throw new ArgumentException($"{op}: x {x.Shape} is not a whole number of [{p},{c}] blocks of bias");
+        int n = checked((int)(x.Numel / c));
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, x, bias);
+        var y = Output(tape, x.Shape, grad);
+        be.Copy(y, x, x.Numel);
+        be.BiasAdd(y, bias, n, c, p);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (!tape.HasGrad(y)) return;
+                var dy = tape.Grad(y);
+                if (tape.GradOrNull(x) is { } dx) be.Axpy(dx, dy, x.Numel, 1f);
+                if (tape.GradOrNull(bias) is { } db) be.BiasBackward(db, dy, n, c, p);
+            });
+        return y;
+    }
+
+    /// <summary>
+    /// Causal or bidirectional attention: q [B,T,H,D], k and v [B,T,Hkv,D] → o [B,T,H,D]; keyLengths (host [B],
+    /// optional) masks right padding. Scale 1/√D.
+    /// </summary>
+    public static Tensor Attention(Tape tape, Tensor q, Tensor k, Tensor v, ReadOnlySpan<int> keyLengths, bool causal)
+    {
+        const string op = "Attention";
+        Check.Rank(op, "q", q, 4);
+        int b = q.Shape[0], t = q.Shape[1], h = q.Shape[2], d = q.Shape[3];
+        Check.Rank(op, "k", k, 4);
+        int hkv = k.Shape[2];
+        Check.Shape(op, "k", k, b, t, hkv, d);
+        Check.Shape(op, "v", v, b, t, hkv, d);
+        if (hkv == 0 || h % hkv != 0) throw new ArgumentException($"{op}: {h} query heads are not a multiple of {hkv} kv heads");
+        Tensor? lens = null;
+        if (!keyLengths.IsEmpty)
+        {
+            Check.Count(op, "keyLengths", keyLengths.Length, b);
+            Check.Indices(op, "keyLengths", keyLengths, 0, t + 1);
+            lens = Indices(tape, keyLengths);
+        }
+        float scale = 1f / MathF.Sqrt(d);
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, q, k, v);
+        var o = Output(tape, q.Shape, grad);
+        var lse = tape.Arena.Allocate(b, h, t);
+        be.AttentionForward(o, lse, q, k, v, lens, b, t, t, t, h, hkv, d, causal, scale);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (!tape.HasGrad(o)) return;
+                be.AttentionBackward(tape.GradOrNull(q), tape.GradOrNull(k), tape.GradOrNull(v), tape.Grad(o), q, k, v, o, lse,
+                                     lens, b, t, t, t, h, hkv, d, causal, scale);
+            });
+        return o;
+    }
+
+    /// <summary>Rotate-half RoPE: x [B,T,H,D], positions host [B·T] → [B,T,H,D].</summary>
+    public static Tensor Rope(Tape tape, Tensor x, ReadOnlySpan<int> positions, float theta)
+    {
+        const string op = "Rope";
+        Check.Rank(op, "x", x, 4);
+        int b = x.Shape[0], t = x.Shape[1], h = x.Shape[2], d = x.Shape[3];
+        if (d % 2 != 0) throw new ArgumentException($"{op}: head dim {d} must be even");
+        Check.Count(op, "positions", positions.Length, b * t);
+        Check.Indices(op, "positions", positions, 0, int.MaxValue);
+        var pos = Indices(tape, positions);
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, x);
+        var y = Output(tape, x.Shape, grad);
+        be.RopeForward(y, x, pos, b, t, h, d, theta);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (tape.HasGrad(y)) be.RopeBackward(tape.Grad(x), tape.Grad(y), pos, b, t, h, d, theta);
+            });
+        return y;
+    }
+
+    /// <summary>img [B,Cin,Hi,Wi] with w [C,Cin,P,P] (stride-P convolution, no bias) → [B, (Hi/P)(Wi/P), C].</summary>
+    public static Tensor PatchEmbed(Tape tape, Tensor img, Tensor w)
+    {
+        const string op = "PatchEmbed";
+        Check.Rank(op, "img", img, 4);
+        Check.Rank(op, "w", w, 4);
+        int b = img.Shape[0], cin = img.Shape[1], hi = img.Shape[2], wi = img.Shape[3];
+        int c = w.Shape[0], p = w.Shape[2];
+        Check.Shape(op, "w", w, c, cin, p, p);
+        if (p == 0 || hi % p != 0 || wi % p != 0)
+            throw new ArgumentException($"{op}: image {hi}x{wi} is not a multiple of patch {p}");
+        int np = hi / p * (wi / p);
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, w);
+        if (tape.RequiresGrad(img)) throw new NotSupportedException($"{op}: gradients with respect to the image are not computed");
+        var y = Output(tape, new Shape(b, np, c), grad);
+        be.PatchEmbedForward(y, img, w, b, cin, hi, wi, p, c);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (tape.HasGrad(y)) be.PatchEmbedBackward(tape.Grad(w), tape.Grad(y), img, b, cin, hi, wi, p, c);
+            });
+        return y;
+    }
+
+    /// <summary>
+    /// Row gather: map host [R] picks srcA [SA,C] rows (≥0), srcB [SB,C] rows (−2−m for m ≤ −2) or zeros (−1) → [R,C].
+    /// Token embedding, the LLaVA image splice and CLS dropping are all this op.
+    /// </summary>
+    public static Tensor Gather(Tape tape, Tensor srcA, Tensor? srcB, ReadOnlySpan<int> map)
+    {
+        const string op = "Gather";
+        Check.Rank(op, "srcA", srcA, 2);
+        int c = srcA.Shape[1];
+        int sb = 0;
+        if (srcB is not null)
+        {
+            Check.Rank(op, "srcB", srcB, 2);
+            if (srcB.Shape[1] != c) throw new ArgumentException($"{op}: srcA {srcA.Shape} and srcB {srcB.Shape} differ in width");
+            sb = srcB.Shape[0];
+        }
+        int sa = srcA.Shape[0];
+        for (int i = 0; i < map.Length; i++)
+        {
+            int m = map[i];
+            if (m >= sa || (m <= -2 && -2 - m >= sb))
+                throw new ArgumentOutOfRangeException(nameof(map), $"{op}: map[{i}] = {m} is out of range (srcA has {sa} rows, srcB {sb})");
+        }
+        int r = map.Length;
+        var idx = Indices(tape, map);
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, srcA, srcB);
+        var y = Output(tape, new Shape(r, c), grad);
+        be.GatherRows(y, srcA, srcB, idx, r, c);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (tape.HasGrad(y)) be.GatherRowsBackward(tape.GradOrNull(srcA), tape.GradOrNull(srcB), tape.Grad(y), idx, r, c);
+            });
+        return y;
+    }
+
+    /// <summary>Row softmax: x [N,V] → p [N,V].</summary>
+    public static Tensor Softmax(Tape tape, Tensor x)
+    {
+        const string op = "Softmax";
+        Check.Rank(op, "x", x, 2);
+        int n = x.Shape[0], v = x.Shape[1];
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, x);
+        var y = Output(tape, x.Shape, grad);
+        be.SoftmaxForward(y, x, n, v);
+        if (grad)
+            tape.Record(() =>
+            {
+                if (tape.HasGrad(y)) be.SoftmaxBackward(tape.Grad(x), tape.Grad(y), y, n, v);
+            });
+        return y;
+    }
+
+    /// <summary>
+    /// Mean softmax cross-entropy of logits [N,V] against targets host [N] (−100 ignored) times weight. The loss is a
+    /// root: when recording, its gradient (weight/count)·(softmax − onehot) is written into logits' gradient now.
+    /// A batch with no counted row gives 0 and no gradient.
+    /// </summary>
+    public static LossResult CrossEntropy(Tape tape, Tensor logits, ReadOnlySpan<int> targets, float weight = 1f)
+    {
+        const string op = "CrossEntropy";
+        Check.Rank(op, "logits", logits, 2);
+        int n = logits.Shape[0], v = logits.Shape[1];
+        Check.Count(op, "targets", targets.Length, n);
+        Check.Indices(op, "targets", targets, 0, v, -100);
+        int count = 0;
+        foreach (int t in targets) if (t != -100) count++;
+        var tg = Indices(tape, targets);
+        var losses = tape.Arena.Allocate(n);
+        float scale = count == 0 ? 0f : weight / count;
+        var dlogits = count > 0 ? tape.GradOrNull(logits) : null;
+        tape.Backend.CrossEntropy(losses, dlogits, logits, tg, n, v, scale);
+        return new LossResult(count == 0 ? 0 : SumInOrder(losses) / count, count, losses);
+    }
+
+    /// <summary>
+    /// VW-LMM visual-word loss: mean over pairs host [N·2] = (lmRow, vmRow) of KL(p‖q) (forward) or KL(q‖p) (reverse),
+    /// p = softmax(vmLogits [Nimg,V] row), q = softmax(lmLogits [R,V] row), times weight. A root like CrossEntropy;
+    /// detach stops the gradient into the VM logits. N = 0 gives 0, not NaN (METHOD §6.6).
+    /// </summary>
+    public static LossResult VisualWordKl(Tape tape, Tensor lmLogits, Tensor vmLogits, ReadOnlySpan<int> pairs,
+                                          float weight = 1f, bool reverse = false, bool detach = false)
+    {
+        const string op = "VisualWordKl";
+        Check.Rank(op, "lmLogits", lmLogits, 2);
+        Check.Rank(op, "vmLogits", vmLogits, 2);
+        int v = lmLogits.Shape[1];
+        if (vmLogits.Shape[1] != v) throw new ArgumentException($"{op}: lmLogits {lmLogits.Shape} and vmLogits {vmLogits.Shape} differ in vocabulary");
+        if (pairs.Length % 2 != 0) throw new ArgumentException($"{op}: pairs has odd length {pairs.Length}");
+        int n = pairs.Length / 2;
+        for (int i = 0; i < n; i++)
+        {
+            if ((uint)pairs[2 * i] >= (uint)lmLogits.Shape[0] || (uint)pairs[2 * i + 1] >= (uint)vmLogits.Shape[0])
+                throw new ArgumentOutOfRangeException(nameof(pairs), $"{op}: pair {i} = ({pairs[2 * i]}, {pairs[2 * i + 1]}) is outside lm rows {lmLogits.Shape[0]} / vm rows {vmLogits.Shape[0]}");
+        }
+        var losses = tape.Arena.Allocate(Math.Max(1, n));
+        if (n == 0) return new LossResult(0, 0, losses);
+        var pr = Indices(tape, pairs);
+        float scale = weight / n;
+        tape.Backend.VisualWordKl(losses, tape.GradOrNull(lmLogits), detach ? null : tape.GradOrNull(vmLogits),
+                                  lmLogits, vmLogits, pr, n, v, reverse, scale);
+        return new LossResult(SumInOrder(losses.View(0, new Shape(n))) / n, n, losses);
+    }
+
+    // Losses are summed on the host in double, in row order: bit-identical across backends' thread counts.
+    private static double SumInOrder(Tensor t)
+    {
+        var host = t.ToArray();
+        double s = 0;
+        foreach (float x in host) s += x;
+        return s;
+    }
+}

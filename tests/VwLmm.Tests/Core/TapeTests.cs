@@ -1,0 +1,181 @@
+using NUnit.Framework;
+using VwLmm.Core;
+using VwLmm.Cpu;
+using VwLmm.Tests.Ops;
+
+namespace VwLmm.Tests.Core;
+
+/// <summary>The tape end to end: a two-layer composite's gradients against finite differences of a double reference,
+/// frozen parameters, validation messages, and stale arena tensors.</summary>
+public class TapeTests
+{
+    private CpuBackend _cpu = null!;
+
+    [OneTimeSetUp]
+    public void Setup() => _cpu = new CpuBackend(2);
+
+    [OneTimeTearDown]
+    public void TearDown() => _cpu.Dispose();
+
+    private const int N = 5, In = 7, Hid = 9, V = 11;
+
+    // loss = mean CE( W2·gelu(W1·x + b1) + b2 , targets ) in double.
+    private static double ReferenceLoss(double[] w1, double[] b1, double[] w2, double[] b2, double[] x, int[] targets)
+    {
+        double total = 0;
+        int count = 0;
+        for (int n = 0; n < N; n++)
+        {
+            var h = new double[Hid];
+            for (int j = 0; j < Hid; j++)
+            {
+                double s = b1[j];
+                for (int i = 0; i < In; i++) s += w1[j * In + i] * x[n * In + i];
+                h[j] = 0.5 * s * (1 + Erf(s / Math.Sqrt(2)));
+            }
+            var logits = new double[V];
+            double max = double.NegativeInfinity;
+            for (int v = 0; v < V; v++)
+            {
+                double s = b2[v];
+                for (int j = 0; j < Hid; j++) s += w2[v * Hid + j] * h[j];
+                logits[v] = s;
+                max = Math.Max(max, s);
+            }
+            if (targets[n] == -100) continue;
+            double z = 0;
+            foreach (double l in logits) z += Math.Exp(l - max);
+            total += -(logits[targets[n]] - max - Math.Log(z));
+            count++;
+        }
+        return total / count;
+    }
+
+    // Abramowitz–Stegun would be too coarse for a 1e-9 finite-difference reference: use the Taylor series / continued fraction.
+    private static double Erf(double x)
+    {
+        double ax = Math.Abs(x);
+        double r;
+        if (ax < 3)
+        {
+            double term = ax, sum = ax;
+            for (int k = 1; k < 200; k++)
+            {
+                term *= -ax * ax / k;
+                double add = term / (2 * k + 1);
+                sum += add;
+                if (Math.Abs(add) < 1e-17 * Math.Abs(sum)) break;
+            }
+            r = 2 / Math.Sqrt(Math.PI) * sum;
+        }
+        else
+        {
+            double f = 0;
+            for (int k = 60; k >= 1; k--) f = k / 2.0 / (ax + f);
+            r = 1 - Math.Exp(-ax * ax) / Math.Sqrt(Math.PI) / (ax + f);
+        }
+        return x < 0 ? -r : r;
+    }
+
+    [Test]
+    public void TwoLayerCompositeMatchesFiniteDifferences()
+    {
+        var w1 = new Parameter(_cpu, "w1", new Shape(Hid, In));
+        var b1 = new Parameter(_cpu, "b1", new Shape(Hid));
+        var w2 = new Parameter(_cpu, "w2", new Shape(V, Hid));
+        var b2 = new Parameter(_cpu, "b2", new Shape(V));
+        Parameter[] ps = [w1, b1, w2, b2];
+        var host = new float[4][];
+        for (int i = 0; i < ps.Length; i++)
+        {
+            host[i] = OpHarness.Random(10 + i, ps[i].Numel, 0.7f);
+            _cpu.Upload<float>(ps[i].Value, host[i]);
+            ps[i].Trainable = true;
+        }
+        var x = OpHarness.Random(20, N * In);
+        int[] targets = [3, -100, 0, 10, 7];
+
+        using var arena = new Arena(_cpu, 1 << 20);
+        var tape = new Tape(_cpu, arena, record: true);
+        tape.Track(ps);
+        var xt = Ops.Input(tape, x, N, In);
+        var h = Ops.Activation(tape, Ops.Linear(tape, xt, w1.Value, b1.Value), Activation.Gelu);
+        var logits = Ops.Linear(tape, h, w2.Value, b2.Value);
+        var loss = Ops.CrossEntropy(tape, logits, targets);
+        tape.Backward();
+
+        var d = Array.ConvertAll(host, OpHarness.ToDouble);
+        var xd = OpHarness.ToDouble(x);
+        Assert.That(loss.Mean, Is.EqualTo(ReferenceLoss(d[0], d[1], d[2], d[3], xd, targets)).Within(1e-5));
+        Assert.That(loss.Count, Is.EqualTo(4));
+        for (int i = 0; i < ps.Length; i++)
+        {
+            int which = i;
+            var expected = OpHarness.FiniteDifference(p =>
+            {
+                var args = (double[][])d.Clone();
+                args[which] = p;
+                return ReferenceLoss(args[0], args[1], args[2], args[3], xd, targets);
+            }, d[i]);
+            OpHarness.AssertClose($"grad {ps[i].Name}", expected, ps[i].Grad!.ToArray(), 1e-9);
+        }
+        foreach (var p in ps) p.Dispose();
+    }
+
+    [Test]
+    public void FrozenParametersRecordNoWork()
+    {
+        using var w = new Parameter(_cpu, "w", new Shape(3, 4));
+        using var arena = new Arena(_cpu, 1 << 16);
+        var tape = new Tape(_cpu, arena, record: true);
+        tape.Track(w);
+        var x = Ops.Input(tape, new float[8], 2, 4);
+        var y = Ops.Linear(tape, x, w.Value);
+        Assert.That(w.Grad, Is.Null);
+        Assert.That(tape.RecordedOps, Is.Zero);
+        Assert.That(tape.RequiresGrad(y), Is.False);
+    }
+
+    [Test]
+    public void ShapeMismatchNamesOpAndShapes()
+    {
+        using var w = new Parameter(_cpu, "w", new Shape(3, 4));
+        using var arena = new Arena(_cpu, 1 << 16);
+        var tape = new Tape(_cpu, arena, record: false);
+        var x = Ops.Input(tape, new float[10], 2, 5);
+        var e = Assert.Throws<ArgumentException>(() => Ops.Linear(tape, x, w.Value))!;
+        Assert.That(e.Message, Does.Contain("Linear").And.Contain("[2,5]").And.Contain("[3,4]"));
+    }
+
+    [Test]
+    public void OutOfRangeIdsAreRejected()
+    {
+        using var table = new Parameter(_cpu, "table", new Shape(4, 2));
+        using var arena = new Arena(_cpu, 1 << 16);
+        var tape = new Tape(_cpu, arena, record: false);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => Ops.Gather(tape, table.Value, null, [0, 4]))!;
+        Assert.That(e.Message, Does.Contain("Gather").And.Contain("map[1] = 4"));
+    }
+
+    [Test]
+    public void StaleArenaTensorIsCaught()
+    {
+        using var w = new Parameter(_cpu, "w", new Shape(3, 4));
+        using var arena = new Arena(_cpu, 1 << 16);
+        var tape = new Tape(_cpu, arena, record: false);
+        var x = Ops.Input(tape, new float[8], 2, 4);
+        arena.Reset();
+        var e = Assert.Throws<InvalidOperationException>(() => Ops.Linear(tape, x, w.Value))!;
+        Assert.That(e.Message, Does.Contain("Linear").And.Contain("freed"));
+    }
+
+    [Test]
+    public void WrongDtypeIsRejected()
+    {
+        using var arena = new Arena(_cpu, 1 << 16);
+        var tape = new Tape(_cpu, arena, record: false);
+        var ids = arena.Allocate(new Shape(4), DType.I32);
+        var e = Assert.Throws<ArgumentException>(() => Ops.Activation(tape, ids, Activation.Gelu))!;
+        Assert.That(e.Message, Does.Contain("I32"));
+    }
+}
