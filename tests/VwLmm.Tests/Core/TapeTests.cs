@@ -5,6 +5,9 @@ using VwLmm.Tests.Ops;
 
 namespace VwLmm.Tests.Core;
 
+// The test namespace VwLmm.Tests.Ops would otherwise shadow the op layer.
+using Ops = VwLmm.Core.Ops;
+
 /// <summary>The tape end to end: a two-layer composite's gradients against finite differences of a double reference,
 /// frozen parameters, validation messages, and stale arena tensors.</summary>
 public class TapeTests
