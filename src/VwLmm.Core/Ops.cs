@@ -1,7 +1,7 @@
 namespace VwLmm.Core;
 
 /// <summary>Mean of a loss over its counted rows, the per-row values, and how many rows counted.</summary>
-public readonly record struct LossResult(double Mean, int Count, Tensor PerRow);
+public readonly record struct LossResult(double Mean, int Count, Tensor? PerRow);
 
 /// <summary>
 /// The differentiable op layer: validates shapes (errors name the op and the shapes), allocates outputs in the tape's
@@ -266,6 +266,38 @@ public static class Ops
                 be.AttentionBackward(tape.GradOrNull(q), tape.GradOrNull(k), tape.GradOrNull(v), tape.Grad(o), q, k, v, o, lse,
                                      lens, b, t, t, t, h, hkv, d, causal, scale);
             });
+        return o;
+    }
+
+    /// <summary>
+    /// Inference attention over a KV cache: q [B,Tq,H,D], caches [B,S,Hkv,D] holding tk rows in use → o [B,Tq,H,D].
+    /// Sample b's query t sits at slot start[b]+t. One query per sample (decode) may sit at any slot and sees
+    /// keyLengths[b] slots; several (prefill) must share one start and attend causally.
+    /// </summary>
+    public static Tensor AttentionCached(Tape tape, Tensor q, Tensor kCache, Tensor vCache, int tk,
+                                         ReadOnlySpan<int> start, ReadOnlySpan<int> keyLengths)
+    {
+        const string op = "AttentionCached";
+        if (tape.IsRecording) throw new InvalidOperationException($"{op}: the KV cache is for inference; no gradients flow through it");
+        Check.Rank(op, "q", q, 4);
+        Check.Rank(op, "kCache", kCache, 4);
+        int b = q.Shape[0], tq = q.Shape[1], h = q.Shape[2], d = q.Shape[3], s = kCache.Shape[1], hkv = kCache.Shape[2];
+        Check.Shape(op, "kCache", kCache, b, s, hkv, d);
+        Check.Shape(op, "vCache", vCache, b, s, hkv, d);
+        if (hkv == 0 || h % hkv != 0) throw new ArgumentException($"{op}: {h} query heads are not a multiple of {hkv} kv heads");
+        if (tk < tq || tk > s) throw new ArgumentException($"{op}: {tk} keys in use for {tq} queries and capacity {s}");
+        Check.Count(op, "start", start.Length, b);
+        Check.Count(op, "keyLengths", keyLengths.Length, b);
+        Check.Indices(op, "keyLengths", keyLengths, 0, tk + 1);
+        bool causal = tq > 1;
+        if (causal)
+            for (int i = 1; i < b; i++)
+                if (start[i] != start[0])
+                    throw new ArgumentException($"{op}: a multi-token step needs one start for the batch (sample {i} starts at {start[i]}, sample 0 at {start[0]})");
+        var lens = Indices(tape, keyLengths);
+        var o = tape.Arena.Allocate(q.Shape);
+        var lse = tape.Arena.Allocate(b, h, tq);
+        tape.Backend.AttentionForward(o, lse, q, kCache, vCache, lens, b, tq, tk, s, h, hkv, d, causal, 1f / MathF.Sqrt(d));
         return o;
     }
 

@@ -1,0 +1,46 @@
+# VwLmm.Native build entry point for Windows/PowerShell: the same verbs as build.sh
+# (deps | build | test | demo | bench | ptx | clean). build.sh is the tested path; this mirrors it.
+param([Parameter(Position = 0)][string]$Verb = "", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
+$ErrorActionPreference = "Stop"
+Set-Location $PSScriptRoot
+$Config = if ($env:CONFIG) { $env:CONFIG } else { "Release" }
+$env:DOTNET_CLI_TELEMETRY_OPTOUT = "1"; $env:DOTNET_NOLOGO = "1"
+
+function Deps {
+    if (-not (Get-Command dotnet -ErrorAction SilentlyContinue)) { throw "build.ps1: dotnet (SDK 10) not found on PATH" }
+    if ($IsLinux) {
+        # Same packages as build.sh; apt needs root.
+        & bash ./build.sh deps
+        if ($LASTEXITCODE -ne 0) { throw "build.ps1: deps failed" }
+    } else {
+        Write-Host "[build] on Windows install OpenBLAS (libopenblas.dll on PATH) and, for CUDA, the CUDA toolkit (nvrtc, cublas)."
+    }
+}
+
+function Native {
+    if ((Test-Path cmake/CMakeLists.txt) -and (Get-Command cmake -ErrorAction SilentlyContinue)) {
+        cmake -S cmake -B artifacts/native -DCMAKE_BUILD_TYPE=Release | Out-Null
+        cmake --build artifacts/native --config Release | Out-Null
+        if ($LASTEXITCODE -ne 0) { throw "build.ps1: native build failed" }
+    }
+}
+
+function Build {
+    Deps; Native
+    Write-Host "[build] dotnet build ($Config)"
+    dotnet build VwLmm.Native.sln -c $Config -nologo -clp:ErrorsOnly
+    if ($LASTEXITCODE -ne 0) { throw "build.ps1: build failed" }
+}
+
+function Cli { dotnet "src/VwLmm.Cli/bin/$Config/net10.0/vwlmm.dll" @args; exit $LASTEXITCODE }
+
+switch ($Verb) {
+    "deps" { Deps }
+    "build" { Build }
+    "test" { Build; dotnet test tests/VwLmm.Tests/VwLmm.Tests.csproj -c $Config --no-build -nologo @Rest; exit $LASTEXITCODE }
+    "demo" { Build; Cli demo @Rest }
+    "bench" { Build; Cli bench @Rest }
+    "ptx" { Build; Cli ptx @Rest }
+    "clean" { Remove-Item -Recurse -Force artifacts -ErrorAction SilentlyContinue; dotnet clean VwLmm.Native.sln -nologo -v q }
+    default { Write-Error "usage: ./build.ps1 deps|build|test|demo|bench|ptx|clean"; exit 2 }
+}

@@ -1,0 +1,78 @@
+namespace VwLmm.Core;
+
+/// <summary>
+/// xoshiro256** with SplitMix64 seeding: a fixed, documented generator so that initialisation, sampling and data
+/// order are bit-identical across runs, platforms and .NET versions (System.Random promises none of that). The whole
+/// state is four ulongs, saved in training checkpoints for exact resume.
+/// </summary>
+public sealed class Rng
+{
+    private ulong _s0, _s1, _s2, _s3;
+
+    public Rng(ulong seed)
+    {
+        ulong x = seed;
+        _s0 = SplitMix(ref x);
+        _s1 = SplitMix(ref x);
+        _s2 = SplitMix(ref x);
+        _s3 = SplitMix(ref x);
+    }
+
+    private static ulong SplitMix(ref ulong x)
+    {
+        ulong z = x += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
+    public ulong NextUInt64()
+    {
+        ulong result = ulong.RotateLeft(_s1 * 5, 7) * 9;
+        ulong t = _s1 << 17;
+        _s2 ^= _s0;
+        _s3 ^= _s1;
+        _s1 ^= _s2;
+        _s0 ^= _s3;
+        _s2 ^= t;
+        _s3 = ulong.RotateLeft(_s3, 45);
+        return result;
+    }
+
+    /// <summary>Uniform in [0,1) with 53 random bits.</summary>
+    public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
+
+    /// <summary>Uniform integer in [0, n) without modulo bias.</summary>
+    public int NextInt(int n)
+    {
+        if (n <= 0) throw new ArgumentOutOfRangeException(nameof(n));
+        ulong limit = ulong.MaxValue - ulong.MaxValue % (ulong)n;
+        ulong r;
+        do r = NextUInt64(); while (r >= limit);
+        return (int)(r % (ulong)n);
+    }
+
+    /// <summary>Standard normal (Box–Muller; one draw per call keeps the state simple to save).</summary>
+    public double NextNormal()
+    {
+        double u1 = 1.0 - NextDouble(), u2 = NextDouble();
+        return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
+    }
+
+    public void Shuffle<T>(Span<T> items)
+    {
+        for (int i = items.Length - 1; i > 0; i--)
+        {
+            int j = NextInt(i + 1);
+            (items[i], items[j]) = (items[j], items[i]);
+        }
+    }
+
+    public ulong[] GetState() => [_s0, _s1, _s2, _s3];
+
+    public void SetState(ReadOnlySpan<ulong> s)
+    {
+        if (s.Length != 4 || (s[0] | s[1] | s[2] | s[3]) == 0) throw new ArgumentException("rng state must be 4 words, not all zero");
+        (_s0, _s1, _s2, _s3) = (s[0], s[1], s[2], s[3]);
+    }
+}
