@@ -8,7 +8,10 @@ public static class FloatConversions
     /// <summary>bfloat16 bits → f32: bf16 is the upper half of an f32, so this is exact for every value, NaNs included.</summary>
     public static float Bf16ToFloat(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
-    /// <summary>f32 → bfloat16 bits, round to nearest even; NaN becomes the quiet NaN 0x7FC0 (sign kept), as PyTorch does.</summary>
+    /// <summary>
+    /// f32 → bfloat16 bits, round to nearest even (PyTorch's rounding). NaN becomes the quiet NaN 0x7FC0 with its sign kept:
+    /// plain rounding could carry a NaN payload into infinity, and PyTorch itself is not consistent here (0x7FC0 scalar, 0xFFFF vectorised).
+    /// </summary>
     public static ushort FloatToBf16(float value)
     {
         uint bits = BitConverter.SingleToUInt32Bits(value);
