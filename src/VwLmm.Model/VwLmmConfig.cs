@@ -172,7 +172,7 @@ public sealed record VwLmmConfig
         using var doc = ParseObject(File.ReadAllText(file), file);
         var root = doc.RootElement;
         bool full = root.TryGetProperty("vision_config", out var vc);
-        if (full && vc.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{file}: key 'vision_config' must be an object");
+        if (full && vc.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{file}: key 'vision_config': must be an object");
         return ParseVision(new JsonFields(file, full ? vc : root, full ? "vision_config." : ""));
     }
 
@@ -312,8 +312,8 @@ public sealed record VwLmmConfig
     {
         var v = Vision;
         var l = Llm;
-        static string? Positive(string key, long value) => value > 0 ? null : $"key '{key}' must be positive, got {value}";
-        static string? PositiveFinite(string key, double value) => value > 0 && double.IsFinite(value) ? null : $"key '{key}' must be a positive finite number, got {value}";
+        static string? Positive(string key, long value) => value > 0 ? null : $"key '{key}': must be positive, got {value}";
+        static string? PositiveFinite(string key, double value) => value > 0 && double.IsFinite(value) ? null : $"key '{key}': must be a positive finite number, got {value}";
         return Positive("vision_config.image_size", v.ImageSize)
             ?? Positive("vision_config.patch_size", v.PatchSize)
             ?? (v.ImageSize % v.PatchSize != 0 ? $"key 'vision_config.image_size': {v.ImageSize} is not a multiple of patch_size {v.PatchSize}" : null)
@@ -338,7 +338,7 @@ public sealed record VwLmmConfig
             ?? Positive("max_position_embeddings", l.MaxPositionEmbeddings)
             ?? (MmVisionSelectLayer < -(v.NumHiddenLayers + 1) || MmVisionSelectLayer > v.NumHiddenLayers
                 ? $"key 'mm_vision_select_layer': {MmVisionSelectLayer} is outside [-{v.NumHiddenLayers + 1}, {v.NumHiddenLayers}] for a {v.NumHiddenLayers}-layer tower" : null)
-            ?? (!(VmLossWeight >= 0 && double.IsFinite(VmLossWeight)) ? $"key 'vm_loss_weight' must be a non-negative finite number, got {VmLossWeight}" : null);
+            ?? (!(VmLossWeight >= 0 && double.IsFinite(VmLossWeight)) ? $"key 'vm_loss_weight': must be a non-negative finite number, got {VmLossWeight}" : null);
     }
 
     private static VisionConfig ResolveVision(JsonFields c, JsonElement root, string source, string tower, string baseDirectory)
@@ -395,7 +395,7 @@ public sealed record VwLmmConfig
     /// <summary>Typed access to one JSON object's keys; every error is one line naming the file and the key.</summary>
     private sealed class JsonFields(string source, JsonElement obj, string prefix)
     {
-        public InvalidDataException Fail(string key, string what) => new($"{source}: key '{prefix}{key}' {what}");
+        public InvalidDataException Fail(string key, string what) => new($"{source}: key '{prefix}{key}': {what}");
 
         private JsonElement? Get(string key) =>
             obj.TryGetProperty(key, out var e) && e.ValueKind != JsonValueKind.Null ? e : null;
