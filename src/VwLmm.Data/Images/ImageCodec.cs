@@ -12,6 +12,7 @@ namespace VwLmm.Data.Images;
 /// CMYK→RGB formula. Two deliberate differences from PIL 9.4: 16-bit grey keeps the high byte (PIL clips values above
 /// 255 to white), and 16-bit PNGs with alpha round v/257 instead of taking the high byte (at most 1 off).
 /// JPEG warnings (truncated data, corrupt segments) are errors: libjpeg would otherwise pad the image with grey.
+/// EXIF orientation is not applied, as PIL's open + convert does not apply it either. Stateless and thread-safe.
 /// </summary>
 public static unsafe class ImageCodec
 {

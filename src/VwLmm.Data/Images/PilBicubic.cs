@@ -74,50 +74,57 @@ public static class PilBicubic
         }
     }
 
-    private static byte[] Horizontal(RgbImage source, Kernel cols, int firstRow, int rowCount)
+    private static unsafe byte[] Horizontal(RgbImage source, Kernel cols, int firstRow, int rowCount)
     {
         int outWidth = cols.Start.Length, inStride = source.Width * 3;
         var mid = new byte[rowCount * outWidth * 3];
-        for (int y = 0; y < rowCount; y++)
+        fixed (byte* src = source.Pixels, dst = mid)
+        fixed (int* weights = cols.Weights)
         {
-            ReadOnlySpan<byte> row = source.Pixels.AsSpan((firstRow + y) * inStride, inStride);
-            Span<byte> output = mid.AsSpan(y * outWidth * 3, outWidth * 3);
-            for (int i = 0; i < outWidth; i++)
+            for (int y = 0; y < rowCount; y++)
             {
-                ReadOnlySpan<int> k = cols.Weights.AsSpan(i * cols.Taps, cols.Count[i]);
-                ReadOnlySpan<byte> pixels = row[(cols.Start[i] * 3)..];
-                int r = 1 << (PrecisionBits - 1), g = r, b = r;
-                for (int x = 0; x < k.Length; x++)
+                byte* row = src + (long)(firstRow + y) * inStride, output = dst + (long)y * outWidth * 3;
+                for (int i = 0; i < outWidth; i++)
                 {
-                    r += pixels[3 * x] * k[x];
-                    g += pixels[3 * x + 1] * k[x];
-                    b += pixels[3 * x + 2] * k[x];
+                    int* k = weights + i * cols.Taps;
+                    byte* p = row + cols.Start[i] * 3;
+                    int r = 1 << (PrecisionBits - 1), g = r, b = r;
+                    for (int x = 0, n = cols.Count[i]; x < n; x++, p += 3)
+                    {
+                        r += p[0] * k[x];
+                        g += p[1] * k[x];
+                        b += p[2] * k[x];
+                    }
+                    output[3 * i] = Clip8(r);
+                    output[3 * i + 1] = Clip8(g);
+                    output[3 * i + 2] = Clip8(b);
                 }
-                output[3 * i] = Clip8(r);
-                output[3 * i + 1] = Clip8(g);
-                output[3 * i + 2] = Clip8(b);
             }
         }
         return mid;
     }
 
-    private static byte[] Vertical(byte[] mid, int stride, Kernel rows)
+    private static unsafe byte[] Vertical(byte[] mid, int stride, Kernel rows)
     {
         int outHeight = rows.Start.Length;
         var output = new byte[outHeight * stride];
         var acc = new int[stride];
-        for (int i = 0; i < outHeight; i++)
+        fixed (byte* src = mid, dst = output)
+        fixed (int* sum = acc, weights = rows.Weights)
         {
-            acc.AsSpan().Fill(1 << (PrecisionBits - 1));
-            ReadOnlySpan<int> k = rows.Weights.AsSpan(i * rows.Taps, rows.Count[i]);
-            for (int t = 0; t < k.Length; t++)
+            for (int i = 0; i < outHeight; i++)
             {
-                ReadOnlySpan<byte> row = mid.AsSpan((rows.Start[i] - rows.First + t) * stride, stride);
-                int kt = k[t];
-                for (int c = 0; c < stride; c++) acc[c] += row[c] * kt;
+                acc.AsSpan().Fill(1 << (PrecisionBits - 1));
+                int* k = weights + i * rows.Taps;
+                for (int t = 0, n = rows.Count[i]; t < n; t++)
+                {
+                    byte* row = src + (long)(rows.Start[i] - rows.First + t) * stride;
+                    int kt = k[t];
+                    for (int c = 0; c < stride; c++) sum[c] += row[c] * kt;
+                }
+                byte* line = dst + (long)i * stride;
+                for (int c = 0; c < stride; c++) line[c] = Clip8(sum[c]);
             }
-            Span<byte> line = output.AsSpan(i * stride, stride);
-            for (int c = 0; c < stride; c++) line[c] = Clip8(acc[c]);
         }
         return output;
     }
