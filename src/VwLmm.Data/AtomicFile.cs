@@ -18,7 +18,7 @@ internal static class AtomicFile
         }
         catch
         {
-            File.Delete(temp);
+            if (File.Exists(temp)) File.Delete(temp);
             throw;
         }
     }

@@ -1,8 +1,8 @@
 namespace VwLmm.Data.Images;
 
 /// <summary>
-/// PIL's <c>Image.resize(size, Image.BICUBIC)</c> on RGB8, bit for bit (Pillow src/libImaging/Resample.c, unchanged
-/// from 7.0 through 11): separable Keys cubic with a = −0.5, support 2 widened by the scale factor when shrinking,
+/// PIL's <c>Image.resize(size, Image.BICUBIC)</c> on RGB8, bit for bit (Pillow src/libImaging/Resample.c, checked
+/// against Pillow 9.4): separable Keys cubic with a = −0.5, support 2 widened by the scale factor when shrinking,
 /// taps normalised per output pixel and rounded to 22-bit fixed point; horizontal pass first, rounded and clipped to
 /// uint8, then the vertical pass. A pass whose size does not change is skipped, as PIL does.
 /// </summary>

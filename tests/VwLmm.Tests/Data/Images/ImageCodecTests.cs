@@ -54,6 +54,14 @@ public class ImageCodecTests
     }
 
     [Test]
+    public void SavePngIntoMissingDirectoryThrowsAndLeavesNothing()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"vwlmm-none-{Guid.NewGuid():N}", "out.png");
+        var e = Assert.Throws<DirectoryNotFoundException>(() => ImageCodec.SavePng(new RgbImage(2, 2), path));
+        Assert.That(e!.Message, Does.Contain(Path.GetDirectoryName(path)));
+    }
+
+    [Test]
     public void MissingFileThrowsFileNotFoundNamingIt()
     {
         string path = Path.Combine(ImageFixtures.Dir, "no-such-dir", "missing.png");
