@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using VwLmm.Core;
 using VwLmm.Data.Images.Native;
 
 namespace VwLmm.Data.Images;

@@ -54,11 +54,20 @@ public class ImageCodecTests
     }
 
     [Test]
-    public void SavePngIntoMissingDirectoryThrowsAndLeavesNothing()
+    public void SavePngCreatesAMissingDirectory()
     {
-        string path = Path.Combine(Path.GetTempPath(), $"vwlmm-none-{Guid.NewGuid():N}", "out.png");
-        var e = Assert.Throws<DirectoryNotFoundException>(() => ImageCodec.SavePng(new RgbImage(2, 2), path));
-        Assert.That(e!.Message, Does.Contain(Path.GetDirectoryName(path)));
+        string dir = Path.Combine(Path.GetTempPath(), $"vwlmm-none-{Guid.NewGuid():N}");
+        string path = Path.Combine(dir, "out.png");
+        try
+        {
+            ImageCodec.SavePng(new RgbImage(2, 2), path);
+            Assert.That(ImageCodec.Decode(path).Pixels, Is.EqualTo(new byte[12]));
+            Assert.That(Directory.GetFiles(dir), Has.Length.EqualTo(1), "no temporary file may be left behind");
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Test]
