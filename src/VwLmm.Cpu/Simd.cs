@@ -122,6 +122,32 @@ internal static unsafe class VecMath
         return one / (one + TV.Exp(TV.Zero - x));
     }
 
+    /// <summary>Σ x[0..n).</summary>
+    public static float Sum<TV>(float* x, int n) where TV : unmanaged, IVec<TV>
+    {
+        TV acc = TV.Zero;
+        int i = 0;
+        for (; i <= n - TV.Count; i += TV.Count) acc += TV.Load(x + i);
+        float tail = 0;
+        for (; i < n; i++) tail += x[i];
+        return TV.Sum(acc) + tail;
+    }
+
+    /// <summary>Σ (x[i] − mu)² over [0..n).</summary>
+    public static float SumSquaredDeviation<TV>(float* x, float mu, int n) where TV : unmanaged, IVec<TV>
+    {
+        TV acc = TV.Zero, vmu = TV.Create(mu);
+        int i = 0;
+        for (; i <= n - TV.Count; i += TV.Count)
+        {
+            TV d = TV.Load(x + i) - vmu;
+            acc = TV.Fma(d, d, acc);
+        }
+        float tail = 0;
+        for (; i < n; i++) tail = MathF.FusedMultiplyAdd(x[i] - mu, x[i] - mu, tail);
+        return TV.Sum(acc) + tail;
+    }
+
     /// <summary>dst[0..n) += src[0..n).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void AddInto<TV>(float* dst, float* src, int n) where TV : unmanaged, IVec<TV>
