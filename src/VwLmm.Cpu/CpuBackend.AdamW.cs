@@ -1,9 +1,72 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
 
-// STUB: replaced by the op-family implementation.
+// Fused AdamW over flat [n] parameter/gradient/moment buffers, blocked like the elementwise ops.
 public sealed unsafe partial class CpuBackend
 {
-    public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, int step, float gradScale) => throw new NotImplementedException();
+    public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps,
+                      float weightDecay, int step, float gradScale)
+    {
+        var job = new AdamWJob
+        {
+            P = F(param), G = F(grad), M = F(m), V = F(v), N = n,
+            Lr = lr, Beta1 = beta1, Beta2 = beta2, Eps = eps, WeightDecay = weightDecay, GradScale = gradScale,
+            // Bias corrections in double: β^step underflows gracefully and 1 − β^step keeps its digits for β near 1.
+            InvCorrection1 = (float)(1 / (1 - Math.Pow(beta1, step))),
+            InvCorrection2 = (float)(1 / (1 - Math.Pow(beta2, step))),
+        };
+        Pool.For(BlockCount(n), job, MinBlocksPerChunk);
+    }
+
+    private struct AdamWJob : IRangeJob
+    {
+        public float* P, G, M, V;
+        public long N;
+        public float Lr, Beta1, Beta2, Eps, WeightDecay, GradScale, InvCorrection1, InvCorrection2;
+
+        public void Execute(int start, int end)
+        {
+            long lo = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
+            if (Vector512.IsHardwareAccelerated) Run<V512>(lo, hi);
+            else Run<V256>(lo, hi);
+        }
+
+        private readonly void Run<TV>(long lo, long hi) where TV : unmanaged, IVec<TV>
+        {
+            long i = lo;
+            for (; i + TV.Count <= hi; i += TV.Count) Step<TV>(P + i, G + i, M + i, V + i);
+            if (i == hi) return;
+            // Tail through the same vector code on padded copies (see MapJob.Tail).
+            const int W = 16;
+            int rem = (int)(hi - i);
+            float* buf = stackalloc float[4 * W];
+            new Span<float>(buf, 4 * W).Clear();
+            Copy(P + i, buf, rem);
+            Copy(G + i, buf + W, rem);
+            Copy(M + i, buf + 2 * W, rem);
+            Copy(V + i, buf + 3 * W, rem);
+            Step<TV>(buf, buf + W, buf + 2 * W, buf + 3 * W);
+            Copy(buf, P + i, rem);
+            Copy(buf + 2 * W, M + i, rem);
+            Copy(buf + 3 * W, V + i, rem);
+        }
+
+        private static void Copy(float* src, float* dst, int n) => new Span<float>(src, n).CopyTo(new Span<float>(dst, n));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private readonly void Step<TV>(float* p, float* grad, float* m, float* v) where TV : unmanaged, IVec<TV>
+        {
+            TV g = TV.Load(grad) * TV.Create(GradScale);
+            TV mt = TV.Fma(TV.Create(Beta1), TV.Load(m), TV.Create(1 - Beta1) * g);
+            TV vt = TV.Fma(TV.Create(Beta2), TV.Load(v), TV.Create(1 - Beta2) * g * g);
+            mt.Store(m);
+            vt.Store(v);
+            TV pv = TV.Load(p);
+            TV update = mt * TV.Create(InvCorrection1) / (TV.Sqrt(vt * TV.Create(InvCorrection2)) + TV.Create(Eps));
+            (pv - TV.Create(Lr) * TV.Fma(TV.Create(WeightDecay), pv, update)).Store(p);
+        }
+    }
 }

@@ -1,19 +1,281 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
 
-// STUB: replaced by the op-family implementation.
+// Elementwise ops and activations. Flat [n] work is cut into fixed blocks of ElementBlock elements, so where the
+// vector loop ends and the padded tail begins depends on n alone: every result bit is independent of the thread count.
 public sealed unsafe partial class CpuBackend
 {
-    public void Fill(Tensor x, float value) => throw new NotImplementedException();
-    public void Copy(Tensor dst, Tensor src, long n) => throw new NotImplementedException();
-    public void Add(Tensor y, Tensor a, Tensor b, long n) => throw new NotImplementedException();
-    public void Axpy(Tensor y, Tensor x, long n, float alpha) => throw new NotImplementedException();
-    public void Scale(Tensor x, long n, float alpha) => throw new NotImplementedException();
-    public void BiasAdd(Tensor x, Tensor bias, int N, int C, int P) => throw new NotImplementedException();
-    public void BiasBackward(Tensor dbias, Tensor dy, int N, int C, int P) => throw new NotImplementedException();
-    public void ActivationForward(Tensor y, Tensor x, long n, Activation act) => throw new NotImplementedException();
-    public void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act) => throw new NotImplementedException();
-    public void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n) => throw new NotImplementedException();
-    public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n) => throw new NotImplementedException();
+    private const int ElementBlock = 2048;
+    // 16K elements per chunk at least: below that, waking a worker costs more than the work.
+    private const int MinBlocksPerChunk = 8;
+    private const int MinElementsPerChunk = ElementBlock * MinBlocksPerChunk;
+
+    /// <summary>A pure function of up to four input streams producing one output stream.</summary>
+    private interface IMap
+    {
+        static abstract int Inputs { get; }
+        TV Apply<TV>(TV a, TV b, TV c, TV d) where TV : unmanaged, IVec<TV>;
+    }
+
+    private struct MapJob<TOp> : IRangeJob where TOp : struct, IMap
+    {
+        public TOp Op;
+        public float* Y, A, B, C, D;
+        public long N;
+
+        public void Execute(int start, int end)
+        {
+            long lo = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
+            if (Vector512.IsHardwareAccelerated) Run<V512>(lo, hi);
+            else Run<V256>(lo, hi);
+        }
+
+        private void Run<TV>(long lo, long hi) where TV : unmanaged, IVec<TV>
+        {
+            long i = lo;
+            for (; i + TV.Count <= hi; i += TV.Count) Step<TV>(Y + i, A + i, B + i, C + i, D + i);
+            if (i < hi) Tail<TV>(i, (int)(hi - i));
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private readonly void Step<TV>(float* y, float* a, float* b, float* c, float* d) where TV : unmanaged, IVec<TV>
+        {
+            TV va = TV.Load(a);
+            TV vb = TOp.Inputs > 1 ? TV.Load(b) : TV.Zero;
+            TV vc = TOp.Inputs > 2 ? TV.Load(c) : TV.Zero;
+            TV vd = TOp.Inputs > 3 ? TV.Load(d) : TV.Zero;
+            Op.Apply(va, vb, vc, vd).Store(y);
+        }
+
+        // The last partial vector goes through the same vector code on zero-padded copies, so a tail element gets
+        // exactly the bits it would get inside a full vector.
+        private readonly void Tail<TV>(long i, int rem) where TV : unmanaged, IVec<TV>
+        {
+            const int W = 16;
+            float* buf = stackalloc float[5 * W];
+            new Span<float>(buf, 5 * W).Clear();
+            CopyIn(buf + 1 * W, A + i, rem, 1);
+            CopyIn(buf + 2 * W, B + i, rem, 2);
+            CopyIn(buf + 3 * W, C + i, rem, 3);
+            CopyIn(buf + 4 * W, D + i, rem, 4);
+            Step<TV>(buf, buf + W, buf + 2 * W, buf + 3 * W, buf + 4 * W);
+            new Span<float>(buf, rem).CopyTo(new Span<float>(Y + i, rem));
+        }
+
+        private static void CopyIn(float* dst, float* src, int rem, int input)
+        {
+            if (TOp.Inputs >= input) new Span<float>(src, rem).CopyTo(new Span<float>(dst, rem));
+        }
+    }
+
+    private static int BlockCount(long n) => checked((int)((n + ElementBlock - 1) / ElementBlock));
+
+    private void Map<TOp>(TOp op, float* y, long n, float* a, float* b = null, float* c = null, float* d = null)
+        where TOp : struct, IMap
+    {
+        var job = new MapJob<TOp> { Op = op, Y = y, A = a, B = b, C = c, D = d, N = n };
+        Pool.For(BlockCount(n), job, MinBlocksPerChunk);
+    }
+
+    private struct FillJob : IRangeJob
+    {
+        public float* X;
+        public long N;
+        public float Value;
+
+        public void Execute(int start, int end)
+        {
+            long lo = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
+            new Span<float>(X + lo, (int)(hi - lo)).Fill(Value);
+        }
+    }
+
+    private struct CopyJob : IRangeJob
+    {
+        public float* Dst, Src;
+        public long N;
+
+        public void Execute(int start, int end)
+        {
+            long lo = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
+            long bytes = (hi - lo) * sizeof(float);
+            Buffer.MemoryCopy(Src + lo, Dst + lo, bytes, bytes);
+        }
+    }
+
+    public void Fill(Tensor x, float value)
+    {
+        var job = new FillJob { X = F(x), N = x.Numel, Value = value };
+        Pool.For(BlockCount(x.Numel), job, MinBlocksPerChunk);
+    }
+
+    public void Copy(Tensor dst, Tensor src, long n)
+    {
+        var job = new CopyJob { Dst = F(dst), Src = F(src), N = n };
+        Pool.For(BlockCount(n), job, MinBlocksPerChunk);
+    }
+
+    public void Add(Tensor y, Tensor a, Tensor b, long n) => Map(new AddOp(), F(y), n, F(a), F(b));
+
+    public void Axpy(Tensor y, Tensor x, long n, float alpha) => Map(new AxpyOp(alpha), F(y), n, F(y), F(x));
+
+    public void Scale(Tensor x, long n, float alpha) => Map(new ScaleOp(alpha), F(x), n, F(x));
+
+    private struct BiasAddJob : IRangeJob
+    {
+        public float* X, Bias;
+        public int C, P;
+
+        public void Execute(int start, int end)
+        {
+            for (int n = start; n < end; n++) VecMath.AddInto(X + (long)n * C, Bias + (long)(n % P) * C, C);
+        }
+    }
+
+    public void BiasAdd(Tensor x, Tensor bias, int N, int C, int P)
+    {
+        var job = new BiasAddJob { X = F(x), Bias = F(bias), C = C, P = P };
+        Pool.For(N, job, MinRowsPerChunk(C));
+    }
+
+    public void BiasBackward(Tensor dbias, Tensor dy, int N, int C, int P) =>
+        ScatterAddRows(F(dbias), null, null, P, F(dy), N, C);
+
+    public void ActivationForward(Tensor y, Tensor x, long n, Activation act)
+    {
+        switch (act)
+        {
+            case Activation.Gelu: Map(new GeluForward(), F(y), n, F(x)); break;
+            case Activation.QuickGelu: Map(new QuickGeluForward(), F(y), n, F(x)); break;
+            case Activation.Silu: Map(new SiluForward(), F(y), n, F(x)); break;
+            default: throw new ArgumentOutOfRangeException(nameof(act), act, "unknown activation");
+        }
+    }
+
+    public void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act)
+    {
+        switch (act)
+        {
+            case Activation.Gelu: Map(new GeluBackward(), F(dx), n, F(dx), F(dy), F(x)); break;
+            case Activation.QuickGelu: Map(new QuickGeluBackward(), F(dx), n, F(dx), F(dy), F(x)); break;
+            case Activation.Silu: Map(new SiluBackward(), F(dx), n, F(dx), F(dy), F(x)); break;
+            default: throw new ArgumentOutOfRangeException(nameof(act), act, "unknown activation");
+        }
+    }
+
+    public void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n) => Map(new SwiGluOp(), F(y), n, F(gate), F(up));
+
+    public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n)
+    {
+        if (dgate is not null) Map(new SwiGluGateBackward(), F(dgate), n, F(dgate), F(dy), F(gate), F(up));
+        if (dup is not null) Map(new SwiGluUpBackward(), F(dup), n, F(dup), F(dy), F(gate));
+    }
+
+    /// <summary>Rows per pool chunk so that one chunk covers at least <see cref="MinElementsPerChunk"/> elements.</summary>
+    private static int MinRowsPerChunk(int C) => Math.Max(1, MinElementsPerChunk / Math.Max(1, C));
+
+    private const float InvSqrt2 = 0.70710678118654752f;
+    private const float InvSqrt2Pi = 0.39894228040143268f;
+    private const float QuickGeluAlpha = 1.702f;
+
+    private readonly struct AddOp : IMap
+    {
+        public static int Inputs => 2;
+        public TV Apply<TV>(TV a, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => a + b;
+    }
+
+    private readonly struct AxpyOp(float alpha) : IMap
+    {
+        public static int Inputs => 2;
+        public TV Apply<TV>(TV y, TV x, TV c, TV d) where TV : unmanaged, IVec<TV> => TV.Fma(TV.Create(alpha), x, y);
+    }
+
+    private readonly struct ScaleOp(float alpha) : IMap
+    {
+        public static int Inputs => 1;
+        public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => x * TV.Create(alpha);
+    }
+
+    // gelu(x) = x·Φ(x), Φ(x) = ½(1 + erf(x/√2)); gelu'(x) = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π).
+    private readonly struct GeluForward : IMap
+    {
+        public static int Inputs => 1;
+        public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => x * Cdf(x);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Cdf<TV>(TV x) where TV : unmanaged, IVec<TV>
+        {
+            TV half = TV.Create(0.5f);
+            return TV.Fma(half, VecMath.Erf(x * TV.Create(InvSqrt2)), half);
+        }
+    }
+
+    private readonly struct GeluBackward : IMap
+    {
+        public static int Inputs => 3;
+        public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV>
+        {
+            TV pdf = TV.Exp(x * x * TV.Create(-0.5f)) * TV.Create(InvSqrt2Pi);
+            return TV.Fma(dy, TV.Fma(x, pdf, GeluForward.Cdf(x)), dx);
+        }
+    }
+
+    // quick_gelu(x) = x·σ(1.702x); derivative σ(ax)·(1 + ax·(1 − σ(ax))).
+    private readonly struct QuickGeluForward : IMap
+    {
+        public static int Inputs => 1;
+        public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> =>
+            x * VecMath.Sigmoid(x * TV.Create(QuickGeluAlpha));
+    }
+
+    private readonly struct QuickGeluBackward : IMap
+    {
+        public static int Inputs => 3;
+        public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV> =>
+            TV.Fma(dy, SiluDerivative(x * TV.Create(QuickGeluAlpha)), dx);
+    }
+
+    // silu(x) = x·σ(x); silu'(x) = σ(x)·(1 + x·(1 − σ(x))).
+    private readonly struct SiluForward : IMap
+    {
+        public static int Inputs => 1;
+        public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => x * VecMath.Sigmoid(x);
+    }
+
+    private readonly struct SiluBackward : IMap
+    {
+        public static int Inputs => 3;
+        public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV> => TV.Fma(dy, SiluDerivative(x), dx);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV SiluDerivative<TV>(TV x) where TV : unmanaged, IVec<TV>
+    {
+        TV s = VecMath.Sigmoid(x);
+        TV one = TV.Create(1f);
+        return s * TV.Fma(x, one - s, one);
+    }
+
+    private readonly struct SwiGluOp : IMap
+    {
+        public static int Inputs => 2;
+        public TV Apply<TV>(TV gate, TV up, TV c, TV d) where TV : unmanaged, IVec<TV> => gate * VecMath.Sigmoid(gate) * up;
+    }
+
+    private readonly struct SwiGluGateBackward : IMap
+    {
+        public static int Inputs => 4;
+        public TV Apply<TV>(TV dgate, TV dy, TV gate, TV up) where TV : unmanaged, IVec<TV> =>
+            TV.Fma(dy * up, SiluDerivative(gate), dgate);
+    }
+
+    private readonly struct SwiGluUpBackward : IMap
+    {
+        public static int Inputs => 3;
+        public TV Apply<TV>(TV dup, TV dy, TV gate, TV d) where TV : unmanaged, IVec<TV> =>
+            TV.Fma(dy, gate * VecMath.Sigmoid(gate), dup);
+    }
 }

@@ -1,0 +1,236 @@
+using NUnit.Framework;
+using VwLmm.Core;
+using VwLmm.Tests.Ops.Reference;
+
+namespace VwLmm.Tests.Ops;
+
+/// <summary>Fill, Copy, Add, Axpy, Scale, BiasAdd/Backward, activations and SwiGLU against the double reference.</summary>
+public abstract class ElementwiseOpTests : BackendOpTests
+{
+    // 77·83 is odd and leaves a vector tail; 17 blocks of 2048 + 13 crosses the CPU's parallel threshold.
+    private static readonly int[] Sizes = [5, 77 * 83, 2048 * 17 + 13];
+
+    [Test]
+    public void FillSetsEveryElement([ValueSource(nameof(Sizes))] int n)
+    {
+        using var s = NewScope();
+        var x = s.Upload("x", OpHarness.Random(1, n), n);
+        Backend.Fill(x, -2.5f);
+        OpHarness.AssertClose("fill", Enumerable.Repeat(-2.5, n).ToArray(), x.ToArray(), 0);
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void FillZeroClearsIntTensor()
+    {
+        using var s = NewScope();
+        var ids = s.UploadInts("ids", Enumerable.Range(1, 77).ToArray(), 77);
+        Backend.Fill(ids, 0f);
+        Assert.That(ids.ToIntArray(), Is.All.EqualTo(0));
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void CopyCopiesPrefix([ValueSource(nameof(Sizes))] int n)
+    {
+        using var s = NewScope();
+        var src = OpHarness.Random(2, n);
+        var dst0 = OpHarness.Random(3, n + 7);
+        var dst = s.Upload("dst", dst0, n + 7);
+        Backend.Copy(dst, s.Upload("src", src, n), n);
+        var expected = D(dst0);
+        for (int i = 0; i < n; i++) expected[i] = src[i];
+        OpHarness.AssertClose("copy", expected, dst.ToArray(), 0);
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void AddMatchesReference([ValueSource(nameof(Sizes))] int n)
+    {
+        using var s = NewScope();
+        var a = OpHarness.Random(4, n);
+        var b = OpHarness.Random(5, n);
+        var y = s.New("y", n);
+        var ta = s.Upload("a", a, n);
+        var tb = s.Upload("b", b, n);
+        Backend.Add(y, ta, tb, n);
+        var expected = Plus(a, D(b));
+        OpHarness.AssertClose("add", expected, y.ToArray(), 1e-14);
+        Backend.Add(ta, ta, tb, n);
+        OpHarness.AssertClose("add aliased y=a", expected, ta.ToArray(), 1e-14);
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void AxpyAndScaleMatchReference([ValueSource(nameof(Sizes))] int n)
+    {
+        using var s = NewScope();
+        var x = OpHarness.Random(6, n);
+        var y0 = OpHarness.Random(7, n);
+        var y = s.Upload("y", y0, n);
+        Backend.Axpy(y, s.Upload("x", x, n), n, -0.75f);
+        var expected = new double[n];
+        for (int i = 0; i < n; i++) expected[i] = y0[i] - 0.75 * x[i];
+        OpHarness.AssertClose("axpy", expected, y.ToArray(), 1e-14);
+
+        var z = s.Upload("z", x, n);
+        Backend.Scale(z, n, 1.5f);
+        OpHarness.AssertClose("scale", Array.ConvertAll(x, v => 1.5 * v), z.ToArray(), 1e-14);
+        s.CheckGuards();
+    }
+
+    [TestCase(77, 83, 1)]
+    [TestCase(77, 83, 7)]
+    [TestCase(300, 211, 1)]
+    public void BiasAddMatchesReference(int N, int C, int P)
+    {
+        using var s = NewScope();
+        var x = OpHarness.Random(8, N * C);
+        var bias = OpHarness.Random(9, P * C);
+        var tx = s.Upload("x", x, N, C);
+        Backend.BiasAdd(tx, s.Upload("bias", bias, P, C), N, C, P);
+        OpHarness.AssertClose("bias add", ElementwiseReference.BiasAdd(x, bias, N, C, P), tx.ToArray(), 1e-14);
+        s.CheckGuards();
+    }
+
+    [TestCase(77, 83, 1)]
+    [TestCase(77, 83, 7)]
+    [TestCase(300, 211, 1)]
+    public void BiasBackwardAccumulates(int N, int C, int P)
+    {
+        using var s = NewScope();
+        var dy = OpHarness.Random(10, N * C);
+        var db0 = OpHarness.Random(11, P * C);
+        var db = s.Upload("dbias", db0, P, C);
+        var tdy = s.Upload("dy", dy, N, C);
+        Backend.BiasBackward(db, tdy, N, C, P);
+        var first = db.ToArray();
+        OpHarness.AssertClose("bias backward", Plus(db0, ElementwiseReference.BiasBackward(dy, N, C, P)), first, 1e-12);
+
+        Backend.Upload<float>(db, db0);
+        Backend.BiasBackward(db, tdy, N, C, P);
+        AssertBitIdentical("bias backward rerun", first, db.ToArray());
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void ActivationForwardMatchesReference([Values] Activation act, [ValueSource(nameof(Sizes))] int n)
+    {
+        using var s = NewScope();
+        var x = ActivationInputs(12, n);
+        var y = s.New("y", n);
+        Backend.ActivationForward(y, s.Upload("x", x, n), n, act);
+        OpHarness.AssertClose($"{act} forward", ElementwiseReference.Act(act, x), y.ToArray(), 1e-12);
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void ActivationBackwardAccumulates([Values] Activation act, [ValueSource(nameof(Sizes))] int n)
+    {
+        using var s = NewScope();
+        var x = ActivationInputs(13, n);
+        var dy = OpHarness.Random(14, n);
+        var dx0 = OpHarness.Random(15, n);
+        var dx = s.Upload("dx", dx0, n);
+        Backend.ActivationBackward(dx, s.Upload("dy", dy, n), s.Upload("x", x, n), n, act);
+        OpHarness.AssertClose($"{act} backward", ElementwiseReference.ActBackward(act, dx0, dy, x), dx.ToArray(), 1e-12);
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void ActivationReferenceGradientMatchesFiniteDifferences([Values] Activation act)
+    {
+        var x = ActivationInputs(16, 64);
+        var w = D(OpHarness.Random(17, 64));
+        var fd = OpHarness.FiniteDifference(
+            xs => OpHarness.Project(Array.ConvertAll(xs, v => ElementwiseReference.Act(act, v)), w), D(x));
+        var grad = ElementwiseReference.ActBackward(act, new float[64], Array.ConvertAll(w, v => (float)v), x);
+        OpHarness.AssertAllClose($"{act} gradient", fd, grad, 1e-5, 1e-7);
+    }
+
+    [Test]
+    public void SwiGluForwardMatchesReference([ValueSource(nameof(Sizes))] int n)
+    {
+        using var s = NewScope();
+        var gate = ActivationInputs(18, n);
+        var up = OpHarness.Random(19, n, 2f);
+        var y = s.New("y", n);
+        Backend.SwiGluForward(y, s.Upload("gate", gate, n), s.Upload("up", up, n), n);
+        OpHarness.AssertClose("swiglu forward", ElementwiseReference.SwiGlu(gate, up), y.ToArray(), 1e-12);
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void SwiGluBackwardAccumulatesAndSkipsNulls([ValueSource(nameof(Sizes))] int n)
+    {
+        using var s = NewScope();
+        var gate = ActivationInputs(20, n);
+        var up = OpHarness.Random(21, n, 2f);
+        var dy = OpHarness.Random(22, n);
+        var dg0 = OpHarness.Random(23, n);
+        var du0 = OpHarness.Random(24, n);
+        var (dg, du) = ElementwiseReference.SwiGluBackward(dy, gate, up);
+        var tg = s.Upload("gate", gate, n);
+        var tu = s.Upload("up", up, n);
+        var tdy = s.Upload("dy", dy, n);
+        var tdg = s.Upload("dgate", dg0, n);
+        var tdu = s.Upload("dup", du0, n);
+
+        Backend.SwiGluBackward(tdg, null, tdy, tg, tu, n);
+        OpHarness.AssertClose("dgate", Plus(dg0, dg), tdg.ToArray(), 1e-12);
+        Backend.SwiGluBackward(null, tdu, tdy, tg, tu, n);
+        OpHarness.AssertClose("dup", Plus(du0, du), tdu.ToArray(), 1e-12);
+
+        Backend.Upload<float>(tdg, dg0);
+        Backend.Upload<float>(tdu, du0);
+        Backend.SwiGluBackward(tdg, tdu, tdy, tg, tu, n);
+        OpHarness.AssertClose("dgate (both)", Plus(dg0, dg), tdg.ToArray(), 1e-12);
+        OpHarness.AssertClose("dup (both)", Plus(du0, du), tdu.ToArray(), 1e-12);
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void SwiGluReferenceGradientMatchesFiniteDifferences()
+    {
+        const int n = 48;
+        var gate = ActivationInputs(25, n);
+        var up = OpHarness.Random(26, n, 2f);
+        var w = OpHarness.Random(27, n);
+        var (dg, du) = ElementwiseReference.SwiGluBackward(w, gate, up);
+        double Loss(double[] g, double[] u)
+        {
+            double l = 0;
+            for (int i = 0; i < n; i++) l += w[i] * ElementwiseReference.Act(Activation.Silu, g[i]) * u[i];
+            return l;
+        }
+        OpHarness.AssertAllClose("dgate", OpHarness.FiniteDifference(g => Loss(g, D(up)), D(gate)), dg, 1e-5, 1e-7);
+        OpHarness.AssertAllClose("dup", OpHarness.FiniteDifference(u => Loss(D(gate), u), D(up)), du, 1e-5, 1e-7);
+    }
+
+    [Test]
+    public void GeluIsBitIdenticalAcrossRuns()
+    {
+        const int n = 2048 * 17 + 13;
+        using var s = NewScope();
+        var x = s.Upload("x", ActivationInputs(28, n), n);
+        var y = s.New("y", n);
+        Backend.ActivationForward(y, x, n, Activation.Gelu);
+        var first = y.ToArray();
+        Backend.ActivationForward(y, x, n, Activation.Gelu);
+        AssertBitIdentical("gelu rerun", first, y.ToArray());
+    }
+
+    /// <summary>Uniform in [−6, 6] (both erf branches, sigmoid saturation) plus exact zeros and large magnitudes.</summary>
+    private static float[] ActivationInputs(int seed, int n)
+    {
+        var x = OpHarness.Random(seed, n, 6f);
+        float[] special = [0f, -0f, 30f, -30f, 100f, -100f, 0.921875f, -0.921875f, 3.925f, 1e-30f];
+        for (int i = 0; i < special.Length && i * 7 < n; i++) x[i * 7] = special[i];
+        return x;
+    }
+}
+
+public sealed class CpuElementwiseOpTests : ElementwiseOpTests
+{
+    protected override IBackend CreateBackend() => new Cpu.CpuBackend(2);
+}

@@ -1,0 +1,87 @@
+using NUnit.Framework;
+using VwLmm.Core;
+using VwLmm.Tests.Ops.Reference;
+
+namespace VwLmm.Tests.Ops;
+
+/// <summary>Batched row-major GEMM: transposes, leading dimensions above the minimum, batch strides, alpha/beta.</summary>
+public abstract class GemmOpTests : BackendOpTests
+{
+    private static readonly (float Alpha, float Beta)[] Scalars = [(1f, 0f), (0.5f, -1.25f), (0f, 2f), (1f, 1f)];
+
+    [Test]
+    public void MatchesReference([Values] bool transA, [Values] bool transB, [Values(0, 1, 2, 3)] int scalars)
+    {
+        var (alpha, beta) = Scalars[scalars];
+        Check(transA, transB, 37, 53, 29, alpha, beta, batch: 1, pad: 0, gap: 0);
+    }
+
+    [Test]
+    public void BatchedWithPaddedRowsAndStrides([Values] bool transA, [Values] bool transB)
+    {
+        Check(transA, transB, 37, 53, 29, 0.75f, 0.5f, batch: 3, pad: 5, gap: 11);
+    }
+
+    [TestCase(1, 53, 29)]
+    [TestCase(37, 1, 29)]
+    [TestCase(37, 53, 1)]
+    [TestCase(130, 70, 300)]
+    public void EdgeShapes(int M, int N, int K) => Check(true, false, M, N, K, 1f, 0.25f, batch: 2, pad: 3, gap: 0);
+
+    [Test]
+    public void BetaZeroDoesNotReadC()
+    {
+        const int M = 37, N = 53, K = 29;
+        using var s = NewScope();
+        var a = OpHarness.Random(1, M * K);
+        var b = OpHarness.Random(2, K * N);
+        var c = s.Upload("c", Enumerable.Repeat(float.NaN, M * N).ToArray(), M * N);
+        Backend.Gemm(false, false, M, N, K, 1f, s.Upload("a", a, M * K), K, 0, s.Upload("b", b, K * N), N, 0, 0f, c, N, 0, 1);
+        var expected = GemmReference.Gemm(false, false, M, N, K, 1, a, K, 0, b, N, 0, 0, new float[M * N], N, 0, 1);
+        OpHarness.AssertClose("beta=0 over NaN", expected, c.ToArray(), 1e-11);
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void IsBitIdenticalAcrossRuns()
+    {
+        const int M = 64, N = 96, K = 80;
+        using var s = NewScope();
+        var a = s.Upload("a", OpHarness.Random(3, M * K), M * K);
+        var b = s.Upload("b", OpHarness.Random(4, K * N), K * N);
+        var c = s.New("c", M * N);
+        Backend.Gemm(false, true, M, N, K, 1f, a, K, 0, b, K, 0, 0f, c, N, 0, 1);
+        var first = c.ToArray();
+        Backend.Gemm(false, true, M, N, K, 1f, a, K, 0, b, K, 0, 0f, c, N, 0, 1);
+        AssertBitIdentical("gemm rerun", first, c.ToArray());
+    }
+
+    /// <summary>Stored matrices get <paramref name="pad"/> extra columns (ld above the minimum) and batch items
+    /// <paramref name="gap"/> extra elements between them; C's padding must come back untouched.</summary>
+    private void Check(bool transA, bool transB, int M, int N, int K, float alpha, float beta, int batch, int pad, int gap)
+    {
+        int rowsA = transA ? K : M, lda = (transA ? M : K) + pad;
+        int rowsB = transB ? N : K, ldb = (transB ? K : N) + pad;
+        int ldc = N + pad;
+        long strideA = (long)rowsA * lda + gap, strideB = (long)rowsB * ldb + gap, strideC = (long)M * ldc + gap;
+        int sizeA = (int)((batch - 1) * strideA + rowsA * lda);
+        int sizeB = (int)((batch - 1) * strideB + rowsB * ldb);
+        int sizeC = (int)((batch - 1) * strideC + M * ldc);
+        var a = OpHarness.Random(5, sizeA);
+        var b = OpHarness.Random(6, sizeB);
+        var c = OpHarness.Random(7, sizeC);
+
+        using var s = NewScope();
+        var tc = s.Upload("c", c, sizeC);
+        Backend.Gemm(transA, transB, M, N, K, alpha, s.Upload("a", a, sizeA), lda, strideA,
+                     s.Upload("b", b, sizeB), ldb, strideB, beta, tc, ldc, strideC, batch);
+        var expected = GemmReference.Gemm(transA, transB, M, N, K, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch);
+        OpHarness.AssertClose($"gemm tA={transA} tB={transB} α={alpha} β={beta}", expected, tc.ToArray(), 1e-11);
+        s.CheckGuards();
+    }
+}
+
+public sealed class CpuGemmOpTests : GemmOpTests
+{
+    protected override IBackend CreateBackend() => new Cpu.CpuBackend(2);
+}

@@ -1,0 +1,77 @@
+using NUnit.Framework;
+using VwLmm.Core;
+using VwLmm.Tests.Ops.Reference;
+
+namespace VwLmm.Tests.Ops;
+
+/// <summary>Fused AdamW over several steps and the deterministic sum of squares (global grad norm).</summary>
+public abstract class OptimizerOpTests : BackendOpTests
+{
+    private static readonly int[] Sizes = [5, 77 * 83, 2048 * 17 + 13];
+
+    [Test]
+    public void AdamWMatchesReferenceOverThreeSteps([ValueSource(nameof(Sizes))] int n)
+    {
+        const float lr = 1e-2f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, wd = 0.1f, scale = 0.5f;
+        using var s = NewScope();
+        var p0 = OpHarness.Random(1, n);
+        var p = s.Upload("param", p0, n);
+        var m = s.Zeros("m", n);
+        var v = s.Zeros("v", n);
+        var grad = s.New("grad", n);
+        double[] rp = D(p0), rm = new double[n], rv = new double[n];
+        for (int step = 1; step <= 3; step++)
+        {
+            var g = OpHarness.Random(10 + step, n, 3f);
+            Backend.Upload<float>(grad, g);
+            Backend.AdamW(p, grad, m, v, n, lr, beta1, beta2, eps, wd, step, scale);
+            OptimizerReference.AdamW(rp, rm, rv, g, lr, beta1, beta2, eps, wd, step, scale);
+            OpHarness.AssertClose($"param after step {step}", rp, p.ToArray(), 1e-12);
+            OpHarness.AssertClose($"m after step {step}", rm, m.ToArray(), 1e-12);
+            OpHarness.AssertClose($"v after step {step}", rv, v.ToArray(), 1e-12);
+        }
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void SumSquaresWritesOnlyItsSlot([ValueSource(nameof(Sizes))] int n)
+    {
+        using var s = NewScope();
+        var x = OpHarness.Random(20, n, 2f);
+        var result = s.Upload("result", [1f, 2f, 3f, 4f], 4);
+        Backend.SumSquares(result, 2, s.Upload("x", x, n), n);
+        // Stored as float, so the double reference rounded to float is the best possible answer.
+        double expected = OptimizerReference.SumSquares(x);
+        OpHarness.AssertClose("sum of squares", [1, 2, expected, 4], result.ToArray(), 1e-14);
+        Assert.That(Math.Abs(result.ToArray()[2] - expected), Is.LessThanOrEqualTo(Math.Abs(expected) * 6e-8), "correctly rounded");
+        s.CheckGuards();
+    }
+
+    protected static float SumSquaresOn(IBackend backend, int n)
+    {
+        using var s = new OpHarness.Scope(backend);
+        var result = s.Zeros("result", 1);
+        backend.SumSquares(result, 0, s.Upload("x", OpHarness.Random(21, n, 100f), n), n);
+        return result.ToArray()[0];
+    }
+
+    [Test]
+    public void SumSquaresIsBitIdenticalAcrossRuns()
+    {
+        float first = SumSquaresOn(Backend, 300_007), second = SumSquaresOn(Backend, 300_007);
+        Assert.That(BitConverter.SingleToInt32Bits(second), Is.EqualTo(BitConverter.SingleToInt32Bits(first)));
+    }
+}
+
+public sealed class CpuOptimizerOpTests : OptimizerOpTests
+{
+    protected override IBackend CreateBackend() => new Cpu.CpuBackend(2);
+
+    [Test]
+    public void SumSquaresIsIndependentOfThreadCount()
+    {
+        using var single = new Cpu.CpuBackend(1);
+        float one = SumSquaresOn(single, 300_007), two = SumSquaresOn(Backend, 300_007);
+        Assert.That(BitConverter.SingleToInt32Bits(two), Is.EqualTo(BitConverter.SingleToInt32Bits(one)));
+    }
+}
