@@ -472,7 +472,7 @@ EMU_API int emuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsi
     (void)stream;  // launches are synchronous, so every stream is the null stream
     if (!f) return fail(kInvalidHandle, "emuLaunchKernel: null function");
     const Kernel& k = *static_cast<const Kernel*>(f);
-    auto bad = [&](const std::string& why) { return fail(kInvalidValue, k.name + ": invalid launch: " + why); };
+    auto bad = [&](const std::string& why) { return fail(kInvalidValue, "invalid launch configuration: " + why); };
     if (extra) return bad("the extra argument form is not supported, pass kernelParams");
     if (!params && k.parameterCount > 0) return bad("kernelParams is null");
     if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0) return bad("a grid or block dimension is 0");
@@ -496,11 +496,11 @@ EMU_API int emuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsi
     }
     catch (const std::exception& e)
     {
-        return fail(kLaunchFailed, k.name + ": " + e.what());
+        return fail(kLaunchFailed, e.what());
     }
     for (auto& w : workers) w->start(&launch);
     for (auto& w : workers) w->wait();
-    if (launch.failed) return fail(kLaunchFailed, k.name + ": " + launch.error);
+    if (launch.failed) return fail(kLaunchFailed, launch.error);
     lastError.clear();
     return kSuccess;
 }
