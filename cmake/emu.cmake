@@ -1,6 +1,7 @@
 # The kernel emulator: every kernels/*.cu (and the emulator's self-test kernels) compiled as C++ against
 # kernels/emu/cuda_emu.h, with the fiber runtime, into ${VWLMM_ARTIFACTS}/native/libvwlmm_emu.so. VwLmm.Cuda copies
-# the library next to its assembly; EmulatedRuntime loads it from there.
+# the library next to its assembly; EmulatedRuntime loads it from there. By hand:
+#   cmake -S cmake -B artifacts/native && cmake --build artifacts/native && dotnet build tests/VwLmm.Tests -c Release
 file(GLOB VWLMM_EMU_KERNEL_SOURCES CONFIGURE_DEPENDS "${VWLMM_KERNELS}/*.cu")
 set(VWLMM_EMU_SOURCES ${VWLMM_EMU_KERNEL_SOURCES} "${VWLMM_KERNELS}/emu/selftest.cu")
 set_source_files_properties(${VWLMM_EMU_SOURCES} PROPERTIES LANGUAGE CXX)

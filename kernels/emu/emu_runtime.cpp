@@ -141,6 +141,8 @@ std::string describe(const uint3& v) { return "(" + std::to_string(v.x) + "," + 
 class Worker
 {
   public:
+    static thread_local Worker* self;  // the worker running on this OS thread
+
     Worker()
     {
         mapStacks();
@@ -172,9 +174,6 @@ class Worker
         std::unique_lock<std::mutex> lock(mutex_);
         done_.wait(lock, [this] { return launch_ == nullptr; });
     }
-
-    // Called on the fiber's own stack by the synchronisation primitives.
-    void yield(Fiber* f) { vwlmm_emu_switch(&f->sp, schedulerSp_); }
 
     [[noreturn]] void abortBlock(Fiber* f, const std::string& what)
     {
@@ -260,6 +259,9 @@ class Worker
     void* dynamicShared() { return shared_.data(); }
 
   private:
+    // Called on the fiber's own stack: back to the scheduler, which resumes the fiber once its wait is over.
+    void yield(Fiber* f) { vwlmm_emu_switch(&f->sp, schedulerSp_); }
+
     std::mutex mutex_;
     std::condition_variable wake_, done_;
     Launch* launch_ = nullptr;
@@ -400,9 +402,6 @@ class Worker
             return;
         }
     }
-
-  public:
-    static thread_local Worker* self;
 
     void onExit(Fiber* f)
     {
