@@ -1,8 +1,8 @@
 // CUDA-on-CPU emulator: the subset of the CUDA device language that kernels/*.cu use, for g++ -x c++ -DVWLMM_EMU.
 // Each CUDA thread runs as a fiber (own stack, hand-written context switch, see emu_runtime.cpp); the blocks of a launch
 // run one at a time per worker OS thread. Differences from a GPU are chosen to expose bugs, not hide them: dynamic
-// shared memory starts as NaN, reading a shuffle lane that did not take part gives NaN, a warp mask naming a lane that
-// does not exist fails the launch, and a block whose live threads all wait without progress fails as a deadlock.
+// shared memory starts as NaN, reading a shuffle lane that did not take part (outside the mask, exited, or beyond a
+// partial last warp) gives NaN, and a block whose live threads all wait without progress fails as a deadlock.
 // Not supported by design: inline PTX, mma/wmma, cp.async, TMA, grid-wide sync.
 #pragma once
 #ifndef VWLMM_EMU

@@ -208,14 +208,6 @@ class Worker
     {
         unsigned lane = f->linear & 31u, warp = f->linear >> 5;
         if (!(mask >> lane & 1u)) abortBlock(f, "warp operation with a mask that excludes the calling lane");
-        unsigned laneCount = std::min(32u, threadCount_ - warp * 32u);
-        unsigned existing = laneCount == 32 ? ~0u : (1u << laneCount) - 1u;
-        if (mask & ~existing)
-        {
-            char buf[128];
-            snprintf(buf, sizeof buf, "warp mask 0x%08x names lanes that do not exist (warp %u has %u lanes)", mask, warp, laneCount);
-            abortBlock(f, buf);
-        }
         Rendezvous* r = nullptr;
         Rendezvous* pending = &rendezvous_[warp * kPendingPerWarp];
         for (int i = 0; i < kPendingPerWarp && !r; i++)
@@ -234,9 +226,7 @@ class Worker
         if (r->op != op) abortBlock(f, "lanes of one warp mask reached different warp operations");
         r->values[lane] = value;
         r->arrived |= 1u << lane;
-        if (r->arrived == mask)
-            r->complete = true;
-        else
+        if (!completeIfAllLiveArrived(*r, liveLanes_[warp]))
         {
             f->state = State::InWarp;
             f->waitRendezvous = r;
@@ -247,12 +237,12 @@ class Worker
         {
             result = 0;
             for (unsigned l = 0; l < 32; l++)
-                if (mask >> l & 1u && r->values[l]) result |= 1ull << l;
+                if (r->arrived >> l & 1u && r->values[l]) result |= 1ull << l;
         }
         else
-            result = src >= 0 && src < 32 && (mask >> src & 1u) ? r->values[src] : kPoison;
+            result = src >= 0 && src < 32 && (r->arrived >> src & 1u) ? r->values[src] : kPoison;
         r->consumed |= 1u << lane;
-        if (r->consumed == mask) r->active = false;
+        if (r->consumed == r->arrived) r->active = false;
         return result;
     }
 
@@ -273,6 +263,7 @@ class Worker
     std::vector<Rendezvous> rendezvous_ = std::vector<Rendezvous>(32 * kPendingPerWarp);
     std::vector<unsigned char> shared_ = std::vector<unsigned char>(kMaxSharedBytes);
 
+    unsigned liveLanes_[32] = {};  // per warp: lanes that exist and have not exited
     unsigned threadCount_ = 0, exited_ = 0, barrierArrived_ = 0;
     uint64_t barrierGeneration_ = 0;
     int barrierCount_ = 0, resultCount_ = 0;
@@ -319,6 +310,15 @@ class Worker
         }
     }
 
+    // As on the GPU, lanes of the mask that exited or do not exist (a partial last warp) are not waited for; reading
+    // their value gives poison.
+    static bool completeIfAllLiveArrived(Rendezvous& r, unsigned live)
+    {
+        if (r.mask & live & ~r.arrived) return false;
+        r.complete = true;
+        return true;
+    }
+
     bool releaseBarrierIfComplete()
     {
         if (barrierArrived_ == 0 || barrierArrived_ + exited_ < threadCount_) return false;
@@ -343,6 +343,11 @@ class Worker
         barrierAnd_ = true;
         barrierOr_ = false;
         for (auto& r : rendezvous_) r.active = false;
+        for (unsigned w = 0; w < 32; w++)
+        {
+            unsigned lanes = w * 32 >= threadCount_ ? 0 : std::min(32u, threadCount_ - w * 32);
+            liveLanes_[w] = lanes == 32 ? ~0u : (1u << lanes) - 1u;
+        }
         if (launch.sharedBytes) memset(shared_.data(), 0xFF, launch.sharedBytes);
 
         size_t slot = kStackBytes + pageBytes();
@@ -408,6 +413,11 @@ class Worker
         f->state = State::Done;
         exited_++;
         releaseBarrierIfComplete();
+        unsigned warp = f->linear >> 5;
+        liveLanes_[warp] &= ~(1u << (f->linear & 31u));
+        Rendezvous* pending = &rendezvous_[warp * kPendingPerWarp];
+        for (int i = 0; i < kPendingPerWarp; i++)
+            if (pending[i].active && !pending[i].complete && pending[i].arrived) completeIfAllLiveArrived(pending[i], liveLanes_[warp]);
     }
 };
 

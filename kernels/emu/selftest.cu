@@ -58,8 +58,8 @@ extern "C" __global__ void emu_selftest_shuffle(float* f, unsigned* u)
     u[3 * 32 + l] = __ballot_sync(half, l & 1);
 }
 
-// Any 1-D block. in, out [grid·blockDim]; out2 likewise. Every thread writes the block sum of in to out and the
-// block max to out2, then a second sum (of 1s, i.e. blockDim) right after, to prove the reductions can be chained.
+// Any 1-D block; all arrays [grid·blockDim]. Every thread writes its block's sum and max of `in`, then a third
+// reduction right after (the sum of 1s, i.e. blockDim) proves that reductions can be chained.
 extern "C" __global__ void emu_selftest_block_reduce(float* sum, float* maxv, float* count, const float* in)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -69,7 +69,8 @@ extern "C" __global__ void emu_selftest_block_reduce(float* sum, float* maxv, fl
     count[i] = block_sum(1.0f);
 }
 
-// 32 threads: thread 0 waits at a barrier inside a divergent branch while lanes 1–31 wait for it in a shuffle.
+// 32 threads: thread 0 waits at a barrier inside a divergent branch while lanes 1–31 wait for it (alive, so it must
+// take part) in a shuffle.
 extern "C" __global__ void emu_selftest_deadlock(float* out)
 {
     if (threadIdx.x == 0)
@@ -78,10 +79,17 @@ extern "C" __global__ void emu_selftest_deadlock(float* out)
         out[threadIdx.x] = __shfl_sync(FULL, 1.0f, 0);
 }
 
-// A full-warp mask in a block of fewer than 32 threads names lanes that do not exist.
-extern "C" __global__ void emu_selftest_partial_warp_full_mask(float* out)
+// 24 threads of which 20–23 exit at once, the rest use the full mask: as on the GPU, lanes that exited or do not exist
+// are not waited for, and reading them gives poison. out [24]: value from lane t ^ 16 (NaN when that lane is absent);
+// bits [1]: ballot(true) after a full-mask __syncwarp.
+extern "C" __global__ void emu_selftest_partial_warp_full_mask(float* out, unsigned* bits)
 {
-    out[threadIdx.x] = __shfl_sync(FULL, 1.0f, 0);
+    int t = threadIdx.x;
+    if (t >= 20) return;
+    out[t] = __shfl_xor_sync(FULL, (float)t, 16);
+    __syncwarp();
+    unsigned b = __ballot_sync(FULL, 1);
+    if (t == 0) bits[0] = b;
 }
 
 // Any grid and 1-D block; g = global thread index. ints: [0] += 1, [1] = max g, [2] = min −g, [3] += 1 by CAS loop,

@@ -155,11 +155,20 @@ public sealed unsafe class EmulatorSelfTests
     }
 
     [Test]
-    public void FullMaskInPartialWarpFails()
+    public void FullMaskSkipsExitedAndAbsentLanes()
     {
-        var o = Pinned<float>(32);
-        var e = Assert.Throws<InvalidOperationException>(() => Launch("emu_selftest_partial_warp_full_mask", (1, 1, 1), (20, 1, 1), 0, Addr(o)))!;
-        Assert.That(e.Message, Does.Contain("lanes that do not exist"));
+        var o = Pinned<float>(24);
+        Array.Fill(o, -1f);
+        var bits = Pinned<uint>(1);
+        Launch("emu_selftest_partial_warp_full_mask", (1, 1, 1), (24, 1, 1), 0, Addr(o), Addr(bits));
+        for (int t = 0; t < 20; t++)
+        {
+            int src = t ^ 16;
+            if (src < 20) Assert.That(o[t], Is.EqualTo((float)src), $"lane {t}");
+            else Assert.That(float.IsNaN(o[t]), $"lane {t} read exited or absent lane {src}: expected NaN, got {o[t]}");
+        }
+        Assert.That(o[20..], Is.All.EqualTo(-1f), "exited lanes wrote nothing");
+        Assert.That(bits[0], Is.EqualTo(0xFFFFFu), "ballot over the live lanes");
     }
 
     [TestCase(2048u, 1u, 1u, 0u, "block dimensions")]
