@@ -121,7 +121,7 @@ public sealed unsafe partial class CudaBackend
     public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n)
     {
         if (dgate is null && dup is null) return;
-        nint pdg = P(dgate), pdu = P(dup), pdy = dy.Ptr, pg = gate.Ptr, pu = up.Ptr;
+        nint pdg = PtrOrNull(dgate), pdu = PtrOrNull(dup), pdy = dy.Ptr, pg = gate.Ptr, pu = up.Ptr;
         void** args = stackalloc void*[] { &pdg, &pdu, &pdy, &pg, &pu, &n };
         Pointwise("swiglu_backward_f32", n, args);
     }

@@ -26,7 +26,7 @@ public sealed unsafe partial class CudaBackend
         int R = NormRowsPerBlock, blocks = (int)CeilDiv(N, R);
         long part = (long)blocks * C;
         nint scratch = dgamma is null && dbeta is null ? 0 : Scratch(2 * part);
-        nint pdx = P(dx), pdg = dgamma is null ? 0 : scratch, pdb = dbeta is null ? 0 : scratch + (nint)(part * sizeof(float));
+        nint pdx = PtrOrNull(dx), pdg = dgamma is null ? 0 : scratch, pdb = dbeta is null ? 0 : scratch + (nint)(part * sizeof(float));
         nint pdy = dy.Ptr, px = x.Ptr, pg = gamma.Ptr, pm = mean.Ptr, pr = rstd.Ptr;
         void** args = stackalloc void*[] { &pdx, &pdg, &pdb, &pdy, &px, &pg, &pm, &pr, &N, &C, &R };
         Launch(LayerNormModule, "layernorm_backward_f32", ((uint)blocks, 1, 1), (NormThreads(C), 1, 1), 0, args);
@@ -47,7 +47,7 @@ public sealed unsafe partial class CudaBackend
         if (N == 0 || (dx is null && dgamma is null)) return;
         int R = NormRowsPerBlock, blocks = (int)CeilDiv(N, R);
         long part = (long)blocks * C;
-        nint pdx = P(dx), pdg = dgamma is null ? 0 : Scratch(part);
+        nint pdx = PtrOrNull(dx), pdg = dgamma is null ? 0 : Scratch(part);
         nint pdy = dy.Ptr, px = x.Ptr, pg = gamma.Ptr, pr = rstd.Ptr;
         void** args = stackalloc void*[] { &pdx, &pdg, &pdy, &px, &pg, &pr, &N, &C, &R };
         Launch(LayerNormModule, "rmsnorm_backward_f32", ((uint)blocks, 1, 1), (NormThreads(C), 1, 1), 0, args);

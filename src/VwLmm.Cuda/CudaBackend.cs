@@ -85,6 +85,6 @@ public sealed unsafe partial class CudaBackend : IBackend
         return _scratch.Ptr;
     }
 
-    private static nint P(Tensor? t) => t?.Ptr ?? 0;
+    private static nint PtrOrNull(Tensor? t) => t?.Ptr ?? 0;
     private static uint CeilDiv(long a, long b) => checked((uint)((a + b - 1) / b));
 }
