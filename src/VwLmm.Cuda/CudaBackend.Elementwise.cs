@@ -1,0 +1,128 @@
+using VwLmm.Core;
+
+namespace VwLmm.Cuda;
+
+/// <summary>Launchers for kernels/elementwise.cu.</summary>
+public sealed unsafe partial class CudaBackend
+{
+    private const string Elementwise = "elementwise";
+    private const int PointwiseThreads = 256;
+    // Grid-stride loops: enough blocks to fill a large GPU; more only adds scheduling work.
+    private const long MaxPointwiseBlocks = 4096;
+    // Rows summed per partial in the first stage of a column reduction (sum_rows_f32).
+    private const int RowsPerPartial = 64;
+
+    private void Pointwise(string kernel, long n, void** args)
+    {
+        if (n <= 0) return;
+        uint blocks = (uint)Math.Min(CeilDiv(n, PointwiseThreads), MaxPointwiseBlocks);
+        Launch(Elementwise, kernel, (blocks, 1, 1), (PointwiseThreads, 1, 1), 0, args);
+    }
+
+    /// <summary>out [W] += Σ over the rows of <paramref name="input"/> viewed as [⌈L/W⌉, W] (last row possibly short),
+    /// in an order fixed by L and W: partial sums of <paramref name="rowsPerPartial"/> rows, then the partials in order.</summary>
+    private void SumRowsInto(nint output, nint input, long L, int W, int rowsPerPartial)
+    {
+        long rows = (L + W - 1) / W;
+        // Keep the partial count within gridDim.y (65535) by widening the chunks for very tall inputs.
+        int R = (int)Math.Max(rowsPerPartial, (rows + 65534) / 65535);
+        int chunks = (int)CeilDiv(rows, R);
+        nint partials = Scratch((long)chunks * W);
+        SumRows(partials, input, L, W, R, chunks, accumulate: false);
+        SumRows(output, partials, (long)chunks * W, W, chunks, 1, accumulate: true);
+    }
+
+    private void SumRows(nint output, nint input, long L, int W, int R, int chunks, bool accumulate)
+    {
+        int acc = accumulate ? 1 : 0;
+        void** args = stackalloc void*[] { &output, &input, &L, &W, &R, &acc };
+        Launch(Elementwise, "sum_rows_f32", (CeilDiv(W, PointwiseThreads), (uint)chunks, 1), (PointwiseThreads, 1, 1), 0, args);
+    }
+
+    public void Fill(Tensor x, float value)
+    {
+        nint px = x.Ptr;
+        long n = x.Numel;
+        void** args = stackalloc void*[] { &px, &value, &n };
+        Pointwise("fill_f32", n, args);
+    }
+
+    public void Copy(Tensor dst, Tensor src, long n)
+    {
+        nint pd = dst.Ptr, ps = src.Ptr;
+        void** args = stackalloc void*[] { &pd, &ps, &n };
+        Pointwise("copy_f32", n, args);
+    }
+
+    public void Add(Tensor y, Tensor a, Tensor b, long n)
+    {
+        nint py = y.Ptr, pa = a.Ptr, pb = b.Ptr;
+        void** args = stackalloc void*[] { &py, &pa, &pb, &n };
+        Pointwise("add_f32", n, args);
+    }
+
+    public void Axpy(Tensor y, Tensor x, long n, float alpha)
+    {
+        nint py = y.Ptr, px = x.Ptr;
+        void** args = stackalloc void*[] { &py, &px, &alpha, &n };
+        Pointwise("axpy_f32", n, args);
+    }
+
+    public void Scale(Tensor x, long n, float alpha)
+    {
+        nint px = x.Ptr;
+        void** args = stackalloc void*[] { &px, &alpha, &n };
+        Pointwise("scale_f32", n, args);
+    }
+
+    public void BiasAdd(Tensor x, Tensor bias, int N, int C, int P)
+    {
+        nint px = x.Ptr, pb = bias.Ptr;
+        void** args = stackalloc void*[] { &px, &pb, &N, &C, &P };
+        Pointwise("bias_add_f32", (long)N * C, args);
+    }
+
+    /// <summary>dbias [P,C] += column sums of dy [N,C] viewed as [⌈N/P⌉, P·C]: no atomics, bit-reproducible.</summary>
+    public void BiasBackward(Tensor dbias, Tensor dy, int N, int C, int P)
+    {
+        if ((long)N * C == 0) return;
+        SumRowsInto(dbias.Ptr, dy.Ptr, (long)N * C, checked(P * C), RowsPerPartial);
+    }
+
+    private static string ActivationKernel(Activation act, string pass) => act switch
+    {
+        Activation.Gelu => $"gelu_{pass}_f32",
+        Activation.QuickGelu => $"quick_gelu_{pass}_f32",
+        Activation.Silu => $"silu_{pass}_f32",
+        _ => throw new ArgumentOutOfRangeException(nameof(act), act, "unknown activation"),
+    };
+
+    public void ActivationForward(Tensor y, Tensor x, long n, Activation act)
+    {
+        nint py = y.Ptr, px = x.Ptr;
+        void** args = stackalloc void*[] { &py, &px, &n };
+        Pointwise(ActivationKernel(act, "forward"), n, args);
+    }
+
+    public void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act)
+    {
+        nint pdx = dx.Ptr, pdy = dy.Ptr, px = x.Ptr;
+        void** args = stackalloc void*[] { &pdx, &pdy, &px, &n };
+        Pointwise(ActivationKernel(act, "backward"), n, args);
+    }
+
+    public void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n)
+    {
+        nint py = y.Ptr, pg = gate.Ptr, pu = up.Ptr;
+        void** args = stackalloc void*[] { &py, &pg, &pu, &n };
+        Pointwise("swiglu_forward_f32", n, args);
+    }
+
+    public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n)
+    {
+        if (dgate is null && dup is null) return;
+        nint pdg = PtrOrNull(dgate), pdu = PtrOrNull(dup), pdy = dy.Ptr, pg = gate.Ptr, pu = up.Ptr;
+        void** args = stackalloc void*[] { &pdg, &pdu, &pdy, &pg, &pu, &n };
+        Pointwise("swiglu_backward_f32", n, args);
+    }
+}

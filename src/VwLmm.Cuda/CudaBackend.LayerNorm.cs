@@ -1,0 +1,56 @@
+using VwLmm.Core;
+
+namespace VwLmm.Cuda;
+
+/// <summary>Launchers for kernels/layernorm.cu (LayerNorm and RMSNorm over rows of [N,C]).</summary>
+public sealed unsafe partial class CudaBackend
+{
+    private const string LayerNormModule = "layernorm";
+    // Rows per backward block: each block writes one [C] row of γ/β partial sums, summed afterwards in block order.
+    private const int NormRowsPerBlock = 32;
+
+    /// <summary>Threads per row: about one float4 per thread, a multiple of 32 in [32, 256].</summary>
+    private static uint NormThreads(int C) => (uint)Math.Clamp((C / 4 + 31) / 32 * 32, 32, 256);
+
+    public void LayerNormForward(Tensor y, Tensor mean, Tensor rstd, Tensor x, Tensor gamma, Tensor beta, int N, int C, float eps)
+    {
+        if (N == 0) return;
+        nint py = y.Ptr, pm = mean.Ptr, pr = rstd.Ptr, px = x.Ptr, pg = gamma.Ptr, pb = beta.Ptr;
+        void** args = stackalloc void*[] { &py, &pm, &pr, &px, &pg, &pb, &N, &C, &eps };
+        Launch(LayerNormModule, "layernorm_forward_f32", ((uint)N, 1, 1), (NormThreads(C), 1, 1), 0, args);
+    }
+
+    public void LayerNormBackward(Tensor? dx, Tensor? dgamma, Tensor? dbeta, Tensor dy, Tensor x, Tensor gamma, Tensor mean, Tensor rstd, int N, int C)
+    {
+        if (N == 0 || (dx is null && dgamma is null && dbeta is null)) return;
+        int R = NormRowsPerBlock, blocks = (int)CeilDiv(N, R);
+        long part = (long)blocks * C;
+        nint scratch = dgamma is null && dbeta is null ? 0 : Scratch(2 * part);
+        nint pdx = PtrOrNull(dx), pdg = dgamma is null ? 0 : scratch, pdb = dbeta is null ? 0 : scratch + (nint)(part * sizeof(float));
+        nint pdy = dy.Ptr, px = x.Ptr, pg = gamma.Ptr, pm = mean.Ptr, pr = rstd.Ptr;
+        void** args = stackalloc void*[] { &pdx, &pdg, &pdb, &pdy, &px, &pg, &pm, &pr, &N, &C, &R };
+        Launch(LayerNormModule, "layernorm_backward_f32", ((uint)blocks, 1, 1), (NormThreads(C), 1, 1), 0, args);
+        if (dgamma is not null) SumRows(dgamma.Ptr, pdg, part, C, blocks, 1, accumulate: true);
+        if (dbeta is not null) SumRows(dbeta.Ptr, pdb, part, C, blocks, 1, accumulate: true);
+    }
+
+    public void RmsNormForward(Tensor y, Tensor rstd, Tensor x, Tensor gamma, int N, int C, float eps)
+    {
+        if (N == 0) return;
+        nint py = y.Ptr, pr = rstd.Ptr, px = x.Ptr, pg = gamma.Ptr;
+        void** args = stackalloc void*[] { &py, &pr, &px, &pg, &N, &C, &eps };
+        Launch(LayerNormModule, "rmsnorm_forward_f32", ((uint)N, 1, 1), (NormThreads(C), 1, 1), 0, args);
+    }
+
+    public void RmsNormBackward(Tensor? dx, Tensor? dgamma, Tensor dy, Tensor x, Tensor gamma, Tensor rstd, int N, int C)
+    {
+        if (N == 0 || (dx is null && dgamma is null)) return;
+        int R = NormRowsPerBlock, blocks = (int)CeilDiv(N, R);
+        long part = (long)blocks * C;
+        nint pdx = PtrOrNull(dx), pdg = dgamma is null ? 0 : Scratch(part);
+        nint pdy = dy.Ptr, px = x.Ptr, pg = gamma.Ptr, pr = rstd.Ptr;
+        void** args = stackalloc void*[] { &pdx, &pdg, &pdy, &px, &pg, &pr, &N, &C, &R };
+        Launch(LayerNormModule, "rmsnorm_backward_f32", ((uint)blocks, 1, 1), (NormThreads(C), 1, 1), 0, args);
+        if (dgamma is not null) SumRows(dgamma.Ptr, pdg, part, C, blocks, 1, accumulate: true);
+    }
+}

@@ -1,0 +1,90 @@
+using VwLmm.Core;
+
+namespace VwLmm.Cuda;
+
+/// <summary>
+/// The CUDA backend: kernels/*.cu launched through an <see cref="ICudaRuntime"/> (the driver on a GPU, the emulator on
+/// the CPU) and cuBLAS for GEMM. One partial file per kernel family (CudaBackend.&lt;Family&gt;.cs mirrors
+/// kernels/&lt;family&gt;.cu) packs the arguments and picks grid, block and shared sizes. Owns the runtime.
+/// </summary>
+public sealed unsafe partial class CudaBackend : IBackend
+{
+    private sealed class RuntimeBuffer(ICudaRuntime runtime, nint ptr, long bytes) : DeviceBuffer(ptr, bytes)
+    {
+        protected override void Release(nint ptr) => runtime.Free(ptr);
+    }
+
+    private readonly Dictionary<string, nint> _functions = new();
+    private DeviceBuffer? _scratch;
+
+    public CudaBackend(ICudaRuntime runtime) => Runtime = runtime;
+
+    public ICudaRuntime Runtime { get; }
+    public string Name => Runtime.IsEmulated ? "cuda-emu" : "cuda";
+
+    public DeviceBuffer Allocate(long bytes)
+    {
+        if (bytes < 0) throw new ArgumentOutOfRangeException(nameof(bytes));
+        return new RuntimeBuffer(Runtime, Runtime.Alloc(Math.Max(bytes, 1)), bytes);
+    }
+
+    public void Upload<T>(Tensor dst, ReadOnlySpan<T> src) where T : unmanaged
+    {
+        long bytes = (long)src.Length * sizeof(T);
+        if (bytes > dst.Bytes) throw new ArgumentException($"Upload: {src.Length} elements do not fit tensor {dst.Shape} {dst.DType}");
+        fixed (T* s = src) Runtime.CopyHostToDevice(dst.Ptr, (nint)s, bytes);
+    }
+
+    public void Download<T>(Tensor src, Span<T> dst) where T : unmanaged
+    {
+        long bytes = (long)dst.Length * sizeof(T);
+        if (bytes > src.Bytes) throw new ArgumentException($"Download: {dst.Length} elements exceed tensor {src.Shape} {src.DType}");
+        fixed (T* d = dst) Runtime.CopyDeviceToHost((nint)d, src.Ptr, bytes);
+    }
+
+    public void Synchronize() => Runtime.Synchronize();
+
+    /// <summary>C [M,N] = alpha·op(A)·op(B) + beta·C per batch item, row-major (see <see cref="IBackend.Gemm"/>).</summary>
+    public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
+                     Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
+                     float beta, Tensor C, int ldc, long strideC, int batch)
+        // A row-major matrix is its transpose read column-major, so row-major C = op(A)·op(B) is column-major
+        // Cᵀ = op(B)ᵀ·op(A)ᵀ on the same memory: swap A with B and M with N, keep the transpose flags and pitches.
+        => Runtime.SgemmStridedBatched(transB, transA, N, M, K, alpha, B.Ptr, ldb, strideB, A.Ptr, lda, strideA,
+                                       beta, C.Ptr, ldc, strideC, batch);
+
+    public void Dispose()
+    {
+        _scratch?.Dispose();
+        Runtime.Dispose();
+    }
+
+    /// <summary>Launches kernel <paramref name="kernel"/> of kernels/<paramref name="module"/>.cu.</summary>
+    private void Launch(string module, string kernel, (uint x, uint y, uint z) grid, (uint x, uint y, uint z) block,
+                        uint sharedBytes, void** args)
+    {
+        if (!_functions.TryGetValue(kernel, out nint f))
+        {
+            f = Runtime.GetFunction(module, kernel);
+            _functions[kernel] = f;
+        }
+        Runtime.Launch(f, kernel, grid, block, sharedBytes, args);
+    }
+
+    /// <summary>
+    /// A device buffer of at least <paramref name="floats"/> floats for partial sums, reused by every op: launches are
+    /// ordered on one stream, so an op may use it as soon as the previous op's kernels were queued.
+    /// </summary>
+    private nint Scratch(long floats)
+    {
+        if (_scratch is null || _scratch.Bytes < floats * sizeof(float))
+        {
+            _scratch?.Dispose();
+            _scratch = Allocate(Math.Max(floats * sizeof(float), 1 << 20));
+        }
+        return _scratch.Ptr;
+    }
+
+    private static nint PtrOrNull(Tensor? t) => t?.Ptr ?? 0;
+    private static uint CeilDiv(long a, long b) => checked((uint)((a + b - 1) / b));
+}

@@ -1,0 +1,83 @@
+using System.Runtime.InteropServices;
+using VwLmm.Cpu.Native;
+using VwLmm.Cuda.Native;
+
+namespace VwLmm.Cuda;
+
+/// <summary>
+/// The CUDA runtime on the CPU: kernels/*.cu compiled by g++ into libvwlmm_emu.so run under the fiber emulator, device
+/// memory is host memory, and OpenBLAS in column-major mode stands in for cuBLAS, so CudaBackend's cuBLAS call site
+/// (the row-major → column-major swap) is exercised without a GPU. Launches are synchronous.
+/// </summary>
+public sealed unsafe class EmulatedRuntime : ICudaRuntime
+{
+    public EmulatedRuntime()
+    {
+        Emulator.EnsureLoaded();
+        OpenBlas.EnsureLoaded();
+    }
+
+    /// <summary>Sets how many OS threads run blocks (process-wide; default 2). Results do not depend on it.</summary>
+    public static void SetWorkers(int n)
+    {
+        if (n <= 0) throw new ArgumentOutOfRangeException(nameof(n), n, "emulator worker count must be positive");
+        Emulator.EnsureLoaded();
+        Emulator.SetWorkers(n);
+    }
+
+    public string DeviceName => "emu";
+    public bool IsEmulated => true;
+
+    public nint Alloc(long bytes)
+    {
+        if (bytes < 0) throw new ArgumentOutOfRangeException(nameof(bytes));
+        return (nint)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 256);
+    }
+
+    public void Free(nint ptr) => NativeMemory.AlignedFree((void*)ptr);
+
+    public void CopyHostToDevice(nint dst, nint src, long bytes) => Buffer.MemoryCopy((void*)src, (void*)dst, bytes, bytes);
+    public void CopyDeviceToHost(nint dst, nint src, long bytes) => Buffer.MemoryCopy((void*)src, (void*)dst, bytes, bytes);
+    public void CopyDeviceToDevice(nint dst, nint src, long bytes) => Buffer.MemoryCopy((void*)src, (void*)dst, bytes, bytes);
+
+    public void Memset32(nint dst, uint value, long count)
+    {
+        for (long done = 0; done < count;)
+        {
+            int n = (int)Math.Min(count - done, int.MaxValue);
+            new Span<uint>((uint*)dst + done, n).Fill(value);
+            done += n;
+        }
+    }
+
+    public void Synchronize() { }
+
+    /// <summary>All modules live in one library, so <paramref name="module"/> only names the kernel's source in errors.</summary>
+    public nint GetFunction(string module, string kernel)
+    {
+        if (Emulator.ModuleGetFunction(out nint f, kernel) != 0)
+            throw new InvalidOperationException($"{module}.cu: {Emulator.LastError}");
+        return f;
+    }
+
+    public void Launch(nint function, string kernel, (uint x, uint y, uint z) grid, (uint x, uint y, uint z) block,
+                       uint sharedBytes, void** args)
+    {
+        int rc = Emulator.LaunchKernel(function, grid.x, grid.y, grid.z, block.x, block.y, block.z, sharedBytes, 0, args, null);
+        if (rc != 0)
+            throw new InvalidOperationException($"{kernel} failed on the emulator (CUresult {rc}): {Emulator.LastError}");
+    }
+
+    public void SgemmStridedBatched(bool transA, bool transB, int m, int n, int k, float alpha,
+                                    nint a, int lda, long strideA, nint b, int ldb, long strideB,
+                                    float beta, nint c, int ldc, long strideC, int batch)
+    {
+        if (m == 0 || n == 0) return;
+        int ta = transA ? OpenBlas.Trans : OpenBlas.NoTrans, tb = transB ? OpenBlas.Trans : OpenBlas.NoTrans;
+        for (int i = 0; i < batch; i++)
+            OpenBlas.Sgemm(OpenBlas.ColMajor, ta, tb, m, n, k, alpha, (float*)a + i * strideA, lda,
+                           (float*)b + i * strideB, ldb, beta, (float*)c + i * strideC, ldc);
+    }
+
+    public void Dispose() { }
+}
