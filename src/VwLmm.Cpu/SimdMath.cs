@@ -144,4 +144,104 @@ internal static unsafe class SimdMath
         float m = Max(x, n);
         return float.IsFinite(m) ? m + MathF.Log(ExpSum(null, x, n, m)) : m;
     }
+
+    /// <summary>d[i] += y[i]·(dy[i] − c) over [n] (softmax backward with c = Σ dy·y).</summary>
+    public static void AddMulCentered(float* d, float* y, float* dy, float c, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vc = Vector512.Create(c);
+            for (; i <= n - 16; i += 16)
+                Vector512.FusedMultiplyAdd(Vector512.Load(y + i), Vector512.Load(dy + i) - vc, Vector512.Load(d + i)).Store(d + i);
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vc = Vector256.Create(c);
+            for (; i <= n - 8; i += 8)
+                Vector256.FusedMultiplyAdd(Vector256.Load(y + i), Vector256.Load(dy + i) - vc, Vector256.Load(d + i)).Store(d + i);
+        }
+        for (; i < n; i++) d[i] = MathF.FusedMultiplyAdd(y[i], dy[i] - c, d[i]);
+    }
+
+    /// <summary>
+    /// KL(α‖β) = Σ α·(log α − log β) for α = softmax(a), β = softmax(b) given their log-normalisers lseA, lseB.
+    /// log α − log β = a − b − (lseA − lseB) needs no log of a probability, so underflowed α terms stay exact zeros.
+    /// </summary>
+    public static float KlDivergence(float* a, float* b, int n, float lseA, float lseB)
+    {
+        int i = 0;
+        float sum = 0, delta = lseA - lseB;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            var acc = Vector512<float>.Zero;
+            var vl = Vector512.Create(lseA);
+            var vd = Vector512.Create(delta);
+            for (; i <= n - 16; i += 16)
+            {
+                var va = Vector512.Load(a + i);
+                acc = Vector512.FusedMultiplyAdd(Vector512.Exp(va - vl), va - Vector512.Load(b + i) - vd, acc);
+            }
+            sum = Vector512.Sum(acc);
+        }
+        if (Vector256.IsHardwareAccelerated && n - i >= 8)
+        {
+            var acc = Vector256<float>.Zero;
+            var vl = Vector256.Create(lseA);
+            var vd = Vector256.Create(delta);
+            for (; i <= n - 8; i += 8)
+            {
+                var va = Vector256.Load(a + i);
+                acc = Vector256.FusedMultiplyAdd(Vector256.Exp(va - vl), va - Vector256.Load(b + i) - vd, acc);
+            }
+            sum += Vector256.Sum(acc);
+        }
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(MathF.Exp(a[i] - lseA), a[i] - b[i] - delta, sum);
+        return sum;
+    }
+
+    /// <summary>
+    /// Gradients of KL(α‖β) (value kl) scaled by g: da += g·α⊙(log α − log β − kl), db += g·(β − α); either may be null.
+    /// </summary>
+    public static void KlGradients(float* da, float* db, float* a, float* b, int n, float lseA, float lseB, float kl, float g)
+    {
+        int i = 0;
+        float shift = lseA - lseB + kl;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vla = Vector512.Create(lseA);
+            var vlb = Vector512.Create(lseB);
+            var vdk = Vector512.Create(shift);
+            var vg = Vector512.Create(g);
+            for (; i <= n - 16; i += 16)
+            {
+                var va = Vector512.Load(a + i);
+                var vb = Vector512.Load(b + i);
+                var alpha = Vector512.Exp(va - vla);
+                if (da != null) Vector512.FusedMultiplyAdd(vg * alpha, va - vb - vdk, Vector512.Load(da + i)).Store(da + i);
+                if (db != null) Vector512.FusedMultiplyAdd(vg, Vector512.Exp(vb - vlb) - alpha, Vector512.Load(db + i)).Store(db + i);
+            }
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vla = Vector256.Create(lseA);
+            var vlb = Vector256.Create(lseB);
+            var vdk = Vector256.Create(shift);
+            var vg = Vector256.Create(g);
+            for (; i <= n - 8; i += 8)
+            {
+                var va = Vector256.Load(a + i);
+                var vb = Vector256.Load(b + i);
+                var alpha = Vector256.Exp(va - vla);
+                if (da != null) Vector256.FusedMultiplyAdd(vg * alpha, va - vb - vdk, Vector256.Load(da + i)).Store(da + i);
+                if (db != null) Vector256.FusedMultiplyAdd(vg, Vector256.Exp(vb - vlb) - alpha, Vector256.Load(db + i)).Store(db + i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            float alpha = MathF.Exp(a[i] - lseA);
+            if (da != null) da[i] = MathF.FusedMultiplyAdd(g * alpha, a[i] - b[i] - shift, da[i]);
+            if (db != null) db[i] = MathF.FusedMultiplyAdd(g, MathF.Exp(b[i] - lseB) - alpha, db[i]);
+        }
+    }
 }
