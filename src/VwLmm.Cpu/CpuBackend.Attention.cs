@@ -7,12 +7,14 @@ namespace VwLmm.Cpu;
 /// Fused attention. Every query row is handled on its own: its scaled scores go into a per-worker scratch row of Tk
 /// floats (never a Tq×Tk matrix), are exponentiated against the row max, and weight the value rows directly into o.
 /// Keys visible to a query always form a prefix [0, n) (causal limit and key-padding length are both upper bounds),
-/// so masking is a loop bound, not a −∞ fill. The backward pass recomputes the probabilities from the saved lse.
+/// so masking is a loop bound, not a −∞ fill. Each task first packs the K/V rows of its head into contiguous scratch.
+/// The backward pass recomputes the probabilities from the saved lse and accumulates dk/dv in packed scratch too.
+/// Every output element is computed by the same sequence of operations whatever the thread count.
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
-    /// <summary>Queries per forward task: small enough to balance causal work across workers, large enough to amortise dispatch.</summary>
-    private const int AttentionQueryBlock = 16;
+    /// <summary>Queries per forward task: few enough to balance causal work across workers, enough to amortise packing K/V.</summary>
+    private const int AttentionQueryBlock = 64;
 
     public void AttentionForward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor? keyLengths,
                                  int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale)
@@ -37,6 +39,16 @@ public sealed unsafe partial class CpuBackend
             KeyLengths = I(keyLengths), Shape = new AttentionShape(B, Tq, Tk, S, H, Hkv, D, causal), Scale = scale,
         };
         Pool.For(B * Hkv, job);
+    }
+
+    /// <summary>
+    /// Copies n rows of D floats, stride apart, into contiguous dst. K/V rows of one head sit Hkv·D floats apart (4 KiB
+    /// for 16 heads of 64), so walking them in place costs a page per row and aliases in L1; packed they stream.
+    /// </summary>
+    private static void PackRows(float* dst, float* src, long stride, int n, int D)
+    {
+        long bytes = (long)D * sizeof(float);
+        for (int j = 0; j < n; j++) Buffer.MemoryCopy(src + j * stride, dst + (long)j * D, bytes, bytes);
     }
 
     private readonly record struct AttentionShape(int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool Causal)
@@ -71,18 +83,20 @@ public sealed unsafe partial class CpuBackend
             var sh = Shape;
             int D = sh.D, group = sh.H / sh.Hkv;
             long stride = sh.KvStride;
-            float[] rented = ArrayPool<float>.Shared.Rent(Math.Max(sh.Tk, 1));
+            float[] rented = ArrayPool<float>.Shared.Rent(sh.Tk * (2 * D + 1) + 1);
             try
             {
                 fixed (float* s = rented)
                 {
+                    float* kp = s + sh.Tk, vp = kp + (long)sh.Tk * D;
                     for (int task = start; task < end; task++)
                     {
                         int block = task % Blocks, bh = task / Blocks, h = bh % sh.H, b = bh / sh.H;
-                        float* kb = K + sh.KvBase(b, h / group);
-                        float* vb = V + sh.KvBase(b, h / group);
-                        int tEnd = Math.Min(sh.Tq, (block + 1) * AttentionQueryBlock);
-                        for (int t = block * AttentionQueryBlock; t < tEnd; t++)
+                        int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock);
+                        int keys = sh.VisibleKeys(KeyLengths, b, tEnd - 1); // the block's last query sees the most keys
+                        PackRows(kp, K + sh.KvBase(b, h / group), stride, keys, D);
+                        PackRows(vp, V + sh.KvBase(b, h / group), stride, keys, D);
+                        for (int t = tStart; t < tEnd; t++)
                         {
                             float* qi = Q + sh.QueryRow(b, t, h);
                             float* oi = O + sh.QueryRow(b, t, h);
@@ -94,10 +108,10 @@ public sealed unsafe partial class CpuBackend
                                 *lsei = float.NegativeInfinity;
                                 continue;
                             }
-                            for (int j = 0; j < n; j++) s[j] = Scale * SimdMath.Dot(qi, kb + j * stride, D);
+                            SimdMath.DotRows(s, qi, kp, D, n, D, Scale);
                             float max = SimdMath.Max(s, n);
                             float sum = SimdMath.ExpSum(s, s, n, max);
-                            for (int j = 0; j < n; j++) SimdMath.Axpy(oi, s[j], vb + j * stride, D);
+                            SimdMath.AddWeightedRows(oi, s, vp, D, n, D);
                             SimdMath.Scale(oi, D, 1f / sum);
                             *lsei = max + MathF.Log(sum);
                         }
@@ -125,19 +139,25 @@ public sealed unsafe partial class CpuBackend
         public readonly void Execute(int start, int end)
         {
             var sh = Shape;
-            int D = sh.D, group = sh.H / sh.Hkv, tk = Math.Max(sh.Tk, 1);
-            long stride = sh.KvStride;
-            float[] rented = ArrayPool<float>.Shared.Rent(2 * tk);
+            int D = sh.D, group = sh.H / sh.Hkv, tk = sh.Tk;
+            long packed = (long)tk * D;
+            float[] rented = ArrayPool<float>.Shared.Rent(tk * (4 * D + 2) + 1);
             try
             {
                 fixed (float* p = rented)
                 {
-                    float* dp = p + tk;
+                    // Per-query rows p and dP (overwritten in place by scale·dS), then this head's packed k, v and
+                    // its dk, dv accumulators, added to the strided outputs once at the end of the task.
+                    float* ds = p + tk, kp = ds + tk, vp = kp + packed, dkp = vp + packed, dvp = dkp + packed;
                     for (int task = start; task < end; task++)
                     {
                         int hkv = task % sh.Hkv, b = task / sh.Hkv;
-                        long kvBase = sh.KvBase(b, hkv);
-                        float* kb = K + kvBase, vb = V + kvBase;
+                        int keys = sh.VisibleKeys(KeyLengths, b, sh.Tq - 1); // the last query sees the most keys
+                        long kvBase = sh.KvBase(b, hkv), stride = sh.KvStride;
+                        PackRows(kp, K + kvBase, stride, keys, D);
+                        PackRows(vp, V + kvBase, stride, keys, D);
+                        new Span<float>(dkp, keys * D).Clear();
+                        new Span<float>(dvp, keys * D).Clear();
                         for (int h = hkv * group; h < (hkv + 1) * group; h++)
                         {
                             for (int t = 0; t < sh.Tq; t++)
@@ -148,21 +168,22 @@ public sealed unsafe partial class CpuBackend
                                 float* qi = Q + row, doi = DO + row;
                                 float lse = Lse[((long)b * sh.H + h) * sh.Tq + t];
                                 float di = SimdMath.Dot(doi, O + row, D);
-                                for (int j = 0; j < n; j++)
-                                {
-                                    p[j] = Scale * SimdMath.Dot(qi, kb + j * stride, D);
-                                    dp[j] = SimdMath.Dot(doi, vb + j * stride, D);
-                                }
+                                SimdMath.DotRows(p, qi, kp, D, n, D, Scale);
+                                SimdMath.DotRows(ds, doi, vp, D, n, D, 1f);
                                 SimdMath.ExpSum(p, p, n, lse);
                                 for (int j = 0; j < n; j++)
                                 {
-                                    long kv = kvBase + j * stride;
-                                    float ds = Scale * p[j] * (dp[j] - di);
-                                    if (DV != null) SimdMath.Axpy(DV + kv, p[j], doi, D);
-                                    if (DK != null) SimdMath.Axpy(DK + kv, ds, qi, D);
-                                    if (DQ != null) SimdMath.Axpy(DQ + row, ds, kb + j * stride, D);
+                                    if (DV != null) SimdMath.Axpy(dvp + (long)j * D, p[j], doi, D);
+                                    ds[j] = Scale * p[j] * (ds[j] - di);
+                                    if (DK != null) SimdMath.Axpy(dkp + (long)j * D, ds[j], qi, D);
                                 }
+                                if (DQ != null) SimdMath.AddWeightedRows(DQ + row, ds, kp, D, n, D);
                             }
+                        }
+                        for (int j = 0; j < keys; j++)
+                        {
+                            if (DK != null) SimdMath.Axpy(DK + kvBase + j * stride, 1f, dkp + (long)j * D, D);
+                            if (DV != null) SimdMath.Axpy(DV + kvBase + j * stride, 1f, dvp + (long)j * D, D);
                         }
                     }
                 }

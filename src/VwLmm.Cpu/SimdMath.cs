@@ -30,6 +30,56 @@ internal static unsafe class SimdMath
         return sum;
     }
 
+    /// <summary>
+    /// s[j] = alpha·(x · rows[j·stride + 0..D)) for j in [0, n). Four rows share each load of x and run as four
+    /// independent FMA chains: a lone short dot product is bound by FMA latency, not throughput.
+    /// </summary>
+    public static void DotRows(float* s, float* x, float* rows, long stride, int n, int D, float alpha)
+    {
+        int j = 0;
+        for (; j <= n - 4; j += 4)
+        {
+            float* r0 = rows + j * stride, r1 = r0 + stride, r2 = r1 + stride, r3 = r2 + stride;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int d = 0;
+            if (Vector512.IsHardwareAccelerated && D >= 16)
+            {
+                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (; d <= D - 16; d += 16)
+                {
+                    var xv = Vector512.Load(x + d);
+                    a0 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(r0 + d), a0);
+                    a1 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(r1 + d), a1);
+                    a2 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(r2 + d), a2);
+                    a3 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(r3 + d), a3);
+                }
+                (s0, s1, s2, s3) = (Vector512.Sum(a0), Vector512.Sum(a1), Vector512.Sum(a2), Vector512.Sum(a3));
+            }
+            if (Vector256.IsHardwareAccelerated && D - d >= 8)
+            {
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (; d <= D - 8; d += 8)
+                {
+                    var xv = Vector256.Load(x + d);
+                    a0 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r0 + d), a0);
+                    a1 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r1 + d), a1);
+                    a2 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r2 + d), a2);
+                    a3 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r3 + d), a3);
+                }
+                (s0, s1, s2, s3) = (s0 + Vector256.Sum(a0), s1 + Vector256.Sum(a1), s2 + Vector256.Sum(a2), s3 + Vector256.Sum(a3));
+            }
+            for (; d < D; d++)
+            {
+                s0 = MathF.FusedMultiplyAdd(x[d], r0[d], s0);
+                s1 = MathF.FusedMultiplyAdd(x[d], r1[d], s1);
+                s2 = MathF.FusedMultiplyAdd(x[d], r2[d], s2);
+                s3 = MathF.FusedMultiplyAdd(x[d], r3[d], s3);
+            }
+            (s[j], s[j + 1], s[j + 2], s[j + 3]) = (alpha * s0, alpha * s1, alpha * s2, alpha * s3);
+        }
+        for (; j < n; j++) s[j] = alpha * Dot(x, rows + j * stride, D);
+    }
+
     /// <summary>y[i] += alpha·x[i] over [n].</summary>
     public static void Axpy(float* y, float alpha, float* x, int n)
     {
@@ -45,6 +95,75 @@ internal static unsafe class SimdMath
             for (; i <= n - 8; i += 8) Vector256.FusedMultiplyAdd(va, Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
         }
         for (; i < n; i++) y[i] = MathF.FusedMultiplyAdd(alpha, x[i], y[i]);
+    }
+
+    /// <summary>
+    /// o[0..D) += Σ_j w[j]·rows[j·stride + 0..D) for j in [0, n): a weighted sum of n strided rows. Column blocks of up
+    /// to 64 floats stay in registers across all rows, so o is loaded and stored once instead of once per row.
+    /// </summary>
+    public static void AddWeightedRows(float* o, float* w, float* rows, long stride, int n, int D)
+    {
+        int c = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; c <= D - 64; c += 64)
+            {
+                Vector512<float> a0 = Vector512.Load(o + c), a1 = Vector512.Load(o + c + 16), a2 = Vector512.Load(o + c + 32), a3 = Vector512.Load(o + c + 48);
+                float* r = rows + c;
+                for (int j = 0; j < n; j++, r += stride)
+                {
+                    var wj = Vector512.Create(w[j]);
+                    a0 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r), a0);
+                    a1 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r + 16), a1);
+                    a2 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r + 32), a2);
+                    a3 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r + 48), a3);
+                }
+                a0.Store(o + c);
+                a1.Store(o + c + 16);
+                a2.Store(o + c + 32);
+                a3.Store(o + c + 48);
+            }
+            for (; c <= D - 16; c += 16)
+            {
+                var a = Vector512.Load(o + c);
+                float* r = rows + c;
+                for (int j = 0; j < n; j++, r += stride) a = Vector512.FusedMultiplyAdd(Vector512.Create(w[j]), Vector512.Load(r), a);
+                a.Store(o + c);
+            }
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; c <= D - 32; c += 32)
+            {
+                Vector256<float> a0 = Vector256.Load(o + c), a1 = Vector256.Load(o + c + 8), a2 = Vector256.Load(o + c + 16), a3 = Vector256.Load(o + c + 24);
+                float* r = rows + c;
+                for (int j = 0; j < n; j++, r += stride)
+                {
+                    var wj = Vector256.Create(w[j]);
+                    a0 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r), a0);
+                    a1 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r + 8), a1);
+                    a2 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r + 16), a2);
+                    a3 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r + 24), a3);
+                }
+                a0.Store(o + c);
+                a1.Store(o + c + 8);
+                a2.Store(o + c + 16);
+                a3.Store(o + c + 24);
+            }
+            for (; c <= D - 8; c += 8)
+            {
+                var a = Vector256.Load(o + c);
+                float* r = rows + c;
+                for (int j = 0; j < n; j++, r += stride) a = Vector256.FusedMultiplyAdd(Vector256.Create(w[j]), Vector256.Load(r), a);
+                a.Store(o + c);
+            }
+        }
+        for (; c < D; c++)
+        {
+            float a = o[c];
+            for (int j = 0; j < n; j++) a = MathF.FusedMultiplyAdd(w[j], rows[j * stride + c], a);
+            o[c] = a;
+        }
     }
 
     /// <summary>x[i] *= alpha over [n].</summary>
