@@ -1,10 +1,197 @@
+using System.Buffers;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
 
-// STUB: replaced by the op-family implementation.
+/// <summary>
+/// Fused attention. Every query row is handled on its own: its scaled scores go into a per-worker scratch row of Tk
+/// floats (never a Tq×Tk matrix), are exponentiated against the row max, and weight the value rows directly into o.
+/// Keys visible to a query always form a prefix [0, n) (causal limit and key-padding length are both upper bounds),
+/// so masking is a loop bound, not a −∞ fill. Each task first packs the K/V rows of its head into contiguous scratch.
+/// The backward pass recomputes the probabilities from the saved lse and accumulates dk/dv in packed scratch too.
+/// Every output element is computed by the same sequence of operations whatever the thread count.
+/// </summary>
 public sealed unsafe partial class CpuBackend
 {
-    public void AttentionForward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale) => throw new NotImplementedException();
-    public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale) => throw new NotImplementedException();
+    /// <summary>Queries per forward task: few enough to balance causal work across workers, enough to amortise packing K/V.</summary>
+    private const int AttentionQueryBlock = 64;
+
+    public void AttentionForward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor? keyLengths,
+                                 int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale)
+    {
+        int blocks = (Tq + AttentionQueryBlock - 1) / AttentionQueryBlock;
+        var job = new AttentionForwardJob
+        {
+            O = F(o), Lse = F(lse), Q = F(q), K = F(k), V = F(v), KeyLengths = I(keyLengths),
+            Blocks = blocks, Shape = new AttentionShape(B, Tq, Tk, S, H, Hkv, D, causal), Scale = scale,
+        };
+        Pool.For(B * H * blocks, job);
+    }
+
+    public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o,
+                                  Tensor lse, Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D,
+                                  bool causal, float scale)
+    {
+        if (dq is null && dk is null && dv is null) return;
+        var job = new AttentionBackwardJob
+        {
+            DQ = F(dq), DK = F(dk), DV = F(dv), DO = F(dO), Q = F(q), K = F(k), V = F(v), O = F(o), Lse = F(lse),
+            KeyLengths = I(keyLengths), Shape = new AttentionShape(B, Tq, Tk, S, H, Hkv, D, causal), Scale = scale,
+        };
+        Pool.For(B * Hkv, job);
+    }
+
+    /// <summary>
+    /// Copies n rows of D floats, stride apart, into contiguous dst. K/V rows of one head sit Hkv·D floats apart (4 KiB
+    /// for 16 heads of 64), so walking them in place costs a page per row and aliases in L1; packed they stream.
+    /// </summary>
+    private static void PackRows(float* dst, float* src, long stride, int n, int D)
+    {
+        long bytes = (long)D * sizeof(float);
+        for (int j = 0; j < n; j++) Buffer.MemoryCopy(src + j * stride, dst + (long)j * D, bytes, bytes);
+    }
+
+    private readonly record struct AttentionShape(int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool Causal)
+    {
+        /// <summary>Number of keys query t of sample b sees: they are keys [0, n).</summary>
+        public int VisibleKeys(int* keyLengths, int b, int t)
+        {
+            int n = keyLengths is null ? Tk : Math.Min(Tk, keyLengths[b]);
+            if (Causal) n = Math.Min(n, t + Tk - Tq + 1);
+            return Math.Max(n, 0);
+        }
+
+        /// <summary>Offset of row (b, t, h) in a [B,Tq,H,D] tensor.</summary>
+        public long QueryRow(int b, int t, int h) => (((long)b * Tq + t) * H + h) * D;
+
+        /// <summary>Offset of key/value row (b, 0, hkv) in a [B,S,Hkv,D] tensor; rows j follow at j·KvStride.</summary>
+        public long KvBase(int b, int hkv) => ((long)b * S * Hkv + hkv) * D;
+
+        public long KvStride => (long)Hkv * D;
+    }
+
+    private struct AttentionForwardJob : IRangeJob
+    {
+        public float* O, Lse, Q, K, V;
+        public int* KeyLengths;
+        public int Blocks;
+        public AttentionShape Shape;
+        public float Scale;
+
+        public readonly void Execute(int start, int end)
+        {
+            var sh = Shape;
+            int D = sh.D, group = sh.H / sh.Hkv;
+            long stride = sh.KvStride;
+            float[] rented = ArrayPool<float>.Shared.Rent(sh.Tk * (2 * D + 1) + 1);
+            try
+            {
+                fixed (float* s = rented)
+                {
+                    float* kp = s + sh.Tk, vp = kp + (long)sh.Tk * D;
+                    for (int task = start; task < end; task++)
+                    {
+                        int block = task % Blocks, bh = task / Blocks, h = bh % sh.H, b = bh / sh.H;
+                        int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock);
+                        int keys = sh.VisibleKeys(KeyLengths, b, tEnd - 1); // the block's last query sees the most keys
+                        PackRows(kp, K + sh.KvBase(b, h / group), stride, keys, D);
+                        PackRows(vp, V + sh.KvBase(b, h / group), stride, keys, D);
+                        for (int t = tStart; t < tEnd; t++)
+                        {
+                            float* qi = Q + sh.QueryRow(b, t, h);
+                            float* oi = O + sh.QueryRow(b, t, h);
+                            float* lsei = Lse + ((long)b * sh.H + h) * sh.Tq + t;
+                            new Span<float>(oi, D).Clear();
+                            int n = sh.VisibleKeys(KeyLengths, b, t);
+                            if (n == 0)
+                            {
+                                *lsei = float.NegativeInfinity;
+                                continue;
+                            }
+                            SimdMath.DotRows(s, qi, kp, D, n, D, Scale);
+                            float max = SimdMath.Max(s, n);
+                            float sum = SimdMath.ExpSum(s, s, n, max);
+                            SimdMath.AddWeightedRows(oi, s, vp, D, n, D);
+                            SimdMath.Scale(oi, D, 1f / sum);
+                            *lsei = max + MathF.Log(sum);
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(rented);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One task per (sample, kv head): it owns that head's dk/dv rows and the dq rows of every query head in its GQA
+    /// group, so all accumulation is race-free and in a fixed order.
+    /// </summary>
+    private struct AttentionBackwardJob : IRangeJob
+    {
+        public float* DQ, DK, DV, DO, Q, K, V, O, Lse;
+        public int* KeyLengths;
+        public AttentionShape Shape;
+        public float Scale;
+
+        public readonly void Execute(int start, int end)
+        {
+            var sh = Shape;
+            int D = sh.D, group = sh.H / sh.Hkv, tk = sh.Tk;
+            long packed = (long)tk * D;
+            float[] rented = ArrayPool<float>.Shared.Rent(tk * (4 * D + 2) + 1);
+            try
+            {
+                fixed (float* p = rented)
+                {
+                    // Per-query rows p and dP (overwritten in place by scale·dS), then this head's packed k, v and
+                    // its dk, dv accumulators, added to the strided outputs once at the end of the task.
+                    float* ds = p + tk, kp = ds + tk, vp = kp + packed, dkp = vp + packed, dvp = dkp + packed;
+                    for (int task = start; task < end; task++)
+                    {
+                        int hkv = task % sh.Hkv, b = task / sh.Hkv;
+                        int keys = sh.VisibleKeys(KeyLengths, b, sh.Tq - 1); // the last query sees the most keys
+                        long kvBase = sh.KvBase(b, hkv), stride = sh.KvStride;
+                        PackRows(kp, K + kvBase, stride, keys, D);
+                        PackRows(vp, V + kvBase, stride, keys, D);
+                        new Span<float>(dkp, keys * D).Clear();
+                        new Span<float>(dvp, keys * D).Clear();
+                        for (int h = hkv * group; h < (hkv + 1) * group; h++)
+                        {
+                            for (int t = 0; t < sh.Tq; t++)
+                            {
+                                int n = sh.VisibleKeys(KeyLengths, b, t);
+                                if (n == 0) continue;
+                                long row = sh.QueryRow(b, t, h);
+                                float* qi = Q + row, doi = DO + row;
+                                float lse = Lse[((long)b * sh.H + h) * sh.Tq + t];
+                                float di = SimdMath.Dot(doi, O + row, D);
+                                SimdMath.DotRows(p, qi, kp, D, n, D, Scale);
+                                SimdMath.DotRows(ds, doi, vp, D, n, D, 1f);
+                                SimdMath.ExpSum(p, p, n, lse);
+                                for (int j = 0; j < n; j++)
+                                {
+                                    if (DV != null) SimdMath.Axpy(dvp + (long)j * D, p[j], doi, D);
+                                    ds[j] = Scale * p[j] * (ds[j] - di);
+                                    if (DK != null) SimdMath.Axpy(dkp + (long)j * D, ds[j], qi, D);
+                                }
+                                if (DQ != null) SimdMath.AddWeightedRows(DQ + row, ds, kp, D, n, D);
+                            }
+                        }
+                        for (int j = 0; j < keys; j++)
+                        {
+                            if (DK != null) SimdMath.Axpy(DK + kvBase + j * stride, 1f, dkp + (long)j * D, D);
+                            if (DV != null) SimdMath.Axpy(DV + kvBase + j * stride, 1f, dvp + (long)j * D, D);
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(rented);
+            }
+        }
+    }
 }

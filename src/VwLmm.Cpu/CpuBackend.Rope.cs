@@ -1,10 +1,90 @@
+using System.Runtime.Intrinsics;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
 
-// STUB: replaced by the op-family implementation.
+/// <summary>
+/// Rotate-half RoPE (HF LLaMA). Angles follow HF's float32 arithmetic step by step: exponent (float)2i/(float)D,
+/// theta^exponent rounded to float, its float reciprocal, the float product pos·inv_freq, and cos/sin of that float
+/// angle, so large positions round the way PyTorch does. cos/sin are computed once per (b, t) row and shared by its H heads.
+/// </summary>
 public sealed unsafe partial class CpuBackend
 {
-    public void RopeForward(Tensor y, Tensor x, Tensor positions, int B, int T, int H, int D, float theta) => throw new NotImplementedException();
-    public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta) => throw new NotImplementedException();
+    public void RopeForward(Tensor y, Tensor x, Tensor positions, int B, int T, int H, int D, float theta) =>
+        Pool.For(B * T, new RopeJob { Out = F(y), In = F(x), Positions = I(positions), H = H, D = D, Theta = theta, Backward = false });
+
+    public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta) =>
+        Pool.For(B * T, new RopeJob { Out = F(dx), In = F(dy), Positions = I(positions), H = H, D = D, Theta = theta, Backward = true });
+
+    /// <summary>inv_freq[i] = 1/theta^(2i/D) for i &lt; D/2, rounded like HF's float32 expression 1.0 / (theta ** (arange(0, D, 2).float() / D)).</summary>
+    private static void RopeInverseFrequencies(Span<float> invFreq, int D, float theta)
+    {
+        for (int i = 0; i < invFreq.Length; i++) invFreq[i] = 1f / (float)Math.Pow(theta, (float)(2 * i) / D);
+    }
+
+    /// <summary>Forward: out = R·in. Backward: out += Rᵀ·in (the rotation by −angle).</summary>
+    private struct RopeJob : IRangeJob
+    {
+        public float* Out, In;
+        public int* Positions;
+        public int H, D;
+        public float Theta;
+        public bool Backward;
+
+        public readonly void Execute(int start, int end)
+        {
+            int half = D / 2;
+            Span<float> invFreq = stackalloc float[half];
+            RopeInverseFrequencies(invFreq, D, Theta);
+            float* cos = stackalloc float[half];
+            float* sin = stackalloc float[half];
+            for (int row = start; row < end; row++)
+            {
+                float pos = Positions[row];
+                for (int i = 0; i < half; i++)
+                {
+                    float angle = pos * invFreq[i];
+                    cos[i] = MathF.Cos(angle);
+                    sin[i] = Backward ? -MathF.Sin(angle) : MathF.Sin(angle);
+                }
+                for (int h = 0; h < H; h++)
+                {
+                    long offset = ((long)row * H + h) * D;
+                    Rotate(Out + offset, In + offset, cos, sin, half, Backward);
+                }
+            }
+        }
+
+        /// <summary>(o1, o2) (+)= (x1·c − x2·s, x2·c + x1·s) over the two halves; reads both halves before writing, so out may alias x.</summary>
+        private static void Rotate(float* o, float* x, float* cos, float* sin, int half, bool accumulate)
+        {
+            int i = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                for (; i <= half - 8; i += 8)
+                {
+                    var x1 = Vector256.Load(x + i);
+                    var x2 = Vector256.Load(x + half + i);
+                    var c = Vector256.Load(cos + i);
+                    var s = Vector256.Load(sin + i);
+                    var r1 = x1 * c - x2 * s;
+                    var r2 = x2 * c + x1 * s;
+                    if (accumulate)
+                    {
+                        r1 += Vector256.Load(o + i);
+                        r2 += Vector256.Load(o + half + i);
+                    }
+                    r1.Store(o + i);
+                    r2.Store(o + half + i);
+                }
+            }
+            for (; i < half; i++)
+            {
+                float x1 = x[i], x2 = x[half + i];
+                float r1 = x1 * cos[i] - x2 * sin[i], r2 = x2 * cos[i] + x1 * sin[i];
+                o[i] = accumulate ? o[i] + r1 : r1;
+                o[half + i] = accumulate ? o[half + i] + r2 : r2;
+            }
+        }
+    }
 }

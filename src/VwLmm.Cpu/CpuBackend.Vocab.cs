@@ -1,12 +1,167 @@
+using System.Buffers;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
 
-// STUB: replaced by the op-family implementation.
+/// <summary>
+/// Vocabulary-row ops, fp32, parallel over rows. Log-probabilities are always x − logsumexp(x) with the row max
+/// factored out, never log(softmax), so ±80 logits stay finite. Each row takes a max sweep, an exp-sum sweep and one
+/// fused output/gradient sweep; exponentials are recomputed rather than stored, which keeps the ops free of scratch.
+/// </summary>
 public sealed unsafe partial class CpuBackend
 {
-    public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale) => throw new NotImplementedException();
-    public void VisualWordKl(Tensor losses, Tensor? dLm, Tensor? dVm, Tensor lmLogits, Tensor vmLogits, Tensor pairs, int N, int V, bool reverse, float gradScale) => throw new NotImplementedException();
-    public void SoftmaxForward(Tensor y, Tensor x, int N, int V) => throw new NotImplementedException();
-    public void SoftmaxBackward(Tensor dx, Tensor dy, Tensor y, int N, int V) => throw new NotImplementedException();
+    private const int IgnoreIndex = -100;
+
+    /// <summary>Rows per task for V-long rows: enough work to amortise a dispatch even at small V.</summary>
+    private const int VocabMinRows = 4;
+
+    public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale)
+    {
+        int* t = I(targets);
+        for (int i = 0; i < N; i++)
+            if (t[i] != IgnoreIndex && (uint)t[i] >= (uint)V)
+                throw new ArgumentOutOfRangeException(nameof(targets), $"CrossEntropy: target {t[i]} of row {i} is outside [0, {V}) and is not the ignore index {IgnoreIndex}");
+        Pool.For(N, new CrossEntropyJob { Losses = F(losses), DLogits = F(dlogits), Logits = F(logits), Targets = t, V = V, GradScale = gradScale }, VocabMinRows);
+    }
+
+    public void VisualWordKl(Tensor losses, Tensor? dLm, Tensor? dVm, Tensor lmLogits, Tensor vmLogits, Tensor pairs,
+                             int N, int V, bool reverse, float gradScale)
+    {
+        int* p = I(pairs);
+        int lmRows = (int)(lmLogits.Numel / V), vmRows = (int)(vmLogits.Numel / V);
+        for (int i = 0; i < N; i++)
+        {
+            if ((uint)p[2 * i] >= (uint)lmRows)
+                throw new ArgumentOutOfRangeException(nameof(pairs), $"VisualWordKl: pair {i} names LM row {p[2 * i]}, outside [0, {lmRows})");
+            if ((uint)p[2 * i + 1] >= (uint)vmRows)
+                throw new ArgumentOutOfRangeException(nameof(pairs), $"VisualWordKl: pair {i} names VM row {p[2 * i + 1]}, outside [0, {vmRows})");
+        }
+        var job = new VisualWordKlJob
+        {
+            Losses = F(losses), DLm = F(dLm), DVm = F(dVm), Lm = F(lmLogits), Vm = F(vmLogits), Pairs = p,
+            V = V, Reverse = reverse, GradScale = gradScale,
+        };
+        // Pairs that share a gradient row must add into it one after another; the model never produces such pairs
+        // (one image token per position), but a repeated row is still handled exactly, just not in parallel.
+        bool shared = (dLm is not null && !RowsDistinct(p, N, 0, lmRows)) || (dVm is not null && !RowsDistinct(p, N, 1, vmRows));
+        if (shared) job.Execute(0, N);
+        else Pool.For(N, job, VocabMinRows);
+    }
+
+    public void SoftmaxForward(Tensor y, Tensor x, int N, int V) =>
+        Pool.For(N, new SoftmaxJob { Y = F(y), X = F(x), V = V }, VocabMinRows);
+
+    public void SoftmaxBackward(Tensor dx, Tensor dy, Tensor y, int N, int V) =>
+        Pool.For(N, new SoftmaxBackwardJob { DX = F(dx), DY = F(dy), Y = F(y), V = V }, VocabMinRows);
+
+    /// <summary>Whether column <paramref name="column"/> of pairs [N,2] names each of its rows (all in [0, rows)) at most once.</summary>
+    private static bool RowsDistinct(int* pairs, int N, int column, int rows)
+    {
+        ulong[] seen = ArrayPool<ulong>.Shared.Rent((rows + 63) / 64);
+        try
+        {
+            Array.Clear(seen);
+            for (int i = 0; i < N; i++)
+            {
+                int r = pairs[2 * i + column];
+                ulong bit = 1UL << (r & 63);
+                if ((seen[r >> 6] & bit) != 0) return false;
+                seen[r >> 6] |= bit;
+            }
+            return true;
+        }
+        finally
+        {
+            ArrayPool<ulong>.Shared.Return(seen);
+        }
+    }
+
+    private struct CrossEntropyJob : IRangeJob
+    {
+        public float* Losses, DLogits, Logits;
+        public int* Targets;
+        public int V;
+        public float GradScale;
+
+        public readonly void Execute(int start, int end)
+        {
+            for (int row = start; row < end; row++)
+            {
+                int target = Targets[row];
+                if (target == IgnoreIndex)
+                {
+                    Losses[row] = 0;
+                    continue;
+                }
+                float* x = Logits + (long)row * V;
+                float lse = SimdMath.LogSumExp(x, V);
+                Losses[row] = lse - x[target];
+                if (DLogits == null) continue;
+                float* d = DLogits + (long)row * V;
+                SimdMath.AxpyExp(d, GradScale, x, V, lse);
+                d[target] -= GradScale;
+            }
+        }
+    }
+
+    /// <summary>
+    /// KL(α‖β) per pair with α the first argument: forward KL(p‖q) has α = p from the VM row and β = q from the LM row;
+    /// reverse KL(q‖p) swaps them. Both directions then share one kernel.
+    /// </summary>
+    private struct VisualWordKlJob : IRangeJob
+    {
+        public float* Losses, DLm, DVm, Lm, Vm;
+        public int* Pairs;
+        public int V;
+        public bool Reverse;
+        public float GradScale;
+
+        public readonly void Execute(int start, int end)
+        {
+            for (int i = start; i < end; i++)
+            {
+                long lmOffset = (long)Pairs[2 * i] * V, vmOffset = (long)Pairs[2 * i + 1] * V;
+                float* lm = Lm + lmOffset, vm = Vm + vmOffset;
+                float* dLm = DLm == null ? null : DLm + lmOffset;
+                float* dVm = DVm == null ? null : DVm + vmOffset;
+                float* a = Reverse ? lm : vm, b = Reverse ? vm : lm;
+                float* da = Reverse ? dLm : dVm, db = Reverse ? dVm : dLm;
+                float lseA = SimdMath.LogSumExp(a, V), lseB = SimdMath.LogSumExp(b, V);
+                float kl = SimdMath.KlDivergence(a, b, V, lseA, lseB);
+                Losses[i] = kl;
+                if (da != null || db != null) SimdMath.KlGradients(da, db, a, b, V, lseA, lseB, kl, GradScale);
+            }
+        }
+    }
+
+    private struct SoftmaxJob : IRangeJob
+    {
+        public float* Y, X;
+        public int V;
+
+        public readonly void Execute(int start, int end)
+        {
+            for (int row = start; row < end; row++)
+            {
+                float* x = X + (long)row * V, y = Y + (long)row * V;
+                float sum = SimdMath.ExpSum(y, x, V, SimdMath.Max(x, V));
+                SimdMath.Scale(y, V, 1f / sum);
+            }
+        }
+    }
+
+    private struct SoftmaxBackwardJob : IRangeJob
+    {
+        public float* DX, DY, Y;
+        public int V;
+
+        public readonly void Execute(int start, int end)
+        {
+            for (int row = start; row < end; row++)
+            {
+                long o = (long)row * V;
+                SimdMath.AddMulCentered(DX + o, Y + o, DY + o, SimdMath.Dot(DY + o, Y + o, V), V);
+            }
+        }
+    }
 }

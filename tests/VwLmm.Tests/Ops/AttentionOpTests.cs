@@ -1,0 +1,152 @@
+using NUnit.Framework;
+using VwLmm.Core;
+using VwLmm.Cpu;
+using VwLmm.Tests.Ops.Reference;
+using static VwLmm.Tests.Ops.OpHarness;
+
+namespace VwLmm.Tests.Ops;
+
+/// <summary>Attention forward/backward against the double reference; subclassed once per backend.</summary>
+public abstract class AttentionOpTests
+{
+    private IBackend _backend = null!;
+
+    protected abstract IBackend CreateBackend();
+
+    [OneTimeSetUp] public void SetUpBackend() => _backend = CreateBackend();
+    [OneTimeTearDown] public void TearDownBackend() => _backend.Dispose();
+
+    private static IEnumerable<TestCaseData> SquareCases()
+    {
+        foreach (int t in new[] { 1, 7, 77, 130 })
+        foreach (int d in new[] { 32, 64, 128 })
+        foreach (bool causal in new[] { false, true })
+            yield return new TestCaseData(new AttentionProblem(2, t, t, t, 2, 2, d, causal, null)).SetArgDisplayNames($"T{t}_D{d}_{(causal ? "causal" : "full")}");
+    }
+
+    private static IEnumerable<TestCaseData> SpecialCases()
+    {
+        yield return new TestCaseData(new AttentionProblem(3, 7, 7, 7, 2, 2, 32, false, [7, 0, 4])).SetArgDisplayNames("padding_full");
+        yield return new TestCaseData(new AttentionProblem(3, 7, 7, 7, 2, 2, 32, true, [7, 0, 4])).SetArgDisplayNames("padding_causal");
+        yield return new TestCaseData(new AttentionProblem(2, 13, 13, 13, 4, 2, 32, true, [13, 9])).SetArgDisplayNames("gqa_h4_kv2");
+        yield return new TestCaseData(new AttentionProblem(2, 13, 13, 13, 4, 1, 64, false, [5, 13])).SetArgDisplayNames("gqa_h4_kv1");
+        yield return new TestCaseData(new AttentionProblem(2, 1, 9, 12, 4, 2, 32, true, null)).SetArgDisplayNames("decode_tq1_tk9");
+        yield return new TestCaseData(new AttentionProblem(2, 3, 9, 12, 4, 1, 64, true, [9, 6])).SetArgDisplayNames("decode_tq3_tk9");
+        yield return new TestCaseData(new AttentionProblem(2, 5, 6, 10, 2, 2, 32, false, null)).SetArgDisplayNames("capacity_s10_tk6");
+    }
+
+    [TestCaseSource(nameof(SquareCases))]
+    [TestCaseSource(nameof(SpecialCases))]
+    public void ForwardAndBackwardMatchReference(AttentionProblem a)
+    {
+        int nq = a.B * a.Tq * a.H * a.D, nkv = a.B * a.S * a.Hkv * a.D;
+        var q = Random(1, nq, 2f);
+        var k = Random(2, nkv);
+        var v = Random(3, nkv);
+        var dO = Random(4, nq);
+        // Rows in [Tk, S) are spare cache capacity: huge values there poison any read of them.
+        for (int b = 0; b < a.B; b++)
+        for (int j = a.Tk; j < a.S; j++)
+        for (int i = 0; i < a.Hkv * a.D; i++)
+            k[(b * a.S + j) * a.Hkv * a.D + i] = v[(b * a.S + j) * a.Hkv * a.D + i] = 1e30f;
+        var dq0 = Random(5, nq);
+        var dk0 = Random(6, nkv);
+        var dv0 = Random(7, nkv);
+
+        var (refO, refLse) = AttentionReference.Forward(a, ToDouble(q), ToDouble(k), ToDouble(v));
+        var (refDq, refDk, refDv) = AttentionReference.Backward(a, ToDouble(q), ToDouble(k), ToDouble(v), ToDouble(dO));
+
+        using var s = new Scope(_backend);
+        var tq = s.Upload("q", q, a.B, a.Tq, a.H, a.D);
+        var tk = s.Upload("k", k, a.B, a.S, a.Hkv, a.D);
+        var tv = s.Upload("v", v, a.B, a.S, a.Hkv, a.D);
+        var tdO = s.Upload("dO", dO, a.B, a.Tq, a.H, a.D);
+        var lengths = a.KeyLengths is null ? null : s.UploadInts("keyLengths", a.KeyLengths, a.B);
+        var o = s.Upload("o", Random(8, nq), a.B, a.Tq, a.H, a.D);
+        var lse = s.New("lse", a.B, a.H, a.Tq);
+        var dq = s.Upload("dq", dq0, a.B, a.Tq, a.H, a.D);
+        var dk = s.Upload("dk", dk0, a.B, a.S, a.Hkv, a.D);
+        var dv = s.Upload("dv", dv0, a.B, a.S, a.Hkv, a.D);
+        float scale = (float)a.Scale;
+
+        _backend.AttentionForward(o, lse, tq, tk, tv, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        _backend.AttentionBackward(dq, dk, dv, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        _backend.Synchronize();
+        s.CheckGuards();
+
+        AssertClose("o", refO, o.ToArray());
+        var gotLse = lse.ToArray();
+        for (int i = 0; i < gotLse.Length; i++)
+        {
+            if (double.IsNegativeInfinity(refLse[i]))
+                Assert.That(gotLse[i], Is.EqualTo(float.NegativeInfinity), $"lse[{i}] of a query with no visible key");
+            else
+                Assert.That(gotLse[i], Is.EqualTo(refLse[i]).Within(1e-5 * Math.Max(1, Math.Abs(refLse[i]))), $"lse[{i}]");
+        }
+        AssertClose("dq", Plus(dq0, refDq), dq.ToArray());
+        AssertClose("dk", Plus(dk0, refDk), dk.ToArray());
+        AssertClose("dv", Plus(dv0, refDv), dv.ToArray());
+    }
+
+    [Test]
+    public void BackwardSkipsNullGradients()
+    {
+        var a = new AttentionProblem(2, 9, 9, 9, 4, 2, 32, true, [9, 4]);
+        int nq = a.B * a.Tq * a.H * a.D, nkv = a.B * a.S * a.Hkv * a.D;
+        var q = Random(11, nq);
+        var k = Random(12, nkv);
+        var v = Random(13, nkv);
+        var dO = Random(14, nq);
+        var (refDq, refDk, refDv) = AttentionReference.Backward(a, ToDouble(q), ToDouble(k), ToDouble(v), ToDouble(dO));
+
+        using var s = new Scope(_backend);
+        var tq = s.Upload("q", q, a.B, a.Tq, a.H, a.D);
+        var tk = s.Upload("k", k, a.B, a.S, a.Hkv, a.D);
+        var tv = s.Upload("v", v, a.B, a.S, a.Hkv, a.D);
+        var tdO = s.Upload("dO", dO, a.B, a.Tq, a.H, a.D);
+        var lengths = s.UploadInts("keyLengths", a.KeyLengths!, a.B);
+        var o = s.New("o", a.B, a.Tq, a.H, a.D);
+        var lse = s.New("lse", a.B, a.H, a.Tq);
+        float scale = (float)a.Scale;
+        _backend.AttentionForward(o, lse, tq, tk, tv, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+
+        var dq = s.Upload("dq", new float[nq], a.B, a.Tq, a.H, a.D);
+        _backend.AttentionBackward(dq, null, null, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        var dk = s.Upload("dk", new float[nkv], a.B, a.S, a.Hkv, a.D);
+        _backend.AttentionBackward(null, dk, null, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        var dv = s.Upload("dv", new float[nkv], a.B, a.S, a.Hkv, a.D);
+        _backend.AttentionBackward(null, null, dv, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        _backend.Synchronize();
+        s.CheckGuards();
+        AssertClose("dq", refDq, dq.ToArray());
+        AssertClose("dk", refDk, dk.ToArray());
+        AssertClose("dv", refDv, dv.ToArray());
+    }
+
+    [Test]
+    public void ReferenceBackwardMatchesFiniteDifferences()
+    {
+        var a = new AttentionProblem(2, 3, 5, 6, 4, 2, 4, true, [5, 3]);
+        int nq = a.B * a.Tq * a.H * a.D, nkv = a.B * a.S * a.Hkv * a.D;
+        var q = ToDouble(Random(21, nq, 2f));
+        var k = ToDouble(Random(22, nkv));
+        var v = ToDouble(Random(23, nkv));
+        var w = ToDouble(Random(24, nq));
+        var (dq, dk, dv) = AttentionReference.Backward(a, q, k, v, w);
+        AssertAllClose("dq", FiniteDifference(x => Project(AttentionReference.Forward(a, x, k, v).O, w), q), dq);
+        AssertAllClose("dk", FiniteDifference(x => Project(AttentionReference.Forward(a, q, x, v).O, w), k), dk);
+        AssertAllClose("dv", FiniteDifference(x => Project(AttentionReference.Forward(a, q, k, x).O, w), v), dv);
+    }
+
+    private static double[] Plus(float[] a, double[] b)
+    {
+        var r = new double[a.Length];
+        for (int i = 0; i < a.Length; i++) r[i] = a[i] + b[i];
+        return r;
+    }
+}
+
+public sealed class CpuAttentionOpTests : AttentionOpTests
+{
+    protected override IBackend CreateBackend() => new CpuBackend(2);
+}

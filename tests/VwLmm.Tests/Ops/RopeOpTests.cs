@@ -1,0 +1,133 @@
+using System.Text.Json;
+using NUnit.Framework;
+using VwLmm.Core;
+using VwLmm.Cpu;
+using VwLmm.Tests.Ops.Reference;
+using static VwLmm.Tests.Ops.OpHarness;
+
+namespace VwLmm.Tests.Ops;
+
+/// <summary>RoPE against the double reference and a transformers-style PyTorch fixture; subclassed once per backend.</summary>
+public abstract class RopeOpTests
+{
+    private IBackend _backend = null!;
+
+    protected abstract IBackend CreateBackend();
+
+    [OneTimeSetUp] public void SetUpBackend() => _backend = CreateBackend();
+    [OneTimeTearDown] public void TearDownBackend() => _backend.Dispose();
+
+    private const int B = 2, T = 5, H = 3;
+    private const float Theta = 10000f;
+
+    /// <summary>Sample 0 starts at 0; sample 1 continues a KV cache at offset 37 with a gap.</summary>
+    private static readonly int[] Positions = [0, 1, 2, 3, 4, 37, 38, 39, 40, 300];
+
+    [TestCase(64)]
+    [TestCase(32)]
+    public void ForwardMatchesReference(int D)
+    {
+        var x = Random(1, B * T * H * D);
+        using var s = new Scope(_backend);
+        var tx = s.Upload("x", x, B, T, H, D);
+        var pos = s.UploadInts("positions", Positions, B, T);
+        var y = s.New("y", B, T, H, D);
+        _backend.RopeForward(y, tx, pos, B, T, H, D, Theta);
+        _backend.Synchronize();
+        s.CheckGuards();
+        AssertClose("y", RopeReference.Rotate(ToDouble(x), Positions, B, T, H, D, Theta), y.ToArray());
+    }
+
+    [TestCase(64)]
+    [TestCase(32)]
+    public void ForwardInPlace(int D)
+    {
+        var x = Random(2, B * T * H * D);
+        using var s = new Scope(_backend);
+        var tx = s.Upload("x", x, B, T, H, D);
+        var pos = s.UploadInts("positions", Positions, B, T);
+        _backend.RopeForward(tx, tx, pos, B, T, H, D, Theta);
+        _backend.Synchronize();
+        s.CheckGuards();
+        AssertClose("x rotated in place", RopeReference.Rotate(ToDouble(x), Positions, B, T, H, D, Theta), tx.ToArray());
+    }
+
+    [TestCase(64)]
+    [TestCase(32)]
+    public void BackwardAccumulatesInverseRotation(int D)
+    {
+        int n = B * T * H * D;
+        var dy = Random(3, n);
+        var dx0 = Random(4, n);
+        var expected = RopeReference.Rotate(ToDouble(dy), Positions, B, T, H, D, Theta, inverse: true);
+        for (int i = 0; i < n; i++) expected[i] += dx0[i];
+        using var s = new Scope(_backend);
+        var tdy = s.Upload("dy", dy, B, T, H, D);
+        var pos = s.UploadInts("positions", Positions, B, T);
+        var dx = s.Upload("dx", dx0, B, T, H, D);
+        _backend.RopeBackward(dx, tdy, pos, B, T, H, D, Theta);
+        _backend.Synchronize();
+        s.CheckGuards();
+        AssertClose("dx", expected, dx.ToArray());
+    }
+
+    [TestCase(64)]
+    [TestCase(32)]
+    public void BackwardUndoesForward(int D)
+    {
+        var x = Random(5, B * T * H * D);
+        using var s = new Scope(_backend);
+        var tx = s.Upload("x", x, B, T, H, D);
+        var pos = s.UploadInts("positions", Positions, B, T);
+        var y = s.New("y", B, T, H, D);
+        var back = s.Upload("back", new float[x.Length], B, T, H, D);
+        _backend.RopeForward(y, tx, pos, B, T, H, D, Theta);
+        _backend.RopeBackward(back, y, pos, B, T, H, D, Theta);
+        _backend.Synchronize();
+        s.CheckGuards();
+        AssertClose("Rᵀ·R·x", ToDouble(x), back.ToArray(), 1e-12);
+    }
+
+    [Test]
+    public void ReferenceBackwardMatchesFiniteDifferences()
+    {
+        const int D = 8;
+        var x = ToDouble(Random(6, B * T * H * D));
+        var w = ToDouble(Random(7, x.Length));
+        var fd = FiniteDifference(v => Project(RopeReference.Rotate(v, Positions, B, T, H, D, Theta), w), x);
+        AssertAllClose("dx", fd, RopeReference.Rotate(w, Positions, B, T, H, D, Theta, inverse: true));
+    }
+
+    /// <summary>At positions up to 1.2M the float32 angle differs from the exact one by up to ~0.1 rad; matching
+    /// transformers there shows the float32 angle arithmetic is reproduced, not just the formula.</summary>
+    [Test]
+    public void MatchesTransformersFixture()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures/rope/rope_hf.json")));
+        var root = doc.RootElement;
+        int D = root.GetProperty("D").GetInt32(), h = root.GetProperty("H").GetInt32();
+        float theta = root.GetProperty("theta").GetSingle();
+        var positions = root.GetProperty("positions").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var x = root.GetProperty("x").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+        var expected = root.GetProperty("y").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        int t = positions.Length;
+
+        using var s = new Scope(_backend);
+        var tx = s.Upload("x", x, 1, t, h, D);
+        var pos = s.UploadInts("positions", positions, 1, t);
+        var y = s.New("y", 1, t, h, D);
+        _backend.RopeForward(y, tx, pos, 1, t, h, D, theta);
+        _backend.Synchronize();
+        s.CheckGuards();
+        var got = y.ToArray();
+        AssertAllClose("y vs transformers", expected, Array.ConvertAll(got, v => (double)v), rtol: 1e-6, atol: 1e-6);
+        var exact = RopeReference.Rotate(ToDouble(x), positions, 1, t, h, D, theta);
+        Assert.That(exact.Zip(expected, (a, b) => Math.Abs(a - b)).Max(), Is.GreaterThan(1e-3),
+            "fixture positions too small to tell float32 angles from exact ones");
+    }
+}
+
+public sealed class CpuRopeOpTests : RopeOpTests
+{
+    protected override IBackend CreateBackend() => new CpuBackend(2);
+}
