@@ -1,0 +1,54 @@
+namespace VwLmm.Data.Batching;
+
+/// <summary>Where an image of the batch comes from: sample <paramref name="Sample"/>, its <paramref name="Ordinal"/>-th image.</summary>
+public readonly record struct ImageRef(int Sample, int Ordinal);
+
+/// <summary>
+/// One spliced, right-padded micro-batch (METHOD §1.5, §2.3). All [B·L] arrays are row-major: index b·L + t.
+/// Image feature rows are numbered globally: image i occupies rows i·ImageTokens … i·ImageTokens + ImageTokens − 1.
+/// </summary>
+public sealed class Batch
+{
+    internal Batch(int b, int l, int imageTokens, int[] map, int[] targets, byte[] imageMask, int[] vmPairs, int[] positions,
+                   int[] keyLengths, ImageRef[] images, int textTargetCount, int imageTokenCount)
+    {
+        B = b;
+        L = l;
+        ImageTokens = imageTokens;
+        Map = map;
+        Targets = targets;
+        ImageMask = imageMask;
+        VmPairs = vmPairs;
+        Positions = positions;
+        KeyLengths = keyLengths;
+        Images = images;
+        TextTargetCount = textTargetCount;
+        ImageTokenCount = imageTokenCount;
+    }
+
+    public int B { get; }
+    /// <summary>Padded length: the longest spliced (and truncated) sample.</summary>
+    public int L { get; }
+    /// <summary>N_img: feature rows per image.</summary>
+    public int ImageTokens { get; }
+    /// <summary>[B·L] input source: ≥ 0 token id, ≤ −2 image feature row (−2 − row), −1 padding.</summary>
+    public int[] Map { get; }
+    /// <summary>[B·L] shifted text labels for cross-entropy at each position (label of t + 1), −100 where no loss.</summary>
+    public int[] Targets { get; }
+    /// <summary>[B·L] 1 exactly at image positions (M of METHOD §2.1), 0 on text and padding.</summary>
+    public byte[] ImageMask { get; }
+    /// <summary>[VmPairCount·2] (lmRow = b·L + t − 1, image feature row at (b, t)) for image positions t ≥ 1, row-major in (b, t).</summary>
+    public int[] VmPairs { get; }
+    public int VmPairCount => VmPairs.Length / 2;
+    /// <summary>[B·L] RoPE position t within the sample, 0 on padding.</summary>
+    public int[] Positions { get; }
+    /// <summary>[B] valid (unpadded) length of each sample.</summary>
+    public int[] KeyLengths { get; }
+    /// <summary>[ImageCount] origin of each image feature block, in row order.</summary>
+    public ImageRef[] Images { get; }
+    public int ImageCount => Images.Length;
+    /// <summary>Number of Targets ≥ 0 (the cross-entropy mean's denominator).</summary>
+    public int TextTargetCount { get; }
+    /// <summary>Number of image positions kept in the batch.</summary>
+    public int ImageTokenCount { get; }
+}
