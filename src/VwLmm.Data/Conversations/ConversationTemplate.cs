@@ -92,8 +92,12 @@ public sealed class ConversationTemplate
         EncodeCore(Prepare(turns, hasImage, endsWithAnswer: true), tokenizer);
 
     /// <summary>Ids of a generation prompt (turns ending with human) up to and including UserSuffix; labels all −100.</summary>
-    public TokenizedConversation EncodePrompt(IReadOnlyList<Turn> turns, bool hasImage, ITokenizer tokenizer) =>
-        EncodeCore(Prepare(turns, hasImage, endsWithAnswer: false), tokenizer);
+    public TokenizedConversation EncodePrompt(IReadOnlyList<Turn> turns, bool hasImage, ITokenizer tokenizer)
+    {
+        var prompt = EncodeCore(Prepare(turns, hasImage, endsWithAnswer: false), tokenizer);
+        Array.Fill(prompt.Labels, Llava.IgnoreIndex);
+        return prompt;
+    }
 
     private IReadOnlyList<Turn> Prepare(IReadOnlyList<Turn> turns, bool hasImage, bool endsWithAnswer)
     {
