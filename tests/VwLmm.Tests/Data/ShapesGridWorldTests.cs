@@ -1,0 +1,322 @@
+using System.Text.RegularExpressions;
+using NUnit.Framework;
+using VwLmm.Data.Conversations;
+using VwLmm.Data.Images;
+using VwLmm.Data.ShapesGrid;
+
+namespace VwLmm.Tests.Data;
+
+public class ShapesGridWorldTests
+{
+    private static readonly string[] ColourNames = ["red", "green", "blue", "yellow", "white", "purple"];
+    private static readonly string[] ShapeNames = ["circle", "square", "triangle", "cross"];
+    private static readonly string[] PluralNames = ["circles", "squares", "triangles", "crosses"];
+
+    [Test]
+    public void SameSeedGivesIdenticalPixelsAndText()
+    {
+        var a = new ShapesGridWorld(11);
+        var b = new ShapesGridWorld(11);
+        var other = new ShapesGridWorld(12);
+        for (int i = 0; i < 20; i++)
+        {
+            var sa = a.Sample(Split.Train, i);
+            var sb = b.Sample(Split.Train, i);
+            Assert.That(sb.Image.Pixels, Is.EqualTo(sa.Image.Pixels));
+            Assert.That(sb.Caption, Is.EqualTo(sa.Caption));
+            Assert.That(sb.Questions, Is.EqualTo(sa.Questions));
+            Assert.That(b.PretrainingText(i), Is.EqualTo(a.PretrainingText(i)));
+            Assert.That(other.Sample(Split.Train, i).Image.Pixels, Is.Not.EqualTo(sa.Image.Pixels));
+        }
+        Assert.That(a.Sample(Split.Train, 5).Image.Pixels, Is.EqualTo(a.Stream(Split.Train, 3).Skip(2).First().Image.Pixels));
+        Assert.That(a.Sample(Split.Test, 5).Caption, Is.Not.EqualTo(a.Sample(Split.Train, 5).Caption));
+    }
+
+    [Test]
+    public void HeldOutCombinationsNeverReachTraining()
+    {
+        var world = new ShapesGridWorld(3);
+        Assert.That(world.HeldOut, Has.Count.EqualTo(5));
+        foreach (var colour in Enum.GetValues<ObjectColour>())
+            Assert.That(world.TrainCombos.Count(c => c.Colour == colour), Is.GreaterThanOrEqualTo(2));
+        foreach (var shape in Enum.GetValues<ObjectShape>())
+            Assert.That(world.TrainCombos.Count(c => c.Shape == shape), Is.GreaterThanOrEqualTo(2));
+
+        var phrases = world.HeldOut.SelectMany(c => new[]
+        {
+            $" {ColourNames[(int)c.Colour]} {ShapeNames[(int)c.Shape]} ", $" {ColourNames[(int)c.Colour]} {PluralNames[(int)c.Shape]} ",
+        }).ToArray();
+        var trainText = new List<string>();
+        for (int i = 0; i < 300; i++)
+        {
+            var s = world.Sample(Split.Train, i);
+            Assert.That(s.Scene.Objects.Where(o => world.IsHeldOut(o.Combo)), Is.Empty, $"train image {i}");
+            trainText.Add(s.Caption);
+            trainText.AddRange(s.Questions.Select(q => q.Question + " " + q.Answer));
+            trainText.AddRange(world.TextOnlyConversation(Split.Train, i).Turns.Select(t => t.Value));
+            trainText.Add(world.PretrainingText(i));
+            Assert.That(world.Sample(Split.Test, i).Scene.Objects.Any(o => world.IsHeldOut(o.Combo)), $"test image {i}");
+        }
+        trainText.AddRange(world.TokenizerCorpus(50).Skip(1));
+        var leaks = trainText.Where(text => phrases.Any(phrase => (" " + text + " ").Contains(phrase, StringComparison.Ordinal)));
+        Assert.That(leaks, Is.Empty);
+    }
+
+    [Test]
+    public void PatchLabelsMatchDrawnPixels([Values(64, 32)] int imageSize)
+    {
+        var world = new ShapesGridWorld(5, new ShapesGridOptions { ImageSize = imageSize, MaxObjects = 6 });
+        int p = world.Options.PatchSize, grid = world.Options.Grid, objectCells = 0, shapeHits = 0;
+        for (int i = 0; i < 40; i++)
+        {
+            var sample = world.Sample(i % 2 == 0 ? Split.Train : Split.Test, i);
+            string[] words = sample.Scene.PatchWords();
+            Assert.That(words, Has.Length.EqualTo(grid * grid));
+            for (int r = 0; r < grid; r++)
+                for (int c = 0; c < grid; c++)
+                {
+                    var (colourCounts, mask) = PaletteMatches(sample.Image, c * p, r * p, p);
+                    string[] label = words[r * grid + c].Split(' ');
+                    if (label.Length == 1)
+                    {
+                        Assert.That(colourCounts, Is.All.Zero, $"background cell ({r},{c}) = {label[0]} has object-coloured pixels");
+                        Assert.That(label[0], Is.EqualTo(r < sample.Scene.Horizon ? "sky" : Enum.GetName(sample.Scene.Ground)!.ToLowerInvariant()));
+                        continue;
+                    }
+                    objectCells++;
+                    int colour = Array.IndexOf(ColourNames, label[0]);
+                    Assert.That(colourCounts[colour], Is.GreaterThanOrEqualTo(p * p / 5), $"object cell ({r},{c}) {words[r * grid + c]}");
+                    Assert.That(colourCounts.Where((n, k) => k != colour), Is.All.Zero);
+                    if (ClassifyShape(mask, p) == label[1]) shapeHits++;
+                }
+        }
+        Assert.That(objectCells, Is.GreaterThan(50));
+        Assert.That(shapeHits, Is.GreaterThanOrEqualTo(objectCells * 95 / 100), "shapes recognisable from their pixels");
+    }
+
+    [Test]
+    public void QuestionsAndCaptionsAgreeWithGroundTruth()
+    {
+        var world = new ShapesGridWorld(9, new ShapesGridOptions { MaxObjects = 5, MaxQuestions = 4 });
+        var kinds = new HashSet<QuestionKind>();
+        var answers = new HashSet<string>();
+        for (int i = 0; i < 300; i++)
+        {
+            var s = world.Sample(i % 3 == 0 ? Split.Test : Split.Train, i);
+            Assert.That(s.Questions, Has.Count.InRange(1, 4));
+            Assert.That(s.Questions.Select(q => q.Question).Distinct().Count(), Is.EqualTo(s.Questions.Count));
+            foreach (var qa in s.Questions)
+            {
+                Assert.That(Solve(qa.Question, s.Scene), Is.EqualTo(qa.Answer), qa.Question);
+                kinds.Add(qa.Kind);
+                answers.Add(qa.Answer);
+            }
+            Assert.That(ParseCaption(s.Caption), Is.EqualTo(Describe(s.Scene)), s.Caption);
+        }
+        Assert.That(kinds, Has.Count.EqualTo(5));
+        Assert.That(answers, Does.Contain("yes").And.Contain("no").And.Contain("0").And.Contain("sky"));
+    }
+
+    [Test]
+    public void VocabularyCoversAllTextAndPromptsStayShort()
+    {
+        var world = new ShapesGridWorld(2, new ShapesGridOptions { VarySize = true });
+        var vocab = world.Vocabulary.ToHashSet();
+        var tok = new PieceTestTokenizer();
+        int longest = 0;
+        for (int i = 0; i < 400; i++)
+        {
+            var conv = world.InstructionConversation(Split.Train, i, "x.png");
+            var texts = conv.Turns.Select(t => t.Value.Replace("<image>", "")).Append(world.PretrainingText(i))
+                .Append(world.Sample(Split.Train, i).Caption);
+            var unknown = texts.SelectMany(t => t.Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries)).Where(w => !vocab.Contains(w));
+            Assert.That(unknown, Is.Empty);
+            var prompt = ConversationTemplate.ShapesChat.EncodePrompt(conv.Turns.Take(1).ToArray(), conv.HasImage, tok);
+            longest = Math.Max(longest, prompt.InputIds.Count(id => id >= 0));
+        }
+        Assert.That(longest, Is.LessThanOrEqualTo(48));
+        Assert.That(world.TokenizerCorpus(3).First().Split(' '), Is.EqualTo(world.Vocabulary));
+    }
+
+    [Test]
+    public void TextOnlySamplesAppearAtTheConfiguredRate()
+    {
+        var world = new ShapesGridWorld(4, new ShapesGridOptions { TextOnlyFraction = 0.25 });
+        int textOnly = Enumerable.Range(0, 2000).Count(i => world.IsTextOnly(Split.Train, i));
+        Assert.That(textOnly, Is.InRange(400, 600));
+        var conv = world.InstructionConversation(Split.Train, Enumerable.Range(0, 100).First(i => world.IsTextOnly(Split.Train, i)), "x.png");
+        Assert.That(conv.HasImage, Is.False);
+        Assert.That(conv.Turns[0].Value, Does.Contain("sky above").And.Not.Contain("<image>"));
+        Assert.That(Solve(conv.Turns[0].Value.Split(" . ")[1], ParseCaptionScene(conv.Turns[0].Value.Split(" . ")[0])),
+                    Is.EqualTo(conv.Turns[1].Value));
+    }
+
+    [TestCase(64, 5)]
+    [TestCase(60, 8)]
+    [TestCase(16, 8)]
+    public void BadOptionsAreRejected(int imageSize, int patchSize) =>
+        Assert.Throws<ArgumentException>(() => _ = new ShapesGridWorld(1, new ShapesGridOptions { ImageSize = imageSize, PatchSize = patchSize }));
+
+    [Test]
+    public void WriterOutputReadsBackThroughLlavaReader()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "vwlmm-shapes-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var options = new ShapesGridOptions { TextOnlyFraction = 0.2 };
+            ShapesGridWriter.Write(dir, 30, 17, FakePng.Save, Split.Test, options);
+            var world = new ShapesGridWorld(17, options);
+            var data = LlavaDataset.Load(Path.Combine(dir, ShapesGridWriter.DataFile), dir);
+            var captions = LlavaDataset.Load(Path.Combine(dir, ShapesGridWriter.CaptionsFile), dir);
+            var labels = ShapesGridWriter.ReadPatchLabels(Path.Combine(dir, ShapesGridWriter.PatchLabelsFile));
+            Assert.That(data.Samples, Has.Count.EqualTo(30));
+            Assert.That(data.Samples.Count(s => !s.HasImage), Is.GreaterThan(0));
+            Assert.That(captions.Samples, Has.Count.EqualTo(data.Samples.Count(s => s.HasImage)));
+            Assert.That(labels.HeldOut, Is.EqualTo(world.HeldOut.Select(c => c.ToString())));
+            var tok = new PieceTestTokenizer();
+            for (int i = 0; i < 30; i++)
+            {
+                var expected = world.InstructionConversation(Split.Test, i, $"images/{i:D4}.png");
+                Assert.That(data.Samples[i].Turns, Is.EqualTo(expected.Turns));
+                Assert.That(data.Samples[i].Image, Is.EqualTo(expected.Image));
+                if (!expected.HasImage) continue;
+                var sample = world.Sample(Split.Test, i);
+                Assert.That(FakePng.Load(data.ImagePath(data.Samples[i])).Pixels, Is.EqualTo(sample.Image.Pixels));
+                Assert.That(labels.Patches[expected.Image!], Is.EqualTo(sample.Scene.PatchWords()));
+                var caption = captions.Samples.Single(s => s.Image == expected.Image);
+                var encoded = ConversationTemplate.Plain.Encode(caption, tok);
+                Assert.That(tok.Decode(encoded.InputIds.Where(id => id >= 0).ToArray()), Is.EqualTo(sample.Caption + "\n"));
+                Assert.That(ConversationTemplate.ShapesChat.Encode(data.Samples[i], tok).InputIds, Does.Contain(Llava.ImageTokenIndex));
+            }
+            Assert.That(Directory.GetFiles(dir).Select(Path.GetFileName),
+                        Is.EquivalentTo(new[] { "data.json", "captions.json", "patch_labels.json" }));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>Stands in for the PNG codec: width, height, raw pixels.</summary>
+    private static class FakePng
+    {
+        public static void Save(RgbImage image, string path)
+        {
+            using var w = new BinaryWriter(File.Create(path));
+            w.Write(image.Width);
+            w.Write(image.Height);
+            w.Write(image.Pixels);
+        }
+
+        public static RgbImage Load(string path)
+        {
+            using var r = new BinaryReader(File.OpenRead(path));
+            int width = r.ReadInt32(), height = r.ReadInt32();
+            return new RgbImage(width, height, r.ReadBytes(width * height * 3));
+        }
+    }
+
+    // ---- independent readers of the world's ground truth ----
+
+    /// <summary>Per palette colour: pixels of the cell within distance 50 of it; and the mask of all such pixels.</summary>
+    private static (int[] Counts, bool[,] Mask) PaletteMatches(RgbImage image, int x0, int y0, int p)
+    {
+        var counts = new int[ShapesGridRenderer.Palette.Count];
+        var mask = new bool[p, p];
+        for (int y = 0; y < p; y++)
+            for (int x = 0; x < p; x++)
+            {
+                var px = image.Pixel(x0 + x, y0 + y);
+                for (int k = 0; k < counts.Length; k++)
+                {
+                    var (r, g, b) = ShapesGridRenderer.Palette[k];
+                    int d2 = (px[0] - r) * (px[0] - r) + (px[1] - g) * (px[1] - g) + (px[2] - b) * (px[2] - b);
+                    if (d2 >= 50 * 50) continue;
+                    counts[k]++;
+                    mask[y, x] = true;
+                }
+            }
+        return (counts, mask);
+    }
+
+    /// <summary>Names a shape from its pixel mask by bounding-box geometry.</summary>
+    private static string ClassifyShape(bool[,] mask, int p)
+    {
+        int top = p, bottom = -1, left = p, right = -1, area = 0;
+        for (int y = 0; y < p; y++)
+            for (int x = 0; x < p; x++)
+                if (mask[y, x])
+                {
+                    (top, bottom, left, right) = (Math.Min(top, y), Math.Max(bottom, y), Math.Min(left, x), Math.Max(right, x));
+                    area++;
+                }
+        int h = bottom - top + 1, w = right - left + 1;
+        int RowWidth(int y) => Enumerable.Range(left, w).Count(x => mask[y, x]);
+        if (area == h * w) return "square";
+        int widest = Enumerable.Range(top, h).Max(RowWidth);
+        if (RowWidth(bottom) == widest && RowWidth(bottom) >= RowWidth(top) + 2) return "triangle";
+        return RowWidth(top + h / 4) <= 3 ? "cross" : "circle";
+    }
+
+    /// <summary>Answers a question by reading the scene's objects directly.</summary>
+    private static string Solve(string question, Scene scene)
+    {
+        Match m;
+        string Colour(GridObject o) => ColourNames[(int)o.Colour];
+        string Shape(GridObject o) => ShapeNames[(int)o.Shape];
+        if ((m = Regex.Match(question, "^what colour is the (\\w+) \\?$")).Success)
+            return Colour(scene.Objects.Single(o => Shape(o) == m.Groups[1].Value));
+        if ((m = Regex.Match(question, "^what shape is the (\\w+) object \\?$")).Success)
+            return Shape(scene.Objects.Single(o => Colour(o) == m.Groups[1].Value));
+        if ((m = Regex.Match(question, "^how many (\\w+) objects \\?$")).Success)
+            return scene.Objects.Count(o => Colour(o) == m.Groups[1].Value).ToString();
+        if ((m = Regex.Match(question, "^how many (\\w+) \\?$")).Success)
+            return scene.Objects.Count(o => PluralNames[(int)o.Shape] == m.Groups[1].Value).ToString();
+        if ((m = Regex.Match(question, "^is there a (\\w+) (\\w+) \\?$")).Success)
+            return scene.Objects.Any(o => Colour(o) == m.Groups[1].Value && Shape(o) == m.Groups[2].Value) ? "yes" : "no";
+        if ((m = Regex.Match(question, "^what is in row (\\d+) column (\\d+) \\?$")).Success)
+        {
+            int r = int.Parse(m.Groups[1].Value) - 1, c = int.Parse(m.Groups[2].Value) - 1;
+            var hit = scene.Objects.Where(o => o.Row == r && o.Column == c).ToArray();
+            if (hit.Length == 1) return Colour(hit[0]) + " " + Shape(hit[0]);
+            return r < scene.Horizon ? "sky" : Enum.GetName(scene.Ground)!.ToLowerInvariant();
+        }
+        throw new AssertionException($"unparsable question '{question}'");
+    }
+
+    /// <summary>Multiset of "colour shape" (sorted) + ground, from a caption.</summary>
+    private static string ParseCaption(string caption)
+    {
+        var items = new List<string>();
+        string ground = "";
+        string[] numbers = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+        foreach (string part in caption.Split(" , "))
+        {
+            string[] w = part.Split(' ');
+            if (w[0] == "sky") ground = w[2];
+            else if (w[0] == "a") items.Add(w[^5] + " " + w[^4]);
+            else items.AddRange(Enumerable.Repeat(w[1] + " " + ShapeNames[Array.IndexOf(PluralNames, w[2])], Array.IndexOf(numbers, w[0])));
+        }
+        items.Sort(StringComparer.Ordinal);
+        return string.Join("|", items) + "/" + ground;
+    }
+
+    private static string Describe(Scene scene)
+    {
+        var items = scene.Objects.Select(o => ColourNames[(int)o.Colour] + " " + ShapeNames[(int)o.Shape]).ToList();
+        items.Sort(StringComparer.Ordinal);
+        return string.Join("|", items) + "/" + Enum.GetName(scene.Ground)!.ToLowerInvariant();
+    }
+
+    /// <summary>A scene with the caption's objects (positions irrelevant to colour/shape/count/existence questions).</summary>
+    private static Scene ParseCaptionScene(string caption)
+    {
+        string[] halves = ParseCaption(caption).Split('/');
+        var objects = halves[0].Split('|', StringSplitOptions.RemoveEmptyEntries).Select((item, i) =>
+        {
+            string[] w = item.Split(' ');
+            return new GridObject(0, i, (ObjectColour)Array.IndexOf(ColourNames, w[0]), (ObjectShape)Array.IndexOf(ShapeNames, w[1]), ObjectSize.Large);
+        }).ToArray();
+        return new Scene(8, 1, Enum.Parse<Background>(halves[1], ignoreCase: true), objects, 0);
+    }
+}
