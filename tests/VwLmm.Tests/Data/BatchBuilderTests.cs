@@ -46,6 +46,28 @@ public class BatchBuilderTests
     }
 
     [Test]
+    public void MultiTurnConversationTrainsExactlyTheAnswers()
+    {
+        var tok = new PieceTestTokenizer();
+        Turn[] turns =
+        [
+            new(Speaker.Human, "<image>\nwhat colour is the triangle ?"), new(Speaker.Gpt, "green"),
+            new(Speaker.Human, "how many circles ?"), new(Speaker.Gpt, "2"),
+            new(Speaker.Human, "is there a red cross ?"), new(Speaker.Gpt, "yes"),
+        ];
+        var encoded = ConversationTemplate.VicunaV1.Encode(turns, hasImage: true, tok);
+        var batch = new BatchBuilder(4, 1000, tok.VocabSize).Build([encoded]);
+        var trained = batch.Targets.Where(t => t >= 0).Select(tok.IdToPiece);
+        Assert.That(trained, Is.EqualTo(new[] { "\u2581green", "</s>", "\u25812", "</s>", "\u2581yes", "</s>" }));
+        for (int t = 0; t + 1 < batch.L; t++)
+            if (batch.Targets[t] >= 0) Assert.That(batch.Map[t + 1], Is.EqualTo(batch.Targets[t]), $"target at {t} is the next input");
+        Assert.That(batch.VmPairCount, Is.EqualTo(4));
+        // METHOD §2.3: the first patch is predicted from the piece after "USER:", here the lone space piece.
+        Assert.That(tok.IdToPiece(batch.Map[batch.VmPairs[0]]), Is.EqualTo("\u2581"));
+        Assert.That(batch.TextTargetCount, Is.EqualTo(6));
+    }
+
+    [Test]
     public void TextOnlyBatchHasNoImagesNoPairs()
     {
         var batch = new BatchBuilder(4, 100, 10).Build([Sample([1, 3, 4], [I, 3, 4]), Sample([1, 5], [I, 5])]);
@@ -115,6 +137,7 @@ public class BatchBuilderTests
             Assert.That(batch.ImageMask[r], Is.EqualTo(port.Mask[r]), $"mask {r}");
             Assert.That(batch.Positions[r], Is.EqualTo(port.Attention[r] ? r % batch.L : 0), $"position {r}");
         }
+        Assert.That(batch.ImageMask.Where((m, r) => m != 0 && batch.Map[r] == -1), Is.Empty, "padding never in the mask");
         Assert.That(batch.Targets, Is.EqualTo(port.ShiftedTargets));
         Assert.That(batch.KeyLengths, Is.EqualTo(port.KeyLengths));
         var pairs = Enumerable.Range(0, batch.VmPairCount)

@@ -63,9 +63,10 @@ public class ShapesGridWorldTests
     }
 
     [Test]
-    public void PatchLabelsMatchDrawnPixels([Values(64, 32)] int imageSize)
+    public void PatchLabelsMatchDrawnPixels([Values(64, 32)] int imageSize, [Values] bool varySize)
     {
-        var world = new ShapesGridWorld(5, new ShapesGridOptions { ImageSize = imageSize, MaxObjects = 6 });
+        var world = new ShapesGridWorld(5, new ShapesGridOptions { ImageSize = imageSize, MaxObjects = 6, VarySize = varySize });
+        int largeCells = 0;
         int p = world.Options.PatchSize, grid = world.Options.Grid, objectCells = 0, shapeHits = 0;
         for (int i = 0; i < 40; i++)
         {
@@ -85,13 +86,17 @@ public class ShapesGridWorldTests
                     }
                     objectCells++;
                     int colour = Array.IndexOf(ColourNames, label[0]);
-                    Assert.That(colourCounts[colour], Is.GreaterThanOrEqualTo(p * p / 5), $"object cell ({r},{c}) {words[r * grid + c]}");
+                    bool large = sample.Scene.ObjectAt(r, c)!.Value.Size == ObjectSize.Large;
+                    Assert.That(colourCounts[colour], Is.GreaterThanOrEqualTo(large ? p * p / 8 : p * p / 16), $"object cell ({r},{c}) {words[r * grid + c]}");
                     Assert.That(colourCounts.Where((n, k) => k != colour), Is.All.Zero);
+                    if (!large) continue;
+                    largeCells++;
                     if (ClassifyShape(mask, p) == label[1]) shapeHits++;
                 }
         }
         Assert.That(objectCells, Is.GreaterThan(50));
-        Assert.That(shapeHits, Is.GreaterThanOrEqualTo(objectCells * 95 / 100), "shapes recognisable from their pixels");
+        Assert.That(largeCells, Is.GreaterThan(varySize ? 20 : 50));
+        Assert.That(shapeHits, Is.GreaterThanOrEqualTo(largeCells * 95 / 100), "large shapes recognisable from their pixels");
     }
 
     [Test]
