@@ -86,14 +86,15 @@ public sealed class ShapesGridWorld
     public bool IsHeldOut(Combo combo) => _heldOut.Contains(combo);
 
     /// <summary>The scene of image sample <paramref name="index"/> of <paramref name="split"/>.</summary>
-    public Scene Scene(Split split, long index) => GenerateScene(ShapesRng.Derive(Seed, SceneStream, (ulong)split, (ulong)index), split);
+    public Scene SceneAt(Split split, long index) => GenerateScene(ShapesRng.Derive(Seed, SceneStream, (ulong)split, (ulong)index), split);
 
     /// <summary>Scene → image [ImageSize×ImageSize].</summary>
     public RgbImage Render(Scene scene) => ShapesGridRenderer.Render(scene, Options.ImageSize, Options.PatchSize);
 
+    /// <summary>Image sample <paramref name="index"/> of a split: scene, image [ImageSize×ImageSize], caption, 1 … MaxQuestions QA pairs.</summary>
     public ShapesGridSample Sample(Split split, long index)
     {
-        var scene = Scene(split, index);
+        var scene = SceneAt(split, index);
         return new ShapesGridSample(split, index, scene, Render(scene), Caption(scene), Questions(scene, split, AllKinds));
     }
 

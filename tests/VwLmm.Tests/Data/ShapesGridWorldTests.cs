@@ -128,7 +128,7 @@ public class ShapesGridWorldTests
         var world = new ShapesGridWorld(2, new ShapesGridOptions { VarySize = true });
         var vocab = world.Vocabulary.ToHashSet();
         var tok = new PieceTestTokenizer();
-        int longest = 0;
+        int longest = 0, longestImageConversation = 0;
         for (int i = 0; i < 400; i++)
         {
             var conv = world.InstructionConversation(Split.Train, i, "x.png");
@@ -138,7 +138,10 @@ public class ShapesGridWorldTests
             Assert.That(unknown, Is.Empty);
             var prompt = ConversationTemplate.ShapesChat.EncodePrompt(conv.Turns.Take(1).ToArray(), conv.HasImage, tok);
             longest = Math.Max(longest, prompt.InputIds.Count(id => id >= 0));
+            if (conv.HasImage)
+                longestImageConversation = Math.Max(longestImageConversation, ConversationTemplate.ShapesChat.Encode(conv, tok).InputIds.Count(id => id >= 0));
         }
+        Assert.That(longestImageConversation, Is.LessThanOrEqualTo(48), "whole image QA conversations fit 48 text tokens");
         Assert.That(longest, Is.LessThanOrEqualTo(48));
         Assert.That(world.TokenizerCorpus(3).First().Split(' '), Is.EqualTo(world.Vocabulary));
     }
