@@ -87,6 +87,7 @@ public static class Words
     public const int MaxNumberWord = 9;
 
     /// <summary>Region of a cell on a 3×3 division of the board: "top left", "middle centre", "bottom right"…</summary>
-    public static string Region(int row, int column, int grid) =>
-        new[] { "top", "middle", "bottom" }[row * 3 / grid] + " " + new[] { "left", "centre", "right" }[column * 3 / grid];
+    public static string Region(int row, int column, int grid) => Vertical[row * 3 / grid] + " " + Horizontal[column * 3 / grid];
+
+    private static readonly string[] Vertical = ["top", "middle", "bottom"], Horizontal = ["left", "centre", "right"];
 }

@@ -4,8 +4,9 @@ namespace VwLmm.Data.ShapesGrid;
 
 /// <summary>
 /// Draws a <see cref="Scene"/>: textured background cells, one hard-edged shape per object cell (kept inside its cell, so
-/// every patch has exact ground truth), per-object colour jitter and per-pixel noise. Palette colours are ≥ 95 apart from
-/// every background base colour and the perturbations stay below that, so a patch's colour is never ambiguous.
+/// every patch has exact ground truth), per-object colour jitter and per-pixel noise. Palette colours are ≥ 95 (Euclidean
+/// RGB) from every background base colour, well above the jitter and texture amplitudes, so a patch's colour is unambiguous.
+/// Integer arithmetic and IEEE basic operations only, so pixels are identical on every platform.
 /// </summary>
 public static class ShapesGridRenderer
 {
