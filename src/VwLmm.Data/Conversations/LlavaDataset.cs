@@ -1,4 +1,5 @@
 using System.Text.Json;
+using VwLmm.Core;
 
 namespace VwLmm.Data.Conversations;
 

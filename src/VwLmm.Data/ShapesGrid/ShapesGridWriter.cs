@@ -1,4 +1,5 @@
 using System.Text.Json;
+using VwLmm.Core;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.Images;
 
