@@ -2,7 +2,7 @@
  * sm_80 and sm_90 (ptxas-level checks: registers, shared memory, spills), and writes a resource report. Built and run
  * by cmake/ptx.cmake; any failure exits non-zero, which fails the build.
  *
- *   ptxgen (--nvrtc LIB | --nvcc NVCC) -I INCLUDE_DIR -o OUT_DIR FILE.cu
+ *   ptxgen (--nvrtc LIB | --nvcc NVCC [--nvcc-flags "FLAGS"]) -I INCLUDE_DIR -o OUT_DIR FILE.cu
  *
  * writes OUT_DIR/<stem>.compute_80.ptx, OUT_DIR/<stem>.compute_90.ptx and OUT_DIR/<stem>.resources.txt with one line
  * per kernel and arch: "<stem> <kernel> <sm_XX> <registers> <static smem bytes> <stack bytes> <spill stores> <spill loads>".
@@ -32,6 +32,7 @@ static const char* (*nvrtcGetErrorString)(int);
 
 enum { PATH_LEN = 4096 };
 static const char* nvcc;          /* set: compile with nvcc; unset: NVRTC */
+static const char* nvcc_flags = ""; /* extra nvcc flags, e.g. "-ccbin clang-14" */
 static const char* include_dir;
 static const char* out_dir;
 static const char* source_path;
@@ -111,8 +112,8 @@ static int nvrtc_compile(const char* arch, int verbose, char** log, char** ptx)
 static int nvcc_compile(const char* mode, const char* arch, const char* out, char** log)
 {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' %s -arch=%s -std=c++17 -lineinfo -I '%s' %s -o '%s' '%s' 2>&1",
-             nvcc, mode, arch, include_dir, strcmp(mode, "-cubin") == 0 ? "-Xptxas -v" : "", out, source_path);
+    snprintf(cmd, sizeof cmd, "'%s' %s -arch=%s -std=c++17 -lineinfo -I '%s' %s %s -o '%s' '%s' 2>&1",
+             nvcc, mode, arch, include_dir, strcmp(mode, "-cubin") == 0 ? "-Xptxas -v" : "", nvcc_flags, out, source_path);
     FILE* p = popen(cmd, "r");
     if (!p) die("cannot run %s", nvcc);
     size_t cap = 4096, n = 0, r;
@@ -209,13 +210,14 @@ int main(int argc, char** argv)
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && strcmp(argv[i], "--nvrtc") == 0) nvrtc = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--nvcc") == 0) nvcc = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--nvcc-flags") == 0) nvcc_flags = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "-I") == 0) include_dir = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "-o") == 0) out_dir = argv[++i];
         else if (argv[i][0] != '-' && !source_path) source_path = argv[i];
         else die("unexpected argument '%s'", argv[i]);
     }
     if (!(nvrtc || nvcc) || !include_dir || !out_dir || !source_path)
-        die("usage: ptxgen (--nvrtc LIB | --nvcc NVCC) -I INCLUDE_DIR -o OUT_DIR FILE.cu");
+        die("usage: ptxgen (--nvrtc LIB | --nvcc NVCC [--nvcc-flags FLAGS]) -I INCLUDE_DIR -o OUT_DIR FILE.cu");
     const char* base = strrchr(source_path, '/');
     snprintf(stem, sizeof stem, "%s", base ? base + 1 : source_path);
     char* dot = strrchr(stem, '.');

@@ -35,7 +35,7 @@ public static class CudaDevice
         {
             return ProbeDriver();
         }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or CudaException)
+        catch (Exception e) // a broken install (missing symbol, wrong architecture, failing call) is "no GPU" too
         {
             return Unavailable(e.Message, 0);
         }

@@ -42,13 +42,18 @@ public static class KernelModules
         return reader.ReadToEnd();
     }
 
-    /// <summary>ptxas's figures for every embedded kernel (registers, static shared memory, stack, spills per arch);
-    /// empty when the build embedded no report.</summary>
-    public static IReadOnlyList<KernelResources> Resources()
+    /// <summary>The build's resource report (artifacts/ptx/resources.txt): a "# compiler: …" line, then one line per
+    /// kernel and real arch; null when the build embedded none.</summary>
+    public static string? ResourceReport { get; } = ReadReport();
+
+    /// <summary>ptxas's figures for every embedded kernel (registers, static shared memory, stack, spills per arch).</summary>
+    public static IReadOnlyList<KernelResources> Resources() => ResourceReport == null ? [] : KernelResources.ParseReport(ResourceReport);
+
+    private static string? ReadReport()
     {
         using var stream = Assembly.GetManifestResourceStream(Prefix + "resources.txt");
-        if (stream == null) return [];
+        if (stream == null) return null;
         using var reader = new StreamReader(stream);
-        return KernelResources.ParseReport(reader.ReadToEnd());
+        return reader.ReadToEnd();
     }
 }

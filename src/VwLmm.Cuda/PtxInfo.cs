@@ -78,7 +78,7 @@ public static partial class PtxInfo
         _ => throw new InvalidDataException($"PTX entry {entry}: unknown parameter type .{type}"),
     };
 
-    // Only real directives: comments are stripped by matching from a line start ("//" lines never start with ".").
+    // Anchored at a line start, so a commented-out directive ("// .visible .entry …") never matches.
     [GeneratedRegex(@"^[ \t]*(?:\.visible[ \t]+|\.weak[ \t]+)?\.entry[ \t]+([A-Za-z_$][\w$]*)\s*\(([^)]*)\)", RegexOptions.Multiline)]
     private static partial Regex EntryRegex();
 }

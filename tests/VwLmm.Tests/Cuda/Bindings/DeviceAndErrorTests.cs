@@ -50,6 +50,25 @@ public class DeviceAndErrorTests
         Assert.That(Nvrtc.ErrorName(6), Is.EqualTo("NVRTC_ERROR_COMPILATION"));
     }
 
+    // Without a device cublasCreate fails cleanly (NOT_INITIALIZED); with one it succeeds. Either way the binding works.
+    [Test]
+    public unsafe void CublasCreateWithoutDeviceIsNotInitialized()
+    {
+        if (CudaDevice.Probe().Available) Assert.Ignore("a GPU is present");
+        int status;
+        try
+        {
+            nint handle;
+            status = Cublas.cublasCreate_v2(&handle);
+        }
+        catch (DllNotFoundException)
+        {
+            Assert.Ignore("libcublas not installed");
+            return;
+        }
+        Assert.That(Cublas.StatusName(status), Is.EqualTo("CUBLAS_STATUS_NOT_INITIALIZED"));
+    }
+
     [TestCase(0, "CUBLAS_STATUS_SUCCESS")]
     [TestCase(1, "CUBLAS_STATUS_NOT_INITIALIZED")]
     [TestCase(7, "CUBLAS_STATUS_INVALID_VALUE")]

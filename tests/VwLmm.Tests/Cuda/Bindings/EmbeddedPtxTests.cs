@@ -47,9 +47,12 @@ public class EmbeddedPtxTests
     public void BuildReportAgreesWithPtxCompiler()
     {
         CudaFixtures.RequireNvrtc();
+        var files = KernelFiles();
+        if (!KernelModules.ResourceReport!.StartsWith("# compiler: NVRTC", StringComparison.Ordinal))
+            Assert.Ignore("the build used nvcc, whose ptxas figures may differ from NVRTC's");
         var kernelsDir = Path.Combine(CudaFixtures.RepoRoot, "kernels");
         var report = KernelModules.Resources();
-        foreach (var file in KernelFiles())
+        foreach (var file in files)
         {
             var module = Path.GetFileNameWithoutExtension(file);
             var fresh = PtxCompiler.Validate(File.ReadAllText(file), file, [], [kernelsDir]);
