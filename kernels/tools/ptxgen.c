@@ -31,12 +31,12 @@ static int (*nvrtcDestroyProgram)(nvrtcProgram*);
 static const char* (*nvrtcGetErrorString)(int);
 
 enum { PATH_LEN = 4096 };
-static const char* nvcc;          /* set: compile with nvcc; unset: NVRTC */
+static const char* nvcc;            /* set: compile with nvcc; unset: NVRTC */
 static const char* nvcc_flags = ""; /* extra nvcc flags, e.g. "-ccbin clang-14" */
 static const char* include_dir;
 static const char* out_dir;
 static const char* source_path;
-static char* source;              /* NVRTC only: the file's text */
+static char* source;                /* NVRTC only: the file's text */
 static char stem[256];
 
 static void die(const char* fmt, ...)
@@ -50,17 +50,14 @@ static void die(const char* fmt, ...)
     exit(1);
 }
 
-static char* read_file(const char* path, size_t* len)
+/* Reads a stream to its end into a NUL-terminated malloc'ed buffer. */
+static char* read_all(FILE* f)
 {
-    FILE* f = fopen(path, "rb");
-    if (!f) die("cannot read %s", path);
     size_t cap = 1 << 16, n = 0, r;
     char* buf = malloc(cap + 1);
     while ((r = fread(buf + n, 1, cap - n, f)) > 0)
         if ((n += r) == cap) buf = realloc(buf, (cap *= 2) + 1);
-    fclose(f);
     buf[n] = 0;
-    if (len) *len = n;
     return buf;
 }
 
@@ -116,12 +113,7 @@ static int nvcc_compile(const char* mode, const char* arch, const char* out, cha
              nvcc, mode, arch, include_dir, strcmp(mode, "-cubin") == 0 ? "-Xptxas -v" : "", nvcc_flags, out, source_path);
     FILE* p = popen(cmd, "r");
     if (!p) die("cannot run %s", nvcc);
-    size_t cap = 4096, n = 0, r;
-    char* buf = malloc(cap + 1);
-    while ((r = fread(buf + n, 1, cap - n, p)) > 0)
-        if ((n += r) == cap) buf = realloc(buf, (cap *= 2) + 1);
-    buf[n] = 0;
-    *log = buf;
+    *log = read_all(p);
     return pclose(p);
 }
 
@@ -139,6 +131,7 @@ static void emit_ptx(const char* arch)
         write_file(path, ptx, strlen(ptx));
         free(ptx);
     }
+    if (log[0]) fprintf(stderr, "ptxgen: %s for %s:\n%s", source_path, arch, log); /* warnings */
     free(log);
 }
 
@@ -224,7 +217,10 @@ int main(int argc, char** argv)
     if (dot) *dot = 0;
     if (!nvcc) {
         load_nvrtc(nvrtc);
-        source = read_file(source_path, NULL);
+        FILE* f = fopen(source_path, "rb");
+        if (!f) die("cannot read %s", source_path);
+        source = read_all(f);
+        fclose(f);
     }
 
     /* Validation first: a file that fails writes no PTX. */

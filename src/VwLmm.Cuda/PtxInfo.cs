@@ -37,11 +37,11 @@ public static partial class PtxInfo
         var tokens = declaration.Split((char[])[' ', '\t', '\r', '\n'], StringSplitOptions.RemoveEmptyEntries);
         if (tokens.Length < 3 || tokens[0] != ".param")
             throw new InvalidDataException($"PTX entry {entry}: cannot parse parameter '{declaration}'");
-        int align = 0, i = 1;
+        int align = 0;
         string? type = null;
-        for (; i < tokens.Length - 1; i++)
+        for (int i = 1; i < tokens.Length - 1; i++)
         {
-            if (tokens[i] == ".align") align = int.Parse(tokens[++i]);
+            if (tokens[i] == ".align") align = Number(entry, tokens[++i], declaration);
             else if (tokens[i] is ".ptr" or ".global" or ".const" or ".local" or ".shared") { }
             else if (tokens[i].StartsWith('.') && type == null) type = tokens[i][1..];
             else throw new InvalidDataException($"PTX entry {entry}: unexpected '{tokens[i]}' in parameter '{declaration}'");
@@ -53,7 +53,8 @@ public static partial class PtxInfo
         int bracket = name.IndexOf('[');
         if (bracket >= 0)
         {
-            int count = int.Parse(name.AsSpan(bracket + 1, name.Length - bracket - 2));
+            if (!name.EndsWith(']')) throw new InvalidDataException($"PTX entry {entry}: malformed parameter '{declaration}'");
+            int count = Number(entry, name[(bracket + 1)..^1], declaration);
             return new PtxParam(name[..bracket], PtxParamKind.Struct, elementSize * count, align == 0 ? elementSize : align, declaration);
         }
         var kind = type switch
@@ -68,6 +69,9 @@ public static partial class PtxInfo
         };
         return new PtxParam(name, kind, elementSize, align == 0 ? elementSize : align, declaration);
     }
+
+    private static int Number(string entry, string text, string declaration) =>
+        int.TryParse(text, out int n) && n > 0 ? n : throw new InvalidDataException($"PTX entry {entry}: bad number '{text}' in parameter '{declaration}'");
 
     private static int TypeSize(string entry, string type) => type.TrimStart('u', 's', 'b', 'f') switch
     {

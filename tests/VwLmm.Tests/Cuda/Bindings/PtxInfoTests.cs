@@ -66,6 +66,15 @@ public class PtxInfoTests
         }));
     }
 
+    [TestCase(".param .align x .b8 k_param_0[4]")]
+    [TestCase(".param .b8 k_param_0[4")]
+    [TestCase("k_param_0")]
+    public void MalformedParameterIsAnError(string declaration)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => PtxInfo.Parse($".visible .entry k(\n{declaration}\n)\n{{ ret; }}"))!;
+        Assert.That(e.Message, Does.StartWith("PTX entry k: "));
+    }
+
     [Test]
     public void UnknownParameterTypeIsAnError()
     {
