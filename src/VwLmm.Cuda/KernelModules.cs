@@ -31,8 +31,6 @@ public static class KernelModules
         _ => throw new NotSupportedException($"compute capability {computeMajor}.{computeMinor} is below 8.0, the oldest our PTX targets"),
     };
 
-    public static bool Contains(string module, string arch) => Embedded.Contains((module, arch));
-
     /// <summary>The PTX text of <paramref name="module"/> for <paramref name="arch"/> ("compute_80" or "compute_90").</summary>
     public static string GetPtx(string module, string arch)
     {
