@@ -1,0 +1,66 @@
+using System.Runtime.InteropServices;
+using VwLmm.Core;
+
+namespace VwLmm.Cuda.Native;
+
+/// <summary>Our binding to cuBLAS (libcublas.so.13/.12/.11): a handle bound to our stream, and SGEMM strided-batched.</summary>
+internal static unsafe partial class Cublas
+{
+    private const string Lib = "cublas";
+
+    public const int OpN = 0, OpT = 1;
+
+    /// <summary>cublasMath_t: DEFAULT_MATH keeps FP32 SGEMM in full FP32 (no TF32 tensor-core rounding of inputs to 10
+    /// mantissa bits), so GPU results stay within the CPU backend's tolerances; TF32 is opt-in.</summary>
+    public const int DefaultMath = 0, Tf32TensorOpMath = 3;
+
+    static Cublas() => NativeLibraries.Register(typeof(Cublas).Assembly, Lib,
+        "libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "cublas64_13.dll", "cublas64_12.dll", "cublas64_11.dll");
+
+    public static void Check(int status, string operation)
+    {
+        if (status != 0) throw new CudaException(operation, status, StatusName(status), StatusDescription(status));
+    }
+
+    /// <summary>cublasStatus_t names (cublas_api.h); a table because cublasGetStatusName is missing from early 11.x.</summary>
+    public static string StatusName(int status) => status switch
+    {
+        0 => "CUBLAS_STATUS_SUCCESS",
+        1 => "CUBLAS_STATUS_NOT_INITIALIZED",
+        3 => "CUBLAS_STATUS_ALLOC_FAILED",
+        7 => "CUBLAS_STATUS_INVALID_VALUE",
+        8 => "CUBLAS_STATUS_ARCH_MISMATCH",
+        11 => "CUBLAS_STATUS_MAPPING_ERROR",
+        13 => "CUBLAS_STATUS_EXECUTION_FAILED",
+        14 => "CUBLAS_STATUS_INTERNAL_ERROR",
+        15 => "CUBLAS_STATUS_NOT_SUPPORTED",
+        16 => "CUBLAS_STATUS_LICENSE_ERROR",
+        _ => $"cublasStatus {status}",
+    };
+
+    public static string StatusDescription(int status) => status switch
+    {
+        1 => "the library was not initialized (no device or no driver)",
+        3 => "resource allocation failed",
+        7 => "an unsupported value or parameter was passed",
+        8 => "the device does not support the operation",
+        11 => "access to GPU memory space failed",
+        13 => "the GPU program failed to execute",
+        14 => "an internal operation failed",
+        15 => "the functionality requested is not supported",
+        16 => "the functionality requested requires a license",
+        _ => "unknown status",
+    };
+
+    [LibraryImport(Lib)] public static partial int cublasCreate_v2(nint* handle);
+    [LibraryImport(Lib)] public static partial int cublasDestroy_v2(nint handle);
+    [LibraryImport(Lib)] public static partial int cublasSetStream_v2(nint handle, nint stream);
+    [LibraryImport(Lib)] public static partial int cublasSetMathMode(nint handle, int mode);
+
+    /// <summary>Column-major C[i] = α·op(A[i])·op(B[i]) + β·C[i]; α and β read from host memory (the default pointer mode).</summary>
+    [LibraryImport(Lib)]
+    public static partial int cublasSgemmStridedBatched(nint handle, int transA, int transB, int m, int n, int k,
+                                                        float* alpha, nint a, int lda, long strideA,
+                                                        nint b, int ldb, long strideB, float* beta,
+                                                        nint c, int ldc, long strideC, int batchCount);
+}
