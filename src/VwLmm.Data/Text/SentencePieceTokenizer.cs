@@ -9,7 +9,6 @@ namespace VwLmm.Data.Text;
 /// </summary>
 public sealed class SentencePieceTokenizer : ITokenizer
 {
-    private const char SpaceSymbol = '\u2581';
     private static readonly byte[] ReplacementUtf8 = [0xEF, 0xBF, 0xBD];
 
     private readonly PieceType[] _types;
@@ -26,9 +25,8 @@ public sealed class SentencePieceTokenizer : ITokenizer
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _mergeable;
     /// <summary>UNKNOWN, CONTROL and BYTE pieces, looked up first as in ModelInterface::PieceToId.</summary>
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _reserved;
-    /// <summary>User-defined symbols by first char, longest first, for the greedy prefix match.</summary>
-    private readonly Dictionary<char, string[]> _userDefined;
-    private readonly bool _addDummyPrefix, _removeExtraWhitespaces, _escapeWhitespaces, _byteFallback;
+    private readonly IdentityNormalizer _normalizer;
+    private readonly bool _addDummyPrefix, _removeExtraWhitespaces, _byteFallback;
 
     public SentencePieceModel Model { get; }
     /// <summary>The file (or name) the model came from, used in error messages.</summary>
@@ -74,8 +72,8 @@ public sealed class SentencePieceTokenizer : ITokenizer
                 throw new InvalidDataException($"{source}: pieces[{id}] '{piece}' is already defined");
             _types[id] = type;
             _scores[id] = score;
-            _surfaces[id] = Encoding.UTF8.GetBytes(piece.Replace(SpaceSymbol, ' '));
-            _startsWithSpaceSymbol[id] = piece[0] == SpaceSymbol;
+            _surfaces[id] = Encoding.UTF8.GetBytes(piece.Replace(IdentityNormalizer.SpaceSymbol, ' '));
+            _startsWithSpaceSymbol[id] = piece[0] == IdentityNormalizer.SpaceSymbol;
             _byteValue[id] = -1;
             switch (type)
             {
@@ -101,12 +99,10 @@ public sealed class SentencePieceTokenizer : ITokenizer
 
         _mergeable = mergeable.GetAlternateLookup<ReadOnlySpan<char>>();
         _reserved = reserved.GetAlternateLookup<ReadOnlySpan<char>>();
-        _userDefined = userDefined.GroupBy(s => s[0])
-            .ToDictionary(g => g.Key, g => g.OrderByDescending(s => s.Length).ToArray());
+        _normalizer = new IdentityNormalizer(userDefined, model.AddDummyPrefix, model.RemoveExtraWhitespaces, model.EscapeWhitespaces);
         _unkSurface = Encoding.UTF8.GetBytes(model.UnkSurface);
         _addDummyPrefix = model.AddDummyPrefix;
         _removeExtraWhitespaces = model.RemoveExtraWhitespaces;
-        _escapeWhitespaces = model.EscapeWhitespaces;
         _byteFallback = model.ByteFallback;
         BosId = ControlIdOrNone(model.BosPiece);
         EosId = ControlIdOrNone(model.EosPiece);
@@ -131,7 +127,7 @@ public sealed class SentencePieceTokenizer : ITokenizer
         if (addBos && BosId < 0) throw new InvalidOperationException($"{Source}: addBos requested but the model has no BOS control piece '{Model.BosPiece}'");
         var ids = new List<int>(text.Length / 3 + 2);
         if (addBos) ids.Add(BosId);
-        char[] normalized = Normalize(text, out int length);
+        char[] normalized = _normalizer.Normalize(text, out int length);
         EncodeNormalized(normalized.AsSpan(0, length), ids);
         return ids.ToArray();
     }
@@ -185,56 +181,6 @@ public sealed class SentencePieceTokenizer : ITokenizer
         && piece.AsSpan(3, 2).IndexOfAnyExcept("0123456789ABCDEF") < 0
             ? Convert.ToInt16(piece.Substring(3, 2), 16) : null;
 
-    /// <summary>Length of the longest user-defined symbol starting at <paramref name="s"/>, or 0.</summary>
-    private int MatchUserDefined(ReadOnlySpan<char> s)
-    {
-        if (_userDefined.Count == 0 || !_userDefined.TryGetValue(s[0], out var candidates)) return 0;
-        foreach (string u in candidates)
-            if (s.StartsWith(u, StringComparison.Ordinal)) return u.Length;
-        return 0;
-    }
-
-    /// <summary>Length of the code point at the start of <paramref name="s"/> (a lone surrogate counts as one char).</summary>
-    private static int CodePointLength(ReadOnlySpan<char> s) =>
-        s.Length > 1 && char.IsHighSurrogate(s[0]) && char.IsLowSurrogate(s[1]) ? 2 : 1;
-
-    /// <summary>Normalizer::Normalize for an identity charsmap: dummy prefix, whitespace escaping and removal.</summary>
-    private char[] Normalize(string text, out int length)
-    {
-        char[] output = new char[text.Length + 1];
-        int o = 0, i = 0;
-        if (_removeExtraWhitespaces)
-            while (i < text.Length && text[i] == ' ') i++;
-        if (i == text.Length)
-        {
-            length = 0;
-            return output;
-        }
-        char space = _escapeWhitespaces ? SpaceSymbol : ' ';
-        if (_addDummyPrefix) output[o++] = space;
-        bool prevIsSpace = _removeExtraWhitespaces;
-        while (i < text.Length)
-        {
-            var rest = text.AsSpan(i);
-            int consumed = MatchUserDefined(rest);
-            if (consumed == 0) consumed = CodePointLength(rest);
-            // sentencepiece works on UTF-8 and maps malformed input to U+FFFD; here that is an unpaired surrogate.
-            ReadOnlySpan<char> piece = consumed == 1 && char.IsSurrogate(rest[0]) ? "\uFFFD" : rest[..consumed];
-            if (prevIsSpace) piece = piece.TrimStart(' ');
-            if (!piece.IsEmpty)
-            {
-                foreach (char c in piece) output[o++] = c == ' ' ? space : c;
-                prevIsSpace = piece[^1] == ' ';
-            }
-            i += consumed;
-            if (!_removeExtraWhitespaces) prevIsSpace = false;
-        }
-        if (_removeExtraWhitespaces)
-            while (o > 0 && output[o - 1] == space) o--;
-        length = o;
-        return output;
-    }
-
     private struct Symbol
     {
         public int Prev, Next, Start, Length;
@@ -258,9 +204,9 @@ public sealed class SentencePieceTokenizer : ITokenizer
         int count = 0;
         for (int pos = 0; pos < s.Length; count++)
         {
-            int len = MatchUserDefined(s[pos..]);
+            int len = _normalizer.MatchUserDefined(s[pos..]);
             bool frozen = len > 0;
-            if (!frozen) len = CodePointLength(s[pos..]);
+            if (!frozen) len = IdentityNormalizer.CodePointLength(s[pos..]);
             symbols[count] = new Symbol { Prev = count - 1, Next = pos + len < s.Length ? count + 1 : -1, Start = pos, Length = len, Frozen = frozen };
             pos += len;
         }
