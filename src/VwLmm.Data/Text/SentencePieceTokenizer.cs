@@ -13,6 +13,8 @@ public sealed class SentencePieceTokenizer : ITokenizer
 
     private readonly PieceType[] _types;
     private readonly float[] _scores;
+    /// <summary>Per piece, a key that orders like −score (ties stay ties).</summary>
+    private readonly uint[] _scoreRanks;
     /// <summary>Decode surface of every piece: UTF-8 with ▁ already turned into a space.</summary>
     private readonly byte[][] _surfaces;
     private readonly bool[] _startsWithSpaceSymbol;
@@ -55,6 +57,7 @@ public sealed class SentencePieceTokenizer : ITokenizer
         int n = model.Pieces.Count;
         _types = new PieceType[n];
         _scores = new float[n];
+        _scoreRanks = new uint[n];
         _surfaces = new byte[n][];
         _startsWithSpaceSymbol = new bool[n];
         _byteValue = new short[n];
@@ -72,6 +75,7 @@ public sealed class SentencePieceTokenizer : ITokenizer
                 throw new InvalidDataException($"{source}: pieces[{id}] '{piece}' is already defined");
             _types[id] = type;
             _scores[id] = score;
+            _scoreRanks[id] = DescendingKey(score);
             _surfaces[id] = Encoding.UTF8.GetBytes(piece.Replace(IdentityNormalizer.SpaceSymbol, ' '));
             _startsWithSpaceSymbol[id] = piece[0] == IdentityNormalizer.SpaceSymbol;
             _byteValue[id] = -1;
@@ -176,6 +180,14 @@ public sealed class SentencePieceTokenizer : ITokenizer
         (uint)id < (uint)_types.Length ? id
             : throw new ArgumentOutOfRangeException(nameof(id), id, $"token id {id} is outside the vocabulary [0, {_types.Length}) of {Source}");
 
+    /// <summary>Maps floats to uints so that a larger float gives a smaller key; −0 and +0 share a key.</summary>
+    private static uint DescendingKey(float score)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(score == 0 ? 0f : score);
+        uint ascending = (bits & 0x8000_0000) == 0 ? bits | 0x8000_0000 : ~bits;
+        return ~ascending;
+    }
+
     private static short? ParseBytePiece(string piece) =>
         piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece[5] == '>'
         && piece.AsSpan(3, 2).IndexOfAnyExcept("0123456789ABCDEF") < 0
@@ -185,15 +197,6 @@ public sealed class SentencePieceTokenizer : ITokenizer
     {
         public int Prev, Next, Start, Length;
         public bool Frozen;
-    }
-
-    private readonly record struct SymbolPair(int Left, int Right, int Length, float Score);
-
-    /// <summary>Highest score first, then leftmost: the order of bpe_model.cc's agenda.</summary>
-    private sealed class PairOrder : IComparer<SymbolPair>
-    {
-        public static readonly PairOrder Instance = new();
-        public int Compare(SymbolPair a, SymbolPair b) => a.Score != b.Score ? b.Score.CompareTo(a.Score) : a.Left.CompareTo(b.Left);
     }
 
     /// <summary>bpe_model.cc Model::Encode plus the unknown/byte-fallback handling of PopulateSentencePieceText.</summary>
@@ -211,22 +214,23 @@ public sealed class SentencePieceTokenizer : ITokenizer
             pos += len;
         }
 
-        var agenda = new PriorityQueue<SymbolPair, SymbolPair>(count, PairOrder.Instance);
+        var agenda = new PriorityQueue<long, ulong>(count);
         // UNUSED pieces may come out of a merge but are split back into the pair last seen forming them.
         Dictionary<int, UnusedSplit>? unusedSplits = null;
         for (int i = 1; i < count; i++) AddPair(s, symbols, i - 1, i, agenda, ref unusedSplits);
-        while (agenda.TryDequeue(out var top, out _))
+        while (agenda.TryDequeue(out long pair, out ulong order))
         {
-            ref var left = ref symbols[top.Left];
-            ref var right = ref symbols[top.Right];
+            int leftIndex = (int)(uint)order, rightIndex = (int)(pair >> 32), length = (int)(uint)pair;
+            ref var left = ref symbols[leftIndex];
+            ref var right = ref symbols[rightIndex];
             // Stale entry: one side was merged away or grew since the pair was queued.
-            if (left.Length == 0 || right.Length == 0 || left.Length + right.Length != top.Length) continue;
-            left.Length = top.Length;
+            if (left.Length == 0 || right.Length == 0 || left.Length + right.Length != length) continue;
+            left.Length = length;
             left.Next = right.Next;
-            if (right.Next >= 0) symbols[right.Next].Prev = top.Left;
+            if (right.Next >= 0) symbols[right.Next].Prev = leftIndex;
             right.Length = 0;
-            AddPair(s, symbols, left.Prev, top.Left, agenda, ref unusedSplits);
-            AddPair(s, symbols, top.Left, left.Next, agenda, ref unusedSplits);
+            AddPair(s, symbols, left.Prev, leftIndex, agenda, ref unusedSplits);
+            AddPair(s, symbols, leftIndex, left.Next, agenda, ref unusedSplits);
         }
 
         bool prevIsUnk = false;
@@ -237,15 +241,15 @@ public sealed class SentencePieceTokenizer : ITokenizer
     private readonly record struct UnusedSplit(int LeftStart, int LeftLength, int RightStart, int RightLength);
 
     private void AddPair(ReadOnlySpan<char> s, Symbol[] symbols, int left, int right,
-        PriorityQueue<SymbolPair, SymbolPair> agenda, ref Dictionary<int, UnusedSplit>? unusedSplits)
+        PriorityQueue<long, ulong> agenda, ref Dictionary<int, UnusedSplit>? unusedSplits)
     {
         if (left < 0 || right < 0 || symbols[left].Frozen || symbols[right].Frozen) return;
         ref var l = ref symbols[left];
         ref var r = ref symbols[right];
         int length = l.Length + r.Length;
         if (!_mergeable.TryGetValue(s.Slice(l.Start, length), out int id)) return;
-        var pair = new SymbolPair(left, right, length, _scores[id]);
-        agenda.Enqueue(pair, pair);
+        // Min-heap order (rank of −score, left) is bpe_model.cc's agenda order: highest score first, then leftmost.
+        agenda.Enqueue(((long)right << 32) | (uint)length, ((ulong)_scoreRanks[id] << 32) | (uint)left);
         if (_types[id] == PieceType.Unused)
             (unusedSplits ??= [])[id] = new UnusedSplit(l.Start, l.Length, r.Start, r.Length);
     }
