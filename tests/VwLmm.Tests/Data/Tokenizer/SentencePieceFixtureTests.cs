@@ -12,6 +12,7 @@ public class SentencePieceFixtureTests
 
     [TestCase("llama_like.model")]
     [TestCase("plain.model")]
+    [TestCase("noprefix.model")]
     public void MatchesPythonSentencePiece(string modelName)
     {
         using var doc = JsonDocument.Parse(File.ReadAllBytes(FixturePath("sentencepiece_cases.json")));
