@@ -42,7 +42,8 @@ public static class BpeTrainer
             if (u.Length == 0 || !reservedStrings.Add(u))
                 throw new ArgumentException($"user-defined symbol '{u}' is empty or duplicates another piece", nameof(options));
 
-        var normalizer = new IdentityNormalizer(options.UserDefinedSymbols, options.AddDummyPrefix, options.RemoveExtraWhitespaces, escapeWhitespaces: true);
+        var normalizer = new SentencePieceNormalizer(options.UserDefinedSymbols, options.AddDummyPrefix, options.RemoveExtraWhitespaces,
+            escapeWhitespaces: true, precompiledCharsmap: [], source: "BpeTrainer");
         var wordCounts = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (string line in lines)
             CountWords(normalizer, line, options.SplitDigits, wordCounts);
@@ -52,7 +53,7 @@ public static class BpeTrainer
         foreach (var (word, count) in wordCounts)
             for (int i = 0; i < word.Length;)
             {
-                int len = IdentityNormalizer.CodePointLength(word.AsSpan(i));
+                int len = SentencePieceNormalizer.CodePointLength(word.AsSpan(i));
                 string c = word.Substring(i, len);
                 charCounts[c] = charCounts.GetValueOrDefault(c) + count;
                 i += len;
@@ -116,7 +117,7 @@ public static class BpeTrainer
     }
 
     /// <summary>Adds the training words of one line: each starts at ▁; digits and user-defined symbols stand apart (symbols are not counted).</summary>
-    private static void CountWords(IdentityNormalizer normalizer, string line, bool splitDigits, Dictionary<string, long> counts)
+    private static void CountWords(SentencePieceNormalizer normalizer, string line, bool splitDigits, Dictionary<string, long> counts)
     {
         char[] s = normalizer.Normalize(line, out int length);
         var lookup = counts.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -142,8 +143,8 @@ public static class BpeTrainer
             }
             char c = s[i];
             bool digit = splitDigits && char.IsAsciiDigit(c);
-            if (c == IdentityNormalizer.SpaceSymbol || digit) Flush(i);
-            i += IdentityNormalizer.CodePointLength(s.AsSpan(i, length - i));
+            if (c == SentencePieceNormalizer.SpaceSymbol || digit) Flush(i);
+            i += SentencePieceNormalizer.CodePointLength(s.AsSpan(i, length - i));
             if (digit) Flush(i);
         }
         Flush(length);
@@ -179,7 +180,7 @@ public static class BpeTrainer
                 var ids = new List<int>();
                 for (int i = 0; i < word.Length;)
                 {
-                    int len = IdentityNormalizer.CodePointLength(word.AsSpan(i));
+                    int len = SentencePieceNormalizer.CodePointLength(word.AsSpan(i));
                     ids.Add(_symbolIds[word.Substring(i, len)]);
                     i += len;
                 }

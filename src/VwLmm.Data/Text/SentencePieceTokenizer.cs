@@ -4,8 +4,8 @@ namespace VwLmm.Data.Text;
 
 /// <summary>
 /// SentencePiece BPE tokenizer that reproduces python sentencepiece 0.1.97 (bpe_model.cc, normalizer.cc,
-/// sentencepiece_processor.cc) for models with the <c>identity</c> normalizer (LLaMA, Vicuna, Mistral).
-/// Models with a precompiled normalization charsmap (nmt_nfkc, nfkc, …) are rejected.
+/// sentencepiece_processor.cc): the <c>identity</c> normalizer of LLaMA/Vicuna/Mistral and precompiled charsmaps
+/// (nmt_nfkc, nfkc, custom rule TSVs). Models with a denormalizer are rejected.
 /// </summary>
 public sealed class SentencePieceTokenizer : ITokenizer
 {
@@ -27,7 +27,7 @@ public sealed class SentencePieceTokenizer : ITokenizer
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _mergeable;
     /// <summary>UNKNOWN, CONTROL and BYTE pieces, looked up first as in ModelInterface::PieceToId.</summary>
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _reserved;
-    private readonly IdentityNormalizer _normalizer;
+    private readonly SentencePieceNormalizer _normalizer;
     private readonly bool _addDummyPrefix, _removeExtraWhitespaces, _byteFallback;
 
     public SentencePieceModel Model { get; }
@@ -49,8 +49,8 @@ public sealed class SentencePieceTokenizer : ITokenizer
         Source = source;
         if (model.ModelType != SentencePieceModelType.Bpe)
             throw new InvalidDataException($"{source}: trainer_spec.model_type is {model.ModelType}; only BPE sentencepiece models are supported");
-        if (model.PrecompiledCharsmap.Length > 0 || model.DenormalizerCharsmapLength > 0)
-            throw new InvalidDataException($"{source}: normalizer '{model.NormalizerName}' needs a precompiled charsmap; only the 'identity' normalizer is supported");
+        if (model.DenormalizerCharsmapLength > 0)
+            throw new InvalidDataException($"{source}: denormalizer_spec has a precompiled charsmap; decoding through a denormalizer is not supported");
         if (model.TreatWhitespaceAsSuffix)
             throw new InvalidDataException($"{source}: trainer_spec.treat_whitespace_as_suffix is not supported");
 
@@ -76,8 +76,8 @@ public sealed class SentencePieceTokenizer : ITokenizer
             _types[id] = type;
             _scores[id] = score;
             _scoreRanks[id] = DescendingKey(score);
-            _surfaces[id] = Encoding.UTF8.GetBytes(piece.Replace(IdentityNormalizer.SpaceSymbol, ' '));
-            _startsWithSpaceSymbol[id] = piece[0] == IdentityNormalizer.SpaceSymbol;
+            _surfaces[id] = Encoding.UTF8.GetBytes(piece.Replace(SentencePieceNormalizer.SpaceSymbol, ' '));
+            _startsWithSpaceSymbol[id] = piece[0] == SentencePieceNormalizer.SpaceSymbol;
             _byteValue[id] = -1;
             switch (type)
             {
@@ -103,7 +103,8 @@ public sealed class SentencePieceTokenizer : ITokenizer
 
         _mergeable = mergeable.GetAlternateLookup<ReadOnlySpan<char>>();
         _reserved = reserved.GetAlternateLookup<ReadOnlySpan<char>>();
-        _normalizer = new IdentityNormalizer(userDefined, model.AddDummyPrefix, model.RemoveExtraWhitespaces, model.EscapeWhitespaces);
+        _normalizer = new SentencePieceNormalizer(userDefined, model.AddDummyPrefix, model.RemoveExtraWhitespaces,
+            model.EscapeWhitespaces, model.PrecompiledCharsmap, source);
         _unkSurface = Encoding.UTF8.GetBytes(model.UnkSurface);
         _addDummyPrefix = model.AddDummyPrefix;
         _removeExtraWhitespaces = model.RemoveExtraWhitespaces;
@@ -209,7 +210,7 @@ public sealed class SentencePieceTokenizer : ITokenizer
         {
             int len = _normalizer.MatchUserDefined(s[pos..]);
             bool frozen = len > 0;
-            if (!frozen) len = IdentityNormalizer.CodePointLength(s[pos..]);
+            if (!frozen) len = SentencePieceNormalizer.CodePointLength(s[pos..]);
             symbols[count] = new Symbol { Prev = count - 1, Next = pos + len < s.Length ? count + 1 : -1, Start = pos, Length = len, Frozen = frozen };
             pos += len;
         }

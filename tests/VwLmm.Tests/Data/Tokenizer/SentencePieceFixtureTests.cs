@@ -13,6 +13,7 @@ public class SentencePieceFixtureTests
     [TestCase("llama_like.model")]
     [TestCase("plain.model")]
     [TestCase("noprefix.model")]
+    [TestCase("charsmap.model")]
     public void MatchesPythonSentencePiece(string modelName)
     {
         using var doc = JsonDocument.Parse(File.ReadAllBytes(FixturePath("sentencepiece_cases.json")));

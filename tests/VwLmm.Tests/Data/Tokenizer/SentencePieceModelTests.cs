@@ -111,11 +111,30 @@ public class SentencePieceModelTests
     }
 
     [Test]
-    public void PrecompiledCharsmapNormalizerIsRejected()
+    public void CharsmapWithImpossibleTrieSizeIsRejected()
     {
-        byte[] data = [.. LlamaLikeBytes(), 0x1A, 0x0D, 0x0A, 0x08, .."nmt_nfkc"u8, 0x12, 0x01, 0x00];
-        var ex = Assert.Throws<InvalidDataException>(() => Load(data, "nfkc.model"));
-        Assert.That(ex!.Message, Does.Contain("nfkc.model").And.Contain("nmt_nfkc").And.Contain("identity"));
+        // normalizer_spec { precompiled_charsmap: trie size 0xFF (LE u32) but only 2 more bytes }
+        byte[] data = [.. LlamaLikeBytes(), 0x1A, 0x08, 0x12, 0x06, 0xFF, 0x00, 0x00, 0x00, 0x41, 0x00];
+        var ex = Assert.Throws<InvalidDataException>(() => Load(data, "charsmap.model"));
+        Assert.That(ex!.Message, Does.Contain("charsmap.model").And.Contain("precompiled_charsmap"));
+    }
+
+    [Test]
+    public void CorruptCharsmapTrieFailsCleanlyOnEncode()
+    {
+        // A one-unit trie whose root offset points far outside the array.
+        byte[] data = [.. LlamaLikeBytes(), 0x1A, 0x0C, 0x12, 0x0A, 0x04, 0x00, 0x00, 0x00, 0x00, 0xFC, 0xFF, 0x7F, 0x41, 0x00];
+        var tok = Load(data, "trie.model");
+        var ex = Assert.Throws<InvalidDataException>(() => tok.Encode("abc"));
+        Assert.That(ex!.Message, Does.Contain("trie.model").And.Contain("trie index"));
+    }
+
+    [Test]
+    public void DenormalizerIsRejected()
+    {
+        byte[] data = [.. LlamaLikeBytes(), 0x2A, 0x03, 0x12, 0x01, 0x00];
+        var ex = Assert.Throws<InvalidDataException>(() => Load(data, "denorm.model"));
+        Assert.That(ex!.Message, Does.Contain("denorm.model").And.Contain("denormalizer"));
     }
 
     [Test]
