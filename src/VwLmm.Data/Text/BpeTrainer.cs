@@ -168,6 +168,8 @@ public static class BpeTrainer
                 x.Count != y.Count ? y.Count.CompareTo(x.Count) : x.A != y.A ? x.A.CompareTo(y.A) : x.B.CompareTo(y.B)));
         private readonly int _maxLength;
         private readonly HashSet<string> _forbidden;
+        /// <summary>Pairs whose merge would be too long or a special piece: counted but never queued again.</summary>
+        private readonly HashSet<(int, int)> _banned = [];
 
         public Merger(List<string> chars, Dictionary<string, long> wordCounts, int maxLength, HashSet<string> forbidden)
         {
@@ -204,7 +206,7 @@ public static class BpeTrainer
                 string merged = _symbols[pair.A] + _symbols[pair.B];
                 if (merged.Length > _maxLength || _forbidden.Contains(merged))
                 {
-                    _pairCounts.Remove(pair);  // never mergeable: drop it for good
+                    _banned.Add(pair);
                     continue;
                 }
                 if (!_symbolIds.TryGetValue(merged, out int c))
@@ -265,7 +267,7 @@ public static class BpeTrainer
 
         private void Push((int A, int B) p)
         {
-            if (_pairCounts.TryGetValue(p, out long n)) _heap.Enqueue(p, (n, p.A, p.B));
+            if (_pairCounts.TryGetValue(p, out long n) && !_banned.Contains(p)) _heap.Enqueue(p, (n, p.A, p.B));
         }
     }
 }
