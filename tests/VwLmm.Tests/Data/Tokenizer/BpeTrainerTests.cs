@@ -46,6 +46,17 @@ public class BpeTrainerTests
     }
 
     [Test]
+    public void NeverLearnsOverlongOrSpecialPieces()
+    {
+        string[] corpus = [.. Enumerable.Repeat("aaaaaaaa x<s> x<s>", 20)];
+        var model = BpeTrainer.Train(corpus, new BpeTrainerOptions { VocabSize = 3 + 256 + 6 + 3, MaxPieceLength = 3, ByteFallback = true });
+        var normal = model.Pieces.Where(p => p.Type == PieceType.Normal).Select(p => p.Piece).ToArray();
+        Assert.That(normal.Max(p => p.Length), Is.LessThanOrEqualTo(3));
+        Assert.That(normal, Does.Not.Contain("<s>"));
+        Assert.DoesNotThrow(() => _ = new SentencePieceTokenizer(model, "trained"));
+    }
+
+    [Test]
     public void VocabSizeOutsideWhatTheCorpusAllowsIsRejected()
     {
         Assert.Throws<ArgumentException>(() => BpeTrainer.Train(["abc"], new BpeTrainerOptions { VocabSize = 100 }));
