@@ -42,6 +42,7 @@ public sealed class SentencePieceModel
     public bool SplitDigits { get; init; }
     public bool TreatWhitespaceAsSuffix { get; init; }
     public bool ByteFallback { get; init; }
+    /// <summary>trainer_spec ids as written by the trainer; the tokenizer finds BOS/EOS/PAD by piece name, as sentencepiece does.</summary>
     public int UnkId { get; init; }
     public int BosId { get; init; } = 1;
     public int EosId { get; init; } = 2;
