@@ -5,7 +5,7 @@ namespace VwLmm.Data.Text;
 /// <summary>
 /// SentencePiece BPE tokenizer that reproduces python sentencepiece 0.1.97 (bpe_model.cc, normalizer.cc,
 /// sentencepiece_processor.cc): the <c>identity</c> normalizer of LLaMA/Vicuna/Mistral and precompiled charsmaps
-/// (nmt_nfkc, nfkc, custom rule TSVs). Models with a denormalizer are rejected.
+/// (nmt_nfkc, nfkc, custom rule TSVs). Models with a denormalizer are rejected. Encode and Decode are thread-safe.
 /// </summary>
 public sealed class SentencePieceTokenizer : ITokenizer
 {
