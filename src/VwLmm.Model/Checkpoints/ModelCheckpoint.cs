@@ -1,0 +1,93 @@
+using VwLmm.Core;
+
+namespace VwLmm.Model.Checkpoints;
+
+/// <summary>
+/// Loads and saves whole models in the HF/LLaVA layout: config.json + safetensors (single or sharded), the CLIP
+/// tower either embedded under model.vision_tower.vision_tower.vision_model. or read from the local CLIP directory that
+/// mm_vision_tower names. A checkpoint without vm_head (plain LLaVA) gets the VM head its config's init asks for.
+/// </summary>
+public static class ModelCheckpoint
+{
+    /// <summary>Reads dir/config.json and the weights; every problem is one InvalidDataException naming the file.</summary>
+    public static VwLmmModel Load(IBackend backend, string dir, bool allowUnused = false, TextWriter? log = null)
+    {
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model directory '{dir}' does not exist");
+        var config = VwLmmConfig.Load(Path.Combine(dir, VwLmmConfig.FileName));
+        using var reader = CheckpointReader.Open(dir);
+        bool embedded = reader.Names.Any(n => n.StartsWith(HfNames.EmbeddedVisionPrefix, StringComparison.Ordinal));
+        CheckpointReader? clip = null;
+        try
+        {
+            if (!embedded)
+            {
+                string clipDir = config.LocalVisionTowerDirectory(dir)
+                    ?? throw new InvalidDataException($"{Path.Combine(dir, VwLmmConfig.FileName)}: the checkpoint has no vision tower tensors and mm_vision_tower '{config.MmVisionTower}' is not a local directory");
+                clip = CheckpointReader.Open(clipDir);
+                CheckpointValidator.Validate(clip, HfNames.VisionTower(config, HfNames.ClipVisionPrefix), allowUnused: true,
+                                             ignore: HfNames.IsClipNonVision);
+            }
+            var expected = HfNames.Expected(config, embedded)
+                .Select(e => e.Name == HfNames.VmHead ? e with { Required = false } : e).ToList();
+            var unused = CheckpointValidator.Validate(reader, expected, allowUnused);
+            if (unused.Count > 0) log?.WriteLine($"note: {unused.Count} tensors in the checkpoint are not used by this model");
+
+            var model = new VwLmmModel(backend, config);
+            try
+            {
+                bool vmHeadMissing = false;
+                foreach (var p in model.Parameters.All)
+                {
+                    var (src, name) = !embedded && p.Name.StartsWith(HfNames.EmbeddedVisionPrefix, StringComparison.Ordinal)
+                        ? (clip!, HfNames.ClipVisionPrefix + p.Name[HfNames.EmbeddedVisionPrefix.Length..])
+                        : (reader, p.Name);
+                    if (p.Name == HfNames.VmHead && !src.Contains(name))
+                    {
+                        log?.WriteLine($"note: no vm_head in the checkpoint; initialised as '{config.VmHeadInit}'");
+                        vmHeadMissing = true;
+                        continue;
+                    }
+                    var host = new float[p.Numel];
+                    src.ReadFloat(name, host);
+                    backend.Upload<float>(p.Value, host);
+                }
+                if (vmHeadMissing) InitMissingVmHead(model);
+                return model;
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
+        finally
+        {
+            clip?.Dispose();
+        }
+    }
+
+    // A plain LLaVA checkpoint has no VM head: copy a loaded head or draw N(0, 0.02) from a fixed seed.
+    private static void InitMissingVmHead(VwLmmModel model)
+    {
+        if (model.Config.VmHeadInit != VmHeadInit.Random)
+        {
+            model.ApplyVmHeadInit();
+            return;
+        }
+        var rng = new Rng(0x766D68656164UL);
+        var host = new float[model.VmHead.Numel];
+        for (int i = 0; i < host.Length; i++) host[i] = (float)(0.02 * rng.NextNormal());
+        model.Backend.Upload<float>(model.VmHead.Value, host);
+    }
+
+    /// <summary>Writes config.json and the weights (F32; sharded above maxShardBytes) into dir, each file atomically.</summary>
+    public static void Save(VwLmmModel model, string dir, long maxShardBytes = long.MaxValue)
+    {
+        Directory.CreateDirectory(dir);
+        var entries = model.Parameters.All
+            .Select(p => new SafetensorsEntry(p.Name, p.Shape, p.Value.ToArray()))
+            .ToList();
+        SafetensorsWriter.WriteCheckpoint(dir, entries, new Dictionary<string, string> { ["format"] = "pt" }, maxShardBytes: maxShardBytes);
+        model.Config.Save(Path.Combine(dir, VwLmmConfig.FileName));
+    }
+}

@@ -1,0 +1,136 @@
+using VwLmm.Core;
+using VwLmm.Data.Batching;
+using VwLmm.Data.Conversations;
+
+namespace VwLmm.Model;
+
+/// <summary>Decoding settings. Temperature 0 is greedy; TopK 0 and TopP 1 disable those filters.</summary>
+public sealed record SamplingOptions
+{
+    public int MaxNewTokens { get; init; } = 128;
+    public float Temperature { get; init; }
+    public int TopK { get; init; }
+    public float TopP { get; init; } = 1f;
+    public ulong Seed { get; init; } = 1;
+    /// <summary>Generation of a sample stops after any of these ids (EOS by default, set by the caller).</summary>
+    public IReadOnlyCollection<int> StopIds { get; init; } = [];
+}
+
+/// <summary>
+/// Batched generation with a KV cache: one prefill over the right-padded prompts (images spliced exactly as in
+/// training), then one decode step per new token for every unfinished sample. The arena is reset every step, so memory
+/// is the cache plus one step's activations.
+/// </summary>
+public sealed class Generator : IDisposable
+{
+    private readonly VwLmmModel _model;
+    private readonly Arena _arena;
+
+    public Generator(VwLmmModel model, long arenaBytes = 256L << 20)
+    {
+        _model = model;
+        _arena = new Arena(model.Backend, arenaBytes);
+    }
+
+    /// <summary>
+    /// prompts (ids with −200 where the image goes; labels unused) and pixels [ImageCount,3,S,S] in prompt order (null
+    /// without images) → the new tokens of each prompt, stop id included when one was produced.
+    /// </summary>
+    public int[][] Generate(IReadOnlyList<TokenizedConversation> prompts, ReadOnlySpan<float> pixels, SamplingOptions options)
+    {
+        var cfg = _model.Config;
+        var be = _model.Backend;
+        var dec = _model.Decoder;
+        int v = cfg.Llm.VocabSize;
+        var batch = new BatchBuilder(_model.Vision.TokensPerImage, int.MaxValue, v).Build(prompts);
+        int b = batch.B;
+        int capacity = batch.L + options.MaxNewTokens;
+        if (capacity > cfg.Llm.MaxPositionEmbeddings)
+            throw new ArgumentException($"prompt of {batch.L} positions + {options.MaxNewTokens} new tokens exceeds the context of {cfg.Llm.MaxPositionEmbeddings}");
+        using var cache = new KvCache(be, dec.LayerCount, b, capacity, cfg.Llm.NumKeyValueHeads, cfg.Llm.HeadDim);
+        var rng = new Rng(options.Seed);
+        var outputs = new List<int>[b];
+        var done = new bool[b];
+        for (int i = 0; i < b; i++) outputs[i] = new List<int>();
+        var logitsHost = new float[b * v];
+        var last = new int[b];
+
+        // Prefill: every sample starts at slot 0; logits only at each sample's last prompt position.
+        _arena.Reset();
+        var tape = new Tape(be, _arena, record: false);
+        Tensor? imageRows = null;
+        if (batch.ImageCount > 0)
+        {
+            int s = cfg.Vision.ImageSize;
+            var px = Ops.Input(tape, pixels, batch.ImageCount, cfg.Vision.NumChannels, s, s);
+            Tensor? vmLogits = null;
+            imageRows = _model.DecoderImageRows(tape, _model.EncodeImages(tape, px), ref vmLogits);
+        }
+        var inputs = Ops.Gather(tape, dec.EmbedTokens.Value, imageRows, batch.Map);
+        var hidden = dec.Forward(tape, inputs, b, batch.L, batch.Positions, batch.KeyLengths, cache, new int[b]);
+        for (int i = 0; i < b; i++) last[i] = i * batch.L + batch.KeyLengths[i] - 1;
+        be.Download<float>(dec.Logits(tape, Ops.Gather(tape, hidden, null, last)), logitsHost);
+        cache.Advance(batch.KeyLengths);
+
+        var ones = new int[b];
+        Array.Fill(ones, 1);
+        var next = new int[b];
+        var positions = new int[b];
+        var probs = new double[v];
+        for (int step = 0; step < options.MaxNewTokens; step++)
+        {
+            for (int i = 0; i < b; i++)
+            {
+                next[i] = Sample(logitsHost.AsSpan(i * v, v), options, rng, probs);
+                if (done[i]) continue;
+                outputs[i].Add(next[i]);
+                if (options.StopIds.Contains(next[i])) done[i] = true;
+            }
+            if (Array.TrueForAll(done, d => d) || step == options.MaxNewTokens - 1) break;
+            _arena.Reset();
+            tape = new Tape(be, _arena, record: false);
+            cache.Lengths.CopyTo(positions);
+            var x = Ops.Gather(tape, dec.EmbedTokens.Value, null, next);
+            var h = dec.Forward(tape, x, b, 1, positions, ones, cache, positions);
+            be.Download<float>(dec.Logits(tape, h), logitsHost);
+            cache.Advance(ones);
+        }
+        return Array.ConvertAll(outputs, o => o.ToArray());
+    }
+
+    /// <summary>Greedy (ties → lowest id) or temperature sampling after top-k / top-p filtering.</summary>
+    public static int Sample(ReadOnlySpan<float> logits, SamplingOptions o, Rng rng, double[] scratch)
+    {
+        int v = logits.Length;
+        if (o.Temperature <= 0)
+        {
+            int best = 0;
+            for (int i = 1; i < v; i++) if (logits[i] > logits[best]) best = i;
+            return best;
+        }
+        double max = double.NegativeInfinity;
+        for (int i = 0; i < v; i++) max = Math.Max(max, logits[i]);
+        double sum = 0;
+        for (int i = 0; i < v; i++) sum += scratch[i] = Math.Exp((logits[i] - max) / o.Temperature);
+        var order = Enumerable.Range(0, v).ToArray();
+        Array.Sort(order, (a, c) => scratch[c].CompareTo(scratch[a]) != 0 ? scratch[c].CompareTo(scratch[a]) : a.CompareTo(c));
+        int keep = o.TopK > 0 ? Math.Min(o.TopK, v) : v;
+        double kept = 0;
+        for (int r = 0; r < keep; r++)
+        {
+            kept += scratch[order[r]];
+            if (kept >= o.TopP * sum) { keep = r + 1; break; }
+        }
+        double total = 0;
+        for (int r = 0; r < keep; r++) total += scratch[order[r]];
+        double u = rng.NextDouble() * total;
+        for (int r = 0; r < keep; r++)
+        {
+            u -= scratch[order[r]];
+            if (u < 0) return order[r];
+        }
+        return order[keep - 1];
+    }
+
+    public void Dispose() => _arena.Dispose();
+}

@@ -1,0 +1,58 @@
+using VwLmm.Core;
+
+namespace VwLmm.Model;
+
+/// <summary>Trainable groups of a VW-LMM model, as stages of the recipe name them.</summary>
+public enum ParameterGroup { Vision, Projector, Llm, VmHead }
+
+/// <summary>
+/// Every parameter of a model by its HF/LLaVA checkpoint name, in creation order (the order optimisers, norms and
+/// checkpoints use, so it is part of determinism). Owns the parameters' device memory.
+/// </summary>
+public sealed class ParameterStore : IDisposable
+{
+    private readonly IBackend _backend;
+    private readonly Dictionary<string, Parameter> _byName = new(StringComparer.Ordinal);
+    private readonly List<Parameter> _all = new();
+
+    public ParameterStore(IBackend backend) => _backend = backend;
+
+    public IReadOnlyList<Parameter> All => _all;
+
+    public Parameter Add(string name, params int[] dims)
+    {
+        if (_byName.ContainsKey(name)) throw new ArgumentException($"parameter '{name}' defined twice");
+        var p = new Parameter(_backend, name, new Shape(dims));
+        _byName.Add(name, p);
+        _all.Add(p);
+        return p;
+    }
+
+    public Parameter this[string name] =>
+        _byName.TryGetValue(name, out var p) ? p : throw new KeyNotFoundException($"no parameter named '{name}'");
+
+    public bool TryGet(string name, out Parameter p) => _byName.TryGetValue(name, out p!);
+
+    public static ParameterGroup GroupOf(string name) =>
+        name.StartsWith("model.vision_tower.", StringComparison.Ordinal) ? ParameterGroup.Vision
+        : name.StartsWith("model.mm_projector", StringComparison.Ordinal) ? ParameterGroup.Projector
+        : name == "vm_head.weight" ? ParameterGroup.VmHead
+        : ParameterGroup.Llm;
+
+    public IEnumerable<Parameter> InGroup(ParameterGroup g) => _all.Where(p => GroupOf(p.Name) == g);
+
+    /// <summary>Makes exactly the parameters of the given groups trainable.</summary>
+    public void SetTrainable(IReadOnlyCollection<ParameterGroup> groups)
+    {
+        foreach (var p in _all) p.Trainable = groups.Contains(GroupOf(p.Name));
+    }
+
+    public long Count(ParameterGroup g) => InGroup(g).Sum(p => p.Numel);
+
+    public void Dispose()
+    {
+        foreach (var p in _all) p.Dispose();
+        _all.Clear();
+        _byName.Clear();
+    }
+}

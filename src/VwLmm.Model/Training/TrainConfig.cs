@@ -1,0 +1,143 @@
+using System.Text.Json;
+
+namespace VwLmm.Model.Training;
+
+/// <summary>One stage of a staged recipe: its data source, trainable groups, length and optimiser settings.</summary>
+public sealed record StageConfig
+{
+    public required string Name { get; init; }
+    /// <summary>Name of the training source (resolved by the caller: e.g. "text", "captions", "qa", or a dataset).</summary>
+    public required string Data { get; init; }
+    public required IReadOnlyList<ParameterGroup> Trainable { get; init; }
+    public required int Steps { get; init; }
+    public required double Lr { get; init; }
+    public double MinLrRatio { get; init; }
+    public double WarmupRatio { get; init; } = 0.03;
+    public int BatchSize { get; init; } = 16;
+    public int GradAccum { get; init; } = 1;
+    public double WeightDecay { get; init; }
+    public double GradClip { get; init; } = 1.0;
+    /// <summary>λ for this stage; null uses the model config's vm_loss_weight.</summary>
+    public double? VmLossWeight { get; init; }
+
+    /// <summary>Linear warmup, then cosine decay to MinLrRatio·Lr (HF's schedule when MinLrRatio = 0).</summary>
+    public double LearningRate(int step)
+    {
+        int warm = (int)Math.Ceiling(WarmupRatio * Steps);
+        if (step < warm) return Lr * (step + 1) / warm;
+        double progress = Steps <= warm ? 1 : (double)(step - warm) / (Steps - warm);
+        return Lr * (MinLrRatio + (1 - MinLrRatio) * 0.5 * (1 + Math.Cos(Math.PI * progress)));
+    }
+}
+
+/// <summary>
+/// A training run: seed, stages, logging and checkpoint cadence. Read from JSON with snake_case keys; unknown keys
+/// are errors (a typo must not silently train the wrong thing).
+/// </summary>
+public sealed record TrainConfig
+{
+    public ulong Seed { get; init; } = 1;
+    public required IReadOnlyList<StageConfig> Stages { get; init; }
+    public int MaxLength { get; init; } = 2048;
+    public int LogEvery { get; init; } = 10;
+    /// <summary>Save a resumable checkpoint every N global steps (0: only at the end of the run).</summary>
+    public int CheckpointEvery { get; init; }
+
+    public int TotalSteps => Stages.Sum(s => s.Steps);
+
+    public void Validate(string source)
+    {
+        if (Stages.Count == 0) throw new InvalidDataException($"{source}: 'stages' is empty");
+        foreach (var (s, i) in Stages.Select((s, i) => (s, i)))
+        {
+            string at = $"{source}: stages[{i}] ('{s.Name}')";
+            if (s.Steps < 0) throw new InvalidDataException($"{at}: 'steps' must be ≥ 0");
+            if (!(s.Lr > 0)) throw new InvalidDataException($"{at}: 'lr' must be > 0");
+            if (s.BatchSize < 1) throw new InvalidDataException($"{at}: 'batch_size' must be ≥ 1");
+            if (s.GradAccum < 1) throw new InvalidDataException($"{at}: 'grad_accum' must be ≥ 1");
+            if (s.WarmupRatio is < 0 or > 1) throw new InvalidDataException($"{at}: 'warmup_ratio' must be in [0,1]");
+            if (s.MinLrRatio is < 0 or > 1) throw new InvalidDataException($"{at}: 'min_lr_ratio' must be in [0,1]");
+            if (s.Trainable.Count == 0) throw new InvalidDataException($"{at}: 'trainable' is empty");
+        }
+        if (MaxLength < 2) throw new InvalidDataException($"{source}: 'max_length' must be ≥ 2");
+    }
+
+    private static readonly string[] TopKeys = ["seed", "stages", "max_length", "log_every", "checkpoint_every", "model", "data", "tokenizer", "out"];
+    private static readonly string[] StageKeys =
+        ["name", "data", "trainable", "steps", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight"];
+
+    /// <summary>Parses the run part of a train config (model/data/tokenizer/out keys are the caller's).</summary>
+    public static TrainConfig Parse(JsonElement root, string source)
+    {
+        if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{source}: expected a JSON object");
+        RejectUnknown(root, TopKeys, source);
+        if (!root.TryGetProperty("stages", out var stages) || stages.ValueKind != JsonValueKind.Array)
+            throw new InvalidDataException($"{source}: 'stages' must be an array");
+        var list = new List<StageConfig>();
+        int i = 0;
+        foreach (var s in stages.EnumerateArray())
+        {
+            string at = $"{source}: stages[{i++}]";
+            if (s.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{at}: expected an object");
+            RejectUnknown(s, StageKeys, at);
+            list.Add(new StageConfig
+            {
+                Name = Str(s, "name", at) ?? $"stage{i}",
+                Data = Str(s, "data", at) ?? throw new InvalidDataException($"{at}: 'data' is missing"),
+                Trainable = Groups(s, at),
+                Steps = Int(s, "steps", at) ?? throw new InvalidDataException($"{at}: 'steps' is missing"),
+                Lr = Num(s, "lr", at) ?? throw new InvalidDataException($"{at}: 'lr' is missing"),
+                MinLrRatio = Num(s, "min_lr_ratio", at) ?? 0,
+                WarmupRatio = Num(s, "warmup_ratio", at) ?? 0.03,
+                BatchSize = Int(s, "batch_size", at) ?? 16,
+                GradAccum = Int(s, "grad_accum", at) ?? 1,
+                WeightDecay = Num(s, "weight_decay", at) ?? 0,
+                GradClip = Num(s, "grad_clip", at) ?? 1.0,
+                VmLossWeight = Num(s, "vm_loss_weight", at),
+            });
+        }
+        var cfg = new TrainConfig
+        {
+            Stages = list,
+            Seed = (ulong)(Int(root, "seed", source) ?? 1),
+            MaxLength = Int(root, "max_length", source) ?? 2048,
+            LogEvery = Int(root, "log_every", source) ?? 10,
+            CheckpointEvery = Int(root, "checkpoint_every", source) ?? 0,
+        };
+        cfg.Validate(source);
+        return cfg;
+    }
+
+    private static void RejectUnknown(JsonElement o, string[] known, string at)
+    {
+        foreach (var p in o.EnumerateObject())
+            if (Array.IndexOf(known, p.Name) < 0)
+                throw new InvalidDataException($"{at}: unknown key '{p.Name}' (known: {string.Join(", ", known)})");
+    }
+
+    private static string? Str(JsonElement o, string key, string at) =>
+        !o.TryGetProperty(key, out var v) ? null
+        : v.ValueKind == JsonValueKind.String ? v.GetString() : throw new InvalidDataException($"{at}: '{key}' must be a string");
+
+    private static int? Int(JsonElement o, string key, string at) =>
+        !o.TryGetProperty(key, out var v) ? null
+        : v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int x) ? x : throw new InvalidDataException($"{at}: '{key}' must be an integer");
+
+    private static double? Num(JsonElement o, string key, string at) =>
+        !o.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null ? null
+        : v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw new InvalidDataException($"{at}: '{key}' must be a number");
+
+    private static IReadOnlyList<ParameterGroup> Groups(JsonElement o, string at)
+    {
+        if (!o.TryGetProperty("trainable", out var v) || v.ValueKind != JsonValueKind.Array)
+            throw new InvalidDataException($"{at}: 'trainable' must be an array of vision|projector|llm|vm_head");
+        return v.EnumerateArray().Select(e => e.GetString() switch
+        {
+            "vision" => ParameterGroup.Vision,
+            "projector" => ParameterGroup.Projector,
+            "llm" => ParameterGroup.Llm,
+            "vm_head" => ParameterGroup.VmHead,
+            var other => throw new InvalidDataException($"{at}: unknown trainable group '{other}' (vision, projector, llm, vm_head)"),
+        }).ToList();
+    }
+}

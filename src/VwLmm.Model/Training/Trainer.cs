@@ -1,0 +1,248 @@
+using System.Diagnostics;
+using System.Text.Json;
+using VwLmm.Core;
+using VwLmm.Data.Batching;
+using VwLmm.Model.Checkpoints;
+
+namespace VwLmm.Model.Training;
+
+/// <summary>What one optimiser step measured (written as a JSONL line on log steps).</summary>
+public sealed record StepMetrics(
+    string Stage, int StageStep, int StageSteps, int GlobalStep, int TotalSteps, double LossText, double LossVm, double Loss,
+    double GradNorm, double Lr, double TokensPerSecond, double Seconds, double? VisualWordEntropy, int? DistinctVisualWords);
+
+/// <summary>Where a run stands: enough, with the saved parameters and moments, to continue it bit for bit.</summary>
+public sealed record TrainerState(int Stage, int StageStep, int GlobalStep, int AdamStep, ulong Seed);
+
+/// <summary>
+/// Runs a staged recipe: per stage, the trainable groups, a fresh AdamW, warmup + cosine LR, gradient accumulation
+/// and clipping. The data order is a function of (seed, stage, step) alone, so a resumed run sees the same batches;
+/// with the parameters and AdamW moments saved exactly (F32), the CPU losses after resume equal the uninterrupted
+/// run's bit for bit.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    public const string CheckpointDirName = "checkpoint";
+    private const string StateFile = "trainer_state.json";
+    private const string OptimizerFile = "optimizer.safetensors";
+
+    private readonly VwLmmModel _model;
+    private readonly TrainConfig _config;
+    private readonly Func<string, ITrainingSource> _sources;
+    private readonly Arena _arena;
+    private TrainerState _state;
+    private AdamW? _adam;
+    private int[] _order = [];
+    private (int stage, int epoch) _orderKey = (-1, -1);
+
+    public Trainer(VwLmmModel model, TrainConfig config, Func<string, ITrainingSource> sources, long arenaBytes = 1L << 30)
+    {
+        _model = model;
+        _config = config;
+        _sources = sources;
+        _arena = new Arena(model.Backend, arenaBytes);
+        _state = new TrainerState(0, 0, 0, 0, config.Seed);
+    }
+
+    public TrainerState State => _state;
+    public bool Finished => _state.Stage >= _config.Stages.Count;
+
+    /// <summary>Called after every step.</summary>
+    public Action<StepMetrics>? OnStep { get; set; }
+
+    /// <summary>Trains until done or cancelled; on cancellation the current state is saved (when outDir is given).</summary>
+    public void Run(string? outDir, CancellationToken cancel, TextWriter? metricsLog = null)
+    {
+        while (!Finished)
+        {
+            var stage = _config.Stages[_state.Stage];
+            var source = _sources(stage.Data);
+            if (source.Count == 0) throw new InvalidDataException($"stage '{stage.Name}': data source '{stage.Data}' is empty");
+            _model.Parameters.SetTrainable(stage.Trainable);
+            _adam ??= NewOptimizer(stage);
+            while (_state.StageStep < stage.Steps)
+            {
+                if (cancel.IsCancellationRequested)
+                {
+                    if (outDir is not null) SaveCheckpoint(outDir);
+                    return;
+                }
+                var m = Step(stage, source);
+                if (metricsLog is not null && (m.StageStep % Math.Max(1, _config.LogEvery) == 0 || m.StageStep == stage.Steps))
+                    metricsLog.WriteLine(JsonSerializer.Serialize(m, JsonOptions));
+                OnStep?.Invoke(m);
+                if (outDir is not null && _config.CheckpointEvery > 0 && _state.GlobalStep % _config.CheckpointEvery == 0)
+                    SaveCheckpoint(outDir);
+            }
+            _state = _state with { Stage = _state.Stage + 1, StageStep = 0, AdamStep = 0 };
+            _adam?.Dispose();
+            _adam = null;
+        }
+        if (outDir is not null) SaveCheckpoint(outDir);
+    }
+
+    private AdamW NewOptimizer(StageConfig stage) =>
+        new(_model.Backend, _model.Parameters.All, weightDecay: (float)stage.WeightDecay) { StepCount = _state.AdamStep };
+
+    private StepMetrics Step(StageConfig stage, ITrainingSource source)
+    {
+        var sw = Stopwatch.StartNew();
+        var adam = _adam!;
+        var builder = new BatchBuilder(_model.Vision.TokensPerImage, _config.MaxLength, _model.Config.Llm.VocabSize);
+        double text = 0, vm = 0, total = 0;
+        long tokens = 0;
+        double? entropy = null;
+        int? distinct = null;
+        bool logStep = (_state.StageStep + 1) % Math.Max(1, _config.LogEvery) == 0 || _state.StageStep + 1 == stage.Steps;
+        adam.ZeroGrad();
+        for (int micro = 0; micro < stage.GradAccum; micro++)
+        {
+            var examples = new TrainingExample[stage.BatchSize];
+            long first = ((long)_state.StageStep * stage.GradAccum + micro) * stage.BatchSize;
+            for (int i = 0; i < examples.Length; i++) examples[i] = source.Get(IndexAt(source, first + i));
+            var batch = builder.Build(examples.Select(e => e.Tokens).ToList());
+            _arena.Reset();
+            var tape = new Tape(_model.Backend, _arena, record: true);
+            tape.Track(_model.Parameters.All);
+            var pixels = batch.ImageCount > 0 ? Ops.Input(tape, GatherPixels(batch, examples), PixelShape(batch.ImageCount)) : null;
+            var output = _model.Forward(tape, batch, pixels, stage.VmLossWeight);
+            tape.Backward();
+            text += output.Text.Mean / stage.GradAccum;
+            vm += output.Vm.Mean / stage.GradAccum;
+            total += output.Total / stage.GradAccum;
+            tokens += batch.TextTargetCount + batch.ImageTokenCount;
+            if (logStep && micro == 0 && output.VmLogits is not null)
+                (entropy, distinct) = VisualWordStatistics(output.VmLogits);
+        }
+        double lr = stage.LearningRate(_state.StageStep);
+        double norm = adam.Step((float)lr, (float)stage.GradClip, 1f / stage.GradAccum);
+        _state = _state with { StageStep = _state.StageStep + 1, GlobalStep = _state.GlobalStep + 1, AdamStep = adam.StepCount };
+        double seconds = sw.Elapsed.TotalSeconds;
+        return new StepMetrics(stage.Name, _state.StageStep, stage.Steps, _state.GlobalStep, _config.TotalSteps, text, vm, total,
+                               norm, lr, tokens / Math.Max(seconds, 1e-9), seconds, entropy, distinct);
+    }
+
+    // Epoch e of stage s visits the source in a permutation drawn from (seed, s, e).
+    private int IndexAt(ITrainingSource source, long k)
+    {
+        int epoch = (int)(k / source.Count);
+        if (_orderKey != (_state.Stage, epoch) || _order.Length != source.Count)
+        {
+            _order = Enumerable.Range(0, source.Count).ToArray();
+            new Rng(_config.Seed ^ ((ulong)(_state.Stage + 1) << 48) ^ ((ulong)epoch << 16)).Shuffle<int>(_order);
+            _orderKey = (_state.Stage, epoch);
+        }
+        return _order[(int)(k % source.Count)];
+    }
+
+    private int[] PixelShape(int images)
+    {
+        var v = _model.Config.Vision;
+        return [images, v.NumChannels, v.ImageSize, v.ImageSize];
+    }
+
+    private float[] GatherPixels(Batch batch, TrainingExample[] examples)
+    {
+        var v = _model.Config.Vision;
+        int per = v.NumChannels * v.ImageSize * v.ImageSize;
+        var all = new float[batch.ImageCount * per];
+        for (int i = 0; i < batch.ImageCount; i++)
+        {
+            var px = examples[batch.Images[i].Sample].Pixels
+                ?? throw new InvalidDataException($"example {batch.Images[i].Sample} has an image placeholder but no pixels");
+            if (px.Length != per) throw new InvalidDataException($"example {batch.Images[i].Sample}: pixels have {px.Length} values, expected {per}");
+            px.CopyTo(all, i * per);
+        }
+        return all;
+    }
+
+    /// <summary>Mean entropy (nats) of the visual words p = softmax(a) and the number of distinct argmax words.</summary>
+    public static (double entropy, int distinct) VisualWordStatistics(Tensor vmLogits)
+    {
+        int n = vmLogits.Shape[0], v = vmLogits.Shape[1];
+        var a = vmLogits.ToArray();
+        var seen = new HashSet<int>();
+        double sum = 0;
+        for (int r = 0; r < n; r++)
+        {
+            var row = a.AsSpan(r * v, v);
+            int arg = 0;
+            float max = row[0];
+            for (int j = 1; j < v; j++) if (row[j] > max) { max = row[j]; arg = j; }
+            seen.Add(arg);
+            double z = 0, ez = 0;
+            for (int j = 0; j < v; j++)
+            {
+                double e = Math.Exp(row[j] - max);
+                z += e;
+                ez += e * (row[j] - max);
+            }
+            sum += Math.Log(z) - ez / z;
+        }
+        return (n == 0 ? 0 : sum / n, seen.Count);
+    }
+
+    /// <summary>
+    /// Writes outDir/checkpoint: the model in HF layout, trainer_state.json and optimizer.safetensors (AdamW moments
+    /// as &lt;param&gt;.exp_avg / .exp_avg_sq). Built in a temporary directory and swapped in, so a crash mid-save keeps
+    /// the previous checkpoint.
+    /// </summary>
+    public void SaveCheckpoint(string outDir)
+    {
+        string final = Path.Combine(outDir, CheckpointDirName);
+        string temp = final + ".tmp-" + Environment.ProcessId;
+        string old = final + ".old-" + Environment.ProcessId;
+        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        ModelCheckpoint.Save(_model, temp);
+        var moments = new List<SafetensorsEntry>();
+        foreach (var p in _model.Parameters.All)
+        {
+            if (p.ExpAvg is null || p.ExpAvgSq is null || !p.Trainable) continue;
+            moments.Add(new SafetensorsEntry(p.Name + ".exp_avg", p.Shape, p.ExpAvg.ToArray()));
+            moments.Add(new SafetensorsEntry(p.Name + ".exp_avg_sq", p.Shape, p.ExpAvgSq.ToArray()));
+        }
+        SafetensorsWriter.Write(Path.Combine(temp, OptimizerFile), moments);
+        AtomicFile.WriteAllText(Path.Combine(temp, StateFile), JsonSerializer.Serialize(_state, JsonOptions));
+        if (Directory.Exists(final)) Directory.Move(final, old);
+        Directory.Move(temp, final);
+        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+    }
+
+    /// <summary>Restores trainer state and AdamW moments from a checkpoint directory whose weights are already loaded.</summary>
+    public void Resume(string checkpointDir)
+    {
+        string statePath = Path.Combine(checkpointDir, StateFile);
+        if (!File.Exists(statePath)) throw new FileNotFoundException($"{statePath}: no trainer state to resume from", statePath);
+        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), JsonOptions)
+            ?? throw new InvalidDataException($"{statePath}: empty trainer state");
+        if (state.Seed != _config.Seed)
+            throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, the config says {_config.Seed}");
+        if (state.Stage > _config.Stages.Count)
+            throw new InvalidDataException($"{statePath}: stage {state.Stage} is beyond the config's {_config.Stages.Count} stages");
+        _state = state;
+        if (Finished) return;
+        var stage = _config.Stages[_state.Stage];
+        _model.Parameters.SetTrainable(stage.Trainable);
+        _adam?.Dispose();
+        _adam = NewOptimizer(stage);
+        using var reader = SafetensorsFile.Open(Path.Combine(checkpointDir, OptimizerFile));
+        foreach (var p in _model.Parameters.All)
+        {
+            if (!p.Trainable || !reader.Contains(p.Name + ".exp_avg")) continue;
+            var (m, v) = p.Moments();
+            var host = new float[p.Numel];
+            reader.ReadFloat(p.Name + ".exp_avg", host);
+            _model.Backend.Upload<float>(m, host);
+            reader.ReadFloat(p.Name + ".exp_avg_sq", host);
+            _model.Backend.Upload<float>(v, host);
+        }
+    }
+
+    private static readonly JsonSerializerOptions JsonOptions = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    public void Dispose()
+    {
+        _adam?.Dispose();
+        _arena.Dispose();
+    }
+}

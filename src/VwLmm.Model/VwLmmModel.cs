@@ -1,0 +1,118 @@
+using VwLmm.Core;
+using VwLmm.Data.Batching;
+
+namespace VwLmm.Model;
+
+/// <summary>Losses and outputs of one forward pass. Total = Text + λ·Vm (the means, unweighted in their results).</summary>
+public sealed record ModelOutput(LossResult Text, LossResult Vm, double Total, Tensor Logits, Tensor? VmLogits, Tensor? ImageFeatures);
+
+/// <summary>
+/// VW-LMM (METHOD §1–§3): CLIP tower → projector → x; the VM head labels each image row with its visual word
+/// p = softmax(W_vm·x); x (or, with pif, x̃ = pᵀE) is spliced into the token embeddings; the LLaMA decoder's LM head at
+/// position t−1 predicts the visual word of image position t (forward KL, summed over the vocabulary, averaged over
+/// image tokens) alongside ordinary next-token prediction.
+/// </summary>
+public sealed class VwLmmModel : IDisposable
+{
+    public VwLmmModel(IBackend backend, VwLmmConfig config)
+    {
+        config.Validate();
+        Backend = backend;
+        Config = config;
+        Parameters = new ParameterStore(backend);
+        Vision = new VisionTower(Parameters, config);
+        Projector = new Projector(Parameters, config);
+        Decoder = new LlamaDecoder(Parameters, config.Llm);
+        VmHead = Parameters.Add(Checkpoints.HfNames.VmHead, config.Llm.VocabSize, config.Llm.HiddenSize);
+    }
+
+    public IBackend Backend { get; }
+    public VwLmmConfig Config { get; }
+    public ParameterStore Parameters { get; }
+    public VisionTower Vision { get; }
+    public Projector Projector { get; }
+    public LlamaDecoder Decoder { get; }
+    public Parameter VmHead { get; }
+
+    /// <summary>
+    /// HF-style initialisation from a seed: matrices and embeddings N(0, 0.02), norm gains 1, biases 0; then the VM head
+    /// per config (random, or a copy of lm_head / embed_tokens — METHOD §1.4 leaves this open).
+    /// </summary>
+    public void InitializeRandom(ulong seed)
+    {
+        var rng = new Rng(seed);
+        foreach (var p in Parameters.All)
+        {
+            var host = new float[p.Numel];
+            if (IsNormGain(p.Name)) Array.Fill(host, 1f);
+            else if (p.Shape.Rank >= 2 || p.Name.EndsWith("class_embedding", StringComparison.Ordinal))
+                for (int i = 0; i < host.Length; i++) host[i] = (float)(0.02 * rng.NextNormal());
+            Backend.Upload<float>(p.Value, host);
+        }
+        ApplyVmHeadInit();
+    }
+
+    /// <summary>Copies lm_head or embed_tokens into the VM head when the config asks for it.</summary>
+    public void ApplyVmHeadInit()
+    {
+        var src = Config.VmHeadInit switch
+        {
+            VmHeadInit.LmHead => Decoder.LmHead,
+            VmHeadInit.EmbedTokens => Decoder.EmbedTokens,
+            _ => null,
+        };
+        if (src is not null) Backend.Copy(VmHead.Value, src.Value, VmHead.Numel);
+    }
+
+    private static bool IsNormGain(string name) =>
+        name.EndsWith(".weight", StringComparison.Ordinal) &&
+        (name.Contains("layernorm", StringComparison.Ordinal) || name.Contains("layer_norm", StringComparison.Ordinal) ||
+         name.Contains("layrnorm", StringComparison.Ordinal) || name == Checkpoints.HfNames.FinalNorm);
+
+    /// <summary>pixels [NI,3,S,S] → projector output x [NI·N_img, d].</summary>
+    public Tensor EncodeImages(Tape tape, Tensor pixels) => Projector.Forward(tape, Vision.Forward(tape, pixels));
+
+    /// <summary>x [N, d] → VM-head logits a [N, V].</summary>
+    public Tensor VisualWordLogits(Tape tape, Tensor x) => Ops.Linear(tape, x, VmHead.Value);
+
+    /// <summary>What the decoder receives for image rows: x, or with pif x̃ = softmax(W_vm·x)ᵀE.</summary>
+    public Tensor DecoderImageRows(Tape tape, Tensor x, ref Tensor? vmLogits)
+    {
+        if (!Config.UsePif) return x;
+        vmLogits ??= VisualWordLogits(tape, x);
+        return Ops.MatMul(tape, Ops.Softmax(tape, vmLogits), Decoder.EmbedTokens.Value);
+    }
+
+    /// <summary>
+    /// One forward pass over a spliced batch; pixels [ImageCount,3,S,S] (null for a text-only batch). With a recording
+    /// tape the losses' gradients are seeded, so tape.Backward() completes the step. The VM loss is skipped (0) when λ = 0
+    /// (the config's, unless vmLossWeight overrides it) or the batch has no image position with a predecessor.
+    /// </summary>
+    public ModelOutput Forward(Tape tape, Batch batch, Tensor? pixels, double? vmLossWeight = null)
+    {
+        var cfg = Config;
+        float lambda = (float)(vmLossWeight ?? cfg.VmLossWeight);
+        if (batch.ImageTokens != Vision.TokensPerImage && batch.ImageCount > 0)
+            throw new ArgumentException($"batch built for {batch.ImageTokens} tokens per image, the model makes {Vision.TokensPerImage}");
+        Tensor? x = null, vmLogits = null, imageRows = null;
+        if (batch.ImageCount > 0)
+        {
+            if (pixels is null || pixels.Shape.Rank != 4 || pixels.Shape[0] != batch.ImageCount)
+                throw new ArgumentException($"batch has {batch.ImageCount} images, pixels are {(pixels is null ? "missing" : pixels.Shape.ToString())}");
+            x = EncodeImages(tape, pixels);
+            bool vmLoss = lambda > 0 && batch.VmPairCount > 0;
+            if (vmLoss) vmLogits = VisualWordLogits(tape, x);
+            imageRows = DecoderImageRows(tape, x, ref vmLogits);
+        }
+        var inputs = Ops.Gather(tape, Decoder.EmbedTokens.Value, imageRows, batch.Map);
+        var hidden = Decoder.Forward(tape, inputs, batch.B, batch.L, batch.Positions, batch.KeyLengths);
+        var logits = Decoder.Logits(tape, hidden);
+        var text = Ops.CrossEntropy(tape, logits, batch.Targets);
+        var vm = vmLogits is not null && lambda > 0 && batch.VmPairCount > 0
+            ? Ops.VisualWordKl(tape, logits, vmLogits, batch.VmPairs, lambda, cfg.VmKlDirection == KlDirection.Reverse, cfg.VmDetachTarget)
+            : new LossResult(0, 0, null);
+        return new ModelOutput(text, vm, text.Mean + lambda * vm.Mean, logits, vmLogits, x);
+    }
+
+    public void Dispose() => Parameters.Dispose();
+}
