@@ -205,6 +205,24 @@ public class ShapesGridWorldTests
         }
     }
 
+    [Test]
+    public void WriterWorksWithTheRealPngCodec()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "vwlmm-shapes-png-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            ShapesGridWriter.Write(dir, 3, 23, ImageCodec.SavePng, options: new ShapesGridOptions { TextOnlyFraction = 0 });
+            var world = new ShapesGridWorld(23);
+            var data = LlavaDataset.Load(Path.Combine(dir, ShapesGridWriter.DataFile), dir);
+            for (int i = 0; i < 3; i++)
+                Assert.That(ImageCodec.Decode(data.ImagePath(data.Samples[i])).Pixels, Is.EqualTo(world.Sample(Split.Train, i).Image.Pixels));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
     /// <summary>Stands in for the PNG codec: width, height, raw pixels.</summary>
     private static class FakePng
     {
