@@ -19,8 +19,6 @@ public static class ShapesGridRenderer
     public static readonly IReadOnlyList<(int R, int G, int B)> BackgroundBase =
         [(140, 195, 240), (70, 115, 40), (20, 90, 110), (210, 185, 130)];
 
-    /// <summary>Largest per-channel deviation of an object pixel from its palette colour (jitter + noise).</summary>
-    public const int MaxObjectDeviation = ColourJitter + PixelNoise;
     private const int ColourJitter = 15, PixelNoise = 10;
 
     /// <summary>Shape radius as a fraction of the patch size.</summary>
@@ -32,7 +30,7 @@ public static class ShapesGridRenderer
         if (scene.Grid * patchSize != imageSize)
             throw new ArgumentException($"scene grid {scene.Grid} × patch {patchSize} != image size {imageSize}", nameof(imageSize));
         var image = new RgbImage(imageSize, imageSize);
-        var rng = Streams.Derive(scene.Seed, 2);
+        var rng = Streams.Derive(scene.Seed, Scene.PixelStream);
         for (int y = 0; y < imageSize; y++)
             for (int x = 0; x < imageSize; x++)
                 Put(image, x, y, BackgroundPixel(scene.BackgroundAt(y / patchSize), x, y, imageSize, rng));

@@ -210,7 +210,7 @@ public sealed class ShapesGridWorld
     /// <summary>1 … MaxQuestions distinct questions about the scene, drawn from its own stream.</summary>
     private IReadOnlyList<QaPair> Questions(Scene scene, Split split, QuestionKind[] kinds)
     {
-        var rng = Streams.Derive(scene.Seed, 1);
+        var rng = Streams.Derive(scene.Seed, Scene.QuestionStream);
         int want = rng.Next(1, Options.MaxQuestions);
         var result = new List<QaPair>();
         var asked = new HashSet<string>();
