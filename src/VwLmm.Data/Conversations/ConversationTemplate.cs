@@ -25,7 +25,10 @@ public sealed class ConversationTemplate
     /// <summary>vicuna_v1: SeparatorStyle.TWO with seps " " and "&lt;/s&gt;".</summary>
     public static readonly ConversationTemplate VicunaV1 = new("vicuna_v1", VicunaSystem + " USER: ", "USER: ", " ASSISTANT:", " ", "", true, false);
 
-    /// <summary>mistral (VW-LMM's SeparatorStyle.MISTRAL): "[INST] user [/INST]answer&lt;/s&gt;", no system prompt.</summary>
+    /// <summary>
+    /// mistral (VW-LMM's SeparatorStyle.MISTRAL): "[INST] user [/INST]answer&lt;/s&gt;", no system prompt. The answer is
+    /// encoded as its own chunk like in the other templates; VW-LMM's Mistral label masking is unknown (METHOD §1.5).
+    /// </summary>
     public static readonly ConversationTemplate Mistral = new("mistral", "[INST] ", "[INST] ", " [/INST]", "", "", true, false);
 
     /// <summary>plain (LLaVA pretraining): "&lt;image&gt;" + caption + "\n"; the user text is replaced by the image alone.</summary>

@@ -5,7 +5,8 @@ namespace VwLmm.Data.Conversations;
 
 /// <summary>
 /// A LLaVA instruction-tuning JSON file: [{"id", "image"?, "conversations": [{"from": "human"|"gpt", "value"}, …]}, …],
-/// image paths relative to <see cref="ImageFolder"/>. Entries without "image" are text-only samples.
+/// image paths relative to <see cref="ImageFolder"/>. Entries without "image" are text-only samples. An entry with an
+/// image but no "&lt;image&gt;" placeholder is accepted; the templates prepend it (<see cref="ConversationRules.NormalizeImagePlaceholder"/>).
 /// </summary>
 public sealed class LlavaDataset
 {

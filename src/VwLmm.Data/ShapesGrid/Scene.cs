@@ -33,8 +33,16 @@ public sealed record QaPair(QuestionKind Kind, string Question, string Answer, b
 /// </summary>
 public sealed class Scene
 {
+    /// <summary>Streams under <see cref="Seed"/>: the questions asked about the scene, and its pixel noise.</summary>
+    internal const ulong QuestionStream = 1, PixelStream = 2;
+
     public Scene(int grid, int horizon, Background ground, IReadOnlyList<GridObject> objects, ulong seed)
     {
+        if (grid <= 0 || horizon < 0 || horizon > grid) throw new ArgumentException($"horizon {horizon} outside a {grid}-row board");
+        var cells = new HashSet<int>();
+        foreach (var o in objects)
+            if ((uint)o.Row >= (uint)grid || (uint)o.Column >= (uint)grid || !cells.Add(o.Row * grid + o.Column))
+                throw new ArgumentException($"object at ({o.Row}, {o.Column}) is off the {grid}×{grid} board or shares its cell", nameof(objects));
         Grid = grid;
         Horizon = horizon;
         Ground = ground;

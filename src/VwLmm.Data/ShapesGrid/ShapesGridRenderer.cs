@@ -1,3 +1,4 @@
+using VwLmm.Core;
 using VwLmm.Data.Images;
 
 namespace VwLmm.Data.ShapesGrid;
@@ -18,8 +19,6 @@ public static class ShapesGridRenderer
     public static readonly IReadOnlyList<(int R, int G, int B)> BackgroundBase =
         [(140, 195, 240), (70, 115, 40), (20, 90, 110), (210, 185, 130)];
 
-    /// <summary>Largest per-channel deviation of an object pixel from its palette colour (jitter + noise).</summary>
-    public const int MaxObjectDeviation = ColourJitter + PixelNoise;
     private const int ColourJitter = 15, PixelNoise = 10;
 
     /// <summary>Shape radius as a fraction of the patch size.</summary>
@@ -31,7 +30,7 @@ public static class ShapesGridRenderer
         if (scene.Grid * patchSize != imageSize)
             throw new ArgumentException($"scene grid {scene.Grid} × patch {patchSize} != image size {imageSize}", nameof(imageSize));
         var image = new RgbImage(imageSize, imageSize);
-        var rng = ShapesRng.Derive(scene.Seed, 2);
+        var rng = Streams.Derive(scene.Seed, Scene.PixelStream);
         for (int y = 0; y < imageSize; y++)
             for (int x = 0; x < imageSize; x++)
                 Put(image, x, y, BackgroundPixel(scene.BackgroundAt(y / patchSize), x, y, imageSize, rng));
@@ -39,7 +38,7 @@ public static class ShapesGridRenderer
         return image;
     }
 
-    private static (int, int, int) BackgroundPixel(Background kind, int x, int y, int size, ShapesRng rng)
+    private static (int, int, int) BackgroundPixel(Background kind, int x, int y, int size, Rng rng)
     {
         var (r, g, b) = BackgroundBase[(int)kind];
         int shift = kind switch
@@ -47,13 +46,13 @@ public static class ShapesGridRenderer
             Background.Sky => 10 - 20 * y / size,                                   // lighter towards the top
             Background.Grass => (int)(((uint)x * 2654435761u) >> 28) - 8 + rng.Next(-4, 4), // vertical blade streaks
             Background.Water => 3 * (Math.Abs((x * 5 + 3 * (y * 7 % 11)) % 16 - 8) - 4),      // integer ripples: no libm
-            _ => rng.Next(100) < 15 ? -30 : 0,                                      // sand speckles
+            _ => rng.NextInt(100) < 15 ? -30 : 0,                                      // sand speckles
         };
         int noise = kind == Background.Sky ? 6 : 8;
         return (r + shift + rng.Next(-noise, noise), g + shift + rng.Next(-noise, noise), b + shift + rng.Next(-noise, noise));
     }
 
-    private static void DrawObject(RgbImage image, GridObject o, int patch, ShapesRng rng)
+    private static void DrawObject(RgbImage image, GridObject o, int patch, Rng rng)
     {
         var (pr, pg, pb) = Palette[(int)o.Colour];
         int jr = rng.Next(-ColourJitter, ColourJitter), jg = rng.Next(-ColourJitter, ColourJitter), jb = rng.Next(-ColourJitter, ColourJitter);

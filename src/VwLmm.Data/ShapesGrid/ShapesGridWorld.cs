@@ -1,3 +1,4 @@
+using VwLmm.Core;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.Images;
 
@@ -86,7 +87,7 @@ public sealed class ShapesGridWorld
     public bool IsHeldOut(Combo combo) => _heldOut.Contains(combo);
 
     /// <summary>The scene of image sample <paramref name="index"/> of <paramref name="split"/>.</summary>
-    public Scene SceneAt(Split split, long index) => GenerateScene(ShapesRng.Derive(Seed, SceneStream, (ulong)split, (ulong)index), split);
+    public Scene SceneAt(Split split, long index) => GenerateScene(Streams.Derive(Seed, SceneStream, (ulong)split, (ulong)index), split);
 
     /// <summary>Scene → image [ImageSize×ImageSize].</summary>
     public RgbImage Render(Scene scene) => ShapesGridRenderer.Render(scene, Options.ImageSize, Options.PatchSize);
@@ -106,7 +107,7 @@ public sealed class ShapesGridWorld
 
     /// <summary>Whether instruction sample <paramref name="index"/> is text-only (see <see cref="InstructionConversation"/>).</summary>
     public bool IsTextOnly(Split split, long index) =>
-        ShapesRng.Derive(Seed, TextOnlyChoiceStream, (ulong)split, (ulong)index).NextDouble() < Options.TextOnlyFraction;
+        Streams.Derive(Seed, TextOnlyChoiceStream, (ulong)split, (ulong)index).NextDouble() < Options.TextOnlyFraction;
 
     /// <summary>
     /// Stage-2 sample <paramref name="index"/>: the image QA conversation of <see cref="Sample"/> (image at
@@ -118,7 +119,7 @@ public sealed class ShapesGridWorld
     /// <summary>A text-only QA conversation: the first question is preceded by a caption of an unseen scene that answers it.</summary>
     public ConversationSample TextOnlyConversation(Split split, long index)
     {
-        var scene = GenerateScene(ShapesRng.Derive(Seed, TextOnlyStream, (ulong)split, (ulong)index), split);
+        var scene = GenerateScene(Streams.Derive(Seed, TextOnlyStream, (ulong)split, (ulong)index), split);
         var id = $"{split.ToString().ToLowerInvariant()}-text-{index}";
         return new ConversationSample(id, null, QaTurns(Caption(scene) + " . ", Questions(scene, split, TextKinds)));
     }
@@ -126,11 +127,11 @@ public sealed class ShapesGridWorld
     /// <summary>A paragraph of statements about a random train-split scene, for text-only LM pretraining.</summary>
     public string PretrainingText(long index)
     {
-        var rng = ShapesRng.Derive(Seed, PretrainStream, (ulong)index);
+        var rng = Streams.Derive(Seed, PretrainStream, (ulong)index);
         var scene = GenerateScene(rng, Split.Train);
         var sentences = new List<string> { Caption(scene) + " ." };
         foreach (var o in scene.Objects)
-            sentences.Add(rng.Next(2) == 0
+            sentences.Add(rng.NextInt(2) == 0
                 ? $"row {o.Row + 1} column {o.Column + 1} is a {o.Combo} ."
                 : $"the {o.Combo} is at {Words.Region(o.Row, o.Column, scene.Grid)} .");
         foreach (var group in scene.Objects.GroupBy(o => o.Shape).Where(g => g.Count() > 1))
@@ -185,7 +186,7 @@ public sealed class ShapesGridWorld
         return turns;
     }
 
-    private Scene GenerateScene(ShapesRng rng, Split split)
+    private Scene GenerateScene(Rng rng, Split split)
     {
         int grid = Options.Grid;
         int horizon = rng.Next(1, grid - 1);
@@ -196,10 +197,10 @@ public sealed class ShapesGridWorld
         var objects = new GridObject[count];
         for (int i = 0; i < count; i++)
         {
-            int j = i + rng.Next(cells.Length - i);
+            int j = i + rng.NextInt(cells.Length - i);
             (cells[i], cells[j]) = (cells[j], cells[i]);
             var combo = split == Split.Test && i == 0 && HeldOut.Count > 0 ? rng.Pick(HeldOut) : rng.Pick(allowed);
-            var size = Options.VarySize && rng.Next(2) == 0 ? ObjectSize.Small : ObjectSize.Large;
+            var size = Options.VarySize && rng.NextInt(2) == 0 ? ObjectSize.Small : ObjectSize.Large;
             objects[i] = new GridObject(cells[i] / grid, cells[i] % grid, combo.Colour, combo.Shape, size);
         }
         Array.Sort(objects, (a, b) => (a.Row * grid + a.Column).CompareTo(b.Row * grid + b.Column));
@@ -209,7 +210,7 @@ public sealed class ShapesGridWorld
     /// <summary>1 … MaxQuestions distinct questions about the scene, drawn from its own stream.</summary>
     private IReadOnlyList<QaPair> Questions(Scene scene, Split split, QuestionKind[] kinds)
     {
-        var rng = ShapesRng.Derive(scene.Seed, 1);
+        var rng = Streams.Derive(scene.Seed, Scene.QuestionStream);
         int want = rng.Next(1, Options.MaxQuestions);
         var result = new List<QaPair>();
         var asked = new HashSet<string>();
@@ -219,7 +220,7 @@ public sealed class ShapesGridWorld
         return result;
     }
 
-    private QaPair? Ask(QuestionKind kind, Scene scene, Split split, ShapesRng rng)
+    private QaPair? Ask(QuestionKind kind, Scene scene, Split split, Rng rng)
     {
         var objects = scene.Objects;
         switch (kind)
@@ -239,7 +240,7 @@ public sealed class ShapesGridWorld
                 return new QaPair(kind, $"what shape is the {Words.Of(o.Colour)} object ?", Words.Of(o.Shape), IsHeldOut(o.Combo));
             }
             case QuestionKind.Count:
-                if (rng.Next(2) == 0)
+                if (rng.NextInt(2) == 0)
                 {
                     var shape = rng.Pick(Enum.GetValues<ObjectShape>());
                     var counted = objects.Where(o => o.Shape == shape).ToArray();
@@ -255,20 +256,20 @@ public sealed class ShapesGridWorld
             {
                 var allowed = split == Split.Train ? TrainCombos : AllCombos;
                 var absent = allowed.Where(c => !objects.Any(o => o.Combo == c)).ToArray();
-                bool present = rng.Next(2) == 0 || absent.Length == 0;
+                bool present = rng.NextInt(2) == 0 || absent.Length == 0;
                 var combo = present ? rng.Pick(objects).Combo : rng.Pick(absent);
                 return new QaPair(kind, $"is there a {combo} ?", present ? "yes" : "no", IsHeldOut(combo));
             }
             default:
             {
                 int row, column;
-                if (rng.Next(2) == 0)
+                if (rng.NextInt(2) == 0)
                 {
                     var o = rng.Pick(objects);
                     (row, column) = (o.Row, o.Column);
                 }
                 else
-                    (row, column) = (rng.Next(scene.Grid), rng.Next(scene.Grid));
+                    (row, column) = (rng.NextInt(scene.Grid), rng.NextInt(scene.Grid));
                 bool heldOut = scene.ObjectAt(row, column) is { } hit && IsHeldOut(hit.Combo);
                 return new QaPair(kind, $"what is in row {row + 1} column {column + 1} ?", scene.CellWords(row, column), heldOut);
             }
@@ -280,11 +281,11 @@ public sealed class ShapesGridWorld
     private static IReadOnlyList<Combo> ChooseHeldOut(ulong seed, int count)
     {
         // Keep ≥ 2 train shapes per colour and ≥ 2 train colours per shape, so every word stays grounded in training.
-        var rng = ShapesRng.Derive(seed, HeldOutStream);
+        var rng = Streams.Derive(seed, HeldOutStream);
         var order = AllCombos.ToArray();
         for (int i = order.Length - 1; i > 0; i--)
         {
-            int j = rng.Next(i + 1);
+            int j = rng.NextInt(i + 1);
             (order[i], order[j]) = (order[j], order[i]);
         }
         var chosen = new List<Combo>();

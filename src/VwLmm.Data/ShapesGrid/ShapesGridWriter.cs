@@ -97,9 +97,9 @@ public static class ShapesGridWriter
         {
             throw new InvalidDataException($"{path}: malformed JSON at line {e.LineNumber + 1}, position {e.BytePositionInLine + 1}", e);
         }
-        catch (InvalidOperationException e)
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
         {
-            throw new InvalidDataException($"{path}: field of the wrong JSON type ({e.Message})", e);
+            throw new InvalidDataException($"{path}: field of the wrong JSON type or range ({e.Message})", e);
         }
     }
 

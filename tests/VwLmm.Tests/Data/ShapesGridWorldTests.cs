@@ -205,6 +205,47 @@ public class ShapesGridWorldTests
         }
     }
 
+    [Test]
+    public void InvalidScenesAndPatchFilesAreRejected()
+    {
+        var o = new GridObject(1, 1, ObjectColour.Red, ObjectShape.Circle, ObjectSize.Large);
+        Assert.Throws<ArgumentException>(() => _ = new Scene(4, 2, Background.Sand, [o, o], 0));
+        Assert.Throws<ArgumentException>(() => _ = new Scene(4, 2, Background.Sand, [o with { Column = 4 }], 0));
+        string path = Path.Combine(Path.GetTempPath(), "vwlmm-patches-" + Guid.NewGuid().ToString("N") + ".json");
+        try
+        {
+            File.WriteAllText(path, "{\"grid\": 2, \"patch\": 8, \"held_out\": [], \"images\": [{\"image\": \"a.png\", \"patches\": [\"sky\"]}]}");
+            var e = Assert.Throws<InvalidDataException>(() => ShapesGridWriter.ReadPatchLabels(path))!;
+            Assert.That(e.Message, Does.StartWith(path).And.Contain("images[0] has 1 patches, expected 4"));
+            File.WriteAllText(path, "{\"grid\": \"2\"}");
+            Assert.That(Assert.Throws<InvalidDataException>(() => ShapesGridWriter.ReadPatchLabels(path))!.Message, Does.StartWith(path));
+            File.WriteAllText(path, "{\"grid\": 2}");
+            Assert.That(Assert.Throws<InvalidDataException>(() => ShapesGridWriter.ReadPatchLabels(path))!.Message, Does.Contain("missing field \"patch\""));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
+    public void WriterWorksWithTheRealPngCodec()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "vwlmm-shapes-png-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            ShapesGridWriter.Write(dir, 3, 23, ImageCodec.SavePng, options: new ShapesGridOptions { TextOnlyFraction = 0 });
+            var world = new ShapesGridWorld(23);
+            var data = LlavaDataset.Load(Path.Combine(dir, ShapesGridWriter.DataFile), dir);
+            for (int i = 0; i < 3; i++)
+                Assert.That(ImageCodec.Decode(data.ImagePath(data.Samples[i])).Pixels, Is.EqualTo(world.Sample(Split.Train, i).Image.Pixels));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
     /// <summary>Stands in for the PNG codec: width, height, raw pixels.</summary>
     private static class FakePng
     {
