@@ -6,7 +6,9 @@ namespace VwLmm.Cpu;
 /// <summary>
 /// Vocabulary-row ops, fp32, parallel over rows. Log-probabilities are always x − logsumexp(x) with the row max
 /// factored out, never log(softmax), so ±80 logits stay finite. Each row takes a max sweep, an exp-sum sweep and one
-/// fused output/gradient sweep; exponentials are recomputed rather than stored, which keeps the ops free of scratch.
+/// fused output/gradient sweep (KL adds one for the divergence, which its gradient needs); exponentials are recomputed
+/// rather than stored, which keeps the ops free of scratch. Rows are independent, so results do not depend on the
+/// thread count.
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
