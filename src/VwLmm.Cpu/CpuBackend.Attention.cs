@@ -94,8 +94,18 @@ public sealed unsafe partial class CpuBackend
                         int block = task % Blocks, bh = task / Blocks, h = bh % sh.H, b = bh / sh.H;
                         int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock);
                         int keys = sh.VisibleKeys(KeyLengths, b, tEnd - 1); // the block's last query sees the most keys
-                        PackRows(kp, K + sh.KvBase(b, h / group), stride, keys, D);
-                        PackRows(vp, V + sh.KvBase(b, h / group), stride, keys, D);
+                        // Packing pays for itself only when several queries reuse it (not in one-token decoding).
+                        bool pack = tEnd - tStart >= 4;
+                        float* kRows = K + sh.KvBase(b, h / group), vRows = V + sh.KvBase(b, h / group);
+                        long rowStride = stride;
+                        if (pack)
+                        {
+                            PackRows(kp, kRows, stride, keys, D);
+                            PackRows(vp, vRows, stride, keys, D);
+                            kRows = kp;
+                            vRows = vp;
+                            rowStride = D;
+                        }
                         for (int t = tStart; t < tEnd; t++)
                         {
                             float* qi = Q + sh.QueryRow(b, t, h);
@@ -108,10 +118,10 @@ public sealed unsafe partial class CpuBackend
                                 *lsei = float.NegativeInfinity;
                                 continue;
                             }
-                            SimdMath.DotRows(s, qi, kp, D, n, D, Scale);
+                            SimdMath.DotRows(s, qi, kRows, rowStride, n, D, Scale);
                             float max = SimdMath.Max(s, n);
                             float sum = SimdMath.ExpSum(s, s, n, max);
-                            SimdMath.AddWeightedRows(oi, s, vp, D, n, D);
+                            SimdMath.AddWeightedRows(oi, s, vRows, rowStride, n, D);
                             SimdMath.Scale(oi, D, 1f / sum);
                             *lsei = max + MathF.Log(sum);
                         }
