@@ -95,10 +95,9 @@ public sealed unsafe partial class CpuBackend
                         int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock);
                         int keys = sh.VisibleKeys(KeyLengths, b, tEnd - 1); // the block's last query sees the most keys
                         // Packing pays for itself only when several queries reuse it (not in one-token decoding).
-                        bool pack = tEnd - tStart >= 4;
                         float* kRows = K + sh.KvBase(b, h / group), vRows = V + sh.KvBase(b, h / group);
                         long rowStride = stride;
-                        if (pack)
+                        if (tEnd - tStart >= 4)
                         {
                             PackRows(kp, kRows, stride, keys, D);
                             PackRows(vp, vRows, stride, keys, D);
