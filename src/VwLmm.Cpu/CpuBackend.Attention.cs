@@ -94,8 +94,17 @@ public sealed unsafe partial class CpuBackend
                         int block = task % Blocks, bh = task / Blocks, h = bh % sh.H, b = bh / sh.H;
                         int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock);
                         int keys = sh.VisibleKeys(KeyLengths, b, tEnd - 1); // the block's last query sees the most keys
-                        PackRows(kp, K + sh.KvBase(b, h / group), stride, keys, D);
-                        PackRows(vp, V + sh.KvBase(b, h / group), stride, keys, D);
+                        // Packing pays for itself only when several queries reuse it (not in one-token decoding).
+                        float* kRows = K + sh.KvBase(b, h / group), vRows = V + sh.KvBase(b, h / group);
+                        long rowStride = stride;
+                        if (tEnd - tStart >= 4)
+                        {
+                            PackRows(kp, kRows, stride, keys, D);
+                            PackRows(vp, vRows, stride, keys, D);
+                            kRows = kp;
+                            vRows = vp;
+                            rowStride = D;
+                        }
                         for (int t = tStart; t < tEnd; t++)
                         {
                             float* qi = Q + sh.QueryRow(b, t, h);
@@ -108,10 +117,10 @@ public sealed unsafe partial class CpuBackend
                                 *lsei = float.NegativeInfinity;
                                 continue;
                             }
-                            SimdMath.DotRows(s, qi, kp, D, n, D, Scale);
+                            SimdMath.DotRows(s, qi, kRows, rowStride, n, D, Scale);
                             float max = SimdMath.Max(s, n);
                             float sum = SimdMath.ExpSum(s, s, n, max);
-                            SimdMath.AddWeightedRows(oi, s, vp, D, n, D);
+                            SimdMath.AddWeightedRows(oi, s, vRows, rowStride, n, D);
                             SimdMath.Scale(oi, D, 1f / sum);
                             *lsei = max + MathF.Log(sum);
                         }
@@ -125,9 +134,14 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
+    /// <summary>Queries whose dk/dv contributions are summed in registers before touching the accumulators.</summary>
+    private const int AttentionBackwardBlock = 16;
+
     /// <summary>
     /// One task per (sample, kv head): it owns that head's dk/dv rows and the dq rows of every query head in its GQA
-    /// group, so all accumulation is race-free and in a fixed order.
+    /// group, so all accumulation is race-free and in a fixed order. Queries go in blocks: each query's p and scale·dS
+    /// rows are scattered into key-major tiles, so dv_j += Σ_t p_tj·dO_t and dk_j += Σ_t dS_tj·q_t each become one
+    /// register-held weighted sum per key and block instead of a load/store pass per query.
     /// </summary>
     private struct AttentionBackwardJob : IRangeJob
     {
@@ -138,17 +152,20 @@ public sealed unsafe partial class CpuBackend
 
         public readonly void Execute(int start, int end)
         {
+            const int Bq = AttentionBackwardBlock;
             var sh = Shape;
             int D = sh.D, group = sh.H / sh.Hkv, tk = sh.Tk;
             long packed = (long)tk * D;
-            float[] rented = ArrayPool<float>.Shared.Rent(tk * (4 * D + 2) + 1);
+            float[] rented = ArrayPool<float>.Shared.Rent(tk * (4 * D + 2 + 2 * Bq) + 2 * Bq * D + 1);
             try
             {
                 fixed (float* p = rented)
                 {
-                    // Per-query rows p and dP (overwritten in place by scale·dS), then this head's packed k, v and
-                    // its dk, dv accumulators, added to the strided outputs once at the end of the task.
+                    // Scratch: one query's p and dP rows (dP overwritten in place by scale·dS); this head's packed k, v
+                    // and its dk, dv accumulators (added to the strided outputs at the end of the task); the block's
+                    // key-major p and dS tiles [Tk, Bq]; the block's packed q and dO rows [Bq, D].
                     float* ds = p + tk, kp = ds + tk, vp = kp + packed, dkp = vp + packed, dvp = dkp + packed;
+                    float* pt = dvp + packed, dst = pt + (long)tk * Bq, qp = dst + (long)tk * Bq, dop = qp + Bq * D;
                     for (int task = start; task < end; task++)
                     {
                         int hkv = task % sh.Hkv, b = task / sh.Hkv;
@@ -159,25 +176,38 @@ public sealed unsafe partial class CpuBackend
                         new Span<float>(dkp, keys * D).Clear();
                         new Span<float>(dvp, keys * D).Clear();
                         for (int h = hkv * group; h < (hkv + 1) * group; h++)
+                        for (int t0 = 0; t0 < sh.Tq; t0 += Bq)
                         {
-                            for (int t = 0; t < sh.Tq; t++)
+                            int bq = Math.Min(Bq, sh.Tq - t0);
+                            int blockKeys = sh.VisibleKeys(KeyLengths, b, t0 + bq - 1);
+                            if (blockKeys == 0) continue;
+                            PackRows(qp, Q + sh.QueryRow(b, t0, h), (long)sh.H * D, bq, D);
+                            PackRows(dop, DO + sh.QueryRow(b, t0, h), (long)sh.H * D, bq, D);
+                            for (int r = 0; r < bq; r++)
                             {
-                                int n = sh.VisibleKeys(KeyLengths, b, t);
-                                if (n == 0) continue;
+                                int t = t0 + r, n = sh.VisibleKeys(KeyLengths, b, t);
                                 long row = sh.QueryRow(b, t, h);
-                                float* qi = Q + row, doi = DO + row;
-                                float lse = Lse[((long)b * sh.H + h) * sh.Tq + t];
-                                float di = SimdMath.Dot(doi, O + row, D);
-                                SimdMath.DotRows(p, qi, kp, D, n, D, Scale);
-                                SimdMath.DotRows(ds, doi, vp, D, n, D, 1f);
-                                SimdMath.ExpSum(p, p, n, lse);
-                                for (int j = 0; j < n; j++)
+                                float* qi = qp + r * D, doi = dop + r * D;
+                                if (n > 0)
                                 {
-                                    if (DV != null) SimdMath.Axpy(dvp + (long)j * D, p[j], doi, D);
-                                    ds[j] = Scale * p[j] * (ds[j] - di);
-                                    if (DK != null) SimdMath.Axpy(dkp + (long)j * D, ds[j], qi, D);
+                                    float lse = Lse[((long)b * sh.H + h) * sh.Tq + t];
+                                    float di = SimdMath.Dot(doi, O + row, D);
+                                    SimdMath.DotRows(p, qi, kp, D, n, D, Scale);
+                                    SimdMath.DotRows(ds, doi, vp, D, n, D, 1f);
+                                    SimdMath.ExpSum(p, p, n, lse);
+                                    for (int j = 0; j < n; j++) ds[j] = Scale * p[j] * (ds[j] - di);
+                                    if (DQ != null) SimdMath.AddWeightedRows(DQ + row, ds, kp, D, n, D);
                                 }
-                                if (DQ != null) SimdMath.AddWeightedRows(DQ + row, ds, kp, D, n, D);
+                                for (int j = 0; j < blockKeys; j++)
+                                {
+                                    pt[j * Bq + r] = j < n ? p[j] : 0;
+                                    dst[j * Bq + r] = j < n ? ds[j] : 0;
+                                }
+                            }
+                            for (int j = 0; j < blockKeys; j++)
+                            {
+                                if (DV != null) SimdMath.AddWeightedRows(dvp + (long)j * D, pt + j * Bq, dop, D, bq, D);
+                                if (DK != null) SimdMath.AddWeightedRows(dkp + (long)j * D, dst + j * Bq, qp, D, bq, D);
                             }
                         }
                         for (int j = 0; j < keys; j++)

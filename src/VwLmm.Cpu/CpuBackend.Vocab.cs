@@ -6,14 +6,16 @@ namespace VwLmm.Cpu;
 /// <summary>
 /// Vocabulary-row ops, fp32, parallel over rows. Log-probabilities are always x − logsumexp(x) with the row max
 /// factored out, never log(softmax), so ±80 logits stay finite. Each row takes a max sweep, an exp-sum sweep and one
-/// fused output/gradient sweep; exponentials are recomputed rather than stored, which keeps the ops free of scratch.
+/// fused output/gradient sweep (KL adds one for the divergence, which its gradient needs); exponentials are recomputed
+/// rather than stored, which keeps the ops free of scratch. Rows are independent, so results do not depend on the
+/// thread count.
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
     private const int IgnoreIndex = -100;
 
-    /// <summary>Rows per task for V-long rows: enough work to amortise a dispatch even at small V.</summary>
-    private const int VocabMinRows = 4;
+    /// <summary>Rows per task: at least ~16K elements, so waking a worker pays off even for short rows.</summary>
+    private static int VocabMinRows(int V) => Math.Max(1, (1 << 14) / Math.Max(V, 1));
 
     public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale)
     {
@@ -21,7 +23,7 @@ public sealed unsafe partial class CpuBackend
         for (int i = 0; i < N; i++)
             if (t[i] != IgnoreIndex && (uint)t[i] >= (uint)V)
                 throw new ArgumentOutOfRangeException(nameof(targets), $"CrossEntropy: target {t[i]} of row {i} is outside [0, {V}) and is not the ignore index {IgnoreIndex}");
-        Pool.For(N, new CrossEntropyJob { Losses = F(losses), DLogits = F(dlogits), Logits = F(logits), Targets = t, V = V, GradScale = gradScale }, VocabMinRows);
+        Pool.For(N, new CrossEntropyJob { Losses = F(losses), DLogits = F(dlogits), Logits = F(logits), Targets = t, V = V, GradScale = gradScale }, VocabMinRows(V));
     }
 
     public void VisualWordKl(Tensor losses, Tensor? dLm, Tensor? dVm, Tensor lmLogits, Tensor vmLogits, Tensor pairs,
@@ -45,14 +47,14 @@ public sealed unsafe partial class CpuBackend
         // (one image token per position), but a repeated row is still handled exactly, just not in parallel.
         bool shared = (dLm is not null && !RowsDistinct(p, N, 0, lmRows)) || (dVm is not null && !RowsDistinct(p, N, 1, vmRows));
         if (shared) job.Execute(0, N);
-        else Pool.For(N, job, VocabMinRows);
+        else Pool.For(N, job, VocabMinRows(V));
     }
 
     public void SoftmaxForward(Tensor y, Tensor x, int N, int V) =>
-        Pool.For(N, new SoftmaxJob { Y = F(y), X = F(x), V = V }, VocabMinRows);
+        Pool.For(N, new SoftmaxJob { Y = F(y), X = F(x), V = V }, VocabMinRows(V));
 
     public void SoftmaxBackward(Tensor dx, Tensor dy, Tensor y, int N, int V) =>
-        Pool.For(N, new SoftmaxBackwardJob { DX = F(dx), DY = F(dy), Y = F(y), V = V }, VocabMinRows);
+        Pool.For(N, new SoftmaxBackwardJob { DX = F(dx), DY = F(dy), Y = F(y), V = V }, VocabMinRows(V));
 
     /// <summary>Whether column <paramref name="column"/> of pairs [N,2] names each of its rows (all in [0, rows)) at most once.</summary>
     private static bool RowsDistinct(int* pairs, int N, int column, int rows)

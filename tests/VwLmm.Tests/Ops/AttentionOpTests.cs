@@ -123,6 +123,36 @@ public abstract class AttentionOpTests
         AssertClose("dv", refDv, dv.ToArray());
     }
 
+    /// <summary>The contract's determinism: the same inputs give bit-identical gradients.</summary>
+    [Test]
+    public void BackwardIsBitReproducible()
+    {
+        var a = new AttentionProblem(2, 33, 33, 33, 4, 2, 64, true, [33, 20]);
+        int nq = a.B * a.Tq * a.H * a.D, nkv = a.B * a.S * a.Hkv * a.D;
+        using var s = new Scope(_backend);
+        var q = s.Upload("q", Random(41, nq), a.B, a.Tq, a.H, a.D);
+        var k = s.Upload("k", Random(42, nkv), a.B, a.S, a.Hkv, a.D);
+        var v = s.Upload("v", Random(43, nkv), a.B, a.S, a.Hkv, a.D);
+        var dO = s.Upload("dO", Random(44, nq), a.B, a.Tq, a.H, a.D);
+        var lengths = s.UploadInts("keyLengths", a.KeyLengths!, a.B);
+        var o = s.New("o", a.B, a.Tq, a.H, a.D);
+        var lse = s.New("lse", a.B, a.H, a.Tq);
+        float scale = (float)a.Scale;
+        _backend.AttentionForward(o, lse, q, k, v, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        var runs = new List<float[]>();
+        for (int run = 0; run < 2; run++)
+        {
+            var dq = s.Upload($"dq{run}", new float[nq], a.B, a.Tq, a.H, a.D);
+            var dk = s.Upload($"dk{run}", new float[nkv], a.B, a.S, a.Hkv, a.D);
+            var dv = s.Upload($"dv{run}", new float[nkv], a.B, a.S, a.Hkv, a.D);
+            _backend.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+            _backend.Synchronize();
+            runs.Add([.. dq.ToArray(), .. dk.ToArray(), .. dv.ToArray()]);
+        }
+        s.CheckGuards();
+        Assert.That(runs[1], Is.EqualTo(runs[0]));
+    }
+
     [Test]
     public void ReferenceBackwardMatchesFiniteDifferences()
     {
