@@ -7,6 +7,17 @@ public static class Program
     /// <summary>Every verb, in the order `vwlmm --help` lists them.</summary>
     public static readonly ICommand[] Commands =
     [
+        new Commands.DemoCommand(),
+        new Commands.TrainCommand(),
+        new Commands.ChatCommand(),
+        new Commands.EvalCommand(),
+        new Commands.VisualizeCommand(),
+        new Commands.ForwardCommand(),
+        new Commands.InspectCommand(),
+        new Commands.TokenizeCommand(),
+        new Commands.PreprocessCommand(),
+        new Commands.DataShapesGridCommand(),
+        new Commands.PtxCommand(),
     ];
 
     public static string Version =>

@@ -16,6 +16,8 @@ public sealed record BpeTrainerOptions
     public bool RemoveExtraWhitespaces { get; init; }
     /// <summary>Longest merged piece, in UTF-16 chars (sentencepiece's max_sentencepiece_length).</summary>
     public int MaxPieceLength { get; init; } = 16;
+    /// <summary>sentencepiece's hard_vocab_limit: when false, a corpus too small for VocabSize yields a smaller vocabulary instead of an error.</summary>
+    public bool HardVocabLimit { get; init; } = true;
 }
 
 /// <summary>
@@ -68,10 +70,10 @@ public static class BpeTrainer
             throw new ArgumentException($"vocab size {options.VocabSize} is below the {fixedPieces} special, byte and character pieces of this corpus", nameof(options));
 
         var learned = new Merger(symbols, wordCounts, options.MaxPieceLength, reservedStrings).Learn(merges);
-        if (learned.Count < merges)
+        if (learned.Count < merges && options.HardVocabLimit)
             throw new ArgumentException($"vocab size {options.VocabSize} is too large: the corpus yields only {fixedPieces + learned.Count} pieces", nameof(options));
 
-        var pieces = new List<SentencePiece>(options.VocabSize);
+        var pieces = new List<SentencePiece>(fixedPieces + learned.Count);
         pieces.AddRange(meta);
         pieces.AddRange(options.UserDefinedSymbols.Select(u => new SentencePiece(u, 0, PieceType.UserDefined)));
         if (options.ByteFallback)

@@ -62,11 +62,12 @@ public sealed record TrainConfig
         if (MaxLength < 2) throw new InvalidDataException($"{source}: 'max_length' must be ≥ 2");
     }
 
-    private static readonly string[] TopKeys = ["seed", "stages", "max_length", "log_every", "checkpoint_every", "model", "data", "tokenizer", "out"];
+    /// <summary>Top-level keys: the run's own, plus those the caller interprets (model, data sources, tokenizer, output).</summary>
+    public static readonly string[] TopKeys = ["seed", "stages", "max_length", "log_every", "checkpoint_every", "model", "shapesgrid", "datasets", "tokenizer", "out"];
     private static readonly string[] StageKeys =
         ["name", "data", "trainable", "steps", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight"];
 
-    /// <summary>Parses the run part of a train config (model/data/tokenizer/out keys are the caller's).</summary>
+    /// <summary>Parses the run part of a train config (model/shapesgrid/datasets/tokenizer/out keys are the caller's).</summary>
     public static TrainConfig Parse(JsonElement root, string source)
     {
         if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{source}: expected a JSON object");
@@ -108,7 +109,7 @@ public sealed record TrainConfig
         return cfg;
     }
 
-    private static void RejectUnknown(JsonElement o, string[] known, string at)
+    public static void RejectUnknown(JsonElement o, string[] known, string at)
     {
         foreach (var p in o.EnumerateObject())
             if (Array.IndexOf(known, p.Name) < 0)

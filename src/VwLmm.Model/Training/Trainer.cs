@@ -50,6 +50,9 @@ public sealed class Trainer : IDisposable
     /// <summary>Called after every step.</summary>
     public Action<StepMetrics>? OnStep { get; set; }
 
+    /// <summary>Called with a checkpoint's directory before it is moved into place (to add files such as the tokenizer).</summary>
+    public Action<string>? OnCheckpoint { get; set; }
+
     /// <summary>Trains until done or cancelled; on cancellation the current state is saved (when outDir is given).</summary>
     public void Run(string? outDir, CancellationToken cancel, TextWriter? metricsLog = null)
     {
@@ -203,6 +206,7 @@ public sealed class Trainer : IDisposable
         }
         SafetensorsWriter.Write(Path.Combine(temp, OptimizerFile), moments);
         AtomicFile.WriteAllText(Path.Combine(temp, StateFile), JsonSerializer.Serialize(_state, JsonOptions));
+        OnCheckpoint?.Invoke(temp);
         if (Directory.Exists(final)) Directory.Move(final, old);
         Directory.Move(temp, final);
         if (Directory.Exists(old)) Directory.Delete(old, recursive: true);

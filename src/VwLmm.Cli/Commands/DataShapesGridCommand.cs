@@ -1,0 +1,33 @@
+using VwLmm.Data.Images;
+using VwLmm.Data.ShapesGrid;
+
+namespace VwLmm.Cli.Commands;
+
+public sealed class DataShapesGridCommand : ICommand
+{
+    public string Name => "data shapesgrid";
+    public string Summary => "write N ShapesGrid samples: PNGs, LLaVA JSON (QA and captions), per-patch labels";
+    public string Help => """
+        usage: vwlmm data shapesgrid --out DIR --n N [--seed S] [--split train|test]
+          Writes DIR/images/NNNN.png, DIR/data.json (LLaVA format), DIR/captions.json and DIR/patch_labels.json.
+        example: vwlmm data shapesgrid --out world --n 100 --seed 1 --split test
+        """;
+    public IReadOnlyList<string> Flags => [];
+    public IReadOnlyList<string> Valued => ["--out", "--n", "--seed", "--split"];
+
+    public int Run(CliArgs args, TextWriter stdout)
+    {
+        string dir = args.Require("--out");
+        int n = args.GetInt("--n", 100, 1, 10_000_000);
+        ulong seed = (ulong)args.GetInt("--seed", 1, 0);
+        var split = args.Get("--split") switch
+        {
+            null or "train" => Split.Train,
+            "test" => Split.Test,
+            var s => throw new UsageException($"--split must be train or test, not '{s}'"),
+        };
+        ShapesGridWriter.Write(dir, n, seed, ImageCodec.SavePng, split);
+        if (!args.Has("--quiet")) stdout.WriteLine($"wrote {n} {split.ToString().ToLowerInvariant()} samples to {dir}");
+        return 0;
+    }
+}

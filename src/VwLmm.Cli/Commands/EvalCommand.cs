@@ -1,0 +1,84 @@
+using System.Globalization;
+using System.Text.Json;
+using VwLmm.Core;
+using VwLmm.Data.Conversations;
+using VwLmm.Data.Images;
+using VwLmm.Model;
+
+namespace VwLmm.Cli.Commands;
+
+public sealed class EvalCommand : ICommand
+{
+    public string Name => "eval";
+    public string Summary => "exact-match accuracy of a model on LLaVA-format QA (overall and per question type)";
+    public string Help => """
+        usage: vwlmm eval --model DIR --data FILE.json [--images DIR] [--template NAME] [--out PREDICTIONS.jsonl]
+                          [--max-new-tokens N] [--batch N] [--device D] [--threads N]
+          Every human turn is a question and the gpt turn after it the reference answer; earlier turns are given as in
+          the data (teacher forcing). A prediction is correct when it equals the reference after trimming and
+          lower-casing. The question type is the question's first two words (VQA's convention). Prints one JSON object:
+          {"overall", "by_type": {…}, "questions"}.
+        example: vwlmm eval --model runs/demo/model --data world-test/data.json --template shapes_chat
+        """;
+    public IReadOnlyList<string> Flags => ["--allow-unused"];
+    public IReadOnlyList<string> Valued => [.. Backends.Options, "--model", "--data", "--images", "--template", "--out", "--max-new-tokens", "--batch"];
+
+    private sealed record Item(ConversationSample Sample, int Turn, string Type, string Question, string Reference);
+
+    public int Run(CliArgs args, TextWriter stdout)
+    {
+        string data = args.Require("--data");
+        var dataset = LlavaDataset.Load(data, args.Get("--images") ?? Path.GetDirectoryName(Path.GetFullPath(data))!);
+        var template = ConversationTemplate.Get(args.Get("--template") ?? "vicuna_v1");
+        int maxNew = args.GetInt("--max-new-tokens", 32, 1, 4096), batch = args.GetInt("--batch", 8, 1, 1024);
+        using var backend = Backends.Create(args, Console.Error);
+        var (model, tok) = Shared.LoadModel(backend, args.Require("--model"), args.Has("--allow-unused"), Console.Error);
+        using (model)
+        {
+            var pre = Shared.Preprocessor(model.Config);
+            var items = new List<Item>();
+            foreach (var s in dataset.Samples)
+                for (int t = 0; t + 1 < s.Turns.Count; t += 2)
+                {
+                    string q = s.Turns[t].Value.Replace(Llava.ImagePlaceholder, "").Trim();
+                    items.Add(new Item(s, t, TypeOf(q), q, s.Turns[t + 1].Value));
+                }
+            var options = new SamplingOptions { MaxNewTokens = maxNew, StopIds = [tok.EosId] };
+            using var gen = new Generator(model);
+            var predictions = new List<(Item Item, string Predicted, bool Correct)>();
+            // Text-only and image samples cannot share a batch's pixel list shape, so batch them separately.
+            foreach (var group in items.GroupBy(i => i.Sample.HasImage))
+                foreach (var chunk in group.Chunk(batch))
+                {
+                    var prompts = chunk.Select(i => template.EncodePrompt(i.Sample.Turns.Take(i.Turn + 1).ToList(), i.Sample.HasImage, tok)).ToList();
+                    float[] pixels = group.Key ? chunk.SelectMany(i => pre.Process(ImageCodec.Decode(dataset.ImagePath(i.Sample)))).ToArray() : [];
+                    var outs = gen.Generate(prompts, pixels, options);
+                    for (int j = 0; j < chunk.Length; j++)
+                    {
+                        string p = tok.Decode(outs[j].Where(id => id != tok.EosId).ToArray()).Trim();
+                        predictions.Add((chunk[j], p, Normal(p) == Normal(chunk[j].Reference)));
+                    }
+                }
+            if (args.Get("--out") is { } outPath)
+                AtomicFile.WriteAllText(outPath, string.Join("\n", predictions.Select(p => JsonSerializer.Serialize(new
+                {
+                    id = p.Item.Sample.Id, type = p.Item.Type, question = p.Item.Question, reference = p.Item.Reference,
+                    prediction = p.Predicted, correct = p.Correct,
+                }))) + "\n");
+            var summary = new
+            {
+                overall = predictions.Count == 0 ? 0 : predictions.Average(p => p.Correct ? 1.0 : 0.0),
+                by_type = predictions.GroupBy(p => p.Item.Type).OrderBy(g => g.Key, StringComparer.Ordinal)
+                    .ToDictionary(g => g.Key, g => g.Average(p => p.Correct ? 1.0 : 0.0)),
+                questions = predictions.Count,
+            };
+            stdout.WriteLine(JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+    }
+
+    private static string Normal(string s) => s.Trim().ToLower(CultureInfo.InvariantCulture);
+
+    private static string TypeOf(string question) =>
+        string.Join(" ", question.ToLower(CultureInfo.InvariantCulture).Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(2));
+}

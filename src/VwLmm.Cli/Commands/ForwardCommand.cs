@@ -1,0 +1,95 @@
+using System.Text.Json;
+using VwLmm.Core;
+using VwLmm.Data;
+using VwLmm.Data.Batching;
+using VwLmm.Data.Conversations;
+
+namespace VwLmm.Cli.Commands;
+
+public sealed class ForwardCommand : ICommand
+{
+    public string Name => "forward";
+    public string Summary => "one forward pass; dump logits, visual words and losses as .npy/.json for parity checks";
+    public string Help => """
+        usage: vwlmm forward --model DIR (--image X | --pixels P.npy) (--ids IDS.json [--labels LABELS.json]
+                             | --prompt TEXT [--answer TEXT] [--template NAME]) --dump OUT [--device D] [--threads N]
+          Writes OUT/logits.npy (f32 [L,V], every position after image expansion), OUT/visual_words.npy (f32 [N_img,V],
+          p = softmax(W_vm·x)), OUT/text_loss.npy (f32 [L]: loss of logits at t against label t+1, 0 where ignored) and
+          OUT/losses.json ({"text","vm","total"}).
+          IDS.json: a JSON array of token ids with −200 where the image goes. LABELS.json: same length, −100 = ignored
+          (default: the ids, with the image position ignored). --pixels: an already preprocessed [3,S,S] float32 .npy.
+        example: vwlmm forward --model runs/demo/model --image a.png --prompt "what colour is the circle ?" --answer red --template shapes_chat --dump out
+        """;
+    public IReadOnlyList<string> Flags => ["--allow-unused"];
+    public IReadOnlyList<string> Valued => [.. Backends.Options, "--model", "--image", "--pixels", "--ids", "--labels", "--prompt", "--answer", "--template", "--dump"];
+
+    public int Run(CliArgs args, TextWriter stdout)
+    {
+        string dump = args.Require("--dump");
+        if (args.Has("--image") == args.Has("--pixels")) throw new UsageException("give exactly one of --image and --pixels");
+        if (args.Has("--ids") == args.Has("--prompt")) throw new UsageException("give exactly one of --ids and --prompt");
+        using var backend = Backends.Create(args, Console.Error);
+        var (model, tok) = Shared.LoadModel(backend, args.Require("--model"), args.Has("--allow-unused"), Console.Error);
+        using (model)
+        {
+            var c = model.Config;
+            float[] pixels = args.Get("--pixels") is { } npy ? ReadPixels(npy, c.Vision.ImageSize) : Shared.LoadPixels(c, args.Require("--image"));
+            TokenizedConversation sample;
+            if (args.Get("--ids") is { } idsPath)
+            {
+                int[] ids = ReadInts(idsPath);
+                int[] labels = args.Get("--labels") is { } lp ? ReadInts(lp) : ids.Select(i => i == Llava.ImageTokenIndex ? Llava.IgnoreIndex : i).ToArray();
+                if (labels.Length != ids.Length) throw new CliException($"{args.Get("--labels")}: {labels.Length} labels for {ids.Length} ids");
+                sample = new TokenizedConversation(ids, labels);
+            }
+            else
+            {
+                var template = ConversationTemplate.Get(args.Get("--template") ?? "vicuna_v1");
+                var human = new Turn(Speaker.Human, Llava.ImagePlaceholder + "\n" + args.Require("--prompt"));
+                sample = args.Get("--answer") is { } answer
+                    ? template.Encode([human, new Turn(Speaker.Gpt, answer)], hasImage: true, tok)
+                    : template.EncodePrompt([human], hasImage: true, tok);
+            }
+            if (sample.InputIds.Count(i => i == Llava.ImageTokenIndex) != 1)
+                throw new CliException("the ids must contain exactly one image sentinel −200");
+            var batch = new BatchBuilder(model.Vision.TokensPerImage, c.Llm.MaxPositionEmbeddings, c.Llm.VocabSize).Build([sample]);
+            using var arena = new Arena(backend, 1L << 30);
+            var tape = new Tape(backend, arena, record: false);
+            var px = Ops.Input(tape, pixels, 1, c.Vision.NumChannels, c.Vision.ImageSize, c.Vision.ImageSize);
+            var output = model.Forward(tape, batch, px);
+            var vmLogits = output.VmLogits ?? model.VisualWordLogits(tape, output.ImageFeatures!);
+            var p = Ops.Softmax(tape, vmLogits);
+            Directory.CreateDirectory(dump);
+            int v = c.Llm.VocabSize;
+            Npy.Write<float>(Path.Combine(dump, "logits.npy"), output.Logits.ToArray(), [batch.L, v]);
+            Npy.Write<float>(Path.Combine(dump, "visual_words.npy"), p.ToArray(), [p.Shape[0], v]);
+            Npy.Write<float>(Path.Combine(dump, "text_loss.npy"), output.Text.PerRow!.ToArray(), [batch.L]);
+            AtomicFile.WriteAllText(Path.Combine(dump, "losses.json"),
+                JsonSerializer.Serialize(new { text = output.Text.Mean, vm = output.Vm.Mean, total = output.Total }));
+            if (!args.Has("--quiet"))
+                stdout.WriteLine($"L={batch.L} text {output.Text.Mean:0.######} vm {output.Vm.Mean:0.######} total {output.Total:0.######} → {dump}");
+            return 0;
+        }
+    }
+
+    private static float[] ReadPixels(string path, int size)
+    {
+        var (data, shape) = Npy.Read<float>(path);
+        if (shape is not [3, var h, var w] || h != size || w != size)
+            throw new CliException($"{path}: shape [{string.Join(",", shape)}], the model needs [3,{size},{size}]");
+        return data;
+    }
+
+    private static int[] ReadInts(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
+        try
+        {
+            return JsonSerializer.Deserialize<int[]>(File.ReadAllText(path)) ?? throw new CliException($"{path}: expected a JSON array of integers");
+        }
+        catch (JsonException e)
+        {
+            throw new CliException($"{path}: not a JSON array of integers ({e.Message})");
+        }
+    }
+}

@@ -1,0 +1,51 @@
+using System.Globalization;
+using VwLmm.Model;
+using VwLmm.Model.Checkpoints;
+
+namespace VwLmm.Cli.Commands;
+
+public sealed class InspectCommand : ICommand
+{
+    public string Name => "inspect";
+    public string Summary => "summarise a model directory: config, parameters per module, dtypes";
+    public string Help => """
+        usage: vwlmm inspect DIR
+          Reads config.json and the safetensors headers (no weights are loaded) and checks them against each other.
+        example: vwlmm inspect runs/demo/model
+        """;
+    public IReadOnlyList<string> Flags => ["--allow-unused"];
+    public IReadOnlyList<string> Valued => [];
+
+    public int Run(CliArgs args, TextWriter stdout)
+    {
+        if (args.Positionals.Count != 1) throw new UsageException("give exactly one model directory");
+        string dir = args.Positionals[0];
+        if (!Directory.Exists(dir)) throw new CliException($"model directory '{dir}' does not exist");
+        var config = VwLmmConfig.Load(Path.Combine(dir, VwLmmConfig.FileName));
+        using var reader = CheckpointReader.Open(dir);
+        bool embedded = reader.Names.Any(n => n.StartsWith(HfNames.EmbeddedVisionPrefix, StringComparison.Ordinal));
+        var unused = CheckpointValidator.Validate(reader, HfNames.Expected(config, embedded)
+            .Select(e => e.Name == HfNames.VmHead ? e with { Required = false } : e).ToList(), args.Has("--allow-unused"));
+        var v = config.Vision;
+        var l = config.Llm;
+        var ci = CultureInfo.InvariantCulture;
+        stdout.WriteLine($"model       {Path.GetFullPath(dir)}");
+        stdout.WriteLine($"vision      CLIP {v.ImageSize}px patch {v.PatchSize}, width {v.HiddenSize}, {v.NumHiddenLayers} layers ({config.VisionLayersUsed} used, select layer {config.MmVisionSelectLayer}), {v.NumAttentionHeads} heads, {v.HiddenAct}{(embedded ? "" : $", from {config.MmVisionTower}")}");
+        stdout.WriteLine($"projector   {config.ProjectorType} {config.MmHiddenSize} → {l.HiddenSize}");
+        stdout.WriteLine($"llm         d={l.HiddenSize}, {l.NumHiddenLayers} layers, {l.NumAttentionHeads} heads / {l.NumKeyValueHeads} kv, ffn {l.IntermediateSize}, vocab {l.VocabSize}, rope θ {l.RopeTheta.ToString(ci)}, context {l.MaxPositionEmbeddings}");
+        stdout.WriteLine($"vw-lmm      λ {config.VmLossWeight.ToString(ci)}, KL {config.VmKlDirection}, detach {config.VmDetachTarget}, vm_head init {config.VmHeadInit}, pif {config.UsePif}, image tokens {config.ImageTokens}");
+        stdout.WriteLine($"vm_head     {(reader.Contains(HfNames.VmHead) ? "present" : "absent (initialised on load)")}");
+        stdout.WriteLine();
+        stdout.WriteLine("parameters by module:");
+        long total = 0;
+        foreach (var (module, count) in reader.ParameterCountsByModule().OrderByDescending(kv => kv.Value))
+        {
+            stdout.WriteLine($"  {module,-14} {count,15:N0}");
+            total += count;
+        }
+        stdout.WriteLine($"  {"total",-14} {total,15:N0}");
+        stdout.WriteLine("dtypes: " + string.Join(", ", reader.ParameterCountsByDType().Select(kv => $"{kv.Key} {kv.Value:N0}")));
+        if (unused.Count > 0) stdout.WriteLine($"{unused.Count} tensors present but not used by the model");
+        return 0;
+    }
+}

@@ -1,0 +1,188 @@
+using System.Text.Json;
+using VwLmm.Core;
+using VwLmm.Data.Conversations;
+using VwLmm.Data.Text;
+using VwLmm.Model;
+using VwLmm.Model.Checkpoints;
+using VwLmm.Model.Recipes;
+using VwLmm.Model.Training;
+
+namespace VwLmm.Cli.Commands;
+
+public sealed class TrainCommand : ICommand
+{
+    public string Name => "train";
+    public string Summary => "run a staged training recipe from a JSON config (resumable, Ctrl-C saves)";
+    public string Help => """
+        usage: vwlmm train --config FILE.json [--out DIR] [--resume] [--device D] [--threads N] [--quiet]
+          Config (snake_case; unknown keys are errors):
+            "model":      {"preset": "tiny|shapesgrid|bench-5m|llava-7b"} | {"config": "config.json"} | {"init": "model dir"}
+            "shapesgrid": {"seed": 1}      the built-in world: stage data "text", "captions", "qa"; tokenizer trained if absent
+            "datasets":   {"NAME": {"json": "data.json", "images": "dir", "template": "vicuna_v1"}}   LLaVA-format data
+            "tokenizer":  "tokenizer.model" (else beside model.init, or the ShapesGrid one)
+            "out": "runs/x", "seed": 1, "max_length": 2048, "log_every": 10, "checkpoint_every": 0,
+            "stages": [{"name", "data", "trainable": ["vision","projector","llm","vm_head"], "steps", "lr",
+                        "warmup_ratio", "min_lr_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip",
+                        "vm_loss_weight"}]
+          Writes OUT/checkpoint (HF layout + tokenizer + trainer state) and OUT/metrics.jsonl. --resume continues
+          OUT/checkpoint and reproduces the uninterrupted run's losses bit for bit on the CPU.
+        example: vwlmm train --config recipes/shapesgrid.json --out runs/sg
+        """;
+    public IReadOnlyList<string> Flags => ["--resume"];
+    public IReadOnlyList<string> Valued => [.. Backends.Options, "--config", "--out"];
+
+    public int Run(CliArgs args, TextWriter stdout)
+    {
+        string configPath = args.Require("--config");
+        if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: file not found", configPath);
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(File.ReadAllText(configPath));
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{configPath}: malformed JSON at line {e.LineNumber + 1}, position {e.BytePositionInLine + 1}");
+        }
+        using var _ = doc;
+        var root = doc.RootElement;
+        var run = TrainConfig.Parse(root, configPath);
+        string outDir = args.Get("--out") ?? Str(root, "out", configPath) ?? "runs/train";
+        Directory.CreateDirectory(outDir);
+        string baseDir = Path.GetDirectoryName(Path.GetFullPath(configPath))!;
+
+        using var backend = Backends.Create(args, Console.Error);
+        ShapesGridRecipe? world = root.TryGetProperty("shapesgrid", out var sg) ? new ShapesGridRecipe((ulong)Int(sg, "seed", configPath + ": shapesgrid", ["seed"], 1)) : null;
+        string ckpt = Path.Combine(outDir, Trainer.CheckpointDirName);
+        string? tokenizerPath = ResolveTokenizer(root, configPath, baseDir, world, outDir);
+        var tok = tokenizerPath is null ? null : SentencePieceTokenizer.Load(tokenizerPath);
+
+        VwLmmModel model;
+        if (args.Has("--resume"))
+        {
+            if (!Directory.Exists(ckpt)) throw new CliException($"--resume: no checkpoint at {ckpt}");
+            model = ModelCheckpoint.Load(backend, ckpt, log: Console.Error);
+            tok ??= SentencePieceTokenizer.Load(Path.Combine(ckpt, "tokenizer.model"));
+        }
+        else
+        {
+            model = CreateModel(backend, root, configPath, baseDir, run.Seed, ref tok);
+        }
+        if (tok is null) throw new CliException($"{configPath}: no tokenizer: set \"tokenizer\", or use model.init with a tokenizer.model beside the weights");
+        using (model)
+        {
+            if (tok.VocabSize != model.Config.Llm.VocabSize)
+                throw new CliException($"{configPath}: tokenizer has {tok.VocabSize} pieces, the model's vocab_size is {model.Config.Llm.VocabSize}");
+            var datasets = Datasets(root, configPath, baseDir, tok, model.Config);
+            ITrainingSource Source(string name) =>
+                datasets.TryGetValue(name, out var d) ? d
+                : world is not null && name is "text" or "captions" or "qa" ? world.Source(name, tok)
+                : throw new CliException($"{configPath}: stage data '{name}' names no dataset (define it under \"datasets\"{(world is null ? "" : " or use text/captions/qa")})");
+            using var trainer = new Trainer(model, run, Source);
+            string tokFile = tokenizerPath ?? Path.Combine(ckpt, "tokenizer.model");
+            var tokBytes = File.ReadAllBytes(tokFile);
+            trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
+            if (args.Has("--resume")) trainer.Resume(ckpt);
+            return RunTrainer(trainer, outDir, args.Has("--quiet"), stdout, append: args.Has("--resume"));
+        }
+    }
+
+    /// <summary>Runs to the end or to Ctrl-C (which saves a resumable checkpoint), with progress and JSONL metrics.</summary>
+    internal static int RunTrainer(Trainer trainer, string outDir, bool quiet, TextWriter stdout, bool append)
+    {
+        using var cts = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            cts.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            using var metrics = new StreamWriter(Path.Combine(outDir, "metrics.jsonl"), append) { AutoFlush = true };
+            using (var progress = new TrainingProgress(stdout, quiet))
+            {
+                trainer.OnStep = progress.Report;
+                trainer.Run(outDir, cts.Token, metrics);
+            }
+            if (cts.IsCancellationRequested)
+            {
+                stdout.WriteLine($"interrupted at step {trainer.State.GlobalStep}: saved {Path.Combine(outDir, Trainer.CheckpointDirName)} (continue with --resume)");
+                return 130;
+            }
+            if (!quiet) stdout.WriteLine($"done: {trainer.State.GlobalStep} steps, model in {Path.Combine(outDir, Trainer.CheckpointDirName)}");
+            return 0;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    private static VwLmmModel CreateModel(IBackend backend, JsonElement root, string path, string baseDir, ulong seed,
+                                          ref SentencePieceTokenizer? tok)
+    {
+        if (!root.TryGetProperty("model", out var m) || m.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{path}: 'model' must be an object with one of preset, config, init");
+        TrainConfig.RejectUnknown(m, ["preset", "config", "init"], path + ": model");
+        if (m.TryGetProperty("init", out var init))
+        {
+            string dir = Rooted(baseDir, init.GetString()!);
+            tok ??= File.Exists(Path.Combine(dir, "tokenizer.model")) ? SentencePieceTokenizer.Load(Path.Combine(dir, "tokenizer.model")) : null;
+            return ModelCheckpoint.Load(backend, dir, log: Console.Error);
+        }
+        VwLmmConfig config;
+        if (m.TryGetProperty("preset", out var preset))
+        {
+            config = VwLmmConfig.Presets.Get(preset.GetString() ?? "");
+            if (tok is not null) config = config with { Llm = config.Llm with { VocabSize = tok.VocabSize } };
+        }
+        else if (m.TryGetProperty("config", out var cfg))
+            config = VwLmmConfig.Load(Rooted(baseDir, cfg.GetString()!));
+        else
+            throw new InvalidDataException($"{path}: 'model' needs one of preset, config, init");
+        var model = new VwLmmModel(backend, config);
+        model.InitializeRandom(seed);
+        return model;
+    }
+
+    private static string? ResolveTokenizer(JsonElement root, string path, string baseDir, ShapesGridRecipe? world, string outDir)
+    {
+        if (Str(root, "tokenizer", path) is { } t) return Rooted(baseDir, t);
+        if (world is null) return null;
+        world.LoadOrTrainTokenizer(outDir);
+        return Path.Combine(outDir, ShapesGridRecipe.TokenizerFile);
+    }
+
+    private static Dictionary<string, ITrainingSource> Datasets(JsonElement root, string path, string baseDir, ITokenizer tok, VwLmmConfig config)
+    {
+        var result = new Dictionary<string, ITrainingSource>(StringComparer.Ordinal);
+        if (!root.TryGetProperty("datasets", out var ds)) return result;
+        if (ds.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: 'datasets' must be an object");
+        foreach (var d in ds.EnumerateObject())
+        {
+            string at = $"{path}: datasets.{d.Name}";
+            if (d.Value.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{at}: expected an object");
+            TrainConfig.RejectUnknown(d.Value, ["json", "images", "template"], at);
+            string json = Rooted(baseDir, Str(d.Value, "json", at) ?? throw new InvalidDataException($"{at}: 'json' is missing"));
+            string images = Rooted(baseDir, Str(d.Value, "images", at) ?? Path.GetDirectoryName(json)!);
+            var template = ConversationTemplate.Get(Str(d.Value, "template", at) ?? "vicuna_v1");
+            result[d.Name] = new LlavaSource(LlavaDataset.Load(json, images), template, tok, Shared.Preprocessor(config));
+        }
+        return result;
+    }
+
+    private static string Rooted(string baseDir, string p) => Path.IsPathRooted(p) ? p : Path.Combine(baseDir, p);
+
+    private static string? Str(JsonElement o, string key, string at) =>
+        !o.TryGetProperty(key, out var v) ? null
+        : v.ValueKind == JsonValueKind.String ? v.GetString() : throw new InvalidDataException($"{at}: '{key}' must be a string");
+
+    private static int Int(JsonElement o, string key, string at, string[] known, int fallback)
+    {
+        if (o.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{at}: expected an object");
+        TrainConfig.RejectUnknown(o, known, at);
+        if (!o.TryGetProperty(key, out var v)) return fallback;
+        return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int x) && x >= 0 ? x : throw new InvalidDataException($"{at}: '{key}' must be a non-negative integer");
+    }
+}

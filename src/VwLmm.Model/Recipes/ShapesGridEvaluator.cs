@@ -1,0 +1,154 @@
+using VwLmm.Core;
+using VwLmm.Data.Conversations;
+using VwLmm.Data.ShapesGrid;
+using VwLmm.Data.Text;
+
+namespace VwLmm.Model.Recipes;
+
+/// <summary>One held-out question, what the model answered, and whether it matched exactly.</summary>
+public sealed record QaPrediction(string Id, QuestionKind Kind, string Question, string Expected, string Predicted, bool Correct, bool InvolvesHeldOut);
+
+/// <summary>A patch's visual word: argmax over the whole vocabulary, argmax over content words, top words, ground truth.</summary>
+public sealed record PatchWord(int Row, int Column, string Word, string ContentWord, IReadOnlyList<(string Word, double P)> Top,
+                               string Truth, bool IsObject, bool Correct);
+
+/// <summary>Held-out results of a ShapesGrid model.</summary>
+public sealed record ShapesGridResults(
+    double QaAccuracy, IReadOnlyDictionary<string, double> QaAccuracyByKind, double QaAccuracyHeldOutCombos, int Questions,
+    double VisualWordAccuracy, double VisualWordChance, double BackgroundWordAccuracy, int ObjectPatches,
+    IReadOnlyList<string> ContentWords, IReadOnlyList<QaPrediction> Predictions);
+
+/// <summary>
+/// Measures a model on the world's test split: exact-match QA (greedy decoding, one question per prompt, by question
+/// kind and for questions about held-out colour×shape combinations), and per-patch visual-word accuracy — the share of
+/// object patches whose VM-head argmax, restricted to content words (colours, shapes, backgrounds), names the patch's
+/// colour or shape (chance: 2 / content words).
+/// </summary>
+public sealed class ShapesGridEvaluator
+{
+    private readonly VwLmmModel _model;
+    private readonly ITokenizer _tok;
+    private readonly ShapesGridRecipe _recipe;
+    private readonly (string Word, int Id)[] _content;
+
+    public ShapesGridEvaluator(VwLmmModel model, ITokenizer tokenizer, ShapesGridRecipe recipe)
+    {
+        _model = model;
+        _tok = tokenizer;
+        _recipe = recipe;
+        var words = Enum.GetValues<ObjectColour>().Select(Words.Of)
+            .Concat(Enum.GetValues<ObjectShape>().Select(Words.Of))
+            .Concat(Enum.GetValues<Background>().Select(Words.Of));
+        // Only words that are one token can be a patch's visual word; the BPE vocabulary makes all of them single pieces.
+        _content = words.Select(w => (w, Ids: tokenizer.Encode(w, addBos: false)))
+                        .Where(x => x.Ids.Length == 1).Select(x => (x.w, x.Ids[0])).ToArray();
+    }
+
+    public IReadOnlyList<string> ContentWords => _content.Select(c => c.Word).ToArray();
+
+    public ShapesGridResults Evaluate(int images, int batchPrompts = 16)
+    {
+        var predictions = AnswerQuestions(images, batchPrompts);
+        int objects = 0, correct = 0, background = 0, backgroundCorrect = 0;
+        for (int i = 0; i < images; i++)
+        {
+            foreach (var p in VisualWords(_recipe.World.Sample(Split.Test, i), topK: 0))
+            {
+                if (p.IsObject) { objects++; if (p.Correct) correct++; }
+                else { background++; if (p.Correct) backgroundCorrect++; }
+            }
+        }
+        var byKind = predictions.GroupBy(p => p.Kind)
+            .ToDictionary(g => g.Key.ToString().ToLowerInvariant(), g => g.Average(p => p.Correct ? 1.0 : 0.0));
+        var held = predictions.Where(p => p.InvolvesHeldOut).ToList();
+        return new ShapesGridResults(
+            predictions.Count == 0 ? 0 : predictions.Average(p => p.Correct ? 1.0 : 0.0), byKind,
+            held.Count == 0 ? double.NaN : held.Average(p => p.Correct ? 1.0 : 0.0), predictions.Count,
+            objects == 0 ? 0 : (double)correct / objects, _content.Length == 0 ? 0 : 2.0 / _content.Length,
+            background == 0 ? 0 : (double)backgroundCorrect / background, objects, ContentWords, predictions);
+    }
+
+    /// <summary>Greedy answers to every question about the first <paramref name="images"/> test images.</summary>
+    public List<QaPrediction> AnswerQuestions(int images, int batchPrompts)
+    {
+        var items = new List<(ShapesGridSample Sample, QaPair Qa)>();
+        for (int i = 0; i < images; i++)
+        {
+            var s = _recipe.World.Sample(Split.Test, i);
+            foreach (var qa in s.Questions) items.Add((s, qa));
+        }
+        var result = new List<QaPrediction>();
+        using var gen = new Generator(_model);
+        var options = new SamplingOptions { MaxNewTokens = 8, StopIds = [_tok.EosId] };
+        for (int start = 0; start < items.Count; start += batchPrompts)
+        {
+            var chunk = items.Skip(start).Take(batchPrompts).ToList();
+            var prompts = chunk.Select(c => Prompt(c.Qa.Question)).ToList();
+            var pixels = chunk.SelectMany(c => _recipe.Pixels(c.Sample.Image)).ToArray();
+            var outputs = gen.Generate(prompts, pixels, options);
+            for (int j = 0; j < chunk.Count; j++)
+            {
+                var ids = outputs[j].Where(id => id != _tok.EosId).ToArray();
+                string predicted = _tok.Decode(ids).Trim();
+                var (s, qa) = chunk[j];
+                result.Add(new QaPrediction(s.Id, qa.Kind, qa.Question, qa.Answer, predicted, predicted == qa.Answer, qa.InvolvesHeldOut));
+            }
+        }
+        return result;
+    }
+
+    /// <summary>The generation prompt for one question about the image.</summary>
+    public TokenizedConversation Prompt(string question) =>
+        ShapesGridRecipe.Template.EncodePrompt([new Turn(Speaker.Human, Llava.ImagePlaceholder + "\n" + question)], hasImage: true, _tok);
+
+    /// <summary>Every patch's visual word for one sample, with the top-k words of the whole vocabulary.</summary>
+    public IReadOnlyList<PatchWord> VisualWords(ShapesGridSample sample, int topK)
+    {
+        var truth = sample.Scene.PatchWords();
+        var probs = PatchDistributions(_recipe.Pixels(sample.Image));
+        int grid = _recipe.World.Options.Grid, v = _model.Config.Llm.VocabSize;
+        var result = new List<PatchWord>();
+        for (int j = 0; j < grid * grid; j++)
+        {
+            var row = probs.AsSpan(j * v, v);
+            int arg = ArgMax(row);
+            var best = ("", -1);
+            foreach (var c in _content)
+                if (best.Item2 < 0 || row[c.Id] > row[best.Item2]) best = c;
+            var obj = sample.Scene.ObjectAt(j / grid, j % grid);
+            bool correct = obj is { } o
+                ? best.Item1 == Words.Of(o.Colour) || best.Item1 == Words.Of(o.Shape)
+                : best.Item1 == truth[j];
+            result.Add(new PatchWord(j / grid, j % grid, Piece(arg), best.Item1, TopWords(row, topK), truth[j], obj is not null, correct));
+        }
+        return result;
+    }
+
+    /// <summary>Visual words p = softmax(W_vm·x) [N_img, V] of one preprocessed image.</summary>
+    public float[] PatchDistributions(float[] pixels)
+    {
+        using var arena = new Arena(_model.Backend, 64L << 20);
+        var tape = new Tape(_model.Backend, arena, record: false);
+        var c = _model.Config.Vision;
+        var px = Ops.Input(tape, pixels, 1, c.NumChannels, c.ImageSize, c.ImageSize);
+        return Ops.Softmax(tape, _model.VisualWordLogits(tape, _model.EncodeImages(tape, px))).ToArray();
+    }
+
+    private IReadOnlyList<(string, double)> TopWords(ReadOnlySpan<float> row, int k)
+    {
+        if (k <= 0) return [];
+        var idx = Enumerable.Range(0, row.Length).ToArray();
+        var copy = row.ToArray();
+        Array.Sort(copy.Select(x => -x).ToArray(), idx);
+        return idx.Take(k).Select(i => (Piece(i), (double)copy[i])).ToList();
+    }
+
+    private string Piece(int id) => _tok.IdToPiece(id).Replace('▁', ' ').Trim() is { Length: > 0 } s ? s : _tok.IdToPiece(id);
+
+    private static int ArgMax(ReadOnlySpan<float> x)
+    {
+        int best = 0;
+        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
+        return best;
+    }
+}

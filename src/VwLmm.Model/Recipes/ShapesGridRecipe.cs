@@ -1,0 +1,134 @@
+using VwLmm.Core;
+using VwLmm.Data.Conversations;
+using VwLmm.Data.Images;
+using VwLmm.Data.ShapesGrid;
+using VwLmm.Data.Text;
+using VwLmm.Model.Training;
+
+namespace VwLmm.Model.Recipes;
+
+/// <summary>METHOD §7.3's variants: A (λ = 0, the LLaVA baseline), B (VW-LMM as released), C (detached target), D (pif).</summary>
+public enum ShapesGridVariant { Baseline, VwLmm, Detach, Pif }
+
+/// <summary>Size of a ShapesGrid run: the default demo budget, or the CI-sized quick one.</summary>
+public sealed record ShapesGridBudget(int TextSteps, int CaptionSteps, int QaSteps, int BatchSize, int EvalImages)
+{
+    /// <summary>The `vwlmm demo` budget: about ten minutes on two cores.</summary>
+    public static ShapesGridBudget Default { get; } = new(120, 240, 480, 16, 200);
+    /// <summary>`demo --quick` and the CI test: a couple of minutes.</summary>
+    public static ShapesGridBudget Quick { get; } = new(40, 60, 120, 12, 60);
+}
+
+/// <summary>
+/// The built-in VW-LMM recipe on the ShapesGrid world (METHOD §7), the same three stages as the paper's LLaVA recipe
+/// plus the LM pretraining a toy world needs: (0) text-only LM pretraining on the world's sentences, (1) alignment on
+/// captions with the VM loss — vision tower, projector and VM head trainable, since there is no pretrained CLIP here —
+/// (2) instruction tuning on QA with everything but the vision tower trainable.
+/// </summary>
+public sealed class ShapesGridRecipe
+{
+    public const string TokenizerFile = "tokenizer.model";
+    /// <summary>Upper bound on the tokenizer's size: the world's corpus makes every word one piece well before it.</summary>
+    public const int VocabSize = 512;
+
+    /// <summary>The demo's world: 32 px images of 4×4 cells, one 8 px ViT patch per cell (METHOD §7.1's size), which
+    /// keeps sequences short enough to train in minutes on two cores.</summary>
+    public static ShapesGridOptions DefaultOptions { get; } = new() { ImageSize = 32, PatchSize = 8 };
+
+    public ShapesGridRecipe(ulong seed, ShapesGridOptions? options = null)
+    {
+        World = new ShapesGridWorld(seed, options ?? DefaultOptions);
+        Preprocessor = new ClipPreprocessor(new ClipPreprocessorOptions { Size = World.Options.ImageSize, Pad = false });
+    }
+
+    public ShapesGridWorld World { get; }
+    public ClipPreprocessor Preprocessor { get; }
+    public static ConversationTemplate Template => ConversationTemplate.ShapesChat;
+
+    /// <summary>Loads dir/tokenizer.model, training it on the world's corpus first when absent.</summary>
+    public SentencePieceTokenizer LoadOrTrainTokenizer(string dir)
+    {
+        string path = Path.Combine(dir, TokenizerFile);
+        if (!File.Exists(path))
+        {
+            var model = BpeTrainer.Train(World.TokenizerCorpus(3000), new BpeTrainerOptions { VocabSize = VocabSize, HardVocabLimit = false });
+            model.Write(path);
+        }
+        return SentencePieceTokenizer.Load(path);
+    }
+
+    /// <summary>The ShapesGrid model preset sized to the tokenizer and image options, with the VW-LMM variant applied.</summary>
+    public VwLmmConfig ModelConfig(ITokenizer tokenizer, ShapesGridVariant variant = ShapesGridVariant.VwLmm) =>
+        VwLmmConfig.Presets.ShapesGrid with
+        {
+            Vision = VwLmmConfig.Presets.ShapesGrid.Vision with { ImageSize = World.Options.ImageSize, PatchSize = World.Options.PatchSize },
+            Llm = VwLmmConfig.Presets.ShapesGrid.Llm with { VocabSize = tokenizer.VocabSize },
+            VmHeadInit = VmHeadInit.EmbedTokens,
+            VmLossWeight = variant == ShapesGridVariant.Baseline ? 0 : 1,
+            VmDetachTarget = variant == ShapesGridVariant.Detach,
+            UsePif = variant == ShapesGridVariant.Pif,
+        };
+
+    public TrainConfig TrainConfig(ShapesGridBudget budget, ulong seed) => new()
+    {
+        Seed = seed,
+        MaxLength = 128,
+        LogEvery = 10,
+        Stages =
+        [
+            new StageConfig { Name = "lm", Data = "text", Trainable = [ParameterGroup.Llm], Steps = budget.TextSteps, Lr = 3e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
+            new StageConfig { Name = "align", Data = "captions", Trainable = [ParameterGroup.Vision, ParameterGroup.Projector, ParameterGroup.VmHead], Steps = budget.CaptionSteps, Lr = 2e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
+            // Unlike LLaVA's frozen CLIP, this tower was trained from scratch in one short stage: it keeps learning here.
+            new StageConfig { Name = "instruct", Data = "qa", Trainable = [ParameterGroup.Vision, ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
+        ],
+    };
+
+    /// <summary>The training sources the stages name: "text", "captions", "qa".</summary>
+    public ITrainingSource Source(string name, ITokenizer tokenizer) => name switch
+    {
+        "text" => new TextSource(this, tokenizer),
+        "captions" => new CaptionSource(this, tokenizer),
+        "qa" => new QaSource(this, tokenizer),
+        _ => throw new ArgumentException($"ShapesGrid has no data source '{name}' (text, captions, qa)"),
+    };
+
+    /// <summary>CLIP-normalised CHW pixels of an image.</summary>
+    public float[] Pixels(RgbImage image) => Preprocessor.Process(image);
+
+    // The world is infinite; a fixed count makes epochs (and so the shuffled order) well defined.
+    private const int SourceSize = 1 << 16;
+
+    private sealed class TextSource(ShapesGridRecipe r, ITokenizer tok) : ITrainingSource
+    {
+        public int Count => SourceSize;
+
+        public TrainingExample Get(int index)
+        {
+            var ids = tok.Encode(r.World.PretrainingText(index)).Append(tok.EosId).ToArray();
+            return new TrainingExample(new TokenizedConversation(ids, ids), null);
+        }
+    }
+
+    private sealed class CaptionSource(ShapesGridRecipe r, ITokenizer tok) : ITrainingSource
+    {
+        public int Count => SourceSize;
+
+        public TrainingExample Get(int index)
+        {
+            var s = r.World.Sample(Split.Train, index);
+            return new TrainingExample(ConversationTemplate.Plain.Encode(s.CaptionConversation("image"), tok), r.Pixels(s.Image));
+        }
+    }
+
+    private sealed class QaSource(ShapesGridRecipe r, ITokenizer tok) : ITrainingSource
+    {
+        public int Count => SourceSize;
+
+        public TrainingExample Get(int index)
+        {
+            var conv = r.World.InstructionConversation(Split.Train, index, "image");
+            var tokens = Template.Encode(conv, tok);
+            return new TrainingExample(tokens, conv.HasImage ? r.Pixels(r.World.Sample(Split.Train, index).Image) : null);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+using System.Text.Json;
+using NUnit.Framework;
+using VwLmm.Cli;
+using static VwLmm.Tests.Cli.CliRunner;
+
+namespace VwLmm.Tests.Cli;
+
+/// <summary>The vwlmm binary: exit codes 0/1/2, one-line errors naming the file or option, and the data verbs end to end.</summary>
+public class CliTests
+{
+    [Test]
+    public void HelpAndVersion()
+    {
+        var r = Run("--help");
+        Assert.That(r.ExitCode, Is.Zero);
+        foreach (var c in Program.Commands) Assert.That(r.Stdout, Does.Contain(c.Name));
+        Assert.That(Run("--version").Stdout, Does.StartWith("vwlmm "));
+        foreach (var c in Program.Commands)
+        {
+            var h = new StringWriter();
+            Assert.That(Program.Run([.. c.Name.Split(' '), "--help"], h, new StringWriter()), Is.Zero, c.Name);
+            Assert.That(h.ToString(), Does.Contain("usage: vwlmm " + c.Name).And.Contain("example:"), c.Name);
+        }
+    }
+
+    [Test]
+    public void UsageErrorsExitTwo()
+    {
+        AssertOneLineError(Run("frobnicate"), 2, "unknown command 'frobnicate'");
+        AssertOneLineError(Run("tokenize", "--tokenizer"), 2, "--tokenizer needs a value");
+        AssertOneLineError(Run("tokenize", "--bogus", "x"), 2, "unknown option --bogus");
+        AssertOneLineError(Run("preprocess", "--image", "a.png", "--size", "abc", "--out", "x.npy"), 2, "--size", "abc");
+        AssertOneLineError(Run("demo", "--device", "tpu"), 2, "--device", "tpu");
+        AssertOneLineError(Run("preprocess", "--size", "32", "--out", "x.npy"), 2, "missing required option --image");
+    }
+
+    [Test]
+    public void TokenizeRoundTripsThroughTheBinary()
+    {
+        string model = Path.Combine(Fixtures, "tokenizer", "llama_like.model");
+        var enc = Run("tokenize", "--tokenizer", model, "a red circle");
+        Assert.That(enc.ExitCode, Is.Zero, enc.Stderr);
+        var ids = JsonSerializer.Deserialize<int[]>(enc.Stdout)!;
+        Assert.That(ids[0], Is.EqualTo(1), "BOS first");
+        Assert.That(JsonSerializer.Deserialize<int[]>(Run("tokenize", "--tokenizer", model, "--no-bos", "a red circle").Stdout), Is.EqualTo(ids[1..]));
+        var dec = Run("tokenize", "--tokenizer", model, "--decode", enc.Stdout.Trim());
+        Assert.That(dec.Stdout.Trim(), Is.EqualTo("a red circle"));
+    }
+
+    [Test]
+    public void BadTokenizerFileIsOneLineNamingIt()
+    {
+        string dir = TempDir();
+        string bad = Path.Combine(dir, "tokenizer.model");
+        var bytes = File.ReadAllBytes(Path.Combine(Fixtures, "tokenizer", "llama_like.model"));
+        File.WriteAllBytes(bad, bytes[..(bytes.Length / 3)]);
+        AssertOneLineError(Run("tokenize", "--tokenizer", bad, "hello"), 1, bad);
+        AssertOneLineError(Run("tokenize", "--tokenizer", Path.Combine(dir, "missing.model"), "hello"), 1, "missing.model");
+    }
+
+    [Test]
+    public void PreprocessWritesNpyAndRejectsBadImages()
+    {
+        string dir = TempDir();
+        string npy = Path.Combine(dir, "x.npy");
+        var ok = Run("preprocess", "--image", Path.Combine(Fixtures, "images", "src", "grey_64x64.png"), "--size", "24", "--pad", "--out", npy);
+        Assert.That(ok.ExitCode, Is.Zero, ok.Stderr);
+        var (data, shape) = VwLmm.Data.Npy.Read<float>(npy);
+        Assert.That(shape, Is.EqualTo(new[] { 3, 24, 24 }));
+        Assert.That(data.All(float.IsFinite), Is.True);
+
+        string truncated = Path.Combine(dir, "cut.png");
+        var png = File.ReadAllBytes(Path.Combine(Fixtures, "images", "src", "grey_64x64.png"));
+        File.WriteAllBytes(truncated, png[..(png.Length / 2)]);
+        AssertOneLineError(Run("preprocess", "--image", truncated, "--size", "24", "--out", npy), 1, truncated);
+        string text = Path.Combine(dir, "notes.png");
+        File.WriteAllText(text, "not an image at all");
+        AssertOneLineError(Run("preprocess", "--image", text, "--size", "24", "--out", npy), 1, text);
+        AssertOneLineError(Run("preprocess", "--image", Path.Combine(dir, "nope.jpg"), "--size", "24", "--out", npy), 1, "nope.jpg");
+    }
+
+    [Test]
+    public void DataShapesGridWritesADatasetTheReaderAccepts()
+    {
+        string dir = TempDir();
+        var r = Run("data", "shapesgrid", "--out", dir, "--n", "6", "--seed", "3", "--split", "test");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        var ds = VwLmm.Data.Conversations.LlavaDataset.Load(Path.Combine(dir, "data.json"), dir);
+        Assert.That(ds.Samples, Has.Count.EqualTo(6));
+        Assert.That(ds.Samples.Where(s => s.HasImage).All(s => File.Exists(ds.ImagePath(s))), Is.True);
+        AssertOneLineError(Run("data", "shapesgrid", "--out", dir, "--n", "2", "--split", "dev"), 2, "--split");
+    }
+
+    [Test]
+    public void MalformedCheckpointsAreOneLineErrors()
+    {
+        string dir = TempDir();
+        File.WriteAllText(Path.Combine(dir, "config.json"), VwLmm.Model.VwLmmConfig.Presets.Tiny.ToJson());
+        foreach (string name in (string[])["header_past_eof", "bad_json", "offsets_out_of_range", "overlapping", "unknown_dtype"])
+        {
+            File.Copy(Path.Combine(Fixtures, "checkpoints", "malformed", name + ".safetensors"), Path.Combine(dir, "model.safetensors"), overwrite: true);
+            AssertOneLineError(Run("inspect", dir), 1, "model.safetensors");
+        }
+    }
+
+    [Test]
+    public void MissingTensorsAreListed()
+    {
+        string dir = TempDir();
+        var config = VwLmm.Model.VwLmmConfig.Presets.Tiny;
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJson());
+        VwLmm.Model.Checkpoints.SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"),
+            [new("model.norm.weight", new VwLmm.Core.Shape(config.Llm.HiddenSize), new float[config.Llm.HiddenSize])]);
+        AssertOneLineError(Run("inspect", dir), 1, "missing tensor", "lm_head.weight", "model.embed_tokens.weight");
+    }
+
+    [Test]
+    public void TrainConfigErrorsNameTheFileAndKey()
+    {
+        string dir = TempDir();
+        string cfg = Path.Combine(dir, "train.json");
+        File.WriteAllText(cfg, "{ \"stages\": [ { \"data\": \"qa\", ");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "line");
+        File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"shapesgrid":{"seed":1},"stages":[{"data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batchsize":2}]}""");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "batchsize");
+        File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"tokenizer":"x.model","datasets":{"d":{"json":"d.json","template":"alpaca"}},"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.01}]}""");
+        File.Copy(Path.Combine(Fixtures, "tokenizer", "llama_like.model"), Path.Combine(dir, "x.model"));
+        File.WriteAllText(Path.Combine(dir, "d.json"), "[]");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, "alpaca");
+        AssertOneLineError(Run("train", "--config", Path.Combine(dir, "absent.json")), 1, "absent.json");
+    }
+
+    [Test]
+    public void DatasetEntryWithMissingImageNamesFileAndEntry()
+    {
+        string dir = TempDir();
+        File.WriteAllText(Path.Combine(dir, "d.json"),
+            """[{"id":"a","image":"gone.png","conversations":[{"from":"human","value":"<image>\nhi"},{"from":"gpt","value":"yo"}]}]""");
+        File.Copy(Path.Combine(Fixtures, "tokenizer", "llama_like.model"), Path.Combine(dir, "x.model"));
+        string cfg = Path.Combine(dir, "train.json");
+        File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"tokenizer":"x.model","datasets":{"d":{"json":"d.json"}},"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":1}]}""");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, "d.json", "gone.png");
+    }
+}
