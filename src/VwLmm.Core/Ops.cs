@@ -57,6 +57,7 @@ public static class Ops
     public static Tensor Linear(Tape tape, Tensor x, Tensor w, Tensor? b = null)
     {
         const string op = "Linear";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "w", w, 2);
         int n = w.Shape[0], k = w.Shape[1];
         Check.F32(op, "x", x);
@@ -84,6 +85,7 @@ public static class Ops
     public static Tensor MatMul(Tape tape, Tensor a, Tensor b)
     {
         const string op = "MatMul";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "a", a, 2);
         Check.Rank(op, "b", b, 2);
         int m = a.Shape[0], k = a.Shape[1], n = b.Shape[1];
@@ -107,6 +109,7 @@ public static class Ops
     public static Tensor LayerNorm(Tape tape, Tensor x, Tensor gamma, Tensor beta, float eps)
     {
         const string op = "LayerNorm";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.F32(op, "x", x);
         int c = x.Shape[-1];
         Check.Shape(op, "gamma", gamma, c);
@@ -131,6 +134,7 @@ public static class Ops
     public static Tensor RmsNorm(Tape tape, Tensor x, Tensor gamma, float eps)
     {
         const string op = "RmsNorm";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.F32(op, "x", x);
         int c = x.Shape[-1];
         Check.Shape(op, "gamma", gamma, c);
@@ -169,6 +173,7 @@ public static class Ops
     public static Tensor SwiGlu(Tape tape, Tensor gate, Tensor up)
     {
         const string op = "SwiGlu";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.F32(op, "gate", gate);
         Check.F32(op, "up", up);
         if (gate.Shape != up.Shape) throw new ArgumentException($"{op}: gate {gate.Shape} and up {up.Shape} differ");
@@ -188,6 +193,7 @@ public static class Ops
     public static Tensor Add(Tape tape, Tensor a, Tensor b)
     {
         const string op = "Add";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.F32(op, "a", a);
         Check.F32(op, "b", b);
         if (a.Shape != b.Shape) throw new ArgumentException($"{op}: a {a.Shape} and b {b.Shape} differ");
@@ -210,6 +216,7 @@ public static class Ops
     public static Tensor AddRows(Tape tape, Tensor x, Tensor bias)
     {
         const string op = "AddRows";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "bias", bias, 2);
         int p = bias.Shape[0], c = bias.Shape[1];
         Check.F32(op, "x", x);
@@ -239,6 +246,7 @@ public static class Ops
     public static Tensor Attention(Tape tape, Tensor q, Tensor k, Tensor v, ReadOnlySpan<int> keyLengths, bool causal)
     {
         const string op = "Attention";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "q", q, 4);
         int b = q.Shape[0], t = q.Shape[1], h = q.Shape[2], d = q.Shape[3];
         Check.Rank(op, "k", k, 4);
@@ -278,6 +286,7 @@ public static class Ops
                                          ReadOnlySpan<int> start, ReadOnlySpan<int> keyLengths)
     {
         const string op = "AttentionCached";
+        using var range = Profiler.Range(tape.Backend, op);
         if (tape.IsRecording) throw new InvalidOperationException($"{op}: the KV cache is for inference; no gradients flow through it");
         Check.Rank(op, "q", q, 4);
         Check.Rank(op, "kCache", kCache, 4);
@@ -305,6 +314,7 @@ public static class Ops
     public static Tensor Rope(Tape tape, Tensor x, ReadOnlySpan<int> positions, float theta)
     {
         const string op = "Rope";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "x", x, 4);
         int b = x.Shape[0], t = x.Shape[1], h = x.Shape[2], d = x.Shape[3];
         if (d % 2 != 0) throw new ArgumentException($"{op}: head dim {d} must be even");
@@ -327,6 +337,7 @@ public static class Ops
     public static Tensor PatchEmbed(Tape tape, Tensor img, Tensor w)
     {
         const string op = "PatchEmbed";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "img", img, 4);
         Check.Rank(op, "w", w, 4);
         int b = img.Shape[0], cin = img.Shape[1], hi = img.Shape[2], wi = img.Shape[3];
@@ -355,6 +366,7 @@ public static class Ops
     public static Tensor Gather(Tape tape, Tensor srcA, Tensor? srcB, ReadOnlySpan<int> map)
     {
         const string op = "Gather";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "srcA", srcA, 2);
         int c = srcA.Shape[1];
         int sb = 0;
@@ -389,6 +401,7 @@ public static class Ops
     public static Tensor Softmax(Tape tape, Tensor x)
     {
         const string op = "Softmax";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "x", x, 2);
         int n = x.Shape[0], v = x.Shape[1];
         var be = tape.Backend;
@@ -411,6 +424,7 @@ public static class Ops
     public static LossResult CrossEntropy(Tape tape, Tensor logits, ReadOnlySpan<int> targets, float weight = 1f)
     {
         const string op = "CrossEntropy";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "logits", logits, 2);
         int n = logits.Shape[0], v = logits.Shape[1];
         Check.Count(op, "targets", targets.Length, n);
@@ -434,6 +448,7 @@ public static class Ops
                                           float weight = 1f, bool reverse = false, bool detach = false)
     {
         const string op = "VisualWordKl";
+        using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "lmLogits", lmLogits, 2);
         Check.Rank(op, "vmLogits", vmLogits, 2);
         int v = lmLogits.Shape[1];

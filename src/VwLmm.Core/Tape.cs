@@ -76,6 +76,7 @@ public sealed class Tape
     /// <summary>Runs the recorded backward closures in reverse order, then forgets them.</summary>
     public void Backward()
     {
+        using var range = Profiler.Range(Backend, "backward");
         for (int i = _backward.Count - 1; i >= 0; i--) _backward[i]();
         Clear();
     }

@@ -15,6 +15,7 @@ public sealed class LlamaDecoder
 
     private readonly LlmConfig _c;
     private readonly Layer[] _layers;
+    private readonly string[] _rangeNames;
 
     public LlamaDecoder(ParameterStore store, LlmConfig c)
     {
@@ -33,6 +34,7 @@ public sealed class LlamaDecoder
                 store.Add(p + "mlp.gate_proj.weight", f, d), store.Add(p + "mlp.up_proj.weight", f, d),
                 store.Add(p + "mlp.down_proj.weight", d, f));
         }
+        _rangeNames = Enumerable.Range(0, _layers.Length).Select(i => $"decoder.layer{i}").ToArray();
         FinalNorm = store.Add(HfNames.FinalNorm, d);
         LmHead = store.Add(HfNames.LmHead, c.VocabSize, d);
     }
@@ -55,6 +57,7 @@ public sealed class LlamaDecoder
         for (int i = 0; i < _layers.Length; i++)
         {
             var ly = _layers[i];
+            using var range = Profiler.Range(tape.Backend, _rangeNames[i]);
             var a = Ops.RmsNorm(tape, x, ly.InNorm.Value, eps);
             var q = Ops.Rope(tape, Ops.Reshape(tape, Ops.Linear(tape, a, ly.Q.Value), b, l, h, hd), positions, theta);
             var k = Ops.Rope(tape, Ops.Reshape(tape, Ops.Linear(tape, a, ly.K.Value), b, l, hkv, hd), positions, theta);

@@ -18,6 +18,7 @@ public sealed class VisionTower
     private readonly VwLmmConfig _config;
     private readonly Parameter _patch, _cls, _pos, _preLnW, _preLnB;
     private readonly Block[] _blocks;
+    private readonly string[] _rangeNames;
     private int[] _clsMap = [], _dropClsMap = [];
 
     public VisionTower(ParameterStore store, VwLmmConfig config, string prefix = HfNames.EmbeddedVisionPrefix)
@@ -31,6 +32,7 @@ public sealed class VisionTower
         _preLnW = store.Add(prefix + "pre_layrnorm.weight", c);
         _preLnB = store.Add(prefix + "pre_layrnorm.bias", c);
         _blocks = new Block[config.VisionLayersUsed];
+        _rangeNames = Enumerable.Range(0, _blocks.Length).Select(i => $"vision.layer{i}").ToArray();
         for (int i = 0; i < _blocks.Length; i++)
         {
             string p = $"{prefix}encoder.layers.{i}.";
@@ -61,8 +63,10 @@ public sealed class VisionTower
         var x = Ops.Gather(tape, patches, Ops.Reshape(tape, _cls.Value, 1, c), ClsMap(ni, np));
         x = Ops.AddRows(tape, x, _pos.Value);
         x = Ops.LayerNorm(tape, x, _preLnW.Value, _preLnB.Value, eps);
-        foreach (var b in _blocks)
+        for (int i = 0; i < _blocks.Length; i++)
         {
+            var b = _blocks[i];
+            using var range = Profiler.Range(tape.Backend, _rangeNames[i]);
             var a = Ops.LayerNorm(tape, x, b.Ln1W.Value, b.Ln1B.Value, eps);
             var q = Ops.Reshape(tape, Ops.Linear(tape, a, b.Qw.Value, b.Qb.Value), ni, t, h, c / h);
             var k = Ops.Reshape(tape, Ops.Linear(tape, a, b.Kw.Value, b.Kb.Value), ni, t, h, c / h);

@@ -1,0 +1,44 @@
+using System.Text.Json;
+using NUnit.Framework;
+using VwLmm.Cpu;
+using VwLmm.Model;
+using VwLmm.Model.Recipes;
+using static VwLmm.Tests.Cli.CliRunner;
+
+namespace VwLmm.Tests.Cli;
+
+/// <summary>
+/// `vwlmm demo --quick` end to end on the real binary: it trains, evaluates and writes a report with visual-word maps,
+/// and the trained model answers held-out questions better than the same model untrained.
+/// </summary>
+public class DemoTests
+{
+    [Test]
+    public void QuickDemoLearnsAndWritesAReport()
+    {
+        string dir = TempDir();
+        var r = Run("demo", "--quick", "--out", Path.Combine(dir, "out"), "--cache", Path.Combine(dir, "cache"), "--threads", "2");
+        Assert.That(r.ExitCode, Is.Zero, r.Stdout + r.Stderr);
+        string report = File.ReadAllText(Path.Combine(dir, "out", "report.html"));
+        Assert.That(report, Does.Contain("<svg").And.Contain("Visual words of held-out images").And.Contain("data:image/png;base64,"));
+        Assert.That(report, Does.Contain("<polyline"), "loss curves");
+        using var results = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "out", "results.json")));
+        double trained = results.RootElement.GetProperty("qa_accuracy").GetProperty("overall").GetDouble();
+        Assert.That(results.RootElement.GetProperty("visual_word_accuracy").GetDouble(), Is.InRange(0.0, 1.0));
+
+        // The same recipe, seed and evaluation with the untrained model.
+        var recipe = new ShapesGridRecipe(1);
+        var tok = recipe.LoadOrTrainTokenizer(Path.Combine(dir, "cache", "shapesgrid-seed1"));
+        using var cpu = new CpuBackend(2);
+        using var untrained = new VwLmmModel(cpu, recipe.ModelConfig(tok));
+        untrained.InitializeRandom(1);
+        double baseline = new ShapesGridEvaluator(untrained, tok, recipe).Evaluate(ShapesGridBudget.Quick.EvalImages).QaAccuracy;
+        Assert.That(trained, Is.GreaterThan(baseline + 0.15), $"trained {trained:P1} vs untrained {baseline:P1}");
+
+        // A second run reuses the cached model instead of training again.
+        var again = Run("demo", "--quick", "--out", Path.Combine(dir, "out2"), "--cache", Path.Combine(dir, "cache"), "--threads", "2");
+        Assert.That(again.ExitCode, Is.Zero, again.Stderr);
+        Assert.That(again.Stdout, Does.Contain("reusing the trained model"));
+        Directory.Delete(dir, recursive: true);
+    }
+}
