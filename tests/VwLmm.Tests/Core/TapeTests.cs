@@ -10,16 +10,8 @@ using Ops = VwLmm.Core.Ops;
 
 /// <summary>The tape end to end: a two-layer composite's gradients against finite differences of a double reference,
 /// frozen parameters, validation messages, and stale arena tensors.</summary>
-public class TapeTests
+public class TapeTests : CpuFixture
 {
-    private CpuBackend _cpu = null!;
-
-    [OneTimeSetUp]
-    public void Setup() => _cpu = new CpuBackend(2);
-
-    [OneTimeTearDown]
-    public void TearDown() => _cpu.Dispose();
-
     private const int N = 5, In = 7, Hid = 9, V = 11;
 
     // loss = mean CE( W2·gelu(W1·x + b1) + b2 , targets ) in double.
@@ -83,23 +75,23 @@ public class TapeTests
     [Test]
     public void TwoLayerCompositeMatchesFiniteDifferences()
     {
-        var w1 = new Parameter(_cpu, "w1", new Shape(Hid, In));
-        var b1 = new Parameter(_cpu, "b1", new Shape(Hid));
-        var w2 = new Parameter(_cpu, "w2", new Shape(V, Hid));
-        var b2 = new Parameter(_cpu, "b2", new Shape(V));
+        var w1 = new Parameter(Cpu, "w1", new Shape(Hid, In));
+        var b1 = new Parameter(Cpu, "b1", new Shape(Hid));
+        var w2 = new Parameter(Cpu, "w2", new Shape(V, Hid));
+        var b2 = new Parameter(Cpu, "b2", new Shape(V));
         Parameter[] ps = [w1, b1, w2, b2];
         var host = new float[4][];
         for (int i = 0; i < ps.Length; i++)
         {
             host[i] = OpHarness.Random(10 + i, ps[i].Numel, 0.7f);
-            _cpu.Upload<float>(ps[i].Value, host[i]);
+            Cpu.Upload<float>(ps[i].Value, host[i]);
             ps[i].Trainable = true;
         }
         var x = OpHarness.Random(20, N * In);
         int[] targets = [3, -100, 0, 10, 7];
 
-        using var arena = new Arena(_cpu, 1 << 20);
-        var tape = new Tape(_cpu, arena, record: true);
+        using var arena = new Arena(Cpu, 1 << 20);
+        var tape = new Tape(Cpu, arena, record: true);
         tape.Track(ps);
         var xt = Ops.Input(tape, x, N, In);
         var h = Ops.Activation(tape, Ops.Linear(tape, xt, w1.Value, b1.Value), Activation.Gelu);
@@ -128,9 +120,9 @@ public class TapeTests
     [Test]
     public void FrozenParametersRecordNoWork()
     {
-        using var w = new Parameter(_cpu, "w", new Shape(3, 4));
-        using var arena = new Arena(_cpu, 1 << 16);
-        var tape = new Tape(_cpu, arena, record: true);
+        using var w = new Parameter(Cpu, "w", new Shape(3, 4));
+        using var arena = new Arena(Cpu, 1 << 16);
+        var tape = new Tape(Cpu, arena, record: true);
         tape.Track(w);
         var x = Ops.Input(tape, new float[8], 2, 4);
         var y = Ops.Linear(tape, x, w.Value);
@@ -142,9 +134,9 @@ public class TapeTests
     [Test]
     public void ShapeMismatchNamesOpAndShapes()
     {
-        using var w = new Parameter(_cpu, "w", new Shape(3, 4));
-        using var arena = new Arena(_cpu, 1 << 16);
-        var tape = new Tape(_cpu, arena, record: false);
+        using var w = new Parameter(Cpu, "w", new Shape(3, 4));
+        using var arena = new Arena(Cpu, 1 << 16);
+        var tape = new Tape(Cpu, arena, record: false);
         var x = Ops.Input(tape, new float[10], 2, 5);
         var e = Assert.Throws<ArgumentException>(() => Ops.Linear(tape, x, w.Value))!;
         Assert.That(e.Message, Does.Contain("Linear").And.Contain("[2,5]").And.Contain("[3,4]"));
@@ -153,9 +145,9 @@ public class TapeTests
     [Test]
     public void OutOfRangeIdsAreRejected()
     {
-        using var table = new Parameter(_cpu, "table", new Shape(4, 2));
-        using var arena = new Arena(_cpu, 1 << 16);
-        var tape = new Tape(_cpu, arena, record: false);
+        using var table = new Parameter(Cpu, "table", new Shape(4, 2));
+        using var arena = new Arena(Cpu, 1 << 16);
+        var tape = new Tape(Cpu, arena, record: false);
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => Ops.Gather(tape, table.Value, null, [0, 4]))!;
         Assert.That(e.Message, Does.Contain("Gather").And.Contain("map[1] = 4"));
     }
@@ -163,9 +155,9 @@ public class TapeTests
     [Test]
     public void StaleArenaTensorIsCaught()
     {
-        using var w = new Parameter(_cpu, "w", new Shape(3, 4));
-        using var arena = new Arena(_cpu, 1 << 16);
-        var tape = new Tape(_cpu, arena, record: false);
+        using var w = new Parameter(Cpu, "w", new Shape(3, 4));
+        using var arena = new Arena(Cpu, 1 << 16);
+        var tape = new Tape(Cpu, arena, record: false);
         var x = Ops.Input(tape, new float[8], 2, 4);
         arena.Reset();
         var e = Assert.Throws<InvalidOperationException>(() => Ops.Linear(tape, x, w.Value))!;
@@ -175,8 +167,8 @@ public class TapeTests
     [Test]
     public void WrongDtypeIsRejected()
     {
-        using var arena = new Arena(_cpu, 1 << 16);
-        var tape = new Tape(_cpu, arena, record: false);
+        using var arena = new Arena(Cpu, 1 << 16);
+        var tape = new Tape(Cpu, arena, record: false);
         var ids = arena.Allocate(new Shape(4), DType.I32);
         var e = Assert.Throws<ArgumentException>(() => Ops.Activation(tape, ids, Activation.Gelu))!;
         Assert.That(e.Message, Does.Contain("I32"));

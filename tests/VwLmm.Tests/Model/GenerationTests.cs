@@ -10,16 +10,8 @@ namespace VwLmm.Tests.Model;
 using Ops = VwLmm.Core.Ops;
 
 /// <summary>Cached generation must give the tokens that recomputing the whole sequence each step gives.</summary>
-public class GenerationTests
+public class GenerationTests : CpuFixture
 {
-    private CpuBackend _cpu = null!;
-
-    [OneTimeSetUp]
-    public void Setup() => _cpu = new CpuBackend(2);
-
-    [OneTimeTearDown]
-    public void TearDown() => _cpu.Dispose();
-
     // Greedy decoding by full recomputation: no cache, the whole prefix through the training forward path.
     private static int[] Uncached(VwLmmModel m, int[] prompt, float[] px, int steps)
     {
@@ -48,7 +40,7 @@ public class GenerationTests
     public void CachedGreedyEqualsFullRecomputation(bool pif)
     {
         var cfg = TinyWorld.Config(pif: pif);
-        using var m = TinyWorld.Model(_cpu, cfg, seed: 3, scale: 6);
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 3, scale: 6);
         int[] a = [1, 5, Llava.ImageTokenIndex, 7, 8];
         int[] b = [1, 9, 10, 11, Llava.ImageTokenIndex, 12, 13, 14, 15];
         var pa = TinyWorld.Pixels(1, cfg, 1);
@@ -65,7 +57,7 @@ public class GenerationTests
     public void StopIdEndsASample()
     {
         var cfg = TinyWorld.Config();
-        using var m = TinyWorld.Model(_cpu, cfg, seed: 3, scale: 6);
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 3, scale: 6);
         int[] a = [1, 5, 6];
         using var gen = new Generator(m);
         var free = gen.Generate([new(a, new int[3])], default, new SamplingOptions { MaxNewTokens = 5 })[0];

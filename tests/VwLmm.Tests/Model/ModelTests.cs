@@ -13,16 +13,8 @@ using Ops = VwLmm.Core.Ops;
 
 /// <summary>The whole model: gradients by finite differences through every path (text, VM loss, pif, detach,
 /// reverse KL), the shift by one, text-only batches, frozen groups and checkpoint round trips.</summary>
-public class ModelTests
+public class ModelTests : CpuFixture
 {
-    private CpuBackend _cpu = null!;
-
-    [OneTimeSetUp]
-    public void Setup() => _cpu = new CpuBackend(2);
-
-    [OneTimeTearDown]
-    public void TearDown() => _cpu.Dispose();
-
     private static Batch TwoSampleBatch(VwLmmModel m) =>
         new BatchBuilder(m.Vision.TokensPerImage, 64, m.Config.Llm.VocabSize).Build(
         [
@@ -33,7 +25,7 @@ public class ModelTests
     private double Loss(VwLmmModel m, Batch batch, float[] px, Arena arena)
     {
         arena.Reset();
-        var tape = new Tape(_cpu, arena, record: false);
+        var tape = new Tape(Cpu, arena, record: false);
         var pixels = Ops.Input(tape, px, batch.ImageCount, 3, m.Config.Vision.ImageSize, m.Config.Vision.ImageSize);
         return m.Forward(tape, batch, pixels).Total;
     }
@@ -45,13 +37,13 @@ public class ModelTests
     [TestCase(false, false, true)]
     public void WholeModelGradientsMatchFiniteDifferences(bool pif, bool detach, bool reverse)
     {
-        using var m = TinyWorld.Model(_cpu, TinyWorld.Config(pif, detach, reverse), scale: 4);
+        using var m = TinyWorld.Model(Cpu, TinyWorld.Config(pif, detach, reverse), scale: 4);
         var batch = TwoSampleBatch(m);
         Assert.That(batch.VmPairCount, Is.GreaterThan(0));
         var px = TinyWorld.Pixels(batch.ImageCount, m.Config, 3);
-        using var arena = new Arena(_cpu, 64 << 20);
+        using var arena = new Arena(Cpu, 64 << 20);
         foreach (var p in m.Parameters.All) p.Trainable = true;
-        var tape = new Tape(_cpu, arena, record: true);
+        var tape = new Tape(Cpu, arena, record: true);
         tape.Track(m.Parameters.All);
         var pixels = Ops.Input(tape, px, batch.ImageCount, 3, m.Config.Vision.ImageSize, m.Config.Vision.ImageSize);
         var output = m.Forward(tape, batch, pixels);
@@ -81,14 +73,14 @@ public class ModelTests
                 {
                     var a = (float[])originals[i].Clone();
                     for (int j = 0; j < a.Length; j++) a[j] += (float)(eps * dirs[i][j]);
-                    _cpu.Upload<float>(ps[i].Value, a);
+                    Cpu.Upload<float>(ps[i].Value, a);
                 }
                 return Loss(m, batch, px, arena);
             }
             // Four-point stencil: O(h⁴) truncation keeps h large enough that float rounding in the loss stays negligible.
             const double h = 2e-3;
             double numeric = (8 * (Shifted(h) - Shifted(-h)) - (Shifted(2 * h) - Shifted(-2 * h))) / (12 * h);
-            for (int i = 0; i < ps.Count; i++) _cpu.Upload<float>(ps[i].Value, originals[i]);
+            for (int i = 0; i < ps.Count; i++) Cpu.Upload<float>(ps[i].Value, originals[i]);
             if (group == ParameterGroup.VmHead && detach && !pif)
                 Assert.That(analytic, Is.EqualTo(0), "a detached target must send no gradient into the VM head");
             else
@@ -119,8 +111,8 @@ public class ModelTests
             }
             return lm;
         }
-        using var arena = new Arena(_cpu, 1 << 20);
-        var tape = new Tape(_cpu, arena, record: false);
+        using var arena = new Arena(Cpu, 1 << 20);
+        var tape = new Tape(Cpu, arena, record: false);
         var vmT = Ops.Input(tape, vm, n, v);
         double shifted = Ops.VisualWordKl(tape, Ops.Input(tape, LmLogits(1), batch.L, v), vmT, batch.VmPairs).Mean;
         double aligned = Ops.VisualWordKl(tape, Ops.Input(tape, LmLogits(0), batch.L, v), vmT, batch.VmPairs).Mean;
@@ -131,10 +123,10 @@ public class ModelTests
     [Test]
     public void TextOnlyBatchHasZeroVisualLossNotNaN()
     {
-        using var m = TinyWorld.Model(_cpu, TinyWorld.Config());
+        using var m = TinyWorld.Model(Cpu, TinyWorld.Config());
         var batch = new BatchBuilder(m.Vision.TokensPerImage, 64, m.Config.Llm.VocabSize).Build([TinyWorld.Sample([1, 5, 6, 7, 2], 2)]);
-        using var arena = new Arena(_cpu, 16 << 20);
-        var tape = new Tape(_cpu, arena, record: true);
+        using var arena = new Arena(Cpu, 16 << 20);
+        var tape = new Tape(Cpu, arena, record: true);
         foreach (var p in m.Parameters.All) p.Trainable = true;
         tape.Track(m.Parameters.All);
         var o = m.Forward(tape, batch, null);
@@ -148,11 +140,11 @@ public class ModelTests
     [Test]
     public void FrozenGroupsReceiveNoGradient()
     {
-        using var m = TinyWorld.Model(_cpu, TinyWorld.Config());
+        using var m = TinyWorld.Model(Cpu, TinyWorld.Config());
         m.Parameters.SetTrainable([ParameterGroup.Projector]);
         var batch = TwoSampleBatch(m);
-        using var arena = new Arena(_cpu, 64 << 20);
-        var tape = new Tape(_cpu, arena, record: true);
+        using var arena = new Arena(Cpu, 64 << 20);
+        var tape = new Tape(Cpu, arena, record: true);
         tape.Track(m.Parameters.All);
         var px = TinyWorld.Pixels(batch.ImageCount, m.Config, 3);
         var pixels = Ops.Input(tape, px, batch.ImageCount, 3, m.Config.Vision.ImageSize, m.Config.Vision.ImageSize);
@@ -171,20 +163,20 @@ public class ModelTests
     [TestCase(20_000L)]
     public void CheckpointRoundTripGivesIdenticalLogits(long shardBytes)
     {
-        using var m = TinyWorld.Model(_cpu, TinyWorld.Config(), seed: 11);
+        using var m = TinyWorld.Model(Cpu, TinyWorld.Config(), seed: 11);
         string dir = Path.Combine(Path.GetTempPath(), "vwlmm-ckpt-" + Guid.NewGuid().ToString("N"));
         try
         {
             ModelCheckpoint.Save(m, dir, shardBytes);
             Assert.That(File.Exists(Path.Combine(dir, shardBytes == long.MaxValue ? "model.safetensors" : "model.safetensors.index.json")), Is.True);
-            using var loaded = ModelCheckpoint.Load(_cpu, dir);
+            using var loaded = ModelCheckpoint.Load(Cpu, dir);
             var batch = TwoSampleBatch(m);
             var px = TinyWorld.Pixels(batch.ImageCount, m.Config, 3);
-            using var arena = new Arena(_cpu, 64 << 20);
+            using var arena = new Arena(Cpu, 64 << 20);
             float[] Logits(VwLmmModel model)
             {
                 arena.Reset();
-                var tape = new Tape(_cpu, arena, record: false);
+                var tape = new Tape(Cpu, arena, record: false);
                 var pixels = Ops.Input(tape, px, batch.ImageCount, 3, 32, 32);
                 return model.Forward(tape, batch, pixels).Logits.ToArray();
             }

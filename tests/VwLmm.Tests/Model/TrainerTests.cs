@@ -7,16 +7,8 @@ using VwLmm.Model.Training;
 namespace VwLmm.Tests.Model;
 
 /// <summary>Staged training: losses fall, and a run resumed from a checkpoint repeats the uninterrupted run bit for bit.</summary>
-public class TrainerTests
+public class TrainerTests : CpuFixture
 {
-    private CpuBackend _cpu = null!;
-
-    [OneTimeSetUp]
-    public void Setup() => _cpu = new CpuBackend(2);
-
-    [OneTimeTearDown]
-    public void TearDown() => _cpu.Dispose();
-
     private static TrainConfig Recipe() => new()
     {
         Seed = 42,
@@ -48,7 +40,7 @@ public class TrainerTests
         var cfg = TinyWorld.Config();
         var source = new TinyWorld.Source(cfg, 23);
         List<double> full;
-        using (var m = TinyWorld.Model(_cpu, cfg, seed: 5))
+        using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
         using (var t = new Trainer(m, Recipe(), _ => source, 64 << 20))
             full = Run(m, t);
         Assert.That(full, Has.Count.EqualTo(7));
@@ -57,12 +49,12 @@ public class TrainerTests
         try
         {
             List<double> first, second;
-            using (var m = TinyWorld.Model(_cpu, cfg, seed: 5))
+            using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
             using (var t = new Trainer(m, Recipe(), _ => source, 64 << 20))
                 first = Run(m, t, dir, stopAfter: 5);
             Assert.That(first, Has.Count.EqualTo(5));
             string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
-            using (var m = ModelCheckpoint.Load(_cpu, ckpt))
+            using (var m = ModelCheckpoint.Load(Cpu, ckpt))
             using (var t = new Trainer(m, Recipe(), _ => source, 64 << 20))
             {
                 t.Resume(ckpt);
