@@ -7,10 +7,6 @@ public sealed partial class CudaBackend
 {
     private static NotSupportedException Pending(string op) => new($"{op}: not yet implemented on the CUDA backend");
 
-    public void RopeForward(Tensor y, Tensor x, Tensor positions, int B, int T, int H, int D, float theta)
-        => throw Pending(nameof(RopeForward));
-    public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta)
-        => throw Pending(nameof(RopeBackward));
     public void PatchEmbedForward(Tensor y, Tensor img, Tensor w, int B, int Cin, int Hi, int Wi, int P, int C)
         => throw Pending(nameof(PatchEmbedForward));
     public void PatchEmbedBackward(Tensor dw, Tensor dy, Tensor img, int B, int Cin, int Hi, int Wi, int P, int C)
