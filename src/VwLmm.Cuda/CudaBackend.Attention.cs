@@ -43,7 +43,7 @@ public sealed unsafe partial class CudaBackend
         nint po = o.Ptr, pl = lse.Ptr, pq = q.Ptr, pk = k.Ptr, pv = v.Ptr, pn = PtrOrNull(keyLengths);
         CheckAttentionAlignment(nameof(AttentionForward), po, pq, pk, pv);
         int c = causal ? 1 : 0;
-        void** args = stackalloc void*[] { &po, &pl, &pq, &pk, &pv, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale };
+        ReadOnlySpan<KernelArg> args = [&po, &pl, &pq, &pk, &pv, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale];
         Launch(AttentionModule, kernels.Forward, (CeilDiv(Tq, kernels.BQ), (uint)H, (uint)B),
                ((uint)(4 * kernels.BQ), 1, 1), kernels.ForwardShared, args);
     }
@@ -60,17 +60,17 @@ public sealed unsafe partial class CudaBackend
         long rows = (long)B * Tq * H;
         nint pds = Scratch(rows);
 
-        void** dsumArgs = stackalloc void*[] { &pds, &pdo, &po, &B, &Tq, &H, &D };
+        ReadOnlySpan<KernelArg> dsumArgs = [&pds, &pdo, &po, &B, &Tq, &H, &D];
         Launch(AttentionModule, "attention_dsum_f32", (CeilDiv(rows, DsumRowsPerBlock), 1, 1), (32 * DsumRowsPerBlock, 1, 1), 0, dsumArgs);
         if (dk is not null || dv is not null)
         {
-            void** args = stackalloc void*[] { &pdk, &pdv, &pdo, &pq, &pk, &pv, &pl, &pds, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale };
+            ReadOnlySpan<KernelArg> args = [&pdk, &pdv, &pdo, &pq, &pk, &pv, &pl, &pds, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale];
             Launch(AttentionModule, kernels.Dkdv, (CeilDiv(Tk, kernels.BKB), (uint)Hkv, (uint)B),
                    ((uint)(4 * kernels.BKB), 1, 1), kernels.DkdvShared, args);
         }
         if (dq is not null)
         {
-            void** args = stackalloc void*[] { &pdq, &pdo, &pq, &pk, &pv, &pl, &pds, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale };
+            ReadOnlySpan<KernelArg> args = [&pdq, &pdo, &pq, &pk, &pv, &pl, &pds, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale];
             Launch(AttentionModule, kernels.Dq, (CeilDiv(Tq, kernels.BQD), (uint)H, (uint)B),
                    ((uint)(4 * kernels.BQD), 1, 1), kernels.DqShared, args);
         }

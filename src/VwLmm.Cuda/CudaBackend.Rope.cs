@@ -14,7 +14,7 @@ public sealed unsafe partial class CudaBackend
     {
         if (B == 0 || T == 0 || H == 0 || D == 0) return;
         nint py = y.Ptr, px = x.Ptr, pp = positions.Ptr;
-        void** args = stackalloc void*[] { &py, &px, &pp, &H, &D, &theta };
+        ReadOnlySpan<KernelArg> args = [&py, &px, &pp, &H, &D, &theta];
         Launch(RopeModule, "rope_forward_f32", (checked((uint)((long)B * T)), 1, 1), (RopeThreads(H, D), 1, 1), (uint)(D * sizeof(float)), args);
     }
 
@@ -22,7 +22,7 @@ public sealed unsafe partial class CudaBackend
     {
         if (B == 0 || T == 0 || H == 0 || D == 0) return;
         nint pdx = dx.Ptr, pdy = dy.Ptr, pp = positions.Ptr;
-        void** args = stackalloc void*[] { &pdx, &pdy, &pp, &H, &D, &theta };
+        ReadOnlySpan<KernelArg> args = [&pdx, &pdy, &pp, &H, &D, &theta];
         Launch(RopeModule, "rope_backward_f32", (checked((uint)((long)B * T)), 1, 1), (RopeThreads(H, D), 1, 1), (uint)(D * sizeof(float)), args);
     }
 }
