@@ -57,16 +57,20 @@ __device__ __forceinline__ void load_rows(float* dst, const float* src, long lon
     }
 }
 
-// Dot product of two shared rows.
-template <int D> __device__ __forceinline__ float dot_rows(const float* a, const float* b)
+// out[i] = a · rows[part + 4i] for shared rows of stride LD: each float4 of `a` is read once for all N rows.
+template <int D, int N>
+__device__ __forceinline__ void row_dots(float (&out)[N], const float* a, const float* rows, int part)
 {
-    float s = 0.0f;
+    for (int i = 0; i < N; i++) out[i] = 0.0f;
     for (int d = 0; d < D; d += 4)
     {
-        float4 x = *reinterpret_cast<const float4*>(a + d), y = *reinterpret_cast<const float4*>(b + d);
-        s += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+        float4 x = *reinterpret_cast<const float4*>(a + d);
+        for (int i = 0; i < N; i++)
+        {
+            float4 y = *reinterpret_cast<const float4*>(rows + (part + 4 * i) * AttnTiles<D>::LD + d);
+            out[i] += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+        }
     }
-    return s;
 }
 
 // acc[c] (+)= w · row[4·part + 16·c .. +4): this thread's float4 columns of a shared row.
@@ -119,10 +123,10 @@ __device__ void attention_forward(float* o, float* lse, const float* q, const fl
         load_rows<D>(sv, vb + j0 * kStride, kStride, BK, nmax - j0);
         __syncthreads();
         float s[BK / 4], tileMax = -INFINITY;
+        row_dots<D>(s, sq + r * LD, sk, part);
         for (int i = 0; i < BK / 4; i++)
         {
-            int c = part + 4 * i;
-            s[i] = j0 + c < n ? dot_rows<D>(sq + r * LD, sk + c * LD) * scale2 : -INFINITY;
+            s[i] = j0 + part + 4 * i < n ? s[i] * scale2 : -INFINITY;
             tileMax = fmaxf(tileMax, s[i]);
         }
         float mNew = fmaxf(m, quad_reduce(tileMax, MaxOp()));
@@ -222,14 +226,15 @@ __device__ void attention_backward_dkdv(float* dk, float* dv, const float* dO, c
                 sdsum[threadIdx.x] = t < sh.Tq ? dsumRow[t] : 0.0f;
             }
             __syncthreads();
+            float s[BQB / 4], dp[BQB / 4];
+            row_dots<D>(s, sk + c * LD, sq, part);
+            row_dots<D>(dp, sv + c * LD, sdo, part);
             for (int i = 0; i < BQB / 4; i++)
             {
                 int rr = part + 4 * i, t = t0 + rr;
-                bool seen = t < sh.Tq && j < sh.visible(t, len);
-                float p = seen ? exp2f(dot_rows<D>(sk + c * LD, sq + rr * LD) * scale2 - slse[rr]) : 0.0f;
-                float dp = seen ? dot_rows<D>(sv + c * LD, sdo + rr * LD) : 0.0f;
+                float p = t < sh.Tq && j < sh.visible(t, len) ? exp2f(s[i] * scale2 - slse[rr]) : 0.0f;
                 sp[c * PL + rr] = p;
-                sds[c * PL + rr] = p * (dp - sdsum[rr]);
+                sds[c * PL + rr] = p * (dp[i] - sdsum[rr]);
             }
             __syncwarp();
             for (int rr = 0; rr < BQB; rr++)
@@ -295,13 +300,14 @@ __device__ void attention_backward_dq(float* dq, const float* dO, const float* q
         load_rows<D>(sk, kb + j0 * kStride, kStride, BK, nmax - j0);
         load_rows<D>(sv, vb + j0 * kStride, kStride, BK, nmax - j0);
         __syncthreads();
+        float s[BK / 4], dp[BK / 4];
+        row_dots<D>(s, sq + r * LD, sk, part);
+        row_dots<D>(dp, sdo + r * LD, sv, part);
         for (int i = 0; i < BK / 4; i++)
         {
             int cc = part + 4 * i;
-            bool seen = j0 + cc < n;
-            float p = seen ? exp2f(dot_rows<D>(sq + r * LD, sk + cc * LD) * scale2 - lse2) : 0.0f;
-            float dp = seen ? dot_rows<D>(sdo + r * LD, sv + cc * LD) : 0.0f;
-            sds[r * PL + cc] = p * (dp - ds0);
+            float p = j0 + cc < n ? exp2f(s[i] * scale2 - lse2) : 0.0f;
+            sds[r * PL + cc] = p * (dp[i] - ds0);
         }
         __syncwarp();
         for (int cc = 0; cc < BK; cc++) axpy_columns<D>(acc, sds[r * PL + cc], sk + cc * LD, part);
