@@ -4,9 +4,9 @@
 // n(t) = min(Tk, keyLengths[b], causal ? t+Tk−Tq+1 : Tk): bottom-right causal alignment and key padding are both upper
 // bounds, so a tile loop stops at the last row's n and masks the others per row.
 // Every block has 4 threads per row of its tile: S = Q·Kᵀ is split over keys (thread part p takes keys p, p+4, …),
-// output rows over D (part p owns float4 columns 4p, 4p+16, …, conflict-free in shared memory). Head dims are template
-// instances (D a multiple of 16, ≤ 128); tiles keep dynamic shared memory under 48 KiB (AttnTiles, mirrored by
-// CudaBackend.Attention.cs). Softmax runs in the log2 domain: p = exp2(s·scale·log2e − m).
+// output rows over D (part p owns float4 columns 4p, 4p+16, …, conflict-free in shared memory). Entry points exist
+// for D = 32, 64, 80, 128 (templates take any multiple of 16 up to 128); tiles keep dynamic shared memory under 48 KiB
+// (AttnTiles, mirrored by CudaBackend.Attention.cs). Softmax runs in the log2 domain: p = exp2(s·scale·log2e − m).
 // Forward: grid (ceil(Tq/BQ), H, B), block 4·BQ; streams K/V tiles through shared memory with an online softmax;
 //   writes o and saves lse (natural log; −inf and o = 0 for a query with no visible key).
 // Backward (recomputes p from lse, accumulates +=, null outputs skipped, no atomics):

@@ -21,18 +21,23 @@ public sealed unsafe partial class CudaBackend
         public uint DkdvShared => (uint)((2 * (BKB + BQB) * LD + 2 * BKB * (BQB + 1) + 2 * BQB) * sizeof(float));
     }
 
-    private static readonly AttentionKernels[] AttentionHeadDims =
-        [new(32, 32, 32, 32, 32, 32), new(64, 32, 32, 32, 32, 32), new(80, 32, 16, 32, 32, 16), new(128, 32, 16, 16, 32, 8)];
+    private static readonly AttentionKernels Attention32 = new(32, 32, 32, 32, 32, 32), Attention64 = new(64, 32, 32, 32, 32, 32),
+                                             Attention80 = new(80, 32, 16, 32, 32, 16), Attention128 = new(128, 32, 16, 16, 32, 8);
 
-    private static AttentionKernels AttentionKernelsFor(string op, int D) =>
-        Array.Find(AttentionHeadDims, a => a.D == D)
-        ?? throw new ArgumentException($"{op}: head dim D={D} has no CUDA kernel (supported: 32, 64, 80, 128)", nameof(D));
+    private static AttentionKernels AttentionKernelsFor(string op, int D) => D switch
+    {
+        32 => Attention32,
+        64 => Attention64,
+        80 => Attention80,
+        128 => Attention128,
+        _ => throw new ArgumentException($"{op}: head dim D={D} has no CUDA kernel (supported: 32, 64, 80, 128)", nameof(D)),
+    };
 
     private static void CheckAttentionAlignment(string op, params ReadOnlySpan<nint> pointers)
     {
-        // Rows of D floats (D a multiple of 16) are read and written as float4.
+        // o, dq, dk and dv rows (D a multiple of 16 floats) are written as float4; inputs are read as floats.
         foreach (nint p in pointers)
-            if ((p & 15) != 0) throw new ArgumentException($"{op}: q, k, v, o and gradient tensors must be 16-byte aligned on the CUDA backend");
+            if ((p & 15) != 0) throw new ArgumentException($"{op}: o, dq, dk and dv must be 16-byte aligned on the CUDA backend");
     }
 
     public void AttentionForward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor? keyLengths,
@@ -41,7 +46,7 @@ public sealed unsafe partial class CudaBackend
         var kernels = AttentionKernelsFor(nameof(AttentionForward), D);
         if (B == 0 || Tq == 0 || H == 0) return;
         nint po = o.Ptr, pl = lse.Ptr, pq = q.Ptr, pk = k.Ptr, pv = v.Ptr, pn = PtrOrNull(keyLengths);
-        CheckAttentionAlignment(nameof(AttentionForward), po, pq, pk, pv);
+        CheckAttentionAlignment(nameof(AttentionForward), po);
         int c = causal ? 1 : 0;
         ReadOnlySpan<KernelArg> args = [&po, &pl, &pq, &pk, &pv, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale];
         Launch(AttentionModule, kernels.Forward, (CeilDiv(Tq, kernels.BQ), (uint)H, (uint)B),
@@ -55,7 +60,7 @@ public sealed unsafe partial class CudaBackend
         if (B == 0 || Tq == 0 || H == 0 || Tk == 0 || (dq is null && dk is null && dv is null)) return;
         nint pdq = PtrOrNull(dq), pdk = PtrOrNull(dk), pdv = PtrOrNull(dv), pdo = dO.Ptr, pq = q.Ptr, pk = k.Ptr,
              pv = v.Ptr, po = o.Ptr, pl = lse.Ptr, pn = PtrOrNull(keyLengths);
-        CheckAttentionAlignment(nameof(AttentionBackward), pdq, pdk, pdv, pq, pk, pv);
+        CheckAttentionAlignment(nameof(AttentionBackward), pdq, pdk, pdv);
         int c = causal ? 1 : 0;
         long rows = (long)B * Tq * H;
         nint pds = Scratch(rows);
