@@ -9,7 +9,7 @@ public enum KernelArgKind : byte { Pointer, Int32, Int64, Float32 }
 /// launchers pack can be checked against the kernels' signatures. Launchers write
 /// <c>ReadOnlySpan&lt;KernelArg&gt; args = [&amp;ptr, &amp;n, &amp;eps];</c> with locals of the matching types.
 /// </summary>
-public readonly unsafe struct KernelArg
+internal readonly unsafe struct KernelArg
 {
     private KernelArg(void* address, KernelArgKind kind)
     {
