@@ -70,8 +70,20 @@ void* dynamic_shared();
 using Invoke = void (*)(void** params);
 struct Registration
 {
-    Registration(const char* name, Invoke invoke, int parameterCount);
+    // signature: one letter per parameter (see param_kind), so tests can check what launchers pack.
+    Registration(const char* name, Invoke invoke, int parameterCount, const char* signature);
 };
+
+// A parameter's C type as one letter: p pointer, i 32-bit integer, l 64-bit integer, f float, d double, ? other.
+// PTX cannot tell p from l (both .u64); this can.
+template <class T> constexpr char param_kind()
+{
+    using U = std::remove_cv_t<std::remove_reference_t<T>>;
+    return std::is_pointer<U>::value           ? 'p'
+           : std::is_floating_point<U>::value ? (sizeof(U) == 4 ? 'f' : sizeof(U) == 8 ? 'd' : '?')
+           : std::is_integral<U>::value       ? (sizeof(U) == 4 ? 'i' : sizeof(U) == 8 ? 'l' : '?')
+                                              : '?';
+}
 
 // Unpacks cuLaunchKernel-style arguments (an array of pointers to each value) with the kernel's own parameter types.
 template <class F> struct Invoker;
@@ -83,6 +95,7 @@ template <class... A> struct Invoker<void (*)(A...)>
     }
     template <void (*K)(A...)> static void call(void** p) { unpack<K>(p, std::index_sequence_for<A...>{}); }
     static constexpr int count = sizeof...(A);
+    static constexpr char signature[sizeof...(A) + 1] = {param_kind<A>()..., '\0'};
 };
 
 inline unsigned lane()
@@ -122,7 +135,8 @@ template <class T> T shuffle(unsigned mask, T var, int target, int width)
 // Kernel registration: one VWLMM_KERNEL(name) line per extern "C" __global__ kernel, at the end of its .cu file.
 #define VWLMM_KERNEL(name) \
     static ::emu::Registration vwlmm_registration_##name(#name, &::emu::Invoker<decltype(&name)>::call<&name>, \
-                                                         ::emu::Invoker<decltype(&name)>::count);
+                                                         ::emu::Invoker<decltype(&name)>::count, \
+                                                         ::emu::Invoker<decltype(&name)>::signature);
 
 #define threadIdx (::emu::current->thread_idx)
 #define blockIdx (::emu::current->block_idx)

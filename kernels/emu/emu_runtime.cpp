@@ -80,6 +80,7 @@ struct Kernel
     std::string name;
     Invoke invoke;
     int parameterCount;
+    const char* signature;
 };
 
 std::map<std::string, Kernel>& registry()
@@ -446,9 +447,9 @@ void ensureWorkers()
 }
 }  // namespace
 
-Registration::Registration(const char* name, Invoke invoke, int parameterCount)
+Registration::Registration(const char* name, Invoke invoke, int parameterCount, const char* signature)
 {
-    registry()[name] = Kernel{name, invoke, parameterCount};
+    registry()[name] = Kernel{name, invoke, parameterCount, signature};
 }
 
 int syncthreads(int predicate, int mode) { return Worker::self->syncthreads(currentFiber(), predicate, mode); }
@@ -513,6 +514,9 @@ EMU_API int emuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsi
     lastError.clear();
     return kSuccess;
 }
+
+// The kernel's parameter types, one letter each (emu::param_kind); null for a null function.
+EMU_API const char* emuKernelSignature(void* f) { return f ? static_cast<const Kernel*>(f)->signature : nullptr; }
 
 EMU_API const char* emuGetLastError() { return lastError.c_str(); }
 

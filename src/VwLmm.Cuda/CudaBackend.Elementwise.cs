@@ -12,7 +12,7 @@ public sealed unsafe partial class CudaBackend
     // Rows summed per partial in the first stage of a column reduction (sum_rows_f32).
     private const int RowsPerPartial = 64;
 
-    private void Pointwise(string kernel, long n, void** args)
+    private void Pointwise(string kernel, long n, ReadOnlySpan<KernelArg> args)
     {
         if (n <= 0) return;
         uint blocks = (uint)Math.Min(CeilDiv(n, PointwiseThreads), MaxPointwiseBlocks);
@@ -35,7 +35,7 @@ public sealed unsafe partial class CudaBackend
     private void SumRows(nint output, nint input, long L, int W, int R, int chunks, bool accumulate)
     {
         int acc = accumulate ? 1 : 0;
-        void** args = stackalloc void*[] { &output, &input, &L, &W, &R, &acc };
+        ReadOnlySpan<KernelArg> args = [&output, &input, &L, &W, &R, &acc];
         Launch(Elementwise, "sum_rows_f32", (CeilDiv(W, PointwiseThreads), (uint)chunks, 1), (PointwiseThreads, 1, 1), 0, args);
     }
 
@@ -43,42 +43,42 @@ public sealed unsafe partial class CudaBackend
     {
         nint px = x.Ptr;
         long n = x.Numel;
-        void** args = stackalloc void*[] { &px, &value, &n };
+        ReadOnlySpan<KernelArg> args = [&px, &value, &n];
         Pointwise("fill_f32", n, args);
     }
 
     public void Copy(Tensor dst, Tensor src, long n)
     {
         nint pd = dst.Ptr, ps = src.Ptr;
-        void** args = stackalloc void*[] { &pd, &ps, &n };
+        ReadOnlySpan<KernelArg> args = [&pd, &ps, &n];
         Pointwise("copy_f32", n, args);
     }
 
     public void Add(Tensor y, Tensor a, Tensor b, long n)
     {
         nint py = y.Ptr, pa = a.Ptr, pb = b.Ptr;
-        void** args = stackalloc void*[] { &py, &pa, &pb, &n };
+        ReadOnlySpan<KernelArg> args = [&py, &pa, &pb, &n];
         Pointwise("add_f32", n, args);
     }
 
     public void Axpy(Tensor y, Tensor x, long n, float alpha)
     {
         nint py = y.Ptr, px = x.Ptr;
-        void** args = stackalloc void*[] { &py, &px, &alpha, &n };
+        ReadOnlySpan<KernelArg> args = [&py, &px, &alpha, &n];
         Pointwise("axpy_f32", n, args);
     }
 
     public void Scale(Tensor x, long n, float alpha)
     {
         nint px = x.Ptr;
-        void** args = stackalloc void*[] { &px, &alpha, &n };
+        ReadOnlySpan<KernelArg> args = [&px, &alpha, &n];
         Pointwise("scale_f32", n, args);
     }
 
     public void BiasAdd(Tensor x, Tensor bias, int N, int C, int P)
     {
         nint px = x.Ptr, pb = bias.Ptr;
-        void** args = stackalloc void*[] { &px, &pb, &N, &C, &P };
+        ReadOnlySpan<KernelArg> args = [&px, &pb, &N, &C, &P];
         Pointwise("bias_add_f32", (long)N * C, args);
     }
 
@@ -100,21 +100,21 @@ public sealed unsafe partial class CudaBackend
     public void ActivationForward(Tensor y, Tensor x, long n, Activation act)
     {
         nint py = y.Ptr, px = x.Ptr;
-        void** args = stackalloc void*[] { &py, &px, &n };
+        ReadOnlySpan<KernelArg> args = [&py, &px, &n];
         Pointwise(ActivationKernel(act, "forward"), n, args);
     }
 
     public void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act)
     {
         nint pdx = dx.Ptr, pdy = dy.Ptr, px = x.Ptr;
-        void** args = stackalloc void*[] { &pdx, &pdy, &px, &n };
+        ReadOnlySpan<KernelArg> args = [&pdx, &pdy, &px, &n];
         Pointwise(ActivationKernel(act, "backward"), n, args);
     }
 
     public void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n)
     {
         nint py = y.Ptr, pg = gate.Ptr, pu = up.Ptr;
-        void** args = stackalloc void*[] { &py, &pg, &pu, &n };
+        ReadOnlySpan<KernelArg> args = [&py, &pg, &pu, &n];
         Pointwise("swiglu_forward_f32", n, args);
     }
 
@@ -122,7 +122,7 @@ public sealed unsafe partial class CudaBackend
     {
         if (dgate is null && dup is null) return;
         nint pdg = PtrOrNull(dgate), pdu = PtrOrNull(dup), pdy = dy.Ptr, pg = gate.Ptr, pu = up.Ptr;
-        void** args = stackalloc void*[] { &pdg, &pdu, &pdy, &pg, &pu, &n };
+        ReadOnlySpan<KernelArg> args = [&pdg, &pdu, &pdy, &pg, &pu, &n];
         Pointwise("swiglu_backward_f32", n, args);
     }
 }

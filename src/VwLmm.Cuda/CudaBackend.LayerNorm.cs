@@ -16,7 +16,7 @@ public sealed unsafe partial class CudaBackend
     {
         if (N == 0) return;
         nint py = y.Ptr, pm = mean.Ptr, pr = rstd.Ptr, px = x.Ptr, pg = gamma.Ptr, pb = beta.Ptr;
-        void** args = stackalloc void*[] { &py, &pm, &pr, &px, &pg, &pb, &N, &C, &eps };
+        ReadOnlySpan<KernelArg> args = [&py, &pm, &pr, &px, &pg, &pb, &N, &C, &eps];
         Launch(LayerNormModule, "layernorm_forward_f32", ((uint)N, 1, 1), (NormThreads(C), 1, 1), 0, args);
     }
 
@@ -28,7 +28,7 @@ public sealed unsafe partial class CudaBackend
         nint scratch = dgamma is null && dbeta is null ? 0 : Scratch(2 * part);
         nint pdx = PtrOrNull(dx), pdg = dgamma is null ? 0 : scratch, pdb = dbeta is null ? 0 : scratch + (nint)(part * sizeof(float));
         nint pdy = dy.Ptr, px = x.Ptr, pg = gamma.Ptr, pm = mean.Ptr, pr = rstd.Ptr;
-        void** args = stackalloc void*[] { &pdx, &pdg, &pdb, &pdy, &px, &pg, &pm, &pr, &N, &C, &R };
+        ReadOnlySpan<KernelArg> args = [&pdx, &pdg, &pdb, &pdy, &px, &pg, &pm, &pr, &N, &C, &R];
         Launch(LayerNormModule, "layernorm_backward_f32", ((uint)blocks, 1, 1), (NormThreads(C), 1, 1), 0, args);
         if (dgamma is not null) SumRows(dgamma.Ptr, pdg, part, C, blocks, 1, accumulate: true);
         if (dbeta is not null) SumRows(dbeta.Ptr, pdb, part, C, blocks, 1, accumulate: true);
@@ -38,7 +38,7 @@ public sealed unsafe partial class CudaBackend
     {
         if (N == 0) return;
         nint py = y.Ptr, pr = rstd.Ptr, px = x.Ptr, pg = gamma.Ptr;
-        void** args = stackalloc void*[] { &py, &pr, &px, &pg, &N, &C, &eps };
+        ReadOnlySpan<KernelArg> args = [&py, &pr, &px, &pg, &N, &C, &eps];
         Launch(LayerNormModule, "rmsnorm_forward_f32", ((uint)N, 1, 1), (NormThreads(C), 1, 1), 0, args);
     }
 
@@ -49,7 +49,7 @@ public sealed unsafe partial class CudaBackend
         long part = (long)blocks * C;
         nint pdx = PtrOrNull(dx), pdg = dgamma is null ? 0 : Scratch(part);
         nint pdy = dy.Ptr, px = x.Ptr, pg = gamma.Ptr, pr = rstd.Ptr;
-        void** args = stackalloc void*[] { &pdx, &pdg, &pdy, &px, &pg, &pr, &N, &C, &R };
+        ReadOnlySpan<KernelArg> args = [&pdx, &pdg, &pdy, &px, &pg, &pr, &N, &C, &R];
         Launch(LayerNormModule, "rmsnorm_backward_f32", ((uint)blocks, 1, 1), (NormThreads(C), 1, 1), 0, args);
         if (dgamma is not null) SumRows(dgamma.Ptr, pdg, part, C, blocks, 1, accumulate: true);
     }

@@ -7,16 +7,6 @@ public sealed partial class CudaBackend
 {
     private static NotSupportedException Pending(string op) => new($"{op}: not yet implemented on the CUDA backend");
 
-    public void AttentionForward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor? keyLengths,
-                                 int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale)
-        => throw Pending(nameof(AttentionForward));
-    public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse,
-                                  Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale)
-        => throw Pending(nameof(AttentionBackward));
-    public void RopeForward(Tensor y, Tensor x, Tensor positions, int B, int T, int H, int D, float theta)
-        => throw Pending(nameof(RopeForward));
-    public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta)
-        => throw Pending(nameof(RopeBackward));
     public void PatchEmbedForward(Tensor y, Tensor img, Tensor w, int B, int Cin, int Hi, int Wi, int P, int C)
         => throw Pending(nameof(PatchEmbedForward));
     public void PatchEmbedBackward(Tensor dw, Tensor dy, Tensor img, int B, int Cin, int Hi, int Wi, int P, int C)

@@ -15,6 +15,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     }
 
     private readonly Dictionary<string, nint> _functions = new();
+    private readonly Dictionary<string, KernelArgKind[]> _launchedSignatures = new();
     private DeviceBuffer? _scratch;
 
     public CudaBackend(ICudaRuntime runtime) => Runtime = runtime;
@@ -59,17 +60,27 @@ public sealed unsafe partial class CudaBackend : IBackend
         Runtime.Dispose();
     }
 
-    /// <summary>Launches kernel <paramref name="kernel"/> of kernels/<paramref name="module"/>.cu.</summary>
+    /// <summary>Launches kernel <paramref name="kernel"/> of kernels/<paramref name="module"/>.cu. The first launch of
+    /// each kernel records the kinds of <paramref name="args"/> in <see cref="LaunchedSignatures"/>.</summary>
     private void Launch(string module, string kernel, (uint x, uint y, uint z) grid, (uint x, uint y, uint z) block,
-                        uint sharedBytes, void** args)
+                        uint sharedBytes, ReadOnlySpan<KernelArg> args)
     {
         if (!_functions.TryGetValue(kernel, out nint f))
         {
             f = Runtime.GetFunction(module, kernel);
             _functions[kernel] = f;
+            var kinds = new KernelArgKind[args.Length];
+            for (int i = 0; i < args.Length; i++) kinds[i] = args[i].Kind;
+            _launchedSignatures[kernel] = kinds;
         }
-        Runtime.Launch(f, kernel, grid, block, sharedBytes, args);
+        void** addresses = stackalloc void*[args.Length];
+        for (int i = 0; i < args.Length; i++) addresses[i] = args[i].Address;
+        Runtime.Launch(f, kernel, grid, block, sharedBytes, addresses);
     }
+
+    /// <summary>Kernel name → the argument kinds its launcher packed, for every kernel this backend launched (recorded at
+    /// the first launch; a launcher packs the same kinds every time). Tests compare them with the kernels' signatures.</summary>
+    public IReadOnlyDictionary<string, KernelArgKind[]> LaunchedSignatures => _launchedSignatures;
 
     /// <summary>
     /// A device buffer of at least <paramref name="floats"/> floats for partial sums, reused by every op: launches are

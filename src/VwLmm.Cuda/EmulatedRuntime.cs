@@ -60,6 +60,11 @@ public sealed unsafe class EmulatedRuntime : ICudaRuntime
         return f;
     }
 
+    /// <summary>The C parameter types of a kernel from <see cref="GetFunction"/>, one letter each: p pointer, i 32-bit
+    /// integer, l 64-bit integer, f float, d double (what g++ saw in kernels/*.cu, which PTX's .u64 cannot tell apart).</summary>
+    public string KernelSignature(nint function) =>
+        Marshal.PtrToStringUTF8(Emulator.KernelSignature(function)) ?? throw new ArgumentException("null kernel function", nameof(function));
+
     public void Launch(nint function, string kernel, (uint x, uint y, uint z) grid, (uint x, uint y, uint z) block,
                        uint sharedBytes, void** args)
     {

@@ -36,6 +36,9 @@ internal static unsafe partial class Emulator
     public static partial int LaunchKernel(nint function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ,
                                            uint sharedBytes, nint stream, void** args, void** extra);
 
+    [LibraryImport(Lib, EntryPoint = "emuKernelSignature")]
+    public static partial nint KernelSignature(nint function);
+
     [LibraryImport(Lib, EntryPoint = "emuGetLastError")]
     private static partial nint GetLastErrorText();
 

@@ -33,6 +33,8 @@ public abstract class AttentionOpTests
         yield return new TestCaseData(new AttentionProblem(2, 1, 9, 12, 4, 2, 32, true, null)).SetArgDisplayNames("decode_tq1_tk9");
         yield return new TestCaseData(new AttentionProblem(2, 3, 9, 12, 4, 1, 64, true, [9, 6])).SetArgDisplayNames("decode_tq3_tk9");
         yield return new TestCaseData(new AttentionProblem(2, 5, 6, 10, 2, 2, 32, false, null)).SetArgDisplayNames("capacity_s10_tk6");
+        yield return new TestCaseData(new AttentionProblem(2, 37, 37, 37, 4, 2, 80, true, [37, 20])).SetArgDisplayNames("d80_gqa_causal");
+        yield return new TestCaseData(new AttentionProblem(2, 40, 5, 8, 2, 1, 64, true, [5, 3])).SetArgDisplayNames("causal_tq40_tk5");
     }
 
     [TestCaseSource(nameof(SquareCases))]
