@@ -21,8 +21,4 @@ public sealed partial class CudaBackend
         => throw Pending(nameof(PatchEmbedForward));
     public void PatchEmbedBackward(Tensor dw, Tensor dy, Tensor img, int B, int Cin, int Hi, int Wi, int P, int C)
         => throw Pending(nameof(PatchEmbedBackward));
-    public void SumSquares(Tensor result, int slot, Tensor x, long n) => throw Pending(nameof(SumSquares));
-    public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps,
-                      float weightDecay, int step, float gradScale)
-        => throw Pending(nameof(AdamW));
 }
