@@ -17,8 +17,4 @@ public sealed partial class CudaBackend
         => throw Pending(nameof(RopeForward));
     public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta)
         => throw Pending(nameof(RopeBackward));
-    public void PatchEmbedForward(Tensor y, Tensor img, Tensor w, int B, int Cin, int Hi, int Wi, int P, int C)
-        => throw Pending(nameof(PatchEmbedForward));
-    public void PatchEmbedBackward(Tensor dw, Tensor dy, Tensor img, int B, int Cin, int Hi, int Wi, int P, int C)
-        => throw Pending(nameof(PatchEmbedBackward));
 }
