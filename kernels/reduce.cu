@@ -26,8 +26,7 @@ __device__ double block_sum_f64(double v)
 }  // namespace
 
 // partials[b] = Σ x[i]² over i in [b·chunk, min(n, (b+1)·chunk)), in double. chunk must be a multiple of 4.
-extern "C" __global__ void __launch_bounds__(REDUCE_THREADS)
-sum_squares_partials_f32(double* partials, const float* __restrict__ x, long long n, int chunk)
+extern "C" __global__ void sum_squares_partials_f32(double* partials, const float* __restrict__ x, long long n, int chunk)
 {
     long long lo = (long long)blockIdx.x * chunk, hi = min(n, lo + chunk);
     int t = (int)threadIdx.x;
@@ -49,8 +48,7 @@ sum_squares_partials_f32(double* partials, const float* __restrict__ x, long lon
 }
 
 // *result = (float) Σ partials[0..count), summed in double. One block.
-extern "C" __global__ void __launch_bounds__(REDUCE_THREADS)
-sum_partials_f64(float* result, const double* __restrict__ partials, int count)
+extern "C" __global__ void sum_partials_f64(float* result, const double* __restrict__ partials, int count)
 {
     double s = 0.0;
     for (int i = (int)threadIdx.x; i < count; i += REDUCE_THREADS) s += partials[i];
