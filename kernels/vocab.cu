@@ -18,16 +18,18 @@
 // Helpers have internal linkage: the emulator links every kernels/*.cu into one library.
 namespace
 {
-// Online log-sum-exp: m is the largest x seen, s = Σ exp(x − m). One exponential per element (two when the max moves).
-__device__ __forceinline__ void online_add(float& m, float& s, float x)
+// Online log-sum-exp keeps m, the largest x seen, and sums of exp(x − m). Before a vector's terms are added, m rises to
+// the vector's max; the returned factor rescales the sums kept so far (1 when m did not move, 0 at the first vector).
+// So the W exponentials of a vector are independent, and the max moves at most once per vector.
+template <int W>
+__device__ __forceinline__ float raise_max(float& m, const Vec<W>& v)
 {
-    if (x > m)
-    {
-        s = s * expf(m - x) + 1.0f;
-        m = x;
-    }
-    else
-        s += expf(x - m);
+    float top = v.v[0];
+    for (int k = 1; k < W; k++) top = fmaxf(top, v.v[k]);
+    if (!(top > m)) return 1.0f;
+    float c = expf(m - top);
+    m = top;
+    return c;
 }
 
 // Merges every thread's (m, s) over the block: afterwards all threads hold the row max m and Σ exp(x − m).
@@ -47,7 +49,8 @@ __device__ void row_stats(const float* x, int V, float& m, float& s)
     for (int i = (int)threadIdx.x * W; i < V; i += (int)blockDim.x * W)
     {
         Vec<W> v = Vec<W>::load(x, i);
-        for (int k = 0; k < W; k++) online_add(m, s, v.v[k]);
+        s *= raise_max(m, v);
+        for (int k = 0; k < W; k++) s += expf(v.v[k] - m);
     }
     block_merge(m, s);
 }
@@ -89,23 +92,16 @@ __device__ void kl_pair(float* loss, float* da, float* db, const float* a, const
     for (int i = (int)threadIdx.x * W; i < V; i += (int)blockDim.x * W)
     {
         Vec<W> va = Vec<W>::load(a, i), vb = Vec<W>::load(b, i);
+        float c = raise_max(ma, va);
+        sa *= c;
+        t *= c;
+        sb *= raise_max(mb, vb);
         for (int k = 0; k < W; k++)
         {
-            float x = va.v[k], diff = x - vb.v[k];
-            if (x > ma)
-            {
-                float c = expf(ma - x);
-                sa = sa * c + 1.0f;
-                t = t * c + diff;
-                ma = x;
-            }
-            else
-            {
-                float e = expf(x - ma);
-                sa += e;
-                t += e * diff;
-            }
-            online_add(mb, sb, vb.v[k]);
+            float e = expf(va.v[k] - ma);
+            sa += e;
+            t += e * (va.v[k] - vb.v[k]);
+            sb += expf(vb.v[k] - mb);
         }
     }
     float rowMaxA = block_max(ma), c = expf(ma - rowMaxA);
