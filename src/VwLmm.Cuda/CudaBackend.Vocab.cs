@@ -1,0 +1,84 @@
+using VwLmm.Core;
+
+namespace VwLmm.Cuda;
+
+/// <summary>
+/// Launchers for kernels/vocab.cu (cross-entropy, visual-word KL, softmax over rows of [N,V]). Targets and pairs are
+/// read back to the host to be checked, as on the CPU backend: one stream synchronisation per loss, which the caller
+/// pays anyway when it reads the losses.
+/// </summary>
+public sealed unsafe partial class CudaBackend
+{
+    private const string VocabModule = "vocab";
+    private const int IgnoreIndex = -100;
+
+    /// <summary>Threads per row: about one float4 per thread for short rows, 512 (16 warps) for vocabularies.</summary>
+    private static uint VocabThreads(int V) => (uint)Math.Clamp((V / 4 + 31) / 32 * 32, 32, 512);
+
+    public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale)
+    {
+        if (N == 0) return;
+        var t = new int[N];
+        Download<int>(targets, t);
+        for (int i = 0; i < N; i++)
+            if (t[i] != IgnoreIndex && (uint)t[i] >= (uint)V)
+                throw new ArgumentOutOfRangeException(nameof(targets), $"CrossEntropy: target {t[i]} of row {i} is outside [0, {V}) and is not the ignore index {IgnoreIndex}");
+        nint pl = losses.Ptr, pd = PtrOrNull(dlogits), px = logits.Ptr, pt = targets.Ptr;
+        ReadOnlySpan<KernelArg> args = [&pl, &pd, &px, &pt, &N, &V, &gradScale];
+        Launch(VocabModule, "cross_entropy_f32", ((uint)N, 1, 1), (VocabThreads(V), 1, 1), 0, args);
+    }
+
+    /// <summary>
+    /// One block per pair. Pairs that share a gradient row would race in one launch, so then each pair gets its own
+    /// launch, in pair order: exact and deterministic, and never taken by the model (one pair per image token).
+    /// </summary>
+    public void VisualWordKl(Tensor losses, Tensor? dLm, Tensor? dVm, Tensor lmLogits, Tensor vmLogits, Tensor pairs,
+                             int N, int V, bool reverse, float gradScale)
+    {
+        if (N == 0) return;
+        var p = new int[2 * N];
+        Download<int>(pairs, p);
+        int lmRows = (int)(lmLogits.Numel / V), vmRows = (int)(vmLogits.Numel / V);
+        for (int i = 0; i < N; i++)
+        {
+            if ((uint)p[2 * i] >= (uint)lmRows)
+                throw new ArgumentOutOfRangeException(nameof(pairs), $"VisualWordKl: pair {i} names LM row {p[2 * i]}, outside [0, {lmRows})");
+            if ((uint)p[2 * i + 1] >= (uint)vmRows)
+                throw new ArgumentOutOfRangeException(nameof(pairs), $"VisualWordKl: pair {i} names VM row {p[2 * i + 1]}, outside [0, {vmRows})");
+        }
+        bool shared = (dLm is not null && !RowsDistinct(p, 0)) || (dVm is not null && !RowsDistinct(p, 1));
+        nint pl = losses.Ptr, pdl = PtrOrNull(dLm), pdv = PtrOrNull(dVm), plm = lmLogits.Ptr, pvm = vmLogits.Ptr, pp = pairs.Ptr;
+        int first = 0, rev = reverse ? 1 : 0;
+        ReadOnlySpan<KernelArg> args = [&pl, &pdl, &pdv, &plm, &pvm, &pp, &first, &V, &rev, &gradScale];
+        if (!shared)
+            Launch(VocabModule, "visual_word_kl_f32", ((uint)N, 1, 1), (VocabThreads(V), 1, 1), 0, args);
+        else
+            for (first = 0; first < N; first++)
+                Launch(VocabModule, "visual_word_kl_f32", (1, 1, 1), (VocabThreads(V), 1, 1), 0, args);
+    }
+
+    /// <summary>Whether column <paramref name="column"/> of pairs [N,2] names no row twice.</summary>
+    private static bool RowsDistinct(int[] pairs, int column)
+    {
+        var seen = new HashSet<int>();
+        for (int i = column; i < pairs.Length; i += 2)
+            if (!seen.Add(pairs[i])) return false;
+        return true;
+    }
+
+    public void SoftmaxForward(Tensor y, Tensor x, int N, int V)
+    {
+        if (N == 0) return;
+        nint py = y.Ptr, px = x.Ptr;
+        ReadOnlySpan<KernelArg> args = [&py, &px, &N, &V];
+        Launch(VocabModule, "softmax_forward_f32", ((uint)N, 1, 1), (VocabThreads(V), 1, 1), 0, args);
+    }
+
+    public void SoftmaxBackward(Tensor dx, Tensor dy, Tensor y, int N, int V)
+    {
+        if (N == 0) return;
+        nint pdx = dx.Ptr, pdy = dy.Ptr, py = y.Ptr;
+        ReadOnlySpan<KernelArg> args = [&pdx, &pdy, &py, &N, &V];
+        Launch(VocabModule, "softmax_backward_f32", ((uint)N, 1, 1), (VocabThreads(V), 1, 1), 0, args);
+    }
+}
