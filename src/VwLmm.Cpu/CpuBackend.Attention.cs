@@ -25,7 +25,7 @@ public sealed unsafe partial class CpuBackend
             O = F(o), Lse = F(lse), Q = F(q), K = F(k), V = F(v), KeyLengths = I(keyLengths),
             Blocks = blocks, Shape = new AttentionShape(B, Tq, Tk, S, H, Hkv, D, causal), Scale = scale,
         };
-        Pool.For(B * H * blocks, job);
+        ParallelFor(B * H * blocks, job);
     }
 
     public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o,
@@ -38,7 +38,7 @@ public sealed unsafe partial class CpuBackend
             DQ = F(dq), DK = F(dk), DV = F(dv), DO = F(dO), Q = F(q), K = F(k), V = F(v), O = F(o), Lse = F(lse),
             KeyLengths = I(keyLengths), Shape = new AttentionShape(B, Tq, Tk, S, H, Hkv, D, causal), Scale = scale,
         };
-        Pool.For(B * Hkv, job);
+        ParallelFor(B * Hkv, job);
     }
 
     /// <summary>
@@ -70,7 +70,7 @@ public sealed unsafe partial class CpuBackend
         public long KvStride => (long)Hkv * D;
     }
 
-    private struct AttentionForwardJob : IRangeJob
+    private struct AttentionForwardJob : ISimdJob
     {
         public float* O, Lse, Q, K, V;
         public int* KeyLengths;
@@ -78,7 +78,7 @@ public sealed unsafe partial class CpuBackend
         public AttentionShape Shape;
         public float Scale;
 
-        public readonly void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             var sh = Shape;
             int D = sh.D, group = sh.H / sh.Hkv;
@@ -117,11 +117,11 @@ public sealed unsafe partial class CpuBackend
                                 *lsei = float.NegativeInfinity;
                                 continue;
                             }
-                            SimdMath.DotRows(s, qi, kRows, rowStride, n, D, Scale);
-                            float max = SimdMath.Max(s, n);
-                            float sum = SimdMath.ExpSum(s, s, n, max);
-                            SimdMath.AddWeightedRows(oi, s, vRows, rowStride, n, D);
-                            SimdMath.Scale(oi, D, 1f / sum);
+                            SimdMath.DotRows<TV>(s, qi, kRows, rowStride, n, D, Scale);
+                            float max = SimdMath.Max<TV>(s, n);
+                            float sum = SimdMath.ExpSum<TV>(s, s, n, max);
+                            SimdMath.AddWeightedRows<TV>(oi, s, vRows, rowStride, n, D);
+                            SimdMath.Scale<TV>(oi, D, 1f / sum);
                             *lsei = max + MathF.Log(sum);
                         }
                     }
@@ -143,14 +143,14 @@ public sealed unsafe partial class CpuBackend
     /// rows are scattered into key-major tiles, so dv_j += Σ_t p_tj·dO_t and dk_j += Σ_t dS_tj·q_t each become one
     /// register-held weighted sum per key and block instead of a load/store pass per query.
     /// </summary>
-    private struct AttentionBackwardJob : IRangeJob
+    private struct AttentionBackwardJob : ISimdJob
     {
         public float* DQ, DK, DV, DO, Q, K, V, O, Lse;
         public int* KeyLengths;
         public AttentionShape Shape;
         public float Scale;
 
-        public readonly void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             const int Bq = AttentionBackwardBlock;
             var sh = Shape;
@@ -191,12 +191,12 @@ public sealed unsafe partial class CpuBackend
                                 if (n > 0)
                                 {
                                     float lse = Lse[((long)b * sh.H + h) * sh.Tq + t];
-                                    float di = SimdMath.Dot(doi, O + row, D);
-                                    SimdMath.DotRows(p, qi, kp, D, n, D, Scale);
-                                    SimdMath.DotRows(ds, doi, vp, D, n, D, 1f);
-                                    SimdMath.ExpSum(p, p, n, lse);
+                                    float di = SimdMath.Dot<TV>(doi, O + row, D);
+                                    SimdMath.DotRows<TV>(p, qi, kp, D, n, D, Scale);
+                                    SimdMath.DotRows<TV>(ds, doi, vp, D, n, D, 1f);
+                                    SimdMath.ExpSum<TV>(p, p, n, lse);
                                     for (int j = 0; j < n; j++) ds[j] = Scale * p[j] * (ds[j] - di);
-                                    if (DQ != null) SimdMath.AddWeightedRows(DQ + row, ds, kp, D, n, D);
+                                    if (DQ != null) SimdMath.AddWeightedRows<TV>(DQ + row, ds, kp, D, n, D);
                                 }
                                 for (int j = 0; j < blockKeys; j++)
                                 {
@@ -206,14 +206,14 @@ public sealed unsafe partial class CpuBackend
                             }
                             for (int j = 0; j < blockKeys; j++)
                             {
-                                if (DV != null) SimdMath.AddWeightedRows(dvp + (long)j * D, pt + j * Bq, dop, D, bq, D);
-                                if (DK != null) SimdMath.AddWeightedRows(dkp + (long)j * D, dst + j * Bq, qp, D, bq, D);
+                                if (DV != null) SimdMath.AddWeightedRows<TV>(dvp + (long)j * D, pt + j * Bq, dop, D, bq, D);
+                                if (DK != null) SimdMath.AddWeightedRows<TV>(dkp + (long)j * D, dst + j * Bq, qp, D, bq, D);
                             }
                         }
                         for (int j = 0; j < keys; j++)
                         {
-                            if (DK != null) SimdMath.Axpy(DK + kvBase + j * stride, 1f, dkp + (long)j * D, D);
-                            if (DV != null) SimdMath.Axpy(DV + kvBase + j * stride, 1f, dvp + (long)j * D, D);
+                            if (DK != null) SimdMath.AddInto<TV>(DK + kvBase + j * stride, dkp + (long)j * D, D);
+                            if (DV != null) SimdMath.AddInto<TV>(DV + kvBase + j * stride, dvp + (long)j * D, D);
                         }
                     }
                 }

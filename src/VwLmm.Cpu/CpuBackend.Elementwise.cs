@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
@@ -20,22 +19,15 @@ public sealed unsafe partial class CpuBackend
         TV Apply<TV>(TV a, TV b, TV c, TV d) where TV : unmanaged, IVec<TV>;
     }
 
-    private struct MapJob<TOp> : IRangeJob where TOp : struct, IMap
+    private struct MapJob<TOp> : ISimdJob where TOp : struct, IMap
     {
         public TOp Op;
         public float* Y, A, B, C, D;
         public long N;
 
-        public void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
-            long lo = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
-            if (Vector512.IsHardwareAccelerated) Run<V512>(lo, hi);
-            else Run<V256>(lo, hi);
-        }
-
-        private void Run<TV>(long lo, long hi) where TV : unmanaged, IVec<TV>
-        {
-            long i = lo;
+            long i = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
             for (; i + TV.Count <= hi; i += TV.Count) Step<TV>(Y + i, A + i, B + i, C + i, D + i);
             if (i < hi) Tail<TV>(i, (int)(hi - i));
         }
@@ -77,7 +69,7 @@ public sealed unsafe partial class CpuBackend
         where TOp : struct, IMap
     {
         var job = new MapJob<TOp> { Op = op, Y = y, A = a, B = b, C = c, D = d, N = n };
-        Pool.For(BlockCount(n), job, MinBlocksPerChunk);
+        ParallelFor(BlockCount(n), job, MinBlocksPerChunk);
     }
 
     private struct FillJob : IRangeJob
@@ -124,21 +116,21 @@ public sealed unsafe partial class CpuBackend
 
     public void Scale(Tensor x, long n, float alpha) => Map(new ScaleOp(alpha), F(x), n, F(x));
 
-    private struct BiasAddJob : IRangeJob
+    private struct BiasAddJob : ISimdJob
     {
         public float* X, Bias;
         public int C, P;
 
-        public void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
-            for (int n = start; n < end; n++) VecMath.AddInto(X + (long)n * C, Bias + (long)(n % P) * C, C);
+            for (int n = start; n < end; n++) SimdMath.AddInto<TV>(X + (long)n * C, Bias + (long)(n % P) * C, C);
         }
     }
 
     public void BiasAdd(Tensor x, Tensor bias, int N, int C, int P)
     {
         var job = new BiasAddJob { X = F(x), Bias = F(bias), C = C, P = P };
-        Pool.For(N, job, MinRowsPerChunk(C));
+        ParallelFor(N, job, MinRowsPerChunk(C));
     }
 
     public void BiasBackward(Tensor dbias, Tensor dy, int N, int C, int P) =>
@@ -209,7 +201,7 @@ public sealed unsafe partial class CpuBackend
         public static TV Cdf<TV>(TV x) where TV : unmanaged, IVec<TV>
         {
             TV half = TV.Create(0.5f);
-            return TV.Fma(half, VecMath.Erf(x * TV.Create(InvSqrt2)), half);
+            return TV.Fma(half, SimdMath.Erf(x * TV.Create(InvSqrt2)), half);
         }
     }
 
@@ -228,7 +220,7 @@ public sealed unsafe partial class CpuBackend
     {
         public static int Inputs => 1;
         public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> =>
-            x * VecMath.Sigmoid(x * TV.Create(QuickGeluAlpha));
+            x * SimdMath.Sigmoid(x * TV.Create(QuickGeluAlpha));
     }
 
     private readonly struct QuickGeluBackward : IMap
@@ -242,7 +234,7 @@ public sealed unsafe partial class CpuBackend
     private readonly struct SiluForward : IMap
     {
         public static int Inputs => 1;
-        public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => x * VecMath.Sigmoid(x);
+        public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => x * SimdMath.Sigmoid(x);
     }
 
     private readonly struct SiluBackward : IMap
@@ -254,7 +246,7 @@ public sealed unsafe partial class CpuBackend
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static TV SiluDerivative<TV>(TV x) where TV : unmanaged, IVec<TV>
     {
-        TV s = VecMath.Sigmoid(x);
+        TV s = SimdMath.Sigmoid(x);
         TV one = TV.Create(1f);
         return s * TV.Fma(x, one - s, one);
     }
@@ -262,7 +254,7 @@ public sealed unsafe partial class CpuBackend
     private readonly struct SwiGluOp : IMap
     {
         public static int Inputs => 2;
-        public TV Apply<TV>(TV gate, TV up, TV c, TV d) where TV : unmanaged, IVec<TV> => gate * VecMath.Sigmoid(gate) * up;
+        public TV Apply<TV>(TV gate, TV up, TV c, TV d) where TV : unmanaged, IVec<TV> => gate * SimdMath.Sigmoid(gate) * up;
     }
 
     private readonly struct SwiGluGateBackward : IMap
@@ -276,6 +268,6 @@ public sealed unsafe partial class CpuBackend
     {
         public static int Inputs => 3;
         public TV Apply<TV>(TV dup, TV dy, TV gate, TV d) where TV : unmanaged, IVec<TV> =>
-            TV.Fma(dy, gate * VecMath.Sigmoid(gate), dup);
+            TV.Fma(dy, gate * SimdMath.Sigmoid(gate), dup);
     }
 }

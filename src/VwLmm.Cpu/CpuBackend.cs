@@ -52,6 +52,10 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public void Dispose() => Pool.Dispose();
 
+    /// <summary>Runs job over [0,count) on the pool (see <see cref="WorkerPool.For{TJob}"/>) at the widest vector width.</summary>
+    private void ParallelFor<TJob>(int count, TJob job, int minChunk = 1) where TJob : struct, ISimdJob =>
+        Pool.For(count, new WidestSimd<TJob>(job), minChunk);
+
     private static float* F(Tensor? t) => t is null ? null : (float*)t.Ptr;
     private static int* I(Tensor? t) => t is null ? null : (int*)t.Ptr;
 }
