@@ -1,10 +1,9 @@
-using System.Buffers;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
 
 /// <summary>
-/// Fused attention. Every query row is handled on its own: its scaled scores go into a per-worker scratch row of Tk
+/// Fused attention. Every query row is handled on its own: its scaled scores go into a per-thread scratch row of Tk
 /// floats (never a Tq×Tk matrix), are exponentiated against the row max, and weight the value rows directly into o.
 /// Keys visible to a query always form a prefix [0, n) (causal limit and key-padding length are both upper bounds),
 /// so masking is a loop bound, not a −∞ fill. Each task first packs the K/V rows of its head into contiguous scratch.
@@ -83,53 +82,43 @@ public sealed unsafe partial class CpuBackend
             var sh = Shape;
             int D = sh.D, group = sh.H / sh.Hkv;
             long stride = sh.KvStride;
-            float[] rented = ArrayPool<float>.Shared.Rent(sh.Tk * (2 * D + 1) + 1);
-            try
+            float* s = JobScratch(sh.Tk * (2L * D + 1));
+            float* kp = s + sh.Tk, vp = kp + (long)sh.Tk * D;
+            for (int task = start; task < end; task++)
             {
-                fixed (float* s = rented)
+                int block = task % Blocks, bh = task / Blocks, h = bh % sh.H, b = bh / sh.H;
+                int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock);
+                int keys = sh.VisibleKeys(KeyLengths, b, tEnd - 1); // the block's last query sees the most keys
+                // Packing pays for itself only when several queries reuse it (not in one-token decoding).
+                float* kRows = K + sh.KvBase(b, h / group), vRows = V + sh.KvBase(b, h / group);
+                long rowStride = stride;
+                if (tEnd - tStart >= 4)
                 {
-                    float* kp = s + sh.Tk, vp = kp + (long)sh.Tk * D;
-                    for (int task = start; task < end; task++)
-                    {
-                        int block = task % Blocks, bh = task / Blocks, h = bh % sh.H, b = bh / sh.H;
-                        int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock);
-                        int keys = sh.VisibleKeys(KeyLengths, b, tEnd - 1); // the block's last query sees the most keys
-                        // Packing pays for itself only when several queries reuse it (not in one-token decoding).
-                        float* kRows = K + sh.KvBase(b, h / group), vRows = V + sh.KvBase(b, h / group);
-                        long rowStride = stride;
-                        if (tEnd - tStart >= 4)
-                        {
-                            PackRows(kp, kRows, stride, keys, D);
-                            PackRows(vp, vRows, stride, keys, D);
-                            kRows = kp;
-                            vRows = vp;
-                            rowStride = D;
-                        }
-                        for (int t = tStart; t < tEnd; t++)
-                        {
-                            float* qi = Q + sh.QueryRow(b, t, h);
-                            float* oi = O + sh.QueryRow(b, t, h);
-                            float* lsei = Lse + ((long)b * sh.H + h) * sh.Tq + t;
-                            new Span<float>(oi, D).Clear();
-                            int n = sh.VisibleKeys(KeyLengths, b, t);
-                            if (n == 0)
-                            {
-                                *lsei = float.NegativeInfinity;
-                                continue;
-                            }
-                            SimdMath.DotRows<TV>(s, qi, kRows, rowStride, n, D, Scale);
-                            float max = SimdMath.Max<TV>(s, n);
-                            float sum = SimdMath.ExpSum<TV>(s, s, n, max);
-                            SimdMath.AddWeightedRows<TV>(oi, s, vRows, rowStride, n, D);
-                            SimdMath.Scale<TV>(oi, D, 1f / sum);
-                            *lsei = max + MathF.Log(sum);
-                        }
-                    }
+                    PackRows(kp, kRows, stride, keys, D);
+                    PackRows(vp, vRows, stride, keys, D);
+                    kRows = kp;
+                    vRows = vp;
+                    rowStride = D;
                 }
-            }
-            finally
-            {
-                ArrayPool<float>.Shared.Return(rented);
+                for (int t = tStart; t < tEnd; t++)
+                {
+                    float* qi = Q + sh.QueryRow(b, t, h);
+                    float* oi = O + sh.QueryRow(b, t, h);
+                    float* lsei = Lse + ((long)b * sh.H + h) * sh.Tq + t;
+                    new Span<float>(oi, D).Clear();
+                    int n = sh.VisibleKeys(KeyLengths, b, t);
+                    if (n == 0)
+                    {
+                        *lsei = float.NegativeInfinity;
+                        continue;
+                    }
+                    SimdMath.DotRows<TV>(s, qi, kRows, rowStride, n, D, Scale);
+                    float max = SimdMath.Max<TV>(s, n);
+                    float sum = SimdMath.ExpSum<TV>(s, s, n, max);
+                    SimdMath.AddWeightedRows<TV>(oi, s, vRows, rowStride, n, D);
+                    SimdMath.Scale<TV>(oi, D, 1f / sum);
+                    *lsei = max + MathF.Log(sum);
+                }
             }
         }
     }
@@ -156,71 +145,61 @@ public sealed unsafe partial class CpuBackend
             var sh = Shape;
             int D = sh.D, group = sh.H / sh.Hkv, tk = sh.Tk;
             long packed = (long)tk * D;
-            float[] rented = ArrayPool<float>.Shared.Rent(tk * (4 * D + 2 + 2 * Bq) + 2 * Bq * D + 1);
-            try
+            float* p = JobScratch(tk * (4L * D + 2 + 2 * Bq) + 2 * Bq * D);
+            // Scratch: one query's p and dP rows (dP overwritten in place by scale·dS); this head's packed k, v
+            // and its dk, dv accumulators (added to the strided outputs at the end of the task); the block's
+            // key-major p and dS tiles [Tk, Bq]; the block's packed q and dO rows [Bq, D].
+            float* ds = p + tk, kp = ds + tk, vp = kp + packed, dkp = vp + packed, dvp = dkp + packed;
+            float* pt = dvp + packed, dst = pt + (long)tk * Bq, qp = dst + (long)tk * Bq, dop = qp + Bq * D;
+            for (int task = start; task < end; task++)
             {
-                fixed (float* p = rented)
+                int hkv = task % sh.Hkv, b = task / sh.Hkv;
+                int keys = sh.VisibleKeys(KeyLengths, b, sh.Tq - 1); // the last query sees the most keys
+                long kvBase = sh.KvBase(b, hkv), stride = sh.KvStride;
+                PackRows(kp, K + kvBase, stride, keys, D);
+                PackRows(vp, V + kvBase, stride, keys, D);
+                new Span<float>(dkp, keys * D).Clear();
+                new Span<float>(dvp, keys * D).Clear();
+                for (int h = hkv * group; h < (hkv + 1) * group; h++)
+                for (int t0 = 0; t0 < sh.Tq; t0 += Bq)
                 {
-                    // Scratch: one query's p and dP rows (dP overwritten in place by scale·dS); this head's packed k, v
-                    // and its dk, dv accumulators (added to the strided outputs at the end of the task); the block's
-                    // key-major p and dS tiles [Tk, Bq]; the block's packed q and dO rows [Bq, D].
-                    float* ds = p + tk, kp = ds + tk, vp = kp + packed, dkp = vp + packed, dvp = dkp + packed;
-                    float* pt = dvp + packed, dst = pt + (long)tk * Bq, qp = dst + (long)tk * Bq, dop = qp + Bq * D;
-                    for (int task = start; task < end; task++)
+                    int bq = Math.Min(Bq, sh.Tq - t0);
+                    int blockKeys = sh.VisibleKeys(KeyLengths, b, t0 + bq - 1);
+                    if (blockKeys == 0) continue;
+                    PackRows(qp, Q + sh.QueryRow(b, t0, h), (long)sh.H * D, bq, D);
+                    PackRows(dop, DO + sh.QueryRow(b, t0, h), (long)sh.H * D, bq, D);
+                    for (int r = 0; r < bq; r++)
                     {
-                        int hkv = task % sh.Hkv, b = task / sh.Hkv;
-                        int keys = sh.VisibleKeys(KeyLengths, b, sh.Tq - 1); // the last query sees the most keys
-                        long kvBase = sh.KvBase(b, hkv), stride = sh.KvStride;
-                        PackRows(kp, K + kvBase, stride, keys, D);
-                        PackRows(vp, V + kvBase, stride, keys, D);
-                        new Span<float>(dkp, keys * D).Clear();
-                        new Span<float>(dvp, keys * D).Clear();
-                        for (int h = hkv * group; h < (hkv + 1) * group; h++)
-                        for (int t0 = 0; t0 < sh.Tq; t0 += Bq)
+                        int t = t0 + r, n = sh.VisibleKeys(KeyLengths, b, t);
+                        long row = sh.QueryRow(b, t, h);
+                        float* qi = qp + r * D, doi = dop + r * D;
+                        if (n > 0)
                         {
-                            int bq = Math.Min(Bq, sh.Tq - t0);
-                            int blockKeys = sh.VisibleKeys(KeyLengths, b, t0 + bq - 1);
-                            if (blockKeys == 0) continue;
-                            PackRows(qp, Q + sh.QueryRow(b, t0, h), (long)sh.H * D, bq, D);
-                            PackRows(dop, DO + sh.QueryRow(b, t0, h), (long)sh.H * D, bq, D);
-                            for (int r = 0; r < bq; r++)
-                            {
-                                int t = t0 + r, n = sh.VisibleKeys(KeyLengths, b, t);
-                                long row = sh.QueryRow(b, t, h);
-                                float* qi = qp + r * D, doi = dop + r * D;
-                                if (n > 0)
-                                {
-                                    float lse = Lse[((long)b * sh.H + h) * sh.Tq + t];
-                                    float di = SimdMath.Dot<TV>(doi, O + row, D);
-                                    SimdMath.DotRows<TV>(p, qi, kp, D, n, D, Scale);
-                                    SimdMath.DotRows<TV>(ds, doi, vp, D, n, D, 1f);
-                                    SimdMath.ExpSum<TV>(p, p, n, lse);
-                                    for (int j = 0; j < n; j++) ds[j] = Scale * p[j] * (ds[j] - di);
-                                    if (DQ != null) SimdMath.AddWeightedRows<TV>(DQ + row, ds, kp, D, n, D);
-                                }
-                                for (int j = 0; j < blockKeys; j++)
-                                {
-                                    pt[j * Bq + r] = j < n ? p[j] : 0;
-                                    dst[j * Bq + r] = j < n ? ds[j] : 0;
-                                }
-                            }
-                            for (int j = 0; j < blockKeys; j++)
-                            {
-                                if (DV != null) SimdMath.AddWeightedRows<TV>(dvp + (long)j * D, pt + j * Bq, dop, D, bq, D);
-                                if (DK != null) SimdMath.AddWeightedRows<TV>(dkp + (long)j * D, dst + j * Bq, qp, D, bq, D);
-                            }
+                            float lse = Lse[((long)b * sh.H + h) * sh.Tq + t];
+                            float di = SimdMath.Dot<TV>(doi, O + row, D);
+                            SimdMath.DotRows<TV>(p, qi, kp, D, n, D, Scale);
+                            SimdMath.DotRows<TV>(ds, doi, vp, D, n, D, 1f);
+                            SimdMath.ExpSum<TV>(p, p, n, lse);
+                            for (int j = 0; j < n; j++) ds[j] = Scale * p[j] * (ds[j] - di);
+                            if (DQ != null) SimdMath.AddWeightedRows<TV>(DQ + row, ds, kp, D, n, D);
                         }
-                        for (int j = 0; j < keys; j++)
+                        for (int j = 0; j < blockKeys; j++)
                         {
-                            if (DK != null) SimdMath.AddInto<TV>(DK + kvBase + j * stride, dkp + (long)j * D, D);
-                            if (DV != null) SimdMath.AddInto<TV>(DV + kvBase + j * stride, dvp + (long)j * D, D);
+                            pt[j * Bq + r] = j < n ? p[j] : 0;
+                            dst[j * Bq + r] = j < n ? ds[j] : 0;
                         }
                     }
+                    for (int j = 0; j < blockKeys; j++)
+                    {
+                        if (DV != null) SimdMath.AddWeightedRows<TV>(dvp + (long)j * D, pt + j * Bq, dop, D, bq, D);
+                        if (DK != null) SimdMath.AddWeightedRows<TV>(dkp + (long)j * D, dst + j * Bq, qp, D, bq, D);
+                    }
                 }
-            }
-            finally
-            {
-                ArrayPool<float>.Shared.Return(rented);
+                for (int j = 0; j < keys; j++)
+                {
+                    if (DK != null) SimdMath.AddInto<TV>(DK + kvBase + j * stride, dkp + (long)j * D, D);
+                    if (DV != null) SimdMath.AddInto<TV>(DV + kvBase + j * stride, dvp + (long)j * D, D);
+                }
             }
         }
     }

@@ -1,4 +1,3 @@
-using System.Buffers;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
@@ -56,25 +55,19 @@ public sealed unsafe partial class CpuBackend
         ParallelFor(N, new SoftmaxBackwardJob { DX = F(dx), DY = F(dy), Y = F(y), V = V }, VocabMinRows(V));
 
     /// <summary>Whether column <paramref name="column"/> of pairs [N,2] names each of its rows (all in [0, rows)) at most once.</summary>
-    private static bool RowsDistinct(int* pairs, int N, int column, int rows)
+    private bool RowsDistinct(int* pairs, int N, int column, int rows)
     {
-        ulong[] seen = ArrayPool<ulong>.Shared.Rent((rows + 63) / 64);
-        try
+        int words = (rows + 63) / 64;
+        var seen = new Span<ulong>(Scratch(2L * words), words);
+        seen.Clear();
+        for (int i = 0; i < N; i++)
         {
-            Array.Clear(seen);
-            for (int i = 0; i < N; i++)
-            {
-                int r = pairs[2 * i + column];
-                ulong bit = 1UL << (r & 63);
-                if ((seen[r >> 6] & bit) != 0) return false;
-                seen[r >> 6] |= bit;
-            }
-            return true;
+            int r = pairs[2 * i + column];
+            ulong bit = 1UL << (r & 63);
+            if ((seen[r >> 6] & bit) != 0) return false;
+            seen[r >> 6] |= bit;
         }
-        finally
-        {
-            ArrayPool<ulong>.Shared.Return(seen);
-        }
+        return true;
     }
 
     private struct CrossEntropyJob : ISimdJob
