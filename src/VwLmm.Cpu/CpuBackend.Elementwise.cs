@@ -210,7 +210,7 @@ public sealed unsafe partial class CpuBackend
         public static int Inputs => 3;
         public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV>
         {
-            TV pdf = TV.Exp(x * x * TV.Create(-0.5f)) * TV.Create(InvSqrt2Pi);
+            TV pdf = SimdMath.Exp(x * x * TV.Create(-0.5f)) * TV.Create(InvSqrt2Pi);
             return TV.Fma(dy, TV.Fma(x, pdf, GeluForward.Cdf(x)), dx);
         }
     }

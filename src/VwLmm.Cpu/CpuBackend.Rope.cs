@@ -5,7 +5,8 @@ namespace VwLmm.Cpu;
 /// <summary>
 /// Rotate-half RoPE (HF LLaMA). Angles follow HF's float32 arithmetic step by step: exponent (float)2i/(float)D,
 /// theta^exponent rounded to float, its float reciprocal, the float product pos·inv_freq, and cos/sin of that float
-/// angle, so large positions round the way PyTorch does. cos/sin are computed once per (b, t) row and shared by its H heads.
+/// angle, so large positions round the way PyTorch does. cos/sin are computed once per (b, t) row, a vector of angles
+/// at a time, and shared by its H heads.
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
@@ -36,18 +37,26 @@ public sealed unsafe partial class CpuBackend
         public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             int half = D / 2;
-            Span<float> invFreq = stackalloc float[half];
-            RopeInverseFrequencies(invFreq, D, Theta);
+            float* invFreq = stackalloc float[half];
+            RopeInverseFrequencies(new Span<float>(invFreq, half), D, Theta);
             float* cos = stackalloc float[half];
             float* sin = stackalloc float[half];
+            float sign = Backward ? -1f : 1f;
             for (int row = start; row < end; row++)
             {
                 float pos = Positions[row];
-                for (int i = 0; i < half; i++)
+                int i = 0;
+                for (; i <= half - TV.Count; i += TV.Count)
+                {
+                    var (s, c) = TV.SinCos(TV.Create(pos) * TV.Load(invFreq + i));
+                    c.Store(cos + i);
+                    (s * TV.Create(sign)).Store(sin + i);
+                }
+                for (; i < half; i++)
                 {
                     float angle = pos * invFreq[i];
                     cos[i] = MathF.Cos(angle);
-                    sin[i] = Backward ? -MathF.Sin(angle) : MathF.Sin(angle);
+                    sin[i] = sign * MathF.Sin(angle);
                 }
                 for (int h = 0; h < H; h++)
                 {

@@ -22,8 +22,12 @@ internal unsafe interface IVec<TSelf> where TSelf : unmanaged, IVec<TSelf>
     /// <summary>a·b + c with one rounding.</summary>
     static abstract TSelf Fma(TSelf a, TSelf b, TSelf c);
     static abstract TSelf Sqrt(TSelf a);
-    static abstract TSelf Exp(TSelf a);
+    /// <summary>Rounds to the nearest integer, ties to even.</summary>
+    static abstract TSelf Round(TSelf a);
+    /// <summary>a·2ⁿ for integral n in [−252, 254], in two power-of-two steps so that only the result can leave the normal range.</summary>
+    static abstract TSelf ScaleB(TSelf a, TSelf n);
     static abstract TSelf Abs(TSelf a);
+    static abstract (TSelf Sin, TSelf Cos) SinCos(TSelf a);
     static abstract TSelf Min(TSelf a, TSelf b);
     /// <summary>Lane-wise maximum; NaN propagates.</summary>
     static abstract TSelf Max(TSelf a, TSelf b);
@@ -49,8 +53,23 @@ internal readonly unsafe struct V512(Vector512<float> v) : IVec<V512>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 operator /(V512 a, V512 b) => new(a._v / b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Fma(V512 a, V512 b, V512 c) => new(Vector512.FusedMultiplyAdd(a._v, b._v, c._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Sqrt(V512 a) => new(Vector512.Sqrt(a._v));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Exp(V512 a) => new(Vector512.Exp(a._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Round(V512 a) => new(Vector512.Round(a._v));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 ScaleB(V512 a, V512 n)
+    {
+        var e = Vector512.ConvertToInt32(n._v);
+        var h = Vector512.ShiftRightArithmetic(e, 1);
+        var bias = Vector512.Create(127);
+        return new(a._v * Vector512.ShiftLeft(h + bias, 23).AsSingle() * Vector512.ShiftLeft(e - h + bias, 23).AsSingle());
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Abs(V512 a) => new(Vector512.Abs(a._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (V512 Sin, V512 Cos) SinCos(V512 a)
+    {
+        var (s, c) = Vector512.SinCos(a._v);
+        return (new(s), new(c));
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Min(V512 a, V512 b) => new(Vector512.Min(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Max(V512 a, V512 b) => new(Vector512.Max(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 CopySign(V512 m, V512 s) => new(Vector512.CopySign(m._v, s._v));
@@ -75,8 +94,23 @@ internal readonly unsafe struct V256(Vector256<float> v) : IVec<V256>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 operator /(V256 a, V256 b) => new(a._v / b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Fma(V256 a, V256 b, V256 c) => new(Vector256.FusedMultiplyAdd(a._v, b._v, c._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Sqrt(V256 a) => new(Vector256.Sqrt(a._v));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Exp(V256 a) => new(Vector256.Exp(a._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Round(V256 a) => new(Vector256.Round(a._v));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 ScaleB(V256 a, V256 n)
+    {
+        var e = Vector256.ConvertToInt32(n._v);
+        var h = Vector256.ShiftRightArithmetic(e, 1);
+        var bias = Vector256.Create(127);
+        return new(a._v * Vector256.ShiftLeft(h + bias, 23).AsSingle() * Vector256.ShiftLeft(e - h + bias, 23).AsSingle());
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Abs(V256 a) => new(Vector256.Abs(a._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (V256 Sin, V256 Cos) SinCos(V256 a)
+    {
+        var (s, c) = Vector256.SinCos(a._v);
+        return (new(s), new(c));
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Min(V256 a, V256 b) => new(Vector256.Min(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Max(V256 a, V256 b) => new(Vector256.Max(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 CopySign(V256 m, V256 s) => new(Vector256.CopySign(m._v, s._v));
