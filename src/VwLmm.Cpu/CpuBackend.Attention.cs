@@ -6,7 +6,10 @@ namespace VwLmm.Cpu;
 /// Fused attention. Every query row is handled on its own: its scaled scores go into a per-thread scratch row of Tk
 /// floats (never a Tq×Tk matrix), are exponentiated against the row max, and weight the value rows directly into o.
 /// Keys visible to a query always form a prefix [0, n) (causal limit and key-padding length are both upper bounds),
-/// so masking is a loop bound, not a −∞ fill. Each task first packs the K/V rows of its head into contiguous scratch.
+/// so masking is a loop bound, not a −∞ fill. Each task first packs the K/V rows of its head into contiguous scratch,
+/// K transposed in the forward pass, so that scores are lane-per-key dot products without horizontal sums (the
+/// backward pass, which packs once per head for all its queries, reads K and V row-major: with its two score rows per
+/// query, transposed copies measured slower there).
 /// The backward pass recomputes the probabilities from the saved lse and accumulates dk/dv in packed scratch too.
 /// Every output element is computed by the same sequence of operations whatever the thread count.
 /// </summary>
@@ -50,6 +53,26 @@ public sealed unsafe partial class CpuBackend
         for (int j = 0; j < n; j++) Buffer.MemoryCopy(src + j * stride, dst + (long)j * D, bytes, bytes);
     }
 
+    /// <summary>
+    /// dst[d·ld + j] = src[j·stride + d] for j in [0, n), and 0 for j in [n, ld): n rows of D floats, stride apart,
+    /// transposed into D rows of ld floats.
+    /// </summary>
+    private static void PackTransposed(float* dst, float* src, long stride, int n, int ld, int D)
+    {
+        for (int j = 0; j < n; j++)
+        {
+            float* row = src + j * stride;
+            for (int d = 0; d < D; d++) dst[(long)d * ld + j] = row[d];
+        }
+        for (int d = 0; d < D; d++) new Span<float>(dst + (long)d * ld + n, ld - n).Clear();
+    }
+
+    /// <summary>
+    /// Row length of transposed K scratch for n keys: room for the columns <see cref="SimdMath.DotColumns{TV}"/> computes,
+    /// plus 16 floats so that rows do not sit a multiple of 128 bytes apart and alias in L1.
+    /// </summary>
+    private static int TransposedRowLength(int n) => ((n + 31) & ~31) + 16;
+
     private readonly record struct AttentionShape(int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool Causal)
     {
         /// <summary>Number of keys query t of sample b sees: they are keys [0, n).</summary>
@@ -82,21 +105,22 @@ public sealed unsafe partial class CpuBackend
             var sh = Shape;
             int D = sh.D, group = sh.H / sh.Hkv;
             long stride = sh.KvStride;
-            float* s = JobScratch(sh.Tk * (2L * D + 1));
-            float* kp = s + sh.Tk, vp = kp + (long)sh.Tk * D;
+            int ld = TransposedRowLength(sh.Tk);
+            float* s = JobScratch(ld * (D + 1L) + (long)sh.Tk * D);
+            float* kt = s + ld, vp = kt + (long)ld * D;
             for (int task = start; task < end; task++)
             {
                 int block = task % Blocks, bh = task / Blocks, h = bh % sh.H, b = bh / sh.H;
                 int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock);
                 int keys = sh.VisibleKeys(KeyLengths, b, tEnd - 1); // the block's last query sees the most keys
-                // Packing pays for itself only when several queries reuse it (not in one-token decoding).
-                float* kRows = K + sh.KvBase(b, h / group), vRows = V + sh.KvBase(b, h / group);
+                int keysLd = TransposedRowLength(keys);
+                PackTransposed(kt, K + sh.KvBase(b, h / group), stride, keys, keysLd, D);
+                // Packing V pays for itself only when several queries reuse it (not in one-token decoding).
+                float* vRows = V + sh.KvBase(b, h / group);
                 long rowStride = stride;
                 if (tEnd - tStart >= 4)
                 {
-                    PackRows(kp, kRows, stride, keys, D);
                     PackRows(vp, vRows, stride, keys, D);
-                    kRows = kp;
                     vRows = vp;
                     rowStride = D;
                 }
@@ -112,7 +136,7 @@ public sealed unsafe partial class CpuBackend
                         *lsei = float.NegativeInfinity;
                         continue;
                     }
-                    SimdMath.DotRows<TV>(s, qi, kRows, rowStride, n, D, Scale);
+                    SimdMath.DotColumns<TV>(s, qi, kt, keysLd, n, D, Scale);
                     float max = SimdMath.Max<TV>(s, n);
                     float sum = SimdMath.ExpSum<TV>(s, s, n, max);
                     SimdMath.AddWeightedRows<TV>(oi, s, vRows, rowStride, n, D);

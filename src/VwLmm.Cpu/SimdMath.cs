@@ -111,6 +111,48 @@ internal static unsafe class SimdMath
     }
 
     /// <summary>
+    /// s[j] = alpha·Σ_d x[d]·kt[d·ld + j] for j in [0, n) rounded up to a multiple of 32 (kt's columns and s up to
+    /// there must exist). With the rows transposed each lane owns one column, so a dot product needs no horizontal sum,
+    /// and its value does not depend on n or on the vector width. Columns go in blocks of four vectors (two at the end),
+    /// which share each broadcast of x[d] and keep several FMA chains in flight: a lone chain is bound by FMA latency.
+    /// </summary>
+    public static void DotColumns<TV>(float* s, float* x, float* kt, int ld, int n, int D, float alpha) where TV : unmanaged, IVec<TV>
+    {
+        int W = TV.Count, j = 0;
+        TV va = TV.Create(alpha);
+        for (; j < n - 2 * W; j += 4 * W)
+        {
+            TV a0 = TV.Zero, a1 = TV.Zero, a2 = TV.Zero, a3 = TV.Zero;
+            float* k = kt + j;
+            for (int d = 0; d < D; d++, k += ld)
+            {
+                TV xd = TV.Create(x[d]);
+                a0 = TV.Fma(xd, TV.Load(k), a0);
+                a1 = TV.Fma(xd, TV.Load(k + W), a1);
+                a2 = TV.Fma(xd, TV.Load(k + 2 * W), a2);
+                a3 = TV.Fma(xd, TV.Load(k + 3 * W), a3);
+            }
+            (a0 * va).Store(s + j);
+            (a1 * va).Store(s + j + W);
+            (a2 * va).Store(s + j + 2 * W);
+            (a3 * va).Store(s + j + 3 * W);
+        }
+        for (; j < n; j += 2 * W)
+        {
+            TV a0 = TV.Zero, a1 = TV.Zero;
+            float* k = kt + j;
+            for (int d = 0; d < D; d++, k += ld)
+            {
+                TV xd = TV.Create(x[d]);
+                a0 = TV.Fma(xd, TV.Load(k), a0);
+                a1 = TV.Fma(xd, TV.Load(k + W), a1);
+            }
+            (a0 * va).Store(s + j);
+            (a1 * va).Store(s + j + W);
+        }
+    }
+
+    /// <summary>
     /// s[j] = alpha·(x · rows[j·stride + 0..D)) for j in [0, n), each dot bit-identical to <see cref="Dot{TV}"/>. Four
     /// rows share each load of x and run as four independent FMA chains: a lone short dot product is bound by FMA
     /// latency, not throughput.
