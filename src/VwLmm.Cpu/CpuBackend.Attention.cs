@@ -68,10 +68,10 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// <summary>
-    /// Row length of transposed K scratch for n keys: room for the columns <see cref="SimdMath.DotColumns{TV}"/> computes,
-    /// plus 16 floats so that rows do not sit a multiple of 128 bytes apart and alias in L1.
+    /// Row length of transposed K scratch for n keys: n rounded up to whole vectors of the widest width, plus 16 floats
+    /// so that a power-of-two key count does not give a power-of-two row stride, whose rows crowd into few L1 sets.
     /// </summary>
-    private static int TransposedRowLength(int n) => ((n + 31) & ~31) + 16;
+    private static int TransposedRowLength(int n) => ((n + 15) & ~15) + 16;
 
     private readonly record struct AttentionShape(int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool Causal)
     {
@@ -136,7 +136,11 @@ public sealed unsafe partial class CpuBackend
                         *lsei = float.NegativeInfinity;
                         continue;
                     }
-                    SimdMath.DotColumns<TV>(s, qi, kt, keysLd, n, D, Scale);
+                    // s[j] = Σ_d q[d]·kᵀ[d, j]: a weighted sum of the rows of kᵀ, whole vectors of keys at a time.
+                    int columns = (n + TV.Count - 1) / TV.Count * TV.Count;
+                    new Span<float>(s, columns).Clear();
+                    SimdMath.AddWeightedRows<TV>(s, qi, kt, keysLd, D, columns);
+                    SimdMath.Scale<TV>(s, n, Scale);
                     float max = SimdMath.Max<TV>(s, n);
                     float sum = SimdMath.ExpSum<TV>(s, s, n, max);
                     SimdMath.AddWeightedRows<TV>(oi, s, vRows, rowStride, n, D);

@@ -111,48 +111,6 @@ internal static unsafe class SimdMath
     }
 
     /// <summary>
-    /// s[j] = alpha·Σ_d x[d]·kt[d·ld + j] for j in [0, n) rounded up to a multiple of 32 (kt's columns and s up to
-    /// there must exist). With the rows transposed each lane owns one column, so a dot product needs no horizontal sum,
-    /// and its value does not depend on n or on the vector width. Columns go in blocks of four vectors (two at the end),
-    /// which share each broadcast of x[d] and keep several FMA chains in flight: a lone chain is bound by FMA latency.
-    /// </summary>
-    public static void DotColumns<TV>(float* s, float* x, float* kt, int ld, int n, int D, float alpha) where TV : unmanaged, IVec<TV>
-    {
-        int W = TV.Count, j = 0;
-        TV va = TV.Create(alpha);
-        for (; j < n - 2 * W; j += 4 * W)
-        {
-            TV a0 = TV.Zero, a1 = TV.Zero, a2 = TV.Zero, a3 = TV.Zero;
-            float* k = kt + j;
-            for (int d = 0; d < D; d++, k += ld)
-            {
-                TV xd = TV.Create(x[d]);
-                a0 = TV.Fma(xd, TV.Load(k), a0);
-                a1 = TV.Fma(xd, TV.Load(k + W), a1);
-                a2 = TV.Fma(xd, TV.Load(k + 2 * W), a2);
-                a3 = TV.Fma(xd, TV.Load(k + 3 * W), a3);
-            }
-            (a0 * va).Store(s + j);
-            (a1 * va).Store(s + j + W);
-            (a2 * va).Store(s + j + 2 * W);
-            (a3 * va).Store(s + j + 3 * W);
-        }
-        for (; j < n; j += 2 * W)
-        {
-            TV a0 = TV.Zero, a1 = TV.Zero;
-            float* k = kt + j;
-            for (int d = 0; d < D; d++, k += ld)
-            {
-                TV xd = TV.Create(x[d]);
-                a0 = TV.Fma(xd, TV.Load(k), a0);
-                a1 = TV.Fma(xd, TV.Load(k + W), a1);
-            }
-            (a0 * va).Store(s + j);
-            (a1 * va).Store(s + j + W);
-        }
-    }
-
-    /// <summary>
     /// s[j] = alpha·(x · rows[j·stride + 0..D)) for j in [0, n), each dot bit-identical to <see cref="Dot{TV}"/>. Four
     /// rows share each load of x and run as four independent FMA chains: a lone short dot product is bound by FMA
     /// latency, not throughput.
@@ -195,8 +153,9 @@ internal static unsafe class SimdMath
     }
 
     /// <summary>
-    /// o[0..D) += Σ_j w[j]·rows[j·stride + 0..D) for j in [0, n): a weighted sum of n strided rows. Column blocks of
-    /// four vectors stay in registers across all rows, so o is loaded and stored once instead of once per row.
+    /// o[0..D) += Σ_j w[j]·rows[j·stride + 0..D) for j in [0, n): a weighted sum of n strided rows, each element
+    /// accumulated over j in order. Column blocks of four vectors (then two, then one) stay in registers across all
+    /// rows, so o is loaded and stored once instead of once per row, with several FMA chains in flight.
     /// </summary>
     public static void AddWeightedRows<TV>(float* o, float* w, float* rows, long stride, int n, int D) where TV : unmanaged, IVec<TV>
     {
@@ -217,6 +176,19 @@ internal static unsafe class SimdMath
             a1.Store(o + c + W);
             a2.Store(o + c + 2 * W);
             a3.Store(o + c + 3 * W);
+        }
+        for (; c <= D - 2 * W; c += 2 * W)
+        {
+            TV a0 = TV.Load(o + c), a1 = TV.Load(o + c + W);
+            float* r = rows + c;
+            for (int j = 0; j < n; j++, r += stride)
+            {
+                TV wj = TV.Create(w[j]);
+                a0 = TV.Fma(wj, TV.Load(r), a0);
+                a1 = TV.Fma(wj, TV.Load(r + W), a1);
+            }
+            a0.Store(o + c);
+            a1.Store(o + c + W);
         }
         for (; c <= D - W; c += W)
         {
