@@ -17,7 +17,7 @@ public sealed unsafe partial class CpuBackend
             InvCorrection1 = (float)(1 / (1 - Math.Pow(beta1, step))),
             InvCorrection2 = (float)(1 / (1 - Math.Pow(beta2, step))),
         };
-        ParallelFor(BlockCount(n), job, MinBlocksPerChunk);
+        ParallelFor(BlockCount(n), job, MinTasksPerChunk(ElementBlock));
     }
 
     private struct AdamWJob : ISimdJob

@@ -27,7 +27,7 @@ public sealed unsafe partial class CpuBackend
             O = F(o), Lse = F(lse), Q = F(q), K = F(k), V = F(v), KeyLengths = I(keyLengths),
             Blocks = blocks, Shape = new AttentionShape(B, Tq, Tk, S, H, Hkv, D, causal), Scale = scale,
         };
-        ParallelFor(B * H * blocks, job);
+        ParallelFor(B * H * blocks, job, MinTasksPerChunk((long)Math.Min(Tq, AttentionQueryBlock) * Tk * D));
     }
 
     public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o,
@@ -40,7 +40,7 @@ public sealed unsafe partial class CpuBackend
             DQ = F(dq), DK = F(dk), DV = F(dv), DO = F(dO), Q = F(q), K = F(k), V = F(v), O = F(o), Lse = F(lse),
             KeyLengths = I(keyLengths), Shape = new AttentionShape(B, Tq, Tk, S, H, Hkv, D, causal), Scale = scale,
         };
-        ParallelFor(B * Hkv, job);
+        ParallelFor(B * Hkv, job, MinTasksPerChunk((long)Tq * Tk * D * (H / Hkv)));
     }
 
     /// <summary>

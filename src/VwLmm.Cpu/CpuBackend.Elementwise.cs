@@ -8,9 +8,6 @@ namespace VwLmm.Cpu;
 public sealed unsafe partial class CpuBackend
 {
     private const int ElementBlock = 2048;
-    // 16K elements per chunk at least: below that, waking a worker costs more than the work.
-    private const int MinBlocksPerChunk = 8;
-    private const int MinElementsPerChunk = ElementBlock * MinBlocksPerChunk;
 
     /// <summary>A pure function of up to four input streams producing one output stream.</summary>
     private interface IMap
@@ -69,7 +66,7 @@ public sealed unsafe partial class CpuBackend
         where TOp : struct, IMap
     {
         var job = new MapJob<TOp> { Op = op, Y = y, A = a, B = b, C = c, D = d, N = n };
-        ParallelFor(BlockCount(n), job, MinBlocksPerChunk);
+        ParallelFor(BlockCount(n), job, MinTasksPerChunk(ElementBlock));
     }
 
     private struct FillJob : IRangeJob
@@ -101,13 +98,13 @@ public sealed unsafe partial class CpuBackend
     public void Fill(Tensor x, float value)
     {
         var job = new FillJob { X = F(x), N = x.Numel, Value = value };
-        Pool.For(BlockCount(x.Numel), job, MinBlocksPerChunk);
+        Pool.For(BlockCount(x.Numel), job, MinTasksPerChunk(ElementBlock));
     }
 
     public void Copy(Tensor dst, Tensor src, long n)
     {
         var job = new CopyJob { Dst = F(dst), Src = F(src), N = n };
-        Pool.For(BlockCount(n), job, MinBlocksPerChunk);
+        Pool.For(BlockCount(n), job, MinTasksPerChunk(ElementBlock));
     }
 
     public void Add(Tensor y, Tensor a, Tensor b, long n) => Map(new AddOp(), F(y), n, F(a), F(b));
@@ -130,7 +127,7 @@ public sealed unsafe partial class CpuBackend
     public void BiasAdd(Tensor x, Tensor bias, int N, int C, int P)
     {
         var job = new BiasAddJob { X = F(x), Bias = F(bias), C = C, P = P };
-        ParallelFor(N, job, MinRowsPerChunk(C));
+        ParallelFor(N, job, MinTasksPerChunk(C));
     }
 
     public void BiasBackward(Tensor dbias, Tensor dy, int N, int C, int P) =>
@@ -165,9 +162,6 @@ public sealed unsafe partial class CpuBackend
         if (dgate is not null) Map(new SwiGluGateBackward(), F(dgate), n, F(dgate), F(dy), F(gate), F(up));
         if (dup is not null) Map(new SwiGluUpBackward(), F(dup), n, F(dup), F(dy), F(gate));
     }
-
-    /// <summary>Rows per pool chunk so that one chunk covers at least <see cref="MinElementsPerChunk"/> elements.</summary>
-    private static int MinRowsPerChunk(int C) => Math.Max(1, MinElementsPerChunk / Math.Max(1, C));
 
     private const float InvSqrt2 = 0.70710678118654752f;
     private const float InvSqrt2Pi = 0.39894228040143268f;

@@ -31,7 +31,7 @@ public sealed unsafe partial class CpuBackend
     public void GatherRows(Tensor y, Tensor srcA, Tensor? srcB, Tensor map, int R, int C)
     {
         var job = new GatherJob { Y = F(y), SrcA = F(srcA), SrcB = F(srcB), Map = I(map), C = C };
-        Pool.For(R, job, MinRowsPerChunk(C));
+        Pool.For(R, job, MinTasksPerChunk(C));
     }
 
     public void GatherRowsBackward(Tensor? dSrcA, Tensor? dSrcB, Tensor dy, Tensor map, int R, int C)
@@ -49,7 +49,7 @@ public sealed unsafe partial class CpuBackend
         var job = new ScatterAddJob { DstA = dstA, DstB = dstB, Map = map, P = P, Src = src, R = R, C = C };
         int blocks = (C + ScatterColumnBlock - 1) / ScatterColumnBlock;
         long perBlock = (long)R * ScatterColumnBlock;
-        ParallelFor(blocks, job, (int)Math.Max(1, MinElementsPerChunk / Math.Max(1, perBlock)));
+        ParallelFor(blocks, job, MinTasksPerChunk(perBlock));
     }
 
     private struct ScatterAddJob : ISimdJob

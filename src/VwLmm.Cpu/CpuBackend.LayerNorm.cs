@@ -25,7 +25,7 @@ public sealed unsafe partial class CpuBackend
     private void NormForward(float* y, float* mean, float* rstd, float* x, float* gamma, float* beta, int N, int C, float eps)
     {
         var job = new NormForwardJob { Y = y, Mean = mean, Rstd = rstd, X = x, Gamma = gamma, Beta = beta, C = C, Eps = eps };
-        ParallelFor(N, job, MinRowsPerChunk(C));
+        ParallelFor(N, job, MinTasksPerChunk(C));
     }
 
     private void NormBackward(float* dx, float* dgamma, float* dbeta, float* dy, float* x, float* gamma, float* mean, float* rstd, int N, int C)
@@ -39,7 +39,7 @@ public sealed unsafe partial class CpuBackend
             DGammaPartial = dgamma is null ? null : scratch,
             DBetaPartial = dbeta is null ? null : scratch + partial,
         };
-        ParallelFor(blocks, job, Math.Max(1, MinElementsPerChunk / (NormRowBlock * Math.Max(1, C))));
+        ParallelFor(blocks, job, MinTasksPerChunk((long)NormRowBlock * C));
         if (dgamma is not null) ScatterAddRows(dgamma, null, null, 1, job.DGammaPartial, blocks, C);
         if (dbeta is not null) ScatterAddRows(dbeta, null, null, 1, job.DBetaPartial, blocks, C);
     }

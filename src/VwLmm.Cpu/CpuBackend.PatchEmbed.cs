@@ -30,7 +30,8 @@ public sealed unsafe partial class CpuBackend
         rows = checked(B * gh * gw);
         k = checked(Cin * P * P);
         float* cols = Scratch((long)rows * k);
-        Pool.For(B * gh, new Im2ColJob { Cols = cols, Img = img, Cin = Cin, Hi = Hi, Wi = Wi, P = P, GridH = gh, GridW = gw });
+        Pool.For(B * gh, new Im2ColJob { Cols = cols, Img = img, Cin = Cin, Hi = Hi, Wi = Wi, P = P, GridH = gh, GridW = gw },
+                MinTasksPerChunk((long)gw * k));
         return cols;
     }
 

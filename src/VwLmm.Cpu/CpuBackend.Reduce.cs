@@ -43,7 +43,7 @@ public sealed unsafe partial class CpuBackend
         int blocks = checked((int)((n + SumSquaresBlock - 1) / SumSquaresBlock));
         double* partials = (double*)Scratch(2L * Math.Max(1, blocks));
         var job = new SumSquaresJob { X = F(x), Partials = partials, N = n };
-        Pool.For(blocks, job, Math.Max(1, MinElementsPerChunk / SumSquaresBlock));
+        Pool.For(blocks, job, MinTasksPerChunk(SumSquaresBlock));
         double total = 0;
         for (int b = 0; b < blocks; b++) total += partials[b];
         F(result)[slot] = (float)total;

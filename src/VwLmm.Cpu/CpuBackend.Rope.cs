@@ -11,13 +11,10 @@ namespace VwLmm.Cpu;
 public sealed unsafe partial class CpuBackend
 {
     public void RopeForward(Tensor y, Tensor x, Tensor positions, int B, int T, int H, int D, float theta) =>
-        ParallelFor(B * T, new RopeJob { Out = F(y), In = F(x), Positions = I(positions), H = H, D = D, Theta = theta, Backward = false }, RopeMinRows(H, D));
+        ParallelFor(B * T, new RopeJob { Out = F(y), In = F(x), Positions = I(positions), H = H, D = D, Theta = theta, Backward = false }, MinTasksPerChunk((long)H * D));
 
     public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta) =>
-        ParallelFor(B * T, new RopeJob { Out = F(dx), In = F(dy), Positions = I(positions), H = H, D = D, Theta = theta, Backward = true }, RopeMinRows(H, D));
-
-    /// <summary>(b, t) rows per task: at least ~16K elements, so waking a worker pays off.</summary>
-    private static int RopeMinRows(int H, int D) => Math.Max(1, (1 << 14) / Math.Max(H * D, 1));
+        ParallelFor(B * T, new RopeJob { Out = F(dx), In = F(dy), Positions = I(positions), H = H, D = D, Theta = theta, Backward = true }, MinTasksPerChunk((long)H * D));
 
     /// <summary>inv_freq[i] = 1/theta^(2i/D) for i &lt; D/2, rounded like HF's float32 expression 1.0 / (theta ** (arange(0, D, 2).float() / D)).</summary>
     private static void RopeInverseFrequencies(Span<float> invFreq, int D, float theta)

@@ -13,16 +13,13 @@ public sealed unsafe partial class CpuBackend
 {
     private const int IgnoreIndex = -100;
 
-    /// <summary>Rows per task: at least ~16K elements, so waking a worker pays off even for short rows.</summary>
-    private static int VocabMinRows(int V) => Math.Max(1, (1 << 14) / Math.Max(V, 1));
-
     public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale)
     {
         int* t = I(targets);
         for (int i = 0; i < N; i++)
             if (t[i] != IgnoreIndex && (uint)t[i] >= (uint)V)
                 throw new ArgumentOutOfRangeException(nameof(targets), $"CrossEntropy: target {t[i]} of row {i} is outside [0, {V}) and is not the ignore index {IgnoreIndex}");
-        ParallelFor(N, new CrossEntropyJob { Losses = F(losses), DLogits = F(dlogits), Logits = F(logits), Targets = t, V = V, GradScale = gradScale }, VocabMinRows(V));
+        ParallelFor(N, new CrossEntropyJob { Losses = F(losses), DLogits = F(dlogits), Logits = F(logits), Targets = t, V = V, GradScale = gradScale }, MinTasksPerChunk(V));
     }
 
     public void VisualWordKl(Tensor losses, Tensor? dLm, Tensor? dVm, Tensor lmLogits, Tensor vmLogits, Tensor pairs,
@@ -45,14 +42,14 @@ public sealed unsafe partial class CpuBackend
         // Pairs that share a gradient row must add into it one after another; the model never produces such pairs
         // (one image token per position), but a repeated row is still handled exactly, in one chunk.
         bool shared = (dLm is not null && !RowsDistinct(p, N, 0, lmRows)) || (dVm is not null && !RowsDistinct(p, N, 1, vmRows));
-        ParallelFor(N, job, shared ? N : VocabMinRows(V));
+        ParallelFor(N, job, shared ? N : MinTasksPerChunk(V));
     }
 
     public void SoftmaxForward(Tensor y, Tensor x, int N, int V) =>
-        ParallelFor(N, new SoftmaxJob { Y = F(y), X = F(x), V = V }, VocabMinRows(V));
+        ParallelFor(N, new SoftmaxJob { Y = F(y), X = F(x), V = V }, MinTasksPerChunk(V));
 
     public void SoftmaxBackward(Tensor dx, Tensor dy, Tensor y, int N, int V) =>
-        ParallelFor(N, new SoftmaxBackwardJob { DX = F(dx), DY = F(dy), Y = F(y), V = V }, VocabMinRows(V));
+        ParallelFor(N, new SoftmaxBackwardJob { DX = F(dx), DY = F(dy), Y = F(y), V = V }, MinTasksPerChunk(V));
 
     /// <summary>Whether column <paramref name="column"/> of pairs [N,2] names each of its rows (all in [0, rows)) at most once.</summary>
     private bool RowsDistinct(int* pairs, int N, int column, int rows)

@@ -70,6 +70,12 @@ public sealed unsafe partial class CpuBackend : IBackend
         return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
     }
 
+    /// <summary>Work below which a pool chunk costs more to hand to a worker than to run on the calling thread.</summary>
+    private const int MinElementsPerChunk = 1 << 14;
+
+    /// <summary>Tasks per pool chunk so that one chunk covers at least <see cref="MinElementsPerChunk"/> elements of work.</summary>
+    private static int MinTasksPerChunk(long elementsPerTask) => (int)Math.Max(1, MinElementsPerChunk / Math.Max(1, elementsPerTask));
+
     /// <summary>Runs job over [0,count) on the pool (see <see cref="WorkerPool.For{TJob}"/>) at the widest vector width.</summary>
     private void ParallelFor<TJob>(int count, TJob job, int minChunk = 1) where TJob : struct, ISimdJob =>
         Pool.For(count, new WidestSimd<TJob>(job), minChunk);

@@ -121,7 +121,7 @@ public sealed class CpuAllocationTests
     [Test]
     public void PatchEmbed()
     {
-        const int B = 2, Cin = 3, Hi = 32, P = 8, C = 16;
+        const int B = 8, Cin = 3, Hi = 64, P = 8, C = 16;
         using var s = new Scope(_backend);
         var img = s.Upload("img", Random(1, B * Cin * Hi * Hi), B, Cin, Hi, Hi);
         var w = s.Upload("w", Random(2, C * Cin * P * P), C, Cin, P, P);
