@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
@@ -18,25 +17,18 @@ public sealed unsafe partial class CpuBackend
             InvCorrection1 = (float)(1 / (1 - Math.Pow(beta1, step))),
             InvCorrection2 = (float)(1 / (1 - Math.Pow(beta2, step))),
         };
-        Pool.For(BlockCount(n), job, MinBlocksPerChunk);
+        ParallelFor(BlockCount(n), job, MinTasksPerChunk(ElementBlock));
     }
 
-    private struct AdamWJob : IRangeJob
+    private struct AdamWJob : ISimdJob
     {
         public float* P, G, M, V;
         public long N;
         public float Lr, Beta1, Beta2, Eps, WeightDecay, GradScale, InvCorrection1, InvCorrection2;
 
-        public void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
-            long lo = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
-            if (Vector512.IsHardwareAccelerated) Run<V512>(lo, hi);
-            else Run<V256>(lo, hi);
-        }
-
-        private readonly void Run<TV>(long lo, long hi) where TV : unmanaged, IVec<TV>
-        {
-            long i = lo;
+            long i = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
             for (; i + TV.Count <= hi; i += TV.Count) Step<TV>(P + i, G + i, M + i, V + i);
             if (i == hi) return;
             // Tail through the same vector code on padded copies (see MapJob.Tail).

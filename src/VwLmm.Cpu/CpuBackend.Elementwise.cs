@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
@@ -9,9 +8,6 @@ namespace VwLmm.Cpu;
 public sealed unsafe partial class CpuBackend
 {
     private const int ElementBlock = 2048;
-    // 16K elements per chunk at least: below that, waking a worker costs more than the work.
-    private const int MinBlocksPerChunk = 8;
-    private const int MinElementsPerChunk = ElementBlock * MinBlocksPerChunk;
 
     /// <summary>A pure function of up to four input streams producing one output stream.</summary>
     private interface IMap
@@ -20,22 +16,15 @@ public sealed unsafe partial class CpuBackend
         TV Apply<TV>(TV a, TV b, TV c, TV d) where TV : unmanaged, IVec<TV>;
     }
 
-    private struct MapJob<TOp> : IRangeJob where TOp : struct, IMap
+    private struct MapJob<TOp> : ISimdJob where TOp : struct, IMap
     {
         public TOp Op;
         public float* Y, A, B, C, D;
         public long N;
 
-        public void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
-            long lo = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
-            if (Vector512.IsHardwareAccelerated) Run<V512>(lo, hi);
-            else Run<V256>(lo, hi);
-        }
-
-        private void Run<TV>(long lo, long hi) where TV : unmanaged, IVec<TV>
-        {
-            long i = lo;
+            long i = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
             for (; i + TV.Count <= hi; i += TV.Count) Step<TV>(Y + i, A + i, B + i, C + i, D + i);
             if (i < hi) Tail<TV>(i, (int)(hi - i));
         }
@@ -77,7 +66,7 @@ public sealed unsafe partial class CpuBackend
         where TOp : struct, IMap
     {
         var job = new MapJob<TOp> { Op = op, Y = y, A = a, B = b, C = c, D = d, N = n };
-        Pool.For(BlockCount(n), job, MinBlocksPerChunk);
+        ParallelFor(BlockCount(n), job, MinTasksPerChunk(ElementBlock));
     }
 
     private struct FillJob : IRangeJob
@@ -109,13 +98,13 @@ public sealed unsafe partial class CpuBackend
     public void Fill(Tensor x, float value)
     {
         var job = new FillJob { X = F(x), N = x.Numel, Value = value };
-        Pool.For(BlockCount(x.Numel), job, MinBlocksPerChunk);
+        Pool.For(BlockCount(x.Numel), job, MinTasksPerChunk(ElementBlock));
     }
 
     public void Copy(Tensor dst, Tensor src, long n)
     {
         var job = new CopyJob { Dst = F(dst), Src = F(src), N = n };
-        Pool.For(BlockCount(n), job, MinBlocksPerChunk);
+        Pool.For(BlockCount(n), job, MinTasksPerChunk(ElementBlock));
     }
 
     public void Add(Tensor y, Tensor a, Tensor b, long n) => Map(new AddOp(), F(y), n, F(a), F(b));
@@ -124,21 +113,21 @@ public sealed unsafe partial class CpuBackend
 
     public void Scale(Tensor x, long n, float alpha) => Map(new ScaleOp(alpha), F(x), n, F(x));
 
-    private struct BiasAddJob : IRangeJob
+    private struct BiasAddJob : ISimdJob
     {
         public float* X, Bias;
         public int C, P;
 
-        public void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
-            for (int n = start; n < end; n++) VecMath.AddInto(X + (long)n * C, Bias + (long)(n % P) * C, C);
+            for (int n = start; n < end; n++) SimdMath.AddInto<TV>(X + (long)n * C, Bias + (long)(n % P) * C, C);
         }
     }
 
     public void BiasAdd(Tensor x, Tensor bias, int N, int C, int P)
     {
         var job = new BiasAddJob { X = F(x), Bias = F(bias), C = C, P = P };
-        Pool.For(N, job, MinRowsPerChunk(C));
+        ParallelFor(N, job, MinTasksPerChunk(C));
     }
 
     public void BiasBackward(Tensor dbias, Tensor dy, int N, int C, int P) =>
@@ -174,9 +163,6 @@ public sealed unsafe partial class CpuBackend
         if (dup is not null) Map(new SwiGluUpBackward(), F(dup), n, F(dup), F(dy), F(gate));
     }
 
-    /// <summary>Rows per pool chunk so that one chunk covers at least <see cref="MinElementsPerChunk"/> elements.</summary>
-    private static int MinRowsPerChunk(int C) => Math.Max(1, MinElementsPerChunk / Math.Max(1, C));
-
     private const float InvSqrt2 = 0.70710678118654752f;
     private const float InvSqrt2Pi = 0.39894228040143268f;
     private const float QuickGeluAlpha = 1.702f;
@@ -209,7 +195,7 @@ public sealed unsafe partial class CpuBackend
         public static TV Cdf<TV>(TV x) where TV : unmanaged, IVec<TV>
         {
             TV half = TV.Create(0.5f);
-            return TV.Fma(half, VecMath.Erf(x * TV.Create(InvSqrt2)), half);
+            return TV.Fma(half, SimdMath.Erf(x * TV.Create(InvSqrt2)), half);
         }
     }
 
@@ -218,7 +204,7 @@ public sealed unsafe partial class CpuBackend
         public static int Inputs => 3;
         public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV>
         {
-            TV pdf = TV.Exp(x * x * TV.Create(-0.5f)) * TV.Create(InvSqrt2Pi);
+            TV pdf = SimdMath.Exp(x * x * TV.Create(-0.5f)) * TV.Create(InvSqrt2Pi);
             return TV.Fma(dy, TV.Fma(x, pdf, GeluForward.Cdf(x)), dx);
         }
     }
@@ -228,7 +214,7 @@ public sealed unsafe partial class CpuBackend
     {
         public static int Inputs => 1;
         public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> =>
-            x * VecMath.Sigmoid(x * TV.Create(QuickGeluAlpha));
+            x * SimdMath.Sigmoid(x * TV.Create(QuickGeluAlpha));
     }
 
     private readonly struct QuickGeluBackward : IMap
@@ -242,7 +228,7 @@ public sealed unsafe partial class CpuBackend
     private readonly struct SiluForward : IMap
     {
         public static int Inputs => 1;
-        public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => x * VecMath.Sigmoid(x);
+        public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => x * SimdMath.Sigmoid(x);
     }
 
     private readonly struct SiluBackward : IMap
@@ -254,7 +240,7 @@ public sealed unsafe partial class CpuBackend
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static TV SiluDerivative<TV>(TV x) where TV : unmanaged, IVec<TV>
     {
-        TV s = VecMath.Sigmoid(x);
+        TV s = SimdMath.Sigmoid(x);
         TV one = TV.Create(1f);
         return s * TV.Fma(x, one - s, one);
     }
@@ -262,7 +248,7 @@ public sealed unsafe partial class CpuBackend
     private readonly struct SwiGluOp : IMap
     {
         public static int Inputs => 2;
-        public TV Apply<TV>(TV gate, TV up, TV c, TV d) where TV : unmanaged, IVec<TV> => gate * VecMath.Sigmoid(gate) * up;
+        public TV Apply<TV>(TV gate, TV up, TV c, TV d) where TV : unmanaged, IVec<TV> => gate * SimdMath.Sigmoid(gate) * up;
     }
 
     private readonly struct SwiGluGateBackward : IMap
@@ -276,6 +262,6 @@ public sealed unsafe partial class CpuBackend
     {
         public static int Inputs => 3;
         public TV Apply<TV>(TV dup, TV dy, TV gate, TV d) where TV : unmanaged, IVec<TV> =>
-            TV.Fma(dy, gate * VecMath.Sigmoid(gate), dup);
+            TV.Fma(dy, gate * SimdMath.Sigmoid(gate), dup);
     }
 }

@@ -31,7 +31,7 @@ public sealed unsafe partial class CpuBackend
     public void GatherRows(Tensor y, Tensor srcA, Tensor? srcB, Tensor map, int R, int C)
     {
         var job = new GatherJob { Y = F(y), SrcA = F(srcA), SrcB = F(srcB), Map = I(map), C = C };
-        Pool.For(R, job, MinRowsPerChunk(C));
+        Pool.For(R, job, MinTasksPerChunk(C));
     }
 
     public void GatherRowsBackward(Tensor? dSrcA, Tensor? dSrcB, Tensor dy, Tensor map, int R, int C)
@@ -49,16 +49,16 @@ public sealed unsafe partial class CpuBackend
         var job = new ScatterAddJob { DstA = dstA, DstB = dstB, Map = map, P = P, Src = src, R = R, C = C };
         int blocks = (C + ScatterColumnBlock - 1) / ScatterColumnBlock;
         long perBlock = (long)R * ScatterColumnBlock;
-        Pool.For(blocks, job, (int)Math.Max(1, MinElementsPerChunk / Math.Max(1, perBlock)));
+        ParallelFor(blocks, job, MinTasksPerChunk(perBlock));
     }
 
-    private struct ScatterAddJob : IRangeJob
+    private struct ScatterAddJob : ISimdJob
     {
         public float* DstA, DstB, Src;
         public int* Map;
         public int P, R, C;
 
-        public void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             int c0 = start * ScatterColumnBlock, width = Math.Min(end * ScatterColumnBlock, C) - c0;
             for (int r = 0; r < R; r++)
@@ -72,7 +72,7 @@ public sealed unsafe partial class CpuBackend
                         : m <= -2 ? (DstB is null ? null : DstB + (long)(-2 - m) * C)
                         : null;
                 }
-                if (dst is not null) VecMath.AddInto(dst + c0, Src + (long)r * C + c0, width);
+                if (dst is not null) SimdMath.AddInto<TV>(dst + c0, Src + (long)r * C + c0, width);
             }
         }
     }

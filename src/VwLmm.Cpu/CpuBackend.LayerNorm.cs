@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
@@ -26,7 +25,7 @@ public sealed unsafe partial class CpuBackend
     private void NormForward(float* y, float* mean, float* rstd, float* x, float* gamma, float* beta, int N, int C, float eps)
     {
         var job = new NormForwardJob { Y = y, Mean = mean, Rstd = rstd, X = x, Gamma = gamma, Beta = beta, C = C, Eps = eps };
-        Pool.For(N, job, MinRowsPerChunk(C));
+        ParallelFor(N, job, MinTasksPerChunk(C));
     }
 
     private void NormBackward(float* dx, float* dgamma, float* dbeta, float* dy, float* x, float* gamma, float* mean, float* rstd, int N, int C)
@@ -40,31 +39,25 @@ public sealed unsafe partial class CpuBackend
             DGammaPartial = dgamma is null ? null : scratch,
             DBetaPartial = dbeta is null ? null : scratch + partial,
         };
-        Pool.For(blocks, job, Math.Max(1, MinElementsPerChunk / (NormRowBlock * Math.Max(1, C))));
+        ParallelFor(blocks, job, MinTasksPerChunk((long)NormRowBlock * C));
         if (dgamma is not null) ScatterAddRows(dgamma, null, null, 1, job.DGammaPartial, blocks, C);
         if (dbeta is not null) ScatterAddRows(dbeta, null, null, 1, job.DBetaPartial, blocks, C);
     }
 
-    private struct NormForwardJob : IRangeJob
+    private struct NormForwardJob : ISimdJob
     {
         public float* Y, Mean, Rstd, X, Gamma, Beta;
         public int C;
         public float Eps;
 
-        public void Execute(int start, int end)
-        {
-            if (Vector512.IsHardwareAccelerated) Rows<V512>(start, end);
-            else Rows<V256>(start, end);
-        }
-
-        private readonly void Rows<TV>(int start, int end) where TV : unmanaged, IVec<TV>
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             for (int n = start; n < end; n++)
             {
                 float* x = X + (long)n * C, y = Y + (long)n * C;
                 float mu = 0;
-                if (Mean is not null) Mean[n] = mu = VecMath.Sum<TV>(x, C) / C;
-                float rstd = 1f / MathF.Sqrt(VecMath.SumSquaredDeviation<TV>(x, mu, C) / C + Eps);
+                if (Mean is not null) Mean[n] = mu = SimdMath.Sum<TV>(x, C) / C;
+                float rstd = 1f / MathF.Sqrt(SimdMath.SumSquaredDeviation<TV>(x, mu, C) / C + Eps);
                 Rstd[n] = rstd;
                 TV vmu = TV.Create(mu), vr = TV.Create(rstd);
                 int i = 0;
@@ -84,18 +77,12 @@ public sealed unsafe partial class CpuBackend
 
     // Per row, with x̂ = (x−μ)·rstd and g = dy·γ: dx += rstd·(g − mean(g) − x̂·mean(g·x̂)) (RMSNorm drops mean(g));
     // the block partials collect Σ dy·x̂ (dgamma) and Σ dy (dbeta).
-    private struct NormBackwardJob : IRangeJob
+    private struct NormBackwardJob : ISimdJob
     {
         public float* Dx, DGammaPartial, DBetaPartial, Dy, X, Gamma, Mean, Rstd;
         public int N, C;
 
-        public void Execute(int start, int end)
-        {
-            if (Vector512.IsHardwareAccelerated) Blocks<V512>(start, end);
-            else Blocks<V256>(start, end);
-        }
-
-        private readonly void Blocks<TV>(int start, int end) where TV : unmanaged, IVec<TV>
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             for (int b = start; b < end; b++)
             {
@@ -109,7 +96,7 @@ public sealed unsafe partial class CpuBackend
                     float mu = Mean is null ? 0 : Mean[n], rstd = Rstd[n];
                     if (Dx is not null) RowDx<TV>(Dx + (long)n * C, dy, x, mu, rstd);
                     if (pg is not null) RowDGamma<TV>(pg, dy, x, mu, rstd);
-                    if (pb is not null) VecMath.AddInto<TV>(pb, dy, C);
+                    if (pb is not null) SimdMath.AddInto<TV>(pb, dy, C);
                 }
             }
         }

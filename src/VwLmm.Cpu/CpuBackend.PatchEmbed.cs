@@ -1,59 +1,38 @@
-using System.Buffers;
 using VwLmm.Core;
-using VwLmm.Cpu.Native;
 
 namespace VwLmm.Cpu;
 
 /// <summary>
 /// Patch embedding as one GEMM: im2col lays every patch out as a row of K = Cin·P·P values in w's (ci, ky, kx) order,
-/// so y [B·Np, C] = cols [B·Np, K] · wᵀ and dw [C, K] += dyᵀ · cols. The column matrix lives in pooled scratch.
+/// so y [B·Np, C] = cols [B·Np, K] · wᵀ and dw [C, K] += dyᵀ · cols. The column matrix lives in the backend's scratch.
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
     public void PatchEmbedForward(Tensor y, Tensor img, Tensor w, int B, int Cin, int Hi, int Wi, int P, int C)
     {
-        var (rows, k) = PatchGemmShape(B, Cin, Hi, Wi, P);
-        float[] cols = ArrayPool<float>.Shared.Rent(checked(rows * k));
-        try
-        {
-            fixed (float* c = cols)
-            {
-                Im2Col(c, F(img), B, Cin, Hi, Wi, P);
-                OpenBlas.Sgemm(OpenBlas.RowMajor, OpenBlas.NoTrans, OpenBlas.Trans, rows, C, k, 1f, c, k, F(w), k, 0f, F(y), C);
-            }
-        }
-        finally
-        {
-            ArrayPool<float>.Shared.Return(cols);
-        }
+        float* cols = Im2Col(F(img), B, Cin, Hi, Wi, P, out int rows, out int k);
+        Sgemm(false, true, rows, C, k, 1f, cols, k, F(w), k, 0f, F(y), C);
     }
 
     public void PatchEmbedBackward(Tensor dw, Tensor dy, Tensor img, int B, int Cin, int Hi, int Wi, int P, int C)
     {
-        var (rows, k) = PatchGemmShape(B, Cin, Hi, Wi, P);
-        float[] cols = ArrayPool<float>.Shared.Rent(checked(rows * k));
-        try
-        {
-            fixed (float* c = cols)
-            {
-                Im2Col(c, F(img), B, Cin, Hi, Wi, P);
-                OpenBlas.Sgemm(OpenBlas.RowMajor, OpenBlas.Trans, OpenBlas.NoTrans, C, k, rows, 1f, F(dy), C, c, k, 1f, F(dw), k);
-            }
-        }
-        finally
-        {
-            ArrayPool<float>.Shared.Return(cols);
-        }
+        float* cols = Im2Col(F(img), B, Cin, Hi, Wi, P, out int rows, out int k);
+        Sgemm(true, false, C, k, rows, 1f, F(dy), C, cols, k, 1f, F(dw), k);
     }
 
-    /// <summary>GEMM rows (B·Np) and depth (Cin·P·P); a trailing image border narrower than P is dropped, as in a stride-P conv.</summary>
-    private static (int Rows, int K) PatchGemmShape(int B, int Cin, int Hi, int Wi, int P) =>
-        (checked(B * (Hi / P) * (Wi / P)), checked(Cin * P * P));
-
-    private void Im2Col(float* cols, float* img, int B, int Cin, int Hi, int Wi, int P)
+    /// <summary>
+    /// The column matrix [rows = B·Np, k = Cin·P·P] of img, in scratch; a trailing image border narrower than P is
+    /// dropped, as in a stride-P conv.
+    /// </summary>
+    private float* Im2Col(float* img, int B, int Cin, int Hi, int Wi, int P, out int rows, out int k)
     {
         int gh = Hi / P, gw = Wi / P;
-        Pool.For(B * gh, new Im2ColJob { Cols = cols, Img = img, Cin = Cin, Hi = Hi, Wi = Wi, P = P, GridH = gh, GridW = gw });
+        rows = checked(B * gh * gw);
+        k = checked(Cin * P * P);
+        float* cols = Scratch((long)rows * k);
+        Pool.For(B * gh, new Im2ColJob { Cols = cols, Img = img, Cin = Cin, Hi = Hi, Wi = Wi, P = P, GridH = gh, GridW = gw },
+                MinTasksPerChunk((long)gw * k));
+        return cols;
     }
 
     /// <summary>One task per (sample, grid row): copies its gw patches, P contiguous pixels at a time.</summary>

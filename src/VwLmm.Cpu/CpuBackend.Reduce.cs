@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using VwLmm.Core;
 
@@ -10,16 +9,6 @@ namespace VwLmm.Cpu;
 public sealed unsafe partial class CpuBackend
 {
     private const int SumSquaresBlock = 8192;
-
-    // Pinned, reused scratch for block partials: op calls allocate nothing once it has grown to the largest need.
-    private float[] _scratch = [];
-
-    /// <summary>A scratch region of at least <paramref name="floats"/> floats, valid until the next op call.</summary>
-    private float* Scratch(long floats)
-    {
-        if (_scratch.Length < floats) _scratch = GC.AllocateUninitializedArray<float>(checked((int)floats), pinned: true);
-        return (float*)Unsafe.AsPointer(ref _scratch[0]);
-    }
 
     private struct SumSquaresJob : IRangeJob
     {
@@ -54,7 +43,7 @@ public sealed unsafe partial class CpuBackend
         int blocks = checked((int)((n + SumSquaresBlock - 1) / SumSquaresBlock));
         double* partials = (double*)Scratch(2L * Math.Max(1, blocks));
         var job = new SumSquaresJob { X = F(x), Partials = partials, N = n };
-        Pool.For(blocks, job, Math.Max(1, MinElementsPerChunk / SumSquaresBlock));
+        Pool.For(blocks, job, MinTasksPerChunk(SumSquaresBlock));
         double total = 0;
         for (int b = 0; b < blocks; b++) total += partials[b];
         F(result)[slot] = (float)total;

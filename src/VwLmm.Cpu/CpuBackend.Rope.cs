@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
@@ -6,18 +5,16 @@ namespace VwLmm.Cpu;
 /// <summary>
 /// Rotate-half RoPE (HF LLaMA). Angles follow HF's float32 arithmetic step by step: exponent (float)2i/(float)D,
 /// theta^exponent rounded to float, its float reciprocal, the float product pos·inv_freq, and cos/sin of that float
-/// angle, so large positions round the way PyTorch does. cos/sin are computed once per (b, t) row and shared by its H heads.
+/// angle, so large positions round the way PyTorch does. cos/sin are computed once per (b, t) row, a vector of angles
+/// at a time, and shared by its H heads.
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
     public void RopeForward(Tensor y, Tensor x, Tensor positions, int B, int T, int H, int D, float theta) =>
-        Pool.For(B * T, new RopeJob { Out = F(y), In = F(x), Positions = I(positions), H = H, D = D, Theta = theta, Backward = false }, RopeMinRows(H, D));
+        ParallelFor(B * T, new RopeJob { Out = F(y), In = F(x), Positions = I(positions), H = H, D = D, Theta = theta, Backward = false }, MinTasksPerChunk((long)H * D));
 
     public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta) =>
-        Pool.For(B * T, new RopeJob { Out = F(dx), In = F(dy), Positions = I(positions), H = H, D = D, Theta = theta, Backward = true }, RopeMinRows(H, D));
-
-    /// <summary>(b, t) rows per task: at least ~16K elements, so waking a worker pays off.</summary>
-    private static int RopeMinRows(int H, int D) => Math.Max(1, (1 << 14) / Math.Max(H * D, 1));
+        ParallelFor(B * T, new RopeJob { Out = F(dx), In = F(dy), Positions = I(positions), H = H, D = D, Theta = theta, Backward = true }, MinTasksPerChunk((long)H * D));
 
     /// <summary>inv_freq[i] = 1/theta^(2i/D) for i &lt; D/2, rounded like HF's float32 expression 1.0 / (theta ** (arange(0, D, 2).float() / D)).</summary>
     private static void RopeInverseFrequencies(Span<float> invFreq, int D, float theta)
@@ -26,7 +23,7 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// <summary>Forward: out = R·in. Backward: out += Rᵀ·in (the rotation by −angle).</summary>
-    private struct RopeJob : IRangeJob
+    private struct RopeJob : ISimdJob
     {
         public float* Out, In;
         public int* Positions;
@@ -34,52 +31,53 @@ public sealed unsafe partial class CpuBackend
         public float Theta;
         public bool Backward;
 
-        public readonly void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             int half = D / 2;
-            Span<float> invFreq = stackalloc float[half];
-            RopeInverseFrequencies(invFreq, D, Theta);
+            float* invFreq = stackalloc float[half];
+            RopeInverseFrequencies(new Span<float>(invFreq, half), D, Theta);
             float* cos = stackalloc float[half];
             float* sin = stackalloc float[half];
+            float sign = Backward ? -1f : 1f;
             for (int row = start; row < end; row++)
             {
                 float pos = Positions[row];
-                for (int i = 0; i < half; i++)
+                int i = 0;
+                for (; i <= half - TV.Count; i += TV.Count)
+                {
+                    var (s, c) = TV.SinCos(TV.Create(pos) * TV.Load(invFreq + i));
+                    c.Store(cos + i);
+                    (s * TV.Create(sign)).Store(sin + i);
+                }
+                for (; i < half; i++)
                 {
                     float angle = pos * invFreq[i];
                     cos[i] = MathF.Cos(angle);
-                    sin[i] = Backward ? -MathF.Sin(angle) : MathF.Sin(angle);
+                    sin[i] = sign * MathF.Sin(angle);
                 }
                 for (int h = 0; h < H; h++)
                 {
                     long offset = ((long)row * H + h) * D;
-                    Rotate(Out + offset, In + offset, cos, sin, half, Backward);
+                    Rotate<TV>(Out + offset, In + offset, cos, sin, half, Backward);
                 }
             }
         }
 
         /// <summary>(o1, o2) (+)= (x1·c − x2·s, x2·c + x1·s) over the two halves; reads both halves before writing, so out may alias x.</summary>
-        private static void Rotate(float* o, float* x, float* cos, float* sin, int half, bool accumulate)
+        private static void Rotate<TV>(float* o, float* x, float* cos, float* sin, int half, bool accumulate) where TV : unmanaged, IVec<TV>
         {
             int i = 0;
-            if (Vector256.IsHardwareAccelerated)
+            for (; i <= half - TV.Count; i += TV.Count)
             {
-                for (; i <= half - 8; i += 8)
+                TV x1 = TV.Load(x + i), x2 = TV.Load(x + half + i), c = TV.Load(cos + i), s = TV.Load(sin + i);
+                TV r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
+                if (accumulate)
                 {
-                    var x1 = Vector256.Load(x + i);
-                    var x2 = Vector256.Load(x + half + i);
-                    var c = Vector256.Load(cos + i);
-                    var s = Vector256.Load(sin + i);
-                    var r1 = x1 * c - x2 * s;
-                    var r2 = x2 * c + x1 * s;
-                    if (accumulate)
-                    {
-                        r1 += Vector256.Load(o + i);
-                        r2 += Vector256.Load(o + half + i);
-                    }
-                    r1.Store(o + i);
-                    r2.Store(o + half + i);
+                    r1 += TV.Load(o + i);
+                    r2 += TV.Load(o + half + i);
                 }
+                r1.Store(o + i);
+                r2.Store(o + half + i);
             }
             for (; i < half; i++)
             {

@@ -1,4 +1,3 @@
-using System.Buffers;
 using VwLmm.Core;
 
 namespace VwLmm.Cpu;
@@ -14,16 +13,13 @@ public sealed unsafe partial class CpuBackend
 {
     private const int IgnoreIndex = -100;
 
-    /// <summary>Rows per task: at least ~16K elements, so waking a worker pays off even for short rows.</summary>
-    private static int VocabMinRows(int V) => Math.Max(1, (1 << 14) / Math.Max(V, 1));
-
     public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale)
     {
         int* t = I(targets);
         for (int i = 0; i < N; i++)
             if (t[i] != IgnoreIndex && (uint)t[i] >= (uint)V)
                 throw new ArgumentOutOfRangeException(nameof(targets), $"CrossEntropy: target {t[i]} of row {i} is outside [0, {V}) and is not the ignore index {IgnoreIndex}");
-        Pool.For(N, new CrossEntropyJob { Losses = F(losses), DLogits = F(dlogits), Logits = F(logits), Targets = t, V = V, GradScale = gradScale }, VocabMinRows(V));
+        ParallelFor(N, new CrossEntropyJob { Losses = F(losses), DLogits = F(dlogits), Logits = F(logits), Targets = t, V = V, GradScale = gradScale }, MinTasksPerChunk(V));
     }
 
     public void VisualWordKl(Tensor losses, Tensor? dLm, Tensor? dVm, Tensor lmLogits, Tensor vmLogits, Tensor pairs,
@@ -44,48 +40,41 @@ public sealed unsafe partial class CpuBackend
             V = V, Reverse = reverse, GradScale = gradScale,
         };
         // Pairs that share a gradient row must add into it one after another; the model never produces such pairs
-        // (one image token per position), but a repeated row is still handled exactly, just not in parallel.
+        // (one image token per position), but a repeated row is still handled exactly, in one chunk.
         bool shared = (dLm is not null && !RowsDistinct(p, N, 0, lmRows)) || (dVm is not null && !RowsDistinct(p, N, 1, vmRows));
-        if (shared) job.Execute(0, N);
-        else Pool.For(N, job, VocabMinRows(V));
+        ParallelFor(N, job, shared ? N : MinTasksPerChunk(V));
     }
 
     public void SoftmaxForward(Tensor y, Tensor x, int N, int V) =>
-        Pool.For(N, new SoftmaxJob { Y = F(y), X = F(x), V = V }, VocabMinRows(V));
+        ParallelFor(N, new SoftmaxJob { Y = F(y), X = F(x), V = V }, MinTasksPerChunk(V));
 
     public void SoftmaxBackward(Tensor dx, Tensor dy, Tensor y, int N, int V) =>
-        Pool.For(N, new SoftmaxBackwardJob { DX = F(dx), DY = F(dy), Y = F(y), V = V }, VocabMinRows(V));
+        ParallelFor(N, new SoftmaxBackwardJob { DX = F(dx), DY = F(dy), Y = F(y), V = V }, MinTasksPerChunk(V));
 
     /// <summary>Whether column <paramref name="column"/> of pairs [N,2] names each of its rows (all in [0, rows)) at most once.</summary>
-    private static bool RowsDistinct(int* pairs, int N, int column, int rows)
+    private bool RowsDistinct(int* pairs, int N, int column, int rows)
     {
-        ulong[] seen = ArrayPool<ulong>.Shared.Rent((rows + 63) / 64);
-        try
+        int words = (rows + 63) / 64;
+        var seen = new Span<ulong>(Scratch(2L * words), words);
+        seen.Clear();
+        for (int i = 0; i < N; i++)
         {
-            Array.Clear(seen);
-            for (int i = 0; i < N; i++)
-            {
-                int r = pairs[2 * i + column];
-                ulong bit = 1UL << (r & 63);
-                if ((seen[r >> 6] & bit) != 0) return false;
-                seen[r >> 6] |= bit;
-            }
-            return true;
+            int r = pairs[2 * i + column];
+            ulong bit = 1UL << (r & 63);
+            if ((seen[r >> 6] & bit) != 0) return false;
+            seen[r >> 6] |= bit;
         }
-        finally
-        {
-            ArrayPool<ulong>.Shared.Return(seen);
-        }
+        return true;
     }
 
-    private struct CrossEntropyJob : IRangeJob
+    private struct CrossEntropyJob : ISimdJob
     {
         public float* Losses, DLogits, Logits;
         public int* Targets;
         public int V;
         public float GradScale;
 
-        public readonly void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             for (int row = start; row < end; row++)
             {
@@ -96,11 +85,11 @@ public sealed unsafe partial class CpuBackend
                     continue;
                 }
                 float* x = Logits + (long)row * V;
-                float lse = SimdMath.LogSumExp(x, V);
+                float lse = SimdMath.LogSumExp<TV>(x, V);
                 Losses[row] = lse - x[target];
                 if (DLogits == null) continue;
                 float* d = DLogits + (long)row * V;
-                SimdMath.AxpyExp(d, GradScale, x, V, lse);
+                SimdMath.AxpyExp<TV>(d, GradScale, x, V, lse);
                 d[target] -= GradScale;
             }
         }
@@ -110,7 +99,7 @@ public sealed unsafe partial class CpuBackend
     /// KL(α‖β) per pair with α the first argument: forward KL(p‖q) has α = p from the VM row and β = q from the LM row;
     /// reverse KL(q‖p) swaps them. Both directions then share one kernel.
     /// </summary>
-    private struct VisualWordKlJob : IRangeJob
+    private struct VisualWordKlJob : ISimdJob
     {
         public float* Losses, DLm, DVm, Lm, Vm;
         public int* Pairs;
@@ -118,7 +107,7 @@ public sealed unsafe partial class CpuBackend
         public bool Reverse;
         public float GradScale;
 
-        public readonly void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             for (int i = start; i < end; i++)
             {
@@ -128,41 +117,41 @@ public sealed unsafe partial class CpuBackend
                 float* dVm = DVm == null ? null : DVm + vmOffset;
                 float* a = Reverse ? lm : vm, b = Reverse ? vm : lm;
                 float* da = Reverse ? dLm : dVm, db = Reverse ? dVm : dLm;
-                float lseA = SimdMath.LogSumExp(a, V), lseB = SimdMath.LogSumExp(b, V);
-                float kl = SimdMath.KlDivergence(a, b, V, lseA, lseB);
+                float lseA = SimdMath.LogSumExp<TV>(a, V), lseB = SimdMath.LogSumExp<TV>(b, V);
+                float kl = SimdMath.KlDivergence<TV>(a, b, V, lseA, lseB);
                 Losses[i] = kl;
-                if (da != null || db != null) SimdMath.KlGradients(da, db, a, b, V, lseA, lseB, kl, GradScale);
+                if (da != null || db != null) SimdMath.KlGradients<TV>(da, db, a, b, V, lseA, lseB, kl, GradScale);
             }
         }
     }
 
-    private struct SoftmaxJob : IRangeJob
+    private struct SoftmaxJob : ISimdJob
     {
         public float* Y, X;
         public int V;
 
-        public readonly void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             for (int row = start; row < end; row++)
             {
                 float* x = X + (long)row * V, y = Y + (long)row * V;
-                float sum = SimdMath.ExpSum(y, x, V, SimdMath.Max(x, V));
-                SimdMath.Scale(y, V, 1f / sum);
+                float sum = SimdMath.ExpSum<TV>(y, x, V, SimdMath.Max<TV>(x, V));
+                SimdMath.Scale<TV>(y, V, 1f / sum);
             }
         }
     }
 
-    private struct SoftmaxBackwardJob : IRangeJob
+    private struct SoftmaxBackwardJob : ISimdJob
     {
         public float* DX, DY, Y;
         public int V;
 
-        public readonly void Execute(int start, int end)
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             for (int row = start; row < end; row++)
             {
                 long o = (long)row * V;
-                SimdMath.AddMulCentered(DX + o, Y + o, DY + o, SimdMath.Dot(DY + o, Y + o, V), V);
+                SimdMath.AddMulCentered<TV>(DX + o, Y + o, DY + o, SimdMath.Dot<TV>(DY + o, Y + o, V), V);
             }
         }
     }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using VwLmm.Core;
 using VwLmm.Cpu.Native;
@@ -19,7 +20,6 @@ public sealed unsafe partial class CpuBackend : IBackend
     {
         if (threads <= 0) threads = Environment.ProcessorCount;
         OpenBlas.EnsureLoaded();
-        OpenBlas.SetNumThreads(threads);
         Pool = new WorkerPool(threads);
     }
 
@@ -51,6 +51,34 @@ public sealed unsafe partial class CpuBackend : IBackend
     public void Synchronize() { }
 
     public void Dispose() => Pool.Dispose();
+
+    // Pinned scratch, grown to the largest need and then reused, so that warm op calls allocate nothing: one region
+    // for the calling op (block partials, im2col) and one per thread for work inside pool jobs.
+    private float[]? _scratch;
+    [ThreadStatic] private static float[]? t_jobScratch;
+
+    /// <summary>A scratch region of at least <paramref name="floats"/> floats, valid until the next op call.</summary>
+    private float* Scratch(long floats) => Grow(ref _scratch, floats);
+
+    /// <summary>A scratch region of at least <paramref name="floats"/> floats owned by the calling thread (a pool job's).</summary>
+    private static float* JobScratch(long floats) => Grow(ref t_jobScratch, floats);
+
+    private static float* Grow(ref float[]? buffer, long floats)
+    {
+        if (buffer is null || buffer.Length < floats)
+            buffer = GC.AllocateUninitializedArray<float>(checked((int)Math.Max(floats, 1)), pinned: true);
+        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
+    }
+
+    /// <summary>Work below which a pool chunk costs more to hand to a worker than to run on the calling thread.</summary>
+    private const int MinElementsPerChunk = 1 << 14;
+
+    /// <summary>Tasks per pool chunk so that one chunk covers at least <see cref="MinElementsPerChunk"/> elements of work.</summary>
+    private static int MinTasksPerChunk(long elementsPerTask) => (int)Math.Max(1, MinElementsPerChunk / Math.Max(1, elementsPerTask));
+
+    /// <summary>Runs job over [0,count) on the pool (see <see cref="WorkerPool.For{TJob}"/>) at the widest vector width.</summary>
+    private void ParallelFor<TJob>(int count, TJob job, int minChunk = 1) where TJob : struct, ISimdJob =>
+        Pool.For(count, new WidestSimd<TJob>(job), minChunk);
 
     private static float* F(Tensor? t) => t is null ? null : (float*)t.Ptr;
     private static int* I(Tensor? t) => t is null ? null : (int*)t.Ptr;

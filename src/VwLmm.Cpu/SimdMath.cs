@@ -1,73 +1,137 @@
-using System.Runtime.Intrinsics;
+using System.Runtime.CompilerServices;
 
 namespace VwLmm.Cpu;
 
 /// <summary>
-/// Row kernels shared by the attention and vocabulary ops. Each loop runs 512-bit vectors where the hardware has them,
-/// then 256-bit vectors, then a scalar tail, so one code path serves AVX-512 and AVX2 machines. Vector512/256.Exp is
-/// within 2 ulp of the correctly rounded exp over the float range (checked over 10⁶ points in [−90, 90]).
+/// Vector math and row kernels of the CPU ops, written once over <see cref="IVec{TSelf}"/>; the calling job picks the
+/// width (see <see cref="WidestSimd{TJob}"/>). Row kernels run whole vectors, then a scalar tail that continues the
+/// same accumulation, so a row's result depends only on its length.
 /// </summary>
 internal static unsafe class SimdMath
 {
-    /// <summary>Σ a[i]·b[i] over [n].</summary>
-    public static float Dot(float* a, float* b, int n)
+    /// <summary>
+    /// eˣ in float, within 1 ulp over the whole float range, subnormal results included; ±∞ and NaN behave as in
+    /// MathF.Exp. Cody–Waite reduction x = n·ln2 + r (ln2 split in two so n·ln2 is exact), Cephes' degree-7 polynomial
+    /// for eʳ on |r| ≤ ln2/2, then the exponent. About 1.5× as fast as Vector512.Exp, which evaluates in double.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Exp<TV>(TV x) where TV : unmanaged, IVec<TV>
     {
+        // e^88.8 overflows and e^−104 underflows to 0 in float, so clamping there changes no result.
+        x = TV.Max(TV.Min(x, TV.Create(88.8f)), TV.Create(-104f));
+        TV n = TV.Round(x * TV.Create(1.44269504f));
+        TV r = TV.Fma(n, TV.Create(-0.693359375f), x);
+        r = TV.Fma(n, TV.Create(2.12194440e-4f), r);
+        TV p = TV.Create(1.9875691500e-4f);
+        p = TV.Fma(p, r, TV.Create(1.3981999507e-3f));
+        p = TV.Fma(p, r, TV.Create(8.3334519073e-3f));
+        p = TV.Fma(p, r, TV.Create(4.1665795894e-2f));
+        p = TV.Fma(p, r, TV.Create(1.6666665459e-1f));
+        p = TV.Fma(p, r, TV.Create(5.0000001201e-1f));
+        return TV.ScaleB(TV.Fma(p, r * r, r) + TV.Create(1f), n);
+    }
+
+    /// <summary>
+    /// erf(x) in float, max error 1.2 ulp / 7e-8 absolute. Two branch-free pieces, blended per lane:
+    /// |x| &lt; 0.921875: x + x·P(x²) (degree-5 minimax of erf(x)/x − 1);
+    /// otherwise: 1 − exp(Q(|x|)) with Q a degree-8 minimax of log(erfc(t)) on [0.921875, 3.925], beyond which erf
+    /// rounds to ±1 in float. Coefficients fitted in double (Lawson's iteration) and rounded to float.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Erf<TV>(TV x) where TV : unmanaged, IVec<TV>
+    {
+        TV t = TV.Abs(x);
+        TV s = x * x;
+        TV p = TV.Create(-6.01408072e-4f);
+        p = TV.Fma(p, s, TV.Create(4.99813585e-3f));
+        p = TV.Fma(p, s, TV.Create(-2.67703235e-2f));
+        p = TV.Fma(p, s, TV.Create(1.12819299e-1f));
+        p = TV.Fma(p, s, TV.Create(-3.76125067e-1f));
+        p = TV.Fma(p, s, TV.Create(1.28379151e-1f));
+        TV small = TV.Fma(p, x, x);
+
+        TV u = TV.Min(t, TV.Create(3.925f));
+        TV q = TV.Create(1.63080608e-6f);
+        q = TV.Fma(q, u, TV.Create(-4.58965660e-5f));
+        q = TV.Fma(q, u, TV.Create(5.95135731e-4f));
+        q = TV.Fma(q, u, TV.Create(-4.75030718e-3f));
+        q = TV.Fma(q, u, TV.Create(2.63905358e-2f));
+        q = TV.Fma(q, u, TV.Create(-1.10018753e-1f));
+        q = TV.Fma(q, u, TV.Create(-6.31899178e-1f));
+        q = TV.Fma(q, u, TV.Create(-1.13018596f));
+        q = TV.Fma(q, u, TV.Create(3.07277776e-4f));
+        TV large = TV.CopySign(TV.Create(1f) - Exp(q), x);
+
+        return TV.SelectLess(t, TV.Create(0.921875f), small, large);
+    }
+
+    /// <summary>σ(x) = 1/(1+e^−x); saturates cleanly to 0 and 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Sigmoid<TV>(TV x) where TV : unmanaged, IVec<TV>
+    {
+        TV one = TV.Create(1f);
+        return one / (one + Exp(TV.Zero - x));
+    }
+
+    /// <summary>Σ x[0..n).</summary>
+    public static float Sum<TV>(float* x, int n) where TV : unmanaged, IVec<TV>
+    {
+        TV acc = TV.Zero;
         int i = 0;
-        float sum = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
+        for (; i <= n - TV.Count; i += TV.Count) acc += TV.Load(x + i);
+        float sum = TV.Sum(acc);
+        for (; i < n; i++) sum += x[i];
+        return sum;
+    }
+
+    /// <summary>Σ (x[i] − mu)² over [0..n).</summary>
+    public static float SumSquaredDeviation<TV>(float* x, float mu, int n) where TV : unmanaged, IVec<TV>
+    {
+        TV acc = TV.Zero, vmu = TV.Create(mu);
+        int i = 0;
+        for (; i <= n - TV.Count; i += TV.Count)
         {
-            var acc = Vector512<float>.Zero;
-            for (; i <= n - 16; i += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
-            sum = Vector512.Sum(acc);
+            TV d = TV.Load(x + i) - vmu;
+            acc = TV.Fma(d, d, acc);
         }
-        if (Vector256.IsHardwareAccelerated && n - i >= 8)
-        {
-            var acc = Vector256<float>.Zero;
-            for (; i <= n - 8; i += 8) acc = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc);
-            sum += Vector256.Sum(acc);
-        }
+        float sum = TV.Sum(acc);
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(x[i] - mu, x[i] - mu, sum);
+        return sum;
+    }
+
+    /// <summary>Σ a[i]·b[i] over [0..n).</summary>
+    public static float Dot<TV>(float* a, float* b, int n) where TV : unmanaged, IVec<TV>
+    {
+        TV acc = TV.Zero;
+        int i = 0;
+        for (; i <= n - TV.Count; i += TV.Count) acc = TV.Fma(TV.Load(a + i), TV.Load(b + i), acc);
+        float sum = TV.Sum(acc);
         for (; i < n; i++) sum = MathF.FusedMultiplyAdd(a[i], b[i], sum);
         return sum;
     }
 
     /// <summary>
-    /// s[j] = alpha·(x · rows[j·stride + 0..D)) for j in [0, n). Four rows share each load of x and run as four
-    /// independent FMA chains: a lone short dot product is bound by FMA latency, not throughput.
+    /// s[j] = alpha·(x · rows[j·stride + 0..D)) for j in [0, n), each dot bit-identical to <see cref="Dot{TV}"/>. Four
+    /// rows share each load of x and run as four independent FMA chains: a lone short dot product is bound by FMA
+    /// latency, not throughput.
     /// </summary>
-    public static void DotRows(float* s, float* x, float* rows, long stride, int n, int D, float alpha)
+    public static void DotRows<TV>(float* s, float* x, float* rows, long stride, int n, int D, float alpha) where TV : unmanaged, IVec<TV>
     {
         int j = 0;
         for (; j <= n - 4; j += 4)
         {
             float* r0 = rows + j * stride, r1 = r0 + stride, r2 = r1 + stride, r3 = r2 + stride;
-            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            TV a0 = TV.Zero, a1 = TV.Zero, a2 = TV.Zero, a3 = TV.Zero;
             int d = 0;
-            if (Vector512.IsHardwareAccelerated && D >= 16)
+            for (; d <= D - TV.Count; d += TV.Count)
             {
-                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-                for (; d <= D - 16; d += 16)
-                {
-                    var xv = Vector512.Load(x + d);
-                    a0 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(r0 + d), a0);
-                    a1 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(r1 + d), a1);
-                    a2 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(r2 + d), a2);
-                    a3 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(r3 + d), a3);
-                }
-                (s0, s1, s2, s3) = (Vector512.Sum(a0), Vector512.Sum(a1), Vector512.Sum(a2), Vector512.Sum(a3));
+                TV xv = TV.Load(x + d);
+                a0 = TV.Fma(xv, TV.Load(r0 + d), a0);
+                a1 = TV.Fma(xv, TV.Load(r1 + d), a1);
+                a2 = TV.Fma(xv, TV.Load(r2 + d), a2);
+                a3 = TV.Fma(xv, TV.Load(r3 + d), a3);
             }
-            if (Vector256.IsHardwareAccelerated && D - d >= 8)
-            {
-                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-                for (; d <= D - 8; d += 8)
-                {
-                    var xv = Vector256.Load(x + d);
-                    a0 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r0 + d), a0);
-                    a1 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r1 + d), a1);
-                    a2 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r2 + d), a2);
-                    a3 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(r3 + d), a3);
-                }
-                (s0, s1, s2, s3) = (s0 + Vector256.Sum(a0), s1 + Vector256.Sum(a1), s2 + Vector256.Sum(a2), s3 + Vector256.Sum(a3));
-            }
+            float s0 = TV.Sum(a0), s1 = TV.Sum(a1), s2 = TV.Sum(a2), s3 = TV.Sum(a3);
             for (; d < D; d++)
             {
                 s0 = MathF.FusedMultiplyAdd(x[d], r0[d], s0);
@@ -77,86 +141,61 @@ internal static unsafe class SimdMath
             }
             (s[j], s[j + 1], s[j + 2], s[j + 3]) = (alpha * s0, alpha * s1, alpha * s2, alpha * s3);
         }
-        for (; j < n; j++) s[j] = alpha * Dot(x, rows + j * stride, D);
+        for (; j < n; j++) s[j] = alpha * Dot<TV>(x, rows + j * stride, D);
     }
 
-    /// <summary>y[i] += alpha·x[i] over [n].</summary>
-    public static void Axpy(float* y, float alpha, float* x, int n)
+    /// <summary>dst[0..n) += src[0..n).</summary>
+    public static void AddInto<TV>(float* dst, float* src, int n) where TV : unmanaged, IVec<TV>
     {
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var va = Vector512.Create(alpha);
-            for (; i <= n - 16; i += 16) Vector512.FusedMultiplyAdd(va, Vector512.Load(x + i), Vector512.Load(y + i)).Store(y + i);
-        }
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var va = Vector256.Create(alpha);
-            for (; i <= n - 8; i += 8) Vector256.FusedMultiplyAdd(va, Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
-        }
-        for (; i < n; i++) y[i] = MathF.FusedMultiplyAdd(alpha, x[i], y[i]);
+        for (; i <= n - TV.Count; i += TV.Count) (TV.Load(dst + i) + TV.Load(src + i)).Store(dst + i);
+        for (; i < n; i++) dst[i] += src[i];
     }
 
     /// <summary>
-    /// o[0..D) += Σ_j w[j]·rows[j·stride + 0..D) for j in [0, n): a weighted sum of n strided rows. Column blocks of up
-    /// to 64 floats stay in registers across all rows, so o is loaded and stored once instead of once per row.
+    /// o[0..D) += Σ_j w[j]·rows[j·stride + 0..D) for j in [0, n): a weighted sum of n strided rows, each element
+    /// accumulated over j in order. Column blocks of four vectors (then two, then one) stay in registers across all
+    /// rows, so o is loaded and stored once instead of once per row, with several FMA chains in flight.
     /// </summary>
-    public static void AddWeightedRows(float* o, float* w, float* rows, long stride, int n, int D)
+    public static void AddWeightedRows<TV>(float* o, float* w, float* rows, long stride, int n, int D) where TV : unmanaged, IVec<TV>
     {
-        int c = 0;
-        if (Vector512.IsHardwareAccelerated)
+        int W = TV.Count, c = 0;
+        for (; c <= D - 4 * W; c += 4 * W)
         {
-            for (; c <= D - 64; c += 64)
+            TV a0 = TV.Load(o + c), a1 = TV.Load(o + c + W), a2 = TV.Load(o + c + 2 * W), a3 = TV.Load(o + c + 3 * W);
+            float* r = rows + c;
+            for (int j = 0; j < n; j++, r += stride)
             {
-                Vector512<float> a0 = Vector512.Load(o + c), a1 = Vector512.Load(o + c + 16), a2 = Vector512.Load(o + c + 32), a3 = Vector512.Load(o + c + 48);
-                float* r = rows + c;
-                for (int j = 0; j < n; j++, r += stride)
-                {
-                    var wj = Vector512.Create(w[j]);
-                    a0 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r), a0);
-                    a1 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r + 16), a1);
-                    a2 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r + 32), a2);
-                    a3 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r + 48), a3);
-                }
-                a0.Store(o + c);
-                a1.Store(o + c + 16);
-                a2.Store(o + c + 32);
-                a3.Store(o + c + 48);
+                TV wj = TV.Create(w[j]);
+                a0 = TV.Fma(wj, TV.Load(r), a0);
+                a1 = TV.Fma(wj, TV.Load(r + W), a1);
+                a2 = TV.Fma(wj, TV.Load(r + 2 * W), a2);
+                a3 = TV.Fma(wj, TV.Load(r + 3 * W), a3);
             }
-            for (; c <= D - 16; c += 16)
-            {
-                var a = Vector512.Load(o + c);
-                float* r = rows + c;
-                for (int j = 0; j < n; j++, r += stride) a = Vector512.FusedMultiplyAdd(Vector512.Create(w[j]), Vector512.Load(r), a);
-                a.Store(o + c);
-            }
+            a0.Store(o + c);
+            a1.Store(o + c + W);
+            a2.Store(o + c + 2 * W);
+            a3.Store(o + c + 3 * W);
         }
-        if (Vector256.IsHardwareAccelerated)
+        for (; c <= D - 2 * W; c += 2 * W)
         {
-            for (; c <= D - 32; c += 32)
+            TV a0 = TV.Load(o + c), a1 = TV.Load(o + c + W);
+            float* r = rows + c;
+            for (int j = 0; j < n; j++, r += stride)
             {
-                Vector256<float> a0 = Vector256.Load(o + c), a1 = Vector256.Load(o + c + 8), a2 = Vector256.Load(o + c + 16), a3 = Vector256.Load(o + c + 24);
-                float* r = rows + c;
-                for (int j = 0; j < n; j++, r += stride)
-                {
-                    var wj = Vector256.Create(w[j]);
-                    a0 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r), a0);
-                    a1 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r + 8), a1);
-                    a2 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r + 16), a2);
-                    a3 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r + 24), a3);
-                }
-                a0.Store(o + c);
-                a1.Store(o + c + 8);
-                a2.Store(o + c + 16);
-                a3.Store(o + c + 24);
+                TV wj = TV.Create(w[j]);
+                a0 = TV.Fma(wj, TV.Load(r), a0);
+                a1 = TV.Fma(wj, TV.Load(r + W), a1);
             }
-            for (; c <= D - 8; c += 8)
-            {
-                var a = Vector256.Load(o + c);
-                float* r = rows + c;
-                for (int j = 0; j < n; j++, r += stride) a = Vector256.FusedMultiplyAdd(Vector256.Create(w[j]), Vector256.Load(r), a);
-                a.Store(o + c);
-            }
+            a0.Store(o + c);
+            a1.Store(o + c + W);
+        }
+        for (; c <= D - W; c += W)
+        {
+            TV a = TV.Load(o + c);
+            float* r = rows + c;
+            for (int j = 0; j < n; j++, r += stride) a = TV.Fma(TV.Create(w[j]), TV.Load(r), a);
+            a.Store(o + c);
         }
         for (; c < D; c++)
         {
@@ -166,67 +205,38 @@ internal static unsafe class SimdMath
         }
     }
 
-    /// <summary>x[i] *= alpha over [n].</summary>
-    public static void Scale(float* x, int n, float alpha)
+    /// <summary>x[i] *= alpha over [0..n).</summary>
+    public static void Scale<TV>(float* x, int n, float alpha) where TV : unmanaged, IVec<TV>
     {
+        TV va = TV.Create(alpha);
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-            for (; i <= n - 16; i += 16) (Vector512.Load(x + i) * alpha).Store(x + i);
-        if (Vector256.IsHardwareAccelerated)
-            for (; i <= n - 8; i += 8) (Vector256.Load(x + i) * alpha).Store(x + i);
+        for (; i <= n - TV.Count; i += TV.Count) (TV.Load(x + i) * va).Store(x + i);
         for (; i < n; i++) x[i] *= alpha;
     }
 
-    /// <summary>max over x[0..n), −∞ for n = 0.</summary>
-    public static float Max(float* x, int n)
+    /// <summary>max over x[0..n), −∞ for n = 0; NaN propagates.</summary>
+    public static float Max<TV>(float* x, int n) where TV : unmanaged, IVec<TV>
     {
+        TV acc = TV.Create(float.NegativeInfinity);
         int i = 0;
-        float m = float.NegativeInfinity;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
-        {
-            var acc = Vector512.Create(float.NegativeInfinity);
-            for (; i <= n - 16; i += 16) acc = Vector512.Max(acc, Vector512.Load(x + i));
-            for (int l = 0; l < 16; l++) m = MathF.Max(m, acc[l]);
-        }
-        if (Vector256.IsHardwareAccelerated && n - i >= 8)
-        {
-            var acc = Vector256.Create(float.NegativeInfinity);
-            for (; i <= n - 8; i += 8) acc = Vector256.Max(acc, Vector256.Load(x + i));
-            for (int l = 0; l < 8; l++) m = MathF.Max(m, acc[l]);
-        }
+        for (; i <= n - TV.Count; i += TV.Count) acc = TV.Max(acc, TV.Load(x + i));
+        float m = TV.MaxAcross(acc);
         for (; i < n; i++) m = MathF.Max(m, x[i]);
         return m;
     }
 
-    /// <summary>Σ exp(x[i] − shift) over [n]; with y non-null also stores y[i] = exp(x[i] − shift) (y may alias x).</summary>
-    public static float ExpSum(float* y, float* x, int n, float shift)
+    /// <summary>Σ exp(x[i] − shift) over [0..n); with y non-null also stores y[i] = exp(x[i] − shift) (y may alias x).</summary>
+    public static float ExpSum<TV>(float* y, float* x, int n, float shift) where TV : unmanaged, IVec<TV>
     {
+        TV acc = TV.Zero, vs = TV.Create(shift);
         int i = 0;
-        float sum = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
+        for (; i <= n - TV.Count; i += TV.Count)
         {
-            var acc = Vector512<float>.Zero;
-            var vs = Vector512.Create(shift);
-            for (; i <= n - 16; i += 16)
-            {
-                var e = Vector512.Exp(Vector512.Load(x + i) - vs);
-                if (y != null) e.Store(y + i);
-                acc += e;
-            }
-            sum = Vector512.Sum(acc);
+            TV e = Exp(TV.Load(x + i) - vs);
+            if (y != null) e.Store(y + i);
+            acc += e;
         }
-        if (Vector256.IsHardwareAccelerated && n - i >= 8)
-        {
-            var acc = Vector256<float>.Zero;
-            var vs = Vector256.Create(shift);
-            for (; i <= n - 8; i += 8)
-            {
-                var e = Vector256.Exp(Vector256.Load(x + i) - vs);
-                if (y != null) e.Store(y + i);
-                acc += e;
-            }
-            sum += Vector256.Sum(acc);
-        }
+        float sum = TV.Sum(acc);
         for (; i < n; i++)
         {
             float e = MathF.Exp(x[i] - shift);
@@ -236,50 +246,30 @@ internal static unsafe class SimdMath
         return sum;
     }
 
-    /// <summary>y[i] += alpha·exp(x[i] − shift) over [n].</summary>
-    public static void AxpyExp(float* y, float alpha, float* x, int n, float shift)
+    /// <summary>y[i] += alpha·exp(x[i] − shift) over [0..n).</summary>
+    public static void AxpyExp<TV>(float* y, float alpha, float* x, int n, float shift) where TV : unmanaged, IVec<TV>
     {
+        TV va = TV.Create(alpha), vs = TV.Create(shift);
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var va = Vector512.Create(alpha);
-            var vs = Vector512.Create(shift);
-            for (; i <= n - 16; i += 16)
-                Vector512.FusedMultiplyAdd(va, Vector512.Exp(Vector512.Load(x + i) - vs), Vector512.Load(y + i)).Store(y + i);
-        }
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var va = Vector256.Create(alpha);
-            var vs = Vector256.Create(shift);
-            for (; i <= n - 8; i += 8)
-                Vector256.FusedMultiplyAdd(va, Vector256.Exp(Vector256.Load(x + i) - vs), Vector256.Load(y + i)).Store(y + i);
-        }
+        for (; i <= n - TV.Count; i += TV.Count)
+            TV.Fma(va, Exp(TV.Load(x + i) - vs), TV.Load(y + i)).Store(y + i);
         for (; i < n; i++) y[i] = MathF.FusedMultiplyAdd(alpha, MathF.Exp(x[i] - shift), y[i]);
     }
 
-    /// <summary>log Σ exp(x[i]) over [n], shifted by the row max so no term overflows; −∞ for n = 0.</summary>
-    public static float LogSumExp(float* x, int n)
+    /// <summary>log Σ exp(x[i]) over [0..n), shifted by the row max so no term overflows; −∞ for n = 0.</summary>
+    public static float LogSumExp<TV>(float* x, int n) where TV : unmanaged, IVec<TV>
     {
-        float m = Max(x, n);
-        return float.IsFinite(m) ? m + MathF.Log(ExpSum(null, x, n, m)) : m;
+        float m = Max<TV>(x, n);
+        return float.IsFinite(m) ? m + MathF.Log(ExpSum<TV>(null, x, n, m)) : m;
     }
 
-    /// <summary>d[i] += y[i]·(dy[i] − c) over [n] (softmax backward with c = Σ dy·y).</summary>
-    public static void AddMulCentered(float* d, float* y, float* dy, float c, int n)
+    /// <summary>d[i] += y[i]·(dy[i] − c) over [0..n) (softmax backward with c = Σ dy·y).</summary>
+    public static void AddMulCentered<TV>(float* d, float* y, float* dy, float c, int n) where TV : unmanaged, IVec<TV>
     {
+        TV vc = TV.Create(c);
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var vc = Vector512.Create(c);
-            for (; i <= n - 16; i += 16)
-                Vector512.FusedMultiplyAdd(Vector512.Load(y + i), Vector512.Load(dy + i) - vc, Vector512.Load(d + i)).Store(d + i);
-        }
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var vc = Vector256.Create(c);
-            for (; i <= n - 8; i += 8)
-                Vector256.FusedMultiplyAdd(Vector256.Load(y + i), Vector256.Load(dy + i) - vc, Vector256.Load(d + i)).Store(d + i);
-        }
+        for (; i <= n - TV.Count; i += TV.Count)
+            TV.Fma(TV.Load(y + i), TV.Load(dy + i) - vc, TV.Load(d + i)).Store(d + i);
         for (; i < n; i++) d[i] = MathF.FusedMultiplyAdd(y[i], dy[i] - c, d[i]);
     }
 
@@ -287,34 +277,17 @@ internal static unsafe class SimdMath
     /// KL(α‖β) = Σ α·(log α − log β) for α = softmax(a), β = softmax(b) given their log-normalisers lseA, lseB.
     /// log α − log β = a − b − (lseA − lseB) needs no log of a probability, so underflowed α terms stay exact zeros.
     /// </summary>
-    public static float KlDivergence(float* a, float* b, int n, float lseA, float lseB)
+    public static float KlDivergence<TV>(float* a, float* b, int n, float lseA, float lseB) where TV : unmanaged, IVec<TV>
     {
+        float delta = lseA - lseB;
+        TV acc = TV.Zero, vl = TV.Create(lseA), vd = TV.Create(delta);
         int i = 0;
-        float sum = 0, delta = lseA - lseB;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
+        for (; i <= n - TV.Count; i += TV.Count)
         {
-            var acc = Vector512<float>.Zero;
-            var vl = Vector512.Create(lseA);
-            var vd = Vector512.Create(delta);
-            for (; i <= n - 16; i += 16)
-            {
-                var va = Vector512.Load(a + i);
-                acc = Vector512.FusedMultiplyAdd(Vector512.Exp(va - vl), va - Vector512.Load(b + i) - vd, acc);
-            }
-            sum = Vector512.Sum(acc);
+            TV va = TV.Load(a + i);
+            acc = TV.Fma(Exp(va - vl), va - TV.Load(b + i) - vd, acc);
         }
-        if (Vector256.IsHardwareAccelerated && n - i >= 8)
-        {
-            var acc = Vector256<float>.Zero;
-            var vl = Vector256.Create(lseA);
-            var vd = Vector256.Create(delta);
-            for (; i <= n - 8; i += 8)
-            {
-                var va = Vector256.Load(a + i);
-                acc = Vector256.FusedMultiplyAdd(Vector256.Exp(va - vl), va - Vector256.Load(b + i) - vd, acc);
-            }
-            sum += Vector256.Sum(acc);
-        }
+        float sum = TV.Sum(acc);
         for (; i < n; i++) sum = MathF.FusedMultiplyAdd(MathF.Exp(a[i] - lseA), a[i] - b[i] - delta, sum);
         return sum;
     }
@@ -322,39 +295,18 @@ internal static unsafe class SimdMath
     /// <summary>
     /// Gradients of KL(α‖β) (value kl) scaled by g: da += g·α⊙(log α − log β − kl), db += g·(β − α); either may be null.
     /// </summary>
-    public static void KlGradients(float* da, float* db, float* a, float* b, int n, float lseA, float lseB, float kl, float g)
+    public static void KlGradients<TV>(float* da, float* db, float* a, float* b, int n, float lseA, float lseB, float kl, float g)
+        where TV : unmanaged, IVec<TV>
     {
-        int i = 0;
         float shift = lseA - lseB + kl;
-        if (Vector512.IsHardwareAccelerated)
+        TV vla = TV.Create(lseA), vlb = TV.Create(lseB), vdk = TV.Create(shift), vg = TV.Create(g);
+        int i = 0;
+        for (; i <= n - TV.Count; i += TV.Count)
         {
-            var vla = Vector512.Create(lseA);
-            var vlb = Vector512.Create(lseB);
-            var vdk = Vector512.Create(shift);
-            var vg = Vector512.Create(g);
-            for (; i <= n - 16; i += 16)
-            {
-                var va = Vector512.Load(a + i);
-                var vb = Vector512.Load(b + i);
-                var alpha = Vector512.Exp(va - vla);
-                if (da != null) Vector512.FusedMultiplyAdd(vg * alpha, va - vb - vdk, Vector512.Load(da + i)).Store(da + i);
-                if (db != null) Vector512.FusedMultiplyAdd(vg, Vector512.Exp(vb - vlb) - alpha, Vector512.Load(db + i)).Store(db + i);
-            }
-        }
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var vla = Vector256.Create(lseA);
-            var vlb = Vector256.Create(lseB);
-            var vdk = Vector256.Create(shift);
-            var vg = Vector256.Create(g);
-            for (; i <= n - 8; i += 8)
-            {
-                var va = Vector256.Load(a + i);
-                var vb = Vector256.Load(b + i);
-                var alpha = Vector256.Exp(va - vla);
-                if (da != null) Vector256.FusedMultiplyAdd(vg * alpha, va - vb - vdk, Vector256.Load(da + i)).Store(da + i);
-                if (db != null) Vector256.FusedMultiplyAdd(vg, Vector256.Exp(vb - vlb) - alpha, Vector256.Load(db + i)).Store(db + i);
-            }
+            TV va = TV.Load(a + i), vb = TV.Load(b + i);
+            TV alpha = Exp(va - vla);
+            if (da != null) TV.Fma(vg * alpha, va - vb - vdk, TV.Load(da + i)).Store(da + i);
+            if (db != null) TV.Fma(vg, Exp(vb - vlb) - alpha, TV.Load(db + i)).Store(db + i);
         }
         for (; i < n; i++)
         {

@@ -12,7 +12,9 @@ public interface IRangeJob
 /// Persistent worker threads for row-parallel CPU ops. Parallel.For costs ~1.5 ms per call on small work; this pool
 /// wakes parked threads instead and runs jobs given as structs, so a dispatch allocates nothing. The partition of
 /// [0,count) into contiguous chunks depends only on count and the thread count, which keeps every reduction
-/// deterministic for a given thread count. The calling thread runs chunk 0.
+/// deterministic for a given thread count. The calling thread runs chunk 0. Waiting never busy-spins for long on
+/// either side: parked workers and the dispatcher waiting for them block in SemaphoreSlim.Wait after its brief built-in
+/// spin, so idle pool threads leave the cores to OpenBLAS's threads during GEMMs.
 /// </summary>
 public sealed class WorkerPool : IDisposable
 {
@@ -26,6 +28,7 @@ public sealed class WorkerPool : IDisposable
 
     private readonly Thread[] _threads;
     private readonly SemaphoreSlim[] _wake;
+    private readonly SemaphoreSlim _done = new(0);
     private readonly Dictionary<Type, IRunner> _runners = new();
     private readonly object _dispatch = new();
     private IRunner? _current;
@@ -79,8 +82,7 @@ public sealed class WorkerPool : IDisposable
             }
             finally
             {
-                var spin = new SpinWait();
-                while (Volatile.Read(ref _pending) > 0) spin.SpinOnce(sleep1Threshold: -1);
+                _done.Wait();
                 _current = null;
             }
             if (_failure is { } f) throw new AggregateException("worker failed", f);
@@ -120,7 +122,7 @@ public sealed class WorkerPool : IDisposable
             }
             finally
             {
-                Interlocked.Decrement(ref _pending);
+                if (Interlocked.Decrement(ref _pending) == 0) _done.Release();
             }
         }
     }
@@ -131,5 +133,6 @@ public sealed class WorkerPool : IDisposable
         foreach (var w in _wake) w.Release();
         foreach (var t in _threads) t.Join();
         foreach (var w in _wake) w.Dispose();
+        _done.Dispose();
     }
 }

@@ -23,6 +23,24 @@ internal static unsafe partial class OpenBlas
     public static partial void Sgemm(int order, int transA, int transB, int m, int n, int k, float alpha,
                                      float* a, int lda, float* b, int ldb, float beta, float* c, int ldc);
 
+    /// <summary>
+    /// Makes the following GEMMs use <paramref name="n"/> threads. OpenBLAS has one process-wide thread count, so every
+    /// caller states its own before each GEMM (two backends with different counts would otherwise silently share the
+    /// last one set); the last value set is cached because openblas_set_num_threads is not free. Not meant for GEMMs
+    /// that run concurrently with different counts: the setting itself is global.
+    /// </summary>
+    public static void UseThreads(int n)
+    {
+        if (_threads == n) return;
+        SetNumThreads(n);
+        _threads = n;
+    }
+
+    private static int _threads;
+
     [LibraryImport(Lib, EntryPoint = "openblas_set_num_threads")]
-    public static partial void SetNumThreads(int n);
+    private static partial void SetNumThreads(int n);
+
+    [LibraryImport(Lib, EntryPoint = "openblas_get_num_threads")]
+    public static partial int GetNumThreads();
 }

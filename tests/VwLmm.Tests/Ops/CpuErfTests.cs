@@ -36,8 +36,8 @@ public sealed class CpuErfTests
     private static unsafe float Erf(int width, float x)
     {
         float* buf = stackalloc float[16];
-        if (width == 512) VecMath.Erf(new V512(Vector512.Create(x))).Store(buf);
-        else VecMath.Erf(new V256(Vector256.Create(x))).Store(buf);
+        if (width == 512) SimdMath.Erf(new V512(Vector512.Create(x))).Store(buf);
+        else SimdMath.Erf(new V256(Vector256.Create(x))).Store(buf);
         return buf[0];
     }
 }

@@ -84,4 +84,27 @@ public abstract class GemmOpTests : BackendOpTests
 public sealed class CpuGemmOpTests : GemmOpTests
 {
     protected override IBackend CreateBackend() => new Cpu.CpuBackend(2);
+
+    /// <summary>OpenBLAS's thread count is process-wide: a backend created later must not change an earlier one's.</summary>
+    [Test]
+    public void EachBackendRunsItsGemmsOnItsOwnThreadCount()
+    {
+        using var one = new Cpu.CpuBackend(1);
+        using var s1 = new OpHarness.Scope(one);
+        using var s2 = NewScope();
+        Assert.Multiple(() =>
+        {
+            Assert.That(ThreadsUsedBy(s2), Is.EqualTo(2), "2-thread backend created before a 1-thread one");
+            Assert.That(ThreadsUsedBy(s1), Is.EqualTo(1), "1-thread backend");
+            Assert.That(ThreadsUsedBy(s2), Is.EqualTo(2), "2-thread backend after the 1-thread one ran");
+        });
+    }
+
+    private static int ThreadsUsedBy(OpHarness.Scope s)
+    {
+        var a = s.Upload("a", OpHarness.Random(1, 64), 8, 8);
+        var c = s.New("c", 8, 8);
+        s.Backend.Gemm(false, false, 8, 8, 8, 1f, a, 8, 0, a, 8, 0, 0f, c, 8, 0, 1);
+        return Cpu.Native.OpenBlas.GetNumThreads();
+    }
 }
