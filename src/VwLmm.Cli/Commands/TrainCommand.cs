@@ -66,7 +66,7 @@ public sealed class TrainCommand : ICommand
         }
         else
         {
-            model = CreateModel(backend, root, configPath, baseDir, run.Seed, ref tok);
+            model = CreateModel(backend, root, configPath, baseDir, run.Seed, world, ref tok);
         }
         if (tok is null) throw new CliException($"{configPath}: no tokenizer: set \"tokenizer\", or use model.init with a tokenizer.model beside the weights");
         using (model)
@@ -120,7 +120,7 @@ public sealed class TrainCommand : ICommand
     }
 
     private static VwLmmModel CreateModel(IBackend backend, JsonElement root, string path, string baseDir, ulong seed,
-                                          ref SentencePieceTokenizer? tok)
+                                          ShapesGridRecipe? world, ref SentencePieceTokenizer? tok)
     {
         if (!root.TryGetProperty("model", out var m) || m.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{path}: 'model' must be an object with one of preset, config, init");
@@ -134,7 +134,9 @@ public sealed class TrainCommand : ICommand
         VwLmmConfig config;
         if (m.TryGetProperty("preset", out var preset))
         {
-            config = VwLmmConfig.Presets.Get(preset.GetString() ?? "");
+            string name = preset.GetString() ?? "";
+            // The ShapesGrid preset follows the world's image options and tokenizer.
+            config = world is not null && tok is not null && name == "shapesgrid" ? world.ModelConfig(tok) : VwLmmConfig.Presets.Get(name);
             if (tok is not null) config = config with { Llm = config.Llm with { VocabSize = tok.VocabSize } };
         }
         else if (m.TryGetProperty("config", out var cfg))

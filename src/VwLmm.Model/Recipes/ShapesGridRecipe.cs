@@ -77,9 +77,11 @@ public sealed class ShapesGridRecipe
         Stages =
         [
             new StageConfig { Name = "lm", Data = "text", Trainable = [ParameterGroup.Llm], Steps = budget.TextSteps, Lr = 3e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
-            new StageConfig { Name = "align", Data = "captions", Trainable = [ParameterGroup.Vision, ParameterGroup.Projector, ParameterGroup.VmHead], Steps = budget.CaptionSteps, Lr = 2e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
+            // No pretrained CLIP here: with the LLM frozen, a tower trained from scratch learns to emit a constant the
+            // LLM already tolerates instead of the image's content, so the alignment stage trains everything jointly.
+            new StageConfig { Name = "align", Data = "captions", Trainable = [ParameterGroup.Vision, ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.CaptionSteps, Lr = 5e-4, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
             // Unlike LLaVA's frozen CLIP, this tower was trained from scratch in one short stage: it keeps learning here.
-            new StageConfig { Name = "instruct", Data = "qa", Trainable = [ParameterGroup.Vision, ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
+            new StageConfig { Name = "instruct", Data = "qa", Trainable = [ParameterGroup.Vision, ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 5e-4, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
         ],
     };
 

@@ -7,15 +7,8 @@ using static VwLmm.Tests.Ops.OpHarness;
 namespace VwLmm.Tests.Ops;
 
 /// <summary>Attention forward/backward against the double reference; subclassed once per backend.</summary>
-public abstract class AttentionOpTests
+public abstract class AttentionOpTests : BackendOpTests
 {
-    private IBackend _backend = null!;
-
-    protected abstract IBackend CreateBackend();
-
-    [OneTimeSetUp] public void SetUpBackend() => _backend = CreateBackend();
-    [OneTimeTearDown] public void TearDownBackend() => _backend.Dispose();
-
     private static IEnumerable<TestCaseData> SquareCases()
     {
         foreach (int t in new[] { 1, 7, 77, 130 })
@@ -58,7 +51,7 @@ public abstract class AttentionOpTests
         var (refO, refLse) = AttentionReference.Forward(a, ToDouble(q), ToDouble(k), ToDouble(v));
         var (refDq, refDk, refDv) = AttentionReference.Backward(a, ToDouble(q), ToDouble(k), ToDouble(v), ToDouble(dO));
 
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tq = s.Upload("q", q, a.B, a.Tq, a.H, a.D);
         var tk = s.Upload("k", k, a.B, a.S, a.Hkv, a.D);
         var tv = s.Upload("v", v, a.B, a.S, a.Hkv, a.D);
@@ -71,9 +64,9 @@ public abstract class AttentionOpTests
         var dv = s.Upload("dv", dv0, a.B, a.S, a.Hkv, a.D);
         float scale = (float)a.Scale;
 
-        _backend.AttentionForward(o, lse, tq, tk, tv, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
-        _backend.AttentionBackward(dq, dk, dv, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
-        _backend.Synchronize();
+        Backend.AttentionForward(o, lse, tq, tk, tv, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        Backend.AttentionBackward(dq, dk, dv, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        Backend.Synchronize();
         s.CheckGuards();
 
         AssertClose("o", refO, o.ToArray());
@@ -101,7 +94,7 @@ public abstract class AttentionOpTests
         var dO = Random(14, nq);
         var (refDq, refDk, refDv) = AttentionReference.Backward(a, ToDouble(q), ToDouble(k), ToDouble(v), ToDouble(dO));
 
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tq = s.Upload("q", q, a.B, a.Tq, a.H, a.D);
         var tk = s.Upload("k", k, a.B, a.S, a.Hkv, a.D);
         var tv = s.Upload("v", v, a.B, a.S, a.Hkv, a.D);
@@ -110,15 +103,15 @@ public abstract class AttentionOpTests
         var o = s.New("o", a.B, a.Tq, a.H, a.D);
         var lse = s.New("lse", a.B, a.H, a.Tq);
         float scale = (float)a.Scale;
-        _backend.AttentionForward(o, lse, tq, tk, tv, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        Backend.AttentionForward(o, lse, tq, tk, tv, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
 
         var dq = s.Upload("dq", new float[nq], a.B, a.Tq, a.H, a.D);
-        _backend.AttentionBackward(dq, null, null, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        Backend.AttentionBackward(dq, null, null, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
         var dk = s.Upload("dk", new float[nkv], a.B, a.S, a.Hkv, a.D);
-        _backend.AttentionBackward(null, dk, null, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        Backend.AttentionBackward(null, dk, null, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
         var dv = s.Upload("dv", new float[nkv], a.B, a.S, a.Hkv, a.D);
-        _backend.AttentionBackward(null, null, dv, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
-        _backend.Synchronize();
+        Backend.AttentionBackward(null, null, dv, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        Backend.Synchronize();
         s.CheckGuards();
         AssertClose("dq", refDq, dq.ToArray());
         AssertClose("dk", refDk, dk.ToArray());
@@ -131,7 +124,7 @@ public abstract class AttentionOpTests
     {
         var a = new AttentionProblem(2, 33, 33, 33, 4, 2, 64, true, [33, 20]);
         int nq = a.B * a.Tq * a.H * a.D, nkv = a.B * a.S * a.Hkv * a.D;
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var q = s.Upload("q", Random(41, nq), a.B, a.Tq, a.H, a.D);
         var k = s.Upload("k", Random(42, nkv), a.B, a.S, a.Hkv, a.D);
         var v = s.Upload("v", Random(43, nkv), a.B, a.S, a.Hkv, a.D);
@@ -140,15 +133,15 @@ public abstract class AttentionOpTests
         var o = s.New("o", a.B, a.Tq, a.H, a.D);
         var lse = s.New("lse", a.B, a.H, a.Tq);
         float scale = (float)a.Scale;
-        _backend.AttentionForward(o, lse, q, k, v, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        Backend.AttentionForward(o, lse, q, k, v, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
         var runs = new List<float[]>();
         for (int run = 0; run < 2; run++)
         {
             var dq = s.Upload($"dq{run}", new float[nq], a.B, a.Tq, a.H, a.D);
             var dk = s.Upload($"dk{run}", new float[nkv], a.B, a.S, a.Hkv, a.D);
             var dv = s.Upload($"dv{run}", new float[nkv], a.B, a.S, a.Hkv, a.D);
-            _backend.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
-            _backend.Synchronize();
+            Backend.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+            Backend.Synchronize();
             runs.Add([.. dq.ToArray(), .. dk.ToArray(), .. dv.ToArray()]);
         }
         s.CheckGuards();
@@ -170,12 +163,6 @@ public abstract class AttentionOpTests
         AssertAllClose("dv", FiniteDifference(x => Project(AttentionReference.Forward(a, q, k, x).O, w), v), dv);
     }
 
-    private static double[] Plus(float[] a, double[] b)
-    {
-        var r = new double[a.Length];
-        for (int i = 0; i < a.Length; i++) r[i] = a[i] + b[i];
-        return r;
-    }
 }
 
 public sealed class CpuAttentionOpTests : AttentionOpTests

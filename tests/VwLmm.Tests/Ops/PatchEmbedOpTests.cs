@@ -7,15 +7,8 @@ using static VwLmm.Tests.Ops.OpHarness;
 namespace VwLmm.Tests.Ops;
 
 /// <summary>Patch embedding against direct-convolution loops in double; subclassed once per backend.</summary>
-public abstract class PatchEmbedOpTests
+public abstract class PatchEmbedOpTests : BackendOpTests
 {
-    private IBackend _backend = null!;
-
-    protected abstract IBackend CreateBackend();
-
-    [OneTimeSetUp] public void SetUpBackend() => _backend = CreateBackend();
-    [OneTimeTearDown] public void TearDownBackend() => _backend.Dispose();
-
     private const int B = 2, Cin = 3, P = 8, C = 37;
 
     /// <summary>24×16 tiles exactly; 26×17 leaves a border narrower than P that the stride-P convolution drops.</summary>
@@ -31,15 +24,15 @@ public abstract class PatchEmbedOpTests
         var expectedDw = PatchEmbedReference.BackwardWeight(ToDouble(dy), ToDouble(img), B, Cin, hi, wi, P, C);
         for (int i = 0; i < w.Length; i++) expectedDw[i] += dw0[i];
 
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var timg = s.Upload("img", img, B, Cin, hi, wi);
         var tw = s.Upload("w", w, C, Cin, P, P);
         var tdy = s.Upload("dy", dy, B, np, C);
         var y = s.New("y", B, np, C);
         var dw = s.Upload("dw", dw0, C, Cin, P, P);
-        _backend.PatchEmbedForward(y, timg, tw, B, Cin, hi, wi, P, C);
-        _backend.PatchEmbedBackward(dw, tdy, timg, B, Cin, hi, wi, P, C);
-        _backend.Synchronize();
+        Backend.PatchEmbedForward(y, timg, tw, B, Cin, hi, wi, P, C);
+        Backend.PatchEmbedBackward(dw, tdy, timg, B, Cin, hi, wi, P, C);
+        Backend.Synchronize();
         s.CheckGuards();
         AssertClose("y", PatchEmbedReference.Forward(ToDouble(img), ToDouble(w), B, Cin, hi, wi, P, C), y.ToArray());
         AssertClose("dw", expectedDw, dw.ToArray());

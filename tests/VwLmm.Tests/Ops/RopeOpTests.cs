@@ -8,15 +8,8 @@ using static VwLmm.Tests.Ops.OpHarness;
 namespace VwLmm.Tests.Ops;
 
 /// <summary>RoPE against the double reference and a transformers-style PyTorch fixture; subclassed once per backend.</summary>
-public abstract class RopeOpTests
+public abstract class RopeOpTests : BackendOpTests
 {
-    private IBackend _backend = null!;
-
-    protected abstract IBackend CreateBackend();
-
-    [OneTimeSetUp] public void SetUpBackend() => _backend = CreateBackend();
-    [OneTimeTearDown] public void TearDownBackend() => _backend.Dispose();
-
     private const int B = 2, T = 5, H = 3;
     private const float Theta = 10000f;
 
@@ -28,12 +21,12 @@ public abstract class RopeOpTests
     public void ForwardMatchesReference(int D)
     {
         var x = Random(1, B * T * H * D);
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tx = s.Upload("x", x, B, T, H, D);
         var pos = s.UploadInts("positions", Positions, B, T);
         var y = s.New("y", B, T, H, D);
-        _backend.RopeForward(y, tx, pos, B, T, H, D, Theta);
-        _backend.Synchronize();
+        Backend.RopeForward(y, tx, pos, B, T, H, D, Theta);
+        Backend.Synchronize();
         s.CheckGuards();
         AssertClose("y", RopeReference.Rotate(ToDouble(x), Positions, B, T, H, D, Theta), y.ToArray());
     }
@@ -43,11 +36,11 @@ public abstract class RopeOpTests
     public void ForwardInPlace(int D)
     {
         var x = Random(2, B * T * H * D);
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tx = s.Upload("x", x, B, T, H, D);
         var pos = s.UploadInts("positions", Positions, B, T);
-        _backend.RopeForward(tx, tx, pos, B, T, H, D, Theta);
-        _backend.Synchronize();
+        Backend.RopeForward(tx, tx, pos, B, T, H, D, Theta);
+        Backend.Synchronize();
         s.CheckGuards();
         AssertClose("x rotated in place", RopeReference.Rotate(ToDouble(x), Positions, B, T, H, D, Theta), tx.ToArray());
     }
@@ -61,12 +54,12 @@ public abstract class RopeOpTests
         var dx0 = Random(4, n);
         var expected = RopeReference.Rotate(ToDouble(dy), Positions, B, T, H, D, Theta, inverse: true);
         for (int i = 0; i < n; i++) expected[i] += dx0[i];
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tdy = s.Upload("dy", dy, B, T, H, D);
         var pos = s.UploadInts("positions", Positions, B, T);
         var dx = s.Upload("dx", dx0, B, T, H, D);
-        _backend.RopeBackward(dx, tdy, pos, B, T, H, D, Theta);
-        _backend.Synchronize();
+        Backend.RopeBackward(dx, tdy, pos, B, T, H, D, Theta);
+        Backend.Synchronize();
         s.CheckGuards();
         AssertClose("dx", expected, dx.ToArray());
     }
@@ -76,14 +69,14 @@ public abstract class RopeOpTests
     public void BackwardUndoesForward(int D)
     {
         var x = Random(5, B * T * H * D);
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tx = s.Upload("x", x, B, T, H, D);
         var pos = s.UploadInts("positions", Positions, B, T);
         var y = s.New("y", B, T, H, D);
         var back = s.Upload("back", new float[x.Length], B, T, H, D);
-        _backend.RopeForward(y, tx, pos, B, T, H, D, Theta);
-        _backend.RopeBackward(back, y, pos, B, T, H, D, Theta);
-        _backend.Synchronize();
+        Backend.RopeForward(y, tx, pos, B, T, H, D, Theta);
+        Backend.RopeBackward(back, y, pos, B, T, H, D, Theta);
+        Backend.Synchronize();
         s.CheckGuards();
         AssertClose("Rᵀ·R·x", ToDouble(x), back.ToArray(), 1e-12);
     }
@@ -112,12 +105,12 @@ public abstract class RopeOpTests
         var expected = root.GetProperty("y").EnumerateArray().Select(e => e.GetDouble()).ToArray();
         int t = positions.Length;
 
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tx = s.Upload("x", x, 1, t, h, D);
         var pos = s.UploadInts("positions", positions, 1, t);
         var y = s.New("y", 1, t, h, D);
-        _backend.RopeForward(y, tx, pos, 1, t, h, D, theta);
-        _backend.Synchronize();
+        Backend.RopeForward(y, tx, pos, 1, t, h, D, theta);
+        Backend.Synchronize();
         s.CheckGuards();
         var got = y.ToArray();
         AssertAllClose("y vs transformers", expected, Array.ConvertAll(got, v => (double)v), rtol: 1e-6, atol: 1e-6);

@@ -8,15 +8,8 @@ using static VwLmm.Tests.Ops.OpHarness;
 namespace VwLmm.Tests.Ops;
 
 /// <summary>Cross-entropy, visual-word KL and softmax against the double reference and a PyTorch fixture; subclassed once per backend.</summary>
-public abstract class VocabOpTests
+public abstract class VocabOpTests : BackendOpTests
 {
-    private IBackend _backend = null!;
-
-    protected abstract IBackend CreateBackend();
-
-    [OneTimeSetUp] public void SetUpBackend() => _backend = CreateBackend();
-    [OneTimeTearDown] public void TearDownBackend() => _backend.Dispose();
-
     private const float GradScale = 0.37f;
 
     /// <summary>init + gradScale·grad, the expected state of an accumulated gradient buffer.</summary>
@@ -41,13 +34,13 @@ public abstract class VocabOpTests
         var d0 = Random(3, N * V);
         var (refLoss, refGrad) = VocabReference.CrossEntropy(ToDouble(logits), targets, N, V);
 
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tl = s.Upload("logits", logits, N, V);
         var tt = s.UploadInts("targets", targets, N);
         var losses = s.Upload("losses", Random(4, N), N);
         var d = s.Upload("dlogits", d0, N, V);
-        _backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale);
-        _backend.Synchronize();
+        Backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale);
+        Backend.Synchronize();
         s.CheckGuards();
         AssertClose("losses", refLoss, losses.ToArray());
         AssertClose("dlogits", Accumulated(d0, refGrad, GradScale), d.ToArray());
@@ -59,13 +52,13 @@ public abstract class VocabOpTests
         const int N = 3, V = 1001;
         var logits = Random(5, N * V, 4f);
         var d0 = Random(6, N * V);
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tl = s.Upload("logits", logits, N, V);
         var tt = s.UploadInts("targets", [-100, -100, -100], N);
         var losses = s.Upload("losses", [1f, 2f, 3f], N);
         var d = s.Upload("dlogits", d0, N, V);
-        _backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale);
-        _backend.Synchronize();
+        Backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale);
+        Backend.Synchronize();
         s.CheckGuards();
         Assert.That(losses.ToArray(), Is.EqualTo(new float[N]));
         Assert.That(d.ToArray(), Is.EqualTo(d0));
@@ -77,14 +70,14 @@ public abstract class VocabOpTests
         const int N = 2, V = 1001;
         var logits = Random(7, N * V, 4f);
         int[] targets = [17, 1000];
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tl = s.Upload("logits", logits, N, V);
         var losses = s.New("losses", N);
-        _backend.CrossEntropy(losses, null, tl, s.UploadInts("targets", targets, N), N, V, 1f);
-        _backend.Synchronize();
+        Backend.CrossEntropy(losses, null, tl, s.UploadInts("targets", targets, N), N, V, 1f);
+        Backend.Synchronize();
         AssertClose("losses", VocabReference.CrossEntropy(ToDouble(logits), targets, N, V).Losses, losses.ToArray());
         var bad = s.UploadInts("bad targets", [3, V], N);
-        Assert.Throws<ArgumentOutOfRangeException>(() => _backend.CrossEntropy(losses, null, tl, bad, N, V, 1f));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Backend.CrossEntropy(losses, null, tl, bad, N, V, 1f));
         s.CheckGuards();
     }
 
@@ -119,15 +112,15 @@ public abstract class VocabOpTests
         var dVm0 = Random(14, vm.Length);
         var (refLoss, refDLm, refDVm) = VocabReference.VisualWordKl(ToDouble(lm), ToDouble(vm), pairs, N, V, reverse);
 
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tlm = s.Upload("lm", lm, lmRows, V);
         var tvm = s.Upload("vm", vm, vmRows, V);
         var tp = s.UploadInts("pairs", pairs, N, 2);
         var losses = s.New("losses", N);
         var dLm = s.Upload("dLm", dLm0, lmRows, V);
         var dVm = detached ? null : s.Upload("dVm", dVm0, vmRows, V);
-        _backend.VisualWordKl(losses, dLm, dVm, tlm, tvm, tp, N, V, reverse, GradScale);
-        _backend.Synchronize();
+        Backend.VisualWordKl(losses, dLm, dVm, tlm, tvm, tp, N, V, reverse, GradScale);
+        Backend.Synchronize();
         s.CheckGuards();
         AssertClose("losses", refLoss, losses.ToArray());
         AssertClose("dLm", Accumulated(dLm0, refDLm, GradScale), dLm.ToArray());
@@ -138,12 +131,12 @@ public abstract class VocabOpTests
     public void VisualWordKlRejectsOutOfRangeRows()
     {
         const int V = 16;
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var lm = s.Upload("lm", Random(15, 2 * V, 1f), 2, V);
         var vm = s.Upload("vm", Random(16, 2 * V, 1f), 2, V);
         var losses = s.New("losses", 1);
-        Assert.Throws<ArgumentOutOfRangeException>(() => _backend.VisualWordKl(losses, null, null, lm, vm, s.UploadInts("pairs", [2, 0], 1, 2), 1, V, false, 1f));
-        Assert.Throws<ArgumentOutOfRangeException>(() => _backend.VisualWordKl(losses, null, null, lm, vm, s.UploadInts("pairs2", [0, -1], 1, 2), 1, V, false, 1f));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Backend.VisualWordKl(losses, null, null, lm, vm, s.UploadInts("pairs", [2, 0], 1, 2), 1, V, false, 1f));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Backend.VisualWordKl(losses, null, null, lm, vm, s.UploadInts("pairs2", [0, -1], 1, 2), 1, V, false, 1f));
     }
 
     [Test]
@@ -173,11 +166,11 @@ public abstract class VocabOpTests
     public void SoftmaxForwardMatchesReference(int N, int V, float spread)
     {
         var x = Random(31, N * V, spread);
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var tx = s.Upload("x", x, N, V);
         var y = s.New("y", N, V);
-        _backend.SoftmaxForward(y, tx, N, V);
-        _backend.Synchronize();
+        Backend.SoftmaxForward(y, tx, N, V);
+        Backend.Synchronize();
         s.CheckGuards();
         AssertClose("y", VocabReference.Softmax(ToDouble(x), N, V), y.ToArray());
     }
@@ -191,12 +184,12 @@ public abstract class VocabOpTests
         var dy = Random(33, N * V);
         var dx0 = Random(34, N * V);
         var refDx = VocabReference.SoftmaxBackward(ToDouble(dy), ToDouble(y), N, V);
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var ty = s.Upload("y", y, N, V);
         var tdy = s.Upload("dy", dy, N, V);
         var dx = s.Upload("dx", dx0, N, V);
-        _backend.SoftmaxBackward(dx, tdy, ty, N, V);
-        _backend.Synchronize();
+        Backend.SoftmaxBackward(dx, tdy, ty, N, V);
+        Backend.Synchronize();
         s.CheckGuards();
         AssertClose("dx", Accumulated(dx0, refDx, 1), dx.ToArray());
     }
@@ -213,17 +206,17 @@ public abstract class VocabOpTests
         var targets = root.GetProperty("targets").EnumerateArray().Select(e => e.GetInt32()).ToArray();
         var pairs = Enumerable.Range(0, N).SelectMany(i => new[] { i, i }).ToArray();
 
-        using var s = new Scope(_backend);
+        using var s = new Scope(Backend);
         var lm = s.Upload("lm", Floats("lm"), N, V);
         var vm = s.Upload("vm", Floats("vm"), N, V);
         var ceLosses = s.New("ce losses", N);
         var ceGrad = s.Upload("ce grad", new float[N * V], N, V);
-        _backend.CrossEntropy(ceLosses, ceGrad, lm, s.UploadInts("targets", targets, N), N, V, 1f);
+        Backend.CrossEntropy(ceLosses, ceGrad, lm, s.UploadInts("targets", targets, N), N, V, 1f);
         var klLosses = s.New("kl losses", N);
         var dLm = s.Upload("dLm", new float[N * V], N, V);
         var dVm = s.Upload("dVm", new float[N * V], N, V);
-        _backend.VisualWordKl(klLosses, dLm, dVm, lm, vm, s.UploadInts("pairs", pairs, N, 2), N, V, false, 1f / N);
-        _backend.Synchronize();
+        Backend.VisualWordKl(klLosses, dLm, dVm, lm, vm, s.UploadInts("pairs", pairs, N, 2), N, V, false, 1f / N);
+        Backend.Synchronize();
         s.CheckGuards();
 
         AssertClose("ce losses", Doubles("ce_losses"), ceLosses.ToArray());
