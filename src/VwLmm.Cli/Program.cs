@@ -7,6 +7,7 @@ public static class Program
     /// <summary>Every verb, in the order `vwlmm --help` lists them.</summary>
     public static readonly ICommand[] Commands =
     [
+        new Commands.BenchCommand(),
     ];
 
     public static string Version =>
