@@ -34,7 +34,7 @@ public sealed class BenchCommand : ICommand
           train_step_ms        forward + backward + AdamW over the batch (VM head and visual-word KL on)
           forward_ms           forward with losses at batch 1, no tape
           prefill_ms           Generator prefill of one prompt (image + text) into the KV cache
-          decode_tokens_per_s  greedy decode with the KV cache at batch 1
+          decode_tokens_per_s  greedy decode with the KV cache at batch 1: N tokens / (time of prefill + N − prefill)
           gflops, percent_of_peak  train step work (analytic, see docs/BENCHMARKS.md) / time; peak 112 GFLOP/s per thread
           peak_rss_mb          VmHWM of the process, next to params+grads+moments+activations
           allocs_per_step      managed bytes allocated per steady-state train step (all threads)
@@ -193,19 +193,28 @@ public sealed class BenchCommand : ICommand
             var prompt = _samples[..1];
             var prefillOnly = new SamplingOptions { MaxNewTokens = 1 };
             var withDecode = new SamplingOptions { MaxNewTokens = 1 + decodeTokens };
-            for (int i = 0; i < warmup; i++) generator.Generate(prompt, pixels1.Span, withDecode);
+            // Decode time = a generation of 1 + N tokens less a prefill-only one: both paths must be compiled before
+            // either is timed, whatever --warmup says, or the JIT lands on one side of the difference.
+            for (int i = 0; i < Math.Max(1, warmup); i++)
+            {
+                generator.Generate(prompt, pixels1.Span, prefillOnly);
+                generator.Generate(prompt, pixels1.Span, withDecode);
+            }
             var prefillMs = new double[repeats];
-            var decodeMs = new double[repeats];
+            var generateMs = new double[repeats];
             for (int r = 0; r < repeats; r++)
             {
                 prefillMs[r] = Time(1, () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
-                decodeMs[r] = Time(1, () => generator.Generate(prompt, pixels1.Span, withDecode))[0] - prefillMs[r];
+                generateMs[r] = Time(1, () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
             }
+            double decodeMs = Median(generateMs) - Median(prefillMs);
+            if (decodeMs <= 0)
+                throw new CliException($"decoding {decodeTokens} tokens took no measurable time beyond the prefill's noise; raise --decode-tokens or --repeats");
 
             long paramBytes = _model.Parameters.All.Sum(p => p.Numel) * sizeof(float);
             double activationMb = train.ActivationBytes / 1048576.0;
             return new Result(config, threads, batch, textTokens, _model.Parameters.All.Sum(p => p.Numel), StepFlops.Of(config, batch, textTokens),
-                Median(trainMs), Median(forwardMs), Median(prefillMs), decodeTokens / (Median(decodeMs) / 1000),
+                Median(trainMs), Median(forwardMs), Median(prefillMs), decodeTokens / (decodeMs / 1000),
                 PeakRssMb(), 4 * paramBytes / 1048576.0 + activationMb, activationMb, bytesPerStep, gcPerStep,
                 fwdBytes, bwdBytes, optBytes, closures);
         }
