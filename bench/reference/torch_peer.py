@@ -227,7 +227,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--image-tokens", type=int, default=(VISION["image"] // VISION["patch"]) ** 2)
     ap.add_argument("--text-tokens", type=int, default=64)

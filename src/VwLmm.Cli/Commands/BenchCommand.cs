@@ -43,7 +43,7 @@ public sealed class BenchCommand : ICommand
           --device cpu         the backend (only cpu: the CUDA backend does not cover every op yet)
           --threads N          worker and OpenBLAS threads (default 2)
           --repeats R          timed runs per metric (default 5)
-          --warmup W           untimed runs first (default 2)
+          --warmup W           untimed runs first (default 5: the first steps run while the JIT recompiles hot methods)
           --batch B            train batch size (default 8)
           --image-tokens N     patches per image, a square k² (sets the image to k·patch pixels; default the preset's)
           --text-tokens N      text tokens per sample (default 64)
@@ -66,7 +66,7 @@ public sealed class BenchCommand : ICommand
         if (device != "cpu") throw new UsageException($"option --device: '{device}' is not supported (bench runs on cpu; the CUDA backend does not cover every op yet)");
         int threads = args.GetInt("--threads", 2, 1, 256);
         int repeats = args.GetInt("--repeats", 5, 1, 10_000);
-        int warmup = args.GetInt("--warmup", 2, 0, 10_000);
+        int warmup = args.GetInt("--warmup", 5, 0, 10_000);
         int batch = args.GetInt("--batch", 8, 1, 4096);
         int textTokens = args.GetInt("--text-tokens", 64, 1, 1 << 20);
         int decodeTokens = args.GetInt("--decode-tokens", 64, 1, 1 << 20);
