@@ -110,7 +110,7 @@ public sealed class BenchCommand : ICommand
         return config;
     }
 
-    internal sealed record Result(
+    private sealed record Result(
         VwLmmConfig Config, int Threads, int Batch, int TextTokens, long Parameters, StepFlops Flops,
         double TrainStepMs, double ForwardMs, double PrefillMs, double DecodeTokensPerSecond,
         double PeakRssMb, double ModelMemoryMb, double ActivationMb, double AllocatedBytesPerStep, double Gen0PerStep,
@@ -120,7 +120,7 @@ public sealed class BenchCommand : ICommand
         public double PercentOfPeak => 100 * Gflops / (PeakGflopsPerThread * Threads);
     }
 
-    internal sealed record OpRow(string Op, double CallsPerStep, double MsPerStep, double MeanUs, double Percent, double? Gflops);
+    private sealed record OpRow(string Op, double CallsPerStep, double MsPerStep, double MeanUs, double Percent, double? Gflops);
 
     /// <summary>One model, its synthetic inputs and the measurements over them.</summary>
     private sealed class BenchRun(IBackend backend, VwLmmConfig config, int batch, int textTokens, int decodeTokens, int repeats, int warmup) : IDisposable
@@ -343,7 +343,7 @@ public sealed class BenchCommand : ICommand
         return Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0;
     }
 
-    internal static string ToJson(Result r, IReadOnlyList<OpRow>? ops)
+    private static string ToJson(Result r, IReadOnlyList<OpRow>? ops)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
