@@ -39,7 +39,17 @@ switch ($Verb) {
     "build" { Build }
     "test" { Build; dotnet test tests/VwLmm.Tests/VwLmm.Tests.csproj -c $Config --no-build -nologo @Rest; exit $LASTEXITCODE }
     "demo" { Build; Cli demo @Rest }
-    "bench" { Build; Cli bench @Rest }
+    "bench" {
+        # Side by side with the PyTorch peer; on Linux installs Debian's python3-torch as build.sh does, elsewhere have torch on python3.
+        Build
+        if ($IsLinux) {
+            & bash -c 'dpkg-query -W -f=''${Status}'' python3-torch 2>/dev/null | grep -q "install ok installed" || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends python3-torch >/dev/null; }'
+            if ($LASTEXITCODE -ne 0) { throw "build.ps1: installing python3-torch failed (apt needs root)" }
+        }
+        $Python = if (Test-Path /usr/bin/python3) { "/usr/bin/python3" } else { "python3" }
+        & $Python bench/run_side_by_side.py --cli "src/VwLmm.Cli/bin/$Config/net10.0/vwlmm.dll" @Rest
+        exit $LASTEXITCODE
+    }
     "ptx" { Build; Cli ptx @Rest }
     "clean" { Remove-Item -Recurse -Force artifacts -ErrorAction SilentlyContinue; dotnet clean VwLmm.Native.sln -nologo -v q }
     default { Write-Error "usage: ./build.ps1 deps|build|test|demo|bench|ptx|clean"; exit 2 }

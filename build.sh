@@ -13,9 +13,10 @@ log() { printf '\033[1m[build]\033[0m %s\n' "$*" >&2; }
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-deps() {
+# Installs those of the given Debian packages that are missing.
+apt_install() {
   local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -29,6 +30,10 @@ deps() {
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   fi
+}
+
+deps() {
+  apt_install "${APT_PACKAGES[@]}"
   command -v dotnet >/dev/null || { echo "build.sh: dotnet (SDK 10) not found on PATH" >&2; exit 1; }
 }
 
@@ -59,7 +64,13 @@ case "${1:-}" in
     dotnet test tests/VwLmm.Tests/VwLmm.Tests.csproj -c "$CONFIG" --no-build -nologo "$@"
     ;;
   demo) build; shift; cli demo "$@" ;;
-  bench) build; shift; cli bench "$@" ;;
+  bench)
+    # Side by side with the PyTorch peer (Debian's torch, run by /usr/bin/python3); options go to bench/run_side_by_side.py.
+    build
+    apt_install python3-torch
+    shift
+    /usr/bin/python3 bench/run_side_by_side.py --cli "src/VwLmm.Cli/bin/$CONFIG/net10.0/vwlmm.dll" "$@"
+    ;;
   ptx) build; shift; cli ptx "$@" ;;
   clean) rm -rf artifacts; dotnet clean VwLmm.Native.sln -nologo -v q ;;
   *) echo "usage: ./build.sh deps|build|test|demo|bench|ptx|clean" >&2; exit 2 ;;

@@ -18,6 +18,7 @@ public static class Program
         new Commands.PreprocessCommand(),
         new Commands.DataShapesGridCommand(),
         new Commands.PtxCommand(),
+        new Commands.BenchCommand(),
     ];
 
     public static string Version =>

@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""Runs `vwlmm bench --json` and bench/reference/torch_peer.py --json alternately, round after round, and prints each
+metric's median over the rounds, the ratio ours/torch and whether the issue's target is met. Plain Python, no deps.
+
+usage: run_side_by_side.py --cli path/to/vwlmm.dll [--rounds 5] [--repeats 3] [--out results.jsonl] [shape options]
+Shape options (--threads --batch --image-tokens --text-tokens --width --decode-tokens) go to both programs.
+Exit status 1 when the two models disagree on parameter count or FLOPs per step (they would not be the same model).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEER = os.path.join(HERE, "reference", "torch_peer.py")
+SHAPE_OPTIONS = ["threads", "batch", "image-tokens", "text-tokens", "width", "decode-tokens"]
+
+# (metric, unit, target as text, check(ours, torch, ours_json) -> bool or None when there is no target)
+METRICS = [
+    ("train_step_ms", "ms", "<= 0.5x torch", lambda o, t, _: o <= 0.5 * t),
+    ("percent_of_peak", "%", ">= 60% of peak", lambda o, t, _: o >= 60),
+    ("gflops", "GFLOP/s", "", None),
+    ("forward_ms", "ms", "<= 0.33x torch", lambda o, t, _: o <= 0.33 * t),
+    ("prefill_ms", "ms", "", None),
+    ("decode_tokens_per_s", "tok/s", ">= 10x torch", lambda o, t, _: o >= 10 * t),
+    ("peak_rss_mb", "MiB", "<= 1.5x model memory", lambda o, t, r: o <= 1.5 * r["model_memory_mb"]),
+    ("allocs_per_step", "B", "0", lambda o, t, _: o == 0),
+]
+
+
+def run_json(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"run_side_by_side: {' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip()}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def median(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(x):
+    if x is None:
+        return "-"
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cli", required=True, help="vwlmm.dll (run with dotnet) or a vwlmm executable")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", help="append every run's JSON to this file (one line each)")
+    for name in SHAPE_OPTIONS:
+        ap.add_argument("--" + name, type=int)
+    a = ap.parse_args()
+    shape = []
+    for name in SHAPE_OPTIONS:
+        value = getattr(a, name.replace("-", "_"))
+        if value is not None:
+            shape += ["--" + name, str(value)]
+    ours_cmd = (["dotnet", a.cli] if a.cli.endswith(".dll") else [a.cli]) + \
+        ["bench", "--json", "--repeats", str(a.repeats)] + shape
+    peer_cmd = ["/usr/bin/python3", PEER, "--json", "--repeats", str(a.repeats)] + shape
+
+    ours, torch = [], []
+    for i in range(a.rounds):
+        ours.append(run_json(ours_cmd))
+        torch.append(run_json(peer_cmd))
+        print(f"round {i + 1}/{a.rounds}: ours {ours[-1]['train_step_ms']:.1f} ms/step, "
+              f"torch {torch[-1]['train_step_ms']:.1f} ms/step", file=sys.stderr)
+        if a.out:
+            with open(a.out, "a") as fh:
+                fh.write(json.dumps(ours[-1]) + "\n" + json.dumps(torch[-1]) + "\n")
+
+    o0, t0 = ours[0], torch[0]
+    print(f"model: {o0['params']:,} parameters (torch {t0['params']:,}); {o0['train_gflop_per_step']:.3f} GFLOP per "
+          f"train step (torch {t0['train_gflop_per_step']:.3f}); batch {o0['batch']}, {o0['image_tokens']} image + "
+          f"{o0['text_tokens']} text tokens, width {o0['width']}, {o0['threads']} threads; {t0['engine']}; "
+          f"medians of {a.rounds} alternating rounds x {a.repeats} repeats; load {os.getloadavg()[0]:.2f}")
+    mismatch = o0["params"] != t0["params"] or abs(o0["train_gflop_per_step"] - t0["train_gflop_per_step"]) > 1e-6
+    ours_mm = {"model_memory_mb": median(ours, "model_memory_mb")}
+    print(f"{'metric':22} {'unit':8} {'ours':>9} {'torch':>9} {'ours/torch':>10}  {'target':22} met")
+    for key, unit, target, check in METRICS:
+        o, t = median(ours, key), median(torch, key)
+        ratio = o / t if o is not None and t else None
+        met = "" if check is None or o is None else ("yes" if check(o, t, ours_mm) else "NO")
+        print(f"{key:22} {unit:8} {fmt(o):>9} {fmt(t):>9} {fmt(ratio):>10}  {target:22} {met}")
+    print(f"ours: model memory (params+grads+moments+activations) {fmt(ours_mm['model_memory_mb'])} MiB; "
+          f"{fmt(median(ours, 'gen0_gcs_per_step'))} gen0 GCs per step")
+    if mismatch:
+        sys.exit("run_side_by_side: the two models differ in parameter count or FLOPs per step")
+
+
+if __name__ == "__main__":
+    main()

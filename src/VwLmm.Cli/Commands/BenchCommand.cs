@@ -1,0 +1,414 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using VwLmm.Core;
+using VwLmm.Cpu;
+using VwLmm.Data.Batching;
+using VwLmm.Data.Conversations;
+using VwLmm.Model;
+
+namespace VwLmm.Cli.Commands;
+
+/// <summary>
+/// <c>vwlmm bench</c>: times a preset model on synthetic data — train step (forward + backward + AdamW), forward at
+/// batch 1, prefill and greedy KV-cache decode at batch 1 — and reports achieved GFLOP/s (<see cref="StepFlops"/>), peak
+/// RSS and managed allocations per steady-state step; <c>--ops</c> adds a per-op profile of the train step.
+/// bench/reference/torch_peer.py prints the same JSON keys for PyTorch.
+/// </summary>
+public sealed class BenchCommand : ICommand
+{
+    /// <summary>fp32 FMA peak of one Zen 4 core at 3.5 GHz (docs/TOOLCHAIN.md).</summary>
+    private const double PeakGflopsPerThread = 112;
+    private const float LearningRate = 1e-4f, WeightDecay = 0.01f, MaxGradNorm = 1f;
+    private const ulong Seed = 1234;
+
+    public string Name => "bench";
+    public string Summary => "time train step, forward, prefill and decode of a preset model on synthetic data";
+
+    public string Help => """
+        usage: vwlmm bench [--preset bench-5m] [--device cpu] [--threads N] [--repeats R] [--warmup W] [--batch B]
+                           [--image-tokens N] [--text-tokens N] [--width D] [--decode-tokens N] [--json] [--ops]
+
+        Builds the preset with random weights and a synthetic batch (one image at the start of each sample, random text
+        ids, labels on the text) and reports medians over R repeats after W warm-up runs:
+          train_step_ms        forward + backward + AdamW over the batch (VM head and visual-word KL on)
+          forward_ms           forward with losses at batch 1, no tape
+          prefill_ms           Generator prefill of one prompt (image + text) into the KV cache
+          decode_tokens_per_s  greedy decode with the KV cache at batch 1: N tokens / (time of prefill + N − prefill)
+          gflops, percent_of_peak  train step work (analytic, see docs/BENCHMARKS.md) / time; peak 112 GFLOP/s per thread
+          peak_rss_mb          VmHWM of the process, next to params+grads+moments+activations
+          allocs_per_step      managed bytes allocated per steady-state train step (all threads)
+
+          --preset NAME        model preset (default bench-5m)
+          --device cpu         the backend (only cpu: the CUDA backend does not cover every op yet)
+          --threads N          worker and OpenBLAS threads (default 2)
+          --repeats R          timed runs per metric (default 5)
+          --warmup W           untimed runs first (default 5: the first steps run while the JIT recompiles hot methods)
+          --batch B            train batch size (default 8)
+          --image-tokens N     patches per image, a square k² (sets the image to k·patch pixels; default the preset's)
+          --text-tokens N      text tokens per sample (default 64)
+          --width D            LLM hidden size (SwiGLU width 3·D; default the preset's)
+          --decode-tokens N    tokens generated for the decode rate (default 64)
+          --json               one JSON object instead of the table
+          --ops                per-op profile of the train step (count, time, share, GFLOP/s)
+
+        example: vwlmm bench --preset bench-5m --threads 2 --repeats 5 --json
+        """;
+
+    public IReadOnlyList<string> Flags { get; } = ["--json", "--ops"];
+
+    public IReadOnlyList<string> Valued { get; } =
+        ["--preset", "--device", "--threads", "--repeats", "--warmup", "--batch", "--image-tokens", "--text-tokens", "--width", "--decode-tokens"];
+
+    public int Run(CliArgs args, TextWriter stdout)
+    {
+        string device = args.Get("--device") ?? "cpu";
+        if (device != "cpu") throw new UsageException($"option --device: '{device}' is not supported (bench runs on cpu; the CUDA backend does not cover every op yet)");
+        int threads = args.GetInt("--threads", 2, 1, 256);
+        int repeats = args.GetInt("--repeats", 5, 1, 10_000);
+        int warmup = args.GetInt("--warmup", 5, 0, 10_000);
+        int batch = args.GetInt("--batch", 8, 1, 4096);
+        int textTokens = args.GetInt("--text-tokens", 64, 1, 1 << 20);
+        int decodeTokens = args.GetInt("--decode-tokens", 64, 1, 1 << 20);
+        var config = Configure(args, textTokens, decodeTokens);
+
+        using var cpu = new CpuBackend(threads);
+        var profiler = args.Has("--ops") ? new ProfilingBackend(cpu) : null;
+        using var run = new BenchRun(profiler ?? (IBackend)cpu, config, batch, textTokens, decodeTokens, repeats, warmup);
+        var result = run.Measure(threads);
+        var ops = profiler is null ? null : run.Profile(profiler);
+
+        if (args.Has("--json")) stdout.WriteLine(ToJson(result, ops));
+        else WriteTable(stdout, result, ops);
+        return 0;
+    }
+
+    /// <summary>The preset with the requested image grid, width and a context long enough for prompt + decode.</summary>
+    private static VwLmmConfig Configure(CliArgs args, int textTokens, int decodeTokens)
+    {
+        VwLmmConfig config;
+        try { config = VwLmmConfig.Presets.Get(args.Get("--preset") ?? "bench-5m"); }
+        catch (ArgumentException e) { throw new UsageException($"option --preset: {e.Message}"); }
+        if (args.Get("--image-tokens") is not null)
+        {
+            int n = args.GetInt("--image-tokens", 0, 1, 1 << 16);
+            int side = (int)Math.Round(Math.Sqrt(n));
+            if (side * side != n) throw new UsageException($"option --image-tokens: {n} is not a square (the patch grid is k×k)");
+            config = config with { Vision = config.Vision with { ImageSize = side * config.Vision.PatchSize } };
+        }
+        if (args.Get("--width") is not null)
+        {
+            int heads = config.Llm.NumAttentionHeads;
+            int width = args.GetInt("--width", 0, 2 * heads, 1 << 16);
+            if (width % (2 * heads) != 0) throw new UsageException($"option --width: {width} is not a multiple of {2 * heads} ({heads} heads of even size)");
+            config = config with { Llm = config.Llm with { HiddenSize = width, IntermediateSize = 3 * width } };
+        }
+        int context = config.ImageTokens + textTokens + decodeTokens + 1;
+        if (context > config.Llm.MaxPositionEmbeddings)
+            config = config with { Llm = config.Llm with { MaxPositionEmbeddings = context } };
+        config.Validate();
+        return config;
+    }
+
+    private sealed record Result(
+        VwLmmConfig Config, int Threads, int Batch, int TextTokens, long Parameters, StepFlops Flops,
+        double TrainStepMs, double ForwardMs, double PrefillMs, double DecodeTokensPerSecond,
+        double PeakRssMb, double ModelMemoryMb, double ActivationMb, double AllocatedBytesPerStep, double Gen0PerStep,
+        long ForwardBytes, long BackwardBytes, long OptimizerBytes, int TapeClosures)
+    {
+        public double Gflops => Flops.Train / (TrainStepMs * 1e6);
+        public double PercentOfPeak => 100 * Gflops / (PeakGflopsPerThread * Threads);
+    }
+
+    private sealed record OpRow(string Op, double CallsPerStep, double MsPerStep, double MeanUs, double Percent, double? Gflops);
+
+    /// <summary>One model, its synthetic inputs and the measurements over them.</summary>
+    private sealed class BenchRun(IBackend backend, VwLmmConfig config, int batch, int textTokens, int decodeTokens, int repeats, int warmup) : IDisposable
+    {
+        private readonly VwLmmModel _model = CreateModel(backend, config);
+        private readonly TokenizedConversation[] _samples = Samples(config, batch, textTokens);
+        private readonly float[] _pixels = Pixels(config, batch);
+
+        private static VwLmmModel CreateModel(IBackend backend, VwLmmConfig config)
+        {
+            var model = new VwLmmModel(backend, config);
+            model.InitializeRandom(Seed);
+            model.Parameters.SetTrainable(Enum.GetValues<ParameterGroup>());
+            return model;
+        }
+
+        // Sample s: the image sentinel, then random ids; every text id is a label.
+        private static TokenizedConversation[] Samples(VwLmmConfig config, int batch, int textTokens)
+        {
+            var rng = new Rng(Seed + 1);
+            var samples = new TokenizedConversation[batch];
+            for (int s = 0; s < batch; s++)
+            {
+                var ids = new int[1 + textTokens];
+                ids[0] = Llava.ImageTokenIndex;
+                for (int i = 1; i < ids.Length; i++) ids[i] = (int)(rng.NextDouble() * config.Llm.VocabSize);
+                var labels = (int[])ids.Clone();
+                labels[0] = Llava.IgnoreIndex;
+                samples[s] = new TokenizedConversation(ids, labels);
+            }
+            return samples;
+        }
+
+        private static float[] Pixels(VwLmmConfig config, int batch)
+        {
+            var v = config.Vision;
+            var rng = new Rng(Seed + 2);
+            var px = new float[batch * v.NumChannels * v.ImageSize * v.ImageSize];
+            for (int i = 0; i < px.Length; i++) px[i] = (float)rng.NextNormal();
+            return px;
+        }
+
+        private int ImageSize => config.Vision.ImageSize;
+        private int PixelsPerImage => config.Vision.NumChannels * ImageSize * ImageSize;
+
+        public Result Measure(int threads)
+        {
+            using var train = TrainStepper();
+            for (int i = 0; i < warmup; i++) train.Step();
+            long bytes0 = GC.GetTotalAllocatedBytes(precise: true);
+            int gen0 = GC.CollectionCount(0);
+            var trainMs = Time(repeats, train.Step);
+            double bytesPerStep = (GC.GetTotalAllocatedBytes(precise: true) - bytes0) / (double)repeats;
+            double gcPerStep = (GC.CollectionCount(0) - gen0) / (double)repeats;
+            var (fwdBytes, bwdBytes, optBytes, closures) = train.AllocationsByPhase();
+
+            using var arena = new Arena(backend, ArenaBytes(1));
+            var batch1 = new BatchBuilder(_model.Vision.TokensPerImage, int.MaxValue, config.Llm.VocabSize).Build(_samples[..1]);
+            var pixels1 = _pixels.AsMemory(0, PixelsPerImage);
+            void Forward()
+            {
+                arena.Reset();
+                var tape = new Tape(backend, arena, record: false);
+                _model.Forward(tape, batch1, Ops.Input(tape, pixels1.Span, 1, config.Vision.NumChannels, ImageSize, ImageSize));
+            }
+            for (int i = 0; i < warmup; i++) Forward();
+            var forwardMs = Time(repeats, Forward);
+
+            using var generator = new Generator(_model, ArenaBytes(1));
+            var prompt = _samples[..1];
+            var prefillOnly = new SamplingOptions { MaxNewTokens = 1 };
+            var withDecode = new SamplingOptions { MaxNewTokens = 1 + decodeTokens };
+            // Decode time = a generation of 1 + N tokens less a prefill-only one: both paths must be compiled before
+            // either is timed, whatever --warmup says, or the JIT lands on one side of the difference.
+            for (int i = 0; i < Math.Max(1, warmup); i++)
+            {
+                generator.Generate(prompt, pixels1.Span, prefillOnly);
+                generator.Generate(prompt, pixels1.Span, withDecode);
+            }
+            var prefillMs = new double[repeats];
+            var generateMs = new double[repeats];
+            for (int r = 0; r < repeats; r++)
+            {
+                prefillMs[r] = Time(1, () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
+                generateMs[r] = Time(1, () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
+            }
+            double decodeMs = Median(generateMs) - Median(prefillMs);
+            if (decodeMs <= 0)
+                throw new CliException($"decoding {decodeTokens} tokens took no measurable time beyond the prefill's noise; raise --decode-tokens or --repeats");
+
+            long paramBytes = _model.Parameters.All.Sum(p => p.Numel) * sizeof(float);
+            double activationMb = train.ActivationBytes / 1048576.0;
+            return new Result(config, threads, batch, textTokens, _model.Parameters.All.Sum(p => p.Numel), StepFlops.Of(config, batch, textTokens),
+                Median(trainMs), Median(forwardMs), Median(prefillMs), decodeTokens / (decodeMs / 1000),
+                PeakRssMb(), 4 * paramBytes / 1048576.0 + activationMb, activationMb, bytesPerStep, gcPerStep,
+                fwdBytes, bwdBytes, optBytes, closures);
+        }
+
+        /// <summary>Per-op totals over R train steps, per step, slowest first; GFLOP/s where the work is known analytically.</summary>
+        public List<OpRow> Profile(ProfilingBackend profiler)
+        {
+            using var train = TrainStepper();
+            train.Step();
+            profiler.ResetCounters();
+            double stepMs = Time(repeats, train.Step).Sum() / repeats;
+            var f = StepFlops.Of(config, batch, textTokens);
+            var rows = new List<OpRow>();
+            foreach (var (op, calls, seconds) in profiler.Table())
+            {
+                double ms = seconds * 1000 / repeats;
+                double? work = op switch
+                {
+                    "Gemm" => 3 * f.Linear,
+                    "PatchEmbedForward" or "PatchEmbedBackward" => f.PatchEmbed,
+                    "AttentionForward" => f.Attention,
+                    "AttentionBackward" => 2 * f.Attention,
+                    _ => null,
+                };
+                rows.Add(new OpRow(op, calls / (double)repeats, ms, seconds * 1e6 / calls, 100 * ms / stepMs, work / (ms * 1e6)));
+            }
+            double opsMs = rows.Sum(r => r.MsPerStep);
+            rows.Add(new OpRow("(outside ops: tape, host)", 0, stepMs - opsMs, 0, 100 * (stepMs - opsMs) / stepMs, null));
+            return rows;
+        }
+
+        /// <summary>
+        /// Arena capacity for a step over <paramref name="samples"/> sequences: a generous bound on activations and their
+        /// gradients (about 24 row-wide tensors per layer, 8 vocabulary-wide ones per LLM row); address space only, touched as used.
+        /// </summary>
+        private long ArenaBytes(int samples)
+        {
+            var v = config.Vision;
+            var l = config.Llm;
+            long visionRows = (long)samples * (v.NumPatches + 1), llmRows = (long)samples * (config.ImageTokens + textTokens + decodeTokens);
+            long floats = visionRows * config.VisionLayersUsed * 24L * Math.Max(v.HiddenSize, v.IntermediateSize)
+                        + llmRows * (l.NumHiddenLayers * 24L * Math.Max(l.HiddenSize, l.IntermediateSize) + 8L * l.VocabSize);
+            return (64L << 20) + floats * sizeof(float);
+        }
+
+        private TrainStepper TrainStepper() => new(backend, _model, _samples, _pixels, ArenaBytes(batch));
+
+        public void Dispose() => _model.Dispose();
+    }
+
+    /// <summary>A train step as the trainer does one (model forward with the VM loss, tape backward, AdamW with clipping), over a fixed batch.</summary>
+    private sealed class TrainStepper(IBackend backend, VwLmmModel model, TokenizedConversation[] samples, float[] pixels, long arenaBytes) : IDisposable
+    {
+        private readonly Arena _arena = new(backend, arenaBytes);
+        private readonly AdamW _adam = new(backend, model.Parameters.All, weightDecay: WeightDecay);
+        private readonly Batch _batch = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize).Build(samples);
+        private readonly int[] _pixelShape = [samples.Length, model.Config.Vision.NumChannels, model.Config.Vision.ImageSize, model.Config.Vision.ImageSize];
+
+        public long ActivationBytes => _arena.HighWater;
+
+        public void Step()
+        {
+            var tape = Forward();
+            tape.Backward();
+            _adam.Step(LearningRate, MaxGradNorm);
+        }
+
+        private Tape Forward()
+        {
+            _adam.ZeroGrad();
+            _arena.Reset();
+            var tape = new Tape(backend, _arena, record: true);
+            tape.Track(model.Parameters.All);
+            model.Forward(tape, _batch, Ops.Input(tape, pixels, _pixelShape));
+            return tape;
+        }
+
+        /// <summary>Managed bytes this thread allocates in each phase of one step, and the closures the forward records.</summary>
+        public (long forward, long backward, long optimizer, int closures) AllocationsByPhase()
+        {
+            long a = GC.GetAllocatedBytesForCurrentThread();
+            var tape = Forward();
+            long b = GC.GetAllocatedBytesForCurrentThread();
+            int closures = tape.RecordedOps;
+            tape.Backward();
+            long c = GC.GetAllocatedBytesForCurrentThread();
+            _adam.Step(LearningRate, MaxGradNorm);
+            long d = GC.GetAllocatedBytesForCurrentThread();
+            return (b - a, c - b, d - c, closures);
+        }
+
+        public void Dispose()
+        {
+            _adam.Dispose();
+            _arena.Dispose();
+        }
+    }
+
+    private static double[] Time(int n, Action action)
+    {
+        var ms = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            action();
+            ms[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        }
+        return ms;
+    }
+
+    private static double Median(double[] xs)
+    {
+        var s = (double[])xs.Clone();
+        Array.Sort(s);
+        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+    }
+
+    /// <summary>VmHWM (peak resident set) from /proc/self/status, in MiB; the runtime's peak working set elsewhere.</summary>
+    private static double PeakRssMb()
+    {
+        const string status = "/proc/self/status";
+        if (File.Exists(status))
+            foreach (var line in File.ReadLines(status))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return long.Parse(line[6..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024.0;
+        return Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0;
+    }
+
+    private static string ToJson(Result r, IReadOnlyList<OpRow>? ops)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            w.WriteString("engine", "vwlmm");
+            w.WriteNumber("threads", r.Threads);
+            w.WriteNumber("batch", r.Batch);
+            w.WriteNumber("image_tokens", r.Config.ImageTokens);
+            w.WriteNumber("text_tokens", r.TextTokens);
+            w.WriteNumber("width", r.Config.Llm.HiddenSize);
+            w.WriteNumber("params", r.Parameters);
+            w.WriteNumber("train_gflop_per_step", r.Flops.Train / 1e9);
+            w.WriteNumber("train_step_ms", r.TrainStepMs);
+            w.WriteNumber("forward_ms", r.ForwardMs);
+            w.WriteNumber("prefill_ms", r.PrefillMs);
+            w.WriteNumber("decode_tokens_per_s", r.DecodeTokensPerSecond);
+            w.WriteNumber("gflops", r.Gflops);
+            w.WriteNumber("percent_of_peak", r.PercentOfPeak);
+            w.WriteNumber("peak_rss_mb", r.PeakRssMb);
+            w.WriteNumber("model_memory_mb", r.ModelMemoryMb);
+            w.WriteNumber("activation_mb", r.ActivationMb);
+            w.WriteNumber("allocs_per_step", r.AllocatedBytesPerStep);
+            w.WriteNumber("gen0_gcs_per_step", r.Gen0PerStep);
+            w.WriteNumber("alloc_bytes_forward", r.ForwardBytes);
+            w.WriteNumber("alloc_bytes_backward", r.BackwardBytes);
+            w.WriteNumber("alloc_bytes_optimizer", r.OptimizerBytes);
+            w.WriteNumber("tape_closures", r.TapeClosures);
+            if (ops is not null)
+            {
+                w.WriteStartArray("ops");
+                foreach (var o in ops)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("op", o.Op);
+                    w.WriteNumber("calls_per_step", o.CallsPerStep);
+                    w.WriteNumber("ms_per_step", o.MsPerStep);
+                    w.WriteNumber("mean_us", o.MeanUs);
+                    w.WriteNumber("percent_of_step", o.Percent);
+                    if (o.Gflops is { } g) w.WriteNumber("gflops", g);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            }
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    private static void WriteTable(TextWriter w, Result r, IReadOnlyList<OpRow>? ops)
+    {
+        var c = r.Config;
+        string F(double x, string fmt = "0.00") => x.ToString(fmt, CultureInfo.InvariantCulture);
+        w.WriteLine($"vwlmm bench: {r.Parameters:N0} parameters, batch {r.Batch}, {c.ImageTokens} image + {r.TextTokens} text tokens, " +
+                    $"LLM width {c.Llm.HiddenSize}, cpu × {r.Threads} threads");
+        w.WriteLine($"  train step (fwd+bwd+AdamW)   {F(r.TrainStepMs),10} ms   {F(r.Flops.Train / 1e9, "0.000")} GFLOP → {F(r.Gflops, "0.0")} GFLOP/s ({F(r.PercentOfPeak, "0.0")}% of peak)");
+        w.WriteLine($"  forward, batch 1             {F(r.ForwardMs),10} ms");
+        w.WriteLine($"  prefill, batch 1             {F(r.PrefillMs),10} ms");
+        w.WriteLine($"  decode, batch 1, KV cache    {F(r.DecodeTokensPerSecond, "0.0"),10} tok/s");
+        w.WriteLine($"  peak RSS                     {F(r.PeakRssMb, "0.0"),10} MiB  (params+grads+moments+activations {F(r.ModelMemoryMb, "0.0")} MiB, activations {F(r.ActivationMb, "0.0")})");
+        w.WriteLine($"  managed allocation per step  {F(r.AllocatedBytesPerStep / 1024, "0.0"),10} KiB  (forward {r.ForwardBytes / 1024} KiB, backward {r.BackwardBytes / 1024} KiB, AdamW {r.OptimizerBytes / 1024} KiB; {r.TapeClosures} tape closures; {F(r.Gen0PerStep, "0.00")} gen0 GCs)");
+        if (ops is null) return;
+        w.WriteLine();
+        w.WriteLine($"  {"op",-28} {"calls",7} {"ms/step",9} {"mean µs",9} {"% step",7} {"GFLOP/s",8}");
+        foreach (var o in ops)
+            w.WriteLine($"  {o.Op,-28} {F(o.CallsPerStep, "0"),7} {F(o.MsPerStep),9} {F(o.MeanUs, "0.0"),9} {F(o.Percent, "0.0"),7} {(o.Gflops is { } g ? F(g, "0.0") : ""),8}");
+    }
+}

@@ -1,0 +1,115 @@
+using System.Text.Json;
+using NUnit.Framework;
+using VwLmm.Cli;
+
+namespace VwLmm.Tests.Cli;
+
+/// <summary>`vwlmm bench` in process on a small shape: the JSON report is complete and self-consistent, bad options exit 2.</summary>
+public class BenchCommandTests
+{
+    // bench-5m with a 4×4 patch grid (32 px images), batch 1, 8 text tokens. The decode rate is a difference of two
+    // generation times, so it takes medians of 3 and 64 tokens to stay clear of the prefill's noise on a loaded machine.
+    private static readonly string[] Small =
+        ["bench", "--preset", "bench-5m", "--repeats", "3", "--warmup", "0", "--batch", "1", "--image-tokens", "16", "--text-tokens", "8", "--decode-tokens", "64"];
+
+    private static (int code, string stdout, string stderr) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = Program.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    private static JsonElement RunJson(params string[] extra)
+    {
+        var (code, stdout, stderr) = Run([.. Small, "--json", .. extra]);
+        Assert.That(code, Is.Zero, stderr);
+        return JsonDocument.Parse(stdout).RootElement.Clone();
+    }
+
+    [Test]
+    public void JsonReportHasEveryMetricPositiveAndConsistent()
+    {
+        var r = RunJson();
+        foreach (var key in new[] { "train_step_ms", "forward_ms", "prefill_ms", "decode_tokens_per_s", "gflops", "percent_of_peak",
+                                    "peak_rss_mb", "model_memory_mb", "activation_mb", "train_gflop_per_step" })
+        {
+            double x = r.GetProperty(key).GetDouble();
+            Assert.That(double.IsFinite(x) && x > 0, $"{key} = {x}");
+        }
+        Assert.That(r.GetProperty("allocs_per_step").GetDouble(), Is.GreaterThanOrEqualTo(0));
+        Assert.That(r.GetProperty("tape_closures").GetInt32(), Is.Positive);
+
+        // Parameters of bench-5m with 17 vision positions, counted by hand: tower (3 of 4 blocks run at select layer -2),
+        // projector, LLaMA (embeddings, 4 layers, final norm, LM head), VM head.
+        long c = 128, f = 512, d = 256, ff = 768, v = 2048;
+        long block = 2 * c + 4 * (c * c + c) + 2 * c + (f * c + f) + (c * f + c);
+        long tower = c + c * 3 * 8 * 8 + 17 * c + 2 * c + 3 * block;
+        long projector = d * c + d + d * d + d;
+        long llama = v * d + 4 * (4 * d * d + 3 * d * ff + 2 * d) + d + v * d;
+        Assert.That(r.GetProperty("params").GetInt64(), Is.EqualTo(tower + projector + llama + v * d));
+
+        // FLOPs of the step, by hand: every product (M rows × N outputs × K inputs) at 2MNK forward, 4MNK backward
+        // (patch embedding: 2MNK, no input gradient); attention 4·T²·C (vision, T = 17) and 2·T(T+1)·d (causal, T = 24).
+        double linear = 0;
+        void Mm(double m, double n, double k) => linear += 2 * m * n * k;
+        for (int i = 0; i < 3; i++)
+        {
+            for (int j = 0; j < 4; j++) Mm(17, c, c);
+            Mm(17, f, c);
+            Mm(17, c, f);
+        }
+        Mm(16, d, c);
+        Mm(16, d, d);
+        Mm(16, v, d);
+        for (int i = 0; i < 4; i++)
+        {
+            for (int j = 0; j < 4; j++) Mm(24, d, d);
+            for (int j = 0; j < 3; j++) Mm(24, j == 2 ? d : ff, j == 2 ? ff : d);
+        }
+        Mm(24, v, d);
+        double patch = 2.0 * 16 * c * 3 * 64;
+        double attention = 3 * 4.0 * 17 * 17 * c + 4 * 2.0 * 24 * 25 * d;
+        double train = 3 * linear + 2 * patch + 3 * attention;
+        Assert.That(r.GetProperty("train_gflop_per_step").GetDouble(), Is.EqualTo(train / 1e9).Within(1e-9));
+
+        double gflops = r.GetProperty("gflops").GetDouble();
+        Assert.That(gflops, Is.EqualTo(train / (r.GetProperty("train_step_ms").GetDouble() * 1e6)).Within(1e-9 * gflops));
+        Assert.That(r.GetProperty("percent_of_peak").GetDouble(), Is.EqualTo(100 * gflops / 224).Within(1e-9 * gflops));
+        Assert.That(r.GetProperty("peak_rss_mb").GetDouble(), Is.GreaterThan(4 * r.GetProperty("params").GetInt64() * 4 / 1048576.0));
+    }
+
+    [Test]
+    public void OpsProfileCoversTheStep()
+    {
+        var r = RunJson("--ops");
+        var ops = r.GetProperty("ops").EnumerateArray().ToList();
+        var gemm = ops.Single(o => o.GetProperty("op").GetString() == "Gemm");
+        // 3 vision blocks × 6 linears + 2 projector + VM head + 4 layers × 7 + LM head = 50 forward, twice that backward.
+        Assert.That(gemm.GetProperty("calls_per_step").GetDouble(), Is.EqualTo(150));
+        Assert.That(gemm.GetProperty("gflops").GetDouble(), Is.Positive);
+        Assert.That(ops.Any(o => o.GetProperty("op").GetString() == "AdamW"));
+        Assert.That(ops.Sum(o => o.GetProperty("percent_of_step").GetDouble()), Is.EqualTo(100).Within(1e-6));
+    }
+
+    [Test]
+    public void TableIsTheDefault()
+    {
+        var (code, stdout, _) = Run(Small);
+        Assert.That(code, Is.Zero);
+        Assert.That(stdout, Does.Contain("train step").And.Contain("tok/s").And.Contain("peak RSS"));
+    }
+
+    [TestCase("--frobnicate")]
+    [TestCase("--image-tokens", "15")]
+    [TestCase("--device", "cuda")]
+    [TestCase("--preset", "huge")]
+    [TestCase("--width", "100")]
+    [TestCase("--repeats", "0")]
+    public void BadOptionsAreUsageErrors(params string[] extra)
+    {
+        var (code, _, stderr) = Run([.. Small, .. extra]);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.StartWith("vwlmm bench: "));
+    }
+}
