@@ -428,9 +428,9 @@ public static class Ops
         Check.Rank(op, "logits", logits, 2);
         int n = logits.Shape[0], v = logits.Shape[1];
         Check.Count(op, "targets", targets.Length, n);
-        Check.Indices(op, "targets", targets, 0, v, -100);
+        IndexChecks.Targets(op, targets, v);
         int count = 0;
-        foreach (int t in targets) if (t != -100) count++;
+        foreach (int t in targets) if (t != IndexChecks.IgnoreIndex) count++;
         var tg = Indices(tape, targets);
         var losses = tape.Arena.Allocate(n);
         float scale = count == 0 ? 0f : weight / count;
@@ -455,11 +455,7 @@ public static class Ops
         if (vmLogits.Shape[1] != v) throw new ArgumentException($"{op}: lmLogits {lmLogits.Shape} and vmLogits {vmLogits.Shape} differ in vocabulary");
         if (pairs.Length % 2 != 0) throw new ArgumentException($"{op}: pairs has odd length {pairs.Length}");
         int n = pairs.Length / 2;
-        for (int i = 0; i < n; i++)
-        {
-            if ((uint)pairs[2 * i] >= (uint)lmLogits.Shape[0] || (uint)pairs[2 * i + 1] >= (uint)vmLogits.Shape[0])
-                throw new ArgumentOutOfRangeException(nameof(pairs), $"{op}: pair {i} = ({pairs[2 * i]}, {pairs[2 * i + 1]}) is outside lm rows {lmLogits.Shape[0]} / vm rows {vmLogits.Shape[0]}");
-        }
+        IndexChecks.VisualWordPairs(op, pairs, lmLogits.Shape[0], vmLogits.Shape[0]);
         var losses = tape.Arena.Allocate(Math.Max(1, n));
         if (n == 0) return new LossResult(0, 0, losses);
         var pr = Indices(tape, pairs);

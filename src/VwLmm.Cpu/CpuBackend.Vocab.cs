@@ -11,14 +11,10 @@ namespace VwLmm.Cpu;
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
-    private const int IgnoreIndex = -100;
-
     public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale)
     {
         int* t = I(targets);
-        for (int i = 0; i < N; i++)
-            if (t[i] != IgnoreIndex && (uint)t[i] >= (uint)V)
-                throw new ArgumentOutOfRangeException(nameof(targets), $"CrossEntropy: target {t[i]} of row {i} is outside [0, {V}) and is not the ignore index {IgnoreIndex}");
+        IndexChecks.Targets(nameof(CrossEntropy), new ReadOnlySpan<int>(t, N), V);
         ParallelFor(N, new CrossEntropyJob { Losses = F(losses), DLogits = F(dlogits), Logits = F(logits), Targets = t, V = V, GradScale = gradScale }, MinTasksPerChunk(V));
     }
 
@@ -27,13 +23,7 @@ public sealed unsafe partial class CpuBackend
     {
         int* p = I(pairs);
         int lmRows = (int)(lmLogits.Numel / V), vmRows = (int)(vmLogits.Numel / V);
-        for (int i = 0; i < N; i++)
-        {
-            if ((uint)p[2 * i] >= (uint)lmRows)
-                throw new ArgumentOutOfRangeException(nameof(pairs), $"VisualWordKl: pair {i} names LM row {p[2 * i]}, outside [0, {lmRows})");
-            if ((uint)p[2 * i + 1] >= (uint)vmRows)
-                throw new ArgumentOutOfRangeException(nameof(pairs), $"VisualWordKl: pair {i} names VM row {p[2 * i + 1]}, outside [0, {vmRows})");
-        }
+        IndexChecks.VisualWordPairs(nameof(VisualWordKl), new ReadOnlySpan<int>(p, 2 * N), lmRows, vmRows);
         var job = new VisualWordKlJob
         {
             Losses = F(losses), DLm = F(dLm), DVm = F(dVm), Lm = F(lmLogits), Vm = F(vmLogits), Pairs = p,
@@ -79,7 +69,7 @@ public sealed unsafe partial class CpuBackend
             for (int row = start; row < end; row++)
             {
                 int target = Targets[row];
-                if (target == IgnoreIndex)
+                if (target == IndexChecks.IgnoreIndex)
                 {
                     Losses[row] = 0;
                     continue;

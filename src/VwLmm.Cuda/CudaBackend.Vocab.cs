@@ -10,8 +10,6 @@ namespace VwLmm.Cuda;
 public sealed unsafe partial class CudaBackend
 {
     private const string VocabModule = "vocab";
-    private const int IgnoreIndex = -100;
-
     /// <summary>Threads per row: about one float4 per thread for short rows, 512 (16 warps) for vocabularies.</summary>
     private static uint VocabThreads(int V) => (uint)Math.Clamp((V / 4 + 31) / 32 * 32, 32, 512);
 
@@ -20,9 +18,7 @@ public sealed unsafe partial class CudaBackend
         if (N == 0) return;
         var t = new int[N];
         Download<int>(targets, t);
-        for (int i = 0; i < N; i++)
-            if (t[i] != IgnoreIndex && (uint)t[i] >= (uint)V)
-                throw new ArgumentOutOfRangeException(nameof(targets), $"CrossEntropy: target {t[i]} of row {i} is outside [0, {V}) and is not the ignore index {IgnoreIndex}");
+        IndexChecks.Targets(nameof(CrossEntropy), t, V);
         nint pl = losses.Ptr, pd = PtrOrNull(dlogits), px = logits.Ptr, pt = targets.Ptr;
         ReadOnlySpan<KernelArg> args = [&pl, &pd, &px, &pt, &N, &V, &gradScale];
         Launch(VocabModule, "cross_entropy_f32", ((uint)N, 1, 1), (VocabThreads(V), 1, 1), 0, args);
@@ -38,14 +34,7 @@ public sealed unsafe partial class CudaBackend
         if (N == 0) return;
         var p = new int[2 * N];
         Download<int>(pairs, p);
-        int lmRows = (int)(lmLogits.Numel / V), vmRows = (int)(vmLogits.Numel / V);
-        for (int i = 0; i < N; i++)
-        {
-            if ((uint)p[2 * i] >= (uint)lmRows)
-                throw new ArgumentOutOfRangeException(nameof(pairs), $"VisualWordKl: pair {i} names LM row {p[2 * i]}, outside [0, {lmRows})");
-            if ((uint)p[2 * i + 1] >= (uint)vmRows)
-                throw new ArgumentOutOfRangeException(nameof(pairs), $"VisualWordKl: pair {i} names VM row {p[2 * i + 1]}, outside [0, {vmRows})");
-        }
+        IndexChecks.VisualWordPairs(nameof(VisualWordKl), p, (int)(lmLogits.Numel / V), (int)(vmLogits.Numel / V));
         bool shared = (dLm is not null && !RowsDistinct(p, 0)) || (dVm is not null && !RowsDistinct(p, 1));
         nint pl = losses.Ptr, pdl = PtrOrNull(dLm), pdv = PtrOrNull(dVm), plm = lmLogits.Ptr, pvm = vmLogits.Ptr, pp = pairs.Ptr;
         int first = 0, rev = reverse ? 1 : 0;
