@@ -76,12 +76,12 @@ public sealed class Generator : IDisposable
         Array.Fill(ones, 1);
         var next = new int[b];
         var positions = new int[b];
-        var probs = new double[v];
+        var scratch = new SamplingScratch(v);
         for (int step = 0; step < options.MaxNewTokens; step++)
         {
             for (int i = 0; i < b; i++)
             {
-                next[i] = Sample(logitsHost.AsSpan(i * v, v), options, rng, probs);
+                next[i] = Sample(logitsHost.AsSpan(i * v, v), options, rng, scratch);
                 if (done[i]) continue;
                 outputs[i].Add(next[i]);
                 if (options.StopIds.Contains(next[i])) done[i] = true;
@@ -98,8 +98,16 @@ public sealed class Generator : IDisposable
         return Array.ConvertAll(outputs, o => o.ToArray());
     }
 
+    /// <summary>Per-vocabulary buffers of the sampler, allocated once per generation rather than per token.</summary>
+    public sealed class SamplingScratch(int v)
+    {
+        internal readonly double[] Weights = new double[v];
+        internal readonly double[] Keys = new double[v];
+        internal readonly int[] Order = new int[v];
+    }
+
     /// <summary>Greedy (ties → lowest id) or temperature sampling after top-k / top-p filtering.</summary>
-    public static int Sample(ReadOnlySpan<float> logits, SamplingOptions o, Rng rng, double[] scratch)
+    public static int Sample(ReadOnlySpan<float> logits, SamplingOptions o, Rng rng, SamplingScratch scratch)
     {
         int v = logits.Length;
         if (o.Temperature <= 0)
@@ -110,23 +118,30 @@ public sealed class Generator : IDisposable
         }
         double max = double.NegativeInfinity;
         for (int i = 0; i < v; i++) max = Math.Max(max, logits[i]);
+        var w = scratch.Weights;
+        var order = scratch.Order;
         double sum = 0;
-        for (int i = 0; i < v; i++) sum += scratch[i] = Math.Exp((logits[i] - max) / o.Temperature);
-        var order = Enumerable.Range(0, v).ToArray();
-        Array.Sort(order, (a, c) => scratch[c].CompareTo(scratch[a]) != 0 ? scratch[c].CompareTo(scratch[a]) : a.CompareTo(c));
+        for (int i = 0; i < v; i++)
+        {
+            sum += w[i] = Math.Exp((logits[i] - max) / o.Temperature);
+            scratch.Keys[i] = -w[i];
+            order[i] = i;
+        }
+        // Descending weight; the sort is deterministic for equal inputs, so sampling stays reproducible per seed.
+        Array.Sort(scratch.Keys, order, 0, v);
         int keep = o.TopK > 0 ? Math.Min(o.TopK, v) : v;
         double kept = 0;
         for (int r = 0; r < keep; r++)
         {
-            kept += scratch[order[r]];
+            kept += w[order[r]];
             if (kept >= o.TopP * sum) { keep = r + 1; break; }
         }
         double total = 0;
-        for (int r = 0; r < keep; r++) total += scratch[order[r]];
+        for (int r = 0; r < keep; r++) total += w[order[r]];
         double u = rng.NextDouble() * total;
         for (int r = 0; r < keep; r++)
         {
-            u -= scratch[order[r]];
+            u -= w[order[r]];
             if (u < 0) return order[r];
         }
         return order[keep - 1];

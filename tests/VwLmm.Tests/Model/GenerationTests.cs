@@ -64,4 +64,23 @@ public class GenerationTests : CpuFixture
         var stopped = gen.Generate([new(a, new int[3])], default, new SamplingOptions { MaxNewTokens = 5, StopIds = [free[1]] })[0];
         Assert.That(stopped, Is.EqualTo(free.Take(Array.IndexOf(free, free[1]) + 1).ToArray()));
     }
+
+    [Test]
+    public void SamplingFollowsTheTemperedSoftmaxAndItsFilters()
+    {
+        float[] logits = [1f, 2f, 0.5f, 2f];
+        var scratch = new Generator.SamplingScratch(logits.Length);
+        var rng = new VwLmm.Core.Rng(9);
+        var t = new SamplingOptions { Temperature = 0.7f };
+        var counts = new int[4];
+        const int draws = 40_000;
+        for (int i = 0; i < draws; i++) counts[Generator.Sample(logits, t, rng, scratch)]++;
+        double z = logits.Sum(l => Math.Exp(l / 0.7));
+        for (int k = 0; k < 4; k++)
+            Assert.That(counts[k] / (double)draws, Is.EqualTo(Math.Exp(logits[k] / 0.7) / z).Within(0.01), $"token {k}");
+        Assert.That(Enumerable.Range(0, 200).Select(_ => Generator.Sample(logits, t with { TopK = 2 }, rng, scratch)).Distinct().Order(),
+                    Is.EqualTo(new[] { 1, 3 }), "top-k 2 keeps the two largest");
+        Assert.That(Enumerable.Range(0, 50).All(_ => Generator.Sample(logits, t with { TopP = 0.01f }, rng, scratch) is 1 or 3), Is.True);
+        Assert.That(Generator.Sample(logits, new SamplingOptions(), rng, scratch), Is.EqualTo(1), "greedy takes the lowest id of a tie");
+    }
 }
