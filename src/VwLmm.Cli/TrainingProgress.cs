@@ -41,28 +41,31 @@ public sealed class TrainingProgress : IDisposable
         }
     }
 
-    public void Report(StepMetrics m)
+    public void Report(StepMetrics m) => Report(m.Stage, m.StageStep, m.StageSteps, m.GlobalStep, m.TotalSteps,
+        string.Create(CultureInfo.InvariantCulture, $"loss {m.Loss:0.000}  L_text {m.LossText:0.000}  L_vm {m.LossVm:0.000}  {m.TokensPerSecond:0} tok/s"));
+
+    /// <summary>One step of any stage; <paramref name="measures"/> is what the stage has to say about it.</summary>
+    public void Report(string stage, int stageStep, int stageSteps, int globalStep, int totalSteps, string measures)
     {
         if (_quiet) return;
-        string text = string.Create(CultureInfo.InvariantCulture,
-            $"{m.Stage} {m.StageStep}/{m.StageSteps}  loss {m.Loss:0.000}  L_text {m.LossText:0.000}  L_vm {m.LossVm:0.000}  {m.TokensPerSecond:0} tok/s");
+        string text = $"{stage} {stageStep}/{stageSteps}  {measures}";
         if (_interactive)
         {
-            if (_stage != m.Stage || _task is null)
+            if (_stage != stage || _task is null)
             {
                 _task?.StopTask();
-                _stage = m.Stage;
-                _task = _ctx!.AddTask(m.Stage, maxValue: m.StageSteps);
+                _stage = stage;
+                _task = _ctx!.AddTask(stage, maxValue: stageSteps);
             }
-            _task.Value = m.StageStep;
+            _task.Value = stageStep;
             _task.Description = Markup.Escape(text);
             return;
         }
-        if (m.StageStep % _every == 0 || m.StageStep == m.StageSteps || m.StageStep == 1)
+        if (stageStep % _every == 0 || stageStep == stageSteps || stageStep == 1)
         {
             double elapsed = (DateTime.UtcNow - _start).TotalSeconds;
-            double eta = m.GlobalStep == 0 ? 0 : elapsed / m.GlobalStep * (m.TotalSteps - m.GlobalStep);
-            _out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[{m.GlobalStep}/{m.TotalSteps}] {text}  eta {eta:0}s"));
+            double eta = globalStep == 0 ? 0 : elapsed / globalStep * (totalSteps - globalStep);
+            _out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[{globalStep}/{totalSteps}] {text}  eta {eta:0}s"));
         }
     }
 

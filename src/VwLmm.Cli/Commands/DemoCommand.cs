@@ -28,6 +28,9 @@ public sealed class DemoCommand : ICommand
     public IReadOnlyList<string> Flags => ["--quick", "--retrain"];
     public IReadOnlyList<string> Valued => [.. Backends.Options, "--out", "--cache", "--seed", "--variant"];
 
+    /// <summary>The vision pretraining's held-out probe accuracy, kept beside the cached checkpoint for the report.</summary>
+    private const string VisionProbeFile = "vision_probe.json";
+
     public int Run(CliArgs args, TextWriter stdout)
     {
         var sw = Stopwatch.StartNew();
@@ -72,7 +75,16 @@ public sealed class DemoCommand : ICommand
         {
             model = new VwLmmModel(backend, recipe.ModelConfig(tok, variant));
             model.InitializeRandom(seed);
-            Say($"model: {model.Parameters.All.Sum(p => p.Numel):N0} parameters on {backend.Name}; {train.TotalSteps} steps in {train.Stages.Count} stages");
+            Say($"model: {model.Parameters.All.Sum(p => p.Numel):N0} parameters on {backend.Name}; {budget.VisionSteps} vision pretraining steps, then {train.TotalSteps} steps in {train.Stages.Count} stages");
+            VisionProbeAccuracy probe;
+            using (var progress = new TrainingProgress(stdout, quiet))
+            {
+                var start = Stopwatch.StartNew();
+                probe = recipe.PretrainVision(model, budget, seed, (step, loss) => progress.Report("vision", step, budget.VisionSteps, step, budget.VisionSteps,
+                    string.Create(CultureInfo.InvariantCulture, $"probe loss {loss:0.0000}  {step * ShapesGridBudget.VisionBatchSize / start.Elapsed.TotalSeconds:0} img/s")));
+            }
+            AtomicFile.WriteAllText(Path.Combine(runDir, VisionProbeFile), JsonSerializer.Serialize(probe));
+            Say(string.Create(CultureInfo.InvariantCulture, $"vision tower: held-out patches read as colour {probe.Colour:P1}, shape {probe.Shape:P1}, background {probe.Background:P1}"));
             using var trainer = new Trainer(model, train, name => recipe.Source(name, tok));
             var tokBytes = File.ReadAllBytes(Path.Combine(cache, ShapesGridRecipe.TokenizerFile));
             trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
@@ -127,6 +139,8 @@ public sealed class DemoCommand : ICommand
                                      TrainConfig train, VwLmmModel model, int vocab, double seconds, double trainSeconds, bool reused)
     {
         var ci = CultureInfo.InvariantCulture;
+        string probeFile = Path.Combine(runDir, VisionProbeFile);
+        var probe = File.Exists(probeFile) ? JsonSerializer.Deserialize<VisionProbeAccuracy>(File.ReadAllText(probeFile)) : null;
         var results = new Dictionary<string, object>
         {
             ["qa_accuracy"] = new Dictionary<string, double>(r.QaAccuracyByKind) { ["overall"] = r.QaAccuracy },
@@ -141,6 +155,8 @@ public sealed class DemoCommand : ICommand
             ["seconds"] = Math.Round(seconds, 1),
             ["training_reused_from_cache"] = reused,
         };
+        if (probe is not null)
+            results["vision_probe_accuracy"] = new Dictionary<string, double> { ["colour"] = probe.Colour, ["shape"] = probe.Shape, ["background"] = probe.Background };
         AtomicFile.WriteAllText(Path.Combine(outDir, "results.json"), Shared.Json(results));
         AtomicFile.WriteAllText(Path.Combine(outDir, "predictions.jsonl"),
             string.Join("\n", r.Predictions.Select(p => JsonSerializer.Serialize(p))) + "\n");
@@ -164,6 +180,9 @@ public sealed class DemoCommand : ICommand
                 ["visual-word accuracy (object patches)", r.VisualWordAccuracy.ToString("P1", ci)],
                 ["chance (2 / content words)", r.VisualWordChance.ToString("P1", ci)],
                 ["background patches named by their background word", r.BackgroundWordAccuracy.ToString("P1", ci)],
+                .. (probe is null ? [] : (IReadOnlyList<string>[])[
+                    ["vision tower after pretraining: linear probe, colour / shape / background",
+                     $"{probe.Colour.ToString("P1", ci)} / {probe.Shape.ToString("P1", ci)} / {probe.Background.ToString("P1", ci)}"]]),
             ])
             .Heading("Losses")
             .LossChart([

@@ -23,7 +23,7 @@ public sealed class TrainCommand : ICommand
             "out": "runs/x", "seed": 1, "max_length": 2048, "log_every": 10, "checkpoint_every": 0,
             "stages": [{"name", "data", "trainable": ["vision","projector","llm","vm_head"], "steps", "lr",
                         "warmup_ratio", "min_lr_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip",
-                        "vm_loss_weight"}]
+                        "vm_loss_weight", "init_vm_head": re-apply vm_head_init at the stage start}]
           Writes OUT/checkpoint (HF layout + tokenizer + trainer state) and OUT/metrics.jsonl. --resume continues
           OUT/checkpoint and reproduces the uninterrupted run's losses bit for bit on the CPU.
         example: vwlmm train --config recipes/shapesgrid.json --out runs/sg

@@ -3,6 +3,10 @@ using VwLmm.Data.Images;
 
 namespace VwLmm.Data.ShapesGrid;
 
+/// <summary>How to draw one object instead of its palette colour and shape: a colour, and whether the shape is replaced
+/// by a random speckle blob that is none of the world's shapes.</summary>
+public readonly record struct ObjectPaint((int R, int G, int B) Colour, bool Blob);
+
 /// <summary>
 /// Draws a <see cref="Scene"/>: textured background cells, one hard-edged shape per object cell (kept inside its cell, so
 /// every patch has exact ground truth), per-object colour jitter and per-pixel noise. Palette colours are ≥ 95 (Euclidean
@@ -24,8 +28,11 @@ public static class ShapesGridRenderer
     /// <summary>Shape radius as a fraction of the patch size.</summary>
     private const double LargeRadius = 0.38, SmallRadius = 0.25;
 
-    /// <summary>Scene → RgbImage [size×size]; pixels depend only on the scene (its seed included).</summary>
-    public static RgbImage Render(Scene scene, int imageSize, int patchSize)
+    /// <summary>
+    /// Scene → RgbImage [size×size]; pixels depend only on the scene (its seed included) and <paramref name="paint"/>,
+    /// which repaints the objects it returns a paint for (the vision pretraining's augmentations).
+    /// </summary>
+    public static RgbImage Render(Scene scene, int imageSize, int patchSize, Func<GridObject, ObjectPaint?>? paint = null)
     {
         if (scene.Grid * patchSize != imageSize)
             throw new ArgumentException($"scene grid {scene.Grid} × patch {patchSize} != image size {imageSize}", nameof(imageSize));
@@ -34,7 +41,7 @@ public static class ShapesGridRenderer
         for (int y = 0; y < imageSize; y++)
             for (int x = 0; x < imageSize; x++)
                 Put(image, x, y, BackgroundPixel(scene.BackgroundAt(y / patchSize), x, y, imageSize, rng));
-        foreach (var o in scene.Objects) DrawObject(image, o, patchSize, rng);
+        foreach (var o in scene.Objects) DrawObject(image, o, paint?.Invoke(o) ?? new ObjectPaint(Palette[(int)o.Colour], Blob: false), patchSize, rng);
         return image;
     }
 
@@ -52,9 +59,9 @@ public static class ShapesGridRenderer
         return (r + shift + rng.Next(-noise, noise), g + shift + rng.Next(-noise, noise), b + shift + rng.Next(-noise, noise));
     }
 
-    private static void DrawObject(RgbImage image, GridObject o, int patch, Rng rng)
+    private static void DrawObject(RgbImage image, GridObject o, ObjectPaint paint, int patch, Rng rng)
     {
-        var (pr, pg, pb) = Palette[(int)o.Colour];
+        var (pr, pg, pb) = paint.Colour;
         int jr = rng.Next(-ColourJitter, ColourJitter), jg = rng.Next(-ColourJitter, ColourJitter), jb = rng.Next(-ColourJitter, ColourJitter);
         double radius = (o.Size == ObjectSize.Large ? LargeRadius : SmallRadius) * patch;
         double slack = Math.Max(0, patch / 2.0 - radius - 0.5);
@@ -63,7 +70,8 @@ public static class ShapesGridRenderer
         for (int y = o.Row * patch; y < (o.Row + 1) * patch; y++)
             for (int x = o.Column * patch; x < (o.Column + 1) * patch; x++)
             {
-                if (!Inside(o.Shape, x + 0.5 - cx, y + 0.5 - cy, radius)) continue;
+                double dx = x + 0.5 - cx, dy = y + 0.5 - cy;
+                if (paint.Blob ? Math.Abs(dx) > radius || Math.Abs(dy) > radius || rng.NextInt(100) >= 55 : !Inside(o.Shape, dx, dy, radius)) continue;
                 Put(image, x, y, (pr + jr + rng.Next(-PixelNoise, PixelNoise), pg + jg + rng.Next(-PixelNoise, PixelNoise),
                                   pb + jb + rng.Next(-PixelNoise, PixelNoise)));
             }

@@ -11,19 +11,22 @@ namespace VwLmm.Model.Recipes;
 public enum ShapesGridVariant { Baseline, VwLmm, Detach, Pif }
 
 /// <summary>Size of a ShapesGrid run: the default demo budget, or the CI-sized quick one.</summary>
-public sealed record ShapesGridBudget(int TextSteps, int CaptionSteps, int QaSteps, int BatchSize, int EvalImages)
+public sealed record ShapesGridBudget(int VisionSteps, int TextSteps, int CaptionSteps, int QaSteps, int BatchSize, int EvalImages)
 {
     /// <summary>The `vwlmm demo` budget: about ten minutes on two cores.</summary>
-    public static ShapesGridBudget Default { get; } = new(120, 400, 1000, 16, 200);
+    public static ShapesGridBudget Default { get; } = new(800, 120, 400, 1000, 16, 200);
     /// <summary>`demo --quick` and the CI test: a couple of minutes.</summary>
-    public static ShapesGridBudget Quick { get; } = new(40, 60, 120, 12, 60);
+    public static ShapesGridBudget Quick { get; } = new(150, 40, 60, 120, 12, 60);
+
+    /// <summary>Images per vision-pretraining step.</summary>
+    public const int VisionBatchSize = 32;
 }
 
 /// <summary>
-/// The built-in VW-LMM recipe on the ShapesGrid world (METHOD §7), the same three stages as the paper's LLaVA recipe
-/// plus the LM pretraining a toy world needs: (0) text-only LM pretraining on the world's sentences, (1) alignment on
-/// captions with the VM loss — vision tower, projector and VM head trainable, since there is no pretrained CLIP here —
-/// (2) instruction tuning on QA with everything but the vision tower trainable.
+/// The built-in VW-LMM recipe on the ShapesGrid world (METHOD §7): the paper's LLaVA stages plus the two pretrainings a
+/// toy world needs, since nothing here comes pretrained — (v) the vision tower learns to name each patch's content
+/// (the stand-in for CLIP), (0) text-only LM pretraining on the world's sentences; then (1) alignment on captions with
+/// the VM loss (projector and VM head trainable) and (2) instruction tuning on QA (projector, LLM and VM head).
 /// </summary>
 public sealed class ShapesGridRecipe
 {
@@ -69,8 +72,11 @@ public sealed class ShapesGridRecipe
             UsePif = variant == ShapesGridVariant.Pif,
         };
 
-    // Learning rates: at 2e-3 the from-scratch tower's output collapsed to an image-independent constant (projector
-    // outputs of two different images differed by under 1%); 5e-4 keeps them distinct (≈36%). See docs/RESULTS.md.
+    /// <summary>
+    /// The stages after <see cref="PretrainVision"/>, LLaVA's recipe on top of a text-pretrained LLM: the tower stays
+    /// frozen; alignment trains the projector and the VM head (started from the trained embed_tokens) under the frozen
+    /// LLM; instruction tuning adds the LLM.
+    /// </summary>
     public TrainConfig TrainConfig(ShapesGridBudget budget, ulong seed) => new()
     {
         Seed = seed,
@@ -79,13 +85,23 @@ public sealed class ShapesGridRecipe
         Stages =
         [
             new StageConfig { Name = "lm", Data = "text", Trainable = [ParameterGroup.Llm], Steps = budget.TextSteps, Lr = 3e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
-            // No pretrained CLIP here: with the LLM frozen, a tower trained from scratch learns to emit a constant the
-            // LLM already tolerates instead of the image's content, so the alignment stage trains everything jointly.
-            new StageConfig { Name = "align", Data = "captions", Trainable = [ParameterGroup.Vision, ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.CaptionSteps, Lr = 5e-4, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
-            // Unlike LLaVA's frozen CLIP, this tower was trained from scratch in one short stage: it keeps learning here.
-            new StageConfig { Name = "instruct", Data = "qa", Trainable = [ParameterGroup.Vision, ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 5e-4, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
+            new StageConfig { Name = "align", Data = "captions", Trainable = [ParameterGroup.Projector, ParameterGroup.VmHead], Steps = budget.CaptionSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize, InitVmHead = true },
+            new StageConfig { Name = "instruct", Data = "qa", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 5e-4, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
         ],
     };
+
+    /// <summary>
+    /// Stage "vision", run before <see cref="TrainConfig"/>'s stages: the tower learns to name each patch's content
+    /// (<see cref="ShapesGridVisionPretraining"/>). Returns its probes' accuracy on the first EvalImages held-out images.
+    /// </summary>
+    public VisionProbeAccuracy PretrainVision(VwLmmModel model, ShapesGridBudget budget, ulong seed, Action<int, double>? onStep = null)
+    {
+        using var pretraining = new ShapesGridVisionPretraining(model, this, seed);
+        pretraining.Train(budget.VisionSteps, ShapesGridBudget.VisionBatchSize, VisionLr, onStep: onStep);
+        return pretraining.Evaluate(budget.EvalImages);
+    }
+
+    private const double VisionLr = 2e-3;
 
     /// <summary>The training sources the stages name: "text", "captions", "qa".</summary>
     public ITrainingSource Source(string name, ITokenizer tokenizer) => name switch

@@ -19,6 +19,11 @@ public sealed record StageConfig
     public double GradClip { get; init; } = 1.0;
     /// <summary>λ for this stage; null uses the model config's vm_loss_weight.</summary>
     public double? VmLossWeight { get; init; }
+    /// <summary>
+    /// Re-apply the model config's vm_head_init (a copy of lm_head or embed_tokens) when the stage starts, for recipes
+    /// that pretrain the LLM in an earlier stage: the VM head should start from the trained matrix, not the random one.
+    /// </summary>
+    public bool InitVmHead { get; init; }
 
     /// <summary>Linear warmup, then cosine decay to MinLrRatio·Lr (HF's schedule when MinLrRatio = 0).</summary>
     public double LearningRate(int step)
@@ -65,7 +70,7 @@ public sealed record TrainConfig
     /// <summary>Top-level keys: the run's own, plus those the caller interprets (model, data sources, tokenizer, output).</summary>
     public static readonly string[] TopKeys = ["seed", "stages", "max_length", "log_every", "checkpoint_every", "model", "shapesgrid", "datasets", "tokenizer", "out"];
     private static readonly string[] StageKeys =
-        ["name", "data", "trainable", "steps", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight"];
+        ["name", "data", "trainable", "steps", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head"];
 
     /// <summary>Parses the run part of a train config (model/shapesgrid/datasets/tokenizer/out keys are the caller's).</summary>
     public static TrainConfig Parse(JsonElement root, string source)
@@ -95,6 +100,7 @@ public sealed record TrainConfig
                 WeightDecay = Num(s, "weight_decay", at) ?? 0,
                 GradClip = Num(s, "grad_clip", at) ?? 1.0,
                 VmLossWeight = Num(s, "vm_loss_weight", at),
+                InitVmHead = Bool(s, "init_vm_head", at) ?? false,
             });
         }
         var cfg = new TrainConfig
@@ -123,6 +129,10 @@ public sealed record TrainConfig
     private static int? Int(JsonElement o, string key, string at) =>
         !o.TryGetProperty(key, out var v) ? null
         : v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int x) ? x : throw new InvalidDataException($"{at}: '{key}' must be an integer");
+
+    private static bool? Bool(JsonElement o, string key, string at) =>
+        !o.TryGetProperty(key, out var v) ? null
+        : v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw new InvalidDataException($"{at}: '{key}' must be true or false");
 
     private static double? Num(JsonElement o, string key, string at) =>
         !o.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null ? null

@@ -62,6 +62,7 @@ public sealed class Trainer : IDisposable
             var source = _sources(stage.Data);
             if (source.Count == 0) throw new InvalidDataException($"stage '{stage.Name}': data source '{stage.Data}' is empty");
             _model.Parameters.SetTrainable(stage.Trainable);
+            if (stage.InitVmHead && _state.StageStep == 0) _model.ApplyVmHeadInit();
             _adam ??= NewOptimizer(stage);
             while (_state.StageStep < stage.Steps)
             {

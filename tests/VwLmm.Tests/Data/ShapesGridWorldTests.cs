@@ -100,6 +100,46 @@ public class ShapesGridWorldTests
     }
 
     [Test]
+    public void PaintRecoloursShapesOrReplacesThemWithBlobs()
+    {
+        var world = new ShapesGridWorld(5, new ShapesGridOptions { ImageSize = 64, MaxObjects = 6 });
+        int p = world.Options.PatchSize;
+        (int, int, int) black = (0, 0, 0);
+        int shapeHits = 0, blobShapes = 0, cells = 0;
+        for (int i = 0; i < 20; i++)
+        {
+            var scene = world.SceneAt(Split.Train, i);
+            var plain = world.Render(scene);
+            var recoloured = ShapesGridRenderer.Render(scene, 64, p, _ => new ObjectPaint(black, Blob: false));
+            var blobs = ShapesGridRenderer.Render(scene, 64, p, o => new ObjectPaint(ShapesGridRenderer.Palette[(int)o.Colour], Blob: true));
+            foreach (var o in scene.Objects)
+            {
+                cells++;
+                var (paletteCounts, _) = PaletteMatches(recoloured, o.Column * p, o.Row * p, p);
+                Assert.That(paletteCounts, Is.All.Zero, "a recoloured object keeps no palette pixels");
+                var mask = new bool[p, p];
+                for (int y = 0; y < p; y++)
+                    for (int x = 0; x < p; x++)
+                    {
+                        var px = recoloured.Pixel(o.Column * p + x, o.Row * p + y);
+                        mask[y, x] = px[0] + px[1] + px[2] < 3 * 40;
+                    }
+                if (ClassifyShape(mask, p) == ShapeNames[(int)o.Shape]) shapeHits++;
+                var (blobCounts, blobMask) = PaletteMatches(blobs, o.Column * p, o.Row * p, p);
+                Assert.That(blobCounts[(int)o.Colour], Is.GreaterThan(p * p / 8), "a blob keeps its palette colour");
+                if (ClassifyShape(blobMask, p) == ShapeNames[(int)o.Shape]) blobShapes++;
+            }
+            for (int y = 0; y < 64; y++)
+                for (int x = 0; x < 64; x++)
+                    if (scene.ObjectAt(y / p, x / p) is null)
+                        Assert.That(recoloured.Pixel(x, y).ToArray(), Is.EqualTo(plain.Pixel(x, y).ToArray()), "background untouched");
+        }
+        Assert.That(cells, Is.GreaterThan(40));
+        Assert.That(shapeHits, Is.GreaterThanOrEqualTo(cells * 95 / 100), "recoloured shapes keep their outline");
+        Assert.That(blobShapes, Is.LessThan(cells / 2), "blobs do not look like the object's shape");
+    }
+
+    [Test]
     public void QuestionsAndCaptionsAgreeWithGroundTruth()
     {
         var world = new ShapesGridWorld(9, new ShapesGridOptions { MaxObjects = 5, MaxQuestions = 4 });

@@ -70,6 +70,38 @@ public class TrainerTests : CpuFixture
     }
 
     [Test]
+    public void InitVmHeadCopiesTheTrainedEmbeddingWhenItsStageStarts()
+    {
+        var cfg = TinyWorld.Config() with { VmHeadInit = VmHeadInit.EmbedTokens };
+        var source = new TinyWorld.Source(cfg, 23);
+        var recipe = new TrainConfig
+        {
+            Seed = 3,
+            MaxLength = 64,
+            Stages =
+            [
+                new StageConfig { Name = "lm", Data = "d", Trainable = [ParameterGroup.Llm], Steps = 2, Lr = 1e-2, BatchSize = 2 },
+                new StageConfig { Name = "align", Data = "d", Trainable = [ParameterGroup.Projector], Steps = 1, Lr = 1e-2, BatchSize = 2, InitVmHead = true },
+            ],
+        };
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
+        float[] initial = m.VmHead.Value.ToArray();
+        float[]? embedAtAlign = null;
+        using var t = new Trainer(m, recipe, _ => source, 64 << 20);
+        t.OnStep = s =>
+        {
+            if (s.Stage == "lm" && s.StageStep == 2) embedAtAlign = m.Decoder.EmbedTokens.Value.ToArray();
+        };
+        t.Run(null, CancellationToken.None);
+        float[] atAlign = m.VmHead.Value.ToArray();
+        Assert.That(embedAtAlign, Is.Not.EqualTo(initial), "the LM stage moved embed_tokens");
+        Assert.That(atAlign, Is.EqualTo(embedAtAlign), "the VM head starts align as a copy of the trained embed_tokens (and align does not train it)");
+
+        var doc = System.Text.Json.JsonDocument.Parse("""{"stages":[{"data":"d","trainable":["vm_head"],"steps":1,"lr":0.1,"init_vm_head":true}]}""");
+        Assert.That(TrainConfig.Parse(doc.RootElement, "train.json").Stages[0].InitVmHead, Is.True);
+    }
+
+    [Test]
     public void UnknownConfigKeyIsAnError()
     {
         var doc = System.Text.Json.JsonDocument.Parse("""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"batchsize":2}]}""");
