@@ -4,6 +4,7 @@
 # no dotnet. Exit status 0 when every test passed and the bench ran.
 set -u
 cd "$(dirname "$0")"
+chmod +x vwlmm vwlmm-gpu-tests 2>/dev/null || true # a bundle packed on Windows carries no exec bits
 # cuBLAS ships with the CUDA toolkit or pip's nvidia-cublas-cu12/13, not with the driver: when the loader knows no
 # libcublas, look where those install it.
 if ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.1[123]'; then
