@@ -58,7 +58,7 @@ public static class CudaDevice
         if (count == 0) return Unavailable("no CUDA device (cuDeviceGetCount = 0)", version);
         var devices = new CudaDeviceInfo[count];
         for (int i = 0; i < count; i++) devices[i] = Describe(i);
-        // The driver ships with the NVIDIA driver, cuBLAS with the toolkit (or pip's nvidia-cublas-cu12): check both.
+        // libcuda comes with the NVIDIA driver, cuBLAS with a CUDA toolkit or pip's nvidia-cublas-cu12: a GPU machine may lack it.
         if (!Cublas.IsLoadable)
             return Unavailable("cuBLAS not found (libcublas.so.13/.12/.11 on the library path; see the CUDA toolkit or pip nvidia-cublas-cu12)", version);
         return new CudaProbeResult(true, $"CUDA driver {FormatVersion(version)}, {count} device(s)", version, devices);

@@ -25,7 +25,7 @@ public sealed class BenchCommand : ICommand
     private const ulong Seed = 1234;
 
     public string Name => "bench";
-    public string Summary => "time train step, forward, prefill and decode of a preset model on synthetic data";
+    public string Summary => "time train step, forward, prefill and decode of a preset model; with --device cuda|emu, every CUDA kernel";
 
     public string Help => """
         usage: vwlmm bench [--preset bench-5m] [--device cpu|emu|cuda] [--threads N] [--repeats R] [--warmup W] [--batch B]
