@@ -1,5 +1,5 @@
 # VwLmm.Native build entry point for Windows/PowerShell: the same verbs as build.sh
-# (deps | build | test | demo | bench | ptx | clean). build.sh is the tested path; this mirrors it.
+# (deps | build | test | demo | bench | ptx | gpu-bundle | clean). build.sh is the tested path; this mirrors it.
 param([Parameter(Position = 0)][string]$Verb = "", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
 $ErrorActionPreference = "Stop"
 Set-Location $PSScriptRoot
@@ -32,6 +32,26 @@ function Build {
     if ($LASTEXITCODE -ne 0) { throw "build.ps1: build failed" }
 }
 
+# artifacts/gpu-bundle(.tar.gz): self-contained linux-x64 vwlmm and GPU test runner for a GPU machine without dotnet.
+function GpuBundle {
+    Deps; Native
+    $Out = "artifacts/gpu-bundle"; $Tarball = "artifacts/gpu-bundle.tar.gz"
+    Remove-Item -Recurse -Force $Out, $Tarball -ErrorAction SilentlyContinue
+    $Publish = @("-c", $Config, "-r", "linux-x64", "--self-contained", "-p:DebugType=none", "-p:SatelliteResourceLanguages=en", "-nologo", "-clp:ErrorsOnly", "-o", $Out)
+    Write-Host "[build] dotnet publish (self-contained linux-x64) -> $Out"
+    # The runner's output carries vwlmm as a framework-dependent reference; vwlmm's own publish, second, replaces it.
+    foreach ($Project in "tests/VwLmm.GpuTests", "src/VwLmm.Cli") {
+        dotnet publish $Project @Publish
+        if ($LASTEXITCODE -ne 0) { throw "build.ps1: publishing $Project failed" }
+    }
+    Copy-Item tests/VwLmm.GpuTests/bundle/run.sh, tests/VwLmm.GpuTests/bundle/README.txt $Out
+    tar -czf $Tarball -C artifacts gpu-bundle
+    if ($LASTEXITCODE -ne 0) { throw "build.ps1: tar failed" }
+    $MiB = [math]::Floor((Get-Item $Tarball).Length / 1MB)
+    Write-Host "[build] ${Tarball}: $MiB MiB"
+    if ((Get-Item $Tarball).Length -gt 60MB) { throw "build.ps1: $Tarball is $MiB MiB, over the 60 MiB limit" }
+}
+
 function Cli { dotnet "src/VwLmm.Cli/bin/$Config/net10.0/vwlmm.dll" @args; exit $LASTEXITCODE }
 
 switch ($Verb) {
@@ -51,6 +71,7 @@ switch ($Verb) {
         exit $LASTEXITCODE
     }
     "ptx" { Build; Cli ptx @Rest }
+    "gpu-bundle" { GpuBundle }
     "clean" { Remove-Item -Recurse -Force artifacts -ErrorAction SilentlyContinue; dotnet clean VwLmm.Native.sln -nologo -v q }
-    default { Write-Error "usage: ./build.ps1 deps|build|test|demo|bench|ptx|clean"; exit 2 }
+    default { Write-Error "usage: ./build.ps1 deps|build|test|demo|bench|ptx|gpu-bundle|clean"; exit 2 }
 }

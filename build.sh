@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# VwLmm.Native build entry point. Verbs: deps | build | test | demo | bench | ptx | clean
+# VwLmm.Native build entry point. Verbs: deps | build | test | demo | bench | ptx | gpu-bundle | clean
 # Every verb runs what it needs first, so on a fresh machine `./build.sh demo` and `./build.sh test` are enough.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -54,6 +54,25 @@ build() {
 
 cli() { dotnet "src/VwLmm.Cli/bin/$CONFIG/net10.0/vwlmm.dll" "$@"; }
 
+# artifacts/gpu-bundle(.tar.gz): self-contained linux-x64 vwlmm and GPU test runner (tests/VwLmm.GpuTests) for a GPU
+# machine without dotnet; its run.sh runs the CUDA conformance suites on the driver, then `vwlmm bench --device cuda`.
+gpu_bundle() {
+  deps
+  native
+  local out=artifacts/gpu-bundle tarball=artifacts/gpu-bundle.tar.gz limit=$((60 << 20))
+  rm -rf "$out" "$tarball"
+  local publish=(-c "$CONFIG" -r linux-x64 --self-contained -p:DebugType=none -p:SatelliteResourceLanguages=en -nologo -clp:ErrorsOnly -o "$out")
+  log "dotnet publish (self-contained linux-x64) → $out"
+  # The runner's output carries vwlmm as a framework-dependent reference; vwlmm's own publish, second, replaces it.
+  dotnet publish tests/VwLmm.GpuTests "${publish[@]}"
+  dotnet publish src/VwLmm.Cli "${publish[@]}"
+  cp tests/VwLmm.GpuTests/bundle/run.sh tests/VwLmm.GpuTests/bundle/README.txt "$out/"
+  tar -czf "$tarball" -C artifacts gpu-bundle
+  local size; size=$(stat -c %s "$tarball")
+  log "$tarball: $((size >> 20)) MiB"
+  if [ "$size" -gt "$limit" ]; then echo "build.sh: $tarball is $((size >> 20)) MiB, over the 60 MiB limit" >&2; exit 1; fi
+}
+
 case "${1:-}" in
   deps) deps ;;
   build) build ;;
@@ -72,6 +91,7 @@ case "${1:-}" in
     /usr/bin/python3 bench/run_side_by_side.py --cli "src/VwLmm.Cli/bin/$CONFIG/net10.0/vwlmm.dll" "$@"
     ;;
   ptx) build; shift; cli ptx "$@" ;;
+  gpu-bundle) gpu_bundle ;;
   clean) rm -rf artifacts; dotnet clean VwLmm.Native.sln -nologo -v q ;;
-  *) echo "usage: ./build.sh deps|build|test|demo|bench|ptx|clean" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh deps|build|test|demo|bench|ptx|gpu-bundle|clean" >&2; exit 2 ;;
 esac

@@ -6,7 +6,7 @@ namespace VwLmm.Cuda;
 
 /// <summary>One GPU as the driver reports it. Clocks in kHz, as the driver gives them.</summary>
 public sealed record CudaDeviceInfo(int Ordinal, string Name, int ComputeMajor, int ComputeMinor, int MultiprocessorCount,
-                                    int ClockKHz, int MemoryClockKHz, int MemoryBusWidthBits, long TotalMemoryBytes)
+                                    int ClockKHz, int MemoryClockKHz, int MemoryBusWidthBits, long TotalMemoryBytes, int L2CacheBytes)
 {
     /// <summary>Peak DRAM bandwidth in GB/s: double data rate × memory clock × bus width (bytes).</summary>
     public double PeakBandwidthGBs => 2.0 * MemoryClockKHz * 1e3 * (MemoryBusWidthBits / 8) / 1e9;
@@ -58,6 +58,9 @@ public static class CudaDevice
         if (count == 0) return Unavailable("no CUDA device (cuDeviceGetCount = 0)", version);
         var devices = new CudaDeviceInfo[count];
         for (int i = 0; i < count; i++) devices[i] = Describe(i);
+        // libcuda comes with the NVIDIA driver, cuBLAS with a CUDA toolkit or pip's nvidia-cublas-cu12: a GPU machine may lack it.
+        if (!Cublas.IsLoadable)
+            return Unavailable("cuBLAS not found (libcublas.so.13/.12/.11 on the library path; see the CUDA toolkit or pip nvidia-cublas-cu12)", version);
         return new CudaProbeResult(true, $"CUDA driver {FormatVersion(version)}, {count} device(s)", version, devices);
     }
 
@@ -79,7 +82,7 @@ public static class CudaDevice
         return new CudaDeviceInfo(ordinal, Encoding.UTF8.GetString(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(name)),
             Attr(Driver.AttrComputeCapabilityMajor), Attr(Driver.AttrComputeCapabilityMinor),
             Attr(Driver.AttrMultiprocessorCount), Attr(Driver.AttrClockRateKHz), Attr(Driver.AttrMemoryClockRateKHz),
-            Attr(Driver.AttrGlobalMemoryBusWidthBits), (long)total);
+            Attr(Driver.AttrGlobalMemoryBusWidthBits), (long)total, Attr(Driver.AttrL2CacheSizeBytes));
     }
 
     /// <summary>12040 → "12.4".</summary>

@@ -36,6 +36,7 @@ public sealed unsafe class DriverRuntime : ICudaRuntime
         var info = probe.Devices[ordinal];
         _arch = KernelModules.ArchFor(info.ComputeMajor, info.ComputeMinor);
         DeviceName = info.ToString();
+        Info = info;
 
         int device;
         nint context, stream, cublas;
@@ -54,6 +55,40 @@ public sealed unsafe class DriverRuntime : ICudaRuntime
 
     public string DeviceName { get; }
     public bool IsEmulated => false;
+
+    /// <summary>The device as <see cref="CudaDevice.Probe"/> described it.</summary>
+    public CudaDeviceInfo Info { get; }
+
+    public long L2CacheBytes => Info.L2CacheBytes;
+
+    public nint CreateEvent()
+    {
+        MakeCurrent();
+        nint evt;
+        Driver.Check(Driver.cuEventCreate(&evt, 0), "cuEventCreate");
+        return evt;
+    }
+
+    public void RecordEvent(nint evt)
+    {
+        MakeCurrent();
+        Driver.Check(Driver.cuEventRecord(evt, _stream), "cuEventRecord");
+    }
+
+    public float ElapsedMilliseconds(nint start, nint end)
+    {
+        MakeCurrent();
+        Driver.Check(Driver.cuEventSynchronize(end), "cuEventSynchronize");
+        float ms;
+        Driver.Check(Driver.cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime");
+        return ms;
+    }
+
+    public void DestroyEvent(nint evt)
+    {
+        MakeCurrent();
+        Driver.Check(Driver.cuEventDestroy_v2(evt), "cuEventDestroy");
+    }
 
     public nint Alloc(long bytes)
     {

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using VwLmm.Cpu.Native;
 using VwLmm.Cuda.Native;
@@ -27,6 +28,16 @@ public sealed unsafe class EmulatedRuntime : ICudaRuntime
 
     public string DeviceName => "emu";
     public bool IsEmulated => true;
+
+    /// <summary>Stands in for the host's last-level cache, which is what an emulated kernel's data sits in.</summary>
+    public long L2CacheBytes => 32L << 20;
+
+    // Launches are synchronous, so an event is a host clock reading taken when it is recorded.
+    public nint CreateEvent() => (nint)NativeMemory.AllocZeroed(sizeof(long));
+    public void RecordEvent(nint evt) => *(long*)evt = Stopwatch.GetTimestamp();
+    public float ElapsedMilliseconds(nint start, nint end) =>
+        (float)Stopwatch.GetElapsedTime(*(long*)start, *(long*)end).TotalMilliseconds;
+    public void DestroyEvent(nint evt) => NativeMemory.Free((void*)evt);
 
     public nint Alloc(long bytes)
     {

@@ -27,6 +27,17 @@ public interface ICudaRuntime : IDisposable
     unsafe void Launch(nint function, string kernel, (uint x, uint y, uint z) grid, (uint x, uint y, uint z) block,
                        uint sharedBytes, void** args);
 
+    /// <summary>Bytes of the device's L2 cache: writing more than this evicts whatever a kernel left there.</summary>
+    long L2CacheBytes { get; }
+
+    /// <summary>A timing event (CUDA events on the driver, host clock readings on the emulator).</summary>
+    nint CreateEvent();
+    /// <summary>Queues <paramref name="evt"/> on the stream: it completes when all work queued before it has.</summary>
+    void RecordEvent(nint evt);
+    /// <summary>Waits for <paramref name="end"/> to complete, then returns the milliseconds between the two recorded events.</summary>
+    float ElapsedMilliseconds(nint start, nint end);
+    void DestroyEvent(nint evt);
+
     /// <summary>cuBLAS semantics: column-major strided-batched SGEMM, C = alpha·op(A)·op(B) + beta·C.</summary>
     void SgemmStridedBatched(bool transA, bool transB, int m, int n, int k, float alpha,
                              nint a, int lda, long strideA, nint b, int ldb, long strideB,

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using VwLmm.Core;
 using VwLmm.Cpu;
+using VwLmm.Cuda;
 using VwLmm.Data.Batching;
 using VwLmm.Data.Conversations;
 using VwLmm.Model;
@@ -13,7 +14,8 @@ namespace VwLmm.Cli.Commands;
 /// <c>vwlmm bench</c>: times a preset model on synthetic data — train step (forward + backward + AdamW), forward at
 /// batch 1, prefill and greedy KV-cache decode at batch 1 — and reports achieved GFLOP/s (<see cref="StepFlops"/>), peak
 /// RSS and managed allocations per steady-state step; <c>--ops</c> adds a per-op profile of the train step.
-/// bench/reference/torch_peer.py prints the same JSON keys for PyTorch.
+/// bench/reference/torch_peer.py prints the same JSON keys for PyTorch. With <c>--device cuda</c> or <c>emu</c> it is the
+/// GPU kernel lab instead: every CUDA kernel family timed at the preset's shapes (<see cref="KernelLab"/>).
 /// </summary>
 public sealed class BenchCommand : ICommand
 {
@@ -23,10 +25,10 @@ public sealed class BenchCommand : ICommand
     private const ulong Seed = 1234;
 
     public string Name => "bench";
-    public string Summary => "time train step, forward, prefill and decode of a preset model on synthetic data";
+    public string Summary => "time train step, forward, prefill and decode of a preset model; with --device cuda|emu, every CUDA kernel";
 
     public string Help => """
-        usage: vwlmm bench [--preset bench-5m] [--device cpu] [--threads N] [--repeats R] [--warmup W] [--batch B]
+        usage: vwlmm bench [--preset bench-5m] [--device cpu|emu|cuda] [--threads N] [--repeats R] [--warmup W] [--batch B]
                            [--image-tokens N] [--text-tokens N] [--width D] [--decode-tokens N] [--json] [--ops]
 
         Builds the preset with random weights and a synthetic batch (one image at the start of each sample, random text
@@ -40,7 +42,8 @@ public sealed class BenchCommand : ICommand
           allocs_per_step      managed bytes allocated per steady-state train step (all threads)
 
           --preset NAME        model preset (default bench-5m)
-          --device cpu         the backend (only cpu: the CUDA backend does not cover every op yet)
+          --device D           cpu (default): the model benchmark above; cuda: the GPU kernel lab (below); emu: the
+                               kernel lab on the CPU kernel emulator, which checks the lab runs but times nothing real
           --threads N          worker and OpenBLAS threads (default 2)
           --repeats R          timed runs per metric (default 5)
           --warmup W           untimed runs first (default 5: the first steps run while the JIT recompiles hot methods)
@@ -52,7 +55,14 @@ public sealed class BenchCommand : ICommand
           --json               one JSON object instead of the table
           --ops                per-op profile of the train step (count, time, share, GFLOP/s)
 
+        GPU kernel lab (--device cuda|emu): every kernel family of kernels/*.cu and the cuBLAS GEMM, called through the
+        CUDA backend at the preset's shapes (--preset, --batch, --image-tokens, --text-tokens, --width). Per op: the median
+        time of one call over R calls timed with CUDA events after W untimed ones, a write of 2 × the L2 size before each
+        timed call; bytes and FLOPs from the cost model (docs/KERNELS.md); GB/s and TFLOP/s; and, on a GPU of the peak
+        table (A100, H100 SXM/PCIe/NVL, H200), which roofline bounds the op and the % of that bound reached.
+
         example: vwlmm bench --preset bench-5m --threads 2 --repeats 5 --json
+                 vwlmm bench --device cuda --preset llava-7b --batch 1 --repeats 20
         """;
 
     public IReadOnlyList<string> Flags { get; } = ["--json", "--ops"];
@@ -63,7 +73,8 @@ public sealed class BenchCommand : ICommand
     public int Run(CliArgs args, TextWriter stdout)
     {
         string device = args.Get("--device") ?? "cpu";
-        if (device != "cpu") throw new UsageException($"option --device: '{device}' is not supported (bench runs on cpu; the CUDA backend does not cover every op yet)");
+        if (device is "cuda" or "emu") return RunKernelLab(args, stdout);
+        if (device != "cpu") throw new UsageException($"option --device: must be cpu, emu or cuda, not '{device}'");
         int threads = args.GetInt("--threads", 2, 1, 256);
         int repeats = args.GetInt("--repeats", 5, 1, 10_000);
         int warmup = args.GetInt("--warmup", 5, 0, 10_000);
@@ -81,6 +92,119 @@ public sealed class BenchCommand : ICommand
         if (args.Has("--json")) stdout.WriteLine(ToJson(result, ops));
         else WriteTable(stdout, result, ops);
         return 0;
+    }
+
+    /// <summary>The kernel lab on the CUDA backend of --device (emu or cuda; "no GPU" ends here with the probe's one line).</summary>
+    private static int RunKernelLab(CliArgs args, TextWriter stdout)
+    {
+        if (args.Has("--ops")) throw new UsageException("option --ops: profiles the CPU train step; --device cuda|emu times every kernel already");
+        int repeats = args.GetInt("--repeats", 5, 1, 10_000);
+        int warmup = args.GetInt("--warmup", 5, 0, 10_000);
+        int batch = args.GetInt("--batch", 8, 1, 4096);
+        int textTokens = args.GetInt("--text-tokens", 64, 1, 1 << 20);
+        var config = Configure(args, textTokens, 0);
+        var v = config.Vision;
+        var l = config.Llm;
+        var shape = new KernelLabShape(batch, v.NumChannels, v.ImageSize, v.PatchSize, v.HiddenSize, v.NumAttentionHeads, v.IntermediateSize,
+                                       config.ImageTokens, textTokens, l.HiddenSize, l.NumAttentionHeads, l.NumKeyValueHeads, l.IntermediateSize,
+                                       l.VocabSize, config.ParameterCount());
+        using var backend = (CudaBackend)Backends.Create(args, TextWriter.Null);
+        var timings = new KernelLab(backend, repeats, warmup).Run(shape);
+        var lab = new LabReport(args.Get("--preset") ?? "bench-5m", backend.Runtime, shape, repeats, warmup, timings,
+                                backend.Runtime is DriverRuntime gpu ? DevicePeaks.Find(gpu.Info.Name) : null);
+        stdout.Write(args.Has("--json") ? lab.ToJson() + Environment.NewLine : lab.ToTable());
+        return 0;
+    }
+
+    private sealed record LabReport(string Preset, ICudaRuntime Runtime, KernelLabShape Shape, int Repeats, int Warmup,
+                                    IReadOnlyList<KernelTiming> Timings, DevicePeak? Peak)
+    {
+        private const string EmulatorNote =
+            "EMULATOR: CUDA kernels run on the CPU under kernels/emu; these are emulator wall-clock times, NOT GPU timings";
+
+        private string PeakNote => Peak is { } p
+            ? $"peaks of {p.Model}: {p.BandwidthGBs:0} GB/s, {p.Fp32Tflops:0.0} fp32 TFLOP/s (datasheet)"
+            : $"no % of peak: '{Runtime.DeviceName}' is not in the peak table (A100, H100 SXM/PCIe/NVL, H200)";
+
+        public string ToTable()
+        {
+            var w = new StringWriter();
+            string F(double x, string fmt) => x.ToString(fmt, CultureInfo.InvariantCulture);
+            if (Runtime.IsEmulated) w.WriteLine(EmulatorNote);
+            var s = Shape;
+            w.WriteLine($"vwlmm bench kernel lab on {Runtime.DeviceName}: {Preset} shapes, batch {s.Batch}, vision {s.VisionTokens} tokens × {s.VisionWidth}, " +
+                        $"LLM {s.LlmTokens} tokens × {s.LlmWidth}, vocab {s.Vocab}");
+            w.WriteLine($"median of {Repeats} calls after {Warmup} untimed, {F(2 * Runtime.L2CacheBytes / 1048576.0, "0")} MiB written before each " +
+                        $"to flush the {F(Runtime.L2CacheBytes / 1048576.0, "0")} MiB L2; {PeakNote}");
+            w.WriteLine($"  {"op",-24} {"file",-11} {"shape",-32} {"time µs",10} {"MB",8} {"GFLOP",8} {"GB/s",8} {"TFLOP/s",8}" +
+                        (Peak is null ? "" : $" {"bound",-6} {"% peak",6}"));
+            foreach (var t in Timings)
+            {
+                w.Write($"  {t.Op,-24} {t.Module,-11} {t.Shape,-32} {F(t.Milliseconds * 1000, "0.0"),10} {F(t.Cost.Bytes / 1e6, "0.00"),8} " +
+                        $"{F(t.Cost.Flops / 1e9, "0.000"),8} {F(t.GBs, "0.0"),8} {F(t.Tflops, "0.000"),8}");
+                if (Peak is { } p)
+                {
+                    var (bound, percent) = t.OfPeak(p);
+                    w.Write($" {bound,-6} {F(percent, "0.0"),6}");
+                }
+                w.WriteLine();
+            }
+            return w.ToString();
+        }
+
+        public string ToJson()
+        {
+            using var ms = new MemoryStream();
+            using (var w = new Utf8JsonWriter(ms))
+            {
+                w.WriteStartObject();
+                w.WriteString("engine", "vwlmm");
+                w.WriteString("mode", "kernel_lab");
+                w.WriteString("device", Runtime.DeviceName);
+                w.WriteBoolean("emulated", Runtime.IsEmulated);
+                if (Runtime.IsEmulated) w.WriteString("note", EmulatorNote);
+                w.WriteString("preset", Preset);
+                w.WriteNumber("batch", Shape.Batch);
+                w.WriteNumber("image_tokens", Shape.ImageTokens);
+                w.WriteNumber("text_tokens", Shape.TextTokens);
+                w.WriteNumber("repeats", Repeats);
+                w.WriteNumber("warmup", Warmup);
+                w.WriteNumber("l2_bytes", Runtime.L2CacheBytes);
+                w.WriteNumber("l2_flush_bytes", 2 * Runtime.L2CacheBytes);
+                if (Peak is { } p)
+                {
+                    w.WriteStartObject("peak");
+                    w.WriteString("model", p.Model);
+                    w.WriteNumber("bandwidth_gb_per_s", p.BandwidthGBs);
+                    w.WriteNumber("fp32_tflop_per_s", p.Fp32Tflops);
+                    w.WriteEndObject();
+                }
+                else w.WriteNull("peak");
+                w.WriteStartArray("kernels");
+                foreach (var t in Timings)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("op", t.Op);
+                    w.WriteString("file", t.Module);
+                    w.WriteString("shape", t.Shape);
+                    w.WriteNumber("time_us", t.Milliseconds * 1000);
+                    w.WriteNumber("bytes", t.Cost.Bytes);
+                    w.WriteNumber("flops", t.Cost.Flops);
+                    w.WriteNumber("gb_per_s", t.GBs);
+                    w.WriteNumber("tflop_per_s", t.Tflops);
+                    if (Peak is { } peak)
+                    {
+                        var (bound, percent) = t.OfPeak(peak);
+                        w.WriteString("bound", bound);
+                        w.WriteNumber("percent_of_peak", percent);
+                    }
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            return System.Text.Encoding.UTF8.GetString(ms.ToArray());
+        }
     }
 
     /// <summary>The preset with the requested image grid, width and a context long enough for prompt + decode.</summary>

@@ -17,6 +17,9 @@ internal static unsafe partial class Cublas
     static Cublas() => NativeLibraries.Register(typeof(Cublas).Assembly, Lib,
         "libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "cublas64_13.dll", "cublas64_12.dll", "cublas64_11.dll");
 
+    /// <summary>True when some libcublas can be loaded.</summary>
+    public static bool IsLoadable => NativeLibraries.TryLoad(typeof(Cublas).Assembly, Lib) != 0;
+
     public static void Check(int status, string operation)
     {
         if (status != 0) throw new CudaException(operation, status, StatusName(status), StatusDescription(status));

@@ -16,7 +16,7 @@ internal static unsafe partial class Driver
 
     // CUdevice_attribute
     public const int AttrMaxThreadsPerBlock = 1, AttrClockRateKHz = 13, AttrMultiprocessorCount = 16,
-                     AttrMemoryClockRateKHz = 36, AttrGlobalMemoryBusWidthBits = 37,
+                     AttrMemoryClockRateKHz = 36, AttrGlobalMemoryBusWidthBits = 37, AttrL2CacheSizeBytes = 38,
                      AttrComputeCapabilityMajor = 75, AttrComputeCapabilityMinor = 76,
                      AttrMaxSharedMemoryPerBlockOptin = 97;
 

@@ -102,7 +102,7 @@ public class BenchCommandTests
 
     [TestCase("--frobnicate")]
     [TestCase("--image-tokens", "15")]
-    [TestCase("--device", "cuda")]
+    [TestCase("--device", "tpu")]
     [TestCase("--preset", "huge")]
     [TestCase("--width", "100")]
     [TestCase("--repeats", "0")]

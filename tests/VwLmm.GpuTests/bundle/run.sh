@@ -1,0 +1,26 @@
+#!/bin/sh
+# The CUDA op conformance suites on this machine's GPU, then the kernel lab (vwlmm bench --device cuda).
+# Arguments go to the bench (e.g. ./run.sh --preset llava-7b --batch 1 --repeats 20). Needs the NVIDIA driver and cuBLAS;
+# no dotnet. Exit status 0 when every test passed and the bench ran.
+set -u
+cd "$(dirname "$0")"
+chmod +x vwlmm vwlmm-gpu-tests 2>/dev/null || true # a bundle packed on Windows carries no exec bits
+# cuBLAS ships with the CUDA toolkit or pip's nvidia-cublas-cu12/13, not with the driver: when the loader knows no
+# libcublas, look where those install it.
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.1[123]'; then
+  pip_cublas=$(python3 -c 'import nvidia.cublas as c, os; print(os.path.join(list(c.__path__)[0], "lib"))' 2>/dev/null || true)
+  for d in /usr/local/cuda/lib64 /usr/local/cuda-*/lib64 $pip_cublas; do
+    if ls "$d"/libcublas.so.1[123]* >/dev/null 2>&1; then
+      export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      echo "run.sh: using cuBLAS from $d"
+      break
+    fi
+  done
+fi
+echo "== conformance: the shared op suites on the CUDA backend (real driver)"
+./vwlmm-gpu-tests
+tests=$?
+echo "== kernel lab: vwlmm bench --device cuda $*"
+./vwlmm bench --device cuda "$@"
+bench=$?
+[ "$tests" -eq 0 ] && [ "$bench" -eq 0 ]
