@@ -114,7 +114,7 @@ public sealed class BenchCommand : ICommand
         VwLmmConfig Config, int Threads, int Batch, int TextTokens, long Parameters, StepFlops Flops,
         double TrainStepMs, double ForwardMs, double PrefillMs, double DecodeTokensPerSecond,
         double PeakRssMb, double ModelMemoryMb, double ActivationMb, double AllocatedBytesPerStep, double Gen0PerStep,
-        long ForwardBytes, long BackwardBytes, long OptimizerBytes, int TapeClosures)
+        long ForwardBytes, long BackwardBytes, long OptimizerBytes, int TapeOps)
     {
         public double Gflops => Flops.Train / (TrainStepMs * 1e6);
         public double PercentOfPeak => 100 * Gflops / (PeakGflopsPerThread * Threads);
@@ -170,24 +170,27 @@ public sealed class BenchCommand : ICommand
         {
             using var train = TrainStepper();
             for (int i = 0; i < warmup; i++) train.Step();
+            // The timing array and the delegate exist before the count starts: only the steps are measured.
+            var trainMs = new double[repeats];
+            Action step = train.Step;
             long bytes0 = GC.GetTotalAllocatedBytes(precise: true);
             int gen0 = GC.CollectionCount(0);
-            var trainMs = Time(repeats, train.Step);
+            Time(trainMs, step);
             double bytesPerStep = (GC.GetTotalAllocatedBytes(precise: true) - bytes0) / (double)repeats;
             double gcPerStep = (GC.CollectionCount(0) - gen0) / (double)repeats;
-            var (fwdBytes, bwdBytes, optBytes, closures) = train.AllocationsByPhase();
+            var (fwdBytes, bwdBytes, optBytes, recordedOps) = train.AllocationsByPhase();
 
             using var arena = new Arena(backend, ArenaBytes(1));
+            var tape = new Tape(backend, arena, record: false);
             var batch1 = new BatchBuilder(_model.Vision.TokensPerImage, int.MaxValue, config.Llm.VocabSize).Build(_samples[..1]);
             var pixels1 = _pixels.AsMemory(0, PixelsPerImage);
             void Forward()
             {
-                arena.Reset();
-                var tape = new Tape(backend, arena, record: false);
+                tape.Reset();
                 _model.Forward(tape, batch1, Ops.Input(tape, pixels1.Span, 1, config.Vision.NumChannels, ImageSize, ImageSize));
             }
             for (int i = 0; i < warmup; i++) Forward();
-            var forwardMs = Time(repeats, Forward);
+            var forwardMs = Time(new double[repeats], Forward);
 
             using var generator = new Generator(_model, ArenaBytes(1));
             var prompt = _samples[..1];
@@ -204,8 +207,8 @@ public sealed class BenchCommand : ICommand
             var generateMs = new double[repeats];
             for (int r = 0; r < repeats; r++)
             {
-                prefillMs[r] = Time(1, () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
-                generateMs[r] = Time(1, () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
+                prefillMs[r] = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
+                generateMs[r] = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
             }
             double decodeMs = Median(generateMs) - Median(prefillMs);
             if (decodeMs <= 0)
@@ -216,7 +219,7 @@ public sealed class BenchCommand : ICommand
             return new Result(config, threads, batch, textTokens, _model.Parameters.All.Sum(p => p.Numel), StepFlops.Of(config, batch, textTokens),
                 Median(trainMs), Median(forwardMs), Median(prefillMs), decodeTokens / (decodeMs / 1000),
                 PeakRssMb(), 4 * paramBytes / 1048576.0 + activationMb, activationMb, bytesPerStep, gcPerStep,
-                fwdBytes, bwdBytes, optBytes, closures);
+                fwdBytes, bwdBytes, optBytes, recordedOps);
         }
 
         /// <summary>Per-op totals over R train steps, per step, slowest first; GFLOP/s where the work is known analytically.</summary>
@@ -225,7 +228,7 @@ public sealed class BenchCommand : ICommand
             using var train = TrainStepper();
             train.Step();
             profiler.ResetCounters();
-            double stepMs = Time(repeats, train.Step).Sum() / repeats;
+            double stepMs = Time(new double[repeats], train.Step).Sum() / repeats;
             var f = StepFlops.Of(config, batch, textTokens);
             var rows = new List<OpRow>();
             foreach (var (op, calls, seconds) in profiler.Table())
@@ -268,55 +271,54 @@ public sealed class BenchCommand : ICommand
     /// <summary>A train step as the trainer does one (model forward with the VM loss, tape backward, AdamW with clipping), over a fixed batch.</summary>
     private sealed class TrainStepper(IBackend backend, VwLmmModel model, TokenizedConversation[] samples, float[] pixels, long arenaBytes) : IDisposable
     {
-        private readonly Arena _arena = new(backend, arenaBytes);
+        private readonly Tape _tape = new(backend, new Arena(backend, arenaBytes), record: true);
         private readonly AdamW _adam = new(backend, model.Parameters.All, weightDecay: WeightDecay);
         private readonly Batch _batch = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize).Build(samples);
         private readonly int[] _pixelShape = [samples.Length, model.Config.Vision.NumChannels, model.Config.Vision.ImageSize, model.Config.Vision.ImageSize];
 
-        public long ActivationBytes => _arena.HighWater;
+        public long ActivationBytes => _tape.Arena.HighWater;
 
         public void Step()
         {
-            var tape = Forward();
-            tape.Backward();
+            Forward();
+            _tape.Backward();
             _adam.Step(LearningRate, MaxGradNorm);
         }
 
-        private Tape Forward()
+        // One tape for every step: its reset keeps the node list, gradient maps and tensor handles of the last step.
+        private void Forward()
         {
             _adam.ZeroGrad();
-            _arena.Reset();
-            var tape = new Tape(backend, _arena, record: true);
-            tape.Track(model.Parameters.All);
-            model.Forward(tape, _batch, Ops.Input(tape, pixels, _pixelShape));
-            return tape;
+            _tape.Reset();
+            _tape.Track(model.Parameters.All);
+            model.Forward(_tape, _batch, Ops.Input(_tape, pixels, _pixelShape));
         }
 
-        /// <summary>Managed bytes this thread allocates in each phase of one step, and the closures the forward records.</summary>
-        public (long forward, long backward, long optimizer, int closures) AllocationsByPhase()
+        /// <summary>Managed bytes this thread allocates in each phase of one step, and the ops the forward records.</summary>
+        public (long forward, long backward, long optimizer, int recordedOps) AllocationsByPhase()
         {
             long a = GC.GetAllocatedBytesForCurrentThread();
-            var tape = Forward();
+            Forward();
             long b = GC.GetAllocatedBytesForCurrentThread();
-            int closures = tape.RecordedOps;
-            tape.Backward();
+            int recorded = _tape.RecordedOps;
+            _tape.Backward();
             long c = GC.GetAllocatedBytesForCurrentThread();
             _adam.Step(LearningRate, MaxGradNorm);
             long d = GC.GetAllocatedBytesForCurrentThread();
-            return (b - a, c - b, d - c, closures);
+            return (b - a, c - b, d - c, recorded);
         }
 
         public void Dispose()
         {
             _adam.Dispose();
-            _arena.Dispose();
+            _tape.Arena.Dispose();
         }
     }
 
-    private static double[] Time(int n, Action action)
+    /// <summary>Runs action once per element of ms, storing each run's milliseconds; returns ms.</summary>
+    private static double[] Time(double[] ms, Action action)
     {
-        var ms = new double[n];
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < ms.Length; i++)
         {
             long t0 = Stopwatch.GetTimestamp();
             action();
@@ -371,7 +373,7 @@ public sealed class BenchCommand : ICommand
             w.WriteNumber("alloc_bytes_forward", r.ForwardBytes);
             w.WriteNumber("alloc_bytes_backward", r.BackwardBytes);
             w.WriteNumber("alloc_bytes_optimizer", r.OptimizerBytes);
-            w.WriteNumber("tape_closures", r.TapeClosures);
+            w.WriteNumber("tape_ops", r.TapeOps);
             if (ops is not null)
             {
                 w.WriteStartArray("ops");
@@ -404,7 +406,7 @@ public sealed class BenchCommand : ICommand
         w.WriteLine($"  prefill, batch 1             {F(r.PrefillMs),10} ms");
         w.WriteLine($"  decode, batch 1, KV cache    {F(r.DecodeTokensPerSecond, "0.0"),10} tok/s");
         w.WriteLine($"  peak RSS                     {F(r.PeakRssMb, "0.0"),10} MiB  (params+grads+moments+activations {F(r.ModelMemoryMb, "0.0")} MiB, activations {F(r.ActivationMb, "0.0")})");
-        w.WriteLine($"  managed allocation per step  {F(r.AllocatedBytesPerStep / 1024, "0.0"),10} KiB  (forward {r.ForwardBytes / 1024} KiB, backward {r.BackwardBytes / 1024} KiB, AdamW {r.OptimizerBytes / 1024} KiB; {r.TapeClosures} tape closures; {F(r.Gen0PerStep, "0.00")} gen0 GCs)");
+        w.WriteLine($"  managed allocation per step  {F(r.AllocatedBytesPerStep / 1024, "0.0"),10} KiB  (forward {r.ForwardBytes / 1024} KiB, backward {r.BackwardBytes / 1024} KiB, AdamW {r.OptimizerBytes / 1024} KiB; {r.TapeOps} recorded ops; {F(r.Gen0PerStep, "0.00")} gen0 GCs)");
         if (ops is null) return;
         w.WriteLine();
         w.WriteLine($"  {"op",-28} {"calls",7} {"ms/step",9} {"mean µs",9} {"% step",7} {"GFLOP/s",8}");
