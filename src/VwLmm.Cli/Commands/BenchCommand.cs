@@ -12,7 +12,7 @@ namespace VwLmm.Cli.Commands;
 /// <summary>
 /// <c>vwlmm bench</c>: times a preset model on synthetic data — train step (forward + backward + AdamW), forward at
 /// batch 1, prefill and greedy KV-cache decode at batch 1 — and reports achieved GFLOP/s (<see cref="StepFlops"/>), peak
-/// RSS and managed allocations per steady-state step; <c>--ops</c> adds a per-op profile of the train step.
+/// RSS and managed allocations per steady-state step; <c>--ops</c> adds per-op profiles of the train step and of decoding.
 /// bench/reference/torch_peer.py prints the same JSON keys for PyTorch.
 /// </summary>
 public sealed class BenchCommand : ICommand
@@ -50,7 +50,7 @@ public sealed class BenchCommand : ICommand
           --width D            LLM hidden size (SwiGLU width 3·D; default the preset's)
           --decode-tokens N    tokens generated for the decode rate (default 64)
           --json               one JSON object instead of the table
-          --ops                per-op profile of the train step (count, time, share, GFLOP/s)
+          --ops                per-op profiles of the train step (count, time, share, GFLOP/s) and of a decoded token
 
         example: vwlmm bench --preset bench-5m --threads 2 --repeats 5 --json
         """;
@@ -76,7 +76,7 @@ public sealed class BenchCommand : ICommand
         var profiler = args.Has("--ops") ? new ProfilingBackend(cpu) : null;
         using var run = new BenchRun(profiler ?? (IBackend)cpu, config, batch, textTokens, decodeTokens, repeats, warmup);
         var result = run.Measure(threads);
-        var ops = profiler is null ? null : run.Profile(profiler);
+        var ops = profiler is null ? null : new OpProfiles(run.Profile(profiler), run.ProfileDecode(profiler));
 
         if (args.Has("--json")) stdout.WriteLine(ToJson(result, ops));
         else WriteTable(stdout, result, ops);
@@ -120,7 +120,10 @@ public sealed class BenchCommand : ICommand
         public double PercentOfPeak => 100 * Gflops / (PeakGflopsPerThread * Threads);
     }
 
+    /// <summary>One op's row of a profile; a step is a train step or, in the decode profile, one generated token.</summary>
     private sealed record OpRow(string Op, double CallsPerStep, double MsPerStep, double MeanUs, double Percent, double? Gflops);
+
+    private sealed record OpProfiles(List<OpRow> Train, List<OpRow> Decode);
 
     /// <summary>One model, its synthetic inputs and the measurements over them.</summary>
     private sealed class BenchRun(IBackend backend, VwLmmConfig config, int batch, int textTokens, int decodeTokens, int repeats, int warmup) : IDisposable
@@ -250,6 +253,39 @@ public sealed class BenchCommand : ICommand
         }
 
         /// <summary>
+        /// Per-op totals of greedy decoding at batch 1, per token: a generation of 1 + N tokens less a prefill-only
+        /// one, op by op, so that the prefill's ops cancel.
+        /// </summary>
+        public List<OpRow> ProfileDecode(ProfilingBackend profiler)
+        {
+            using var generator = new Generator(_model, ArenaBytes(1));
+            var prompt = _samples[..1];
+            var pixels1 = _pixels.AsMemory(0, PixelsPerImage);
+            var prefillOnly = new SamplingOptions { MaxNewTokens = 1 };
+            var withDecode = new SamplingOptions { MaxNewTokens = 1 + decodeTokens };
+            generator.Generate(prompt, pixels1.Span, prefillOnly);
+            generator.Generate(prompt, pixels1.Span, withDecode);
+            profiler.ResetCounters();
+            double prefillMs = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
+            var prefill = profiler.Table().ToDictionary(r => r.Op);
+            profiler.ResetCounters();
+            double generateMs = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
+            double tokenMs = (generateMs - prefillMs) / decodeTokens;
+            var rows = new List<OpRow>();
+            foreach (var (op, calls, seconds) in profiler.Table())
+            {
+                var (_, calls0, seconds0) = prefill.GetValueOrDefault(op);
+                if (calls == calls0) continue;
+                double ms = (seconds - seconds0) * 1000 / decodeTokens;
+                rows.Add(new OpRow(op, (calls - calls0) / (double)decodeTokens, ms, (seconds - seconds0) * 1e6 / (calls - calls0), 100 * ms / tokenMs, null));
+            }
+            rows.Sort((a, b) => b.MsPerStep.CompareTo(a.MsPerStep));
+            double opsMs = rows.Sum(r => r.MsPerStep);
+            rows.Add(new OpRow("(outside ops: tape, host)", 0, tokenMs - opsMs, 0, 100 * (tokenMs - opsMs) / tokenMs, null));
+            return rows;
+        }
+
+        /// <summary>
         /// Arena capacity for a step over <paramref name="samples"/> sequences: a generous bound on activations and their
         /// gradients (about 24 row-wide tensors per layer, 8 vocabulary-wide ones per LLM row); address space only, touched as used.
         /// </summary>
@@ -345,7 +381,7 @@ public sealed class BenchCommand : ICommand
         return Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0;
     }
 
-    private static string ToJson(Result r, IReadOnlyList<OpRow>? ops)
+    private static string ToJson(Result r, OpProfiles? ops)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
@@ -376,26 +412,32 @@ public sealed class BenchCommand : ICommand
             w.WriteNumber("tape_ops", r.TapeOps);
             if (ops is not null)
             {
-                w.WriteStartArray("ops");
-                foreach (var o in ops)
-                {
-                    w.WriteStartObject();
-                    w.WriteString("op", o.Op);
-                    w.WriteNumber("calls_per_step", o.CallsPerStep);
-                    w.WriteNumber("ms_per_step", o.MsPerStep);
-                    w.WriteNumber("mean_us", o.MeanUs);
-                    w.WriteNumber("percent_of_step", o.Percent);
-                    if (o.Gflops is { } g) w.WriteNumber("gflops", g);
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
+                WriteOps(w, "ops", ops.Train);
+                WriteOps(w, "decode_ops", ops.Decode);
             }
             w.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(ms.ToArray());
     }
 
-    private static void WriteTable(TextWriter w, Result r, IReadOnlyList<OpRow>? ops)
+    private static void WriteOps(Utf8JsonWriter w, string name, List<OpRow> ops)
+    {
+        w.WriteStartArray(name);
+        foreach (var o in ops)
+        {
+            w.WriteStartObject();
+            w.WriteString("op", o.Op);
+            w.WriteNumber("calls_per_step", o.CallsPerStep);
+            w.WriteNumber("ms_per_step", o.MsPerStep);
+            w.WriteNumber("mean_us", o.MeanUs);
+            w.WriteNumber("percent_of_step", o.Percent);
+            if (o.Gflops is { } g) w.WriteNumber("gflops", g);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
+
+    private static void WriteTable(TextWriter w, Result r, OpProfiles? ops)
     {
         var c = r.Config;
         string F(double x, string fmt = "0.00") => x.ToString(fmt, CultureInfo.InvariantCulture);
@@ -408,9 +450,17 @@ public sealed class BenchCommand : ICommand
         w.WriteLine($"  peak RSS                     {F(r.PeakRssMb, "0.0"),10} MiB  (params+grads+moments+activations {F(r.ModelMemoryMb, "0.0")} MiB, activations {F(r.ActivationMb, "0.0")})");
         w.WriteLine($"  managed allocation per step  {F(r.AllocatedBytesPerStep / 1024, "0.0"),10} KiB  (forward {r.ForwardBytes / 1024} KiB, backward {r.BackwardBytes / 1024} KiB, AdamW {r.OptimizerBytes / 1024} KiB; {r.TapeOps} recorded ops; {F(r.Gen0PerStep, "0.00")} gen0 GCs)");
         if (ops is null) return;
+        WriteOpTable(w, "train step", "step", ops.Train);
+        WriteOpTable(w, "decode, per token", "token", ops.Decode);
+    }
+
+    private static void WriteOpTable(TextWriter w, string title, string unit, List<OpRow> ops)
+    {
+        string F(double x, string fmt = "0.00") => x.ToString(fmt, CultureInfo.InvariantCulture);
         w.WriteLine();
-        w.WriteLine($"  {"op",-28} {"calls",7} {"ms/step",9} {"mean µs",9} {"% step",7} {"GFLOP/s",8}");
+        w.WriteLine($"  {title}");
+        w.WriteLine($"  {"op",-28} {"calls",7} {"ms/" + unit,9} {"mean µs",9} {"% " + unit,7} {"GFLOP/s",8}");
         foreach (var o in ops)
-            w.WriteLine($"  {o.Op,-28} {F(o.CallsPerStep, "0"),7} {F(o.MsPerStep),9} {F(o.MeanUs, "0.0"),9} {F(o.Percent, "0.0"),7} {(o.Gflops is { } g ? F(g, "0.0") : ""),8}");
+            w.WriteLine($"  {o.Op,-28} {F(o.CallsPerStep, "0.#"),7} {F(o.MsPerStep, "0.000"),9} {F(o.MeanUs, "0.0"),9} {F(o.Percent, "0.0"),7} {(o.Gflops is { } g ? F(g, "0.0") : ""),8}");
     }
 }

@@ -76,6 +76,30 @@ public class AllocationTests : CpuFixture
     }
 
     [Test]
+    public void DecodeStepAllocatesNothing()
+    {
+        var cfg = TinyWorld.Config();
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 3, scale: 6);
+        int[] ids = [1, 5, Llava.ImageTokenIndex, 7, 8];
+        var prompt = new TokenizedConversation[] { new(ids, new int[ids.Length]) };
+        var px = TinyWorld.Pixels(1, cfg, 1);
+        using var gen = new Generator(m);
+        long Bytes(int tokens)
+        {
+            var opts = new SamplingOptions { MaxNewTokens = tokens };
+            gen.Generate(prompt, px, opts);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            gen.Generate(prompt, px, opts);
+            return GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        // Per-generation costs (batch, cache, output lists sized to the token budget) grow with the budget; the
+        // difference of two generations that share them is what the extra 32 decode steps allocate.
+        long shortRun = Bytes(8), longRun = Bytes(40);
+        long listGrowth = 32 * sizeof(int) * 2; // the two runs' output lists (returned list and array) differ by 32 ints each
+        Assert.That(longRun - shortRun, Is.LessThanOrEqualTo(listGrowth), "managed bytes for 32 more decode steps");
+    }
+
+    [Test]
     public void ReusedTapeTrainsExactlyLikeAFreshTapePerStep()
     {
         using var a = TrainableModel(pif: false);
