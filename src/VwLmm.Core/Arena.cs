@@ -56,6 +56,7 @@ public sealed class Arena : IDisposable
     /// </summary>
     public Tensor View(Tensor of, long elementOffset, Shape shape)
     {
+        if (!of.IsAlive) throw new InvalidOperationException($"arena: cannot view {of.Shape} tensor, it was freed (arena reset or buffer disposed)");
         if (elementOffset < 0 || elementOffset + shape.Numel > of.Numel)
             throw new ArgumentException($"view of {shape} at element {elementOffset} exceeds tensor {of.Shape}");
         return Handle(of.Buffer, of.ByteOffset + elementOffset * of.DType.Size(), shape, of.DType);

@@ -125,6 +125,7 @@ public class AllocationTests : CpuFixture
         var first = arena.Allocate(2, 3);
         arena.Reset();
         Assert.That(first.IsAlive, Is.False);
+        Assert.Throws<InvalidOperationException>(() => arena.View(first, 0, new Shape(6)), "a view of a freed tensor");
         var second = arena.Allocate(4);
         Assert.That(second, Is.SameAs(first), "the arena hands out its first handle again");
         Assert.That(second.IsAlive && second.Shape == new Shape(4), Is.True);
