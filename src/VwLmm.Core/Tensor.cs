@@ -1,3 +1,5 @@
+using System.Diagnostics.CodeAnalysis;
+
 namespace VwLmm.Core;
 
 /// <summary>
@@ -11,7 +13,6 @@ public sealed class Tensor
     internal Tensor(IBackend backend, DeviceBuffer buffer, long byteOffset, Shape shape, DType dtype, Arena? arena, int generation)
     {
         Backend = backend;
-        Buffer = buffer;
         Rebind(buffer, byteOffset, shape, dtype, arena, generation);
     }
 
@@ -19,6 +20,7 @@ public sealed class Tensor
     private int _generation;
 
     /// <summary>Points a recycled arena handle at a new allocation.</summary>
+    [MemberNotNull(nameof(Buffer))]
     internal void Rebind(DeviceBuffer buffer, long byteOffset, Shape shape, DType dtype, Arena? arena, int generation)
     {
         Buffer = buffer;
