@@ -3,13 +3,17 @@ namespace VwLmm.Core;
 /// <summary>
 /// Bump allocator over one backend buffer for a step's activations and their gradients. <see cref="Reset"/> frees
 /// everything at once and bumps the generation so that stale views are caught. Allocations are 256-byte aligned
-/// (coalesced loads on the GPU, whole cache lines on the CPU).
+/// (coalesced loads on the GPU, whole cache lines on the CPU). The <see cref="Tensor"/> handles it gives out — its
+/// allocations and views of them — are recycled after a reset, so a step that repeats the previous one's allocations
+/// allocates no managed memory.
 /// </summary>
 public sealed class Arena : IDisposable
 {
     private const long Align = 256;
     private readonly IBackend _backend;
     private readonly DeviceBuffer _buffer;
+    private readonly List<Tensor> _handles = new();
+    private int _handlesInUse;
     private long _used;
 
     public Arena(IBackend backend, long capacityBytes)
@@ -32,10 +36,31 @@ public sealed class Arena : IDisposable
             throw new OutOfMemoryException($"arena: {shape} {dtype} needs {bytes} bytes, {_buffer.Bytes - start} of {_buffer.Bytes} left");
         _used = start + bytes;
         HighWater = Math.Max(HighWater, _used);
-        return new Tensor(_backend, _buffer, start, shape, dtype, this, Generation);
+        return Handle(_buffer, start, shape, dtype);
     }
 
-    public Tensor Allocate(params int[] dims) => Allocate(new Shape(dims));
+    public Tensor Allocate(params ReadOnlySpan<int> dims) => Allocate(new Shape(dims));
+
+    /// <summary>A handle of this generation onto <paramref name="buffer"/> (arena memory or a persistent tensor's).</summary>
+    internal Tensor Handle(DeviceBuffer buffer, long byteOffset, Shape shape, DType dtype)
+    {
+        if (_handlesInUse == _handles.Count) _handles.Add(new Tensor(_backend, buffer, byteOffset, shape, dtype, this, Generation));
+        var t = _handles[_handlesInUse++];
+        t.Rebind(buffer, byteOffset, shape, dtype, this, Generation);
+        return t;
+    }
+
+    /// <summary>
+    /// A view of any tensor (a parameter, say) that lives until the next reset: unlike <see cref="Tensor.View"/> of a
+    /// persistent tensor it reuses a recycled handle.
+    /// </summary>
+    public Tensor View(Tensor of, long elementOffset, Shape shape)
+    {
+        if (!of.IsAlive) throw new InvalidOperationException($"arena: cannot view {of.Shape} tensor, it was freed (arena reset or buffer disposed)");
+        if (elementOffset < 0 || elementOffset + shape.Numel > of.Numel)
+            throw new ArgumentException($"view of {shape} at element {elementOffset} exceeds tensor {of.Shape}");
+        return Handle(of.Buffer, of.ByteOffset + elementOffset * of.DType.Size(), shape, of.DType);
+    }
 
     /// <summary>Allocates and zero-fills (gradient buffers: every backward op accumulates).</summary>
     public Tensor Zeros(Shape shape, DType dtype = DType.F32)
@@ -48,6 +73,7 @@ public sealed class Arena : IDisposable
     public void Reset()
     {
         _used = 0;
+        _handlesInUse = 0;
         Generation++;
     }
 

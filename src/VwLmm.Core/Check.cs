@@ -22,13 +22,13 @@ internal static class Check
     }
 
     /// <summary>Requires exactly the given dims; −1 matches any size.</summary>
-    public static void Shape(string op, string arg, Tensor t, params int[] dims)
+    public static void Shape(string op, string arg, Tensor t, params ReadOnlySpan<int> dims)
     {
         F32(op, arg, t);
         bool ok = t.Shape.Rank == dims.Length;
         for (int i = 0; ok && i < dims.Length; i++) ok = dims[i] < 0 || t.Shape[i] == dims[i];
         if (!ok)
-            throw new ArgumentException($"{op}: {arg} has shape {t.Shape}, expected [{string.Join(",", dims.Select(d => d < 0 ? "*" : d.ToString()))}]");
+            throw new ArgumentException($"{op}: {arg} has shape {t.Shape}, expected [{string.Join(",", dims.ToArray().Select(d => d < 0 ? "*" : d.ToString()))}]");
     }
 
     public static void Rank(string op, string arg, Tensor t, int rank)
@@ -37,12 +37,12 @@ internal static class Check
         if (t.Shape.Rank != rank) throw new ArgumentException($"{op}: {arg} has shape {t.Shape}, expected rank {rank}");
     }
 
-    public static void Indices(string op, string arg, ReadOnlySpan<int> values, int lo, int hi, params int[] allowed)
+    public static void Indices(string op, string arg, ReadOnlySpan<int> values, int lo, int hi, params ReadOnlySpan<int> allowed)
     {
         for (int i = 0; i < values.Length; i++)
         {
             int v = values[i];
-            if ((v < lo || v >= hi) && Array.IndexOf(allowed, v) < 0)
+            if ((v < lo || v >= hi) && allowed.IndexOf(v) < 0)
                 throw new ArgumentOutOfRangeException(arg, $"{op}: {arg}[{i}] = {v} is outside [{lo}, {hi})");
         }
     }

@@ -5,14 +5,15 @@ public readonly record struct LossResult(double Mean, int Count, Tensor? PerRow)
 
 /// <summary>
 /// The differentiable op layer: validates shapes (errors name the op and the shapes), allocates outputs in the tape's
-/// arena, calls the backend, and records the backward closure when an input requires a gradient. Shapes in and out
-/// are given on each op in one line. Index arguments (ids, maps, targets, positions) are host arrays: they are range
-/// checked here and uploaded into the arena.
+/// arena, calls the backend, and records a <see cref="TapeNode"/> (a static backward function and its operands) when an
+/// input requires a gradient. Shapes in and out are given on each op in one line. Index arguments (ids, maps, targets,
+/// positions) are host arrays: they are range checked here and uploaded into the arena. A warm op allocates no
+/// managed memory.
 /// </summary>
 public static class Ops
 {
     /// <summary>host [dims] → a tensor in the arena that requires no gradient.</summary>
-    public static Tensor Input(Tape tape, ReadOnlySpan<float> host, params int[] dims)
+    public static Tensor Input(Tape tape, ReadOnlySpan<float> host, params ReadOnlySpan<int> dims)
     {
         var t = tape.Arena.Allocate(new Shape(dims));
         if (host.Length != t.Numel) throw new ArgumentException($"Input: {host.Length} values for shape {t.Shape}");
@@ -37,18 +38,13 @@ public static class Ops
         return y;
     }
 
-    private static int[] WithLast(Shape s, int last)
-    {
-        var d = s.Dims.ToArray();
-        d[^1] = last;
-        return d;
-    }
-
     /// <summary>x [..., K] viewed with other dims of the same size; shares x's gradient.</summary>
-    public static Tensor Reshape(Tape tape, Tensor x, params int[] dims)
+    public static Tensor Reshape(Tape tape, Tensor x, params ReadOnlySpan<int> dims)
     {
         Check.Alive("Reshape", "x", x);
-        var y = x.Reshape(dims);
+        var shape = new Shape(dims);
+        if (shape.Numel != x.Numel) throw new ArgumentException($"Reshape: cannot reshape {x.Shape} to {shape}");
+        var y = tape.Arena.View(x, 0, shape);
         if (tape.RequiresGrad(x)) tape.Alias(y, x);
         return y;
     }
@@ -66,19 +62,21 @@ public static class Ops
         int m = checked((int)(x.Numel / k));
         var be = tape.Backend;
         bool grad = AnyGrad(tape, x, w, b);
-        var y = Output(tape, new Shape(WithLast(x.Shape, n)), grad);
+        var y = Output(tape, x.Shape.WithLast(n), grad);
         be.Gemm(false, true, m, n, k, 1f, x, k, 0, w, k, 0, 0f, y, n, 0, 1);
         if (b is not null) be.BiasAdd(y, b, m, n, 1);
-        if (grad)
-            tape.Record(() =>
-            {
-                if (!tape.HasGrad(y)) return;
-                var dy = tape.Grad(y);
-                if (tape.GradOrNull(x) is { } dx) be.Gemm(false, false, m, k, n, 1f, dy, n, 0, w, k, 0, 1f, dx, k, 0, 1);
-                if (tape.GradOrNull(w) is { } dw) be.Gemm(true, false, n, k, m, 1f, dy, n, 0, x, k, 0, 1f, dw, k, 0, 1);
-                if (b is not null && tape.GradOrNull(b) is { } db) be.BiasBackward(db, dy, m, n, 1);
-            });
+        if (grad) tape.Record(new TapeNode { Backward = LinearBackward, Output = y, X0 = x, X1 = w, X2 = b, I0 = m, I1 = n, I2 = k });
         return y;
+    }
+
+    private static void LinearBackward(Tape tape, in TapeNode node)
+    {
+        Tensor x = node.X0!, w = node.X1!, dy = tape.Grad(node.Output);
+        int m = node.I0, n = node.I1, k = node.I2;
+        var be = tape.Backend;
+        if (tape.GradOrNull(x) is { } dx) be.Gemm(false, false, m, k, n, 1f, dy, n, 0, w, k, 0, 1f, dx, k, 0, 1);
+        if (tape.GradOrNull(w) is { } dw) be.Gemm(true, false, n, k, m, 1f, dy, n, 0, x, k, 0, 1f, dw, k, 0, 1);
+        if (tape.GradOrNull(node.X2) is { } db) be.BiasBackward(db, dy, m, n, 1);
     }
 
     /// <summary>a [M,K] · b [K,N] → c [M,N].</summary>
@@ -94,15 +92,17 @@ public static class Ops
         bool grad = AnyGrad(tape, a, b);
         var c = Output(tape, new Shape(m, n), grad);
         be.Gemm(false, false, m, n, k, 1f, a, k, 0, b, n, 0, 0f, c, n, 0, 1);
-        if (grad)
-            tape.Record(() =>
-            {
-                if (!tape.HasGrad(c)) return;
-                var dc = tape.Grad(c);
-                if (tape.GradOrNull(a) is { } da) be.Gemm(false, true, m, k, n, 1f, dc, n, 0, b, n, 0, 1f, da, k, 0, 1);
-                if (tape.GradOrNull(b) is { } db) be.Gemm(true, false, k, n, m, 1f, a, k, 0, dc, n, 0, 1f, db, n, 0, 1);
-            });
+        if (grad) tape.Record(new TapeNode { Backward = MatMulBackward, Output = c, X0 = a, X1 = b, I0 = m, I1 = n, I2 = k });
         return c;
+    }
+
+    private static void MatMulBackward(Tape tape, in TapeNode node)
+    {
+        Tensor a = node.X0!, b = node.X1!, dc = tape.Grad(node.Output);
+        int m = node.I0, n = node.I1, k = node.I2;
+        var be = tape.Backend;
+        if (tape.GradOrNull(a) is { } da) be.Gemm(false, true, m, k, n, 1f, dc, n, 0, b, n, 0, 1f, da, k, 0, 1);
+        if (tape.GradOrNull(b) is { } db) be.Gemm(true, false, k, n, m, 1f, a, k, 0, dc, n, 0, 1f, db, n, 0, 1);
     }
 
     /// <summary>LayerNorm over the last dim: x [..., C], gamma [C], beta [C] → y [..., C].</summary>
@@ -122,13 +122,13 @@ public static class Ops
         var rstd = tape.Arena.Allocate(n);
         be.LayerNormForward(y, mean, rstd, x, gamma, beta, n, c, eps);
         if (grad)
-            tape.Record(() =>
-            {
-                if (!tape.HasGrad(y)) return;
-                be.LayerNormBackward(tape.GradOrNull(x), tape.GradOrNull(gamma), tape.GradOrNull(beta), tape.Grad(y), x, gamma, mean, rstd, n, c);
-            });
+            tape.Record(new TapeNode { Backward = LayerNormBackward, Output = y, X0 = x, X1 = gamma, X2 = beta, X3 = mean, X4 = rstd, I0 = n, I1 = c });
         return y;
     }
+
+    private static void LayerNormBackward(Tape tape, in TapeNode node) =>
+        tape.Backend.LayerNormBackward(tape.GradOrNull(node.X0), tape.GradOrNull(node.X1), tape.GradOrNull(node.X2),
+                                       tape.Grad(node.Output), node.X0!, node.X1!, node.X3!, node.X4!, node.I0, node.I1);
 
     /// <summary>RMSNorm over the last dim: x [..., C], gamma [C] → y [..., C].</summary>
     public static Tensor RmsNorm(Tape tape, Tensor x, Tensor gamma, float eps)
@@ -144,14 +144,13 @@ public static class Ops
         var y = Output(tape, x.Shape, grad);
         var rstd = tape.Arena.Allocate(n);
         be.RmsNormForward(y, rstd, x, gamma, n, c, eps);
-        if (grad)
-            tape.Record(() =>
-            {
-                if (!tape.HasGrad(y)) return;
-                be.RmsNormBackward(tape.GradOrNull(x), tape.GradOrNull(gamma), tape.Grad(y), x, gamma, rstd, n, c);
-            });
+        if (grad) tape.Record(new TapeNode { Backward = RmsNormBackward, Output = y, X0 = x, X1 = gamma, X2 = rstd, I0 = n, I1 = c });
         return y;
     }
+
+    private static void RmsNormBackward(Tape tape, in TapeNode node) =>
+        tape.Backend.RmsNormBackward(tape.GradOrNull(node.X0), tape.GradOrNull(node.X1), tape.Grad(node.Output),
+                                     node.X0!, node.X1!, node.X2!, node.I0, node.I1);
 
     /// <summary>act(x), any shape → same shape.</summary>
     public static Tensor Activation(Tape tape, Tensor x, Activation act)
@@ -161,12 +160,14 @@ public static class Ops
         bool grad = AnyGrad(tape, x);
         var y = Output(tape, x.Shape, grad);
         be.ActivationForward(y, x, x.Numel, act);
-        if (grad)
-            tape.Record(() =>
-            {
-                if (tape.HasGrad(y)) be.ActivationBackward(tape.Grad(x), tape.Grad(y), x, x.Numel, act);
-            });
+        if (grad) tape.Record(new TapeNode { Backward = ActivationBackward, Output = y, X0 = x, I0 = (int)act });
         return y;
+    }
+
+    private static void ActivationBackward(Tape tape, in TapeNode node)
+    {
+        var x = node.X0!;
+        tape.Backend.ActivationBackward(tape.Grad(x), tape.Grad(node.Output), x, x.Numel, (Activation)node.I0);
     }
 
     /// <summary>silu(gate)·up, gate and up of one shape → that shape.</summary>
@@ -181,12 +182,14 @@ public static class Ops
         bool grad = AnyGrad(tape, gate, up);
         var y = Output(tape, gate.Shape, grad);
         be.SwiGluForward(y, gate, up, gate.Numel);
-        if (grad)
-            tape.Record(() =>
-            {
-                if (tape.HasGrad(y)) be.SwiGluBackward(tape.GradOrNull(gate), tape.GradOrNull(up), tape.Grad(y), gate, up, gate.Numel);
-            });
+        if (grad) tape.Record(new TapeNode { Backward = SwiGluBackward, Output = y, X0 = gate, X1 = up });
         return y;
+    }
+
+    private static void SwiGluBackward(Tape tape, in TapeNode node)
+    {
+        Tensor gate = node.X0!, up = node.X1!;
+        tape.Backend.SwiGluBackward(tape.GradOrNull(gate), tape.GradOrNull(up), tape.Grad(node.Output), gate, up, gate.Numel);
     }
 
     /// <summary>a + b of one shape → that shape (the residual stream).</summary>
@@ -201,15 +204,15 @@ public static class Ops
         bool grad = AnyGrad(tape, a, b);
         var y = Output(tape, a.Shape, grad);
         be.Add(y, a, b, a.Numel);
-        if (grad)
-            tape.Record(() =>
-            {
-                if (!tape.HasGrad(y)) return;
-                var dy = tape.Grad(y);
-                if (tape.GradOrNull(a) is { } da) be.Axpy(da, dy, a.Numel, 1f);
-                if (tape.GradOrNull(b) is { } db) be.Axpy(db, dy, b.Numel, 1f);
-            });
+        if (grad) tape.Record(new TapeNode { Backward = AddBackward, Output = y, X0 = a, X1 = b });
         return y;
+    }
+
+    private static void AddBackward(Tape tape, in TapeNode node)
+    {
+        var dy = tape.Grad(node.Output);
+        if (tape.GradOrNull(node.X0) is { } da) tape.Backend.Axpy(da, dy, dy.Numel, 1f);
+        if (tape.GradOrNull(node.X1) is { } db) tape.Backend.Axpy(db, dy, dy.Numel, 1f);
     }
 
     /// <summary>x [N,C] + bias [P,C] with row n taking bias row n mod P (position embeddings) → [N,C].</summary>
@@ -228,15 +231,15 @@ public static class Ops
         var y = Output(tape, x.Shape, grad);
         be.Copy(y, x, x.Numel);
         be.BiasAdd(y, bias, n, c, p);
-        if (grad)
-            tape.Record(() =>
-            {
-                if (!tape.HasGrad(y)) return;
-                var dy = tape.Grad(y);
-                if (tape.GradOrNull(x) is { } dx) be.Axpy(dx, dy, x.Numel, 1f);
-                if (tape.GradOrNull(bias) is { } db) be.BiasBackward(db, dy, n, c, p);
-            });
+        if (grad) tape.Record(new TapeNode { Backward = AddRowsBackward, Output = y, X0 = x, X1 = bias, I0 = n, I1 = c, I2 = p });
         return y;
+    }
+
+    private static void AddRowsBackward(Tape tape, in TapeNode node)
+    {
+        var dy = tape.Grad(node.Output);
+        if (tape.GradOrNull(node.X0) is { } dx) tape.Backend.Axpy(dx, dy, dy.Numel, 1f);
+        if (tape.GradOrNull(node.X1) is { } db) tape.Backend.BiasBackward(db, dy, node.I0, node.I1, node.I2);
     }
 
     /// <summary>
@@ -268,13 +271,20 @@ public static class Ops
         var lse = tape.Arena.Allocate(b, h, t);
         be.AttentionForward(o, lse, q, k, v, lens, b, t, t, t, h, hkv, d, causal, scale);
         if (grad)
-            tape.Record(() =>
+            tape.Record(new TapeNode
             {
-                if (!tape.HasGrad(o)) return;
-                be.AttentionBackward(tape.GradOrNull(q), tape.GradOrNull(k), tape.GradOrNull(v), tape.Grad(o), q, k, v, o, lse,
-                                     lens, b, t, t, t, h, hkv, d, causal, scale);
+                Backward = AttentionBackward, Output = o, X0 = q, X1 = k, X2 = v, X3 = lse, X4 = lens,
+                I0 = b, I1 = t, I2 = h, I3 = hkv, I4 = d, Flag = causal, F0 = scale,
             });
         return o;
+    }
+
+    private static void AttentionBackward(Tape tape, in TapeNode node)
+    {
+        Tensor q = node.X0!, k = node.X1!, v = node.X2!, o = node.Output;
+        int t = node.I1;
+        tape.Backend.AttentionBackward(tape.GradOrNull(q), tape.GradOrNull(k), tape.GradOrNull(v), tape.Grad(o), q, k, v, o, node.X3!,
+                                       node.X4, node.I0, t, t, t, node.I2, node.I3, node.I4, node.Flag, node.F0);
     }
 
     /// <summary>
@@ -325,13 +335,12 @@ public static class Ops
         bool grad = AnyGrad(tape, x);
         var y = Output(tape, x.Shape, grad);
         be.RopeForward(y, x, pos, b, t, h, d, theta);
-        if (grad)
-            tape.Record(() =>
-            {
-                if (tape.HasGrad(y)) be.RopeBackward(tape.Grad(x), tape.Grad(y), pos, b, t, h, d, theta);
-            });
+        if (grad) tape.Record(new TapeNode { Backward = RopeBackward, Output = y, X0 = x, X1 = pos, I0 = b, I1 = t, I2 = h, I3 = d, F0 = theta });
         return y;
     }
+
+    private static void RopeBackward(Tape tape, in TapeNode node) =>
+        tape.Backend.RopeBackward(tape.Grad(node.X0!), tape.Grad(node.Output), node.X1!, node.I0, node.I1, node.I2, node.I3, node.F0);
 
     /// <summary>img [B,Cin,Hi,Wi] with w [C,Cin,P,P] (stride-P convolution, no bias) → [B, (Hi/P)(Wi/P), C].</summary>
     public static Tensor PatchEmbed(Tape tape, Tensor img, Tensor w)
@@ -352,12 +361,15 @@ public static class Ops
         var y = Output(tape, new Shape(b, np, c), grad);
         be.PatchEmbedForward(y, img, w, b, cin, hi, wi, p, c);
         if (grad)
-            tape.Record(() =>
+            tape.Record(new TapeNode
             {
-                if (tape.HasGrad(y)) be.PatchEmbedBackward(tape.Grad(w), tape.Grad(y), img, b, cin, hi, wi, p, c);
+                Backward = PatchEmbedBackward, Output = y, X0 = img, X1 = w, I0 = b, I1 = cin, I2 = hi, I3 = wi, I4 = p, I5 = c,
             });
         return y;
     }
+
+    private static void PatchEmbedBackward(Tape tape, in TapeNode node) =>
+        tape.Backend.PatchEmbedBackward(tape.Grad(node.X1!), tape.Grad(node.Output), node.X0!, node.I0, node.I1, node.I2, node.I3, node.I4, node.I5);
 
     /// <summary>
     /// Row gather: map host [R] picks srcA [SA,C] rows (≥0), srcB [SB,C] rows (−2−m for m ≤ −2) or zeros (−1) → [R,C].
@@ -389,13 +401,12 @@ public static class Ops
         bool grad = AnyGrad(tape, srcA, srcB);
         var y = Output(tape, new Shape(r, c), grad);
         be.GatherRows(y, srcA, srcB, idx, r, c);
-        if (grad)
-            tape.Record(() =>
-            {
-                if (tape.HasGrad(y)) be.GatherRowsBackward(tape.GradOrNull(srcA), tape.GradOrNull(srcB), tape.Grad(y), idx, r, c);
-            });
+        if (grad) tape.Record(new TapeNode { Backward = GatherBackward, Output = y, X0 = srcA, X1 = srcB, X2 = idx, I0 = r, I1 = c });
         return y;
     }
+
+    private static void GatherBackward(Tape tape, in TapeNode node) =>
+        tape.Backend.GatherRowsBackward(tape.GradOrNull(node.X0), tape.GradOrNull(node.X1), tape.Grad(node.Output), node.X2!, node.I0, node.I1);
 
     /// <summary>Row softmax: x [N,V] → p [N,V].</summary>
     public static Tensor Softmax(Tape tape, Tensor x)
@@ -408,13 +419,12 @@ public static class Ops
         bool grad = AnyGrad(tape, x);
         var y = Output(tape, x.Shape, grad);
         be.SoftmaxForward(y, x, n, v);
-        if (grad)
-            tape.Record(() =>
-            {
-                if (tape.HasGrad(y)) be.SoftmaxBackward(tape.Grad(x), tape.Grad(y), y, n, v);
-            });
+        if (grad) tape.Record(new TapeNode { Backward = SoftmaxBackward, Output = y, X0 = x, I0 = n, I1 = v });
         return y;
     }
+
+    private static void SoftmaxBackward(Tape tape, in TapeNode node) =>
+        tape.Backend.SoftmaxBackward(tape.Grad(node.X0!), tape.Grad(node.Output), node.Output, node.I0, node.I1);
 
     /// <summary>
     /// Mean softmax cross-entropy of logits [N,V] against targets host [N] (−100 ignored) times weight. The loss is a
@@ -436,7 +446,7 @@ public static class Ops
         float scale = count == 0 ? 0f : weight / count;
         var dlogits = count > 0 ? tape.GradOrNull(logits) : null;
         tape.Backend.CrossEntropy(losses, dlogits, logits, tg, n, v, scale);
-        return new LossResult(count == 0 ? 0 : SumInOrder(losses) / count, count, losses);
+        return new LossResult(count == 0 ? 0 : SumInOrder(tape, losses) / count, count, losses);
     }
 
     /// <summary>
@@ -462,13 +472,14 @@ public static class Ops
         float scale = weight / n;
         tape.Backend.VisualWordKl(losses, tape.GradOrNull(lmLogits), detach ? null : tape.GradOrNull(vmLogits),
                                   lmLogits, vmLogits, pr, n, v, reverse, scale);
-        return new LossResult(SumInOrder(losses.View(0, new Shape(n))) / n, n, losses);
+        return new LossResult(SumInOrder(tape, losses.View(0, new Shape(n))) / n, n, losses);
     }
 
     // Losses are summed on the host in double, in row order: bit-identical across backends' thread counts.
-    private static double SumInOrder(Tensor t)
+    private static double SumInOrder(Tape tape, Tensor t)
     {
-        var host = t.ToArray();
+        var host = tape.HostScratch(checked((int)t.Numel));
+        tape.Backend.Download<float>(t, host);
         double s = 0;
         foreach (float x in host) s += x;
         return s;

@@ -1,19 +1,41 @@
+using System.Runtime.InteropServices;
+
 namespace VwLmm.Core;
+
+/// <summary>Backward of one recorded op: reads the node's operands and accumulates into their gradients.</summary>
+internal delegate void BackwardFn(Tape tape, in TapeNode node);
+
+/// <summary>
+/// One recorded op: its backward function (a static method), the output whose gradient drives it, and the operands
+/// and sizes the backward needs, named per op by the function that reads them. A struct kept in the tape's list, so
+/// recording allocates nothing where a closure per op would allocate the closure and its delegate.
+/// </summary>
+internal struct TapeNode
+{
+    public BackwardFn Backward;
+    public Tensor Output;
+    public Tensor? X0, X1, X2, X3, X4, X5;
+    public int I0, I1, I2, I3, I4, I5;
+    public float F0;
+    public bool Flag;
+}
 
 /// <summary>
 /// Execution context of one step: the backend, the arena that holds the step's activations and activation
-/// gradients, and — when recording — the list of backward closures. Ops (see <see cref="Ops"/>) append a closure
-/// only when one of their inputs requires a gradient; <see cref="Backward"/> runs them in reverse. Every backward op
-/// accumulates (+=) into zero-initialised gradient buffers, so fan-out (residual streams, shared weights) needs no
-/// special case. Parameter gradients live in the parameters and persist across steps until zeroed.
+/// gradients, and — when recording — the list of recorded ops. Ops (see <see cref="Ops"/>) record a node only when
+/// one of their inputs requires a gradient; <see cref="Backward"/> runs them in reverse, skipping ops whose output
+/// received no gradient. Every backward op accumulates (+=) into zero-initialised gradient buffers, so fan-out
+/// (residual streams, shared weights) needs no special case. Parameter gradients live in the parameters and persist
+/// across steps until zeroed. A tape is reused step after step through <see cref="Reset"/>, which keeps its storage.
 /// </summary>
 public sealed class Tape
 {
-    private readonly List<Action> _backward = new();
+    private readonly List<TapeNode> _nodes = new();
     // Tensors that require a gradient, mapped to their gradient buffer (null until first requested).
     private readonly Dictionary<Tensor, Tensor?> _grads = new(ReferenceEqualityComparer.Instance);
     // Views created by Reshape share the gradient of their base tensor.
     private readonly Dictionary<Tensor, Tensor> _aliases = new(ReferenceEqualityComparer.Instance);
+    private float[] _hostScratch = [];
 
     public Tape(IBackend backend, Arena arena, bool record)
     {
@@ -25,7 +47,7 @@ public sealed class Tape
     public IBackend Backend { get; }
     public Arena Arena { get; }
     public bool IsRecording { get; }
-    public int RecordedOps => _backward.Count;
+    public int RecordedOps => _nodes.Count;
 
     /// <summary>Makes the parameter's gradient visible to ops (trainable parameters only).</summary>
     public void Track(Parameter p)
@@ -33,9 +55,9 @@ public sealed class Tape
         if (IsRecording && p.Trainable) _grads[p.Value] = p.Grad;
     }
 
-    public void Track(IEnumerable<Parameter> ps)
+    public void Track(IReadOnlyList<Parameter> ps)
     {
-        foreach (var p in ps) Track(p);
+        for (int i = 0; i < ps.Count; i++) Track(ps[i]);
     }
 
     public bool RequiresGrad(Tensor t) => IsRecording && _grads.ContainsKey(Resolve(t));
@@ -58,7 +80,7 @@ public sealed class Tape
             g = Arena.Zeros(key.Shape);
             _grads[key] = g;
         }
-        return ReferenceEquals(key, t) ? g : g.Reshape(t.Shape.Dims.ToArray());
+        return ReferenceEquals(key, t) ? g : Arena.View(g, 0, t.Shape);
     }
 
     /// <summary>The gradient if the tensor requires one, else null (the op then skips that output's work).</summary>
@@ -67,25 +89,43 @@ public sealed class Tape
     /// <summary>Whether any gradient has flowed into t yet (ops whose outputs received none can be skipped).</summary>
     internal bool HasGrad(Tensor t) => _grads.TryGetValue(Resolve(t), out var g) && g is not null;
 
-    internal void Record(Action backward)
+    internal void Record(in TapeNode node)
     {
         if (!IsRecording) throw new InvalidOperationException("tape: recording a backward op on a non-recording tape");
-        _backward.Add(backward);
+        _nodes.Add(node);
     }
 
-    /// <summary>Runs the recorded backward closures in reverse order, then forgets them.</summary>
+    /// <summary>A host buffer of at least n floats, reused by every call (loss rows read back for the host sum).</summary>
+    internal Span<float> HostScratch(int n)
+    {
+        if (_hostScratch.Length < n) _hostScratch = new float[n];
+        return _hostScratch.AsSpan(0, n);
+    }
+
+    /// <summary>Runs the recorded ops' backward in reverse order, then forgets them.</summary>
     public void Backward()
     {
         using var range = Profiler.Range(Backend, "backward");
-        for (int i = _backward.Count - 1; i >= 0; i--) _backward[i]();
+        for (int i = _nodes.Count - 1; i >= 0; i--)
+        {
+            ref readonly var node = ref CollectionsMarshal.AsSpan(_nodes)[i];
+            if (HasGrad(node.Output)) node.Backward(this, node);
+        }
         Clear();
     }
 
     /// <summary>Forgets recorded ops and activation gradients (call before resetting the arena).</summary>
     public void Clear()
     {
-        _backward.Clear();
+        _nodes.Clear();
         _grads.Clear();
         _aliases.Clear();
+    }
+
+    /// <summary>Starts the next step on this tape: forgets recorded ops and gradients and resets the arena.</summary>
+    public void Reset()
+    {
+        Clear();
+        Arena.Reset();
     }
 }

@@ -1,14 +1,28 @@
+using System.Diagnostics.CodeAnalysis;
+
 namespace VwLmm.Core;
 
 /// <summary>
 /// A typed, shaped view into a <see cref="DeviceBuffer"/>. Views made by an <see cref="Arena"/> carry the arena's
-/// generation and become invalid when it is reset; using one afterwards throws, naming the op.
+/// generation and become invalid when it is reset; using one afterwards throws, naming the op. The arena recycles
+/// its handle objects (a steady-state step allocates none): a handle kept across a reset reads as freed until the
+/// arena hands it out again, and from then on it is a different tensor.
 /// </summary>
 public sealed class Tensor
 {
     internal Tensor(IBackend backend, DeviceBuffer buffer, long byteOffset, Shape shape, DType dtype, Arena? arena, int generation)
     {
         Backend = backend;
+        Rebind(buffer, byteOffset, shape, dtype, arena, generation);
+    }
+
+    private Arena? _arena;
+    private int _generation;
+
+    /// <summary>Points a recycled arena handle at a new allocation.</summary>
+    [MemberNotNull(nameof(Buffer))]
+    internal void Rebind(DeviceBuffer buffer, long byteOffset, Shape shape, DType dtype, Arena? arena, int generation)
+    {
         Buffer = buffer;
         ByteOffset = byteOffset;
         Shape = shape;
@@ -17,14 +31,11 @@ public sealed class Tensor
         _generation = generation;
     }
 
-    private readonly Arena? _arena;
-    private readonly int _generation;
-
     public IBackend Backend { get; }
-    public DeviceBuffer Buffer { get; }
-    public long ByteOffset { get; }
-    public Shape Shape { get; }
-    public DType DType { get; }
+    public DeviceBuffer Buffer { get; private set; }
+    public long ByteOffset { get; private set; }
+    public Shape Shape { get; private set; }
+    public DType DType { get; private set; }
     public long Numel => Shape.Numel;
     public long Bytes => Numel * DType.Size();
 
@@ -42,19 +53,25 @@ public sealed class Tensor
     }
 
     /// <summary>A view of <paramref name="shape"/> starting <paramref name="elementOffset"/> elements into this tensor.</summary>
+    /// <remarks>A view of an arena tensor is an arena handle of the same generation; any other view is a new handle.</remarks>
     public Tensor View(long elementOffset, Shape shape)
     {
         if (elementOffset < 0 || elementOffset + shape.Numel > Numel)
             throw new ArgumentException($"view of {shape} at element {elementOffset} exceeds tensor {Shape}");
-        return new Tensor(Backend, Buffer, ByteOffset + elementOffset * DType.Size(), shape, DType, _arena, _generation);
+        long offset = ByteOffset + elementOffset * DType.Size();
+        return _arena is not null && _generation == _arena.Generation
+            ? _arena.Handle(Buffer, offset, shape, DType)
+            : new Tensor(Backend, Buffer, offset, shape, DType, _arena, _generation);
     }
 
     /// <summary>The same elements with another shape of equal size.</summary>
-    public Tensor Reshape(params int[] dims)
+    public Tensor Reshape(params ReadOnlySpan<int> dims) => Reshape(new Shape(dims));
+
+    /// <summary>The same elements with another shape of equal size.</summary>
+    public Tensor Reshape(Shape shape)
     {
-        var s = new Shape(dims);
-        if (s.Numel != Numel) throw new ArgumentException($"cannot reshape {Shape} to {s}");
-        return new Tensor(Backend, Buffer, ByteOffset, s, DType, _arena, _generation);
+        if (shape.Numel != Numel) throw new ArgumentException($"cannot reshape {Shape} to {shape}");
+        return View(0, shape);
     }
 
     public float[] ToArray()

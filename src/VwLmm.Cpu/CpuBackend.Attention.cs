@@ -7,7 +7,8 @@ namespace VwLmm.Cpu;
 /// floats (never a Tq×Tk matrix), are exponentiated against the row max, and weight the value rows directly into o.
 /// Keys visible to a query always form a prefix [0, n) (causal limit and key-padding length are both upper bounds),
 /// so masking is a loop bound, not a −∞ fill. Each task first packs the K/V rows of its head into contiguous scratch,
-/// K transposed in the forward pass, so that scores are lane-per-key dot products without horizontal sums (the
+/// K transposed in the forward pass, so that scores are lane-per-key dot products without horizontal sums (a block
+/// of one query, as in one-token decoding, takes dot products against the K rows in place instead; the
 /// backward pass, which packs once per head for all its queries, reads K and V row-major: with its two score rows per
 /// query, transposed copies measured slower there).
 /// The backward pass recomputes the probabilities from the saved lse and accumulates dk/dv in packed scratch too.
@@ -27,7 +28,7 @@ public sealed unsafe partial class CpuBackend
             O = F(o), Lse = F(lse), Q = F(q), K = F(k), V = F(v), KeyLengths = I(keyLengths),
             Blocks = blocks, Shape = new AttentionShape(B, Tq, Tk, S, H, Hkv, D, causal), Scale = scale,
         };
-        ParallelFor(B * H * blocks, job, MinTasksPerChunk((long)Math.Min(Tq, AttentionQueryBlock) * Tk * D));
+        ParallelFor(B * H * blocks, job, TasksPerChunk(B * H * blocks, (long)Math.Min(Tq, AttentionQueryBlock) * Tk * D));
     }
 
     public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o,
@@ -114,8 +115,12 @@ public sealed unsafe partial class CpuBackend
                 int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock);
                 int keys = sh.VisibleKeys(KeyLengths, b, tEnd - 1); // the block's last query sees the most keys
                 int keysLd = TransposedRowLength(keys);
-                PackTransposed(kt, K + sh.KvBase(b, h / group), stride, keys, keysLd, D);
-                // Packing V pays for itself only when several queries reuse it (not in one-token decoding).
+                float* kRows = K + sh.KvBase(b, h / group);
+                // A lone query (one-token decoding) reads each key row once: its scores are dot products against
+                // the rows in place, and transposing K first would cost more than the scores themselves.
+                bool lone = tEnd - tStart == 1;
+                if (!lone) PackTransposed(kt, kRows, stride, keys, keysLd, D);
+                // Packing V pays for itself only when several queries reuse it.
                 float* vRows = V + sh.KvBase(b, h / group);
                 long rowStride = stride;
                 if (tEnd - tStart >= 4)
@@ -136,11 +141,15 @@ public sealed unsafe partial class CpuBackend
                         *lsei = float.NegativeInfinity;
                         continue;
                     }
-                    // s[j] = Σ_d q[d]·kᵀ[d, j]: a weighted sum of the rows of kᵀ, whole vectors of keys at a time.
-                    int columns = (n + TV.Count - 1) / TV.Count * TV.Count;
-                    new Span<float>(s, columns).Clear();
-                    SimdMath.AddWeightedRows<TV>(s, qi, kt, keysLd, D, columns);
-                    SimdMath.Scale<TV>(s, n, Scale);
+                    if (lone) SimdMath.DotRows<TV>(s, qi, kRows, stride, n, D, Scale);
+                    else
+                    {
+                        // s[j] = Σ_d q[d]·kᵀ[d, j]: a weighted sum of the rows of kᵀ, whole vectors of keys at a time.
+                        int columns = (n + TV.Count - 1) / TV.Count * TV.Count;
+                        new Span<float>(s, columns).Clear();
+                        SimdMath.AddWeightedRows<TV>(s, qi, kt, keysLd, D, columns);
+                        SimdMath.Scale<TV>(s, n, Scale);
+                    }
                     float max = SimdMath.Max<TV>(s, n);
                     float sum = SimdMath.ExpSum<TV>(s, s, n, max);
                     SimdMath.AddWeightedRows<TV>(oi, s, vRows, rowStride, n, D);

@@ -76,6 +76,22 @@ public sealed unsafe partial class CpuBackend : IBackend
     /// <summary>Tasks per pool chunk so that one chunk covers at least <see cref="MinElementsPerChunk"/> elements of work.</summary>
     private static int MinTasksPerChunk(long elementsPerTask) => (int)Math.Max(1, MinElementsPerChunk / Math.Max(1, elementsPerTask));
 
+    /// <summary>
+    /// Total work (multiply-adds) below which a decode-sized op runs on the calling thread however it could be split.
+    /// Waking a parked worker costs 5–50 µs, and far more when the other core is busy with another process: on the
+    /// shared 2-core machine, bench-5m's per-token matrix-vector products (2^16–2^19 multiply-adds, the largest the
+    /// 2048×256 LM head) took 215–250 µs per token on one thread and 550–900 µs when those of 2^17 or more forked.
+    /// Above 2^20 (4 MiB of fp32 weights, ~50 µs of streaming) the split pays even so.
+    /// </summary>
+    private const long MinParallelWork = 1 << 20;
+
+    /// <summary>
+    /// Tasks per pool chunk for <paramref name="count"/> tasks of <paramref name="workPerTask"/> each: all of them
+    /// (one chunk, no fork) below <see cref="MinParallelWork"/>, else <see cref="MinTasksPerChunk"/>.
+    /// </summary>
+    private static int TasksPerChunk(int count, long workPerTask) =>
+        (long)count * workPerTask < MinParallelWork ? count : MinTasksPerChunk(workPerTask);
+
     /// <summary>Runs job over [0,count) on the pool (see <see cref="WorkerPool.For{TJob}"/>) at the widest vector width.</summary>
     private void ParallelFor<TJob>(int count, TJob job, int minChunk = 1) where TJob : struct, ISimdJob =>
         Pool.For(count, new WidestSimd<TJob>(job), minChunk);

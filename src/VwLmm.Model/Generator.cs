@@ -18,18 +18,18 @@ public sealed record SamplingOptions
 
 /// <summary>
 /// Batched generation with a KV cache: one prefill over the right-padded prompts (images spliced exactly as in
-/// training), then one decode step per new token for every unfinished sample. The arena is reset every step, so memory
-/// is the cache plus one step's activations.
+/// training), then one decode step per new token for every unfinished sample. The tape and its arena are reset every
+/// step, so memory is the cache plus one step's activations, and a decode step allocates no managed memory.
 /// </summary>
 public sealed class Generator : IDisposable
 {
     private readonly VwLmmModel _model;
-    private readonly Arena _arena;
+    private readonly Tape _tape;
 
     public Generator(VwLmmModel model, long arenaBytes = 256L << 20)
     {
         _model = model;
-        _arena = new Arena(model.Backend, arenaBytes);
+        _tape = new Tape(model.Backend, new Arena(model.Backend, arenaBytes), record: false);
     }
 
     /// <summary>
@@ -51,13 +51,13 @@ public sealed class Generator : IDisposable
         var rng = new Rng(options.Seed);
         var outputs = new List<int>[b];
         var done = new bool[b];
-        for (int i = 0; i < b; i++) outputs[i] = new List<int>();
+        for (int i = 0; i < b; i++) outputs[i] = new List<int>(options.MaxNewTokens);
         var logitsHost = new float[b * v];
         var last = new int[b];
 
         // Prefill: every sample starts at slot 0; logits only at each sample's last prompt position.
-        _arena.Reset();
-        var tape = new Tape(be, _arena, record: false);
+        var tape = _tape;
+        tape.Reset();
         Tensor? imageRows = null;
         if (batch.ImageCount > 0)
         {
@@ -87,8 +87,7 @@ public sealed class Generator : IDisposable
                 if (options.StopIds.Contains(next[i])) done[i] = true;
             }
             if (Array.TrueForAll(done, d => d) || step == options.MaxNewTokens - 1) break;
-            _arena.Reset();
-            tape = new Tape(be, _arena, record: false);
+            tape.Reset();
             cache.Lengths.CopyTo(positions);
             var x = Ops.Gather(tape, dec.EmbedTokens.Value, null, next);
             var h = dec.Forward(tape, x, b, 1, positions, ones, cache, positions);
@@ -147,5 +146,5 @@ public sealed class Generator : IDisposable
         return order[keep - 1];
     }
 
-    public void Dispose() => _arena.Dispose();
+    public void Dispose() => _tape.Arena.Dispose();
 }

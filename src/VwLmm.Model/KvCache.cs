@@ -68,9 +68,10 @@ public sealed class KvCache : IDisposable
         {
             if (start[b] + t > Capacity)
                 throw new InvalidOperationException($"kv cache: sample {b} needs {start[b] + t} positions, capacity is {Capacity}");
-            long dst = ((long)b * Capacity + start[b]) * row;
-            _backend.Copy(_k[layer].View(dst, new Shape(t * row)), k.View((long)b * t * row, new Shape(t * row)), (long)t * row);
-            _backend.Copy(_v[layer].View(dst, new Shape(t * row)), v.View((long)b * t * row, new Shape(t * row)), (long)t * row);
+            long dst = ((long)b * Capacity + start[b]) * row, src = (long)b * t * row;
+            var rows = new Shape(t * row);
+            _backend.Copy(tape.Arena.View(_k[layer], dst, rows), tape.Arena.View(k, src, rows), rows.Numel);
+            _backend.Copy(tape.Arena.View(_v[layer], dst, rows), tape.Arena.View(v, src, rows), rows.Numel);
         }
         if (_attendLengths.Length != B) _attendLengths = new int[B];
         int tk = 0;

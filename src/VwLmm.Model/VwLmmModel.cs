@@ -4,7 +4,7 @@ using VwLmm.Data.Batching;
 namespace VwLmm.Model;
 
 /// <summary>Losses and outputs of one forward pass. Total = Text + λ·Vm (the means, unweighted in their results).</summary>
-public sealed record ModelOutput(LossResult Text, LossResult Vm, double Total, Tensor Logits, Tensor? VmLogits, Tensor? ImageFeatures);
+public readonly record struct ModelOutput(LossResult Text, LossResult Vm, double Total, Tensor Logits, Tensor? VmLogits, Tensor? ImageFeatures);
 
 /// <summary>
 /// VW-LMM (METHOD §1–§3): CLIP tower → projector → x; the VM head labels each image row with its visual word

@@ -13,7 +13,7 @@ namespace VwLmm.Cli.Commands;
 /// <summary>
 /// <c>vwlmm bench</c>: times a preset model on synthetic data — train step (forward + backward + AdamW), forward at
 /// batch 1, prefill and greedy KV-cache decode at batch 1 — and reports achieved GFLOP/s (<see cref="StepFlops"/>), peak
-/// RSS and managed allocations per steady-state step; <c>--ops</c> adds a per-op profile of the train step.
+/// RSS and managed allocations per steady-state step; <c>--ops</c> adds per-op profiles of the train step and of decoding.
 /// bench/reference/torch_peer.py prints the same JSON keys for PyTorch. With <c>--device cuda</c> or <c>emu</c> it is the
 /// GPU kernel lab instead: every CUDA kernel family timed at the preset's shapes (<see cref="KernelLab"/>).
 /// </summary>
@@ -53,7 +53,7 @@ public sealed class BenchCommand : ICommand
           --width D            LLM hidden size (SwiGLU width 3·D; default the preset's)
           --decode-tokens N    tokens generated for the decode rate (default 64)
           --json               one JSON object instead of the table
-          --ops                per-op profile of the train step (count, time, share, GFLOP/s)
+          --ops                per-op profiles of the train step (count, time, share, GFLOP/s) and of a decoded token
 
         GPU kernel lab (--device cuda|emu): every kernel family of kernels/*.cu and the cuBLAS GEMM, called through the
         CUDA backend at the preset's shapes (--preset, --batch, --image-tokens, --text-tokens, --width). Per op: the median
@@ -87,7 +87,7 @@ public sealed class BenchCommand : ICommand
         var profiler = args.Has("--ops") ? new ProfilingBackend(cpu) : null;
         using var run = new BenchRun(profiler ?? (IBackend)cpu, config, batch, textTokens, decodeTokens, repeats, warmup);
         var result = run.Measure(threads);
-        var ops = profiler is null ? null : run.Profile(profiler);
+        var ops = profiler is null ? null : new OpProfiles(run.Profile(profiler), run.ProfileDecode(profiler));
 
         if (args.Has("--json")) stdout.WriteLine(ToJson(result, ops));
         else WriteTable(stdout, result, ops);
@@ -238,13 +238,16 @@ public sealed class BenchCommand : ICommand
         VwLmmConfig Config, int Threads, int Batch, int TextTokens, long Parameters, StepFlops Flops,
         double TrainStepMs, double ForwardMs, double PrefillMs, double DecodeTokensPerSecond,
         double PeakRssMb, double ModelMemoryMb, double ActivationMb, double AllocatedBytesPerStep, double Gen0PerStep,
-        long ForwardBytes, long BackwardBytes, long OptimizerBytes, int TapeClosures)
+        long ForwardBytes, long BackwardBytes, long OptimizerBytes, int TapeOps)
     {
         public double Gflops => Flops.Train / (TrainStepMs * 1e6);
         public double PercentOfPeak => 100 * Gflops / (PeakGflopsPerThread * Threads);
     }
 
+    /// <summary>One op's row of a profile; a step is a train step or, in the decode profile, one generated token.</summary>
     private sealed record OpRow(string Op, double CallsPerStep, double MsPerStep, double MeanUs, double Percent, double? Gflops);
+
+    private sealed record OpProfiles(List<OpRow> Train, List<OpRow> Decode);
 
     /// <summary>One model, its synthetic inputs and the measurements over them.</summary>
     private sealed class BenchRun(IBackend backend, VwLmmConfig config, int batch, int textTokens, int decodeTokens, int repeats, int warmup) : IDisposable
@@ -294,24 +297,27 @@ public sealed class BenchCommand : ICommand
         {
             using var train = TrainStepper();
             for (int i = 0; i < warmup; i++) train.Step();
+            // The timing array and the delegate exist before the count starts: only the steps are measured.
+            var trainMs = new double[repeats];
+            Action step = train.Step;
             long bytes0 = GC.GetTotalAllocatedBytes(precise: true);
             int gen0 = GC.CollectionCount(0);
-            var trainMs = Time(repeats, train.Step);
+            Time(trainMs, step);
             double bytesPerStep = (GC.GetTotalAllocatedBytes(precise: true) - bytes0) / (double)repeats;
             double gcPerStep = (GC.CollectionCount(0) - gen0) / (double)repeats;
-            var (fwdBytes, bwdBytes, optBytes, closures) = train.AllocationsByPhase();
+            var (fwdBytes, bwdBytes, optBytes, recordedOps) = train.AllocationsByPhase();
 
             using var arena = new Arena(backend, ArenaBytes(1));
+            var tape = new Tape(backend, arena, record: false);
             var batch1 = new BatchBuilder(_model.Vision.TokensPerImage, int.MaxValue, config.Llm.VocabSize).Build(_samples[..1]);
             var pixels1 = _pixels.AsMemory(0, PixelsPerImage);
             void Forward()
             {
-                arena.Reset();
-                var tape = new Tape(backend, arena, record: false);
+                tape.Reset();
                 _model.Forward(tape, batch1, Ops.Input(tape, pixels1.Span, 1, config.Vision.NumChannels, ImageSize, ImageSize));
             }
             for (int i = 0; i < warmup; i++) Forward();
-            var forwardMs = Time(repeats, Forward);
+            var forwardMs = Time(new double[repeats], Forward);
 
             using var generator = new Generator(_model, ArenaBytes(1));
             var prompt = _samples[..1];
@@ -328,8 +334,8 @@ public sealed class BenchCommand : ICommand
             var generateMs = new double[repeats];
             for (int r = 0; r < repeats; r++)
             {
-                prefillMs[r] = Time(1, () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
-                generateMs[r] = Time(1, () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
+                prefillMs[r] = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
+                generateMs[r] = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
             }
             double decodeMs = Median(generateMs) - Median(prefillMs);
             if (decodeMs <= 0)
@@ -340,7 +346,7 @@ public sealed class BenchCommand : ICommand
             return new Result(config, threads, batch, textTokens, _model.Parameters.All.Sum(p => p.Numel), StepFlops.Of(config, batch, textTokens),
                 Median(trainMs), Median(forwardMs), Median(prefillMs), decodeTokens / (decodeMs / 1000),
                 PeakRssMb(), 4 * paramBytes / 1048576.0 + activationMb, activationMb, bytesPerStep, gcPerStep,
-                fwdBytes, bwdBytes, optBytes, closures);
+                fwdBytes, bwdBytes, optBytes, recordedOps);
         }
 
         /// <summary>Per-op totals over R train steps, per step, slowest first; GFLOP/s where the work is known analytically.</summary>
@@ -349,7 +355,7 @@ public sealed class BenchCommand : ICommand
             using var train = TrainStepper();
             train.Step();
             profiler.ResetCounters();
-            double stepMs = Time(repeats, train.Step).Sum() / repeats;
+            double stepMs = Time(new double[repeats], train.Step).Sum() / repeats;
             var f = StepFlops.Of(config, batch, textTokens);
             var rows = new List<OpRow>();
             foreach (var (op, calls, seconds) in profiler.Table())
@@ -367,6 +373,39 @@ public sealed class BenchCommand : ICommand
             }
             double opsMs = rows.Sum(r => r.MsPerStep);
             rows.Add(new OpRow("(outside ops: tape, host)", 0, stepMs - opsMs, 0, 100 * (stepMs - opsMs) / stepMs, null));
+            return rows;
+        }
+
+        /// <summary>
+        /// Per-op totals of greedy decoding at batch 1, per token: a generation of 1 + N tokens less a prefill-only
+        /// one, op by op, so that the prefill's ops cancel.
+        /// </summary>
+        public List<OpRow> ProfileDecode(ProfilingBackend profiler)
+        {
+            using var generator = new Generator(_model, ArenaBytes(1));
+            var prompt = _samples[..1];
+            var pixels1 = _pixels.AsMemory(0, PixelsPerImage);
+            var prefillOnly = new SamplingOptions { MaxNewTokens = 1 };
+            var withDecode = new SamplingOptions { MaxNewTokens = 1 + decodeTokens };
+            generator.Generate(prompt, pixels1.Span, prefillOnly);
+            generator.Generate(prompt, pixels1.Span, withDecode);
+            profiler.ResetCounters();
+            double prefillMs = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
+            var prefill = profiler.Table().ToDictionary(r => r.Op);
+            profiler.ResetCounters();
+            double generateMs = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
+            double tokenMs = (generateMs - prefillMs) / decodeTokens;
+            var rows = new List<OpRow>();
+            foreach (var (op, calls, seconds) in profiler.Table())
+            {
+                var (_, calls0, seconds0) = prefill.GetValueOrDefault(op);
+                if (calls == calls0) continue;
+                double ms = (seconds - seconds0) * 1000 / decodeTokens;
+                rows.Add(new OpRow(op, (calls - calls0) / (double)decodeTokens, ms, (seconds - seconds0) * 1e6 / (calls - calls0), 100 * ms / tokenMs, null));
+            }
+            rows.Sort((a, b) => b.MsPerStep.CompareTo(a.MsPerStep));
+            double opsMs = rows.Sum(r => r.MsPerStep);
+            rows.Add(new OpRow("(outside ops: tape, host)", 0, tokenMs - opsMs, 0, 100 * (tokenMs - opsMs) / tokenMs, null));
             return rows;
         }
 
@@ -392,55 +431,54 @@ public sealed class BenchCommand : ICommand
     /// <summary>A train step as the trainer does one (model forward with the VM loss, tape backward, AdamW with clipping), over a fixed batch.</summary>
     private sealed class TrainStepper(IBackend backend, VwLmmModel model, TokenizedConversation[] samples, float[] pixels, long arenaBytes) : IDisposable
     {
-        private readonly Arena _arena = new(backend, arenaBytes);
+        private readonly Tape _tape = new(backend, new Arena(backend, arenaBytes), record: true);
         private readonly AdamW _adam = new(backend, model.Parameters.All, weightDecay: WeightDecay);
         private readonly Batch _batch = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize).Build(samples);
         private readonly int[] _pixelShape = [samples.Length, model.Config.Vision.NumChannels, model.Config.Vision.ImageSize, model.Config.Vision.ImageSize];
 
-        public long ActivationBytes => _arena.HighWater;
+        public long ActivationBytes => _tape.Arena.HighWater;
 
         public void Step()
         {
-            var tape = Forward();
-            tape.Backward();
+            Forward();
+            _tape.Backward();
             _adam.Step(LearningRate, MaxGradNorm);
         }
 
-        private Tape Forward()
+        // One tape for every step: its reset keeps the node list, gradient maps and tensor handles of the last step.
+        private void Forward()
         {
             _adam.ZeroGrad();
-            _arena.Reset();
-            var tape = new Tape(backend, _arena, record: true);
-            tape.Track(model.Parameters.All);
-            model.Forward(tape, _batch, Ops.Input(tape, pixels, _pixelShape));
-            return tape;
+            _tape.Reset();
+            _tape.Track(model.Parameters.All);
+            model.Forward(_tape, _batch, Ops.Input(_tape, pixels, _pixelShape));
         }
 
-        /// <summary>Managed bytes this thread allocates in each phase of one step, and the closures the forward records.</summary>
-        public (long forward, long backward, long optimizer, int closures) AllocationsByPhase()
+        /// <summary>Managed bytes this thread allocates in each phase of one step, and the ops the forward records.</summary>
+        public (long forward, long backward, long optimizer, int recordedOps) AllocationsByPhase()
         {
             long a = GC.GetAllocatedBytesForCurrentThread();
-            var tape = Forward();
+            Forward();
             long b = GC.GetAllocatedBytesForCurrentThread();
-            int closures = tape.RecordedOps;
-            tape.Backward();
+            int recorded = _tape.RecordedOps;
+            _tape.Backward();
             long c = GC.GetAllocatedBytesForCurrentThread();
             _adam.Step(LearningRate, MaxGradNorm);
             long d = GC.GetAllocatedBytesForCurrentThread();
-            return (b - a, c - b, d - c, closures);
+            return (b - a, c - b, d - c, recorded);
         }
 
         public void Dispose()
         {
             _adam.Dispose();
-            _arena.Dispose();
+            _tape.Arena.Dispose();
         }
     }
 
-    private static double[] Time(int n, Action action)
+    /// <summary>Runs action once per element of ms, storing each run's milliseconds; returns ms.</summary>
+    private static double[] Time(double[] ms, Action action)
     {
-        var ms = new double[n];
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < ms.Length; i++)
         {
             long t0 = Stopwatch.GetTimestamp();
             action();
@@ -467,7 +505,7 @@ public sealed class BenchCommand : ICommand
         return Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0;
     }
 
-    private static string ToJson(Result r, IReadOnlyList<OpRow>? ops)
+    private static string ToJson(Result r, OpProfiles? ops)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
@@ -495,29 +533,35 @@ public sealed class BenchCommand : ICommand
             w.WriteNumber("alloc_bytes_forward", r.ForwardBytes);
             w.WriteNumber("alloc_bytes_backward", r.BackwardBytes);
             w.WriteNumber("alloc_bytes_optimizer", r.OptimizerBytes);
-            w.WriteNumber("tape_closures", r.TapeClosures);
+            w.WriteNumber("tape_ops", r.TapeOps);
             if (ops is not null)
             {
-                w.WriteStartArray("ops");
-                foreach (var o in ops)
-                {
-                    w.WriteStartObject();
-                    w.WriteString("op", o.Op);
-                    w.WriteNumber("calls_per_step", o.CallsPerStep);
-                    w.WriteNumber("ms_per_step", o.MsPerStep);
-                    w.WriteNumber("mean_us", o.MeanUs);
-                    w.WriteNumber("percent_of_step", o.Percent);
-                    if (o.Gflops is { } g) w.WriteNumber("gflops", g);
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
+                WriteOps(w, "ops", ops.Train);
+                WriteOps(w, "decode_ops", ops.Decode);
             }
             w.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(ms.ToArray());
     }
 
-    private static void WriteTable(TextWriter w, Result r, IReadOnlyList<OpRow>? ops)
+    private static void WriteOps(Utf8JsonWriter w, string name, List<OpRow> ops)
+    {
+        w.WriteStartArray(name);
+        foreach (var o in ops)
+        {
+            w.WriteStartObject();
+            w.WriteString("op", o.Op);
+            w.WriteNumber("calls_per_step", o.CallsPerStep);
+            w.WriteNumber("ms_per_step", o.MsPerStep);
+            w.WriteNumber("mean_us", o.MeanUs);
+            w.WriteNumber("percent_of_step", o.Percent);
+            if (o.Gflops is { } g) w.WriteNumber("gflops", g);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
+
+    private static void WriteTable(TextWriter w, Result r, OpProfiles? ops)
     {
         var c = r.Config;
         string F(double x, string fmt = "0.00") => x.ToString(fmt, CultureInfo.InvariantCulture);
@@ -528,11 +572,19 @@ public sealed class BenchCommand : ICommand
         w.WriteLine($"  prefill, batch 1             {F(r.PrefillMs),10} ms");
         w.WriteLine($"  decode, batch 1, KV cache    {F(r.DecodeTokensPerSecond, "0.0"),10} tok/s");
         w.WriteLine($"  peak RSS                     {F(r.PeakRssMb, "0.0"),10} MiB  (params+grads+moments+activations {F(r.ModelMemoryMb, "0.0")} MiB, activations {F(r.ActivationMb, "0.0")})");
-        w.WriteLine($"  managed allocation per step  {F(r.AllocatedBytesPerStep / 1024, "0.0"),10} KiB  (forward {r.ForwardBytes / 1024} KiB, backward {r.BackwardBytes / 1024} KiB, AdamW {r.OptimizerBytes / 1024} KiB; {r.TapeClosures} tape closures; {F(r.Gen0PerStep, "0.00")} gen0 GCs)");
+        w.WriteLine($"  managed allocation per step  {F(r.AllocatedBytesPerStep / 1024, "0.0"),10} KiB  (forward {r.ForwardBytes / 1024} KiB, backward {r.BackwardBytes / 1024} KiB, AdamW {r.OptimizerBytes / 1024} KiB; {r.TapeOps} recorded ops; {F(r.Gen0PerStep, "0.00")} gen0 GCs)");
         if (ops is null) return;
+        WriteOpTable(w, "train step", "step", ops.Train);
+        WriteOpTable(w, "decode, per token", "token", ops.Decode);
+    }
+
+    private static void WriteOpTable(TextWriter w, string title, string unit, List<OpRow> ops)
+    {
+        string F(double x, string fmt = "0.00") => x.ToString(fmt, CultureInfo.InvariantCulture);
         w.WriteLine();
-        w.WriteLine($"  {"op",-28} {"calls",7} {"ms/step",9} {"mean µs",9} {"% step",7} {"GFLOP/s",8}");
+        w.WriteLine($"  {title}");
+        w.WriteLine($"  {"op",-28} {"calls",7} {"ms/" + unit,9} {"mean µs",9} {"% " + unit,7} {"GFLOP/s",8}");
         foreach (var o in ops)
-            w.WriteLine($"  {o.Op,-28} {F(o.CallsPerStep, "0"),7} {F(o.MsPerStep),9} {F(o.MeanUs, "0.0"),9} {F(o.Percent, "0.0"),7} {(o.Gflops is { } g ? F(g, "0.0") : ""),8}");
+            w.WriteLine($"  {o.Op,-28} {F(o.CallsPerStep, "0.#"),7} {F(o.MsPerStep, "0.000"),9} {F(o.MeanUs, "0.0"),9} {F(o.Percent, "0.0"),7} {(o.Gflops is { } g ? F(g, "0.0") : ""),8}");
     }
 }

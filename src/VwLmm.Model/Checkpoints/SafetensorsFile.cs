@@ -202,6 +202,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
         if (!e.TryGetProperty("shape", out var shapeEl) || shapeEl.ValueKind != JsonValueKind.Array)
             throw BadTensor("missing array field 'shape'");
+        if (shapeEl.GetArrayLength() > Shape.MaxRank)
+            throw BadTensor($"shape {shapeEl.GetRawText()} has rank {shapeEl.GetArrayLength()}, at most {Shape.MaxRank} is supported");
         var dims = new int[shapeEl.GetArrayLength()];
         int k = 0;
         foreach (var d in shapeEl.EnumerateArray())

@@ -30,6 +30,8 @@ public sealed class Trainer : IDisposable
     private readonly TrainConfig _config;
     private readonly Func<string, ITrainingSource> _sources;
     private readonly Arena _arena;
+    private readonly Tape _tape;
+    private float[] _pixels = [];
     private TrainerState _state;
     private AdamW? _adam;
     private int[] _order = [];
@@ -41,6 +43,7 @@ public sealed class Trainer : IDisposable
         _config = config;
         _sources = sources;
         _arena = new Arena(model.Backend, arenaBytes);
+        _tape = new Tape(model.Backend, _arena, record: true);
         _state = new TrainerState(0, 0, 0, 0, config.Seed);
     }
 
@@ -105,12 +108,11 @@ public sealed class Trainer : IDisposable
             long first = ((long)_state.StageStep * stage.GradAccum + micro) * stage.BatchSize;
             for (int i = 0; i < examples.Length; i++) examples[i] = source.Get(IndexAt(source, first + i));
             var batch = builder.Build(examples.Select(e => e.Tokens).ToList());
-            _arena.Reset();
-            var tape = new Tape(_model.Backend, _arena, record: true);
-            tape.Track(_model.Parameters.All);
-            var pixels = batch.ImageCount > 0 ? Ops.Input(tape, GatherPixels(batch, examples), PixelShape(batch.ImageCount)) : null;
-            var output = _model.Forward(tape, batch, pixels, stage.VmLossWeight);
-            tape.Backward();
+            _tape.Reset();
+            _tape.Track(_model.Parameters.All);
+            var pixels = batch.ImageCount > 0 ? Ops.Input(_tape, GatherPixels(batch, examples), PixelShape(batch.ImageCount)) : null;
+            var output = _model.Forward(_tape, batch, pixels, stage.VmLossWeight);
+            _tape.Backward();
             text += output.Text.Mean / stage.GradAccum;
             vm += output.Vm.Mean / stage.GradAccum;
             total += output.Total / stage.GradAccum;
@@ -145,11 +147,13 @@ public sealed class Trainer : IDisposable
         return [images, v.NumChannels, v.ImageSize, v.ImageSize];
     }
 
-    private float[] GatherPixels(Batch batch, TrainingExample[] examples)
+    /// <summary>The batch's images in order, in a host buffer reused across steps.</summary>
+    private ReadOnlySpan<float> GatherPixels(Batch batch, TrainingExample[] examples)
     {
         var v = _model.Config.Vision;
         int per = v.NumChannels * v.ImageSize * v.ImageSize;
-        var all = new float[batch.ImageCount * per];
+        if (_pixels.Length < batch.ImageCount * per) _pixels = new float[batch.ImageCount * per];
+        var all = _pixels;
         for (int i = 0; i < batch.ImageCount; i++)
         {
             var px = examples[batch.Images[i].Sample].Pixels
@@ -157,7 +161,7 @@ public sealed class Trainer : IDisposable
             if (px.Length != per) throw new InvalidDataException($"example {batch.Images[i].Sample}: pixels have {px.Length} values, expected {per}");
             px.CopyTo(all, i * per);
         }
-        return all;
+        return all.AsSpan(0, batch.ImageCount * per);
     }
 
     /// <summary>Mean entropy (nats) of the visual words p = softmax(a) and the number of distinct argmax words.</summary>

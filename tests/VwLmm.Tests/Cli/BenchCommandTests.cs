@@ -38,7 +38,7 @@ public class BenchCommandTests
             Assert.That(double.IsFinite(x) && x > 0, $"{key} = {x}");
         }
         Assert.That(r.GetProperty("allocs_per_step").GetDouble(), Is.GreaterThanOrEqualTo(0));
-        Assert.That(r.GetProperty("tape_closures").GetInt32(), Is.Positive);
+        Assert.That(r.GetProperty("tape_ops").GetInt32(), Is.Positive);
 
         // Parameters of bench-5m with 17 vision positions, counted by hand: tower (3 of 4 blocks run at select layer -2),
         // projector, LLaMA (embeddings, 4 layers, final norm, LM head), VM head.

@@ -25,6 +25,7 @@ public abstract class AttentionOpTests : BackendOpTests
         yield return new TestCaseData(new AttentionProblem(2, 13, 13, 13, 4, 1, 64, false, [5, 13])).SetArgDisplayNames("gqa_h4_kv1");
         yield return new TestCaseData(new AttentionProblem(2, 1, 9, 12, 4, 2, 32, true, null)).SetArgDisplayNames("decode_tq1_tk9");
         yield return new TestCaseData(new AttentionProblem(2, 3, 9, 12, 4, 1, 64, true, [9, 6])).SetArgDisplayNames("decode_tq3_tk9");
+        yield return new TestCaseData(new AttentionProblem(2, 1, 70, 75, 4, 2, 80, true, [70, 33])).SetArgDisplayNames("decode_tq1_tk70_d80");
         yield return new TestCaseData(new AttentionProblem(2, 5, 6, 10, 2, 2, 32, false, null)).SetArgDisplayNames("capacity_s10_tk6");
         yield return new TestCaseData(new AttentionProblem(2, 37, 37, 37, 4, 2, 80, true, [37, 20])).SetArgDisplayNames("d80_gqa_causal");
         yield return new TestCaseData(new AttentionProblem(2, 40, 5, 8, 2, 1, 64, true, [5, 3])).SetArgDisplayNames("causal_tq40_tk5");

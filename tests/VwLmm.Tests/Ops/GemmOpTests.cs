@@ -28,6 +28,13 @@ public abstract class GemmOpTests : BackendOpTests
     [TestCase(130, 70, 300)]
     public void EdgeShapes(int M, int N, int K) => Check(true, false, M, N, K, 1f, 0.25f, batch: 2, pad: 3, gap: 0);
 
+    // A linear layer over 1–5 rows (x·Wᵀ, β = 0): decoding's products, large enough to be split across threads.
+    [TestCase(1, 600, 300)]
+    [TestCase(2, 37, 29)]
+    [TestCase(4, 600, 300)]
+    [TestCase(5, 600, 300)]
+    public void FewRowLinearShapes(int M, int N, int K) => Check(false, true, M, N, K, 0.75f, 0f, batch: 2, pad: 3, gap: 5);
+
     [Test]
     public void BetaZeroDoesNotReadC()
     {
@@ -98,6 +105,34 @@ public sealed class CpuGemmOpTests : GemmOpTests
             Assert.That(ThreadsUsedBy(s1), Is.EqualTo(1), "1-thread backend");
             Assert.That(ThreadsUsedBy(s2), Is.EqualTo(2), "2-thread backend after the 1-thread one ran");
         });
+    }
+
+    /// <summary>
+    /// Decoding a batch must give each sample the logits it gets alone: a few-row product's rows are bit-identical to
+    /// the same rows computed one at a time, and to a one-thread backend's.
+    /// </summary>
+    [Test]
+    public void FewRowLinearRowsAreIndependentOfBatchAndThreads()
+    {
+        const int M = 3, N = 700, K = 256;
+        using var one = new Cpu.CpuBackend(1);
+        using var s1 = new OpHarness.Scope(one);
+        using var s = NewScope();
+        var x = OpHarness.Random(8, M * K);
+        var w = OpHarness.Random(9, N * K);
+        float[] Rows(OpHarness.Scope sc, int first, int rows)
+        {
+            var c = sc.New("c", rows * N);
+            sc.Backend.Gemm(false, true, rows, N, K, 1f, sc.Upload("x", x.AsSpan(first * K, rows * K).ToArray(), rows * K), K, 0,
+                            sc.Upload("w", w, N * K), K, 0, 0f, c, N, 0, 1);
+            return c.ToArray();
+        }
+        var all = Rows(s, 0, M);
+        for (int r = 0; r < M; r++)
+        {
+            AssertBitIdentical($"row {r} alone", all.AsSpan(r * N, N).ToArray(), Rows(s, r, 1));
+            AssertBitIdentical($"row {r} on one thread", all.AsSpan(r * N, N).ToArray(), Rows(s1, r, 1));
+        }
     }
 
     private static int ThreadsUsedBy(OpHarness.Scope s)
