@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# VwLmm.Native build entry point. Verbs: deps | build | test | demo | bench | ptx | gpu-bundle | clean
+# VwLmm.Native build entry point. Verbs: deps | build | test | demo | bench | ptx | gpu-bundle | screenshot | clean
 # Every verb runs what it needs first, so on a fresh machine `./build.sh demo` and `./build.sh test` are enough.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -73,6 +73,29 @@ gpu_bundle() {
   if [ "$size" -gt "$limit" ]; then echo "build.sh: $tarball is $((size >> 20)) MiB, over the 60 MiB limit" >&2; exit 1; fi
 }
 
+# docs/img/report.png for the README: a demo report rendered by headless Chromium (Debian's chromium, DejaVu fonts so
+# the picture is the same on every machine). The window is one column of the report's layout: title, accuracy table,
+# loss chart and the visual-word maps; optipng keeps the committed PNG small.
+screenshot() {
+  local report=${1:-runs/demo/report.html} out=${2:-docs/img/report.png}
+  [ -f "$report" ] || { echo "build.sh: report $report not found (run ./build.sh demo first)" >&2; exit 1; }
+  apt_install chromium fonts-dejavu-core optipng
+  mkdir -p "$(dirname "$out")"
+  local tmp; tmp=$(mktemp --suffix=.png "$(dirname "$out")/.report.XXXXXX")
+  local err
+  # Chromium chatters on stderr (D-Bus, GPU) even when it works: show it only when no picture came out.
+  if ! err=$(chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,940 \
+      --screenshot="$tmp" "file://$(realpath "$report")" 2>&1) || [ ! -s "$tmp" ]; then
+    rm -f "$tmp"
+    echo "$err" >&2
+    echo "build.sh: chromium did not render $report" >&2
+    exit 1
+  fi
+  optipng -quiet -o2 "$tmp"
+  mv "$tmp" "$out"
+  log "$out: $(($(stat -c %s "$out") >> 10)) KiB"
+}
+
 case "${1:-}" in
   deps) deps ;;
   build) build ;;
@@ -92,6 +115,7 @@ case "${1:-}" in
     ;;
   ptx) build; shift; cli ptx "$@" ;;
   gpu-bundle) gpu_bundle ;;
+  screenshot) shift; screenshot "$@" ;;
   clean) rm -rf artifacts; dotnet clean VwLmm.Native.sln -nologo -v q ;;
-  *) echo "usage: ./build.sh deps|build|test|demo|bench|ptx|gpu-bundle|clean" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh deps|build|test|demo|bench|ptx|gpu-bundle|screenshot|clean" >&2; exit 2 ;;
 esac

@@ -16,15 +16,19 @@ public sealed class HtmlReport
 {
     private readonly StringBuilder _body = new();
     private readonly string _title;
+    private bool _inSection;
 
     public HtmlReport(string title) => _title = title;
 
     private static string E(string s) => WebUtility.HtmlEncode(s);
     private static string F(double x, string fmt = "0.###") => x.ToString(fmt, CultureInfo.InvariantCulture);
 
+    /// <summary>Starts a section (ending the previous one): sections sit side by side where the window is wide enough.</summary>
     public HtmlReport Heading(string text)
     {
-        _body.Append("<h2>").Append(E(text)).Append("</h2>\n");
+        if (_inSection) _body.Append("</section>\n");
+        _body.Append("<section><h2>").Append(E(text)).Append("</h2>\n");
+        _inSection = true;
         return this;
     }
 
@@ -52,10 +56,12 @@ public sealed class HtmlReport
     /// <summary>Loss curves on one chart; vertical markers at stage boundaries (step, label).</summary>
     public HtmlReport LossChart(IReadOnlyList<Series> series, IReadOnlyList<(int Step, string Label)> stages, bool logScale = false)
     {
-        const int w = 760, h = 300, left = 56, right = 16, top = 16, bottom = 36;
+        const int w = 540, h = 270, left = 56, right = 16, top = 16, bottom = 36;
         var pts = series.SelectMany(s => s.Points).Where(p => double.IsFinite(p.Value) && (!logScale || p.Value > 0)).ToList();
         if (pts.Count == 0) return Paragraph("(no loss values recorded)");
-        double x0 = pts.Min(p => p.Step), x1 = Math.Max(x0 + 1, pts.Max(p => p.Step));
+        // The axis starts at the first stage boundary (step 0) even when metrics are logged from a later step, so every
+        // marker lies inside the plot.
+        double x0 = stages.Select(s => (double)s.Step).Append(pts.Min(p => p.Step)).Min(), x1 = Math.Max(x0 + 1, pts.Max(p => p.Step));
         double Tr(double v) => logScale ? Math.Log10(v) : v;
         double y0 = logScale ? Tr(pts.Min(p => p.Value)) : Math.Min(0, pts.Min(p => p.Value)), y1 = Tr(pts.Max(p => p.Value));
         if (y1 <= y0) y1 = y0 + 1;
@@ -140,14 +146,19 @@ public sealed class HtmlReport
         <!doctype html>
         <html lang="en"><head><meta charset="utf-8"><title>{{E(_title)}}</title>
         <style>
-        body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1100px;color:#222}
-        table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
-        th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
-        .maps{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}figcaption{font-size:12px;color:#555;max-width:340px}
+        body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:16px auto;padding:0 20px;max-width:1060px;color:#222;font-size:15px}
+        h1{margin:0 0 8px}h2{font-size:19px;margin:16px 0 8px}p{margin:8px 0}
+        main{display:flex;flex-wrap:wrap;align-items:flex-start;column-gap:32px}main>*{flex-basis:100%}
+        main>section{flex-basis:auto;min-width:0}main>section:has(.maps){flex-basis:100%}
+        table{border-collapse:collapse;max-width:480px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+        th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}td+td{white-space:nowrap}.chart{max-width:100%;height:auto}
+        .maps{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;width:min-content}figcaption{font-size:11px;color:#555}
         .ok{color:#1a9850}.bad{color:#d73027}.bg{color:#777}.unk{color:#2166ac}.legend{font-size:13px}
         </style></head><body>
         <h1>{{E(_title)}}</h1>
-        {{_body}}
+        <main>
+        {{_body}}{{(_inSection ? "</section>" : "")}}
+        </main>
         </body></html>
         """;
 
