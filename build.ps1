@@ -1,5 +1,5 @@
 # VwLmm.Native build entry point for Windows/PowerShell: the same verbs as build.sh
-# (deps | build | test | demo | bench | ptx | gpu-bundle | clean). build.sh is the tested path; this mirrors it.
+# (deps | build | test | demo | bench | ptx | gpu-bundle | screenshot | clean). build.sh is the tested path; this mirrors it.
 param([Parameter(Position = 0)][string]$Verb = "", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
 $ErrorActionPreference = "Stop"
 Set-Location $PSScriptRoot
@@ -52,6 +52,30 @@ function GpuBundle {
     if ((Get-Item $Tarball).Length -gt 60MB) { throw "build.ps1: $Tarball is $MiB MiB, over the 60 MiB limit" }
 }
 
+# docs/img/report.png for the README: a demo report rendered by headless Chromium, as build.sh does (on Linux it installs
+# Debian's chromium; elsewhere have chromium, chrome or msedge on PATH; optipng, when present, shrinks the PNG).
+function Screenshot([string]$Report = "runs/demo/report.html", [string]$Out = "docs/img/report.png") {
+    if (-not (Test-Path $Report -PathType Leaf)) { throw "build.ps1: report $Report not found (run ./build.ps1 demo first)" }
+    if ($IsLinux) {
+        & bash -c 'dpkg-query -W -f=''${Status}'' chromium 2>/dev/null | grep -q "install ok installed" || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core optipng >/dev/null; }'
+        if ($LASTEXITCODE -ne 0) { throw "build.ps1: installing chromium failed (apt needs root)" }
+    }
+    $Browser = "chromium", "chrome", "msedge" | Where-Object { Get-Command $_ -ErrorAction SilentlyContinue } | Select-Object -First 1
+    if (-not $Browser) { throw "build.ps1: no chromium, chrome or msedge on PATH" }
+    $Dir = Split-Path -Parent ([IO.Path]::GetFullPath($Out))
+    New-Item -ItemType Directory -Force $Dir | Out-Null
+    $Tmp = Join-Path $Dir ".report.$PID.png"
+    $Url = ([Uri](Resolve-Path $Report).Path).AbsoluteUri
+    & $Browser --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,940 "--screenshot=$Tmp" $Url 2>$null
+    if (-not (Test-Path $Tmp) -or (Get-Item $Tmp).Length -eq 0) {
+        Remove-Item -Force $Tmp -ErrorAction SilentlyContinue
+        throw "build.ps1: $Browser did not render $Report"
+    }
+    if (Get-Command optipng -ErrorAction SilentlyContinue) { optipng -quiet -o2 $Tmp }
+    Move-Item -Force $Tmp $Out
+    Write-Host "[build] ${Out}: $([math]::Floor((Get-Item $Out).Length / 1KB)) KiB"
+}
+
 function Cli { dotnet "src/VwLmm.Cli/bin/$Config/net10.0/vwlmm.dll" @args; exit $LASTEXITCODE }
 
 switch ($Verb) {
@@ -72,6 +96,7 @@ switch ($Verb) {
     }
     "ptx" { Build; Cli ptx @Rest }
     "gpu-bundle" { GpuBundle }
+    "screenshot" { Screenshot @Rest }
     "clean" { Remove-Item -Recurse -Force artifacts -ErrorAction SilentlyContinue; dotnet clean VwLmm.Native.sln -nologo -v q }
-    default { Write-Error "usage: ./build.ps1 deps|build|test|demo|bench|ptx|gpu-bundle|clean"; exit 2 }
+    default { Write-Error "usage: ./build.ps1 deps|build|test|demo|bench|ptx|gpu-bundle|screenshot|clean"; exit 2 }
 }
