@@ -74,8 +74,8 @@ gpu_bundle() {
 }
 
 # docs/img/report.png for the README: a demo report rendered by headless Chromium (Debian's chromium, DejaVu fonts so
-# the picture is the same on every machine). The window is one column of the report's layout: title, accuracy table,
-# loss chart and the visual-word maps; optipng keeps the committed PNG small.
+# the picture is the same on every machine). 1100×940 holds the whole demo report in its wide layout: the accuracy table
+# beside the loss chart, the six visual-word maps in one row below; optipng keeps the committed PNG small.
 screenshot() {
   local report=${1:-runs/demo/report.html} out=${2:-docs/img/report.png}
   [ -f "$report" ] || { echo "build.sh: report $report not found (run ./build.sh demo first)" >&2; exit 1; }
