@@ -17,7 +17,7 @@ public sealed class DemoCommand : ICommand
     public string Summary => "the main job: train VW-LMM on the built-in ShapesGrid world, evaluate, write a report";
     public string Help => """
         usage: vwlmm demo [--quick] [--variant V] [--out DIR] [--cache DIR] [--seed S] [--device D] [--threads N] [--retrain] [--quiet]
-          Generates the ShapesGrid world, trains its tokenizer, runs the staged recipe (LM pretraining, caption
+          Generates the ShapesGrid world, trains its tokenizer, runs the staged recipe (vision pretraining, LM pretraining, caption
           alignment with the visual-word loss, instruction tuning), evaluates on held-out colour×shape combinations,
           writes OUT/report.html (loss curves, accuracy, visual-word maps), OUT/results.json and OUT/predictions.jsonl,
           and answers two questions about a held-out image. A trained model is cached and reused (--retrain ignores it).
