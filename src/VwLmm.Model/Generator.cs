@@ -109,12 +109,7 @@ public sealed class Generator : IDisposable
     public static int Sample(ReadOnlySpan<float> logits, SamplingOptions o, Rng rng, SamplingScratch scratch)
     {
         int v = logits.Length;
-        if (o.Temperature <= 0)
-        {
-            int best = 0;
-            for (int i = 1; i < v; i++) if (logits[i] > logits[best]) best = i;
-            return best;
-        }
+        if (o.Temperature <= 0) return HostMath.ArgMax(logits);
         double max = double.NegativeInfinity;
         for (int i = 0; i < v; i++) max = Math.Max(max, logits[i]);
         var w = scratch.Weights;

@@ -111,7 +111,7 @@ public sealed class ShapesGridEvaluator
         for (int j = 0; j < grid * grid; j++)
         {
             var row = probs.AsSpan(j * v, v);
-            int arg = ArgMax(row);
+            int arg = HostMath.ArgMax(row);
             var best = ("", -1);
             foreach (var c in _content)
                 if (best.Item2 < 0 || row[c.Id] > row[best.Item2]) best = c;
@@ -144,11 +144,4 @@ public sealed class ShapesGridEvaluator
     }
 
     private string Piece(int id) => _tok.IdToPiece(id).Replace('▁', ' ').Trim() is { Length: > 0 } s ? s : _tok.IdToPiece(id);
-
-    private static int ArgMax(ReadOnlySpan<float> x)
-    {
-        int best = 0;
-        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
-        return best;
-    }
 }

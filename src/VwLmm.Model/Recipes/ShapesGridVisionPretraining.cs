@@ -64,16 +64,16 @@ public sealed class ShapesGridVisionPretraining : IDisposable
         var schedule = new StageConfig { Name = "vision", Data = "patches", Trainable = [ParameterGroup.Vision], Steps = steps, Lr = lr, WarmupRatio = 0.05, MinLrRatio = 0.1 };
         using var arena = new Arena(_model.Backend, 256L << 20);
         using var adam = new AdamW(_model.Backend, [.. tower, .. _heads], weightDecay: 0.01f);
+        var tape = new Tape(_model.Backend, arena, record: true);
         try
         {
             for (int step = 0; step < steps; step++)
             {
                 adam.ZeroGrad();
-                arena.Reset();
-                var tape = new Tape(_model.Backend, arena, record: true);
+                tape.Reset();
                 tape.Track(tower);
                 tape.Track(_heads);
-                double loss = Loss(tape, Split.Train, firstSample + (long)step * batchSize, batchSize, out _);
+                double loss = Loss(tape, Split.Train, firstSample + (long)step * batchSize, batchSize, accuracy: null);
                 tape.Backward();
                 adam.Step((float)schedule.LearningRate(step), maxNorm: 1f);
                 onStep?.Invoke(step + 1, loss);
@@ -91,12 +91,16 @@ public sealed class ShapesGridVisionPretraining : IDisposable
     {
         using var arena = new Arena(_model.Backend, 256L << 20);
         var tape = new Tape(_model.Backend, arena, record: false);
-        Loss(tape, split, first, images, out var accuracy);
-        return accuracy;
+        var accuracy = new (int Correct, int Scored)[HeadSizes.Length];
+        Loss(tape, split, first, images, accuracy);
+        return new VisionProbeAccuracy(Ratio(accuracy[0]), Ratio(accuracy[1]), Ratio(accuracy[2]), accuracy[1].Scored, accuracy[2].Scored);
     }
 
-    // Mean of the three probes' cross-entropies over the patches of images [first, first + count) of a split.
-    private double Loss(Tape tape, Split split, long first, int count, out VisionProbeAccuracy accuracy)
+    private static double Ratio((int Correct, int Scored) a) => (double)a.Correct / Math.Max(1, a.Scored);
+
+    // Mean of the three probes' cross-entropies over the patches of images [first, first + count) of a split; with
+    // accuracy given, each probe's (correct, scored) counts are added to it (a read-back the training steps skip).
+    private double Loss(Tape tape, Split split, long first, int count, (int Correct, int Scored)[]? accuracy)
     {
         var world = _recipe.World;
         var v = _model.Config.Vision;
@@ -126,23 +130,20 @@ public sealed class ShapesGridVisionPretraining : IDisposable
         }
         var features = _model.Vision.Forward(tape, Ops.Input(tape, pixels, count, v.NumChannels, v.ImageSize, v.ImageSize));
         double loss = 0;
-        var correct = new int[HeadSizes.Length];
-        var scored = new int[HeadSizes.Length];
         for (int h = 0; h < HeadSizes.Length; h++)
         {
             var logits = Ops.Linear(tape, features, _heads[2 * h].Value, _heads[2 * h + 1].Value);
             loss += Ops.CrossEntropy(tape, logits, targets[h], 1f / HeadSizes.Length).Mean / HeadSizes.Length;
+            if (accuracy is null) continue;
             var host = logits.ToArray();
             for (int row = 0; row < targets[h].Length; row++)
             {
                 // Colour and shape are scored on object patches only: "no object" there is the easy majority class.
                 if (targets[h][row] == IndexChecks.IgnoreIndex || (h < 2 && targets[1][row] == Shapes)) continue;
-                scored[h]++;
-                if (ArgMax(host.AsSpan(row * HeadSizes[h], HeadSizes[h])) == targets[h][row]) correct[h]++;
+                accuracy[h].Scored++;
+                if (HostMath.ArgMax(host.AsSpan(row * HeadSizes[h], HeadSizes[h])) == targets[h][row]) accuracy[h].Correct++;
             }
         }
-        accuracy = new VisionProbeAccuracy((double)correct[0] / Math.Max(1, scored[0]), (double)correct[1] / Math.Max(1, scored[1]),
-                                           (double)correct[2] / Math.Max(1, scored[2]), scored[1], scored[2]);
         return loss;
     }
 
@@ -151,8 +152,8 @@ public sealed class ShapesGridVisionPretraining : IDisposable
     private static Func<GridObject, ObjectPaint?> Repaint(Scene scene, bool blob)
     {
         if (blob) return o => new ObjectPaint(ShapesGridRenderer.Palette[(int)o.Colour], Blob: true);
-        var rng = new Rng(scene.Seed ^ 0x5EED_C0105UL);
-        var colours = new Dictionary<(int, int), ObjectPaint?>();
+        var rng = new Rng(scene.Seed ^ RepaintStream);
+        var colours = new Dictionary<(int, int), ObjectPaint>();
         foreach (var o in scene.Objects)
         {
             (int, int, int) c;
@@ -163,6 +164,9 @@ public sealed class ShapesGridVisionPretraining : IDisposable
         return o => colours[(o.Row, o.Column)];
     }
 
+    // Keys this stream apart from the scene's own pixel and question streams, which are derived from the same seed.
+    private const ulong RepaintStream = 0x5EED_C0105UL;
+
     private static bool FarFrom((int R, int G, int B) c, IReadOnlyList<(int R, int G, int B)> set, int distance)
     {
         foreach (var p in set)
@@ -171,13 +175,6 @@ public sealed class ShapesGridVisionPretraining : IDisposable
             if (dr * dr + dg * dg + db * db < distance * distance) return false;
         }
         return true;
-    }
-
-    private static int ArgMax(ReadOnlySpan<float> x)
-    {
-        int best = 0;
-        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
-        return best;
     }
 
     public void Dispose()

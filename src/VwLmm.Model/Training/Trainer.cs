@@ -174,9 +174,8 @@ public sealed class Trainer : IDisposable
         for (int r = 0; r < n; r++)
         {
             var row = a.AsSpan(r * v, v);
-            int arg = 0;
-            float max = row[0];
-            for (int j = 1; j < v; j++) if (row[j] > max) { max = row[j]; arg = j; }
+            int arg = HostMath.ArgMax(row);
+            float max = row[arg];
             seen.Add(arg);
             double z = 0, ez = 0;
             for (int j = 0; j < v; j++)

@@ -25,6 +25,10 @@ public class DemoTests
         using var results = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "out", "results.json")));
         double trained = results.RootElement.GetProperty("qa_accuracy").GetProperty("overall").GetDouble();
         Assert.That(results.RootElement.GetProperty("visual_word_accuracy").GetDouble(), Is.InRange(0.0, 1.0));
+        // The vision pretraining must teach the tower the patch colours (6 colours: chance 1/6) even at the quick budget.
+        var probe = results.RootElement.GetProperty("vision_probe_accuracy");
+        Assert.That(probe.GetProperty("colour").GetDouble(), Is.GreaterThan(0.8), "held-out colour probe");
+        Assert.That(probe.GetProperty("background").GetDouble(), Is.GreaterThan(0.8), "held-out background probe");
 
         // The same recipe, seed and evaluation with the untrained model.
         var recipe = new ShapesGridRecipe(1);
