@@ -5,7 +5,9 @@ namespace VwLmm.Core;
 /// everything at once and bumps the generation so that stale views are caught. Allocations are 256-byte aligned
 /// (coalesced loads on the GPU, whole cache lines on the CPU). The <see cref="Tensor"/> handles it gives out — its
 /// allocations and views of them — are recycled after a reset, so a step that repeats the previous one's allocations
-/// allocates no managed memory.
+/// allocates no managed memory. The price is that a handle kept across a reset reads as freed only until it is handed
+/// out again; a checked arena (<see cref="RecycleHandles"/> false) gives every allocation a new handle instead, so any
+/// use of a stale one throws.
 /// </summary>
 public sealed class Arena : IDisposable
 {
@@ -16,11 +18,25 @@ public sealed class Arena : IDisposable
     private int _handlesInUse;
     private long _used;
 
-    public Arena(IBackend backend, long capacityBytes)
+    /// <param name="recycleHandles">null takes <see cref="RecycleHandlesByDefault"/>.</param>
+    public Arena(IBackend backend, long capacityBytes, bool? recycleHandles = null)
     {
         _backend = backend;
         _buffer = backend.Allocate(capacityBytes);
+        RecycleHandles = recycleHandles ?? RecycleHandlesByDefault;
     }
+
+    /// <summary>
+    /// The mode of arenas built without an explicit choice: recycling, unless the process starts with
+    /// VWLMM_ARENA_CHECKS=1 (or the test suite, which runs checked, turns it off).
+    /// </summary>
+    public static bool RecycleHandlesByDefault { get; internal set; } = Environment.GetEnvironmentVariable("VWLMM_ARENA_CHECKS") != "1";
+
+    /// <summary>
+    /// Whether handles are reused after a reset (no managed allocation per step) or made anew (a handle kept across a
+    /// reset can never alias a later tensor, so using it always throws).
+    /// </summary>
+    public bool RecycleHandles { get; }
 
     public long Capacity => _buffer.Bytes;
     public long Used => _used;
@@ -44,6 +60,7 @@ public sealed class Arena : IDisposable
     /// <summary>A handle of this generation onto <paramref name="buffer"/> (arena memory or a persistent tensor's).</summary>
     internal Tensor Handle(DeviceBuffer buffer, long byteOffset, Shape shape, DType dtype)
     {
+        if (!RecycleHandles) return new Tensor(_backend, buffer, byteOffset, shape, dtype, this, Generation);
         if (_handlesInUse == _handles.Count) _handles.Add(new Tensor(_backend, buffer, byteOffset, shape, dtype, this, Generation));
         var t = _handles[_handlesInUse++];
         t.Rebind(buffer, byteOffset, shape, dtype, this, Generation);

@@ -6,7 +6,8 @@ namespace VwLmm.Core;
 /// A typed, shaped view into a <see cref="DeviceBuffer"/>. Views made by an <see cref="Arena"/> carry the arena's
 /// generation and become invalid when it is reset; using one afterwards throws, naming the op. The arena recycles
 /// its handle objects (a steady-state step allocates none): a handle kept across a reset reads as freed until the
-/// arena hands it out again, and from then on it is a different tensor.
+/// arena hands it out again, and from then on it is a different tensor. Under a checked arena
+/// (<see cref="Arena.RecycleHandles"/> false) it stays freed for good.
 /// </summary>
 public sealed class Tensor
 {
@@ -76,6 +77,7 @@ public sealed class Tensor
 
     public float[] ToArray()
     {
+        Check.Alive("ToArray", "tensor", this);
         if (DType != DType.F32) throw new InvalidOperationException($"ToArray: tensor is {DType}, expected F32");
         var a = new float[Numel];
         Backend.Download<float>(this, a);
@@ -84,6 +86,7 @@ public sealed class Tensor
 
     public int[] ToIntArray()
     {
+        Check.Alive("ToIntArray", "tensor", this);
         if (DType != DType.I32) throw new InvalidOperationException($"ToIntArray: tensor is {DType}, expected I32");
         var a = new int[Numel];
         Backend.Download<int>(this, a);

@@ -26,10 +26,13 @@ public sealed class Generator : IDisposable
     private readonly VwLmmModel _model;
     private readonly Tape _tape;
 
-    public Generator(VwLmmModel model, long arenaBytes = 256L << 20)
+    public Generator(VwLmmModel model, long arenaBytes = 256L << 20) : this(model, new Arena(model.Backend, arenaBytes)) { }
+
+    /// <summary>Generates in the given arena, which the generator then owns.</summary>
+    internal Generator(VwLmmModel model, Arena arena)
     {
         _model = model;
-        _tape = new Tape(model.Backend, new Arena(model.Backend, arenaBytes), record: false);
+        _tape = new Tape(model.Backend, arena, record: false);
     }
 
     /// <summary>

@@ -11,7 +11,8 @@ using Ops = VwLmm.Core.Ops;
 
 /// <summary>
 /// A steady-state train step (forward with both losses, backward, AdamW with clipping) and a steady-state decode
-/// allocate no managed memory, and the recycling that makes this so changes no result.
+/// allocate no managed memory, and the recycling that makes this so changes no result. The suite runs checked arenas
+/// (<see cref="CheckedArenas"/>); these tests build recycling ones.
 /// </summary>
 public class AllocationTests : CpuFixture
 {
@@ -64,7 +65,7 @@ public class AllocationTests : CpuFixture
     public void WarmTrainStepAllocatesNothing(bool pif)
     {
         using var m = TrainableModel(pif);
-        using var arena = new Arena(Cpu, 64L << 20);
+        using var arena = new Arena(Cpu, 64L << 20, recycleHandles: true);
         using var stepper = new Stepper(m, new Tape(Cpu, arena, record: true));
         for (int i = 0; i < 3; i++) stepper.Step();
         // The calling thread issues every op, records every node and sums the losses; the pool's workers run
@@ -83,7 +84,7 @@ public class AllocationTests : CpuFixture
         int[] ids = [1, 5, Llava.ImageTokenIndex, 7, 8];
         var prompt = new TokenizedConversation[] { new(ids, new int[ids.Length]) };
         var px = TinyWorld.Pixels(1, cfg, 1);
-        using var gen = new Generator(m);
+        using var gen = new Generator(m, new Arena(Cpu, 256L << 20, recycleHandles: true));
         long Bytes(int tokens)
         {
             var opts = new SamplingOptions { MaxNewTokens = tokens };
@@ -100,12 +101,12 @@ public class AllocationTests : CpuFixture
     }
 
     [Test]
-    public void ReusedTapeTrainsExactlyLikeAFreshTapePerStep()
+    public void RecyclingReusedTapeTrainsExactlyLikeACheckedFreshTapePerStep()
     {
         using var a = TrainableModel(pif: false);
         using var b = TrainableModel(pif: false);
-        using var arenaA = new Arena(Cpu, 64L << 20);
-        using var arenaB = new Arena(Cpu, 64L << 20);
+        using var arenaA = new Arena(Cpu, 64L << 20, recycleHandles: true);
+        using var arenaB = new Arena(Cpu, 64L << 20, recycleHandles: false);
         using var reused = new Stepper(a, new Tape(Cpu, arenaA, record: true));
         using var fresh = new Stepper(b, new Tape(Cpu, arenaB, record: true));
         for (int step = 0; step < 4; step++)
@@ -121,7 +122,7 @@ public class AllocationTests : CpuFixture
     [Test]
     public void RecycledHandleIsFreedUntilTheArenaReusesIt()
     {
-        using var arena = new Arena(Cpu, 1 << 16);
+        using var arena = new Arena(Cpu, 1 << 16, recycleHandles: true);
         var first = arena.Allocate(2, 3);
         arena.Reset();
         Assert.That(first.IsAlive, Is.False);
