@@ -37,6 +37,24 @@ def run_json(cmd):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def alternate(cli, rounds, repeats, shape, out=None, verbose=False):
+    """Runs ours and the peer with the same shape options, one after the other, for the given rounds; returns both
+    lists of JSON results, each appended to OUT (one line per run) when given."""
+    ours_cmd = (["dotnet", cli] if cli.endswith(".dll") else [cli]) + ["bench", "--json", "--repeats", str(repeats)] + shape
+    peer_cmd = ["/usr/bin/python3", PEER, "--json", "--repeats", str(repeats)] + shape
+    ours, torch = [], []
+    for i in range(rounds):
+        ours.append(run_json(ours_cmd))
+        torch.append(run_json(peer_cmd))
+        if verbose:
+            print(f"round {i + 1}/{rounds}: ours {ours[-1]['train_step_ms']:.1f} ms/step, "
+                  f"torch {torch[-1]['train_step_ms']:.1f} ms/step", file=sys.stderr)
+        if out:
+            with open(out, "a") as fh:
+                fh.write(json.dumps(ours[-1]) + "\n" + json.dumps(torch[-1]) + "\n")
+    return ours, torch
+
+
 def median(rows, key):
     vals = [r[key] for r in rows if r.get(key) is not None]
     return statistics.median(vals) if vals else None
@@ -62,19 +80,7 @@ def main():
         value = getattr(a, name.replace("-", "_"))
         if value is not None:
             shape += ["--" + name, str(value)]
-    ours_cmd = (["dotnet", a.cli] if a.cli.endswith(".dll") else [a.cli]) + \
-        ["bench", "--json", "--repeats", str(a.repeats)] + shape
-    peer_cmd = ["/usr/bin/python3", PEER, "--json", "--repeats", str(a.repeats)] + shape
-
-    ours, torch = [], []
-    for i in range(a.rounds):
-        ours.append(run_json(ours_cmd))
-        torch.append(run_json(peer_cmd))
-        print(f"round {i + 1}/{a.rounds}: ours {ours[-1]['train_step_ms']:.1f} ms/step, "
-              f"torch {torch[-1]['train_step_ms']:.1f} ms/step", file=sys.stderr)
-        if a.out:
-            with open(a.out, "a") as fh:
-                fh.write(json.dumps(ours[-1]) + "\n" + json.dumps(torch[-1]) + "\n")
+    ours, torch = alternate(a.cli, a.rounds, a.repeats, shape, a.out, verbose=True)
 
     o0, t0 = ours[0], torch[0]
     print(f"model: {o0['params']:,} parameters (torch {t0['params']:,}); {o0['train_gflop_per_step']:.3f} GFLOP per "

@@ -81,8 +81,9 @@ public sealed unsafe partial class CpuBackend : IBackend
     /// Waking a parked worker costs 5–50 µs, far more when the other core is busy with another process. bench-5m's
     /// per-token matrix-vector products are 2^16 (attention projections) to 2^19 (the 2048×256 LM head) multiply-adds:
     /// on an idle 2-core machine splitting those of 2^17 or more decoded 1.2–1.6× faster (median) than splitting none,
-    /// winning 13 of 15 alternating rounds (docs/BENCHMARKS.md); splitting the 2^16 ones too was slower again; under load 8 (session
-    /// 2) the same split made a token's products 550–900 µs instead of 215–250 µs. Benchmarks run on idle machines.
+    /// winning 13 of 15 alternating rounds (docs/BENCHMARKS.md), and splitting the 2^16 ones too was slower again;
+    /// under load 8 (session 2) the same split made a token's products 550–900 µs instead of 215–250 µs. The choice
+    /// follows the benchmarks' condition, an idle machine.
     /// </summary>
     private const long MinParallelWork = 1 << 17;
 
