@@ -87,8 +87,10 @@ public sealed class VwLmmModel : IDisposable
     /// One forward pass over a spliced batch; pixels [ImageCount,3,S,S] (null for a text-only batch). With a recording
     /// tape the losses' gradients are seeded, so tape.Backward() completes the step. The VM loss is skipped (0) when λ = 0
     /// (the config's, unless vmLossWeight overrides it) or the batch has no image position with a predecessor.
+    /// textLogitBias [B·L, V], when given, is added to the logits the text loss sees (a training-only prior,
+    /// <see cref="Training.AnswerPrior"/>); the returned logits and the VM loss do not include it.
     /// </summary>
-    public ModelOutput Forward(Tape tape, Batch batch, Tensor? pixels, double? vmLossWeight = null)
+    public ModelOutput Forward(Tape tape, Batch batch, Tensor? pixels, double? vmLossWeight = null, Tensor? textLogitBias = null)
     {
         var cfg = Config;
         float lambda = (float)(vmLossWeight ?? cfg.VmLossWeight);
@@ -107,7 +109,7 @@ public sealed class VwLmmModel : IDisposable
         var inputs = Ops.Gather(tape, Decoder.EmbedTokens.Value, imageRows, batch.Map);
         var hidden = Decoder.Forward(tape, inputs, batch.B, batch.L, batch.Positions, batch.KeyLengths);
         var logits = Decoder.Logits(tape, hidden);
-        var text = Ops.CrossEntropy(tape, logits, batch.Targets);
+        var text = Ops.CrossEntropy(tape, textLogitBias is null ? logits : Ops.Add(tape, logits, textLogitBias), batch.Targets);
         var vm = vmLogits is not null && lambda > 0 && batch.VmPairCount > 0
             ? Ops.VisualWordKl(tape, logits, vmLogits, batch.VmPairs, lambda, cfg.VmKlDirection == KlDirection.Reverse, cfg.VmDetachTarget)
             : new LossResult(0, 0, null);

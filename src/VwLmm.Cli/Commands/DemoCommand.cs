@@ -16,16 +16,17 @@ public sealed class DemoCommand : ICommand
     public string Name => "demo";
     public string Summary => "the main job: train VW-LMM on the built-in ShapesGrid world, evaluate, write a report";
     public string Help => """
-        usage: vwlmm demo [--quick] [--variant V] [--out DIR] [--cache DIR] [--seed S] [--device D] [--threads N] [--retrain] [--quiet]
+        usage: vwlmm demo [--quick] [--variant V] [--answer-prior] [--out DIR] [--cache DIR] [--seed S] [--device D] [--threads N] [--retrain] [--quiet]
           Generates the ShapesGrid world, trains its tokenizer, runs the staged recipe (vision pretraining, LM pretraining, caption
           alignment with the visual-word loss, instruction tuning), evaluates on held-out colour×shape combinations,
           writes OUT/report.html (loss curves, accuracy, visual-word maps), OUT/results.json and OUT/predictions.jsonl,
           and answers two questions about a held-out image. A trained model is cached and reused (--retrain ignores it).
           --quick     the small budget CI uses (a couple of minutes)
           --variant   vwlmm (default: forward KL, target not detached, λ 1), baseline (λ 0: LLaVA), detach, pif
+          --answer-prior  instruction tuning against a question-only answer prior (product of experts, docs/RESULTS.md)
         example: vwlmm demo --out runs/demo
         """;
-    public IReadOnlyList<string> Flags => ["--quick", "--retrain"];
+    public IReadOnlyList<string> Flags => ["--quick", "--retrain", "--answer-prior"];
     public IReadOnlyList<string> Valued => [.. Backends.Options, "--out", "--cache", "--seed", "--variant"];
 
     /// <summary>The vision pretraining's held-out probe accuracy, kept beside the cached checkpoint for the report.</summary>
@@ -45,8 +46,9 @@ public sealed class DemoCommand : ICommand
             "pif" => ShapesGridVariant.Pif,
             var v => throw new UsageException($"--variant must be vwlmm, baseline, detach or pif, not '{v}'"),
         };
-        string name = variant.ToString().ToLowerInvariant();
-        string outDir = args.Get("--out") ?? Path.Combine("runs", (quick ? "demo-quick" : "demo") + (variant == ShapesGridVariant.VwLmm ? "" : "-" + name));
+        bool answerPrior = args.Has("--answer-prior");
+        string name = variant.ToString().ToLowerInvariant() + (answerPrior ? "-prior" : "");
+        string outDir = args.Get("--out") ?? Path.Combine("runs", (quick ? "demo-quick" : "demo") + (name == "vwlmm" ? "" : "-" + name));
         string cache = Path.Combine(args.Get("--cache") ?? ".cache", $"shapesgrid-seed{seed}");
         string runDir = Path.Combine(cache, (quick ? "quick-" : "default-") + name);
         Directory.CreateDirectory(outDir);
@@ -63,7 +65,7 @@ public sealed class DemoCommand : ICommand
 
         using var backend = Backends.Create(args, Console.Error);
         string ckpt = Path.Combine(runDir, Trainer.CheckpointDirName);
-        var train = recipe.TrainConfig(budget, seed);
+        var train = recipe.TrainConfig(budget, seed, answerPrior);
         VwLmmModel model;
         bool trained = !args.Has("--retrain") && IsFinished(ckpt, train);
         if (trained)
@@ -85,7 +87,7 @@ public sealed class DemoCommand : ICommand
             }
             AtomicFile.WriteAllText(Path.Combine(runDir, VisionProbeFile), JsonSerializer.Serialize(probe));
             Say(string.Create(CultureInfo.InvariantCulture, $"vision tower: held-out patches read as colour {probe.Colour:P1}, shape {probe.Shape:P1}, background {probe.Background:P1}"));
-            using var trainer = new Trainer(model, train, name => recipe.Source(name, tok));
+            using var trainer = new Trainer(model, train, name => recipe.Source(name, tok), tokenizer: tok);
             var tokBytes = File.ReadAllBytes(Path.Combine(cache, ShapesGridRecipe.TokenizerFile));
             trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
             int rc = TrainCommand.RunTrainer(trainer, runDir, quiet, stdout, append: false);
@@ -151,6 +153,7 @@ public sealed class DemoCommand : ICommand
             ["questions"] = r.Questions,
             ["object_patches"] = r.ObjectPatches,
             ["variant"] = name,
+            ["answer_prior"] = train.Stages.Any(s => s.AnswerPrior is not null),
             ["steps"] = train.TotalSteps,
             ["seconds"] = Math.Round(seconds, 1),
             ["training_reused_from_cache"] = reused,

@@ -23,7 +23,9 @@ public sealed class TrainCommand : ICommand
             "out": "runs/x", "seed": 1, "max_length": 2048, "log_every": 10, "checkpoint_every": 0,
             "stages": [{"name", "data", "trainable": ["vision","projector","llm","vm_head"], "steps", "lr",
                         "warmup_ratio", "min_lr_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip",
-                        "vm_loss_weight", "init_vm_head": re-apply vm_head_init at the stage start}]
+                        "vm_loss_weight", "init_vm_head": re-apply vm_head_init at the stage start,
+                        "answer_prior": [["red","blue"],["circle","square"]]: word classes of a product-of-experts
+                        question-only prior (training only), "answer_prior_samples": 8192 examples it is counted on}]
           Writes OUT/checkpoint (HF layout + tokenizer + trainer state) and OUT/metrics.jsonl. --resume continues
           OUT/checkpoint and reproduces the uninterrupted run's losses bit for bit on the CPU.
         example: vwlmm train --config recipes/shapesgrid.json --out runs/sg
@@ -78,7 +80,7 @@ public sealed class TrainCommand : ICommand
                 datasets.TryGetValue(name, out var d) ? d
                 : world is not null && name is "text" or "captions" or "qa" ? world.Source(name, tok)
                 : throw new CliException($"{configPath}: stage data '{name}' names no dataset (define it under \"datasets\"{(world is null ? "" : " or use text/captions/qa")})");
-            using var trainer = new Trainer(model, run, Source);
+            using var trainer = new Trainer(model, run, Source, tokenizer: tok);
             string tokFile = tokenizerPath ?? Path.Combine(ckpt, "tokenizer.model");
             var tokBytes = File.ReadAllBytes(tokFile);
             trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);

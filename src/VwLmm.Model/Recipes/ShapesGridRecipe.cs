@@ -80,7 +80,12 @@ public sealed class ShapesGridRecipe
     /// per step than the one-word QA answers (held-out QA 38% → 43% at the same instruction budget, docs/RESULTS.md);
     /// instruction tuning trains projector, LLM and VM head on QA.
     /// </summary>
-    public TrainConfig TrainConfig(ShapesGridBudget budget, ulong seed) => new()
+    /// <remarks>
+    /// With answerPrior, instruction tuning trains against the frame-relative answer prior of
+    /// <see cref="AnswerPriorClasses"/> (<see cref="AnswerPrior"/>): what the question's colour or shape word alone says
+    /// about the answer on the training combinations is explained by the prior, not learned.
+    /// </remarks>
+    public TrainConfig TrainConfig(ShapesGridBudget budget, ulong seed, bool answerPrior = false) => new()
     {
         Seed = seed,
         MaxLength = 128,
@@ -90,9 +95,17 @@ public sealed class ShapesGridRecipe
             new StageConfig { Name = "lm", Data = "text", Trainable = [ParameterGroup.Llm], Steps = budget.TextSteps, Lr = 3e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
             new StageConfig { Name = "align", Data = "captions", Trainable = [ParameterGroup.Projector, ParameterGroup.VmHead], Steps = budget.AlignSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize, InitVmHead = true },
             new StageConfig { Name = "captions", Data = "captions", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.CaptionSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
-            new StageConfig { Name = "instruct", Data = "qa", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 5e-4, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
+            new StageConfig { Name = "instruct", Data = "qa", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 5e-4, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize,
+                                AnswerPrior = answerPrior ? AnswerPriorClasses : null },
         ],
     };
+
+    /// <summary>The answer prior's word classes: the colours, and the shapes with their plurals.</summary>
+    public static IReadOnlyList<IReadOnlyList<string>> AnswerPriorClasses { get; } =
+    [
+        Enum.GetValues<ObjectColour>().Select(Words.Of).ToList(),
+        Enum.GetValues<ObjectShape>().SelectMany(s => new[] { Words.Of(s), Words.Plural(s) }).ToList(),
+    ];
 
     /// <summary>
     /// Stage "vision", run before <see cref="TrainConfig"/>'s stages: the tower learns to name each patch's content

@@ -24,6 +24,14 @@ public sealed record StageConfig
     /// that pretrain the LLM in an earlier stage: the VM head should start from the trained matrix, not the random one.
     /// </summary>
     public bool InitVmHead { get; init; }
+    /// <summary>
+    /// Word classes (e.g. [colours, shapes]) for a product-of-experts answer prior during this stage
+    /// (<see cref="AnswerPrior"/>); null: none. Each word must be one token.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<string>>? AnswerPrior { get; init; }
+    /// <summary>How many of the source's first examples the answer prior is counted on.</summary>
+    public int AnswerPriorSamples { get; init; } = DefaultAnswerPriorSamples;
+    public const int DefaultAnswerPriorSamples = 8192;
 
     /// <summary>Linear warmup, then cosine decay to MinLrRatio·Lr (HF's schedule when MinLrRatio = 0).</summary>
     public double LearningRate(int step)
@@ -63,6 +71,9 @@ public sealed record TrainConfig
             if (s.WarmupRatio is < 0 or > 1) throw new InvalidDataException($"{at}: 'warmup_ratio' must be in [0,1]");
             if (s.MinLrRatio is < 0 or > 1) throw new InvalidDataException($"{at}: 'min_lr_ratio' must be in [0,1]");
             if (s.Trainable.Count == 0) throw new InvalidDataException($"{at}: 'trainable' is empty");
+            if (s.AnswerPrior is { } classes && (classes.Count == 0 || classes.Any(c => c.Count == 0 || c.Any(string.IsNullOrWhiteSpace))))
+                throw new InvalidDataException($"{at}: 'answer_prior' must be a non-empty array of non-empty arrays of words");
+            if (s.AnswerPriorSamples < 1) throw new InvalidDataException($"{at}: 'answer_prior_samples' must be ≥ 1");
         }
         if (MaxLength < 2) throw new InvalidDataException($"{source}: 'max_length' must be ≥ 2");
     }
@@ -70,7 +81,7 @@ public sealed record TrainConfig
     /// <summary>Top-level keys: the run's own, plus those the caller interprets (model, data sources, tokenizer, output).</summary>
     public static readonly string[] TopKeys = ["seed", "stages", "max_length", "log_every", "checkpoint_every", "model", "shapesgrid", "datasets", "tokenizer", "out"];
     private static readonly string[] StageKeys =
-        ["name", "data", "trainable", "steps", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head"];
+        ["name", "data", "trainable", "steps", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head", "answer_prior", "answer_prior_samples"];
 
     /// <summary>Parses the run part of a train config (model/shapesgrid/datasets/tokenizer/out keys are the caller's).</summary>
     public static TrainConfig Parse(JsonElement root, string source)
@@ -101,6 +112,8 @@ public sealed record TrainConfig
                 GradClip = Num(s, "grad_clip", at) ?? 1.0,
                 VmLossWeight = Num(s, "vm_loss_weight", at),
                 InitVmHead = Bool(s, "init_vm_head", at) ?? false,
+                AnswerPrior = WordClasses(s, "answer_prior", at),
+                AnswerPriorSamples = Int(s, "answer_prior_samples", at) ?? StageConfig.DefaultAnswerPriorSamples,
             });
         }
         var cfg = new TrainConfig
@@ -137,6 +150,15 @@ public sealed record TrainConfig
     private static double? Num(JsonElement o, string key, string at) =>
         !o.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null ? null
         : v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw new InvalidDataException($"{at}: '{key}' must be a number");
+
+    private static IReadOnlyList<IReadOnlyList<string>>? WordClasses(JsonElement o, string key, string at)
+    {
+        if (!o.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        string shape = $"{at}: '{key}' must be an array of arrays of words, e.g. [[\"red\", \"blue\"], [\"circle\", \"square\"]]";
+        if (v.ValueKind != JsonValueKind.Array) throw new InvalidDataException(shape);
+        return v.EnumerateArray().Select(c => c.ValueKind != JsonValueKind.Array ? throw new InvalidDataException(shape)
+            : (IReadOnlyList<string>)c.EnumerateArray().Select(w => w.ValueKind == JsonValueKind.String ? w.GetString()! : throw new InvalidDataException(shape)).ToList()).ToList();
+    }
 
     private static IReadOnlyList<ParameterGroup> Groups(JsonElement o, string at)
     {

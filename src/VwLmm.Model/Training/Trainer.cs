@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using VwLmm.Core;
 using VwLmm.Data.Batching;
+using VwLmm.Data.Text;
 using VwLmm.Model.Checkpoints;
 
 namespace VwLmm.Model.Training;
@@ -29,6 +30,7 @@ public sealed class Trainer : IDisposable
     private readonly VwLmmModel _model;
     private readonly TrainConfig _config;
     private readonly Func<string, ITrainingSource> _sources;
+    private readonly ITokenizer? _tokenizer;
     private readonly Arena _arena;
     private readonly Tape _tape;
     private float[] _pixels = [];
@@ -36,12 +38,15 @@ public sealed class Trainer : IDisposable
     private AdamW? _adam;
     private int[] _order = [];
     private (int stage, int epoch) _orderKey = (-1, -1);
+    private (int stage, AnswerPrior? prior) _prior = (-1, null);
 
-    public Trainer(VwLmmModel model, TrainConfig config, Func<string, ITrainingSource> sources, long arenaBytes = 1L << 30)
+    /// <summary>The tokenizer is needed only by stages with an answer prior (to find their class words).</summary>
+    public Trainer(VwLmmModel model, TrainConfig config, Func<string, ITrainingSource> sources, long arenaBytes = 1L << 30, ITokenizer? tokenizer = null)
     {
         _model = model;
         _config = config;
         _sources = sources;
+        _tokenizer = tokenizer;
         _arena = new Arena(model.Backend, arenaBytes);
         _tape = new Tape(model.Backend, _arena, record: true);
         _state = new TrainerState(0, 0, 0, 0, config.Seed);
@@ -101,6 +106,7 @@ public sealed class Trainer : IDisposable
         double? entropy = null;
         int? distinct = null;
         bool logStep = (_state.StageStep + 1) % Math.Max(1, _config.LogEvery) == 0 || _state.StageStep + 1 == stage.Steps;
+        var prior = PriorFor(stage, source, builder);
         adam.ZeroGrad();
         for (int micro = 0; micro < stage.GradAccum; micro++)
         {
@@ -111,7 +117,8 @@ public sealed class Trainer : IDisposable
             _tape.Reset();
             _tape.Track(_model.Parameters.All);
             var pixels = batch.ImageCount > 0 ? Ops.Input(_tape, GatherPixels(batch, examples), PixelShape(batch.ImageCount)) : null;
-            var output = _model.Forward(_tape, batch, pixels, stage.VmLossWeight);
+            var bias = prior is null ? null : Ops.Gather(_tape, Ops.Input(_tape, prior.Table, prior.Contexts, prior.Vocab), null, prior.RowMap(batch));
+            var output = _model.Forward(_tape, batch, pixels, stage.VmLossWeight, bias);
             _tape.Backward();
             text += output.Text.Mean / stage.GradAccum;
             vm += output.Vm.Mean / stage.GradAccum;
@@ -126,6 +133,33 @@ public sealed class Trainer : IDisposable
         double seconds = sw.Elapsed.TotalSeconds;
         return new StepMetrics(stage.Name, _state.StageStep, stage.Steps, _state.GlobalStep, _config.TotalSteps, text, vm, total,
                                norm, lr, tokens / Math.Max(seconds, 1e-9), seconds, entropy, distinct);
+    }
+
+    /// <summary>
+    /// The stage's answer prior, counted once per stage on the source's first <see cref="StageConfig.AnswerPriorSamples"/>
+    /// examples (so a resumed run counts the same); null when the stage has none or no context names a class word.
+    /// </summary>
+    private AnswerPrior? PriorFor(StageConfig stage, ITrainingSource source, BatchBuilder builder)
+    {
+        if (stage.AnswerPrior is null) return null;
+        if (_prior.stage == _state.Stage) return _prior.prior;
+        var tok = _tokenizer ?? throw new InvalidOperationException($"stage '{stage.Name}': answer_prior needs the trainer's tokenizer");
+        var classOf = new Dictionary<int, int>();
+        foreach (var (words, c) in stage.AnswerPrior.Select((w, c) => (w, c)))
+            foreach (string word in words)
+            {
+                var ids = tok.Encode(word, addBos: false);
+                if (ids.Length != 1)
+                    throw new InvalidDataException($"stage '{stage.Name}': answer_prior word '{word}' is {ids.Length} tokens; each must be one token");
+                if (!classOf.TryAdd(ids[0], c))
+                    throw new InvalidDataException($"stage '{stage.Name}': answer_prior word '{word}' is in two classes");
+            }
+        int n = Math.Min(source.Count, stage.AnswerPriorSamples);
+        var batches = Enumerable.Range(0, (n + stage.BatchSize - 1) / stage.BatchSize).Select(i =>
+            builder.Build(Enumerable.Range(i * stage.BatchSize, Math.Min(stage.BatchSize, n - i * stage.BatchSize)).Select(k => source.Get(k).Tokens).ToList()));
+        var prior = AnswerPrior.Count(batches, classOf, _model.Config.Llm.VocabSize);
+        _prior = (_state.Stage, prior.Contexts > 0 ? prior : null);
+        return _prior.prior;
     }
 
     // Epoch e of stage s visits the source in a permutation drawn from (seed, s, e).
