@@ -2,8 +2,9 @@
 """Runs the ShapesGrid ablation (METHOD §7.3: baseline λ=0, VW-LMM, detached target, pif) over several seeds with
 `vwlmm demo` and prints a Markdown table of held-out results, mean ± sample std over seeds.
 
-usage: scripts/ablations.py [--quick] [--seeds 1,2,3] [--variants baseline,vwlmm,detach,pif] [--out runs/ablations]
-                            [--cli src/VwLmm.Cli/bin/Release/net10.0/vwlmm.dll]
+usage: scripts/ablations.py [--quick] [--seeds 1,2,3] [--variants baseline,vwlmm,detach,pif] [--answer-prior]
+                            [--out runs/ablations] [--cli src/VwLmm.Cli/bin/Release/net10.0/vwlmm.dll]
+--answer-prior runs every variant with `vwlmm demo --answer-prior`; its rows are named VARIANT-prior.
 Each run's results.json stays in OUT/VARIANT-seedS; runs already finished there are reused, so an interrupted
 ablation continues where it stopped.
 """
@@ -11,6 +12,7 @@ import argparse, json, os, statistics, subprocess, sys
 
 p = argparse.ArgumentParser()
 p.add_argument("--quick", action="store_true")
+p.add_argument("--answer-prior", action="store_true")
 p.add_argument("--seeds", default="1,2,3")
 p.add_argument("--variants", default="baseline,vwlmm,detach,pif")
 p.add_argument("--out", default="runs/ablations")
@@ -18,16 +20,19 @@ p.add_argument("--cli", default="src/VwLmm.Cli/bin/Release/net10.0/vwlmm.dll")
 a = p.parse_args()
 seeds = [int(s) for s in a.seeds.split(",")]
 variants = a.variants.split(",")
+suffix = "-prior" if a.answer_prior else ""
 budget = "quick" if a.quick else "default"
 rows = {}
 for v in variants:
     for s in seeds:
-        out = os.path.join(a.out, f"{budget}-{v}-seed{s}")
+        out = os.path.join(a.out, f"{budget}-{v}{suffix}-seed{s}")
         res = os.path.join(out, "results.json")
         if not os.path.exists(res):
             cmd = ["dotnet", a.cli, "demo", "--variant", v, "--seed", str(s), "--out", out, "--cache", os.path.join(a.out, "cache"), "--quiet"]
             if a.quick:
                 cmd.append("--quick")
+            if a.answer_prior:
+                cmd.append("--answer-prior")
             print("running:", " ".join(cmd), file=sys.stderr, flush=True)
             subprocess.run(cmd, check=True)
         with open(res) as f:
@@ -45,7 +50,7 @@ print(f"| variant ({budget} budget, seeds {a.seeds}) | QA overall | " + " | ".jo
 print("|---" * (len(kinds) + 5) + "|")
 for v in variants:
     r = rows[v]
-    print(f"| {v} | {cell([x['qa_accuracy']['overall'] for x in r])} | " +
+    print(f"| {v}{suffix} | {cell([x['qa_accuracy']['overall'] for x in r])} | " +
           " | ".join(cell([x['qa_accuracy'].get(k, 0.0) for x in r]) for k in kinds) +
           f" | {cell([x['qa_accuracy_held_out_combos'] for x in r])} | {cell([x['visual_word_accuracy'] for x in r])}"
           f" | {cell([x['background_word_accuracy'] for x in r])} |")

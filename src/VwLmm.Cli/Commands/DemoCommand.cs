@@ -49,7 +49,7 @@ public sealed class DemoCommand : ICommand
         bool answerPrior = args.Has("--answer-prior");
         string name = variant.ToString().ToLowerInvariant() + (answerPrior ? "-prior" : "");
         string outDir = args.Get("--out") ?? Path.Combine("runs", (quick ? "demo-quick" : "demo") + (name == "vwlmm" ? "" : "-" + name));
-        string cache = Path.Combine(args.Get("--cache") ?? ".cache", $"shapesgrid-seed{seed}");
+        string cache = ShapesGridRecipe.CacheDir(args.Get("--cache") ?? ".cache", seed);
         string runDir = Path.Combine(cache, (quick ? "quick-" : "default-") + name);
         Directory.CreateDirectory(outDir);
         Directory.CreateDirectory(runDir);

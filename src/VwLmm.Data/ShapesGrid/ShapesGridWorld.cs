@@ -55,6 +55,9 @@ public sealed record ShapesGridSample(Split Split, long Index, Scene Scene, RgbI
 /// </summary>
 public sealed class ShapesGridWorld
 {
+    /// <summary>Bumped whenever the same seed would generate different data, so caches of older worlds are not reused.</summary>
+    public const int Version = 1;
+
     private const ulong SceneStream = 1, TextOnlyChoiceStream = 2, TextOnlyStream = 3, PretrainStream = 4, HeldOutStream = 5;
     private static readonly Background[] Grounds = [Background.Grass, Background.Water, Background.Sand];
     private static readonly QuestionKind[] AllKinds = Enum.GetValues<QuestionKind>();

@@ -32,7 +32,7 @@ public class DemoTests
 
         // The same recipe, seed and evaluation with the untrained model.
         var recipe = new ShapesGridRecipe(1);
-        var tok = recipe.LoadOrTrainTokenizer(Path.Combine(dir, "cache", "shapesgrid-seed1"));
+        var tok = recipe.LoadOrTrainTokenizer(ShapesGridRecipe.CacheDir(Path.Combine(dir, "cache"), 1));
         using var cpu = new CpuBackend(2);
         using var untrained = new VwLmmModel(cpu, recipe.ModelConfig(tok));
         untrained.InitializeRandom(1);
