@@ -339,7 +339,8 @@ public sealed class BenchCommand : ICommand
             }
             double decodeMs = Median(generateMs) - Median(prefillMs);
             if (decodeMs <= 0)
-                throw new CliException($"decoding {decodeTokens} tokens took no measurable time beyond the prefill's noise; raise --decode-tokens or --repeats");
+                throw new CliException(string.Create(CultureInfo.InvariantCulture,
+                    $"decoding {decodeTokens} tokens took no measurable time beyond the prefill's noise (median generation {Median(generateMs):0.###} ms, prefill {Median(prefillMs):0.###} ms); raise --decode-tokens or --repeats"));
 
             long paramBytes = _model.Parameters.All.Sum(p => p.Numel) * sizeof(float);
             double activationMb = train.ActivationBytes / 1048576.0;
