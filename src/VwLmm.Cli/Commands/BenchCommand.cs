@@ -337,15 +337,16 @@ public sealed class BenchCommand : ICommand
                 prefillMs[r] = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
                 generateMs[r] = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
             }
-            double decodeMs = Median(generateMs) - Median(prefillMs);
+            double generateMedian = Median(generateMs), prefillMedian = Median(prefillMs);
+            double decodeMs = generateMedian - prefillMedian;
             if (decodeMs <= 0)
                 throw new CliException(string.Create(CultureInfo.InvariantCulture,
-                    $"decoding {decodeTokens} tokens took no measurable time beyond the prefill's noise (median generation {Median(generateMs):0.###} ms, prefill {Median(prefillMs):0.###} ms); raise --decode-tokens or --repeats"));
+                    $"decoding {decodeTokens} tokens took no measurable time beyond the prefill's noise (median generation {generateMedian:0.###} ms, prefill {prefillMedian:0.###} ms); raise --decode-tokens or --repeats"));
 
             long paramBytes = _model.Parameters.All.Sum(p => p.Numel) * sizeof(float);
             double activationMb = train.ActivationBytes / 1048576.0;
             return new Result(config, threads, batch, textTokens, _model.Parameters.All.Sum(p => p.Numel), StepFlops.Of(config, batch, textTokens),
-                Median(trainMs), Median(forwardMs), Median(prefillMs), decodeTokens / (decodeMs / 1000),
+                Median(trainMs), Median(forwardMs), prefillMedian, decodeTokens / (decodeMs / 1000),
                 PeakRssMb(), 4 * paramBytes / 1048576.0 + activationMb, activationMb, bytesPerStep, gcPerStep,
                 fwdBytes, bwdBytes, optBytes, recordedOps);
         }

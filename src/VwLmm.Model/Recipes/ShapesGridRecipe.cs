@@ -51,6 +51,7 @@ public sealed class ShapesGridRecipe
     /// <summary>The folder under <paramref name="root"/> that caches a seed's tokenizer and trained models; named by
     /// <see cref="ShapesGridWorld.Version"/> so a cache built from an older world is never reused.</summary>
     public static string CacheDir(string root, ulong seed) => Path.Combine(root, $"shapesgrid-v{ShapesGridWorld.Version}-seed{seed}");
+
     public static ConversationTemplate Template => ConversationTemplate.ShapesChat;
 
     /// <summary>Loads dir/tokenizer.model, training it on the world's corpus first when absent.</summary>

@@ -9,7 +9,7 @@ public class BenchCommandTests
 {
     // bench-5m with a 4×4 patch grid (32 px images), batch 1, 8 text tokens. The decode rate is a difference of two
     // generation times, so it takes medians of 3 and 192 tokens (≈ 20× a prefill) to stay clear of the prefill's noise
-    // on a loaded machine: with 64, one clean-clone run in about ten saw the difference vanish.
+    // on a loaded machine: with 64, a clean-clone run of the suite once saw the difference vanish.
     private static readonly string[] Small =
         ["bench", "--preset", "bench-5m", "--repeats", "3", "--warmup", "0", "--batch", "1", "--image-tokens", "16", "--text-tokens", "8", "--decode-tokens", "192"];
 
