@@ -52,7 +52,7 @@ public sealed class DemoCommand : ICommand
         string cache = ShapesGridRecipe.CacheDir(args.Get("--cache") ?? ".cache", seed);
         string runDir = Path.Combine(cache, (quick ? "quick-" : "default-") + name);
         Directory.CreateDirectory(outDir);
-        Directory.CreateDirectory(runDir);
+        using var runLock = RunDirectoryLock.Acquire(runDir);
         void Say(string s)
         {
             if (!quiet) stdout.WriteLine(s);
@@ -211,6 +211,21 @@ public sealed class DemoCommand : ICommand
     {
         if (!File.Exists(path)) return [];
         var opts = new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
-        return File.ReadLines(path).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<StepMetrics>(l, opts)!).ToList();
+        var metrics = new List<StepMetrics>();
+        int line = 0;
+        foreach (var l in File.ReadLines(path))
+        {
+            line++;
+            if (l.Length == 0) continue;
+            try
+            {
+                metrics.Add(JsonSerializer.Deserialize<StepMetrics>(l, opts) ?? throw new JsonException("null"));
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{path}: line {line} is not a metrics record ({e.Message.Split('.')[0]}); delete the run folder or use --retrain");
+            }
+        }
+        return metrics;
     }
 }

@@ -50,7 +50,7 @@ public sealed class TrainCommand : ICommand
         var root = doc.RootElement;
         var run = TrainConfig.Parse(root, configPath);
         string outDir = args.Get("--out") ?? Str(root, "out", configPath) ?? "runs/train";
-        Directory.CreateDirectory(outDir);
+        using var runLock = RunDirectoryLock.Acquire(outDir);
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(configPath))!;
 
         using var backend = Backends.Create(args, Console.Error);

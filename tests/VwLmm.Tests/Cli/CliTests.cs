@@ -131,6 +131,20 @@ public class CliTests
     }
 
     [Test]
+    public void TrainIntoAFolderAnotherRunHoldsStopsWithOneLine()
+    {
+        string dir = TempDir();
+        string cfg = Path.Combine(dir, "train.json");
+        File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"shapesgrid":{"seed":1},"stages":[{"data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2}]}""");
+        string outDir = Path.Combine(dir, "run");
+        Directory.CreateDirectory(outDir);
+        using (new FileStream(Path.Combine(outDir, ".vwlmm.lock"), FileMode.Create, FileAccess.ReadWrite, FileShare.None))
+            AssertOneLineError(Run("train", "--config", cfg, "--out", outDir), 1, outDir, "in use");
+        Assert.That(Directory.GetFileSystemEntries(outDir), Has.Length.EqualTo(1), "nothing but the lock may be written while another run holds the folder");
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [Test]
     public void DatasetEntryWithMissingImageNamesFileAndEntry()
     {
         string dir = TempDir();

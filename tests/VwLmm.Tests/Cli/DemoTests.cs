@@ -43,6 +43,18 @@ public class DemoTests
         var again = Run("demo", "--quick", "--out", Path.Combine(dir, "out2"), "--cache", Path.Combine(dir, "cache"), "--threads", "2");
         Assert.That(again.ExitCode, Is.Zero, again.Stderr);
         Assert.That(again.Stdout, Does.Contain("reusing the trained model"));
+
+        // Another run holding the cache folder: a second demo there stops with one line instead of interleaving with it.
+        string runDir = Path.Combine(ShapesGridRecipe.CacheDir(Path.Combine(dir, "cache"), 1), "quick-vwlmm");
+        using (new FileStream(Path.Combine(runDir, ".vwlmm.lock"), FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+            AssertOneLineError(Run("demo", "--quick", "--out", Path.Combine(dir, "out3"), "--cache", Path.Combine(dir, "cache")), 1, runDir, "in use");
+
+        // A damaged metrics file in the cache is named with its line, not reported as a bare JSON error.
+        string metrics = Path.Combine(runDir, "metrics.jsonl");
+        var lines = File.ReadAllLines(metrics);
+        lines[1] = lines[1][..^1] + lines[2];
+        File.WriteAllLines(metrics, lines);
+        AssertOneLineError(Run("demo", "--quick", "--out", Path.Combine(dir, "out4"), "--cache", Path.Combine(dir, "cache")), 1, metrics, "line 2");
         Directory.Delete(dir, recursive: true);
     }
 }
