@@ -2,9 +2,11 @@
 """Runs the ShapesGrid ablation (METHOD §7.3: baseline λ=0, VW-LMM, detached target, pif) over several seeds with
 `vwlmm demo` and prints a Markdown table of held-out results, mean ± sample std over seeds.
 
-usage: scripts/ablations.py [--quick] [--seeds 1,2,3] [--variants baseline,vwlmm,detach,pif] [--answer-prior]
-                            [--out runs/ablations] [--cli src/VwLmm.Cli/bin/Release/net10.0/vwlmm.dll]
---answer-prior runs every variant with `vwlmm demo --answer-prior`; its rows are named VARIANT-prior.
+usage: scripts/ablations.py [--quick] [--seeds 1,2,3] [--variants baseline,vwlmm,detach,pif] [--answer-prior on|off]
+                            [--stages lookup|llava] [--out runs/ablations] [--cli src/VwLmm.Cli/bin/Release/net10.0/vwlmm.dll]
+--answer-prior off runs every variant without the answer prior (`vwlmm demo --answer-prior off`); its rows are named
+VARIANT-noprior.
+--stages llava runs the session 2–6 stages (`vwlmm demo --stages llava`); its rows are named VARIANT-llava.
 Each run's results.json stays in OUT/VARIANT-seedS; runs already finished there are reused, so an interrupted
 ablation continues where it stopped.
 """
@@ -12,7 +14,8 @@ import argparse, json, os, statistics, subprocess, sys
 
 p = argparse.ArgumentParser()
 p.add_argument("--quick", action="store_true")
-p.add_argument("--answer-prior", action="store_true")
+p.add_argument("--answer-prior", choices=["on", "off"], default="on")
+p.add_argument("--stages", choices=["lookup", "llava"], default="lookup")
 p.add_argument("--seeds", default="1,2,3")
 p.add_argument("--variants", default="baseline,vwlmm,detach,pif")
 p.add_argument("--out", default="runs/ablations")
@@ -20,7 +23,7 @@ p.add_argument("--cli", default="src/VwLmm.Cli/bin/Release/net10.0/vwlmm.dll")
 a = p.parse_args()
 seeds = [int(s) for s in a.seeds.split(",")]
 variants = a.variants.split(",")
-suffix = "-prior" if a.answer_prior else ""
+suffix = ("-noprior" if a.answer_prior == "off" else "") + ("-llava" if a.stages == "llava" else "")
 budget = "quick" if a.quick else "default"
 rows = {}
 for v in variants:
@@ -28,11 +31,11 @@ for v in variants:
         out = os.path.join(a.out, f"{budget}-{v}{suffix}-seed{s}")
         res = os.path.join(out, "results.json")
         if not os.path.exists(res):
-            cmd = ["dotnet", a.cli, "demo", "--variant", v, "--seed", str(s), "--out", out, "--cache", os.path.join(a.out, "cache"), "--quiet"]
+            cmd = ["dotnet", a.cli, "demo", "--variant", v, "--stages", a.stages, "--seed", str(s), "--out", out,
+                   "--cache", os.path.join(a.out, "cache"), "--quiet"]
             if a.quick:
                 cmd.append("--quick")
-            if a.answer_prior:
-                cmd.append("--answer-prior")
+            cmd += ["--answer-prior", a.answer_prior]
             print("running:", " ".join(cmd), file=sys.stderr, flush=True)
             subprocess.run(cmd, check=True)
         with open(res) as f:

@@ -6,6 +6,20 @@ namespace VwLmm.Model;
 /// <summary>Losses and outputs of one forward pass. Total = Text + λ·Vm (the means, unweighted in their results).</summary>
 public readonly record struct ModelOutput(LossResult Text, LossResult Vm, double Total, Tensor Logits, Tensor? VmLogits, Tensor? ImageFeatures);
 
+/// <summary>How <see cref="VwLmmModel.InitializeRandom"/> draws matrices and embeddings.</summary>
+public enum InitScheme
+{
+    /// <summary>HF's initializer_range everywhere: N(0, 0.02).</summary>
+    Hf,
+    /// <summary>
+    /// PyTorch's module defaults on the projector, decoder and VM head — embeddings N(0, 1), Linear weights
+    /// U(±1/√fan_in) — with the vision tower kept at <see cref="Hf"/> (towers arrive pretrained). A small decoder
+    /// learns ShapesGrid's lookups from these and generalises them to unseen colour×shape pairs; from N(0, 0.02) it fits
+    /// the training pairs only (docs/RESULTS.md, session 7).
+    /// </summary>
+    Torch,
+}
+
 /// <summary>
 /// VW-LMM (METHOD §1–§3): CLIP tower → projector → x; the VM head labels each image row with its visual word
 /// p = softmax(W_vm·x); x (or, with pif, x̃ = pᵀE) is spliced into the token embeddings; the LLaMA decoder's LM head at
@@ -35,16 +49,24 @@ public sealed class VwLmmModel : IDisposable
     public Parameter VmHead { get; }
 
     /// <summary>
-    /// HF-style initialisation from a seed: matrices and embeddings N(0, 0.02), norm gains 1, biases 0; then the VM head
-    /// per config (random, or a copy of lm_head / embed_tokens — METHOD §1.4 leaves this open).
+    /// Initialisation from a seed: norm gains 1, biases 0, matrices and embeddings per <paramref name="scheme"/>; then the
+    /// VM head per config (random, or a copy of lm_head / embed_tokens — METHOD §1.4 leaves this open).
     /// </summary>
-    public void InitializeRandom(ulong seed)
+    public void InitializeRandom(ulong seed, InitScheme scheme = InitScheme.Hf)
     {
         var rng = new Rng(seed);
         foreach (var p in Parameters.All)
         {
             var host = new float[p.Numel];
+            bool torch = scheme == InitScheme.Torch && ParameterStore.GroupOf(p.Name) != ParameterGroup.Vision;
             if (IsNormGain(p.Name)) Array.Fill(host, 1f);
+            else if (torch && p.Name == Checkpoints.HfNames.EmbedTokens)
+                for (int i = 0; i < host.Length; i++) host[i] = (float)rng.NextNormal();
+            else if (torch && p.Shape.Rank == 2)
+            {
+                double bound = 1 / Math.Sqrt(p.Shape[1]);
+                for (int i = 0; i < host.Length; i++) host[i] = (float)(bound * (2 * rng.NextDouble() - 1));
+            }
             else if (p.Shape.Rank >= 2 || p.Name.EndsWith("class_embedding", StringComparison.Ordinal))
                 for (int i = 0; i < host.Length; i++) host[i] = (float)(0.02 * rng.NextNormal());
             Backend.Upload<float>(p.Value, host);

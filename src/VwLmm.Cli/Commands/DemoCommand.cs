@@ -16,18 +16,21 @@ public sealed class DemoCommand : ICommand
     public string Name => "demo";
     public string Summary => "the main job: train VW-LMM on the built-in ShapesGrid world, evaluate, write a report";
     public string Help => """
-        usage: vwlmm demo [--quick] [--variant V] [--answer-prior] [--out DIR] [--cache DIR] [--seed S] [--device D] [--threads N] [--retrain] [--quiet]
-          Generates the ShapesGrid world, trains its tokenizer, runs the staged recipe (vision pretraining, LM pretraining, caption
-          alignment with the visual-word loss, instruction tuning), evaluates on held-out colour×shape combinations,
+        usage: vwlmm demo [--quick] [--variant V] [--stages S] [--answer-prior on|off] [--out DIR] [--cache DIR] [--seed S] [--device D] [--threads N] [--retrain] [--quiet]
+          Generates the ShapesGrid world, trains its tokenizer, runs the staged recipe (vision pretraining, then instruction
+          tuning with the visual-word loss), evaluates on held-out colour×shape combinations,
           writes OUT/report.html (loss curves, accuracy, visual-word maps), OUT/results.json and OUT/predictions.jsonl,
           and answers two questions about a held-out image. A trained model is cached and reused (--retrain ignores it).
           --quick     the small budget CI uses (a couple of minutes)
           --variant   vwlmm (default: forward KL, target not detached, λ 1), baseline (λ 0: LLaVA), detach, pif
-          --answer-prior  instruction tuning against a question-only answer prior (product of experts, docs/RESULTS.md)
+          --stages    lookup (default: instruction tuning on colour and shape questions), llava (LM pretraining, caption
+                      alignment, captions, instruction tuning on every question kind: the session 2–6 recipe)
+          --answer-prior  on (default): instruction tuning against a question-only answer prior (a product of experts,
+                      training only, docs/RESULTS.md); off: plain cross-entropy (with --stages llava: the session 2–6 recipe)
         example: vwlmm demo --out runs/demo
         """;
-    public IReadOnlyList<string> Flags => ["--quick", "--retrain", "--answer-prior"];
-    public IReadOnlyList<string> Valued => [.. Backends.Options, "--out", "--cache", "--seed", "--variant"];
+    public IReadOnlyList<string> Flags => ["--quick", "--retrain"];
+    public IReadOnlyList<string> Valued => [.. Backends.Options, "--out", "--cache", "--seed", "--variant", "--stages", "--answer-prior"];
 
     /// <summary>The vision pretraining's held-out probe accuracy, kept beside the cached checkpoint for the report.</summary>
     private const string VisionProbeFile = "vision_probe.json";
@@ -46,8 +49,19 @@ public sealed class DemoCommand : ICommand
             "pif" => ShapesGridVariant.Pif,
             var v => throw new UsageException($"--variant must be vwlmm, baseline, detach or pif, not '{v}'"),
         };
-        bool answerPrior = args.Has("--answer-prior");
-        string name = variant.ToString().ToLowerInvariant() + (answerPrior ? "-prior" : "");
+        var stages = args.Get("--stages") switch
+        {
+            null or "lookup" => ShapesGridStages.Lookup,
+            "llava" => ShapesGridStages.Llava,
+            var v => throw new UsageException($"--stages must be lookup or llava, not '{v}'"),
+        };
+        bool answerPrior = args.Get("--answer-prior") switch
+        {
+            null or "on" => true,
+            "off" => false,
+            var v => throw new UsageException($"--answer-prior must be on or off, not '{v}'"),
+        };
+        string name = variant.ToString().ToLowerInvariant() + (answerPrior ? "" : "-noprior") + (stages == ShapesGridStages.Llava ? "-llava" : "");
         string outDir = args.Get("--out") ?? Path.Combine("runs", (quick ? "demo-quick" : "demo") + (name == "vwlmm" ? "" : "-" + name));
         string cache = ShapesGridRecipe.CacheDir(args.Get("--cache") ?? ".cache", seed);
         string runDir = Path.Combine(cache, (quick ? "quick-" : "default-") + name);
@@ -65,7 +79,7 @@ public sealed class DemoCommand : ICommand
 
         using var backend = Backends.Create(args, Console.Error);
         string ckpt = Path.Combine(runDir, Trainer.CheckpointDirName);
-        var train = recipe.TrainConfig(budget, seed, answerPrior);
+        var train = recipe.TrainConfig(budget, seed, answerPrior, stages);
         VwLmmModel model;
         bool trained = !args.Has("--retrain") && IsFinished(ckpt, train);
         if (trained)
@@ -76,7 +90,7 @@ public sealed class DemoCommand : ICommand
         else
         {
             model = new VwLmmModel(backend, recipe.ModelConfig(tok, variant));
-            model.InitializeRandom(seed);
+            model.InitializeRandom(seed, ShapesGridRecipe.Init(stages));
             Say($"model: {model.Parameters.All.Sum(p => p.Numel):N0} parameters on {backend.Name}; {budget.VisionSteps} vision pretraining steps, then {train.TotalSteps} steps in {train.Stages.Count} stages");
             VisionProbeAccuracy probe;
             using (var progress = new TrainingProgress(stdout, quiet))

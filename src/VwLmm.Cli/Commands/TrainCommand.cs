@@ -17,7 +17,9 @@ public sealed class TrainCommand : ICommand
         usage: vwlmm train --config FILE.json [--out DIR] [--resume] [--device D] [--threads N] [--quiet]
           Config (snake_case; unknown keys are errors):
             "model":      {"preset": "tiny|shapesgrid|bench-5m|llava-7b"} | {"config": "config.json"} | {"init": "model dir"}
-            "shapesgrid": {"seed": 1}      the built-in world: stage data "text", "captions", "qa"; tokenizer trained if absent
+                          and "init_scheme": "hf" (N(0, 0.02), default) | "torch" (PyTorch's defaults, tower at hf)
+            "shapesgrid": {"seed": 1}      the built-in world: stage data "text", "captions", "qa", "qa:colour,shape"
+                          (only those question kinds); tokenizer trained if absent
             "datasets":   {"NAME": {"json": "data.json", "images": "dir", "template": "vicuna_v1"}}   LLaVA-format data
             "tokenizer":  "tokenizer.model" (else beside model.init, or the ShapesGrid one)
             "out": "runs/x", "seed": 1, "max_length": 2048, "log_every": 10, "checkpoint_every": 0,
@@ -76,10 +78,20 @@ public sealed class TrainCommand : ICommand
             if (tok.VocabSize != model.Config.Llm.VocabSize)
                 throw new CliException($"{configPath}: tokenizer has {tok.VocabSize} pieces, the model's vocab_size is {model.Config.Llm.VocabSize}");
             var datasets = Datasets(root, configPath, baseDir, tok, model.Config);
-            ITrainingSource Source(string name) =>
-                datasets.TryGetValue(name, out var d) ? d
-                : world is not null && name is "text" or "captions" or "qa" ? world.Source(name, tok)
-                : throw new CliException($"{configPath}: stage data '{name}' names no dataset (define it under \"datasets\"{(world is null ? "" : " or use text/captions/qa")})");
+            ITrainingSource Source(string name)
+            {
+                if (datasets.TryGetValue(name, out var d)) return d;
+                if (world is null || !ShapesGridRecipe.IsSourceName(name))
+                    throw new CliException($"{configPath}: stage data '{name}' names no dataset (define it under \"datasets\"{(world is null ? "" : " or use text/captions/qa/qa:KIND,…")})");
+                try
+                {
+                    return world.Source(name, tok);
+                }
+                catch (ArgumentException e)
+                {
+                    throw new CliException($"{configPath}: {e.Message}");
+                }
+            }
             using var trainer = new Trainer(model, run, Source, tokenizer: tok);
             string tokFile = tokenizerPath ?? Path.Combine(ckpt, "tokenizer.model");
             var tokBytes = File.ReadAllBytes(tokFile);
@@ -126,7 +138,7 @@ public sealed class TrainCommand : ICommand
     {
         if (!root.TryGetProperty("model", out var m) || m.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{path}: 'model' must be an object with one of preset, config, init");
-        TrainConfig.RejectUnknown(m, ["preset", "config", "init"], path + ": model");
+        TrainConfig.RejectUnknown(m, ["preset", "config", "init", "init_scheme"], path + ": model");
         if (m.TryGetProperty("init", out var init))
         {
             string dir = Rooted(baseDir, init.GetString()!);
@@ -145,8 +157,14 @@ public sealed class TrainCommand : ICommand
             config = VwLmmConfig.Load(Rooted(baseDir, cfg.GetString()!));
         else
             throw new InvalidDataException($"{path}: 'model' needs one of preset, config, init");
+        var scheme = Str(m, "init_scheme", path + ": model") switch
+        {
+            null or "hf" => InitScheme.Hf,
+            "torch" => InitScheme.Torch,
+            var other => throw new InvalidDataException($"{path}: model.init_scheme must be \"hf\" or \"torch\", not \"{other}\""),
+        };
         var model = new VwLmmModel(backend, config);
-        model.InitializeRandom(seed);
+        model.InitializeRandom(seed, scheme);
         return model;
     }
 

@@ -10,13 +10,16 @@ namespace VwLmm.Model.Recipes;
 /// <summary>METHOD §7.3's variants: A (λ = 0, the LLaVA baseline), B (VW-LMM as released), C (detached target), D (pif).</summary>
 public enum ShapesGridVariant { Baseline, VwLmm, Detach, Pif }
 
+/// <summary>Which stages a ShapesGrid run trains after the vision pretraining (<see cref="ShapesGridRecipe.TrainConfig"/>).</summary>
+public enum ShapesGridStages { Lookup, Llava }
+
 /// <summary>Size of a ShapesGrid run: the default demo budget, or the CI-sized quick one.</summary>
 public sealed record ShapesGridBudget(int VisionSteps, int TextSteps, int AlignSteps, int CaptionSteps, int QaSteps, int BatchSize, int EvalImages)
 {
     /// <summary>The `vwlmm demo` budget: under ten minutes on two cores.</summary>
     public static ShapesGridBudget Default { get; } = new(800, 120, 200, 400, 1000, 16, 200);
     /// <summary>`demo --quick` and the CI test: a couple of minutes.</summary>
-    public static ShapesGridBudget Quick { get; } = new(150, 40, 30, 30, 120, 12, 60);
+    public static ShapesGridBudget Quick { get; } = new(300, 40, 30, 30, 300, 12, 60);
 
     /// <summary>Images per vision-pretraining step.</summary>
     public const int VisionBatchSize = 32;
@@ -49,8 +52,11 @@ public sealed class ShapesGridRecipe
     public ClipPreprocessor Preprocessor { get; }
 
     /// <summary>The folder under <paramref name="root"/> that caches a seed's tokenizer and trained models; named by
-    /// <see cref="ShapesGridWorld.Version"/> so a cache built from an older world is never reused.</summary>
-    public static string CacheDir(string root, ulong seed) => Path.Combine(root, $"shapesgrid-v{ShapesGridWorld.Version}-seed{seed}");
+    /// <see cref="ShapesGridWorld.Version"/> and <see cref="Version"/> so a cache built from an older world or recipe is never reused.</summary>
+    public static string CacheDir(string root, ulong seed) => Path.Combine(root, $"shapesgrid-v{ShapesGridWorld.Version}.{Version}-seed{seed}");
+
+    /// <summary>Bumped whenever the stages change, so a model trained by an older recipe is never reused.</summary>
+    public const int Version = 2;
 
     public static ConversationTemplate Template => ConversationTemplate.ShapesChat;
 
@@ -79,31 +85,42 @@ public sealed class ShapesGridRecipe
         };
 
     /// <summary>
-    /// The stages after <see cref="PretrainVision"/>, LLaVA's recipe on top of a text-pretrained LLM, with the tower
-    /// frozen throughout: alignment trains the projector and the VM head (started from the trained embed_tokens) under
-    /// the frozen LLM; a second caption stage adds the LLM, whose 15-word captions give it far more image-grounded targets
-    /// per step than the one-word QA answers (held-out QA 38% → 43% at the same instruction budget, docs/RESULTS.md);
-    /// instruction tuning trains projector, LLM and VM head on QA.
+    /// The stages after <see cref="PretrainVision"/>, with the tower frozen throughout. <see cref="ShapesGridStages.Lookup"/>
+    /// (the default): instruction tuning of projector, LLM and VM head on colour and shape questions only, from
+    /// <see cref="InitScheme.Torch"/>. <see cref="ShapesGridStages.Llava"/>: LLaVA's recipe on top of a text-pretrained
+    /// LLM — alignment trains the projector and the VM head (started from the trained embed_tokens) under the frozen LLM,
+    /// a second caption stage adds the LLM, instruction tuning asks every question kind. Text that names colour×shape
+    /// pairs (the world's sentences, captions, "is there a red triangle ?", "red triangle" answers) teaches the decoder
+    /// pair features that do not transfer to the held-out pairs; docs/RESULTS.md has the measurements.
     /// </summary>
     /// <remarks>
     /// With answerPrior, instruction tuning trains against the frame-relative answer prior of
     /// <see cref="AnswerPriorClasses"/> (<see cref="AnswerPrior"/>): what the question's colour or shape word alone says
     /// about the answer on the training combinations is explained by the prior, not learned.
     /// </remarks>
-    public TrainConfig TrainConfig(ShapesGridBudget budget, ulong seed, bool answerPrior = false) => new()
+    public TrainConfig TrainConfig(ShapesGridBudget budget, ulong seed, bool answerPrior = false, ShapesGridStages stages = ShapesGridStages.Lookup) => new()
     {
         Seed = seed,
         MaxLength = 128,
         LogEvery = 10,
-        Stages =
-        [
-            new StageConfig { Name = "lm", Data = "text", Trainable = [ParameterGroup.Llm], Steps = budget.TextSteps, Lr = 3e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
-            new StageConfig { Name = "align", Data = "captions", Trainable = [ParameterGroup.Projector, ParameterGroup.VmHead], Steps = budget.AlignSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize, InitVmHead = true },
-            new StageConfig { Name = "captions", Data = "captions", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.CaptionSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
-            new StageConfig { Name = "instruct", Data = "qa", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 5e-4, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize,
-                                AnswerPrior = answerPrior ? AnswerPriorClasses : null },
-        ],
+        Stages = stages == ShapesGridStages.Lookup
+            ?
+            [
+                new StageConfig { Name = "instruct", Data = "qa:colour,shape", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize, InitVmHead = true,
+                                  AnswerPrior = answerPrior ? AnswerPriorClasses : null },
+            ]
+            :
+            [
+                new StageConfig { Name = "lm", Data = "text", Trainable = [ParameterGroup.Llm], Steps = budget.TextSteps, Lr = 3e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
+                new StageConfig { Name = "align", Data = "captions", Trainable = [ParameterGroup.Projector, ParameterGroup.VmHead], Steps = budget.AlignSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize, InitVmHead = true },
+                new StageConfig { Name = "captions", Data = "captions", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.CaptionSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize },
+                new StageConfig { Name = "instruct", Data = "qa", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 5e-4, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize,
+                                  AnswerPrior = answerPrior ? AnswerPriorClasses : null },
+            ],
     };
+
+    /// <summary>The initialisation each stage list starts from.</summary>
+    public static InitScheme Init(ShapesGridStages stages) => stages == ShapesGridStages.Lookup ? InitScheme.Torch : InitScheme.Hf;
 
     /// <summary>The answer prior's word classes: the colours, and the shapes with their plurals.</summary>
     public static IReadOnlyList<IReadOnlyList<string>> AnswerPriorClasses { get; } =
@@ -125,14 +142,26 @@ public sealed class ShapesGridRecipe
 
     private const double VisionLr = 2e-3;
 
-    /// <summary>The training sources the stages name: "text", "captions", "qa".</summary>
+    /// <summary>
+    /// The training sources the stages name: "text", "captions", "qa" (every question kind, 5% text-only), and
+    /// "qa:KIND,KIND…" (image conversations asking only those kinds: colour, shape, count, existence, position).
+    /// </summary>
     public ITrainingSource Source(string name, ITokenizer tokenizer) => name switch
     {
         "text" => new TextSource(this, tokenizer),
         "captions" => new CaptionSource(this, tokenizer),
-        "qa" => new QaSource(this, tokenizer),
-        _ => throw new ArgumentException($"ShapesGrid has no data source '{name}' (text, captions, qa)"),
+        "qa" => new QaSource(this, tokenizer, null),
+        _ when name.StartsWith("qa:", StringComparison.Ordinal) => new QaSource(this, tokenizer, ParseKinds(name)),
+        _ => throw new ArgumentException($"ShapesGrid has no data source '{name}' (text, captions, qa, qa:KIND,…)"),
     };
+
+    /// <summary>Whether <paramref name="name"/> is one of <see cref="Source"/>'s names (its kinds unchecked).</summary>
+    public static bool IsSourceName(string name) => name is "text" or "captions" or "qa" || name.StartsWith("qa:", StringComparison.Ordinal);
+
+    private static QuestionKind[] ParseKinds(string name) =>
+        name["qa:".Length..].Split(',').Select(k => Enum.TryParse<QuestionKind>(k, ignoreCase: true, out var kind) && !int.TryParse(k, out _)
+            ? kind
+            : throw new ArgumentException($"data source '{name}': '{k}' is not a question kind (colour, shape, count, existence, position)")).Distinct().ToArray();
 
     /// <summary>CLIP-normalised CHW pixels of an image.</summary>
     public float[] Pixels(RgbImage image) => Preprocessor.Process(image);
@@ -162,13 +191,15 @@ public sealed class ShapesGridRecipe
         }
     }
 
-    private sealed class QaSource(ShapesGridRecipe r, ITokenizer tok) : ITrainingSource
+    private sealed class QaSource(ShapesGridRecipe r, ITokenizer tok, QuestionKind[]? kinds) : ITrainingSource
     {
         public int Count => SourceSize;
 
         public TrainingExample Get(int index)
         {
-            var conv = r.World.InstructionConversation(Split.Train, index, "image");
+            var conv = kinds is null
+                ? r.World.InstructionConversation(Split.Train, index, "image")
+                : r.World.QaConversation(Split.Train, index, "image", kinds);
             var tokens = Template.Encode(conv, tok);
             return new TrainingExample(tokens, conv.HasImage ? r.Pixels(r.World.Sample(Split.Train, index).Image) : null);
         }

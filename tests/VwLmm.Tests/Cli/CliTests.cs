@@ -31,6 +31,8 @@ public class CliTests
         AssertOneLineError(Run("tokenize", "--bogus", "x"), 2, "unknown option --bogus");
         AssertOneLineError(Run("preprocess", "--image", "a.png", "--size", "abc", "--out", "x.npy"), 2, "--size", "abc");
         AssertOneLineError(Run("demo", "--device", "tpu"), 2, "--device", "tpu");
+        AssertOneLineError(Run("demo", "--stages", "all"), 2, "--stages", "all");
+        AssertOneLineError(Run("demo", "--answer-prior", "yes"), 2, "--answer-prior", "yes");
         AssertOneLineError(Run("preprocess", "--size", "32", "--out", "x.npy"), 2, "missing required option --image");
     }
 
@@ -128,6 +130,10 @@ public class CliTests
         File.WriteAllText(Path.Combine(dir, "d.json"), "[]");
         AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, "alpaca");
         AssertOneLineError(Run("train", "--config", Path.Combine(dir, "absent.json")), 1, "absent.json");
+        File.WriteAllText(cfg, """{"model":{"preset":"tiny","init_scheme":"xavier"},"shapesgrid":{"seed":1},"stages":[{"data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2}]}""");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "init_scheme", "xavier");
+        File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"shapesgrid":{"seed":1},"stages":[{"data":"qa:colour,size","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2}]}""");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "'size'");
     }
 
     [Test]

@@ -163,6 +163,28 @@ public class ShapesGridWorldTests
     }
 
     [Test]
+    public void QaConversationAsksOnlyTheGivenKindsUnlessTheSceneAllowsNone()
+    {
+        var world = new ShapesGridWorld(9);
+        int fallbacks = 0;
+        for (int i = 0; i < 400; i++)
+        {
+            var conv = world.QaConversation(Split.Train, i, "img", [QuestionKind.Colour, QuestionKind.Shape]);
+            var scene = world.SceneAt(Split.Train, i);
+            bool lookupPossible = scene.Objects.Any(o => scene.Objects.Count(p => p.Shape == o.Shape) == 1 || scene.Objects.Count(p => p.Colour == o.Colour) == 1);
+            Assert.That(conv.Turns[0].Value, Does.StartWith(Llava.ImagePlaceholder + "\n"));
+            for (int t = 0; t < conv.Turns.Count; t += 2)
+            {
+                string question = conv.Turns[t].Value.Replace(Llava.ImagePlaceholder + "\n", "");
+                Assert.That(Solve(question, scene), Is.EqualTo(conv.Turns[t + 1].Value), question);
+                if (lookupPossible) Assert.That(question, Does.StartWith("what colour is the").Or.StartWith("what shape is the"), $"sample {i}");
+            }
+            if (!lookupPossible) fallbacks++;
+        }
+        Assert.That(fallbacks, Is.InRange(1, 40), "scenes where every colour and every shape repeats are rare but occur");
+    }
+
+    [Test]
     public void VocabularyCoversAllTextAndPromptsStayShort()
     {
         var world = new ShapesGridWorld(2, new ShapesGridOptions { VarySize = true });

@@ -1,0 +1,87 @@
+using NUnit.Framework;
+using VwLmm.Core;
+using VwLmm.Model;
+using VwLmm.Model.Recipes;
+
+namespace VwLmm.Tests.Model;
+
+/// <summary>The recipe's data sources and the initialisation its decoder starts from.</summary>
+public class ShapesGridRecipeTests : CpuFixture
+{
+    [Test]
+    public void QaSourceWithKindsAsksOnlyThoseKinds()
+    {
+        var recipe = new ShapesGridRecipe(1);
+        string dir = Path.Combine(Path.GetTempPath(), "vwlmm-recipe-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var tok = recipe.LoadOrTrainTokenizer(dir);
+            var lookup = recipe.Source("qa:colour,shape", tok);
+            var all = recipe.Source("qa", tok);
+            int otherKinds = 0, allOtherKinds = 0;
+            for (int i = 0; i < 200; i++)
+            {
+                string text = tok.Decode(lookup.Get(i).Tokens.InputIds.Where(t => t >= 0).ToArray());
+                Assert.That(lookup.Get(i).Pixels, Is.Not.Null, "every lookup conversation shows its image");
+                otherKinds += CountOtherKinds(text);
+                allOtherKinds += CountOtherKinds(tok.Decode(all.Get(i).Tokens.InputIds.Where(t => t >= 0).ToArray()));
+            }
+            // Only scenes in which every colour and every shape repeats fall back to other kinds.
+            Assert.That(otherKinds, Is.LessThan(10));
+            Assert.That(allOtherKinds, Is.GreaterThan(100));
+            var e = Assert.Throws<ArgumentException>(() => recipe.Source("qa:colour,size", tok))!;
+            Assert.That(e.Message, Does.Contain("'size'"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+
+        static int CountOtherKinds(string text) =>
+            new[] { "how many", "is there", "what is in row" }.Sum(q => (text.Length - text.Replace(q, "").Length) / q.Length);
+    }
+
+    [Test]
+    public void TorchSchemeDrawsPyTorchDefaultsOutsideTheTower()
+    {
+        using var hf = new VwLmmModel(Cpu, TinyWorld.Config());
+        using var torch = new VwLmmModel(Cpu, TinyWorld.Config());
+        hf.InitializeRandom(3);
+        torch.InitializeRandom(3, InitScheme.Torch);
+        foreach (var (a, b) in hf.Parameters.All.Zip(torch.Parameters.All))
+        {
+            var x = Host(hf, a);
+            var y = Host(torch, b);
+            string n = a.Name;
+            if (ParameterStore.GroupOf(n) == ParameterGroup.Vision || a.Shape.Rank < 2 && !n.EndsWith("embed_tokens.weight"))
+            {
+                if (ParameterStore.GroupOf(n) == ParameterGroup.Vision && a.Shape.Rank >= 2) Assert.That(Std(x), Is.EqualTo(0.02).Within(0.004), n);
+                if (ParameterStore.GroupOf(n) != ParameterGroup.Vision) Assert.That(y, Is.EqualTo(x), n + ": gains and biases do not depend on the scheme");
+                continue;
+            }
+            Assert.That(Std(x), Is.EqualTo(0.02).Within(0.004), n);
+            if (n == "model.embed_tokens.weight")
+                Assert.That(Std(y), Is.EqualTo(1).Within(0.1), n);
+            else if (n != "vm_head.weight" || torch.Config.VmHeadInit == VmHeadInit.Random)
+            {
+                double bound = 1 / Math.Sqrt(a.Shape[1]);
+                Assert.That(y.Max(v => Math.Abs(v)), Is.LessThanOrEqualTo(bound).And.GreaterThan(0.9 * bound), n);
+                Assert.That(Std(y), Is.EqualTo(bound / Math.Sqrt(3)).Within(0.15 * bound), n);
+            }
+        }
+    }
+
+    private static float[] Host(VwLmmModel m, Parameter p)
+    {
+        var h = new float[p.Numel];
+        m.Backend.Download<float>(p.Value, h);
+        return h;
+    }
+
+    private static double Std(float[] x)
+    {
+        double mean = x.Average(v => (double)v);
+        return Math.Sqrt(x.Sum(v => (v - mean) * (v - mean)) / x.Length);
+    }
+}
