@@ -121,8 +121,12 @@ public sealed class DemoCommand : ICommand
             Say(string.Create(ci, $"QA exact match {results.QaAccuracy:P1} over {results.Questions} questions ({string.Join(", ", results.QaAccuracyByKind.Select(kv => $"{kv.Key} {kv.Value:P0}"))}); held-out combos {results.QaAccuracyHeldOutCombos:P1}"));
             Say(string.Create(ci, $"visual-word accuracy {results.VisualWordAccuracy:P1} on {results.ObjectPatches} object patches (chance {results.VisualWordChance:P1})"));
 
-            var sample = recipe.World.Sample(Split.Test, budget.EvalImages + 7);
-            foreach (var qa in sample.Questions.Take(2))
+            // A held-out image past the evaluated ones, with colour and shape questions first: they are what the
+            // default recipe trains.
+            static bool Lookup(QaPair q) => q.Kind is QuestionKind.Colour or QuestionKind.Shape;
+            var sample = Enumerable.Range(budget.EvalImages + 7, 50).Select(i => recipe.World.Sample(Split.Test, i)).FirstOrDefault(s => s.Questions.Any(Lookup))
+                         ?? recipe.World.Sample(Split.Test, budget.EvalImages + 7);
+            foreach (var qa in sample.Questions.OrderBy(q => Lookup(q) ? 0 : 1).Take(2))
             {
                 var answer = AnswerOne(model, tok, recipe, eval, sample, qa.Question);
                 Say($"  Q ({sample.Id}): {qa.Question}  →  {answer}   (truth: {qa.Answer})");
