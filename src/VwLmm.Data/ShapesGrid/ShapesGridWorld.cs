@@ -120,15 +120,14 @@ public sealed class ShapesGridWorld
         IsTextOnly(split, index) ? TextOnlyConversation(split, index) : Sample(split, index).QaConversation(imageRef);
 
     /// <summary>
-    /// Image sample <paramref name="index"/> asked only questions of the given kinds (the questions of any kind when its
+    /// <paramref name="sample"/>'s image asked only questions of the given kinds (the questions of any kind when its
     /// scene allows none of them — when every colour and every shape in it repeats).
     /// </summary>
-    public ConversationSample QaConversation(Split split, long index, string imageRef, IReadOnlyCollection<QuestionKind> kinds)
+    public ConversationSample QaConversation(ShapesGridSample sample, string imageRef, IReadOnlyCollection<QuestionKind> kinds)
     {
-        var scene = SceneAt(split, index);
-        var questions = Questions(scene, split, [.. kinds]);
-        if (questions.Count == 0) questions = Questions(scene, split, AllKinds);
-        return new ConversationSample($"{split.ToString().ToLowerInvariant()}-{index}", imageRef, QaTurns(Llava.ImagePlaceholder + "\n", questions));
+        var questions = Questions(sample.Scene, sample.Split, [.. kinds]);
+        if (questions.Count == 0) questions = sample.Questions;
+        return new ConversationSample(sample.Id, imageRef, QaTurns(Llava.ImagePlaceholder + "\n", questions));
     }
 
     /// <summary>A text-only QA conversation: the first question is preceded by a caption of an unseen scene that answers it.</summary>

@@ -197,9 +197,12 @@ public sealed class ShapesGridRecipe
 
         public TrainingExample Get(int index)
         {
-            var conv = kinds is null
-                ? r.World.InstructionConversation(Split.Train, index, "image")
-                : r.World.QaConversation(Split.Train, index, "image", kinds);
+            if (kinds is not null)
+            {
+                var sample = r.World.Sample(Split.Train, index);
+                return new TrainingExample(Template.Encode(r.World.QaConversation(sample, "image", kinds), tok), r.Pixels(sample.Image));
+            }
+            var conv = r.World.InstructionConversation(Split.Train, index, "image");
             var tokens = Template.Encode(conv, tok);
             return new TrainingExample(tokens, conv.HasImage ? r.Pixels(r.World.Sample(Split.Train, index).Image) : null);
         }

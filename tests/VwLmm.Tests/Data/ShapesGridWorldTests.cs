@@ -169,8 +169,9 @@ public class ShapesGridWorldTests
         int fallbacks = 0;
         for (int i = 0; i < 400; i++)
         {
-            var conv = world.QaConversation(Split.Train, i, "img", [QuestionKind.Colour, QuestionKind.Shape]);
-            var scene = world.SceneAt(Split.Train, i);
+            var sample = world.Sample(Split.Train, i);
+            var conv = world.QaConversation(sample, "img", [QuestionKind.Colour, QuestionKind.Shape]);
+            var scene = sample.Scene;
             bool lookupPossible = scene.Objects.Any(o => scene.Objects.Count(p => p.Shape == o.Shape) == 1 || scene.Objects.Count(p => p.Colour == o.Colour) == 1);
             Assert.That(conv.Turns[0].Value, Does.StartWith(Llava.ImagePlaceholder + "\n"));
             for (int t = 0; t < conv.Turns.Count; t += 2)
