@@ -16,9 +16,13 @@ It carries which colours each shape came in, so the model need not learn it; at 
 PyTorch's module defaults (torch), HF LLaMA's N(0, 0.02) everywhere (hf, what the engine's InitializeRandom does), or
 HF's for the linears only (hf-emb1) or for the embeddings only (hf-lin).
 
+--extra-colours N adds N named colours that appear in training scenes only, with every shape: a shape then comes in
+6 + N colours, which asks whether a wider training distribution makes the colour readout independent of the shape.
+Test scenes use the 6 colours only, so the held-out questions are unchanged.
+
 Prints accuracy on test questions about train (T) and held-out (H) combinations every --every steps.
 Usage: /usr/bin/python3 scripts/prior_toy.py [--debias] [--arch prenorm|llama] [--init torch|hf|hf-emb1|hf-lin]
-       [--steps 1500] [--every 500] [--seed 0]
+       [--extra-colours N] [--steps 1500] [--every 500] [--seed 0]
 """
 import argparse
 import random
@@ -29,8 +33,16 @@ import torch
 COLOURS, SHAPES, GROUNDS, CELLS = 6, 4, 4, 16
 HELD_OUT = {(2, 2), (1, 2), (2, 3), (1, 3), (5, 3)}  # (colour, shape): blue/green triangle, blue/green/purple cross
 # Tokens: 0 pad, 1 what, 2 colour, 3 shape, 4 is, 5 the, 6 object, 7 ?, 8 answer marker, then colours, then shapes.
-COLOUR_TOKEN, SHAPE_TOKEN = 9, 9 + COLOURS
-VOCAB, D = SHAPE_TOKEN + SHAPES, 256
+COLOUR_TOKEN, D = 9, 256
+# --extra-colours: named colours that only training scenes use, with every shape (set by configure()).
+ALL_COLOURS, SHAPE_TOKEN, VOCAB = COLOURS, COLOUR_TOKEN + COLOURS, COLOUR_TOKEN + COLOURS + SHAPES
+
+
+def configure(extra_colours):
+    global ALL_COLOURS, SHAPE_TOKEN, VOCAB
+    ALL_COLOURS = COLOURS + extra_colours
+    SHAPE_TOKEN = COLOUR_TOKEN + ALL_COLOURS
+    VOCAB = SHAPE_TOKEN + SHAPES
 
 
 def scene(test):
@@ -39,7 +51,7 @@ def scene(test):
         objects = []
         for cell in random.sample(range(CELLS), random.randint(1, 4)):
             while True:
-                combo = (random.randrange(COLOURS), random.randrange(SHAPES))
+                combo = (random.randrange(COLOURS if test else ALL_COLOURS), random.randrange(SHAPES))
                 if test or combo not in HELD_OUT:
                     break
             objects.append((cell, *combo))
@@ -102,7 +114,7 @@ class Model(torch.nn.Module):
     def __init__(self, arch="prenorm", init="torch"):
         super().__init__()
         self.arch = arch
-        self.colour = torch.nn.Embedding(COLOURS + 1, D)  # + "no object"
+        self.colour = torch.nn.Embedding(ALL_COLOURS + 1, D)  # + "no object"
         self.shape = torch.nn.Embedding(SHAPES + 1, D)
         self.ground = torch.nn.Embedding(GROUNDS, D)
         self.tokens = torch.nn.Embedding(VOCAB, D)
@@ -141,7 +153,7 @@ def batch(n, test):
         qs = questions(objects)
         if qs:
             items.append((ground, objects, random.choice(qs)))
-    colours = torch.full((n, CELLS), COLOURS)
+    colours = torch.full((n, CELLS), ALL_COLOURS)
     shapes = torch.full((n, CELLS), SHAPES)
     grounds = torch.zeros(n, CELLS, dtype=torch.long)
     width = max(len(q[0]) for _, _, q in items)
@@ -179,7 +191,9 @@ def main():
     ap.add_argument("--arch", choices=["prenorm", "llama"], default="prenorm")
     ap.add_argument("--init", choices=["torch", "hf", "hf-emb1", "hf-lin"], default="torch")
     ap.add_argument("--every", type=int, default=500)
+    ap.add_argument("--extra-colours", type=int, default=0)
     args = ap.parse_args()
+    configure(args.extra_colours)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)

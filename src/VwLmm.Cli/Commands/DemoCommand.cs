@@ -161,10 +161,11 @@ public sealed class DemoCommand : ICommand
         var ci = CultureInfo.InvariantCulture;
         string probeFile = Path.Combine(runDir, VisionProbeFile);
         var probe = File.Exists(probeFile) ? JsonSerializer.Deserialize<VisionProbeAccuracy>(File.ReadAllText(probeFile)) : null;
-        var results = new Dictionary<string, object>
+        var results = new Dictionary<string, object?>
         {
             ["qa_accuracy"] = new Dictionary<string, double>(r.QaAccuracyByKind) { ["overall"] = r.QaAccuracy },
             ["qa_accuracy_held_out_combos"] = r.QaAccuracyHeldOutCombos,
+            ["wrong_answers_naming_another_object"] = r.WrongAnswersNamingAnotherObject,
             ["visual_word_accuracy"] = r.VisualWordAccuracy,
             ["visual_word_chance"] = r.VisualWordChance,
             ["background_word_accuracy"] = r.BackgroundWordAccuracy,
@@ -198,6 +199,7 @@ public sealed class DemoCommand : ICommand
                 ["QA exact match, overall", r.QaAccuracy.ToString("P1", ci)],
                 .. r.QaAccuracyByKind.OrderBy(kv => kv.Key).Select(kv => (IReadOnlyList<string>)[$"QA: {kv.Key}", kv.Value.ToString("P1", ci)]),
                 ["QA on questions about held-out combinations", r.QaAccuracyHeldOutCombos.ToString("P1", ci)],
+                ["wrong colour and shape answers that name another object in the image (it read the wrong object)", r.WrongAnswersNamingAnotherObject?.ToString("P1", ci) ?? "none wrong"],
                 ["visual-word accuracy (object patches)", r.VisualWordAccuracy.ToString("P1", ci)],
                 ["chance (2 / content words)", r.VisualWordChance.ToString("P1", ci)],
                 ["background patches named by their background word", r.BackgroundWordAccuracy.ToString("P1", ci)],

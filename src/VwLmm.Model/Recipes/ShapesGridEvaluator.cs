@@ -5,8 +5,12 @@ using VwLmm.Data.Text;
 
 namespace VwLmm.Model.Recipes;
 
-/// <summary>One held-out question, what the model answered, and whether it matched exactly.</summary>
-public sealed record QaPrediction(string Id, QuestionKind Kind, string Question, string Expected, string Predicted, bool Correct, bool InvolvesHeldOut);
+/// <summary>
+/// One held-out question, what the model answered, and whether it matched exactly. NamesAnotherObject: a wrong answer
+/// that is the colour or shape of another object in the image (<see cref="ShapesGridEvaluator.NamesAnotherObject"/>).
+/// </summary>
+public sealed record QaPrediction(string Id, QuestionKind Kind, string Question, string Expected, string Predicted, bool Correct, bool InvolvesHeldOut,
+                                  bool NamesAnotherObject);
 
 /// <summary>A patch's visual word: argmax over the whole vocabulary, argmax over content words, top words, ground truth.</summary>
 public sealed record PatchWord(int Row, int Column, string Word, string ContentWord, IReadOnlyList<(string Word, double P)> Top,
@@ -16,7 +20,18 @@ public sealed record PatchWord(int Row, int Column, string Word, string ContentW
 public sealed record ShapesGridResults(
     double QaAccuracy, IReadOnlyDictionary<string, double> QaAccuracyByKind, double QaAccuracyHeldOutCombos, int Questions,
     double VisualWordAccuracy, double VisualWordChance, double BackgroundWordAccuracy, int ObjectPatches,
-    IReadOnlyList<string> ContentWords, IReadOnlyList<QaPrediction> Predictions);
+    IReadOnlyList<string> ContentWords, IReadOnlyList<QaPrediction> Predictions)
+{
+    /// <summary>Of the wrong answers to colour and shape questions, the share that names another object's attribute (null when none is wrong).</summary>
+    public double? WrongAnswersNamingAnotherObject
+    {
+        get
+        {
+            var wrong = Predictions.Where(p => p.Kind is QuestionKind.Colour or QuestionKind.Shape && !p.Correct).ToList();
+            return wrong.Count == 0 ? null : wrong.Average(p => p.NamesAnotherObject ? 1.0 : 0.0);
+        }
+    }
+}
 
 /// <summary>
 /// Measures a model on the world's test split: exact-match QA (greedy decoding, one question per prompt, by question
@@ -91,11 +106,24 @@ public sealed class ShapesGridEvaluator
                 var ids = outputs[j].Where(id => id != _tok.EosId).ToArray();
                 string predicted = _tok.Decode(ids).Trim();
                 var (s, qa) = chunk[j];
-                result.Add(new QaPrediction(s.Id, qa.Kind, qa.Question, qa.Answer, predicted, predicted == qa.Answer, qa.InvolvesHeldOut));
+                result.Add(new QaPrediction(s.Id, qa.Kind, qa.Question, qa.Answer, predicted, predicted == qa.Answer, qa.InvolvesHeldOut,
+                                            NamesAnotherObject(s.Scene, qa, predicted)));
             }
         }
         return result;
     }
+
+    /// <summary>
+    /// Whether a wrong answer to a colour or shape question is the colour (shape) of an object in the scene: the decoder
+    /// read the wrong object, rather than naming an attribute nothing in the image has.
+    /// </summary>
+    public static bool NamesAnotherObject(Scene scene, QaPair qa, string predicted) =>
+        predicted != qa.Answer && qa.Kind switch
+        {
+            QuestionKind.Colour => scene.Objects.Any(o => Words.Of(o.Colour) == predicted),
+            QuestionKind.Shape => scene.Objects.Any(o => Words.Of(o.Shape) == predicted),
+            _ => false,
+        };
 
     /// <summary>The generation prompt for one question about the image.</summary>
     public TokenizedConversation Prompt(string question) =>

@@ -25,6 +25,9 @@ public class DemoTests
         using var results = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "out", "results.json")));
         double trained = results.RootElement.GetProperty("qa_accuracy").GetProperty("overall").GetDouble();
         Assert.That(results.RootElement.GetProperty("visual_word_accuracy").GetDouble(), Is.InRange(0.0, 1.0));
+        var fromOther = results.RootElement.GetProperty("wrong_answers_naming_another_object");
+        Assert.That(fromOther.ValueKind == JsonValueKind.Null || fromOther.GetDouble() is >= 0 and <= 1, $"wrong answers naming another object: {fromOther}");
+        Assert.That(File.ReadLines(Path.Combine(dir, "out", "predictions.jsonl")).First(), Does.Contain("\"NamesAnotherObject\":"));
         // The vision pretraining must teach the tower the patch colours (6 colours: chance 1/6) even at the quick budget.
         var probe = results.RootElement.GetProperty("vision_probe_accuracy");
         Assert.That(probe.GetProperty("colour").GetDouble(), Is.GreaterThan(0.8), "held-out colour probe");
