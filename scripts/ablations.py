@@ -43,17 +43,20 @@ for v in variants:
 
 def cell(values):
     values = [100 * x for x in values]
+    if not values:
+        return "–"
     if len(values) == 1:
         return f"{values[0]:.1f}"
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 kinds = ["colour", "shape", "count", "existence", "position"]
 print(f"| variant ({budget} budget, seeds {a.seeds}) | QA overall | " + " | ".join(kinds) +
-      " | held-out combos | visual-word acc. | background word |")
-print("|---" * (len(kinds) + 5) + "|")
+      " | held-out combos | visual-word acc. | background word | wrong answers naming another object |")
+print("|---" * (len(kinds) + 6) + "|")
 for v in variants:
     r = rows[v]
     print(f"| {v}{suffix} | {cell([x['qa_accuracy']['overall'] for x in r])} | " +
           " | ".join(cell([x['qa_accuracy'].get(k, 0.0) for x in r]) for k in kinds) +
           f" | {cell([x['qa_accuracy_held_out_combos'] for x in r])} | {cell([x['visual_word_accuracy'] for x in r])}"
-          f" | {cell([x['background_word_accuracy'] for x in r])} |")
+          f" | {cell([x['background_word_accuracy'] for x in r])}"
+          f" | {cell([x['wrong_answers_naming_another_object'] for x in r if x.get('wrong_answers_naming_another_object') is not None])} |")
