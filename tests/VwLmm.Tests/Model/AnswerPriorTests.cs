@@ -201,39 +201,29 @@ public class AnswerPriorTests : CpuFixture
     [Test]
     public void OnShapesGridQuestionsThePriorKnowsWhichColoursEachShapeCameIn()
     {
-        var recipe = new ShapesGridRecipe(1);
-        string dir = Path.Combine(Path.GetTempPath(), "vwlmm-prior-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        try
-        {
-            var tok = recipe.LoadOrTrainTokenizer(dir);
-            var source = recipe.Source("qa", tok);
-            var builder = new BatchBuilder(recipe.World.Options.Grid * recipe.World.Options.Grid, 128, tok.VocabSize);
-            var classOf = ShapesGridRecipe.AnswerPriorClasses.SelectMany((words, c) => words.Select(w => (id: tok.Encode(w, addBos: false).Single(), c)))
-                .ToDictionary(x => x.id, x => x.c);
-            var prior = AnswerPrior.Count(Enumerable.Range(0, 200).Select(i => builder.Build(
-                Enumerable.Range(i * 16, 16).Select(k => source.Get(k).Tokens).ToList())), classOf, tok.VocabSize);
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        var source = recipe.Source("qa", tok);
+        var builder = new BatchBuilder(recipe.World.Options.Grid * recipe.World.Options.Grid, 128, tok.VocabSize);
+        var classOf = ShapesGridRecipe.AnswerPriorClasses.SelectMany((words, c) => words.Select(w => (id: tok.Encode(w, addBos: false).Single(), c)))
+            .ToDictionary(x => x.id, x => x.c);
+        var prior = AnswerPrior.Count(Enumerable.Range(0, 200).Select(i => builder.Build(
+            Enumerable.Range(i * 16, 16).Select(k => source.Get(k).Tokens).ToList())), classOf, tok.VocabSize);
 
-            var held = recipe.World.HeldOut[0];
-            string question = $"what colour is the {Words.Of(held.Shape)} ?";
-            int index = Enumerable.Range(0, 10_000).First(i => recipe.World.InstructionConversation(Split.Train, i, "image") is { HasImage: true } c
-                                                              && c.Turns[0].Value.EndsWith(question));
-            var conv = recipe.World.InstructionConversation(Split.Train, index, "image");
-            var batch = builder.Build([ShapesGridRecipe.Template.Encode(conv, tok)]);
-            int row = Array.FindIndex(batch.Targets, t => t >= 0);
-            Assert.That(tok.Decode([batch.Targets[row]]), Is.EqualTo(conv.Turns[1].Value));
-            int tableRow = prior.RowMap(batch)[row];
-            Assert.That(tableRow, Is.GreaterThanOrEqualTo(0), "a training question about a shape has a prior");
-            var bias = prior.Table.Slice(tableRow * tok.VocabSize, tok.VocabSize).ToArray();
-            int Id(string w) => tok.Encode(w, addBos: false).Single();
-            Assert.That(bias[Id(Words.Of(held.Colour))], Is.LessThan(-3), $"{held} never occurs in training: the prior must say so");
-            Assert.That(bias[Id(conv.Turns[1].Value)], Is.GreaterThan(0), "the colour the training answer names");
-            Assert.That(bias[Id("yes")], Is.Zero, "not an answer to a colour question: left to the model");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        var held = recipe.World.HeldOut[0];
+        string question = $"what colour is the {Words.Of(held.Shape)} ?";
+        int index = Enumerable.Range(0, 10_000).First(i => recipe.World.InstructionConversation(Split.Train, i, "image") is { HasImage: true } c
+                                                          && c.Turns[0].Value.EndsWith(question));
+        var conv = recipe.World.InstructionConversation(Split.Train, index, "image");
+        var batch = builder.Build([ShapesGridRecipe.Template.Encode(conv, tok)]);
+        int row = Array.FindIndex(batch.Targets, t => t >= 0);
+        Assert.That(tok.Decode([batch.Targets[row]]), Is.EqualTo(conv.Turns[1].Value));
+        int tableRow = prior.RowMap(batch)[row];
+        Assert.That(tableRow, Is.GreaterThanOrEqualTo(0), "a training question about a shape has a prior");
+        var bias = prior.Table.Slice(tableRow * tok.VocabSize, tok.VocabSize).ToArray();
+        int Id(string w) => tok.Encode(w, addBos: false).Single();
+        Assert.That(bias[Id(Words.Of(held.Colour))], Is.LessThan(-3), $"{held} never occurs in training: the prior must say so");
+        Assert.That(bias[Id(conv.Turns[1].Value)], Is.GreaterThan(0), "the colour the training answer names");
+        Assert.That(bias[Id("yes")], Is.Zero, "not an answer to a colour question: left to the model");
     }
 
     [TestCase("""[["red"], []]""")]

@@ -2,6 +2,8 @@ using VwLmm.Core;
 using VwLmm.Data.Conversations;
 using VwLmm.Model;
 using VwLmm.Model.Training;
+using VwLmm.Model.Recipes;
+using VwLmm.Data.Text;
 
 namespace VwLmm.Tests.Model;
 
@@ -65,4 +67,24 @@ internal static class TinyWorld
             return new TrainingExample(TinyWorld.Sample(ids.ToArray(), prompt), image ? Pixels(1, c, index) : null);
         }
     }
+
+    /// <summary>
+    /// ShapesGrid's seed-1 recipe with its tokenizer, trained once per test run (a few seconds) in a temporary folder
+    /// that is gone again once the tokenizer is loaded.
+    /// </summary>
+    public static (ShapesGridRecipe Recipe, ITokenizer Tokenizer) ShapesGridSeed1 => s_shapesGrid.Value;
+
+    private static readonly Lazy<(ShapesGridRecipe, ITokenizer)> s_shapesGrid = new(() =>
+    {
+        var recipe = new ShapesGridRecipe(1);
+        string dir = Directory.CreateTempSubdirectory("vwlmm-shapesgrid-").FullName;
+        try
+        {
+            return (recipe, recipe.LoadOrTrainTokenizer(dir));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    });
 }
