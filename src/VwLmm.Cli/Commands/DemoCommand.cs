@@ -114,11 +114,12 @@ public sealed class DemoCommand : ICommand
         using (model)
         {
             double trainSeconds = sw.Elapsed.TotalSeconds;
-            Say("evaluating on the held-out split…");
+            Say("evaluating on the held-out split and on unseen training-distribution images…");
             var eval = new ShapesGridEvaluator(model, tok, recipe);
             var results = eval.Evaluate(budget.EvalImages);
             var ci = CultureInfo.InvariantCulture;
             Say(string.Create(ci, $"QA exact match {results.QaAccuracy:P1} over {results.Questions} questions ({string.Join(", ", results.QaAccuracyByKind.Select(kv => $"{kv.Key} {kv.Value:P0}"))}); held-out combos {results.QaAccuracyHeldOutCombos:P1}"));
+            Say(string.Create(ci, $"unseen training-distribution images: QA exact match {results.TrainDistributionAccuracy["overall"]:P1} over {results.TrainDistribution.Count} questions"));
             Say(string.Create(ci, $"visual-word accuracy {results.VisualWordAccuracy:P1} on {results.ObjectPatches} object patches (chance {results.VisualWordChance:P1})"));
 
             // A held-out image past the evaluated ones, with colour and shape questions first: they are what the
@@ -165,6 +166,7 @@ public sealed class DemoCommand : ICommand
         {
             ["qa_accuracy"] = new Dictionary<string, double>(r.QaAccuracyByKind) { ["overall"] = r.QaAccuracy },
             ["qa_accuracy_held_out_combos"] = r.QaAccuracyHeldOutCombos,
+            ["qa_accuracy_train_distribution"] = r.TrainDistributionAccuracy,
             ["wrong_answers_naming_another_object"] = r.WrongAnswersNamingAnotherObject,
             ["visual_word_accuracy"] = r.VisualWordAccuracy,
             ["visual_word_chance"] = r.VisualWordChance,
@@ -199,6 +201,8 @@ public sealed class DemoCommand : ICommand
                 ["QA exact match, overall", r.QaAccuracy.ToString("P1", ci)],
                 .. r.QaAccuracyByKind.OrderBy(kv => kv.Key).Select(kv => (IReadOnlyList<string>)[$"QA: {kv.Key}", kv.Value.ToString("P1", ci)]),
                 ["QA on questions about held-out combinations", r.QaAccuracyHeldOutCombos.ToString("P1", ci)],
+                ["QA on as many unseen images of the training distribution (no held-out combination): overall; by kind",
+                 string.Join("; ", r.TrainDistributionAccuracy.OrderBy(kv => kv.Key == "overall" ? "" : kv.Key).Select(kv => $"{kv.Key} {kv.Value.ToString("P1", ci)}"))],
                 ["wrong colour and shape answers that name another object in the image (it read the wrong object)", r.WrongAnswersNamingAnotherObject?.ToString("P1", ci) ?? "none wrong"],
                 ["visual-word accuracy (object patches)", r.VisualWordAccuracy.ToString("P1", ci)],
                 ["chance (2 / content words)", r.VisualWordChance.ToString("P1", ci)],

@@ -16,12 +16,28 @@ public sealed record QaPrediction(string Id, QuestionKind Kind, string Question,
 public sealed record PatchWord(int Row, int Column, string Word, string ContentWord, IReadOnlyList<(string Word, double P)> Top,
                                string Truth, bool IsObject, bool Correct);
 
-/// <summary>Held-out results of a ShapesGrid model.</summary>
+/// <summary>
+/// Held-out results of a ShapesGrid model. TrainDistribution: the same measure on as many unseen training-distribution
+/// images (<see cref="ShapesGridRecipe.UnseenTrainingSample"/>), which separates what the model has not learned from
+/// what it does not carry over to the held-out combinations.
+/// </summary>
 public sealed record ShapesGridResults(
     double QaAccuracy, IReadOnlyDictionary<string, double> QaAccuracyByKind, double QaAccuracyHeldOutCombos, int Questions,
     double VisualWordAccuracy, double VisualWordChance, double BackgroundWordAccuracy, int ObjectPatches,
-    IReadOnlyList<string> ContentWords, IReadOnlyList<QaPrediction> Predictions)
+    IReadOnlyList<string> ContentWords, IReadOnlyList<QaPrediction> Predictions, IReadOnlyList<QaPrediction> TrainDistribution)
 {
+    /// <summary>Exact match on the training-distribution questions: "overall" and by question kind.</summary>
+    public IReadOnlyDictionary<string, double> TrainDistributionAccuracy =>
+        new Dictionary<string, double>(ByKind(TrainDistribution)) { ["overall"] = Accuracy(TrainDistribution) };
+
+    /// <summary>Share of correct predictions; 0 when there are none.</summary>
+    internal static double Accuracy(IReadOnlyCollection<QaPrediction> predictions) =>
+        predictions.Count == 0 ? 0 : predictions.Average(p => p.Correct ? 1.0 : 0.0);
+
+    /// <summary><see cref="Accuracy"/> per lower-case question kind.</summary>
+    internal static Dictionary<string, double> ByKind(IEnumerable<QaPrediction> predictions) =>
+        predictions.GroupBy(p => p.Kind).ToDictionary(g => g.Key.ToString().ToLowerInvariant(), g => Accuracy(g.ToList()));
+
     /// <summary>Of the wrong answers to colour and shape questions, the share that names another object's attribute (null when none is wrong).</summary>
     public double? WrongAnswersNamingAnotherObject
     {
@@ -35,7 +51,8 @@ public sealed record ShapesGridResults(
 
 /// <summary>
 /// Measures a model on the world's test split: exact-match QA (greedy decoding, one question per prompt, by question
-/// kind and for questions about held-out colour×shape combinations), and per-patch visual-word accuracy — the share of
+/// kind and for questions about held-out colour×shape combinations; the same QA on unseen training-distribution images
+/// for comparison), and per-patch visual-word accuracy — the share of
 /// object patches whose VM-head argmax, restricted to content words (colours, shapes, backgrounds), names the patch's
 /// colour or shape (chance: 2 / content words).
 /// </summary>
@@ -63,7 +80,8 @@ public sealed class ShapesGridEvaluator
 
     public ShapesGridResults Evaluate(int images, int batchPrompts = 16)
     {
-        var predictions = AnswerQuestions(images, batchPrompts);
+        var predictions = AnswerQuestions(Enumerable.Range(0, images).Select(i => _recipe.World.Sample(Split.Test, i)), batchPrompts);
+        var trainDistribution = AnswerQuestions(Enumerable.Range(0, images).Select(i => _recipe.UnseenTrainingSample(i)), batchPrompts);
         int objects = 0, correct = 0, background = 0, backgroundCorrect = 0;
         for (int i = 0; i < images; i++)
         {
@@ -73,25 +91,18 @@ public sealed class ShapesGridEvaluator
                 else { background++; if (p.Correct) backgroundCorrect++; }
             }
         }
-        var byKind = predictions.GroupBy(p => p.Kind)
-            .ToDictionary(g => g.Key.ToString().ToLowerInvariant(), g => g.Average(p => p.Correct ? 1.0 : 0.0));
         var held = predictions.Where(p => p.InvolvesHeldOut).ToList();
         return new ShapesGridResults(
-            predictions.Count == 0 ? 0 : predictions.Average(p => p.Correct ? 1.0 : 0.0), byKind,
-            held.Count == 0 ? double.NaN : held.Average(p => p.Correct ? 1.0 : 0.0), predictions.Count,
+            ShapesGridResults.Accuracy(predictions), ShapesGridResults.ByKind(predictions),
+            held.Count == 0 ? double.NaN : ShapesGridResults.Accuracy(held), predictions.Count,
             objects == 0 ? 0 : (double)correct / objects, _content.Length == 0 ? 0 : 2.0 / _content.Length,
-            background == 0 ? 0 : (double)backgroundCorrect / background, objects, ContentWords, predictions);
+            background == 0 ? 0 : (double)backgroundCorrect / background, objects, ContentWords, predictions, trainDistribution);
     }
 
-    /// <summary>Greedy answers to every question about the first <paramref name="images"/> test images.</summary>
-    public List<QaPrediction> AnswerQuestions(int images, int batchPrompts)
+    /// <summary>Greedy answers to every question about each of <paramref name="samples"/>, <paramref name="batchPrompts"/> prompts at a time.</summary>
+    public List<QaPrediction> AnswerQuestions(IEnumerable<ShapesGridSample> samples, int batchPrompts)
     {
-        var items = new List<(ShapesGridSample Sample, QaPair Qa)>();
-        for (int i = 0; i < images; i++)
-        {
-            var s = _recipe.World.Sample(Split.Test, i);
-            foreach (var qa in s.Questions) items.Add((s, qa));
-        }
+        var items = samples.SelectMany(s => s.Questions.Select(qa => (Sample: s, Qa: qa))).ToList();
         var result = new List<QaPrediction>();
         using var gen = new Generator(_model);
         var options = new SamplingOptions { MaxNewTokens = 8, StopIds = [_tok.EosId] };

@@ -163,6 +163,14 @@ public sealed class ShapesGridRecipe
             ? kind
             : throw new ArgumentException($"data source '{name}': '{k}' is not a question kind (colour, shape, count, existence, position)")).Distinct().ToArray();
 
+    /// <summary>
+    /// Training-split image <paramref name="index"/> from far past every index a stage reads (the sources' Count, the
+    /// vision pretraining's steps × batch): the training distribution, with no held-out combination, never trained on.
+    /// </summary>
+    public ShapesGridSample UnseenTrainingSample(long index) => World.Sample(Split.Train, UnseenTrainingOffset + index);
+
+    private const long UnseenTrainingOffset = 1L << 40;
+
     /// <summary>CLIP-normalised CHW pixels of an image.</summary>
     public float[] Pixels(RgbImage image) => Preprocessor.Process(image);
 

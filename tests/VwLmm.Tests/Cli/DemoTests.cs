@@ -28,6 +28,10 @@ public class DemoTests
         var fromOther = results.RootElement.GetProperty("wrong_answers_naming_another_object");
         Assert.That(fromOther.ValueKind == JsonValueKind.Null || fromOther.GetDouble() is >= 0 and <= 1, $"wrong answers naming another object: {fromOther}");
         Assert.That(File.ReadLines(Path.Combine(dir, "out", "predictions.jsonl")).First(), Does.Contain("\"NamesAnotherObject\":"));
+        var trainDistribution = results.RootElement.GetProperty("qa_accuracy_train_distribution");
+        Assert.That(trainDistribution.GetProperty("overall").GetDouble(), Is.InRange(0.0, 1.0));
+        Assert.That(trainDistribution.EnumerateObject().Select(p => p.Name), Does.Contain("colour").And.Contain("shape"));
+        Assert.That(report, Does.Contain("unseen images of the training distribution"));
         // The vision pretraining must teach the tower the patch colours (6 colours: chance 1/6) even at the quick budget.
         var probe = results.RootElement.GetProperty("vision_probe_accuracy");
         Assert.That(probe.GetProperty("colour").GetDouble(), Is.GreaterThan(0.8), "held-out colour probe");

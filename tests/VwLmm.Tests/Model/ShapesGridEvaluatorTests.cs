@@ -29,9 +29,22 @@ public class ShapesGridEvaluatorTests
         QaPrediction P(QuestionKind kind, bool correct, bool other) => new("test-0", kind, "q", "a", correct ? "a" : "b", correct, false, other);
         var results = new ShapesGridResults(0, new Dictionary<string, double>(), 0, 0, 0, 0, 0, 0, [],
             [P(QuestionKind.Colour, false, true), P(QuestionKind.Shape, false, false), P(QuestionKind.Shape, false, true),
-             P(QuestionKind.Colour, true, false), P(QuestionKind.Count, false, false), P(QuestionKind.Existence, false, false)]);
+             P(QuestionKind.Colour, true, false), P(QuestionKind.Count, false, false), P(QuestionKind.Existence, false, false)], []);
         Assert.That(results.WrongAnswersNamingAnotherObject, Is.EqualTo(2.0 / 3).Within(1e-12));
         var allRight = results with { Predictions = [P(QuestionKind.Colour, true, false), P(QuestionKind.Count, false, false)] };
         Assert.That(allRight.WrongAnswersNamingAnotherObject, Is.Null);
+    }
+
+    [Test]
+    public void TrainDistributionAccuracyIsTheShareRightOverallAndByKind()
+    {
+        QaPrediction P(QuestionKind kind, bool correct) => new("train-0", kind, "q", "a", correct ? "a" : "b", correct, false, false);
+        var results = new ShapesGridResults(0, new Dictionary<string, double>(), 0, 0, 0, 0, 0, 0, [], [],
+            [P(QuestionKind.Colour, true), P(QuestionKind.Colour, false), P(QuestionKind.Colour, true), P(QuestionKind.Shape, false), P(QuestionKind.Count, true)]);
+        Assert.That(results.TrainDistributionAccuracy, Is.EquivalentTo(new Dictionary<string, double>
+        {
+            ["overall"] = 3.0 / 5, ["colour"] = 2.0 / 3, ["shape"] = 0, ["count"] = 1,
+        }));
+        Assert.That((results with { TrainDistribution = [] }).TrainDistributionAccuracy, Is.EquivalentTo(new Dictionary<string, double> { ["overall"] = 0 }));
     }
 }

@@ -33,6 +33,23 @@ public class ShapesGridRecipeTests : CpuFixture
     }
 
     [Test]
+    public void UnseenTrainingSamplesComeFromTheTrainingDistributionPastEveryIndexTrainingReads()
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        long sources = new[] { "text", "captions", "qa", "qa:colour,shape" }.Max(n => recipe.Source(n, tok).Count);
+        // The vision pretraining reads images 0 … steps × batch − 1; a budget a hundred times the default's stays short.
+        long vision = 100L * ShapesGridBudget.Default.VisionSteps * ShapesGridBudget.VisionBatchSize;
+        for (int i = 0; i < 50; i++)
+        {
+            var s = recipe.UnseenTrainingSample(i);
+            Assert.That(s.Split, Is.EqualTo(VwLmm.Data.ShapesGrid.Split.Train));
+            Assert.That(s.Index, Is.GreaterThan(Math.Max(sources, vision)));
+            Assert.That(s.Scene.Objects.Any(o => recipe.World.IsHeldOut(o.Combo)), Is.False, s.Id);
+        }
+        Assert.That(recipe.UnseenTrainingSample(1).Scene.Objects, Is.Not.EqualTo(recipe.UnseenTrainingSample(0).Scene.Objects));
+    }
+
+    [Test]
     public void TorchSchemeDrawsPyTorchDefaultsOutsideTheTower()
     {
         using var hf = new VwLmmModel(Cpu, TinyWorld.Config());
