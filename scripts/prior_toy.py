@@ -20,11 +20,18 @@ HF's for the linears only (hf-emb1) or for the embeddings only (hf-lin).
 6 + N colours, which asks whether a wider training distribution makes the colour readout independent of the shape.
 Test scenes use the 6 colours only, so the held-out questions are unchanged.
 
+--balance-distractors trains only on questions whose distractors carry attributes the asked-about one comes with in
+training (no blue object beside "what colour is the triangle ?" when triangles are never blue), so the distractors
+cannot teach that a colour is never the answer's object. --ema D also evaluates an exponential moving average of the
+weights (decay D per step). --question-first puts the question before the patches and only the answer marker after
+them, so each patch position can see what is asked (LLaVA's layout puts the image first; docs/RESULTS.md, session 9).
+
 Prints accuracy on test questions about train (T) and held-out (H) combinations every --every steps.
 Usage: /usr/bin/python3 scripts/prior_toy.py [--debias] [--arch prenorm|llama] [--init torch|hf|hf-emb1|hf-lin]
-       [--extra-colours N] [--steps 1500] [--every 500] [--seed 0]
+       [--extra-colours N] [--balance-distractors] [--ema D] [--question-first] [--steps 1500] [--every 500] [--seed 0]
 """
 import argparse
+import copy
 import random
 from collections import defaultdict
 
@@ -36,6 +43,8 @@ HELD_OUT = {(2, 2), (1, 2), (2, 3), (1, 3), (5, 3)}  # (colour, shape): blue/gre
 COLOUR_TOKEN, D = 9, 256
 # --extra-colours: named colours that only training scenes use, with every shape (set by configure()).
 ALL_COLOURS, SHAPE_TOKEN, VOCAB = COLOURS, COLOUR_TOKEN + COLOURS, COLOUR_TOKEN + COLOURS + SHAPES
+# --question-first: the question before the patches, the answer marker after them (set in main()).
+QUESTION_FIRST = False
 
 
 def configure(extra_colours):
@@ -135,7 +144,11 @@ class Model(torch.nn.Module):
             torch.nn.init.normal_(p, std=0.02)
 
     def forward(self, colours, shapes, grounds, question):
-        h = torch.cat([self.colour(colours) + self.shape(shapes) + self.ground(grounds), self.tokens(question)], 1)
+        patches = self.colour(colours) + self.shape(shapes) + self.ground(grounds)
+        if QUESTION_FIRST:
+            h = torch.cat([self.tokens(question[:, :-1]), patches, self.tokens(question[:, -1:])], 1)
+        else:
+            h = torch.cat([patches, self.tokens(question)], 1)
         n = h.shape[1]
         causal = torch.triu(torch.full((n, n), float("-inf")), 1)
         if self.arch == "llama":
@@ -146,11 +159,28 @@ class Model(torch.nn.Module):
         return self.head(self.norm(h))[:, -1]
 
 
-def batch(n, test):
+def partners():
+    """The colours each shape comes in and the shapes each colour comes in, over the training combinations."""
+    combos = [(c, s) for c in range(ALL_COLOURS) for s in range(SHAPES) if (c, s) not in HELD_OUT]
+    return {s: {c for c, t in combos if t == s} for s in range(SHAPES)}, {c: {s for d, s in combos if d == c} for c in range(ALL_COLOURS)}
+
+
+def balanced(objects, q):
+    """True when no distractor carries an attribute the asked-about one never comes with in training: a colour
+    question about a triangle in a scene without blue objects when triangles are never blue."""
+    colours_of, shapes_of = partners()
+    if q[3] == "colour":
+        shape = q[0][4] - SHAPE_TOKEN
+        return all(c in colours_of[shape] for _, c, s in objects if s != shape)
+    colour = q[0][4] - COLOUR_TOKEN
+    return all(s in shapes_of[colour] for _, c, s in objects if c != colour)
+
+
+def batch(n, test, balance=False):
     items = []
     while len(items) < n:
         ground, objects = scene(test)
-        qs = questions(objects)
+        qs = [q for q in questions(objects) if not balance or balanced(objects, q)]
         if qs:
             items.append((ground, objects, random.choice(qs)))
     colours = torch.full((n, CELLS), ALL_COLOURS)
@@ -192,16 +222,22 @@ def main():
     ap.add_argument("--init", choices=["torch", "hf", "hf-emb1", "hf-lin"], default="torch")
     ap.add_argument("--every", type=int, default=500)
     ap.add_argument("--extra-colours", type=int, default=0)
+    ap.add_argument("--balance-distractors", action="store_true")
+    ap.add_argument("--ema", type=float, default=0.0)
+    ap.add_argument("--question-first", action="store_true")
     args = ap.parse_args()
     configure(args.extra_colours)
+    global QUESTION_FIRST
+    QUESTION_FIRST = args.question_first
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     model = Model(args.arch, args.init)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     prior = question_prior() if args.debias else None
+    ema = copy.deepcopy(model) if args.ema > 0 else None
     for step in range(args.steps + 1):
-        inputs, answers, _, _ = batch(32, False)
+        inputs, answers, _, _ = batch(32, False, args.balance_distractors)
         logits = model(*inputs)
         if prior is not None:
             logits = logits + torch.stack([prior[tuple(int(t) for t in row if t != 0)] for row in inputs[3]])
@@ -209,16 +245,23 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                for e, p in zip(ema.parameters(), model.parameters()):
+                    e.mul_(args.ema).add_(p, alpha=1 - args.ema)
         if step % args.every == 0:
             with torch.no_grad():
                 inputs, answers, held, kinds = batch(1000, True)
-                right = model(*inputs).argmax(-1) == answers
-            acc = {}
-            for kind in ("colour", "shape"):
-                for h in (False, True):
-                    idx = [i for i in range(len(kinds)) if kinds[i] == kind and held[i] == h]
-                    acc[f"{kind}/{'H' if h else 'T'}"] = round(right[idx].float().mean().item(), 3)
-            print(f"step {step} loss {loss.item():.3f} {acc}", flush=True)
+                for name, m in (("raw", model), ("ema", ema)):
+                    if m is None:
+                        continue
+                    right = m(*inputs).argmax(-1) == answers
+                    acc = {}
+                    for kind in ("colour", "shape"):
+                        for h in (False, True):
+                            idx = [i for i in range(len(kinds)) if kinds[i] == kind and held[i] == h]
+                            acc[f"{kind}/{'H' if h else 'T'}"] = round(right[idx].float().mean().item(), 3)
+                    print(f"step {step} {name} loss {loss.item():.3f} {acc}", flush=True)
 
 
 if __name__ == "__main__":
