@@ -164,7 +164,7 @@ public sealed class DemoCommand : ICommand
         var probe = File.Exists(probeFile) ? JsonSerializer.Deserialize<VisionProbeAccuracy>(File.ReadAllText(probeFile)) : null;
         var results = new Dictionary<string, object?>
         {
-            ["qa_accuracy"] = new Dictionary<string, double>(r.QaAccuracyByKind) { ["overall"] = r.QaAccuracy },
+            ["qa_accuracy"] = r.QaAccuracyWithOverall,
             ["qa_accuracy_held_out_combos"] = r.QaAccuracyHeldOutCombos,
             ["qa_accuracy_train_distribution"] = r.TrainDistributionAccuracy,
             ["wrong_answers_naming_another_object"] = r.WrongAnswersNamingAnotherObject,

@@ -27,8 +27,13 @@ public sealed record ShapesGridResults(
     IReadOnlyList<string> ContentWords, IReadOnlyList<QaPrediction> Predictions, IReadOnlyList<QaPrediction> TrainDistribution)
 {
     /// <summary>Exact match on the training-distribution questions: "overall" and by question kind.</summary>
-    public IReadOnlyDictionary<string, double> TrainDistributionAccuracy =>
-        new Dictionary<string, double>(ByKind(TrainDistribution)) { ["overall"] = Accuracy(TrainDistribution) };
+    public IReadOnlyDictionary<string, double> TrainDistributionAccuracy => WithOverall(ByKind(TrainDistribution), Accuracy(TrainDistribution));
+
+    /// <summary>Exact match on the held-out questions: "overall" and by question kind, as results.json writes it.</summary>
+    public IReadOnlyDictionary<string, double> QaAccuracyWithOverall => WithOverall(QaAccuracyByKind, QaAccuracy);
+
+    private static Dictionary<string, double> WithOverall(IReadOnlyDictionary<string, double> byKind, double overall) =>
+        new(byKind) { ["overall"] = overall };
 
     /// <summary>Share of correct predictions; 0 when there are none.</summary>
     internal static double Accuracy(IReadOnlyCollection<QaPrediction> predictions) =>
@@ -80,12 +85,13 @@ public sealed class ShapesGridEvaluator
 
     public ShapesGridResults Evaluate(int images, int batchPrompts = 16)
     {
-        var predictions = AnswerQuestions(Enumerable.Range(0, images).Select(i => _recipe.World.Sample(Split.Test, i)), batchPrompts);
+        var test = Enumerable.Range(0, images).Select(i => _recipe.World.Sample(Split.Test, i)).ToList();
+        var predictions = AnswerQuestions(test, batchPrompts);
         var trainDistribution = AnswerQuestions(Enumerable.Range(0, images).Select(i => _recipe.UnseenTrainingSample(i)), batchPrompts);
         int objects = 0, correct = 0, background = 0, backgroundCorrect = 0;
-        for (int i = 0; i < images; i++)
+        foreach (var sample in test)
         {
-            foreach (var p in VisualWords(_recipe.World.Sample(Split.Test, i), topK: 0))
+            foreach (var p in VisualWords(sample, topK: 0))
             {
                 if (p.IsObject) { objects++; if (p.Correct) correct++; }
                 else { background++; if (p.Correct) backgroundCorrect++; }

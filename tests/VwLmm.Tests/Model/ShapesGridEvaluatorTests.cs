@@ -46,5 +46,7 @@ public class ShapesGridEvaluatorTests
             ["overall"] = 3.0 / 5, ["colour"] = 2.0 / 3, ["shape"] = 0, ["count"] = 1,
         }));
         Assert.That((results with { TrainDistribution = [] }).TrainDistributionAccuracy, Is.EquivalentTo(new Dictionary<string, double> { ["overall"] = 0 }));
+        var heldOut = results with { QaAccuracy = 0.5, QaAccuracyByKind = new Dictionary<string, double> { ["colour"] = 0.25 } };
+        Assert.That(heldOut.QaAccuracyWithOverall, Is.EquivalentTo(new Dictionary<string, double> { ["colour"] = 0.25, ["overall"] = 0.5 }));
     }
 }
