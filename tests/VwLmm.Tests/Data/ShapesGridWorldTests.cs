@@ -172,7 +172,7 @@ public class ShapesGridWorldTests
             var sample = world.Sample(Split.Train, i);
             var conv = world.QaConversation(sample, "img", [QuestionKind.Colour, QuestionKind.Shape]);
             var scene = sample.Scene;
-            bool lookupPossible = scene.Objects.Any(o => scene.Objects.Count(p => p.Shape == o.Shape) == 1 || scene.Objects.Count(p => p.Colour == o.Colour) == 1);
+            bool lookupPossible = scene.Objects.Any(o => LookupAllowed(world, scene, o, QuestionKind.Colour) || LookupAllowed(world, scene, o, QuestionKind.Shape));
             Assert.That(conv.Turns[0].Value, Does.StartWith(Llava.ImagePlaceholder + "\n"));
             for (int t = 0; t < conv.Turns.Count; t += 2)
             {
@@ -182,7 +182,51 @@ public class ShapesGridWorldTests
             }
             if (!lookupPossible) fallbacks++;
         }
-        Assert.That(fallbacks, Is.InRange(1, 40), "scenes where every colour and every shape repeats are rare but occur");
+        Assert.That(fallbacks, Is.InRange(1, 60), "scenes that allow no colour or shape question are rare but occur");
+    }
+
+    [Test]
+    public void TrainingLookupsHaveNoDistractorWithAnAttributeTheAskedOneNeverComesWith()
+    {
+        var world = new ShapesGridWorld(9);
+        int lookups = 0, testLookupsWithSuchADistractor = 0;
+        for (int i = 0; i < 400; i++)
+        {
+            foreach (var split in new[] { Split.Train, Split.Test })
+            {
+                var sample = world.Sample(split, i);
+                foreach (var qa in sample.Questions.Where(q => q.Kind is QuestionKind.Colour or QuestionKind.Shape))
+                {
+                    var o = Asked(qa.Question, sample.Scene);
+                    bool allowed = LookupAllowed(world, sample.Scene, o, qa.Kind);
+                    if (split == Split.Train)
+                    {
+                        Assert.That(allowed, $"train {i}: '{qa.Question}' beside a distractor whose attribute never comes with the asked one");
+                        lookups++;
+                    }
+                    else if (!allowed) testLookupsWithSuchADistractor++;
+                }
+            }
+        }
+        Assert.That(lookups, Is.GreaterThan(100));
+        Assert.That(testLookupsWithSuchADistractor, Is.GreaterThan(10), "the test split asks regardless");
+    }
+
+    /// <summary>
+    /// The object a colour or shape question asks about may be asked about in training: it is the only one with its shape
+    /// (colour), and every other object's colour (shape) comes with that shape (colour) in a training combination.
+    /// </summary>
+    private static bool LookupAllowed(ShapesGridWorld world, Scene scene, GridObject o, QuestionKind kind) => kind == QuestionKind.Colour
+        ? scene.Objects.Count(p => p.Shape == o.Shape) == 1 && scene.Objects.All(p => p == o || world.TrainCombos.Contains(new Combo(p.Colour, o.Shape)))
+        : scene.Objects.Count(p => p.Colour == o.Colour) == 1 && scene.Objects.All(p => p == o || world.TrainCombos.Contains(new Combo(o.Colour, p.Shape)));
+
+    private static GridObject Asked(string question, Scene scene)
+    {
+        Match m;
+        if ((m = Regex.Match(question, "^what colour is the (\\w+) \\?$")).Success)
+            return scene.Objects.Single(o => ShapeNames[(int)o.Shape] == m.Groups[1].Value);
+        m = Regex.Match(question, "^what shape is the (\\w+) object \\?$");
+        return scene.Objects.Single(o => ColourNames[(int)o.Colour] == m.Groups[1].Value);
     }
 
     [Test]
