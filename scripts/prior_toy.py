@@ -26,12 +26,19 @@ cannot teach that a colour is never the answer's object. --ema D also evaluates 
 weights (decay D per step). --question-first puts the question before the patches and only the answer marker after
 them, so each patch position can see what is asked (LLaVA's layout puts the image first; docs/RESULTS.md, session 9).
 
+--pair-embedding S adds S × a learned embedding of the patch's colour×shape pair to its input, a stand-in for the
+conjunctive part of real tower features (a held-out pair's vector is never trained). --pipeline-optimizer trains
+as the demo's instruction stage does: batch 16, 5% linear warm-up, cosine decay to 0.1 × lr, gradients clipped to
+norm 1 (otherwise batch 32 at a constant lr, unclipped). docs/RESULTS.md, session 10.
+
 Prints accuracy on test questions about train (T) and held-out (H) combinations every --every steps.
 Usage: /usr/bin/python3 scripts/prior_toy.py [--debias] [--arch prenorm|llama] [--init torch|hf|hf-emb1|hf-lin]
-       [--extra-colours N] [--balance-distractors] [--ema D] [--question-first] [--steps 1500] [--every 500] [--seed 0]
+       [--extra-colours N] [--balance-distractors] [--ema D] [--question-first] [--pair-embedding S]
+       [--pipeline-optimizer] [--steps 1500] [--every 500] [--seed 0]
 """
 import argparse
 import copy
+import math
 import random
 from collections import defaultdict
 
@@ -45,6 +52,8 @@ COLOUR_TOKEN, D = 9, 256
 ALL_COLOURS, SHAPE_TOKEN, VOCAB = COLOURS, COLOUR_TOKEN + COLOURS, COLOUR_TOKEN + COLOURS + SHAPES
 # --question-first: the question before the patches, the answer marker after them (set in main()).
 QUESTION_FIRST = False
+# --pair-embedding: the weight of the conjunctive colour×shape part of each patch's input (set in main()).
+PAIR_SCALE = 0.0
 
 
 def configure(extra_colours):
@@ -142,9 +151,13 @@ class Model(torch.nn.Module):
             if p.dim() < 2 or init == "torch" or (init == "hf-emb1" and is_embedding) or (init == "hf-lin" and not is_embedding):
                 continue
             torch.nn.init.normal_(p, std=0.02)
+        # Created last and only when used, so the other parameters start as in runs without it.
+        self.pair = torch.nn.Embedding((ALL_COLOURS + 1) * (SHAPES + 1), D) if PAIR_SCALE else None
 
     def forward(self, colours, shapes, grounds, question):
         patches = self.colour(colours) + self.shape(shapes) + self.ground(grounds)
+        if PAIR_SCALE:
+            patches = patches + PAIR_SCALE * self.pair(colours * (SHAPES + 1) + shapes)
         if QUESTION_FIRST:
             h = torch.cat([self.tokens(question[:, :-1]), patches, self.tokens(question[:, -1:])], 1)
         else:
@@ -225,10 +238,13 @@ def main():
     ap.add_argument("--balance-distractors", action="store_true")
     ap.add_argument("--ema", type=float, default=0.0)
     ap.add_argument("--question-first", action="store_true")
+    ap.add_argument("--pair-embedding", type=float, default=0.0)
+    ap.add_argument("--pipeline-optimizer", action="store_true")
     args = ap.parse_args()
     configure(args.extra_colours)
-    global QUESTION_FIRST
+    global QUESTION_FIRST, PAIR_SCALE
     QUESTION_FIRST = args.question_first
+    PAIR_SCALE = args.pair_embedding
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
@@ -236,14 +252,21 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     prior = question_prior() if args.debias else None
     ema = copy.deepcopy(model) if args.ema > 0 else None
+    warmup = max(1, int(0.05 * args.steps))
     for step in range(args.steps + 1):
-        inputs, answers, _, _ = batch(32, False, args.balance_distractors)
+        if args.pipeline_optimizer:
+            progress = (step - warmup) / max(1, args.steps - warmup)
+            for group in opt.param_groups:
+                group["lr"] = 1e-3 * ((step + 1) / warmup if step < warmup else 0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+        inputs, answers, _, _ = batch(16 if args.pipeline_optimizer else 32, False, args.balance_distractors)
         logits = model(*inputs)
         if prior is not None:
             logits = logits + torch.stack([prior[tuple(int(t) for t in row if t != 0)] for row in inputs[3]])
         loss = torch.nn.functional.cross_entropy(logits, answers)
         opt.zero_grad()
         loss.backward()
+        if args.pipeline_optimizer:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if ema is not None:
             with torch.no_grad():
