@@ -100,7 +100,7 @@ public sealed class DemoCommand : ICommand
                     string.Create(CultureInfo.InvariantCulture, $"probe loss {loss:0.0000}  {step * ShapesGridBudget.VisionBatchSize / start.Elapsed.TotalSeconds:0} img/s")));
             }
             AtomicFile.WriteAllText(Path.Combine(runDir, VisionProbeFile), JsonSerializer.Serialize(probe));
-            Say(string.Create(CultureInfo.InvariantCulture, $"vision tower: held-out patches read as colour {probe.Colour:P1}, shape {probe.Shape:P1}, background {probe.Background:P1}"));
+            Say(string.Create(CultureInfo.InvariantCulture, $"vision tower: held-out patches read as colour {probe.Colour:P1}, shape {probe.Shape:P1}, background {probe.Background:P1}; objects in held-out combinations colour {probe.HeldOutColour:P1}, shape {probe.HeldOutShape:P1}"));
             using var trainer = new Trainer(model, train, name => recipe.Source(name, tok), tokenizer: tok);
             var tokBytes = File.ReadAllBytes(Path.Combine(cache, ShapesGridRecipe.TokenizerFile));
             trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
@@ -180,7 +180,13 @@ public sealed class DemoCommand : ICommand
             ["training_reused_from_cache"] = reused,
         };
         if (probe is not null)
-            results["vision_probe_accuracy"] = new Dictionary<string, double> { ["colour"] = probe.Colour, ["shape"] = probe.Shape, ["background"] = probe.Background };
+        {
+            var accuracy = new Dictionary<string, double> { ["colour"] = probe.Colour, ["shape"] = probe.Shape, ["background"] = probe.Background };
+            // A vision_probe.json cached before the held-out breakdown existed has no such patches.
+            if (probe.HeldOutObjectPatches > 0)
+                (accuracy["held_out_combo_colour"], accuracy["held_out_combo_shape"]) = (probe.HeldOutColour, probe.HeldOutShape);
+            results["vision_probe_accuracy"] = accuracy;
+        }
         AtomicFile.WriteAllText(Path.Combine(outDir, "results.json"), Shared.Json(results));
         AtomicFile.WriteAllText(Path.Combine(outDir, "predictions.jsonl"),
             string.Join("\n", r.Predictions.Select(p => JsonSerializer.Serialize(p))) + "\n");
@@ -210,6 +216,9 @@ public sealed class DemoCommand : ICommand
                 .. (probe is null ? [] : (IReadOnlyList<string>[])[
                     ["vision tower after pretraining: linear probe, colour / shape / background",
                      $"{probe.Colour.ToString("P1", ci)} / {probe.Shape.ToString("P1", ci)} / {probe.Background.ToString("P1", ci)}"]]),
+                .. (probe is not { HeldOutObjectPatches: > 0 } ? [] : (IReadOnlyList<string>[])[
+                    ["the same probes on objects in held-out combinations, colour / shape",
+                     $"{probe.HeldOutColour.ToString("P1", ci)} / {probe.HeldOutShape.ToString("P1", ci)} ({probe.HeldOutObjectPatches} patches)"]]),
             ])
             .Heading("Losses")
             .LossChart([

@@ -4,8 +4,12 @@ using VwLmm.Model.Training;
 
 namespace VwLmm.Model.Recipes;
 
-/// <summary>Held-out per-patch accuracy of the pretraining probes: object colour, object shape, background.</summary>
-public sealed record VisionProbeAccuracy(double Colour, double Shape, double Background, int ObjectPatches, int Patches);
+/// <summary>
+/// Held-out per-patch accuracy of the pretraining probes: object colour, object shape, background; and colour and shape
+/// on the patches of objects in a held-out colour×shape combination alone (the ones the decoder must generalise to).
+/// </summary>
+public sealed record VisionProbeAccuracy(double Colour, double Shape, double Background, int ObjectPatches, int Patches,
+                                         double HeldOutColour = 0, double HeldOutShape = 0, int HeldOutObjectPatches = 0);
 
 /// <summary>
 /// The ShapesGrid stand-in for a pretrained CLIP tower (LLaVA and METHOD §7 start from one; nothing here is
@@ -91,15 +95,18 @@ public sealed class ShapesGridVisionPretraining : IDisposable
     {
         using var arena = new Arena(_model.Backend, 256L << 20);
         var tape = new Tape(_model.Backend, arena, record: false);
-        var accuracy = new (int Correct, int Scored)[HeadSizes.Length];
+        // The three probes, then colour and shape again on held-out-combination objects only.
+        var accuracy = new (int Correct, int Scored)[HeadSizes.Length + 2];
         Loss(tape, split, first, images, accuracy);
-        return new VisionProbeAccuracy(Ratio(accuracy[0]), Ratio(accuracy[1]), Ratio(accuracy[2]), accuracy[1].Scored, accuracy[2].Scored);
+        return new VisionProbeAccuracy(Ratio(accuracy[0]), Ratio(accuracy[1]), Ratio(accuracy[2]), accuracy[1].Scored, accuracy[2].Scored,
+                                       Ratio(accuracy[3]), Ratio(accuracy[4]), accuracy[4].Scored);
     }
 
     private static double Ratio((int Correct, int Scored) a) => (double)a.Correct / Math.Max(1, a.Scored);
 
     // Mean of the three probes' cross-entropies over the patches of images [first, first + count) of a split; with
-    // accuracy given, each probe's (correct, scored) counts are added to it (a read-back the training steps skip).
+    // accuracy given, each probe's (correct, scored) counts are added to it (a read-back the training steps skip), and
+    // the colour and shape probes' counts on held-out-combination objects to its entries 3 and 4.
     private double Loss(Tape tape, Split split, long first, int count, (int Correct, int Scored)[]? accuracy)
     {
         var world = _recipe.World;
@@ -109,6 +116,7 @@ public sealed class ShapesGridVisionPretraining : IDisposable
             throw new ArgumentException($"vision pretraining needs one patch per ShapesGrid cell and patch features (grid {grid}², tower {v.NumPatches} patches)");
         var pixels = new float[count * per];
         var targets = HeadSizes.Select(_ => new int[count * np]).ToArray();
+        var heldOut = new bool[count * np];
         for (int i = 0; i < count; i++)
         {
             long index = first + i;
@@ -126,6 +134,7 @@ public sealed class ShapesGridVisionPretraining : IDisposable
                 targets[0][row] = o is { } oc ? (recolour ? IndexChecks.IgnoreIndex : (int)oc.Colour) : Colours;
                 targets[1][row] = o is { } os ? (blob ? IndexChecks.IgnoreIndex : (int)os.Shape) : Shapes;
                 targets[2][row] = (int)scene.BackgroundAt(r);
+                heldOut[row] = o is { } oh && world.IsHeldOut(oh.Combo);
             }
         }
         var features = _model.Vision.Forward(tape, Ops.Input(tape, pixels, count, v.NumChannels, v.ImageSize, v.ImageSize));
@@ -140,8 +149,12 @@ public sealed class ShapesGridVisionPretraining : IDisposable
             {
                 // Colour and shape are scored on object patches only: "no object" there is the easy majority class.
                 if (targets[h][row] == IndexChecks.IgnoreIndex || (h < 2 && targets[1][row] == Shapes)) continue;
+                bool correct = HostMath.ArgMax(host.AsSpan(row * HeadSizes[h], HeadSizes[h])) == targets[h][row];
                 accuracy[h].Scored++;
-                if (HostMath.ArgMax(host.AsSpan(row * HeadSizes[h], HeadSizes[h])) == targets[h][row]) accuracy[h].Correct++;
+                if (correct) accuracy[h].Correct++;
+                if (h == 2 || !heldOut[row]) continue;
+                accuracy[3 + h].Scored++;
+                if (correct) accuracy[3 + h].Correct++;
             }
         }
         return loss;

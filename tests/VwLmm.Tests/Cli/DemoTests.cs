@@ -36,6 +36,9 @@ public class DemoTests
         var probe = results.RootElement.GetProperty("vision_probe_accuracy");
         Assert.That(probe.GetProperty("colour").GetDouble(), Is.GreaterThan(0.8), "held-out colour probe");
         Assert.That(probe.GetProperty("background").GetDouble(), Is.GreaterThan(0.8), "held-out background probe");
+        Assert.That(probe.GetProperty("held_out_combo_colour").GetDouble(), Is.GreaterThan(0.5), "colour probe on held-out combinations");
+        Assert.That(probe.GetProperty("held_out_combo_shape").GetDouble(), Is.InRange(0.0, 1.0));
+        Assert.That(report, Does.Contain("objects in held-out combinations"));
 
         // The same recipe, seed and evaluation with the untrained model.
         var recipe = new ShapesGridRecipe(1);

@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using VwLmm.Core;
+using VwLmm.Data.ShapesGrid;
 using VwLmm.Model;
 using VwLmm.Model.Recipes;
 
@@ -8,6 +9,28 @@ namespace VwLmm.Tests.Model;
 /// <summary>The recipe's data sources and the initialisation its decoder starts from.</summary>
 public class ShapesGridRecipeTests : CpuFixture
 {
+    [Test]
+    public void VisionProbesAreAlsoScoredOnHeldOutCombinationObjectsAlone()
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        using var model = new VwLmmModel(Cpu, recipe.ModelConfig(tok));
+        model.InitializeRandom(3);
+        using var pretraining = new ShapesGridVisionPretraining(model, recipe, 3);
+        const int images = 12;
+        // Every test image holds at least one object of a held-out combination, one patch per object.
+        int expected = Enumerable.Range(0, images).Sum(i => recipe.World.SceneAt(Split.Test, i).Objects.Count(o => recipe.World.IsHeldOut(o.Combo)));
+        var test = pretraining.Evaluate(images);
+        Assert.That(expected, Is.GreaterThanOrEqualTo(images));
+        Assert.That(test.HeldOutObjectPatches, Is.EqualTo(expected));
+        Assert.That(test.HeldOutObjectPatches, Is.LessThan(test.ObjectPatches));
+        // Right on held-out objects can be no more than right on all objects.
+        Assert.That(test.HeldOutColour * test.HeldOutObjectPatches, Is.LessThanOrEqualTo(test.Colour * test.ObjectPatches + 1e-9));
+        Assert.That(test.HeldOutShape * test.HeldOutObjectPatches, Is.LessThanOrEqualTo(test.Shape * test.ObjectPatches + 1e-9));
+        var train = pretraining.Evaluate(images, Split.Train);
+        Assert.That(train.HeldOutObjectPatches, Is.Zero, "training images hold no held-out combination");
+        Assert.That(train.ObjectPatches, Is.GreaterThan(0));
+    }
+
     [Test]
     public void QaSourceWithKindsAsksOnlyThoseKinds()
     {
