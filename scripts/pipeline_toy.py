@@ -16,6 +16,8 @@ trains on, exported by scripts/ShapesGridDump:
   --patches tower     the frozen tower's features through a trainable mlp2x_gelu projector, as in the demo;
   --patches probes    softmax codes of linear colour / shape / background probes trained here on the training images'
                       features (then frozen) through a trainable linear map.
+--additivity (with --features and --patches tower) fits the object patches' features as a sum of colour, shape and
+background parts on the training images and prints how well that holds on test objects of training and held-out pairs.
 Layout: --question-first puts the first question before the image, --one-question keeps only the first question of
 each training conversation, --drop-template removes BOS, "USER:" and the spaces and newline around the image.
 
@@ -24,7 +26,7 @@ Test: one prompt per colour or shape question of the test images, scored by the 
 not (T). docs/RESULTS.md, session 11.
 Usage: OMP_NUM_THREADS=1 /usr/bin/python3 scripts/pipeline_toy.py TOKENS.jsonl [--features F.f32]
        [--patches labels|tower|probes] [--question-first] [--one-question] [--drop-template] [--steps 2000]
-       [--every 1000] [--seed 0]
+       [--every 1000] [--seed 0] [--additivity]
 """
 import argparse
 import json
@@ -156,6 +158,31 @@ def probe_codes(features, train, steps=1500):
         return probes, torch.cat([torch.softmax(p(features), -1) for p in probes], -1)
 
 
+def additivity(features, train, test, held):
+    """How far the object patches' features are a sum of colour, shape and background parts: a least-squares fit of
+    features ≈ W·[one-hot colour, shape, background, 1] on the training images' object patches, then R² and the mean
+    residual norm relative to the mean feature norm on those, on test objects of training pairs and of held-out pairs."""
+    def rows(conversations):
+        return sorted({p for tokens, patches, _ in conversations for t, p in zip(tokens, patches) if t < 0 and p[0] < COLOURS})
+
+    def design(rs):
+        x = torch.zeros(len(rs), COLOURS + SHAPES + GROUNDS + 1, dtype=torch.float64)
+        for i, (c, s, g, _) in enumerate(rs):
+            x[i, c] = x[i, COLOURS + s] = x[i, COLOURS + SHAPES + g] = x[i, -1] = 1
+        return x, features[torch.tensor([r[3] for r in rs])].double()
+
+    fit = rows(train)
+    x, y = design(fit)
+    w = torch.linalg.lstsq(x, y, driver="gelsd").solution
+    tested = rows(test)
+    for name, rs in (("training images", fit), ("test objects, training pairs", [r for r in tested if (r[0], r[1]) not in held]),
+                     ("test objects, held-out pairs", [r for r in tested if (r[0], r[1]) in held])):
+        x, y = design(rs)
+        residual = y - x @ w
+        r2 = 1 - residual.pow(2).sum() / (y - y.mean(0)).pow(2).sum()
+        print(f"additive fit, {name}: R² {r2:.3f}, residual / feature norm {residual.norm(dim=1).mean() / y.norm(dim=1).mean():.3f} ({len(rs)} patches)")
+
+
 class Model(torch.nn.Module):
     def __init__(self, vocab, patches, feature_size):
         super().__init__()
@@ -204,6 +231,7 @@ def main():
     ap.add_argument("--question-first", action="store_true")
     ap.add_argument("--one-question", action="store_true")
     ap.add_argument("--drop-template", action="store_true")
+    ap.add_argument("--additivity", action="store_true", help="print how additive the tower's features are, then exit")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--every", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -227,6 +255,9 @@ def main():
     features = None
     if args.patches != "labels":
         features = torch.from_numpy(np.fromfile(args.features, dtype=np.float32)).reshape(-1, 128)
+        if args.additivity:
+            additivity(features, train, [x for x, _, _ in test], {tuple(h) for h in head["held_out"]})
+            return
         if args.patches == "probes":
             probes, features = probe_codes(features, train)
             held = {tuple(h) for h in head["held_out"]}
