@@ -7,12 +7,14 @@ demo's instruction-stage optimiser (AdamW lr 1e-3, batch 16, 5% warm-up, cosine 
 its frame-relative answer prior (AnswerPrior.cs, add-one smoothing towards the frame) on the token sequences the demo
 trains on, exported by scripts/ShapesGridDump:
 
-  dotnet run --project scripts/ShapesGridDump -c Release -- tokens 1 CACHE/shapesgrid-v2.2-seed1 /tmp/t1.jsonl 40000 200
-  dotnet run --project scripts/ShapesGridDump -c Release -- features 1 CACHE/shapesgrid-v2.2-seed1/default-vwlmm/checkpoint /tmp/f1.f32 40000 200
+  dotnet run --project scripts/ShapesGridDump -c Release -- tokens 1 CACHE/shapesgrid-v2.3-seed1 /tmp/t1.jsonl 40000 200
+  dotnet run --project scripts/ShapesGridDump -c Release -- features 1 CACHE/shapesgrid-v2.3-seed1/default-vwlmm/checkpoint /tmp/f1.f32 40000 200
+  dotnet run --project scripts/ShapesGridDump -c Release -- codes 1 CACHE/shapesgrid-v2.3-seed1 /tmp/c1.u8 40000 200
 
 (CACHE is `vwlmm demo --cache`; the checkpoint holds the frozen tower the demo trained). What the patch rows hold:
   --patches labels    the sum of learned colour, shape and background embeddings of the patch's ground truth: exactly
-                      compositional, as in prior_toy.py;
+                      compositional, as in prior_toy.py; with --codes C.u8, the demo's vision probes' argmax
+                      decisions instead (right on all but ~1e-4 of the training patches, wrong on a few held-out objects);
   --patches tower     the frozen tower's features through a trainable mlp2x_gelu projector, as in the demo;
   --patches probes    softmax codes of linear colour / shape / background probes trained here on the training images'
                       features (then frozen) through a trainable linear map.
@@ -23,10 +25,10 @@ each training conversation, --drop-template removes BOS, "USER:" and the spaces 
 
 Test: one prompt per colour or shape question of the test images, scored by the argmax at the answer's first token
 (what greedy decoding emits first), split by kind and by whether the asked-about object is a held-out pair (H) or
-not (T). docs/RESULTS.md, session 11.
+not (T). docs/RESULTS.md, sessions 11 and 12.
 Usage: OMP_NUM_THREADS=1 /usr/bin/python3 scripts/pipeline_toy.py TOKENS.jsonl [--features F.f32]
        [--patches labels|tower|probes] [--question-first] [--one-question] [--drop-template] [--steps 2000]
-       [--every 1000] [--seed 0] [--additivity]
+       [--every 1000] [--seed 0] [--codes C.u8] [--additivity]
 """
 import argparse
 import json
@@ -85,14 +87,17 @@ def layout(conversation, args, template):
     return ids, labels
 
 
-def expand(row, args, template, image_base):
-    """Token ids (-1 on image rows), per-row (colour, shape, background, feature row) and labels."""
+def expand(row, args, template, image_base, codes):
+    """Token ids (-1 on image rows), per-row (colour, shape, background, feature row) and labels; with codes, the
+    patches' colour, shape and background are the vision probes' decisions instead of the ground truth."""
     ids, labels = layout(turns(row["ids"], row["labels"]), args, template)
     tokens, patches, out_labels = [], [], []
     for t, label in zip(ids, labels):
         if t == IMAGE:
             base = (image_base + row["image"]) * len(row["patches"])
             for j, (c, s, g) in enumerate(row["patches"]):
+                if codes is not None:
+                    c, s, g = (int(x) for x in codes[base + j])
                 tokens.append(-1)
                 patches.append((c, s, g, base + j))
                 out_labels.append(IGNORE)
@@ -231,6 +236,7 @@ def main():
     ap.add_argument("--question-first", action="store_true")
     ap.add_argument("--one-question", action="store_true")
     ap.add_argument("--drop-template", action="store_true")
+    ap.add_argument("--codes", default="", help="ShapesGridDump codes output: --patches labels reads the probes' decisions")
     ap.add_argument("--additivity", action="store_true", help="print how additive the tower's features are, then exit")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--every", type=int, default=1000)
@@ -248,8 +254,9 @@ def main():
     word_class.update({word["▁" + w]: 1 for w in ("circle", "square", "triangle", "cross", "circles", "squares", "triangles", "crosses")})
     template = {word["<s>"], word["▁USER:"], word["▁"], word["<0x0A>"]}
     images = max(r["image"] for r in train_rows) + 1
-    train = [expand(r, args, template, 0) for r in train_rows]
-    test = [(expand(r, args, template, images), r["kind"], r["held_out"]) for r in test_rows]
+    codes = np.fromfile(args.codes, dtype=np.uint8).reshape(-1, 3) if args.codes else None
+    train = [expand(r, args, template, 0, codes) for r in train_rows]
+    test = [(expand(r, args, template, images, codes), r["kind"], r["held_out"]) for r in test_rows]
     prior = answer_prior(train, word_class, vocab)
 
     features = None

@@ -3,6 +3,7 @@ using VwLmm.Core;
 using VwLmm.Cpu;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.ShapesGrid;
+using VwLmm.Model;
 using VwLmm.Model.Checkpoints;
 using VwLmm.Model.Recipes;
 
@@ -12,9 +13,12 @@ using VwLmm.Model.Recipes;
 //            (the tokenizer from CACHE_DIR/tokenizer.model), with each image's per-patch ground truth.
 //   features SEED CHECKPOINT OUT.f32 TRAIN TEST  the frozen tower's patch features [TRAIN + TEST, N, C] of the same
 //            images (train first), raw little-endian float32.
-if (args.Length != 6 || args[0] is not ("tokens" or "features"))
+//   codes    SEED CACHE_DIR OUT.u8 TRAIN TEST  repeats the demo's vision pretraining (deterministic: the same tower and
+//            probes as `vwlmm demo --seed SEED`) and writes each patch's probe argmax (colour, shape, background)
+//            [TRAIN + TEST, N, 3] as bytes: what a projector fed the probes' decisions would see.
+if (args.Length != 6 || args[0] is not ("tokens" or "features" or "codes"))
 {
-    Console.Error.WriteLine("usage: ShapesGridDump tokens|features SEED CACHE_DIR|CHECKPOINT OUT TRAIN_IMAGES TEST_IMAGES");
+    Console.Error.WriteLine("usage: ShapesGridDump tokens|features|codes SEED CACHE_DIR|CHECKPOINT OUT TRAIN_IMAGES TEST_IMAGES");
     return 2;
 }
 var recipe = new ShapesGridRecipe(ulong.Parse(args[1]));
@@ -22,6 +26,7 @@ int train = int.Parse(args[4]), test = int.Parse(args[5]);
 var images = Enumerable.Range(0, train).Select(i => recipe.World.Sample(Split.Train, i))
     .Concat(Enumerable.Range(0, test).Select(i => recipe.World.Sample(Split.Test, i)));
 if (args[0] == "tokens") WriteTokens(recipe, args[2], args[3], images);
+else if (args[0] == "codes") WriteCodes(recipe, ulong.Parse(args[1]), args[2], args[3], train, test);
 else WriteFeatures(recipe, args[2], args[3], images);
 return 0;
 
@@ -82,4 +87,16 @@ static void WriteFeatures(ShapesGridRecipe recipe, string checkpoint, string out
         var x = model.Vision.Forward(tape, Ops.Input(tape, px, chunk.Length, c.NumChannels, c.ImageSize, c.ImageSize)).ToArray();
         fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(x.AsSpan()));
     }
+}
+
+static void WriteCodes(ShapesGridRecipe recipe, ulong seed, string cacheDir, string outPath, int train, int test)
+{
+    var tok = recipe.LoadOrTrainTokenizer(cacheDir);
+    using var backend = new CpuBackend(Environment.ProcessorCount);
+    using var model = new VwLmmModel(backend, recipe.ModelConfig(tok));
+    model.InitializeRandom(seed, ShapesGridRecipe.Init(ShapesGridStages.Lookup));
+    using var pretraining = recipe.TrainVision(model, ShapesGridBudget.Default, seed);
+    using var fs = File.Create(outPath);
+    fs.Write(pretraining.Codes(Split.Train, 0, train));
+    fs.Write(pretraining.Codes(Split.Test, 0, test));
 }

@@ -27,7 +27,8 @@ public sealed class TrainCommand : ICommand
                         "warmup_ratio", "min_lr_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip",
                         "vm_loss_weight", "init_vm_head": re-apply vm_head_init at the stage start,
                         "answer_prior": [["red","blue"],["circle","square"]]: word classes of a product-of-experts
-                        question-only prior (training only), "answer_prior_samples": 8192 examples it is counted on}]
+                        question-only prior (training only), "answer_prior_samples": how many of the examples the
+                        stage trains on it is counted on (default: all)}]
           Writes OUT/checkpoint (HF layout + tokenizer + trainer state) and OUT/metrics.jsonl. --resume continues
           OUT/checkpoint and reproduces the uninterrupted run's losses bit for bit on the CPU.
         example: vwlmm train --config recipes/shapesgrid.json --out runs/sg

@@ -56,7 +56,7 @@ public sealed class ShapesGridRecipe
     public static string CacheDir(string root, ulong seed) => Path.Combine(root, $"shapesgrid-v{ShapesGridWorld.Version}.{Version}-seed{seed}");
 
     /// <summary>Bumped whenever the stages change, so a model trained by an older recipe is never reused.</summary>
-    public const int Version = 2;
+    public const int Version = 3;
 
     public static ConversationTemplate Template => ConversationTemplate.ShapesChat;
 
@@ -135,9 +135,24 @@ public sealed class ShapesGridRecipe
     /// </summary>
     public VisionProbeAccuracy PretrainVision(VwLmmModel model, ShapesGridBudget budget, ulong seed, Action<int, double>? onStep = null)
     {
-        using var pretraining = new ShapesGridVisionPretraining(model, this, seed);
-        pretraining.Train(budget.VisionSteps, ShapesGridBudget.VisionBatchSize, VisionLr, onStep: onStep);
+        using var pretraining = TrainVision(model, budget, seed, onStep);
         return pretraining.Evaluate(budget.EvalImages);
+    }
+
+    /// <summary>The vision stage of <see cref="PretrainVision"/>, returning the pretraining with its probes (the caller disposes it).</summary>
+    public ShapesGridVisionPretraining TrainVision(VwLmmModel model, ShapesGridBudget budget, ulong seed, Action<int, double>? onStep = null)
+    {
+        var pretraining = new ShapesGridVisionPretraining(model, this, seed);
+        try
+        {
+            pretraining.Train(budget.VisionSteps, ShapesGridBudget.VisionBatchSize, VisionLr, onStep: onStep);
+            return pretraining;
+        }
+        catch
+        {
+            pretraining.Dispose();
+            throw;
+        }
     }
 
     private const double VisionLr = 2e-3;

@@ -102,6 +102,34 @@ public sealed class ShapesGridVisionPretraining : IDisposable
                                        Ratio(accuracy[3]), Ratio(accuracy[4]), accuracy[4].Scored);
     }
 
+    /// <summary>
+    /// Each patch's probe argmax — colour (6 = no object), shape (4 = no object), background — for images
+    /// [first, first + count) of a split as drawn: [count·N, 3] bytes, the labels' layout of the patch ground truth.
+    /// </summary>
+    public byte[] Codes(Split split, long first, int count)
+    {
+        var v = _model.Config.Vision;
+        var world = _recipe.World;
+        var codes = new byte[count * v.NumPatches * HeadSizes.Length];
+        using var arena = new Arena(_model.Backend, 256L << 20);
+        const int Chunk = 64;
+        for (int start = 0; start < count; start += Chunk)
+        {
+            arena.Reset();
+            var tape = new Tape(_model.Backend, arena, record: false);
+            int n = Math.Min(Chunk, count - start);
+            var pixels = Enumerable.Range(start, n).SelectMany(i => _recipe.Pixels(world.Render(world.SceneAt(split, first + i)))).ToArray();
+            var features = _model.Vision.Forward(tape, Ops.Input(tape, pixels, n, v.NumChannels, v.ImageSize, v.ImageSize));
+            for (int h = 0; h < HeadSizes.Length; h++)
+            {
+                var logits = Ops.Linear(tape, features, _heads[2 * h].Value, _heads[2 * h + 1].Value).ToArray();
+                for (int row = 0; row < n * v.NumPatches; row++)
+                    codes[((long)start * v.NumPatches + row) * HeadSizes.Length + h] = (byte)HostMath.ArgMax(logits.AsSpan(row * HeadSizes[h], HeadSizes[h]));
+            }
+        }
+        return codes;
+    }
+
     private static double Ratio((int Correct, int Scored) a) => (double)a.Correct / Math.Max(1, a.Scored);
 
     // Mean of the three probes' cross-entropies over the patches of images [first, first + count) of a split; with

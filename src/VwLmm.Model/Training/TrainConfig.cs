@@ -29,9 +29,11 @@ public sealed record StageConfig
     /// (<see cref="AnswerPrior"/>); null: none. Each word must be one token.
     /// </summary>
     public IReadOnlyList<IReadOnlyList<string>>? AnswerPrior { get; init; }
-    /// <summary>How many of the source's first examples the answer prior is counted on.</summary>
-    public int AnswerPriorSamples { get; init; } = DefaultAnswerPriorSamples;
-    public const int DefaultAnswerPriorSamples = 8192;
+    /// <summary>
+    /// How many of the examples the stage trains on, in training order, the answer prior is counted on; null: all of
+    /// them. A prior counted on fewer misses rare answers the training data has, so the model learns those pairs itself.
+    /// </summary>
+    public int? AnswerPriorSamples { get; init; }
 
     /// <summary>Linear warmup, then cosine decay to MinLrRatio·Lr (HF's schedule when MinLrRatio = 0).</summary>
     public double LearningRate(int step)
@@ -113,7 +115,7 @@ public sealed record TrainConfig
                 VmLossWeight = Num(s, "vm_loss_weight", at),
                 InitVmHead = Bool(s, "init_vm_head", at) ?? false,
                 AnswerPrior = WordClasses(s, "answer_prior", at),
-                AnswerPriorSamples = Int(s, "answer_prior_samples", at) ?? StageConfig.DefaultAnswerPriorSamples,
+                AnswerPriorSamples = Int(s, "answer_prior_samples", at),
             });
         }
         var cfg = new TrainConfig

@@ -136,8 +136,9 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>
-    /// The stage's answer prior, counted once per stage on the source's first <see cref="StageConfig.AnswerPriorSamples"/>
-    /// examples (so a resumed run counts the same); null when the stage has none or no context names a class word.
+    /// The stage's answer prior, counted once per stage on the examples the stage trains on, in training order (all of
+    /// them, or the first <see cref="StageConfig.AnswerPriorSamples"/>; a resumed run counts the same); null when the
+    /// stage has none or no context names a class word.
     /// </summary>
     private AnswerPrior? PriorFor(StageConfig stage, ITrainingSource source, BatchBuilder builder)
     {
@@ -154,9 +155,10 @@ public sealed class Trainer : IDisposable
                 if (!classOf.TryAdd(ids[0], c))
                     throw new InvalidDataException($"stage '{stage.Name}': answer_prior word '{word}' is in two classes");
             }
-        int n = Math.Min(source.Count, stage.AnswerPriorSamples);
+        long visited = (long)stage.Steps * stage.GradAccum * stage.BatchSize;
+        int n = (int)Math.Min(visited, stage.AnswerPriorSamples ?? int.MaxValue);
         var batches = Enumerable.Range(0, (n + stage.BatchSize - 1) / stage.BatchSize).Select(i =>
-            builder.Build(Enumerable.Range(i * stage.BatchSize, Math.Min(stage.BatchSize, n - i * stage.BatchSize)).Select(k => source.Get(k).Tokens).ToList()));
+            builder.Build(Enumerable.Range(i * stage.BatchSize, Math.Min(stage.BatchSize, n - i * stage.BatchSize)).Select(k => source.Get(IndexAt(source, k)).Tokens).ToList()));
         var prior = AnswerPrior.Count(batches, classOf, _model.Config.Llm.VocabSize);
         _prior = (_state.Stage, prior.Contexts > 0 ? prior : null);
         return _prior.prior;

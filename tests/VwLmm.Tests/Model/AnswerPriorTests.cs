@@ -141,6 +141,37 @@ public class AnswerPriorTests : CpuFixture
         public TrainingExample Get(int index) => new(index % 2 == 0 ? Turns((Question(Triangle), Red)) : Turns((Question(Circle), Blue)), null);
     }
 
+    /// <summary><see cref="ShapeColourSource"/>, remembering which examples were read, in order.</summary>
+    private sealed class RecordingSource : ITrainingSource
+    {
+        private readonly ShapeColourSource _inner = new();
+        public List<int> Requested { get; } = [];
+        public int Count => _inner.Count;
+
+        public TrainingExample Get(int index)
+        {
+            Requested.Add(index);
+            return _inner.Get(index);
+        }
+    }
+
+    [TestCase(null, 60 * 8)]
+    [TestCase(16, 16)]
+    public void PriorIsCountedOnTheExamplesTheStageTrainsOnInTrainingOrder(int? samples, int counted)
+    {
+        using var m = TinyWorld.Model(Cpu, TinyWorld.Config(lambda: 0), seed: 3);
+        var source = new RecordingSource();
+        var config = OneStage([["red", "blue", "white"], ["triangle", "circle"]]);
+        config = config with { Stages = [config.Stages[0] with { AnswerPriorSamples = samples }] };
+        using (var t = new Trainer(m, config, _ => source, 64 << 20, ToyTokenizer))
+            t.Run(null, CancellationToken.None);
+        const int trained = 60 * 8; // steps × batch, 7.5 passes over the 64 examples
+        var read = source.Requested;
+        Assert.That(read, Has.Count.EqualTo(counted + trained), "the prior is counted once, then each step reads its batch");
+        Assert.That(read.Take(counted), Is.EqualTo(read.Skip(counted).Take(counted)), "the prior reads what training reads, in its order");
+        Assert.That(read.Skip(counted).Take(source.Count).Distinct().Count(), Is.EqualTo(source.Count), "an epoch visits every example once");
+    }
+
     private sealed class WordTokenizer(Dictionary<string, int[]> words) : ITokenizer
     {
         public int VocabSize => 64;

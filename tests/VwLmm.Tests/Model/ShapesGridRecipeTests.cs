@@ -32,6 +32,44 @@ public class ShapesGridRecipeTests : CpuFixture
     }
 
     [Test]
+    public void CodesAreTheProbesDecisionsPerPatchInTheGroundTruthLayout()
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        using var model = new VwLmmModel(Cpu, recipe.ModelConfig(tok));
+        model.InitializeRandom(3);
+        using var pretraining = new ShapesGridVisionPretraining(model, recipe, 3);
+        pretraining.Train(steps: 20, batchSize: 8, lr: 2e-3);
+        const int images = 12;
+        int grid = recipe.World.Options.Grid, np = grid * grid;
+        var codes = pretraining.Codes(Split.Test, 0, images);
+        Assert.That(codes, Has.Length.EqualTo(images * np * 3));
+        int objects = 0, colour = 0, shape = 0, ground = 0;
+        for (int i = 0; i < images; i++)
+        {
+            var scene = recipe.World.SceneAt(Split.Test, i);
+            for (int j = 0; j < np; j++)
+            {
+                var (c, s, g) = (codes[(i * np + j) * 3], codes[(i * np + j) * 3 + 1], codes[(i * np + j) * 3 + 2]);
+                Assert.That(c, Is.LessThanOrEqualTo(6));
+                Assert.That(s, Is.LessThanOrEqualTo(4));
+                Assert.That(g, Is.LessThan(4));
+                if (g == (int)scene.BackgroundAt(j / grid)) ground++;
+                if (scene.ObjectAt(j / grid, j % grid) is not { } o) continue;
+                objects++;
+                if (c == (int)o.Colour) colour++;
+                if (s == (int)o.Shape) shape++;
+            }
+        }
+        // Evaluate scores the same argmax decisions on the same images.
+        var accuracy = pretraining.Evaluate(images);
+        Assert.That(objects, Is.EqualTo(accuracy.ObjectPatches));
+        Assert.That((double)colour / objects, Is.EqualTo(accuracy.Colour).Within(1e-12));
+        Assert.That((double)shape / objects, Is.EqualTo(accuracy.Shape).Within(1e-12));
+        Assert.That((double)ground / (images * np), Is.EqualTo(accuracy.Background).Within(1e-12));
+        Assert.That(pretraining.Codes(Split.Test, 5, 3), Is.EqualTo(codes[(5 * np * 3)..(8 * np * 3)]), "an image's codes do not depend on its batch");
+    }
+
+    [Test]
     public void QaSourceWithKindsAsksOnlyThoseKinds()
     {
         var (recipe, tok) = TinyWorld.ShapesGridSeed1;
