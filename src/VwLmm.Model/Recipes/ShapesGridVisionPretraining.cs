@@ -119,16 +119,27 @@ public sealed class ShapesGridVisionPretraining : IDisposable
             var tape = new Tape(_model.Backend, arena, record: false);
             int n = Math.Min(Chunk, count - start);
             var pixels = Enumerable.Range(start, n).SelectMany(i => _recipe.Pixels(world.Render(world.SceneAt(split, first + i)))).ToArray();
-            var features = _model.Vision.Forward(tape, Ops.Input(tape, pixels, n, v.NumChannels, v.ImageSize, v.ImageSize));
+            var logits = ProbeLogits(tape, pixels, n);
             for (int h = 0; h < HeadSizes.Length; h++)
             {
-                var logits = Ops.Linear(tape, features, _heads[2 * h].Value, _heads[2 * h + 1].Value).ToArray();
+                var host = logits[h].ToArray();
                 for (int row = 0; row < n * v.NumPatches; row++)
-                    codes[((long)start * v.NumPatches + row) * HeadSizes.Length + h] = (byte)HostMath.ArgMax(logits.AsSpan(row * HeadSizes[h], HeadSizes[h]));
+                    codes[((long)start * v.NumPatches + row) * HeadSizes.Length + h] = (byte)Decision(host, row, h);
             }
         }
         return codes;
     }
+
+    // The three probes' logits [count·N, K_h] on the tower's patch features of count preprocessed images.
+    private Tensor[] ProbeLogits(Tape tape, float[] pixels, int count)
+    {
+        var v = _model.Config.Vision;
+        var features = _model.Vision.Forward(tape, Ops.Input(tape, pixels, count, v.NumChannels, v.ImageSize, v.ImageSize));
+        return Enumerable.Range(0, HeadSizes.Length).Select(h => Ops.Linear(tape, features, _heads[2 * h].Value, _heads[2 * h + 1].Value)).ToArray();
+    }
+
+    // Probe h's class for one patch row of its host logits.
+    private static int Decision(float[] logits, int row, int h) => HostMath.ArgMax(logits.AsSpan(row * HeadSizes[h], HeadSizes[h]));
 
     private static double Ratio((int Correct, int Scored) a) => (double)a.Correct / Math.Max(1, a.Scored);
 
@@ -165,19 +176,18 @@ public sealed class ShapesGridVisionPretraining : IDisposable
                 heldOut[row] = o is { } oh && world.IsHeldOut(oh.Combo);
             }
         }
-        var features = _model.Vision.Forward(tape, Ops.Input(tape, pixels, count, v.NumChannels, v.ImageSize, v.ImageSize));
+        var logits = ProbeLogits(tape, pixels, count);
         double loss = 0;
         for (int h = 0; h < HeadSizes.Length; h++)
         {
-            var logits = Ops.Linear(tape, features, _heads[2 * h].Value, _heads[2 * h + 1].Value);
-            loss += Ops.CrossEntropy(tape, logits, targets[h], 1f / HeadSizes.Length).Mean / HeadSizes.Length;
+            loss += Ops.CrossEntropy(tape, logits[h], targets[h], 1f / HeadSizes.Length).Mean / HeadSizes.Length;
             if (accuracy is null) continue;
-            var host = logits.ToArray();
+            var host = logits[h].ToArray();
             for (int row = 0; row < targets[h].Length; row++)
             {
                 // Colour and shape are scored on object patches only: "no object" there is the easy majority class.
                 if (targets[h][row] == IndexChecks.IgnoreIndex || (h < 2 && targets[1][row] == Shapes)) continue;
-                bool correct = HostMath.ArgMax(host.AsSpan(row * HeadSizes[h], HeadSizes[h])) == targets[h][row];
+                bool correct = Decision(host, row, h) == targets[h][row];
                 accuracy[h].Scored++;
                 if (correct) accuracy[h].Correct++;
                 if (h == 2 || !heldOut[row]) continue;
