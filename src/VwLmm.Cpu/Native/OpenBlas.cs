@@ -10,7 +10,24 @@ internal static unsafe partial class OpenBlas
     private const string Lib = "openblas";
     public const int RowMajor = 101, ColMajor = 102, NoTrans = 111, Trans = 112;
 
-    static OpenBlas() => NativeLibraries.Register(typeof(OpenBlas).Assembly, Lib, "libopenblas.so.0", "libopenblas.so", "libopenblas.dll", "libopenblas");
+    static OpenBlas()
+    {
+        NativeLibraries.Register(typeof(OpenBlas).Assembly, Lib, "libopenblas.so.0", "libopenblas.so", "libopenblas.dll", "libopenblas");
+        NativeLibraries.Register(typeof(OpenBlas).Assembly, LibC, "libc.so.6");
+        if (OperatingSystem.IsLinux()) SetEnv(ThreadTimeoutVariable, ThreadTimeout, overwrite: 0);
+    }
+
+    /// <summary>
+    /// log2 of the TSC cycles an idle OpenBLAS thread spins (sched_yield) before it sleeps; set for the process before
+    /// the library loads, since OpenBLAS reads it once then. Its default, 28 (≈ 77 ms), keeps the second core busy long
+    /// after each GEMM, while this backend's pool needs both cores for the ops in between and token-by-token decoding
+    /// needs them for its own matrix-vector products (docs/BENCHMARKS.md, session 13). 18 (≈ 75 µs) still bridges the
+    /// gap between back-to-back GEMMs. A value already in the environment wins.
+    /// </summary>
+    public const string ThreadTimeout = "18";
+
+    public const string ThreadTimeoutVariable = "OPENBLAS_THREAD_TIMEOUT";
+    private const string LibC = "c";
 
     /// <summary>Throws a clear error when the library is missing, before any call.</summary>
     public static void EnsureLoaded()
@@ -43,4 +60,15 @@ internal static unsafe partial class OpenBlas
 
     [LibraryImport(Lib, EntryPoint = "openblas_get_num_threads")]
     public static partial int GetNumThreads();
+
+    [LibraryImport(LibC, EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int SetEnv(string name, string value, int overwrite);
+
+    /// <summary>A variable of the process's native environment (what OpenBLAS reads); the runtime's
+    /// <see cref="Environment.GetEnvironmentVariable(string)"/> sees a managed copy taken at startup instead.</summary>
+    public static string? GetEnv(string name) => Marshal.PtrToStringUTF8(GetEnvPointer(name));
+
+    // getenv's result belongs to the environment: returned as a pointer so no marshaller frees it.
+    [LibraryImport(LibC, EntryPoint = "getenv", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint GetEnvPointer(string name);
 }

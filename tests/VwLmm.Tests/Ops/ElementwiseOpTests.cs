@@ -177,15 +177,20 @@ public abstract class ElementwiseOpTests : BackendOpTests
         var tdu = s.Upload("dup", du0, n);
 
         Backend.SwiGluBackward(tdg, null, tdy, tg, tu, n);
-        OpHarness.AssertClose("dgate", Plus(dg0, dg), tdg.ToArray(), 1e-12);
+        var dgateAlone = tdg.ToArray();
+        OpHarness.AssertClose("dgate", Plus(dg0, dg), dgateAlone, 1e-12);
         Backend.SwiGluBackward(null, tdu, tdy, tg, tu, n);
-        OpHarness.AssertClose("dup", Plus(du0, du), tdu.ToArray(), 1e-12);
+        var dupAlone = tdu.ToArray();
+        OpHarness.AssertClose("dup", Plus(du0, du), dupAlone, 1e-12);
 
         Backend.Upload<float>(tdg, dg0);
         Backend.Upload<float>(tdu, du0);
         Backend.SwiGluBackward(tdg, tdu, tdy, tg, tu, n);
         OpHarness.AssertClose("dgate (both)", Plus(dg0, dg), tdg.ToArray(), 1e-12);
         OpHarness.AssertClose("dup (both)", Plus(du0, du), tdu.ToArray(), 1e-12);
+        // A gradient's bits must not depend on whether the other one is wanted (frozen up/gate weights).
+        AssertBitIdentical("dgate (both) vs alone", dgateAlone, tdg.ToArray());
+        AssertBitIdentical("dup (both) vs alone", dupAlone, tdu.ToArray());
         s.CheckGuards();
     }
 

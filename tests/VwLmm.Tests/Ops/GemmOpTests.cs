@@ -108,6 +108,19 @@ public sealed class CpuGemmOpTests : GemmOpTests
     }
 
     /// <summary>
+    /// OpenBLAS reads how long its idle threads spin once, as it loads: by the first GEMM the process environment must
+    /// hold the backend's short spin, or the value the user exported before starting.
+    /// </summary>
+    [Test]
+    public void OpenBlasLoadsWithAShortIdleSpin()
+    {
+        using var s = NewScope();
+        ThreadsUsedBy(s);
+        const string name = Cpu.Native.OpenBlas.ThreadTimeoutVariable;
+        Assert.That(Cpu.Native.OpenBlas.GetEnv(name), Is.EqualTo(Environment.GetEnvironmentVariable(name) ?? Cpu.Native.OpenBlas.ThreadTimeout));
+    }
+
+    /// <summary>
     /// Decoding a batch must give each sample the logits it gets alone: a few-row product's rows are bit-identical to
     /// the same rows computed one at a time, and to a one-thread backend's.
     /// </summary>
