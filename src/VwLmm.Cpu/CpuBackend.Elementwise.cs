@@ -25,20 +25,18 @@ public sealed unsafe partial class CpuBackend
         public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             long i = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
-            TOp op = Op;
-            float* y = Y, a = A, b = B, c = C, d = D;
-            for (; i + TV.Count <= hi; i += TV.Count) Step<TV>(op, y + i, a + i, b + i, c + i, d + i);
+            for (; i + TV.Count <= hi; i += TV.Count) Step<TV>(Y + i, A + i, B + i, C + i, D + i);
             if (i < hi) Tail<TV>(i, (int)(hi - i));
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Step<TV>(TOp op, float* y, float* a, float* b, float* c, float* d) where TV : unmanaged, IVec<TV>
+        private readonly void Step<TV>(float* y, float* a, float* b, float* c, float* d) where TV : unmanaged, IVec<TV>
         {
             TV va = TV.Load(a);
             TV vb = TOp.Inputs > 1 ? TV.Load(b) : TV.Zero;
             TV vc = TOp.Inputs > 2 ? TV.Load(c) : TV.Zero;
             TV vd = TOp.Inputs > 3 ? TV.Load(d) : TV.Zero;
-            op.Apply(va, vb, vc, vd).Store(y);
+            Op.Apply(va, vb, vc, vd).Store(y);
         }
 
         // The last partial vector goes through the same vector code on zero-padded copies, so a tail element gets
@@ -52,7 +50,7 @@ public sealed unsafe partial class CpuBackend
             CopyIn(buf + 2 * W, B + i, rem, 2);
             CopyIn(buf + 3 * W, C + i, rem, 3);
             CopyIn(buf + 4 * W, D + i, rem, 4);
-            Step<TV>(Op, buf, buf + W, buf + 2 * W, buf + 3 * W, buf + 4 * W);
+            Step<TV>(buf, buf + W, buf + 2 * W, buf + 3 * W, buf + 4 * W);
             new Span<float>(buf, rem).CopyTo(new Span<float>(Y + i, rem));
         }
 
@@ -173,7 +171,7 @@ public sealed unsafe partial class CpuBackend
 
     /// <summary>
     /// Both SwiGLU input gradients in one pass: the gate's sigmoid, the op's costliest part, is computed once and dy,
-    /// gate and up are read once (two passes took 1.9 ms per bench-5m layer). Same operations as
+    /// gate and up are read once, where one pass per gradient did both twice. Same operations as
     /// <see cref="SwiGluGateBackward"/> and <see cref="SwiGluUpBackward"/>, so the same bits.
     /// </summary>
     private struct SwiGluBackwardJob : ISimdJob
@@ -214,21 +212,18 @@ public sealed unsafe partial class CpuBackend
     private readonly struct AddOp : IMap
     {
         public static int Inputs => 2;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV a, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => a + b;
     }
 
     private readonly struct AxpyOp(float alpha) : IMap
     {
         public static int Inputs => 2;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV y, TV x, TV c, TV d) where TV : unmanaged, IVec<TV> => TV.Fma(TV.Create(alpha), x, y);
     }
 
     private readonly struct ScaleOp(float alpha) : IMap
     {
         public static int Inputs => 1;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => x * TV.Create(alpha);
     }
 
@@ -236,7 +231,6 @@ public sealed unsafe partial class CpuBackend
     private readonly struct GeluForward : IMap
     {
         public static int Inputs => 1;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => x * Cdf(x);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -250,7 +244,6 @@ public sealed unsafe partial class CpuBackend
     private readonly struct GeluBackward : IMap
     {
         public static int Inputs => 3;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV>
         {
             TV pdf = SimdMath.Exp(x * x * TV.Create(-0.5f)) * TV.Create(InvSqrt2Pi);
@@ -262,7 +255,6 @@ public sealed unsafe partial class CpuBackend
     private readonly struct QuickGeluForward : IMap
     {
         public static int Inputs => 1;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> =>
             x * SimdMath.Sigmoid(x * TV.Create(QuickGeluAlpha));
     }
@@ -270,7 +262,6 @@ public sealed unsafe partial class CpuBackend
     private readonly struct QuickGeluBackward : IMap
     {
         public static int Inputs => 3;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV> =>
             TV.Fma(dy, SiluDerivative(x * TV.Create(QuickGeluAlpha)), dx);
     }
@@ -279,14 +270,12 @@ public sealed unsafe partial class CpuBackend
     private readonly struct SiluForward : IMap
     {
         public static int Inputs => 1;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV x, TV b, TV c, TV d) where TV : unmanaged, IVec<TV> => x * SimdMath.Sigmoid(x);
     }
 
     private readonly struct SiluBackward : IMap
     {
         public static int Inputs => 3;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV> => TV.Fma(dy, SiluDerivative(x), dx);
     }
 
@@ -304,14 +293,12 @@ public sealed unsafe partial class CpuBackend
     private readonly struct SwiGluOp : IMap
     {
         public static int Inputs => 2;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV gate, TV up, TV c, TV d) where TV : unmanaged, IVec<TV> => gate * SimdMath.Sigmoid(gate) * up;
     }
 
     private readonly struct SwiGluGateBackward : IMap
     {
         public static int Inputs => 4;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV dgate, TV dy, TV gate, TV up) where TV : unmanaged, IVec<TV> =>
             TV.Fma(dy * up, SiluDerivative(gate), dgate);
     }
@@ -319,7 +306,6 @@ public sealed unsafe partial class CpuBackend
     private readonly struct SwiGluUpBackward : IMap
     {
         public static int Inputs => 3;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TV Apply<TV>(TV dup, TV dy, TV gate, TV d) where TV : unmanaged, IVec<TV> =>
             TV.Fma(dy, gate * SimdMath.Sigmoid(gate), dup);
     }
