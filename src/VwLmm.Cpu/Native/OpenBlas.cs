@@ -13,8 +13,16 @@ internal static unsafe partial class OpenBlas
     static OpenBlas()
     {
         NativeLibraries.Register(typeof(OpenBlas).Assembly, Lib, "libopenblas.so.0", "libopenblas.so", "libopenblas.dll", "libopenblas");
-        NativeLibraries.Register(typeof(OpenBlas).Assembly, LibC, "libc.so.6");
-        if (OperatingSystem.IsLinux()) SetEnv(ThreadTimeoutVariable, ThreadTimeout, overwrite: 0);
+        NativeLibraries.Register(typeof(OpenBlas).Assembly, LibC, "libc.so.6", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1");
+        if (!OperatingSystem.IsLinux()) return;
+        try
+        {
+            SetEnv(ThreadTimeoutVariable, ThreadTimeout, overwrite: 0);
+        }
+        catch (DllNotFoundException)
+        {
+            // A C library we do not know by name: OpenBLAS keeps its own default, which is slower, not wrong.
+        }
     }
 
     /// <summary>
