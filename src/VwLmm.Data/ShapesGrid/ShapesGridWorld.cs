@@ -26,7 +26,10 @@ public sealed record ShapesGridOptions
 public sealed record ShapesGridSample(Split Split, long Index, Scene Scene, RgbImage Image, string Caption,
                                       IReadOnlyList<QaPair> Questions)
 {
-    public string Id => $"{Split.ToString().ToLowerInvariant()}-{Index}";
+    public string Id => IdOf(Split, Index);
+
+    /// <summary>The id of sample <paramref name="index"/> of a split ("train-12").</summary>
+    public static string IdOf(Split split, long index) => $"{split.ToString().ToLowerInvariant()}-{index}";
 
     /// <summary>Stage-1 caption sample for the plain template; <paramref name="imageRef"/> is the image's dataset path.</summary>
     public ConversationSample CaptionConversation(string imageRef) =>
@@ -118,17 +121,19 @@ public sealed class ShapesGridWorld
     /// <paramref name="imageRef"/>), or for a <see cref="IsTextOnly"/> index a text-only one.
     /// </summary>
     public ConversationSample InstructionConversation(Split split, long index, string imageRef) =>
-        IsTextOnly(split, index) ? TextOnlyConversation(split, index) : Sample(split, index).QaConversation(imageRef);
+        IsTextOnly(split, index) ? TextOnlyConversation(split, index) : QaConversation(split, index, imageRef, AllKinds);
 
     /// <summary>
-    /// <paramref name="sample"/>'s image asked only questions of the given kinds (the questions of any kind when its
-    /// scene allows none of them — when every colour and every shape in it repeats).
+    /// Image sample <paramref name="index"/> asked only questions of the given kinds (the questions of any kind when its
+    /// scene allows none of them — when every colour and every shape in it repeats). Built from the scene alone: the
+    /// image is not rendered.
     /// </summary>
-    public ConversationSample QaConversation(ShapesGridSample sample, string imageRef, IReadOnlyCollection<QuestionKind> kinds)
+    public ConversationSample QaConversation(Split split, long index, string imageRef, IReadOnlyCollection<QuestionKind> kinds)
     {
-        var questions = Questions(sample.Scene, sample.Split, [.. kinds]);
-        if (questions.Count == 0) questions = sample.Questions;
-        return new ConversationSample(sample.Id, imageRef, QaTurns(Llava.ImagePlaceholder + "\n", questions));
+        var scene = SceneAt(split, index);
+        var questions = Questions(scene, split, [.. kinds]);
+        if (questions.Count == 0) questions = Questions(scene, split, AllKinds);
+        return new ConversationSample(ShapesGridSample.IdOf(split, index), imageRef, QaTurns(Llava.ImagePlaceholder + "\n", questions));
     }
 
     /// <summary>A text-only QA conversation: the first question is preceded by a caption of an unseen scene that answers it.</summary>

@@ -220,14 +220,15 @@ public sealed class ShapesGridRecipe
 
         public TrainingExample Get(int index)
         {
-            if (kinds is not null)
-            {
-                var sample = r.World.Sample(Split.Train, index);
-                return new TrainingExample(Template.Encode(r.World.QaConversation(sample, "image", kinds), tok), r.Pixels(sample.Image));
-            }
-            var conv = r.World.InstructionConversation(Split.Train, index, "image");
-            var tokens = Template.Encode(conv, tok);
-            return new TrainingExample(tokens, conv.HasImage ? r.Pixels(r.World.Sample(Split.Train, index).Image) : null);
+            var conv = Conversation(index);
+            return new TrainingExample(Template.Encode(conv, tok), conv.HasImage ? r.Pixels(r.World.Render(r.World.SceneAt(Split.Train, index))) : null);
         }
+
+        // The answer prior counts every example a stage trains on: without rendering and preprocessing their images.
+        public TokenizedConversation Tokens(int index) => Template.Encode(Conversation(index), tok);
+
+        private ConversationSample Conversation(int index) => kinds is null
+            ? r.World.InstructionConversation(Split.Train, index, "image")
+            : r.World.QaConversation(Split.Train, index, "image", kinds);
     }
 }

@@ -158,7 +158,7 @@ public sealed class Trainer : IDisposable
         long visited = (long)stage.Steps * stage.GradAccum * stage.BatchSize;
         int n = (int)Math.Min(visited, stage.AnswerPriorSamples ?? int.MaxValue);
         var batches = Enumerable.Range(0, (n + stage.BatchSize - 1) / stage.BatchSize).Select(i =>
-            builder.Build(Enumerable.Range(i * stage.BatchSize, Math.Min(stage.BatchSize, n - i * stage.BatchSize)).Select(k => source.Get(IndexAt(source, k)).Tokens).ToList()));
+            builder.Build(Enumerable.Range(i * stage.BatchSize, Math.Min(stage.BatchSize, n - i * stage.BatchSize)).Select(k => source.Tokens(IndexAt(source, k))).ToList()));
         var prior = AnswerPrior.Count(batches, classOf, _model.Config.Llm.VocabSize);
         _prior = (_state.Stage, prior.Contexts > 0 ? prior : null);
         return _prior.prior;

@@ -10,4 +10,8 @@ public interface ITrainingSource
 {
     int Count { get; }
     TrainingExample Get(int index);
+
+    /// <summary>Get(index).Tokens, for readers that need no pixels (the answer prior); override where the tokens come
+    /// cheaper than the whole example.</summary>
+    TokenizedConversation Tokens(int index) => Get(index).Tokens;
 }

@@ -170,7 +170,7 @@ public class ShapesGridWorldTests
         for (int i = 0; i < 400; i++)
         {
             var sample = world.Sample(Split.Train, i);
-            var conv = world.QaConversation(sample, "img", [QuestionKind.Colour, QuestionKind.Shape]);
+            var conv = world.QaConversation(Split.Train, i, "img", [QuestionKind.Colour, QuestionKind.Shape]);
             var scene = sample.Scene;
             bool lookupPossible = scene.Objects.Any(o => LookupAllowed(world, scene, o, QuestionKind.Colour) || LookupAllowed(world, scene, o, QuestionKind.Shape));
             Assert.That(conv.Turns[0].Value, Does.StartWith(Llava.ImagePlaceholder + "\n"));

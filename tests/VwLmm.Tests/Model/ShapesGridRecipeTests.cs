@@ -94,6 +94,33 @@ public class ShapesGridRecipeTests : CpuFixture
             new[] { "how many", "is there", "what is in row" }.Sum(q => (text.Length - text.Replace(q, "").Length) / q.Length);
     }
 
+    /// <summary>
+    /// The answer prior reads Tokens, training reads Get: both must give the same conversation (for "qa", the world's
+    /// sample's own), and Get its rendered image.
+    /// </summary>
+    [TestCase("qa")]
+    [TestCase("qa:colour,shape")]
+    public void QaSourceTokensAndPixelsAreTheSamples(string name)
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        var source = recipe.Source(name, tok);
+        int images = 0;
+        for (int i = 0; i < 60; i++)
+        {
+            var example = source.Get(i);
+            var tokens = source.Tokens(i);
+            Assert.That(tokens.InputIds, Is.EqualTo(example.Tokens.InputIds), $"ids of {i}");
+            Assert.That(tokens.Labels, Is.EqualTo(example.Tokens.Labels), $"labels of {i}");
+            if (example.Pixels is null) continue;
+            images++;
+            var sample = recipe.World.Sample(Split.Train, i);
+            Assert.That(example.Pixels, Is.EqualTo(recipe.Pixels(sample.Image)), $"pixels of {i}");
+            if (name == "qa")
+                Assert.That(tokens.InputIds, Is.EqualTo(ShapesGridRecipe.Template.Encode(sample.QaConversation("image"), tok).InputIds), $"sample {i}'s questions");
+        }
+        Assert.That(images, Is.GreaterThan(50));
+    }
+
     [Test]
     public void UnseenTrainingSamplesComeFromTheTrainingDistributionPastEveryIndexTrainingReads()
     {
