@@ -23,6 +23,14 @@
 
 #define VWLMM_FULL_MASK 0xffffffffu
 
+// Unroll the next loop N times: nvcc's pragma, or GCC's in the emulator build.
+#if defined(VWLMM_EMU)
+#define VWLMM_UNROLL(N) _Pragma(VWLMM_STR(GCC unroll N))
+#else
+#define VWLMM_UNROLL(N) _Pragma(VWLMM_STR(unroll N))
+#endif
+#define VWLMM_STR(x) #x
+
 struct SumOp
 {
     __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }

@@ -53,13 +53,13 @@ extern "C" __global__ void sum_rows_f32(float* out, const float* __restrict__ in
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= W) return;
     long long first = (long long)blockIdx.y * R;
+    // Rows r of this chunk with (first + r)·W + j < L, counted up front so that the loop unrolls and keeps several
+    // loads in flight (the adds still run in increasing r).
+    int rows = (int)max(0LL, min((long long)R, (L - j + W - 1) / W - first));
+    const float* col = in + first * W + j;
     float s = 0.0f;
-    for (int r = 0; r < R; r++)
-    {
-        long long idx = (first + r) * W + j;
-        if (idx >= L) break;
-        s += in[idx];
-    }
+    VWLMM_UNROLL(8)
+    for (int r = 0; r < rows; r++) s += col[(long long)r * W];
     float* o = out + (long long)blockIdx.y * W + j;
     *o = accumulate ? *o + s : s;
 }

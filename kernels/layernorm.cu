@@ -3,7 +3,7 @@
 // Forward: grid N (one block per row), any 1-D block; saves mean [N] (LayerNorm) and rstd [N] for backward.
 // Backward: grid ceil(N/R), block b handling rows [b·R, b·R+R) in order: dx += per row (two block reductions), and the
 // block's dγ (and dβ) partial sums over its rows go to row b of a [chunks, C] scratch buffer; the launcher then adds the
-// partials to dγ/dβ in chunk order with sum_rows_f32 (elementwise.cu). No atomics: results are bit-reproducible.
+// partials to dγ/dβ in an order fixed by N and C with sum_rows_f32 (elementwise.cu). No atomics: bit-reproducible.
 // Rows are read as float4 when C % 4 == 0 and every row pointer is 16-byte aligned.
 #include "common.cuh"
 

@@ -8,7 +8,8 @@ AdamW (weight decay on matrices only) after clipping the gradient norm to 1.
 
 Run with Debian's torch: `/usr/bin/python3 bench/reference/torch_peer.py --json`. The script re-executes itself with
 OMP_WAIT_POLICY=PASSIVE (else torch's two OpenMP pools spin against each other on a 2-core machine) and raised glibc
-malloc thresholds (see MALLOC_ENV) unless the caller set them.
+malloc thresholds (see MALLOC_ENV) unless the caller set them. `--device cuda` runs the same on the GPU, in fp32 with
+TF32 off (as `vwlmm bench --device cuda --model`), waiting for the GPU before each clock read.
 """
 import argparse
 import json
@@ -150,7 +151,7 @@ class VwLmm(nn.Module):
                 nn.init.zeros_(p)
 
     def rope(self, start, t):
-        f = torch.outer(torch.arange(start, start + t, dtype=torch.float32), self.inv_freq)
+        f = torch.outer(torch.arange(start, start + t, dtype=torch.float32, device=self.inv_freq.device), self.inv_freq)
         e = torch.cat((f, f), -1)
         return e.cos(), e.sin()
 
@@ -182,7 +183,7 @@ class VwLmm(nn.Module):
         x = torch.cat([self.projector(self.vision(pixels)), self.embed_tokens(ids)], 1)
         t = x.shape[1]
         shape = (1, l["heads"], t + new_tokens, d // l["heads"])
-        caches = [(torch.empty(shape), torch.empty(shape)) for _ in self.layers]
+        caches = [(torch.empty(shape, device=x.device), torch.empty(shape, device=x.device)) for _ in self.layers]
         h = self.decode(x, 0, caches)
         tok = self.lm_head(h[:, -1]).argmax(-1)
         out = [int(tok)]
@@ -214,11 +215,12 @@ def peak_rss_mb():
     return float("nan")
 
 
-def timed(n, fn):
+def timed(n, fn, sync=lambda: None):
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
         fn()
+        sync()
         out.append((time.perf_counter() - t0) * 1000)
     return out
 
@@ -233,6 +235,8 @@ def main():
     ap.add_argument("--text-tokens", type=int, default=64)
     ap.add_argument("--width", type=int, default=LLM["width"])
     ap.add_argument("--decode-tokens", type=int, default=64)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--peak-gflops", type=float, help="fp32 peak for percent_of_peak (default: 112 per CPU thread; none on cuda)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     side = math.isqrt(a.image_tokens)
@@ -243,14 +247,18 @@ def main():
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(SEED)
-    model = VwLmm(v, l)
+    dev = torch.device(a.device)
+    sync = (lambda: None) if a.device == "cpu" else torch.cuda.synchronize
+    if a.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    model = VwLmm(v, l).to(dev)
     params = sum(p.numel() for p in model.parameters())
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": rest, "weight_decay": 0.0}],
                             lr=LR, foreach=True)
-    pixels = torch.randn(a.batch, 3, v["image"], v["image"])
-    ids = torch.randint(0, l["vocab"], (a.batch, a.text_tokens))
+    pixels = torch.randn(a.batch, 3, v["image"], v["image"]).to(dev)
+    ids = torch.randint(0, l["vocab"], (a.batch, a.text_tokens)).to(dev)
 
     def train_step():
         opt.zero_grad(set_to_none=True)
@@ -263,26 +271,28 @@ def main():
         with torch.inference_mode():
             model(pixels[:1], ids[:1], ids[:1])
 
-    timed(a.warmup, train_step)
-    train_ms = statistics.median(timed(a.repeats, train_step))
-    timed(a.warmup, forward1)
-    forward_ms = statistics.median(timed(a.repeats, forward1))
-    timed(a.warmup, lambda: model.generate(pixels[:1], ids[:1], 1 + a.decode_tokens))
+    timed(a.warmup, train_step, sync)
+    train_ms = statistics.median(timed(a.repeats, train_step, sync))
+    timed(a.warmup, forward1, sync)
+    forward_ms = statistics.median(timed(a.repeats, forward1, sync))
+    timed(a.warmup, lambda: model.generate(pixels[:1], ids[:1], 1 + a.decode_tokens), sync)
     prefill, decode = [], []
     for _ in range(a.repeats):
-        prefill.append(timed(1, lambda: model.generate(pixels[:1], ids[:1], 1))[0])
-        decode.append(timed(1, lambda: model.generate(pixels[:1], ids[:1], 1 + a.decode_tokens))[0] - prefill[-1])
+        prefill.append(timed(1, lambda: model.generate(pixels[:1], ids[:1], 1), sync)[0])
+        decode.append(timed(1, lambda: model.generate(pixels[:1], ids[:1], 1 + a.decode_tokens), sync)[0] - prefill[-1])
 
     linear, patch, attn = step_flops(v, l, a.batch, a.text_tokens)
     train_flop = 3 * linear + 2 * patch + 3 * attn
     gflops = train_flop / (train_ms * 1e6)
+    peak = a.peak_gflops or (PEAK_GFLOPS_PER_THREAD * a.threads if a.device == "cpu" else None)
     r = {
         "engine": f"torch {torch.__version__}",
+        "device": "cpu" if a.device == "cpu" else torch.cuda.get_device_name(),
         "threads": a.threads, "batch": a.batch, "image_tokens": a.image_tokens, "text_tokens": a.text_tokens,
         "width": l["width"], "params": params, "train_gflop_per_step": train_flop / 1e9,
         "train_step_ms": train_ms, "forward_ms": forward_ms, "prefill_ms": statistics.median(prefill),
         "decode_tokens_per_s": a.decode_tokens / (statistics.median(decode) / 1000),
-        "gflops": gflops, "percent_of_peak": 100 * gflops / (PEAK_GFLOPS_PER_THREAD * a.threads),
+        "gflops": gflops, "percent_of_peak": 100 * gflops / peak if peak else None,
         "peak_rss_mb": peak_rss_mb(),
         # no managed-heap counterpart: torch's tensors come from its C++ allocator, Python objects from pymalloc.
         "allocs_per_step": None,

@@ -21,15 +21,25 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>out [W] += Σ over the rows of <paramref name="input"/> viewed as [⌈L/W⌉, W] (last row possibly short),
     /// in an order fixed by L and W: partial sums of <paramref name="rowsPerPartial"/> rows, then the partials in order.</summary>
-    private void SumRowsInto(nint output, nint input, long L, int W, int rowsPerPartial)
+    private void SumRowsInto(nint output, nint input, long L, int W, int rowsPerPartial) =>
+        SumRowsInto(output, input, L, W, rowsPerPartial, Scratch(ColumnSumPartials(L, W, rowsPerPartial)));
+
+    /// <summary>As above, with the caller's buffer of <see cref="ColumnSumPartials"/> floats for the partial sums.</summary>
+    private void SumRowsInto(nint output, nint input, long L, int W, int rowsPerPartial, nint partials)
+    {
+        var (R, chunks) = ColumnSumChunks(L, W, rowsPerPartial);
+        SumRows(partials, input, L, W, R, chunks, accumulate: false);
+        SumRows(output, partials, (long)chunks * W, W, chunks, 1, accumulate: true);
+    }
+
+    private static long ColumnSumPartials(long L, int W, int rowsPerPartial) => (long)ColumnSumChunks(L, W, rowsPerPartial).Chunks * W;
+
+    private static (int R, int Chunks) ColumnSumChunks(long L, int W, int rowsPerPartial)
     {
         long rows = (L + W - 1) / W;
         // Keep the partial count within gridDim.y (65535) by widening the chunks for very tall inputs.
         int R = (int)Math.Max(rowsPerPartial, (rows + 65534) / 65535);
-        int chunks = (int)CeilDiv(rows, R);
-        nint partials = Scratch((long)chunks * W);
-        SumRows(partials, input, L, W, R, chunks, accumulate: false);
-        SumRows(output, partials, (long)chunks * W, W, chunks, 1, accumulate: true);
+        return (R, (int)CeilDiv(rows, R));
     }
 
     private void SumRows(nint output, nint input, long L, int W, int R, int chunks, bool accumulate)

@@ -15,7 +15,8 @@ namespace VwLmm.Cli.Commands;
 /// batch 1, prefill and greedy KV-cache decode at batch 1 — and reports achieved GFLOP/s (<see cref="StepFlops"/>), peak
 /// RSS and managed allocations per steady-state step; <c>--ops</c> adds per-op profiles of the train step and of decoding.
 /// bench/reference/torch_peer.py prints the same JSON keys for PyTorch. With <c>--device cuda</c> or <c>emu</c> it is the
-/// GPU kernel lab instead: every CUDA kernel family timed at the preset's shapes (<see cref="KernelLab"/>).
+/// GPU kernel lab instead: every CUDA kernel family timed at the preset's shapes (<see cref="KernelLab"/>); adding
+/// <c>--model</c> runs the model benchmark on that device (each timing ends with a device synchronisation).
 /// </summary>
 public sealed class BenchCommand : ICommand
 {
@@ -29,7 +30,7 @@ public sealed class BenchCommand : ICommand
 
     public string Help => """
         usage: vwlmm bench [--preset bench-5m] [--device cpu|emu|cuda] [--threads N] [--repeats R] [--warmup W] [--batch B]
-                           [--image-tokens N] [--text-tokens N] [--width D] [--decode-tokens N] [--json] [--ops]
+                           [--image-tokens N] [--text-tokens N] [--width D] [--decode-tokens N] [--model] [--json] [--ops]
 
         Builds the preset with random weights and a synthetic batch (one image at the start of each sample, random text
         ids, labels on the text) and reports medians over R repeats after W warm-up runs:
@@ -37,13 +38,16 @@ public sealed class BenchCommand : ICommand
           forward_ms           forward with losses at batch 1, no tape
           prefill_ms           Generator prefill of one prompt (image + text) into the KV cache
           decode_tokens_per_s  greedy decode with the KV cache at batch 1: N tokens / (time of prefill + N − prefill)
-          gflops, percent_of_peak  train step work (analytic, see docs/BENCHMARKS.md) / time; peak 112 GFLOP/s per thread
+          gflops, percent_of_peak  train step work (analytic, see docs/BENCHMARKS.md) / time; peak 112 GFLOP/s per thread,
+                               or the GPU's fp32 peak from the peak table
           peak_rss_mb          VmHWM of the process, next to params+grads+moments+activations
           allocs_per_step      managed bytes allocated per steady-state train step (all threads)
 
           --preset NAME        model preset (default bench-5m)
           --device D           cpu (default): the model benchmark above; cuda: the GPU kernel lab (below); emu: the
                                kernel lab on the CPU kernel emulator, which checks the lab runs but times nothing real
+          --model              with --device cuda|emu: the model benchmark above on that device instead of the lab
+                               (every timing waits for the device to finish)
           --threads N          worker and OpenBLAS threads (default 2)
           --repeats R          timed runs per metric (default 5)
           --warmup W           untimed runs first (default 5: the first steps run while the JIT recompiles hot methods)
@@ -63,9 +67,10 @@ public sealed class BenchCommand : ICommand
 
         example: vwlmm bench --preset bench-5m --threads 2 --repeats 5 --json
                  vwlmm bench --device cuda --preset llava-7b --batch 1 --repeats 20
+                 vwlmm bench --device cuda --model --json
         """;
 
-    public IReadOnlyList<string> Flags { get; } = ["--json", "--ops"];
+    public IReadOnlyList<string> Flags { get; } = ["--json", "--ops", "--model"];
 
     public IReadOnlyList<string> Valued { get; } =
         ["--preset", "--device", "--threads", "--repeats", "--warmup", "--batch", "--image-tokens", "--text-tokens", "--width", "--decode-tokens"];
@@ -73,8 +78,8 @@ public sealed class BenchCommand : ICommand
     public int Run(CliArgs args, TextWriter stdout)
     {
         string device = args.Get("--device") ?? "cpu";
-        if (device is "cuda" or "emu") return RunKernelLab(args, stdout);
-        if (device != "cpu") throw new UsageException($"option --device: must be cpu, emu or cuda, not '{device}'");
+        if (device is not ("cpu" or "cuda" or "emu")) throw new UsageException($"option --device: must be cpu, emu or cuda, not '{device}'");
+        if (device != "cpu" && !args.Has("--model")) return RunKernelLab(args, stdout);
         int threads = args.GetInt("--threads", 2, 1, 256);
         int repeats = args.GetInt("--repeats", 5, 1, 10_000);
         int warmup = args.GetInt("--warmup", 5, 0, 10_000);
@@ -83,10 +88,16 @@ public sealed class BenchCommand : ICommand
         int decodeTokens = args.GetInt("--decode-tokens", 64, 1, 1 << 20);
         var config = Configure(args, textTokens, decodeTokens);
 
-        using var cpu = new CpuBackend(threads);
-        var profiler = args.Has("--ops") ? new ProfilingBackend(cpu) : null;
-        using var run = new BenchRun(profiler ?? (IBackend)cpu, config, batch, textTokens, decodeTokens, repeats, warmup);
-        var result = run.Measure(threads);
+        using var compute = device == "cpu" ? new CpuBackend(threads) : Backends.Create(args, TextWriter.Null);
+        var (deviceName, peakGflops) = compute switch
+        {
+            CudaBackend { Runtime: DriverRuntime gpu } => (gpu.DeviceName, DevicePeaks.Find(gpu.Info.Name)?.Fp32Tflops * 1000),
+            CudaBackend cuda => (cuda.Runtime.DeviceName, null),
+            _ => ("cpu", PeakGflopsPerThread * threads),
+        };
+        var profiler = args.Has("--ops") ? new ProfilingBackend(compute) : null;
+        using var run = new BenchRun(profiler ?? compute, config, batch, textTokens, decodeTokens, repeats, warmup);
+        var result = run.Measure(threads, deviceName, peakGflops);
         var ops = profiler is null ? null : new OpProfiles(run.Profile(profiler), run.ProfileDecode(profiler));
 
         if (args.Has("--json")) stdout.WriteLine(ToJson(result, ops));
@@ -97,7 +108,7 @@ public sealed class BenchCommand : ICommand
     /// <summary>The kernel lab on the CUDA backend of --device (emu or cuda; "no GPU" ends here with the probe's one line).</summary>
     private static int RunKernelLab(CliArgs args, TextWriter stdout)
     {
-        if (args.Has("--ops")) throw new UsageException("option --ops: profiles the CPU train step; --device cuda|emu times every kernel already");
+        if (args.Has("--ops")) throw new UsageException("option --ops: profiles the model's train step (add --model); the kernel lab times every kernel already");
         int repeats = args.GetInt("--repeats", 5, 1, 10_000);
         int warmup = args.GetInt("--warmup", 5, 0, 10_000);
         int batch = args.GetInt("--batch", 8, 1, 4096);
@@ -235,13 +246,13 @@ public sealed class BenchCommand : ICommand
     }
 
     private sealed record Result(
-        VwLmmConfig Config, int Threads, int Batch, int TextTokens, long Parameters, StepFlops Flops,
+        VwLmmConfig Config, string Device, double? PeakGflops, int Threads, int Batch, int TextTokens, long Parameters, StepFlops Flops,
         double TrainStepMs, double ForwardMs, double PrefillMs, double DecodeTokensPerSecond,
         double PeakRssMb, double ModelMemoryMb, double ActivationMb, double AllocatedBytesPerStep, double Gen0PerStep,
         long ForwardBytes, long BackwardBytes, long OptimizerBytes, int TapeOps)
     {
         public double Gflops => Flops.Train / (TrainStepMs * 1e6);
-        public double PercentOfPeak => 100 * Gflops / (PeakGflopsPerThread * Threads);
+        public double? PercentOfPeak => 100 * Gflops / PeakGflops;
     }
 
     /// <summary>One op's row of a profile; a step is a train step or, in the decode profile, one generated token.</summary>
@@ -293,7 +304,7 @@ public sealed class BenchCommand : ICommand
         private int ImageSize => config.Vision.ImageSize;
         private int PixelsPerImage => config.Vision.NumChannels * ImageSize * ImageSize;
 
-        public Result Measure(int threads)
+        public Result Measure(int threads, string device, double? peakGflops)
         {
             using var train = TrainStepper();
             for (int i = 0; i < warmup; i++) train.Step();
@@ -302,7 +313,7 @@ public sealed class BenchCommand : ICommand
             Action step = train.Step;
             long bytes0 = GC.GetTotalAllocatedBytes(precise: true);
             int gen0 = GC.CollectionCount(0);
-            Time(trainMs, step);
+            Time(backend, trainMs, step);
             double bytesPerStep = (GC.GetTotalAllocatedBytes(precise: true) - bytes0) / (double)repeats;
             double gcPerStep = (GC.CollectionCount(0) - gen0) / (double)repeats;
             var (fwdBytes, bwdBytes, optBytes, recordedOps) = train.AllocationsByPhase();
@@ -317,7 +328,7 @@ public sealed class BenchCommand : ICommand
                 _model.Forward(tape, batch1, Ops.Input(tape, pixels1.Span, 1, config.Vision.NumChannels, ImageSize, ImageSize));
             }
             for (int i = 0; i < warmup; i++) Forward();
-            var forwardMs = Time(new double[repeats], Forward);
+            var forwardMs = Time(backend, new double[repeats], Forward);
 
             using var generator = new Generator(_model, ArenaBytes(1));
             var prompt = _samples[..1];
@@ -334,8 +345,8 @@ public sealed class BenchCommand : ICommand
             var generateMs = new double[repeats];
             for (int r = 0; r < repeats; r++)
             {
-                prefillMs[r] = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
-                generateMs[r] = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
+                prefillMs[r] = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
+                generateMs[r] = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
             }
             double generateMedian = Median(generateMs), prefillMedian = Median(prefillMs);
             double decodeMs = generateMedian - prefillMedian;
@@ -345,7 +356,7 @@ public sealed class BenchCommand : ICommand
 
             long paramBytes = _model.Parameters.All.Sum(p => p.Numel) * sizeof(float);
             double activationMb = train.ActivationBytes / 1048576.0;
-            return new Result(config, threads, batch, textTokens, _model.Parameters.All.Sum(p => p.Numel), StepFlops.Of(config, batch, textTokens),
+            return new Result(config, device, peakGflops, threads, batch, textTokens, _model.Parameters.All.Sum(p => p.Numel), StepFlops.Of(config, batch, textTokens),
                 Median(trainMs), Median(forwardMs), prefillMedian, decodeTokens / (decodeMs / 1000),
                 PeakRssMb(), 4 * paramBytes / 1048576.0 + activationMb, activationMb, bytesPerStep, gcPerStep,
                 fwdBytes, bwdBytes, optBytes, recordedOps);
@@ -357,7 +368,7 @@ public sealed class BenchCommand : ICommand
             using var train = TrainStepper();
             train.Step();
             profiler.ResetCounters();
-            double stepMs = Time(new double[repeats], train.Step).Sum() / repeats;
+            double stepMs = Time(backend, new double[repeats], train.Step).Sum() / repeats;
             var f = StepFlops.Of(config, batch, textTokens);
             var rows = new List<OpRow>();
             foreach (var (op, calls, seconds) in profiler.Table())
@@ -392,10 +403,10 @@ public sealed class BenchCommand : ICommand
             generator.Generate(prompt, pixels1.Span, prefillOnly);
             generator.Generate(prompt, pixels1.Span, withDecode);
             profiler.ResetCounters();
-            double prefillMs = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
+            double prefillMs = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
             var prefill = profiler.Table().ToDictionary(r => r.Op);
             profiler.ResetCounters();
-            double generateMs = Time(new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
+            double generateMs = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
             double tokenMs = (generateMs - prefillMs) / decodeTokens;
             var rows = new List<OpRow>();
             foreach (var (op, calls, seconds) in profiler.Table())
@@ -477,13 +488,15 @@ public sealed class BenchCommand : ICommand
         }
     }
 
-    /// <summary>Runs action once per element of ms, storing each run's milliseconds; returns ms.</summary>
-    private static double[] Time(double[] ms, Action action)
+    /// <summary>Runs action once per element of ms, storing each run's milliseconds up to the end of the work it queued
+    /// on the backend (a GPU runs asynchronously); returns ms.</summary>
+    private static double[] Time(IBackend backend, double[] ms, Action action)
     {
         for (int i = 0; i < ms.Length; i++)
         {
             long t0 = Stopwatch.GetTimestamp();
             action();
+            backend.Synchronize();
             ms[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
         return ms;
@@ -514,6 +527,7 @@ public sealed class BenchCommand : ICommand
         {
             w.WriteStartObject();
             w.WriteString("engine", "vwlmm");
+            w.WriteString("device", r.Device);
             w.WriteNumber("threads", r.Threads);
             w.WriteNumber("batch", r.Batch);
             w.WriteNumber("image_tokens", r.Config.ImageTokens);
@@ -526,7 +540,8 @@ public sealed class BenchCommand : ICommand
             w.WriteNumber("prefill_ms", r.PrefillMs);
             w.WriteNumber("decode_tokens_per_s", r.DecodeTokensPerSecond);
             w.WriteNumber("gflops", r.Gflops);
-            w.WriteNumber("percent_of_peak", r.PercentOfPeak);
+            if (r.PercentOfPeak is { } percent) w.WriteNumber("percent_of_peak", percent);
+            else w.WriteNull("percent_of_peak");
             w.WriteNumber("peak_rss_mb", r.PeakRssMb);
             w.WriteNumber("model_memory_mb", r.ModelMemoryMb);
             w.WriteNumber("activation_mb", r.ActivationMb);
@@ -568,8 +583,9 @@ public sealed class BenchCommand : ICommand
         var c = r.Config;
         string F(double x, string fmt = "0.00") => x.ToString(fmt, CultureInfo.InvariantCulture);
         w.WriteLine($"vwlmm bench: {r.Parameters:N0} parameters, batch {r.Batch}, {c.ImageTokens} image + {r.TextTokens} text tokens, " +
-                    $"LLM width {c.Llm.HiddenSize}, cpu × {r.Threads} threads");
-        w.WriteLine($"  train step (fwd+bwd+AdamW)   {F(r.TrainStepMs),10} ms   {F(r.Flops.Train / 1e9, "0.000")} GFLOP → {F(r.Gflops, "0.0")} GFLOP/s ({F(r.PercentOfPeak, "0.0")}% of peak)");
+                    $"LLM width {c.Llm.HiddenSize}, {(r.Device == "cpu" ? $"cpu × {r.Threads} threads" : r.Device)}");
+        string ofPeak = r.PercentOfPeak is { } percent ? $"{F(percent, "0.0")}% of peak" : "no peak known for this device";
+        w.WriteLine($"  train step (fwd+bwd+AdamW)   {F(r.TrainStepMs),10} ms   {F(r.Flops.Train / 1e9, "0.000")} GFLOP → {F(r.Gflops, "0.0")} GFLOP/s ({ofPeak})");
         w.WriteLine($"  forward, batch 1             {F(r.ForwardMs),10} ms");
         w.WriteLine($"  prefill, batch 1             {F(r.PrefillMs),10} ms");
         w.WriteLine($"  decode, batch 1, KV cache    {F(r.DecodeTokensPerSecond, "0.0"),10} tok/s");

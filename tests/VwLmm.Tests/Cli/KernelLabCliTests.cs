@@ -5,7 +5,8 @@ using VwLmm.Cuda;
 namespace VwLmm.Tests.Cli;
 
 /// <summary>`vwlmm bench --device emu|cuda` (the GPU kernel lab) through the real binary: on the emulator it covers every
-/// kernel family and says its times are not GPU timings; without a GPU, --device cuda fails in one line.</summary>
+/// kernel family and says its times are not GPU timings; without a GPU, --device cuda fails in one line; --model runs
+/// the model benchmark on the device instead.</summary>
 public class KernelLabCliTests
 {
     private static readonly string[] Small =
@@ -61,6 +62,22 @@ public class KernelLabCliTests
     }
 
     [Test]
-    public void OpsProfileIsCpuOnly() =>
+    public void OpsProfileNeedsTheModelBenchmark() =>
         CliRunner.AssertOneLineError(CliRunner.Run("bench", "--device", "emu", "--ops"), 2, "--ops");
+
+    /// <summary>--model runs the model benchmark (train step, forward, prefill, decode) on the CUDA backend instead of
+    /// the lab, with the CPU benchmark's keys; the emulator has no fp32 peak, so percent_of_peak is null.</summary>
+    [Test]
+    public void ModelBenchmarkRunsOnTheCudaBackend()
+    {
+        var r = CliRunner.Run("bench", "--device", "emu", "--model", "--batch", "1", "--image-tokens", "4", "--text-tokens", "4",
+                              "--decode-tokens", "2", "--repeats", "1", "--warmup", "0", "--json");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        var root = JsonDocument.Parse(r.Stdout).RootElement;
+        Assert.That(root.GetProperty("device").GetString(), Is.EqualTo("emu"));
+        Assert.That(root.TryGetProperty("mode", out _), Is.False, "not the kernel lab");
+        foreach (var key in new[] { "train_step_ms", "forward_ms", "prefill_ms", "decode_tokens_per_s", "gflops" })
+            Assert.That(root.GetProperty(key).GetDouble(), Is.Positive, key);
+        Assert.That(root.GetProperty("percent_of_peak").ValueKind, Is.EqualTo(JsonValueKind.Null));
+    }
 }
