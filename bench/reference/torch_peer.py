@@ -98,7 +98,7 @@ def attention(q, k, v, causal, offset=0):
     s = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
     if causal and q.shape[2] > 1:
         tq, tk = q.shape[2], k.shape[2]
-        mask = torch.ones(tq, tk, dtype=torch.bool).triu(offset + 1)
+        mask = torch.ones(tq, tk, dtype=torch.bool, device=q.device).triu(offset + 1)
         s = s.masked_fill(mask, float("-inf"))
     return torch.softmax(s, -1) @ v
 
