@@ -99,11 +99,12 @@ public sealed unsafe partial class CudaBackend
         SumRowsInto(dbias.Ptr, dy.Ptr, (long)N * C, checked(P * C), RowsPerPartial);
     }
 
-    private static string ActivationKernel(Activation act, string pass) => act switch
+    // Literal names: a name built per call would be a managed allocation per launch.
+    private static string ActivationKernel(Activation act, bool forward) => act switch
     {
-        Activation.Gelu => $"gelu_{pass}_f32",
-        Activation.QuickGelu => $"quick_gelu_{pass}_f32",
-        Activation.Silu => $"silu_{pass}_f32",
+        Activation.Gelu => forward ? "gelu_forward_f32" : "gelu_backward_f32",
+        Activation.QuickGelu => forward ? "quick_gelu_forward_f32" : "quick_gelu_backward_f32",
+        Activation.Silu => forward ? "silu_forward_f32" : "silu_backward_f32",
         _ => throw new ArgumentOutOfRangeException(nameof(act), act, "unknown activation"),
     };
 
@@ -111,14 +112,14 @@ public sealed unsafe partial class CudaBackend
     {
         nint py = y.Ptr, px = x.Ptr;
         ReadOnlySpan<KernelArg> args = [&py, &px, &n];
-        Pointwise(ActivationKernel(act, "forward"), n, args);
+        Pointwise(ActivationKernel(act, forward: true), n, args);
     }
 
     public void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act)
     {
         nint pdx = dx.Ptr, pdy = dy.Ptr, px = x.Ptr;
         ReadOnlySpan<KernelArg> args = [&pdx, &pdy, &px, &n];
-        Pointwise(ActivationKernel(act, "backward"), n, args);
+        Pointwise(ActivationKernel(act, forward: false), n, args);
     }
 
     public void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n)

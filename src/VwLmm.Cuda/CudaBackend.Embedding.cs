@@ -23,18 +23,20 @@ public sealed unsafe partial class CudaBackend
     public void GatherRowsBackward(Tensor? dSrcA, Tensor? dSrcB, Tensor dy, Tensor map, int R, int C)
     {
         if (R == 0 || (dSrcA is null && dSrcB is null)) return;
-        var m = new int[R];
+        // One staging span: the map [R], then the scratch layout (ints) order [count], start [S+1], dstMap [S], S ≤ count ≤ R.
+        var staging = HostInts(4 * R + 1);
+        var m = staging[..R];
         Download<int>(map, m);
         // (map value, r) packed so one sort groups by destination and orders each group by r.
-        var keys = new long[R];
+        var keys = HostKeys(R);
         int count = 0;
         for (int r = 0; r < R; r++)
             if (m[r] >= 0 ? dSrcA is not null : m[r] <= -2 && dSrcB is not null)
                 keys[count++] = ((long)m[r] << 32) | (uint)r;
         if (count == 0) return;
-        Array.Sort(keys, 0, count);
-        // Scratch layout (ints): order [count], start [S+1], dstMap [S], with S ≤ count.
-        var index = new int[3 * count + 1];
+        keys = keys[..count];
+        keys.Sort();
+        var index = staging.Slice(R, 3 * count + 1);
         int S = 0;
         for (int j = 0; j < count; j++)
         {

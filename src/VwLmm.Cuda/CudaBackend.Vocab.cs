@@ -16,7 +16,7 @@ public sealed unsafe partial class CudaBackend
     public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale)
     {
         if (N == 0) return;
-        var t = new int[N];
+        var t = HostInts(N);
         Download<int>(targets, t);
         IndexChecks.Targets(nameof(CrossEntropy), t, V);
         nint pl = losses.Ptr, pd = PtrOrNull(dlogits), px = logits.Ptr, pt = targets.Ptr;
@@ -32,7 +32,7 @@ public sealed unsafe partial class CudaBackend
                              int N, int V, bool reverse, float gradScale)
     {
         if (N == 0) return;
-        var p = new int[2 * N];
+        var p = HostInts(2 * N);
         Download<int>(pairs, p);
         IndexChecks.VisualWordPairs(nameof(VisualWordKl), p, (int)(lmLogits.Numel / V), (int)(vmLogits.Numel / V));
         bool shared = (dLm is not null && !RowsDistinct(p, 0)) || (dVm is not null && !RowsDistinct(p, 1));
@@ -47,11 +47,11 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>Whether column <paramref name="column"/> of pairs [N,2] names no row twice.</summary>
-    private static bool RowsDistinct(int[] pairs, int column)
+    private bool RowsDistinct(ReadOnlySpan<int> pairs, int column)
     {
-        var seen = new HashSet<int>();
+        _seenRows.Clear();
         for (int i = column; i < pairs.Length; i += 2)
-            if (!seen.Add(pairs[i])) return false;
+            if (!_seenRows.Add(pairs[i])) return false;
         return true;
     }
 

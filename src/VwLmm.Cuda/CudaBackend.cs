@@ -17,6 +17,11 @@ public sealed unsafe partial class CudaBackend : IBackend
     private readonly Dictionary<string, nint> _functions = new();
     private readonly Dictionary<string, KernelArgKind[]> _launchedSignatures = new();
     private DeviceBuffer? _scratch;
+    // Host staging for the launchers that read indices back (targets, pairs, the embedding map): grown, never shrunk,
+    // so that steady-state steps allocate nothing.
+    private int[] _hostInts = [];
+    private long[] _hostKeys = [];
+    private readonly HashSet<int> _seenRows = new();
 
     public CudaBackend(ICudaRuntime runtime) => Runtime = runtime;
 
@@ -99,6 +104,18 @@ public sealed unsafe partial class CudaBackend : IBackend
             _scratch = Allocate(Math.Max(floats * sizeof(float), 1 << 20));
         }
         return _scratch.Ptr;
+    }
+
+    private Span<int> HostInts(int n)
+    {
+        if (_hostInts.Length < n) _hostInts = new int[Math.Max(n, 2 * _hostInts.Length)];
+        return _hostInts.AsSpan(0, n);
+    }
+
+    private Span<long> HostKeys(int n)
+    {
+        if (_hostKeys.Length < n) _hostKeys = new long[Math.Max(n, 2 * _hostKeys.Length)];
+        return _hostKeys.AsSpan(0, n);
     }
 
     private static nint PtrOrNull(Tensor? t) => t?.Ptr ?? 0;

@@ -71,7 +71,7 @@ public class KernelLabCliTests
     public void ModelBenchmarkRunsOnTheCudaBackend()
     {
         var r = CliRunner.Run("bench", "--device", "emu", "--model", "--batch", "1", "--image-tokens", "4", "--text-tokens", "4",
-                              "--decode-tokens", "2", "--repeats", "1", "--warmup", "0", "--json");
+                              "--decode-tokens", "2", "--repeats", "2", "--warmup", "1", "--json");
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         var root = JsonDocument.Parse(r.Stdout).RootElement;
         Assert.That(root.GetProperty("device").GetString(), Is.EqualTo("emu"));

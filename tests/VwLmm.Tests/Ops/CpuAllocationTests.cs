@@ -16,25 +16,6 @@ public sealed class CpuAllocationTests
     [OneTimeSetUp] public void CreateBackend() => _backend = new CpuBackend(2);
     [OneTimeTearDown] public void DisposeBackend() => _backend.Dispose();
 
-    /// <summary>
-    /// Calls op once to warm it (JIT, scratch growth, pooled arrays), then counts the bytes every thread allocates over
-    /// a few more calls. GC.GetTotalAllocatedBytes sees the whole process, and the test host's threads allocate now and
-    /// then, so an attempt is repeated when one saw any allocation; an op that allocates does so on every attempt.
-    /// </summary>
-    private static void AssertAllocationFree(string what, Action op)
-    {
-        op();
-        long allocated = 0;
-        for (int attempt = 0; attempt < 20; attempt++)
-        {
-            long before = GC.GetTotalAllocatedBytes(precise: true);
-            for (int i = 0; i < 4; i++) op();
-            allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
-            if (allocated == 0) return;
-        }
-        Assert.Fail($"{what}: {allocated} bytes allocated over 4 warm calls");
-    }
-
     [Test]
     public void ElementwiseOps()
     {
