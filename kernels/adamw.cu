@@ -1,25 +1,61 @@
 // adamw.cu — the fused AdamW step with decoupled weight decay over flat fp32 parameter, gradient and moment buffers:
-// one read of param, grad, m, v and one write of param, m, v per element.
-// Launch: 1-D grid-stride loop over a 64-bit n (any 1-D grid and block). Saves nothing; m and v are the optimiser state.
+// one read of param, grad, m, v and one write of param, m, v per element; and the same over a parameter list, with the
+// gradient zeroing that precedes each step, in one launch each (the per-parameter launches dominated a small model's
+// GPU step).
+// Launch: adamw_f32 is a 1-D grid-stride loop over a 64-bit n (any 1-D grid and block); the list kernels take one block
+// per PARAM_LIST_CHUNK elements of an entry (common.cuh), any 1-D block. Saves nothing; m and v are the optimiser state.
 // The bias corrections 1/(1 − β^step) come from the host, computed in double.
 #include "common.cuh"
 
 // g = grad·gradScale; m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
-// param −= lr·(m·invCorrection1 / (sqrt(v·invCorrection2) + eps) + weightDecay·param), all [n].
+// param −= lr·(m·invCorrection1 / (sqrt(v·invCorrection2) + eps) + weightDecay·param), at element i.
+__device__ __forceinline__ void adamw_element(float* param, const float* grad, float* m, float* v, long long i,
+                                              float lr, float beta1, float beta2, float eps, float weightDecay,
+                                              float invCorrection1, float invCorrection2, float gradScale)
+{
+    float g = grad[i] * gradScale;
+    float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    float p = param[i];
+    param[i] = p - lr * (mi * invCorrection1 / (sqrtf(vi * invCorrection2) + eps) + weightDecay * p);
+}
+
+// The update above on every element of [n].
 extern "C" __global__ void adamw_f32(float* param, const float* __restrict__ grad, float* m, float* v, long long n,
                                      float lr, float beta1, float beta2, float eps, float weightDecay,
                                      float invCorrection1, float invCorrection2, float gradScale)
 {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-    {
-        float g = grad[i] * gradScale;
-        float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        float p = param[i];
-        param[i] = p - lr * (mi * invCorrection1 / (sqrtf(vi * invCorrection2) + eps) + weightDecay * p);
-    }
+        adamw_element(param, grad, m, v, i, lr, beta1, beta2, eps, weightDecay, invCorrection1, invCorrection2, gradScale);
+}
+
+// The update above on every entry of a parameter list, each with its own weight decay.
+extern "C" __global__ void adamw_list_f32(const ParamEntry* __restrict__ entries, const long long* __restrict__ chunk_start,
+                                          int count, float lr, float beta1, float beta2, float eps,
+                                          float invCorrection1, float invCorrection2, float gradScale)
+{
+    long long b = blockIdx.x;
+    int e = param_list_entry(chunk_start, count, b);
+    ParamEntry p = entries[e];
+    long long lo = (b - chunk_start[e]) * PARAM_LIST_CHUNK, hi = min(p.n, lo + PARAM_LIST_CHUNK);
+    for (long long i = lo + threadIdx.x; i < hi; i += blockDim.x)
+        adamw_element(p.param, p.grad, p.m, p.v, i, lr, beta1, beta2, eps, p.weight_decay, invCorrection1, invCorrection2,
+                      gradScale);
+}
+
+// grad = 0 on every entry of a parameter list.
+extern "C" __global__ void zero_gradients_f32(const ParamEntry* __restrict__ entries, const long long* __restrict__ chunk_start,
+                                              int count)
+{
+    long long b = blockIdx.x;
+    int e = param_list_entry(chunk_start, count, b);
+    ParamEntry p = entries[e];
+    long long lo = (b - chunk_start[e]) * PARAM_LIST_CHUNK, hi = min(p.n, lo + PARAM_LIST_CHUNK);
+    for (long long i = lo + threadIdx.x; i < hi; i += blockDim.x) p.grad[i] = 0.0f;
 }
 
 VWLMM_KERNEL(adamw_f32)
+VWLMM_KERNEL(adamw_list_f32)
+VWLMM_KERNEL(zero_gradients_f32)

@@ -110,3 +110,32 @@ template <> struct Vec<4>
 };
 
 __device__ __forceinline__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// One entry of a parameter list (ParameterList in C#; CudaBackend.AdamW.cs writes the same 48-byte layout): the
+// parameter, its gradient and AdamW moments, all [n]. The list kernels take grid = Σ ⌈nᵢ / PARAM_LIST_CHUNK⌉ blocks, and
+// chunk_start[i] is the first block of entry i (chunk_start[count] = the grid). Chunk boundaries are those of the
+// per-tensor sum of squares, so the list kernels give its bits.
+#define PARAM_LIST_CHUNK 8192
+struct ParamEntry
+{
+    float* param;
+    float* grad;
+    float* m;
+    float* v;
+    long long n;
+    float weight_decay;
+    float unused;
+};
+
+// The entry whose chunks hold block b: the last i with chunk_start[i] <= b (entries without chunks are skipped).
+__device__ __forceinline__ int param_list_entry(const long long* chunk_start, int count, long long b)
+{
+    int lo = 0, hi = count - 1;
+    while (lo < hi)
+    {
+        int mid = (lo + hi + 1) / 2;
+        if (chunk_start[mid] <= b) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}

@@ -2,7 +2,9 @@
 // result is correctly rounded for any n.
 // Launch: sum_squares_partials_f32 takes grid ceil(n/chunk), block REDUCE_THREADS; block b sums elements
 // [b·chunk, (b+1)·chunk) into partials[b]. sum_partials_f64 then runs one block of REDUCE_THREADS over the partials in
-// a fixed order. Chunk boundaries depend on n alone, so the result is bit-reproducible. Saves nothing.
+// a fixed order. Chunk boundaries depend on n alone, so the result is bit-reproducible. The list kernels do the same for
+// every gradient of a parameter list in two launches: one block per chunk of every entry, then one block per entry.
+// Saves nothing.
 #include "common.cuh"
 
 #define REDUCE_THREADS 256
@@ -23,18 +25,16 @@ __device__ double block_sum_f64(double v)
     }
     return buffer[0];
 }
-}  // namespace
 
-// partials[b] = Σ x[i]² over i in [b·chunk, min(n, (b+1)·chunk)), in double. chunk must be a multiple of 4.
-extern "C" __global__ void sum_squares_partials_f32(double* partials, const float* __restrict__ x, long long n, int chunk)
+// Σ x[i]² over [lo, hi) by the block, in double; thread 0 gets the result. lo must be a multiple of 4.
+__device__ double sum_squares_range(const float* x, long long lo, long long hi)
 {
-    long long lo = (long long)blockIdx.x * chunk, hi = min(n, lo + chunk);
     int t = (int)threadIdx.x;
     double s = 0.0;
     long long i = lo;
     if (aligned16(x))
     {
-        // x + lo is aligned too: chunk is a multiple of 4.
+        // x + lo is aligned too: lo is a multiple of 4.
         for (i = lo + 4 * t; i + 4 <= hi; i += 4 * REDUCE_THREADS)
         {
             float4 q = *reinterpret_cast<const float4*>(x + i);
@@ -43,18 +43,56 @@ extern "C" __global__ void sum_squares_partials_f32(double* partials, const floa
         i = lo + (hi - lo) / 4 * 4;
     }
     for (i += t; i < hi; i += REDUCE_THREADS) s += (double)x[i] * x[i];
-    s = block_sum_f64(s);
-    if (t == 0) partials[blockIdx.x] = s;
+    return block_sum_f64(s);
+}
+
+// Σ partials[0..count) by the block, in double; thread 0 gets the result.
+__device__ double sum_range_f64(const double* partials, long long count)
+{
+    double s = 0.0;
+    for (long long i = (int)threadIdx.x; i < count; i += REDUCE_THREADS) s += partials[i];
+    return block_sum_f64(s);
+}
+}  // namespace
+
+// partials[b] = Σ x[i]² over i in [b·chunk, min(n, (b+1)·chunk)), in double. chunk must be a multiple of 4.
+extern "C" __global__ void sum_squares_partials_f32(double* partials, const float* __restrict__ x, long long n, int chunk)
+{
+    long long lo = (long long)blockIdx.x * chunk;
+    double s = sum_squares_range(x, lo, min(n, lo + chunk));
+    if (threadIdx.x == 0) partials[blockIdx.x] = s;
 }
 
 // *result = (float) Σ partials[0..count), summed in double. One block.
 extern "C" __global__ void sum_partials_f64(float* result, const double* __restrict__ partials, int count)
 {
-    double s = 0.0;
-    for (int i = (int)threadIdx.x; i < count; i += REDUCE_THREADS) s += partials[i];
-    s = block_sum_f64(s);
+    double s = sum_range_f64(partials, count);
     if (threadIdx.x == 0) *result = (float)s;
+}
+
+// The first stage over the gradients of a parameter list: partials[b] for block b of entry e is the sum of squares of
+// chunk b − chunk_start[e] of its gradient, the chunk sum_squares_partials_f32 would give with chunk = PARAM_LIST_CHUNK.
+extern "C" __global__ void sum_squares_list_partials_f32(double* partials, const ParamEntry* __restrict__ entries,
+                                                         const long long* __restrict__ chunk_start, int count)
+{
+    long long b = blockIdx.x;
+    int e = param_list_entry(chunk_start, count, b);
+    long long n = entries[e].n, lo = (b - chunk_start[e]) * PARAM_LIST_CHUNK;
+    double s = sum_squares_range(entries[e].grad, lo, min(n, lo + PARAM_LIST_CHUNK));
+    if (threadIdx.x == 0) partials[b] = s;
+}
+
+// results[e] = (float) Σ of entry e's partials, summed as sum_partials_f64 does. Grid: one block per entry.
+extern "C" __global__ void sum_partials_list_f64(float* results, const double* __restrict__ partials,
+                                                 const long long* __restrict__ chunk_start, int count)
+{
+    int e = blockIdx.x;
+    if (e >= count) return;
+    double s = sum_range_f64(partials + chunk_start[e], chunk_start[e + 1] - chunk_start[e]);
+    if (threadIdx.x == 0) results[e] = (float)s;
 }
 
 VWLMM_KERNEL(sum_squares_partials_f32)
 VWLMM_KERNEL(sum_partials_f64)
+VWLMM_KERNEL(sum_squares_list_partials_f32)
+VWLMM_KERNEL(sum_partials_list_f64)

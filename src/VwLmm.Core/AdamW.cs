@@ -2,23 +2,27 @@ namespace VwLmm.Core;
 
 /// <summary>
 /// AdamW with decoupled weight decay and global gradient-norm clipping. The norm is reduced per parameter on the
-/// device (SumSquares into one slot each) and summed on the host in parameter order, so it is deterministic; the clip
+/// device (one sum of squares per gradient) and summed on the host in parameter order, so it is deterministic; the clip
 /// factor is folded into the fused update's gradScale instead of rescaling gradients in a separate pass.
-/// Weight decay applies to matrices only (rank ≥ 2), not to norms and biases.
+/// Weight decay applies to matrices only (rank ≥ 2), not to norms and biases. Zeroing, norm and update each visit the
+/// trainable parameters in one pass (<see cref="ParameterList"/>), with the arithmetic of the per-tensor ops.
 /// </summary>
 public sealed class AdamW : IDisposable
 {
     private readonly IBackend _backend;
     private readonly Parameter[] _params;
+    private readonly bool[] _listed;
     private readonly DeviceBuffer _normBuffer;
     private readonly Tensor _norms;
     private readonly float[] _normsHost;
+    private ParameterList? _list;
 
     public AdamW(IBackend backend, IEnumerable<Parameter> parameters, float beta1 = 0.9f, float beta2 = 0.999f,
                  float eps = 1e-8f, float weightDecay = 0f)
     {
         _backend = backend;
         _params = parameters.ToArray();
+        _listed = new bool[_params.Length];
         Beta1 = beta1;
         Beta2 = beta2;
         Eps = eps;
@@ -39,12 +43,11 @@ public sealed class AdamW : IDisposable
     /// <summary>√Σ‖g‖² over trainable parameters.</summary>
     public double GradNorm()
     {
-        _backend.Fill(_norms, 0f);
-        for (int i = 0; i < _params.Length; i++)
-            if (_params[i].Trainable) _backend.SumSquares(_norms, i, _params[i].Grad!, _params[i].Numel);
-        _backend.Download<float>(_norms, _normsHost);
+        var list = Trainable();
+        _backend.GradientSumsOfSquares(_norms, list);
+        _backend.Download<float>(_norms, _normsHost.AsSpan(0, Math.Max(1, list.Count)));
         double s = 0;
-        for (int i = 0; i < _params.Length; i++) s += _normsHost[i];
+        for (int i = 0; i < list.Count; i++) s += _normsHost[i];
         return Math.Sqrt(s);
     }
 
@@ -55,21 +58,32 @@ public sealed class AdamW : IDisposable
         float scale = gradScale;
         if (maxNorm > 0 && norm > maxNorm) scale = (float)(gradScale * maxNorm / norm);
         StepCount++;
-        foreach (var p in _params)
-        {
-            if (!p.Trainable) continue;
-            var (m, v) = p.Moments();
-            float wd = p.Shape.Rank >= 2 ? WeightDecay : 0f;
-            _backend.AdamW(p.Value, p.Grad!, m, v, p.Numel, lr, Beta1, Beta2, Eps, wd, StepCount, scale);
-        }
+        _backend.AdamW(Trainable(), lr, Beta1, Beta2, Eps, StepCount, scale);
         return norm;
     }
 
-    public void ZeroGrad()
+    public void ZeroGrad() => _backend.ZeroGradients(Trainable());
+
+    /// <summary>The trainable parameters, in order, with their moments (allocated here, zeroed, on first need); rebuilt
+    /// only when the trainable set changed since the last call.</summary>
+    private ParameterList Trainable()
     {
-        foreach (var p in _params)
-            if (p.Trainable) _backend.Fill(p.Grad!, 0f);
+        bool same = _list is not null;
+        for (int i = 0; i < _params.Length && same; i++) same = _listed[i] == _params[i].Trainable;
+        if (same) return _list!;
+        _list?.Dispose();
+        var trainable = _params.Where(p => p.Trainable).ToArray();
+        var moments = trainable.Select(p => p.Moments()).ToArray();
+        for (int i = 0; i < _params.Length; i++) _listed[i] = _params[i].Trainable;
+        _list = new ParameterList([.. trainable.Select(p => p.Value)], [.. trainable.Select(p => p.Grad!)],
+                                  [.. moments.Select(m => m.m)], [.. moments.Select(m => m.v)],
+                                  [.. trainable.Select(p => p.Shape.Rank >= 2 ? WeightDecay : 0f)]);
+        return _list;
     }
 
-    public void Dispose() => _normBuffer.Dispose();
+    public void Dispose()
+    {
+        _list?.Dispose();
+        _normBuffer.Dispose();
+    }
 }

@@ -140,4 +140,13 @@ public interface IBackend : IDisposable
     /// </summary>
     void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps,
                float weightDecay, int step, float gradScale);
+
+    // ---- optimiser over a parameter list (one pass; entry by entry the same bits as the ops above) ----
+    /// <summary>grad i [nᵢ] = 0 for every entry.</summary>
+    void ZeroGradients(ParameterList list);
+    /// <summary>result[i] = Σ grad i² for every entry (F32 result [list.Count]; each as <see cref="SumSquares"/>).</summary>
+    void GradientSumsOfSquares(Tensor result, ParameterList list);
+    /// <summary><see cref="AdamW(Tensor, Tensor, Tensor, Tensor, long, float, float, float, float, float, int, float)"/>
+    /// on every entry, with the entry's weight decay.</summary>
+    void AdamW(ParameterList list, float lr, float beta1, float beta2, float eps, int step, float gradScale);
 }

@@ -41,6 +41,8 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         "SoftmaxBackward",
         "SumSquares",
         "AdamW",
+        "ZeroGradients",
+        "GradientSumsOfSquares",
     ];
 
     private readonly long[] _ticks = new long[OpNames.Length];
@@ -283,6 +285,27 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     {
         long t = Begin();
         Inner.AdamW(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, step, gradScale);
+        End(29, t);
+    }
+
+    public void ZeroGradients(ParameterList list)
+    {
+        long t = Begin();
+        Inner.ZeroGradients(list);
+        End(30, t);
+    }
+
+    public void GradientSumsOfSquares(Tensor result, ParameterList list)
+    {
+        long t = Begin();
+        Inner.GradientSumsOfSquares(result, list);
+        End(31, t);
+    }
+
+    public void AdamW(ParameterList list, float lr, float beta1, float beta2, float eps, int step, float gradScale)
+    {
+        long t = Begin();
+        Inner.AdamW(list, lr, beta1, beta2, eps, step, gradScale);
         End(29, t);
     }
 }

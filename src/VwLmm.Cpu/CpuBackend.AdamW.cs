@@ -20,6 +20,25 @@ public sealed unsafe partial class CpuBackend
         ParallelFor(BlockCount(n), job, MinTasksPerChunk(ElementBlock));
     }
 
+    // The list ops run the per-tensor ops entry by entry: on the CPU a call costs no launch, and each op already
+    // spreads over the workers.
+    public void ZeroGradients(ParameterList list)
+    {
+        foreach (var g in list.Grads) Fill(g, 0f);
+    }
+
+    public void GradientSumsOfSquares(Tensor result, ParameterList list)
+    {
+        for (int i = 0; i < list.Count; i++) SumSquares(result, i, list.Grads[i], list.Grads[i].Numel);
+    }
+
+    public void AdamW(ParameterList list, float lr, float beta1, float beta2, float eps, int step, float gradScale)
+    {
+        for (int i = 0; i < list.Count; i++)
+            AdamW(list.Values[i], list.Grads[i], list.M[i], list.V[i], list.Values[i].Numel, lr, beta1, beta2, eps,
+                  list.WeightDecay[i], step, gradScale);
+    }
+
     private struct AdamWJob : ISimdJob
     {
         public float* P, G, M, V;

@@ -2,7 +2,8 @@ using VwLmm.Core;
 
 namespace VwLmm.Cuda;
 
-/// <summary>Launchers for kernels/reduce.cu (deterministic two-stage sum of squares).</summary>
+/// <summary>Launchers for kernels/reduce.cu (deterministic two-stage sum of squares, of one tensor or of every
+/// gradient of a parameter list).</summary>
 public sealed unsafe partial class CudaBackend
 {
     private const string ReduceModule = "reduce";
@@ -20,5 +21,20 @@ public sealed unsafe partial class CudaBackend
         Launch(ReduceModule, "sum_squares_partials_f32", (blocks, 1, 1), (ReduceThreads, 1, 1), 0, first);
         ReadOnlySpan<KernelArg> second = [&pr, &partials, &count];
         Launch(ReduceModule, "sum_partials_f64", (1, 1, 1), (ReduceThreads, 1, 1), 0, second);
+    }
+
+    public void GradientSumsOfSquares(Tensor result, ParameterList list)
+    {
+        var t = TableFor(list);
+        if (t.Count == 0) return;
+        nint partials = Scratch(2L * Math.Max(1, t.Chunks)), entries = t.Entries, chunkStart = t.ChunkStart, pr = result.Ptr;
+        int count = t.Count;
+        if (t.Chunks > 0)
+        {
+            ReadOnlySpan<KernelArg> first = [&partials, &entries, &chunkStart, &count];
+            Launch(ReduceModule, "sum_squares_list_partials_f32", (checked((uint)t.Chunks), 1, 1), (ReduceThreads, 1, 1), 0, first);
+        }
+        ReadOnlySpan<KernelArg> second = [&pr, &partials, &chunkStart, &count];
+        Launch(ReduceModule, "sum_partials_list_f64", ((uint)count, 1, 1), (ReduceThreads, 1, 1), 0, second);
     }
 }

@@ -138,6 +138,10 @@ public sealed class LauncherSignatureTests
             yield return ($"VisualWordKl reverse={reverse}", () => be.VisualWordKl(F(N), F(N, C), F(N, C), F(N, C), F(N, C), I(N, 2), N, C, reverse, 1f));
         yield return ("SoftmaxForward", () => be.SoftmaxForward(F(N, C), F(N, C), N, C));
         yield return ("SoftmaxBackward", () => be.SoftmaxBackward(F(N, C), F(N, C), F(N, C), N, C));
+        ParameterList List() => new([F(n), F(N)], [F(n), F(N)], [F(n), F(N)], [F(n), F(N)], [0.1f, 0f]);
+        yield return ("ZeroGradients", () => { using var l = List(); be.ZeroGradients(l); });
+        yield return ("GradientSumsOfSquares", () => { using var l = List(); be.GradientSumsOfSquares(F(2), l); });
+        yield return ("AdamW over a list", () => { using var l = List(); be.AdamW(l, 1e-3f, 0.9f, 0.999f, 1e-8f, 1, 1f); });
         yield return ("SumSquares", () => be.SumSquares(F(2), 1, F(n), n));
         yield return ("AdamW", () => be.AdamW(F(n), F(n), F(n), F(n), n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, 1f));
     }
