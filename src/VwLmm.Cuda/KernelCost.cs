@@ -116,4 +116,7 @@ public readonly record struct KernelCost(double Bytes, double Flops)
 
     /// <summary>Σx² over [n]: x read once, 2 flops per element.</summary>
     public static KernelCost SumSquares(long n) => new(F * n, 2.0 * n);
+
+    /// <summary>x [n] = value: one write per element.</summary>
+    public static KernelCost Fill(long n) => new(F * n, 0);
 }

@@ -43,6 +43,8 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
     /// <summary>The optimiser kernels stream their inputs: 2^26 elements (1 GiB over param, grad, m, v) reach the
     /// bandwidth plateau without needing a 7B model's 112 GB.</summary>
     public const long MaxOptimizerElements = 1L << 26;
+    /// <summary>Parameters the list rows split the optimiser's elements into (bench-5m has 97).</summary>
+    public const int ListEntries = 100;
 
     private const ulong Seed = 4321;
 
@@ -279,6 +281,28 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
             () => backend.AdamW(param, grad, m, v, n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, ++step, 1f));
         yield return new Case("sum of squares", "reduce", $"n={n}", KernelCost.SumSquares(n),
             () => backend.SumSquares(result, 0, grad, n));
+
+        // The same n split into ListEntries parameters of a ParameterList, as AdamW runs them: the cost is the
+        // per-tensor kernels' and the table adds ~50 bytes per entry, so a gap to the rows above is list overhead.
+        long each = n / ListEntries;
+        Tensor[] Split(Tensor t) => [.. Enumerable.Range(0, ListEntries).Select(i => t.View(i * each, new Shape(checked((int)each))))];
+        var list = new ParameterList(Split(param), Split(grad), Split(m), Split(v), Enumerable.Repeat(0.01f, ListEntries).ToArray());
+        var sums = b.Zeros(ListEntries);
+        long listed = each * ListEntries;
+        string shape = $"{ListEntries}×{each}";
+        try
+        {
+            yield return new Case("adamw (list)", "adamw", shape, KernelCost.AdamW(listed),
+                () => backend.AdamW(list, 1e-4f, 0.9f, 0.999f, 1e-8f, ++step, 1f));
+            yield return new Case("zero gradients (list)", "adamw", shape, KernelCost.Fill(listed),
+                () => backend.ZeroGradients(list));
+            yield return new Case("sums of squares (list)", "reduce", shape, KernelCost.SumSquares(listed),
+                () => backend.GradientSumsOfSquares(sums, list));
+        }
+        finally
+        {
+            list.Dispose();
+        }
     }
 
     private static double Median(double[] xs)

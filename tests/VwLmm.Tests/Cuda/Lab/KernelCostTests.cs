@@ -30,6 +30,8 @@ public class KernelCostTests
         Assert.That(fwd.Flops, Is.EqualTo(2 * 2 * 6 * 4 * 16));
         Assert.That(fwd.Bytes, Is.EqualTo(4 * (2 * 192 + 2 * 192 + 12)));
         Assert.That(KernelCost.AttentionBackward(2, 3, 3, 2, 2, 16, causal: true).Flops, Is.EqualTo(3.5 * fwd.Flops));
+        // Zeroing 10 floats writes 40 bytes and computes nothing.
+        Assert.That(KernelCost.Fill(10), Is.EqualTo(new KernelCost(40, 0)));
     }
 
     // docs/KERNELS.md's worked bounds on an H100 SXM (3.35 TB/s).
