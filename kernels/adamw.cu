@@ -36,11 +36,9 @@ extern "C" __global__ void adamw_list_f32(const ParamEntry* __restrict__ entries
                                           int count, float lr, float beta1, float beta2, float eps,
                                           float invCorrection1, float invCorrection2, float gradScale)
 {
-    long long b = blockIdx.x;
-    int e = param_list_entry(chunk_start, count, b);
-    ParamEntry p = entries[e];
-    long long lo = (b - chunk_start[e]) * PARAM_LIST_CHUNK, hi = min(p.n, lo + PARAM_LIST_CHUNK);
-    for (long long i = lo + threadIdx.x; i < hi; i += blockDim.x)
+    ParamChunk c = param_list_chunk(entries, chunk_start, count);
+    const ParamEntry& p = c.entry;
+    for (long long i = c.lo + threadIdx.x; i < c.hi; i += blockDim.x)
         adamw_element(p.param, p.grad, p.m, p.v, i, lr, beta1, beta2, eps, p.weight_decay, invCorrection1, invCorrection2,
                       gradScale);
 }
@@ -49,11 +47,8 @@ extern "C" __global__ void adamw_list_f32(const ParamEntry* __restrict__ entries
 extern "C" __global__ void zero_gradients_f32(const ParamEntry* __restrict__ entries, const long long* __restrict__ chunk_start,
                                               int count)
 {
-    long long b = blockIdx.x;
-    int e = param_list_entry(chunk_start, count, b);
-    ParamEntry p = entries[e];
-    long long lo = (b - chunk_start[e]) * PARAM_LIST_CHUNK, hi = min(p.n, lo + PARAM_LIST_CHUNK);
-    for (long long i = lo + threadIdx.x; i < hi; i += blockDim.x) p.grad[i] = 0.0f;
+    ParamChunk c = param_list_chunk(entries, chunk_start, count);
+    for (long long i = c.lo + threadIdx.x; i < c.hi; i += blockDim.x) c.entry.grad[i] = 0.0f;
 }
 
 VWLMM_KERNEL(adamw_f32)

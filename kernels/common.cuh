@@ -139,3 +139,20 @@ __device__ __forceinline__ int param_list_entry(const long long* chunk_start, in
     }
     return lo;
 }
+
+// This block's chunk of a parameter list: its entry and the element range [lo, hi) of that entry.
+struct ParamChunk
+{
+    ParamEntry entry;
+    long long lo, hi;
+};
+__device__ __forceinline__ ParamChunk param_list_chunk(const ParamEntry* entries, const long long* chunk_start, int count)
+{
+    long long b = blockIdx.x;
+    int e = param_list_entry(chunk_start, count, b);
+    ParamChunk c;
+    c.entry = entries[e];
+    c.lo = (b - chunk_start[e]) * PARAM_LIST_CHUNK;
+    c.hi = min(c.entry.n, c.lo + PARAM_LIST_CHUNK);
+    return c;
+}

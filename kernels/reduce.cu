@@ -75,11 +75,9 @@ extern "C" __global__ void sum_partials_f64(float* result, const double* __restr
 extern "C" __global__ void sum_squares_list_partials_f32(double* partials, const ParamEntry* __restrict__ entries,
                                                          const long long* __restrict__ chunk_start, int count)
 {
-    long long b = blockIdx.x;
-    int e = param_list_entry(chunk_start, count, b);
-    long long n = entries[e].n, lo = (b - chunk_start[e]) * PARAM_LIST_CHUNK;
-    double s = sum_squares_range(entries[e].grad, lo, min(n, lo + PARAM_LIST_CHUNK));
-    if (threadIdx.x == 0) partials[b] = s;
+    ParamChunk c = param_list_chunk(entries, chunk_start, count);
+    double s = sum_squares_range(c.entry.grad, c.lo, c.hi);
+    if (threadIdx.x == 0) partials[blockIdx.x] = s;
 }
 
 // results[e] = (float) Σ of entry e's partials, summed as sum_partials_f64 does. Grid: one block per entry.

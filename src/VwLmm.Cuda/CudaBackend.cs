@@ -106,16 +106,13 @@ public sealed unsafe partial class CudaBackend : IBackend
         return _scratch.Ptr;
     }
 
-    private Span<int> HostInts(int n)
-    {
-        if (_hostInts.Length < n) _hostInts = new int[Math.Max(n, 2 * _hostInts.Length)];
-        return _hostInts.AsSpan(0, n);
-    }
+    private Span<int> HostInts(int n) => Staging(ref _hostInts, n);
+    private Span<long> HostKeys(int n) => Staging(ref _hostKeys, n);
 
-    private Span<long> HostKeys(int n)
+    private static Span<T> Staging<T>(ref T[] buffer, int n)
     {
-        if (_hostKeys.Length < n) _hostKeys = new long[Math.Max(n, 2 * _hostKeys.Length)];
-        return _hostKeys.AsSpan(0, n);
+        if (buffer.Length < n) buffer = new T[Math.Max(n, 2 * buffer.Length)];
+        return buffer.AsSpan(0, n);
     }
 
     private static nint PtrOrNull(Tensor? t) => t?.Ptr ?? 0;
