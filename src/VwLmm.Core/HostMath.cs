@@ -10,4 +10,30 @@ public static class HostMath
         for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
         return best;
     }
+
+    /// <summary>x [N] → the indices of its k largest elements, largest first; ties go to the lower index, as in <see cref="ArgMax"/>.</summary>
+    public static int[] TopK(ReadOnlySpan<float> x, int k)
+    {
+        var best = new List<int>(k + 1);
+        for (int i = 0; i < x.Length; i++)
+        {
+            int pos = best.Count;
+            while (pos > 0 && x[best[pos - 1]] < x[i]) pos--;
+            if (pos >= k) continue;
+            best.Insert(pos, i);
+            if (best.Count > k) best.RemoveAt(k);
+        }
+        return best.ToArray();
+    }
+
+    /// <summary>x [N] → log Σ exp(x) in double, so that exp(x_i − LogSumExp(x)) is softmax(x)_i without overflow.</summary>
+    public static double LogSumExp(ReadOnlySpan<float> x)
+    {
+        double max = double.NegativeInfinity;
+        foreach (float v in x) max = Math.Max(max, v);
+        if (double.IsNegativeInfinity(max)) return max;
+        double sum = 0;
+        foreach (float v in x) sum += Math.Exp(v - max);
+        return max + Math.Log(sum);
+    }
 }

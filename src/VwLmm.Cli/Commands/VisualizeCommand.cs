@@ -32,13 +32,16 @@ public sealed class VisualizeCommand : ICommand
             var tape = new Tape(backend, arena, record: false);
             var c = model.Config.Vision;
             var px = Ops.Input(tape, pixels, 1, c.NumChannels, c.ImageSize, c.ImageSize);
-            var p = Ops.Softmax(tape, model.VisualWordLogits(tape, model.EncodeImages(tape, px))).ToArray();
+            // Ranked by logit: a saturated p is 0 for all but its top word, which would leave the rest of the top-k in arbitrary order.
+            var logits = model.VisualWordLogits(tape, model.EncodeImages(tape, px)).ToArray();
             int v = model.Config.Llm.VocabSize, grid = c.ImageSize / c.PatchSize, offset = model.Vision.TokensPerImage - grid * grid;
             var cells = new List<MapCell>();
             for (int j = 0; j < grid * grid; j++)
             {
-                int start = (offset + j) * v;
-                var top = TopK(p.AsSpan(start, v), topK).Select(i => (Piece(tok.IdToPiece(i)), (double)p[start + i])).ToList();
+                var row = logits.AsSpan((offset + j) * v, v);
+                double lse = HostMath.LogSumExp(row);
+                var top = new List<(string, double)>();
+                foreach (int i in HostMath.TopK(row, topK)) top.Add((Piece(tok.IdToPiece(i)), Math.Exp(row[i] - lse)));
                 cells.Add(new MapCell(top[0].Item1, top, CellVerdict.Unknown, null));
             }
             var shown = Denormalise(pixels, c.ImageSize, pre.Options);
@@ -52,19 +55,6 @@ public sealed class VisualizeCommand : ICommand
     }
 
     private static string Piece(string p) => p.Replace('▁', ' ').Trim() is { Length: > 0 } s ? s : p;
-
-    private static int[] TopK(ReadOnlySpan<float> row, int k)
-    {
-        var best = new List<int>();
-        for (int i = 0; i < row.Length; i++)
-        {
-            int pos = best.Count;
-            while (pos > 0 && row[best[pos - 1]] < row[i]) pos--;
-            if (pos < k) best.Insert(pos, i);
-            if (best.Count > k) best.RemoveAt(k);
-        }
-        return best.ToArray();
-    }
 
     // What the tower saw: the preprocessed tensor mapped back to 8-bit RGB.
     private static RgbImage Denormalise(float[] chw, int s, ClipPreprocessorOptions o)

@@ -12,9 +12,12 @@ namespace VwLmm.Model.Recipes;
 public sealed record QaPrediction(string Id, QuestionKind Kind, string Question, string Expected, string Predicted, bool Correct, bool InvolvesHeldOut,
                                   bool NamesAnotherObject);
 
-/// <summary>A patch's visual word: argmax over the whole vocabulary, argmax over content words, top words, ground truth.</summary>
+/// <summary>
+/// A patch's visual word: argmax over the whole vocabulary, argmax over content words, top words, ground truth; and the
+/// logit lens's content word (argmax over content words of E·x, the input embeddings against the projector output).
+/// </summary>
 public sealed record PatchWord(int Row, int Column, string Word, string ContentWord, IReadOnlyList<(string Word, double P)> Top,
-                               string Truth, bool IsObject, bool Correct);
+                               string Truth, bool IsObject, bool Correct, string LensWord, bool LensCorrect);
 
 /// <summary>
 /// Held-out results of a ShapesGrid model. TrainDistribution: the same measure on as many unseen training-distribution
@@ -23,7 +26,7 @@ public sealed record PatchWord(int Row, int Column, string Word, string ContentW
 /// </summary>
 public sealed record ShapesGridResults(
     double QaAccuracy, IReadOnlyDictionary<string, double> QaAccuracyByKind, double QaAccuracyHeldOutCombos, int Questions,
-    double VisualWordAccuracy, double VisualWordChance, double BackgroundWordAccuracy, int ObjectPatches,
+    double VisualWordAccuracy, double VisualWordChance, double BackgroundWordAccuracy, double LogitLensAccuracy, int ObjectPatches,
     IReadOnlyList<string> ContentWords, IReadOnlyList<QaPrediction> Predictions, IReadOnlyList<QaPrediction> TrainDistribution)
 {
     /// <summary>Exact match on the training-distribution questions: "overall" and by question kind.</summary>
@@ -59,7 +62,8 @@ public sealed record ShapesGridResults(
 /// kind and for questions about held-out colour×shape combinations; the same QA on unseen training-distribution images
 /// for comparison), and per-patch visual-word accuracy — the share of
 /// object patches whose VM-head argmax, restricted to content words (colours, shapes, backgrounds), names the patch's
-/// colour or shape (chance: 2 / content words).
+/// colour or shape (chance: 2 / content words). Beside it, METHOD §7.4's logit lens: the same measure with E·x in place of
+/// W_vm·x, which says whether the projector output points at the right word embeddings whatever the VM head learned.
 /// </summary>
 public sealed class ShapesGridEvaluator
 {
@@ -67,6 +71,8 @@ public sealed class ShapesGridEvaluator
     private readonly ITokenizer _tok;
     private readonly ShapesGridRecipe _recipe;
     private readonly (string Word, int Id)[] _content;
+    // The content words' rows of embed_tokens [content, d], in _content's order, for the logit lens.
+    private readonly float[] _contentEmbeddings;
 
     public ShapesGridEvaluator(VwLmmModel model, ITokenizer tokenizer, ShapesGridRecipe recipe)
     {
@@ -79,6 +85,9 @@ public sealed class ShapesGridEvaluator
         // Only words that are one token can be a patch's visual word; the BPE vocabulary makes all of them single pieces.
         _content = words.Select(w => (w, Ids: tokenizer.Encode(w, addBos: false)))
                         .Where(x => x.Ids.Length == 1).Select(x => (x.w, x.Ids[0])).ToArray();
+        var embed = model.Decoder.EmbedTokens.Value.ToArray();
+        int d = model.Config.Llm.HiddenSize;
+        _contentEmbeddings = _content.SelectMany(c => embed.AsSpan(c.Id * d, d).ToArray()).ToArray();
     }
 
     public IReadOnlyList<string> ContentWords => _content.Select(c => c.Word).ToArray();
@@ -88,12 +97,12 @@ public sealed class ShapesGridEvaluator
         var test = Enumerable.Range(0, images).Select(i => _recipe.World.Sample(Split.Test, i)).ToList();
         var predictions = AnswerQuestions(test, batchPrompts);
         var trainDistribution = AnswerQuestions(Enumerable.Range(0, images).Select(i => _recipe.UnseenTrainingSample(i)), batchPrompts);
-        int objects = 0, correct = 0, background = 0, backgroundCorrect = 0;
+        int objects = 0, correct = 0, lensCorrect = 0, background = 0, backgroundCorrect = 0;
         foreach (var sample in test)
         {
             foreach (var p in VisualWords(sample, topK: 0))
             {
-                if (p.IsObject) { objects++; if (p.Correct) correct++; }
+                if (p.IsObject) { objects++; if (p.Correct) correct++; if (p.LensCorrect) lensCorrect++; }
                 else { background++; if (p.Correct) backgroundCorrect++; }
             }
         }
@@ -102,7 +111,8 @@ public sealed class ShapesGridEvaluator
             ShapesGridResults.Accuracy(predictions), ShapesGridResults.ByKind(predictions),
             held.Count == 0 ? double.NaN : ShapesGridResults.Accuracy(held), predictions.Count,
             objects == 0 ? 0 : (double)correct / objects, _content.Length == 0 ? 0 : 2.0 / _content.Length,
-            background == 0 ? 0 : (double)backgroundCorrect / background, objects, ContentWords, predictions, trainDistribution);
+            background == 0 ? 0 : (double)backgroundCorrect / background, objects == 0 ? 0 : (double)lensCorrect / objects, objects,
+            ContentWords, predictions, trainDistribution);
     }
 
     /// <summary>Greedy answers to every question about each of <paramref name="samples"/>, <paramref name="batchPrompts"/> prompts at a time.</summary>
@@ -146,46 +156,66 @@ public sealed class ShapesGridEvaluator
     public TokenizedConversation Prompt(string question) =>
         ShapesGridRecipe.Template.EncodePrompt([new Turn(Speaker.Human, Llava.ImagePlaceholder + "\n" + question)], hasImage: true, _tok);
 
-    /// <summary>Every patch's visual word for one sample, with the top-k words of the whole vocabulary.</summary>
+    /// <summary>
+    /// Every patch's visual word for one sample, with the top-k words of the whole vocabulary. Words are ranked by their
+    /// logits W_vm·x, not by p: a saturated p underflows to 0 for every word but one, which would make the content-word
+    /// choice a tie that the first content word wins.
+    /// </summary>
     public IReadOnlyList<PatchWord> VisualWords(ShapesGridSample sample, int topK)
     {
         var truth = sample.Scene.PatchWords();
-        var probs = PatchDistributions(_recipe.Pixels(sample.Image));
-        int grid = _recipe.World.Options.Grid, v = _model.Config.Llm.VocabSize;
+        var (x, logits) = Patches(_recipe.Pixels(sample.Image));
+        int grid = _recipe.World.Options.Grid, v = _model.Config.Llm.VocabSize, d = _model.Config.Llm.HiddenSize;
+        var lens = new float[_model.Config.Llm.VocabSize];
         var result = new List<PatchWord>();
         for (int j = 0; j < grid * grid; j++)
         {
-            var row = probs.AsSpan(j * v, v);
-            int arg = HostMath.ArgMax(row);
-            var best = ("", -1);
-            foreach (var c in _content)
-                if (best.Item2 < 0 || row[c.Id] > row[best.Item2]) best = c;
+            var row = logits.AsSpan(j * v, v);
+            string best = BestWord(row, _content);
+            for (int c = 0; c < _content.Length; c++)
+                lens[_content[c].Id] = (float)Dot(_contentEmbeddings.AsSpan(c * d, d), x.AsSpan(j * d, d));
+            string lensWord = BestWord(lens, _content);
             var obj = sample.Scene.ObjectAt(j / grid, j % grid);
-            bool correct = obj is { } o
-                ? best.Item1 == Words.Of(o.Colour) || best.Item1 == Words.Of(o.Shape)
-                : best.Item1 == truth[j];
-            result.Add(new PatchWord(j / grid, j % grid, Piece(arg), best.Item1, TopWords(row, topK), truth[j], obj is not null, correct));
+            bool Names(string word) => obj is { } o ? word == Words.Of(o.Colour) || word == Words.Of(o.Shape) : word == truth[j];
+            result.Add(new PatchWord(j / grid, j % grid, Piece(HostMath.ArgMax(row)), best, TopWords(row, topK), truth[j], obj is not null,
+                                     Names(best), lensWord, Names(lensWord)));
         }
         return result;
     }
 
-    /// <summary>Visual words p = softmax(W_vm·x) [N_img, V] of one preprocessed image.</summary>
-    public float[] PatchDistributions(float[] pixels)
+    private static double Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        double sum = 0;
+        for (int i = 0; i < a.Length; i++) sum += (double)a[i] * b[i];
+        return sum;
+    }
+
+    /// <summary>The candidate with the largest logit (the first of equals): the argmax of p restricted to the candidates.</summary>
+    public static string BestWord(ReadOnlySpan<float> logits, IReadOnlyList<(string Word, int Id)> candidates)
+    {
+        int best = -1;
+        for (int i = 0; i < candidates.Count; i++)
+            if (best < 0 || logits[candidates[i].Id] > logits[candidates[best].Id]) best = i;
+        return best < 0 ? "" : candidates[best].Word;
+    }
+
+    /// <summary>One preprocessed image's projector output x [N_img, d] and visual-word logits W_vm·x [N_img, V] (p = softmax over each row).</summary>
+    public (float[] Features, float[] Logits) Patches(float[] pixels)
     {
         using var arena = new Arena(_model.Backend, 64L << 20);
         var tape = new Tape(_model.Backend, arena, record: false);
         var c = _model.Config.Vision;
-        var px = Ops.Input(tape, pixels, 1, c.NumChannels, c.ImageSize, c.ImageSize);
-        return Ops.Softmax(tape, _model.VisualWordLogits(tape, _model.EncodeImages(tape, px))).ToArray();
+        var x = _model.EncodeImages(tape, Ops.Input(tape, pixels, 1, c.NumChannels, c.ImageSize, c.ImageSize));
+        return (x.ToArray(), _model.VisualWordLogits(tape, x).ToArray());
     }
 
-    private IReadOnlyList<(string, double)> TopWords(ReadOnlySpan<float> row, int k)
+    private IReadOnlyList<(string, double)> TopWords(ReadOnlySpan<float> logits, int k)
     {
         if (k <= 0) return [];
-        var idx = Enumerable.Range(0, row.Length).ToArray();
-        var copy = row.ToArray();
-        Array.Sort(copy.Select(x => -x).ToArray(), idx);
-        return idx.Take(k).Select(i => (Piece(i), (double)copy[i])).ToList();
+        double lse = HostMath.LogSumExp(logits);
+        var top = new List<(string, double)>();
+        foreach (int i in HostMath.TopK(logits, k)) top.Add((Piece(i), Math.Exp(logits[i] - lse)));
+        return top;
     }
 
     private string Piece(int id) => _tok.IdToPiece(id).Replace('▁', ' ').Trim() is { Length: > 0 } s ? s : _tok.IdToPiece(id);

@@ -1,10 +1,15 @@
 using NUnit.Framework;
+using VwLmm.Cpu;
 using VwLmm.Data.ShapesGrid;
+using VwLmm.Model;
 using VwLmm.Model.Recipes;
 
 namespace VwLmm.Tests.Model;
 
-/// <summary>The evaluator's split of wrong answers into "read another object" and "named what nothing in the image has".</summary>
+/// <summary>
+/// The evaluator's split of wrong answers into "read another object" and "named what nothing in the image has", and its
+/// per-patch visual words and logit lens against a double-precision recomputation.
+/// </summary>
 public class ShapesGridEvaluatorTests
 {
     private static readonly Scene TwoObjects = new(4, 2, Background.Grass,
@@ -27,7 +32,7 @@ public class ShapesGridEvaluatorTests
     public void ShareOfWrongAnswersNamingAnotherObjectCountsColourAndShapeQuestionsOnly()
     {
         QaPrediction P(QuestionKind kind, bool correct, bool other) => new("test-0", kind, "q", "a", correct ? "a" : "b", correct, false, other);
-        var results = new ShapesGridResults(0, new Dictionary<string, double>(), 0, 0, 0, 0, 0, 0, [],
+        var results = new ShapesGridResults(0, new Dictionary<string, double>(), 0, 0, 0, 0, 0, 0, 0, [],
             [P(QuestionKind.Colour, false, true), P(QuestionKind.Shape, false, false), P(QuestionKind.Shape, false, true),
              P(QuestionKind.Colour, true, false), P(QuestionKind.Count, false, false), P(QuestionKind.Existence, false, false)], []);
         Assert.That(results.WrongAnswersNamingAnotherObject, Is.EqualTo(2.0 / 3).Within(1e-12));
@@ -39,7 +44,7 @@ public class ShapesGridEvaluatorTests
     public void TrainDistributionAccuracyIsTheShareRightOverallAndByKind()
     {
         QaPrediction P(QuestionKind kind, bool correct) => new("train-0", kind, "q", "a", correct ? "a" : "b", correct, false, false);
-        var results = new ShapesGridResults(0, new Dictionary<string, double>(), 0, 0, 0, 0, 0, 0, [], [],
+        var results = new ShapesGridResults(0, new Dictionary<string, double>(), 0, 0, 0, 0, 0, 0, 0, [], [],
             [P(QuestionKind.Colour, true), P(QuestionKind.Colour, false), P(QuestionKind.Colour, true), P(QuestionKind.Shape, false), P(QuestionKind.Count, true)]);
         Assert.That(results.TrainDistributionAccuracy, Is.EquivalentTo(new Dictionary<string, double>
         {
@@ -48,5 +53,61 @@ public class ShapesGridEvaluatorTests
         Assert.That((results with { TrainDistribution = [] }).TrainDistributionAccuracy, Is.EquivalentTo(new Dictionary<string, double> { ["overall"] = 0 }));
         var heldOut = results with { QaAccuracy = 0.5, QaAccuracyByKind = new Dictionary<string, double> { ["colour"] = 0.25 } };
         Assert.That(heldOut.QaAccuracyWithOverall, Is.EquivalentTo(new Dictionary<string, double> { ["colour"] = 0.25, ["overall"] = 0.5 }));
+    }
+
+    [Test]
+    public void ContentWordFollowsTheLogitsWhenTheSoftmaxUnderflows()
+    {
+        // p = softmax(row) is 1 on "the" and 0 in float for every candidate (e^-195 < the smallest float), so a choice
+        // made on p ties and the first candidate would win; on the logits it is "blue".
+        var row = new float[8];
+        row[0] = 200f;
+        row[3] = 1f;
+        row[5] = 5f;
+        row[6] = -2f;
+        (string, int)[] candidates = [("red", 3), ("blue", 5), ("grass", 6)];
+        Assert.That(MathF.Exp(row[5] - row[0]), Is.EqualTo(0f), "the row must saturate a float softmax");
+        Assert.That(ShapesGridEvaluator.BestWord(row, candidates), Is.EqualTo("blue"));
+        row[6] = 5f;
+        Assert.That(ShapesGridEvaluator.BestWord(row, candidates), Is.EqualTo("blue"), "ties go to the first candidate");
+        Assert.That(ShapesGridEvaluator.BestWord(row, []), Is.EqualTo(""));
+    }
+
+    [Test]
+    public void PatchWordsAreTheContentArgmaxOfTheVmHeadAndOfTheLogitLensEvenWhenPSaturates()
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        using var cpu = new CpuBackend(1);
+        using var model = new VwLmmModel(cpu, recipe.ModelConfig(tok));
+        model.InitializeRandom(5);
+        // A VM head large enough that a float softmax is 0 for every content word of most patches.
+        var wvm = model.VmHead.Value.ToArray().Select(w => w * 1e6f).ToArray();
+        cpu.Upload<float>(model.VmHead.Value, wvm);
+        var evaluator = new ShapesGridEvaluator(model, tok, recipe);
+        var content = evaluator.ContentWords.Select(w => (Word: w, Id: tok.Encode(w, addBos: false).Single())).ToArray();
+        var embed = model.Decoder.EmbedTokens.Value.ToArray();
+        int d = model.Config.Llm.HiddenSize, grid = recipe.World.Options.Grid;
+        int saturated = 0;
+        for (int i = 0; i < 3; i++)
+        {
+            var sample = recipe.World.Sample(Split.Test, i);
+            var (x, _) = evaluator.Patches(recipe.Pixels(sample.Image));
+            var words = evaluator.VisualWords(sample, topK: 3);
+            Assert.That(words, Has.Count.EqualTo(grid * grid));
+            for (int j = 0; j < grid * grid; j++)
+            {
+                string Argmax(float[] w) => content.MaxBy(c => Enumerable.Range(0, d).Sum(k => (double)w[c.Id * d + k] * x[j * d + k])).Word;
+                double Logit(int v) => Enumerable.Range(0, d).Sum(k => (double)wvm[v * d + k] * x[j * d + k]);
+                // e^-104 is below the smallest float: every content word's p underflows to 0.
+                if (Enumerable.Range(0, model.Config.Llm.VocabSize).Max(Logit) - content.Max(c => Logit(c.Id)) > 104) saturated++;
+                Assert.That(words[j].ContentWord, Is.EqualTo(Argmax(wvm)), $"image {i} patch {j}: VM head");
+                Assert.That(words[j].LensWord, Is.EqualTo(Argmax(embed)), $"image {i} patch {j}: logit lens E·x");
+                var obj = sample.Scene.ObjectAt(j / grid, j % grid);
+                bool names = obj is { } o ? words[j].LensWord == Words.Of(o.Colour) || words[j].LensWord == Words.Of(o.Shape) : words[j].LensWord == words[j].Truth;
+                Assert.That(words[j].LensCorrect, Is.EqualTo(names));
+                Assert.That(words[j].Top.Select(t => t.P), Is.Ordered.Descending);
+            }
+        }
+        Assert.That(saturated, Is.GreaterThan(grid * grid), "the test must cover patches whose content words all underflow in a float softmax");
     }
 }
