@@ -47,6 +47,8 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
 
     private readonly long[] _ticks = new long[OpNames.Length];
     private readonly long[] _counts = new long[OpNames.Length];
+    // GEMM is most of a step: its time split by layout and shape says which products fall short of the library's rate.
+    private readonly Dictionary<GemmShape, (long Calls, long Ticks)> _gemms = [];
 
     public IBackend Inner { get; } = inner;
     public string Name => Inner.Name;
@@ -57,10 +59,16 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
             .Select(i => (OpNames[i], _counts[i], _ticks[i] / (double)Stopwatch.Frequency))
             .OrderByDescending(r => r.Item3).ToList();
 
+    /// <summary>(shape, calls, total seconds) of every GEMM layout and shape called at least once, slowest first.</summary>
+    public IReadOnlyList<(GemmShape Shape, long Calls, double Seconds)> GemmTable() =>
+        _gemms.Select(kv => (kv.Key, kv.Value.Calls, kv.Value.Ticks / (double)Stopwatch.Frequency))
+              .OrderByDescending(r => r.Item3).ToList();
+
     public void ResetCounters()
     {
         Array.Clear(_ticks);
         Array.Clear(_counts);
+        _gemms.Clear();
     }
 
     private long Begin() => Stopwatch.GetTimestamp();
@@ -132,6 +140,8 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         long t = Begin();
         Inner.Gemm(transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch);
         End(7, t);
+        ref var entry = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_gemms, new GemmShape(transA, transB, M, N, K, batch), out _);
+        entry = (entry.Calls + 1, entry.Ticks + Stopwatch.GetTimestamp() - t);
     }
 
     public void LayerNormForward(Tensor y, Tensor mean, Tensor rstd, Tensor x, Tensor gamma, Tensor beta, int N, int C, float eps)
@@ -308,4 +318,14 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         Inner.AdamW(list, lr, beta1, beta2, eps, step, gradScale);
         End(29, t);
     }
+}
+
+/// <summary>One GEMM layout and shape: C [M,N] = op(A)·op(B) with inner dimension K, over Batch items.</summary>
+public readonly record struct GemmShape(bool TransA, bool TransB, int M, int N, int K, int Batch)
+{
+    public double Flop => 2.0 * M * N * K * Batch;
+
+    /// <summary>"NT 1024×256×768" (op(A) op(B), M×N×K), with "×8" for a batch of 8.</summary>
+    public override string ToString() =>
+        $"{(TransA ? 'T' : 'N')}{(TransB ? 'T' : 'N')} {M}×{N}×{K}{(Batch > 1 ? $" ×{Batch}" : "")}";
 }

@@ -98,7 +98,7 @@ public sealed class BenchCommand : ICommand
         var profiler = args.Has("--ops") ? new ProfilingBackend(compute) : null;
         using var run = new BenchRun(profiler ?? compute, config, batch, textTokens, decodeTokens, repeats, warmup);
         var result = run.Measure(threads, deviceName, peakGflops);
-        var ops = profiler is null ? null : new OpProfiles(run.Profile(profiler), run.ProfileDecode(profiler));
+        var ops = profiler is null ? null : run.Profile(profiler);
 
         if (args.Has("--json")) stdout.WriteLine(ToJson(result, ops));
         else WriteTable(stdout, result, ops);
@@ -258,7 +258,8 @@ public sealed class BenchCommand : ICommand
     /// <summary>One op's row of a profile; a step is a train step or, in the decode profile, one generated token.</summary>
     private sealed record OpRow(string Op, double CallsPerStep, double MsPerStep, double MeanUs, double Percent, double? Gflops);
 
-    private sealed record OpProfiles(List<OpRow> Train, List<OpRow> Decode);
+    /// <summary>The train step's and one decoded token's per-op rows, and the train step's GEMM rows by shape.</summary>
+    private sealed record OpProfiles(List<OpRow> Train, List<OpRow> TrainGemms, List<OpRow> Decode);
 
     /// <summary>One model, its synthetic inputs and the measurements over them.</summary>
     private sealed class BenchRun(IBackend backend, VwLmmConfig config, int batch, int textTokens, int decodeTokens, int repeats, int warmup) : IDisposable
@@ -362,8 +363,11 @@ public sealed class BenchCommand : ICommand
                 fwdBytes, bwdBytes, optBytes, recordedOps);
         }
 
-        /// <summary>Per-op totals over R train steps, per step, slowest first; GFLOP/s where the work is known analytically.</summary>
-        public List<OpRow> Profile(ProfilingBackend profiler)
+        /// <summary>
+        /// Per-op totals over R train steps, per step, slowest first, with GFLOP/s where the work is known analytically;
+        /// the GEMMs again by layout and shape; then <see cref="ProfileDecode"/>.
+        /// </summary>
+        public OpProfiles Profile(ProfilingBackend profiler)
         {
             using var train = TrainStepper();
             train.Step();
@@ -386,7 +390,9 @@ public sealed class BenchCommand : ICommand
             }
             double opsMs = rows.Sum(r => r.MsPerStep);
             rows.Add(new OpRow("(outside ops: tape, host)", 0, stepMs - opsMs, 0, 100 * (stepMs - opsMs) / stepMs, null));
-            return rows;
+            var gemms = profiler.GemmTable().Select(g => new OpRow(g.Shape.ToString(), g.Calls / (double)repeats, g.Seconds * 1000 / repeats,
+                g.Seconds * 1e6 / g.Calls, 100 * g.Seconds * 1000 / repeats / stepMs, g.Shape.Flop * g.Calls / g.Seconds / 1e9)).ToList();
+            return new OpProfiles(rows, gemms, ProfileDecode(profiler));
         }
 
         /// <summary>
@@ -554,6 +560,7 @@ public sealed class BenchCommand : ICommand
             if (ops is not null)
             {
                 WriteOps(w, "ops", ops.Train);
+                WriteOps(w, "gemm_shapes", ops.TrainGemms);
                 WriteOps(w, "decode_ops", ops.Decode);
             }
             w.WriteEndObject();
@@ -593,15 +600,16 @@ public sealed class BenchCommand : ICommand
         w.WriteLine($"  managed allocation per step  {F(r.AllocatedBytesPerStep / 1024, "0.0"),10} KiB  (forward {r.ForwardBytes / 1024} KiB, backward {r.BackwardBytes / 1024} KiB, AdamW {r.OptimizerBytes / 1024} KiB; {r.TapeOps} recorded ops; {F(r.Gen0PerStep, "0.00")} gen0 GCs)");
         if (ops is null) return;
         WriteOpTable(w, "train step", "step", ops.Train);
+        WriteOpTable(w, "train step, GEMM by layout (op(A) op(B), N = as stored, T = transposed) and M×N×K", "step", ops.TrainGemms, "shape");
         WriteOpTable(w, "decode, per token", "token", ops.Decode);
     }
 
-    private static void WriteOpTable(TextWriter w, string title, string unit, List<OpRow> ops)
+    private static void WriteOpTable(TextWriter w, string title, string unit, List<OpRow> ops, string first = "op")
     {
         string F(double x, string fmt = "0.00") => x.ToString(fmt, CultureInfo.InvariantCulture);
         w.WriteLine();
         w.WriteLine($"  {title}");
-        w.WriteLine($"  {"op",-28} {"calls",7} {"ms/" + unit,9} {"mean µs",9} {"% " + unit,7} {"GFLOP/s",8}");
+        w.WriteLine($"  {first,-28} {"calls",7} {"ms/" + unit,9} {"mean µs",9} {"% " + unit,7} {"GFLOP/s",8}");
         foreach (var o in ops)
             w.WriteLine($"  {o.Op,-28} {F(o.CallsPerStep, "0.#"),7} {F(o.MsPerStep, "0.000"),9} {F(o.MeanUs, "0.0"),9} {F(o.Percent, "0.0"),7} {(o.Gflops is { } g ? F(g, "0.0") : ""),8}");
     }

@@ -91,6 +91,14 @@ public class BenchCommandTests
         Assert.That(gemm.GetProperty("gflops").GetDouble(), Is.Positive);
         Assert.That(ops.Any(o => o.GetProperty("op").GetString() == "AdamW"));
         Assert.That(ops.Sum(o => o.GetProperty("percent_of_step").GetDouble()), Is.EqualTo(100).Within(1e-6));
+
+        // The same GEMMs by shape: every call in one row, and their shapes' flops are what StepFlops counts for the linears.
+        var shapes = r.GetProperty("gemm_shapes").EnumerateArray().ToList();
+        Assert.That(shapes.Sum(o => o.GetProperty("calls_per_step").GetDouble()), Is.EqualTo(150));
+        Assert.That(shapes.Select(o => o.GetProperty("op").GetString()), Is.Unique.And.All.Match(@"^[NT][NT] \d+×\d+×\d+$"));
+        double Flop(JsonElement o) => o.GetProperty("gflops").GetDouble() * o.GetProperty("ms_per_step").GetDouble() * 1e6;
+        Assert.That(shapes.Sum(Flop), Is.EqualTo(Flop(gemm)).Within(1e-6 * Flop(gemm)));
+        Assert.That(shapes.Sum(o => o.GetProperty("ms_per_step").GetDouble()), Is.EqualTo(gemm.GetProperty("ms_per_step").GetDouble()).Within(5).Percent);
     }
 
     [Test]
