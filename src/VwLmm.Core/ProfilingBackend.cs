@@ -4,7 +4,8 @@ namespace VwLmm.Core;
 /// <summary>
 /// Per-op timing on any backend: wraps an <see cref="IBackend"/>, forwards every call and accumulates count and
 /// wall time per op (synchronising the device after each op so that asynchronous backends are timed truly — which is
-/// why it is a decorator used only when profiling, never in the plain training path). Allocation-free per call.
+/// why it is a decorator used only when profiling, never in the plain training path). Allocation-free per call once a
+/// GEMM shape has been seen (its first call adds the shape's counter).
 /// </summary>
 public sealed class ProfilingBackend(IBackend inner) : IBackend
 {
