@@ -40,6 +40,8 @@ public sealed class ForwardCommand : ICommand
                 int[] ids = ReadInts(idsPath);
                 int[] labels = args.Get("--labels") is { } lp ? ReadInts(lp) : ids.Select(i => i == Llava.ImageTokenIndex ? Llava.IgnoreIndex : i).ToArray();
                 if (labels.Length != ids.Length) throw new CliException($"{args.Get("--labels")}: {labels.Length} labels for {ids.Length} ids");
+                CheckRange(idsPath, "token id", ids, Llava.ImageTokenIndex, c.Llm.VocabSize);
+                if (args.Get("--labels") is { } labelsPath) CheckRange(labelsPath, "label", labels, Llava.IgnoreIndex, c.Llm.VocabSize);
                 sample = new TokenizedConversation(ids, labels);
             }
             else
@@ -70,6 +72,14 @@ public sealed class ForwardCommand : ICommand
                 stdout.WriteLine($"L={batch.L} text {output.Text.Mean:0.######} vm {output.Vm.Mean:0.######} total {output.Total:0.######} → {dump}");
             return 0;
         }
+    }
+
+    /// <summary>Every value is <paramref name="special"/> or a token id in [0, V).</summary>
+    private static void CheckRange(string path, string what, int[] values, int special, int V)
+    {
+        for (int i = 0; i < values.Length; i++)
+            if (values[i] != special && (uint)values[i] >= (uint)V)
+                throw new CliException($"{path}: {what} {values[i]} at index {i} is outside the vocabulary [0, {V}) (and is not {special})");
     }
 
     private static float[] ReadPixels(string path, int size)

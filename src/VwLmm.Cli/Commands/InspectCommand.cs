@@ -24,8 +24,7 @@ public sealed class InspectCommand : ICommand
         var config = VwLmmConfig.Load(Path.Combine(dir, VwLmmConfig.FileName));
         using var reader = CheckpointReader.Open(dir);
         bool embedded = reader.Names.Any(n => n.StartsWith(HfNames.EmbeddedVisionPrefix, StringComparison.Ordinal));
-        var unused = CheckpointValidator.Validate(reader, HfNames.Expected(config, embedded)
-            .Select(e => e.Name == HfNames.VmHead ? e with { Required = false } : e).ToList(), args.Has("--allow-unused"));
+        var unused = ModelCheckpoint.Validate(reader, config, embedded, args.Has("--allow-unused"));
         var v = config.Vision;
         var l = config.Llm;
         var ci = CultureInfo.InvariantCulture;

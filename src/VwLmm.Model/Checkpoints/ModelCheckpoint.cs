@@ -27,9 +27,7 @@ public static class ModelCheckpoint
                 CheckpointValidator.Validate(clip, HfNames.VisionTower(config, HfNames.ClipVisionPrefix), allowUnused: true,
                                              ignore: HfNames.IsClipNonVision);
             }
-            var expected = HfNames.Expected(config, embedded)
-                .Select(e => e.Name == HfNames.VmHead ? e with { Required = false } : e).ToList();
-            var unused = CheckpointValidator.Validate(reader, expected, allowUnused);
+            var unused = Validate(reader, config, embedded, allowUnused);
             if (unused.Count > 0) log?.WriteLine($"note: {unused.Count} tensors in the checkpoint are not used by this model");
 
             var model = new VwLmmModel(backend, config);
@@ -64,6 +62,19 @@ public static class ModelCheckpoint
         {
             clip?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Checks a checkpoint against its config (<see cref="CheckpointValidator"/>), with vm_head allowed to be absent: a
+    /// plain LLaVA checkpoint has none and gets one on load. Returns the present tensors the model will not load.
+    /// </summary>
+    public static IReadOnlyList<string> Validate(CheckpointReader reader, VwLmmConfig config, bool embedded, bool allowUnused)
+    {
+        var expected = HfNames.Expected(config, embedded)
+            .Select(e => e.Name == HfNames.VmHead ? e with { Required = false } : e).ToList();
+        // The validator counts a present optional tensor as not loaded (tower layers past the select layer); vm_head is
+        // the one optional tensor that is loaded when present.
+        return CheckpointValidator.Validate(reader, expected, allowUnused).Where(n => n != HfNames.VmHead).ToList();
     }
 
     // A plain LLaVA checkpoint has no VM head: copy a loaded head or draw N(0, 0.02) from a fixed seed.

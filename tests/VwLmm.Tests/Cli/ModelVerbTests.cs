@@ -1,0 +1,207 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using NUnit.Framework;
+using VwLmm.Cpu;
+using VwLmm.Data;
+using VwLmm.Data.Conversations;
+using VwLmm.Data.Images;
+using VwLmm.Data.ShapesGrid;
+using VwLmm.Data.Text;
+using VwLmm.Model;
+using VwLmm.Model.Checkpoints;
+using VwLmm.Model.Recipes;
+using static VwLmm.Tests.Cli.CliRunner;
+
+namespace VwLmm.Tests.Cli;
+
+/// <summary>
+/// The verbs that read a model folder — forward, visualize, chat, eval — end to end on the real binary, against a
+/// randomly initialised ShapesGrid-sized model saved once for the class. What the dumps must satisfy is recomputed here
+/// in double from the dumped tensors themselves (the HF shift of the text loss, the visual-word KL's shift and direction).
+/// </summary>
+public class ModelVerbTests
+{
+    private string _dir = "", _model = "", _image = "";
+    private int _vocab, _patches;
+    private SentencePieceTokenizer _tok = null!;
+
+    [OneTimeSetUp]
+    public void SaveModel()
+    {
+        _dir = TempDir();
+        _model = Path.Combine(_dir, "model");
+        Directory.CreateDirectory(_model);
+        var recipe = new ShapesGridRecipe(1);
+        _tok = recipe.LoadOrTrainTokenizer(_model);
+        using var cpu = new CpuBackend(1);
+        using var model = new VwLmmModel(cpu, recipe.ModelConfig(_tok));
+        model.InitializeRandom(7, InitScheme.Torch);
+        model.ApplyVmHeadInit();
+        ModelCheckpoint.Save(model, _model);
+        _vocab = model.Config.Llm.VocabSize;
+        _patches = recipe.World.Options.Grid * recipe.World.Options.Grid;
+        _image = Path.Combine(_dir, "scene.png");
+        ImageCodec.SavePng(recipe.World.Sample(Split.Test, 0).Image, _image);
+    }
+
+    [OneTimeTearDown]
+    public void Remove() => Directory.Delete(_dir, recursive: true);
+
+    [Test]
+    public void ForwardDumpsLogitsVisualWordsAndLossesThatAgreeWithEachOther()
+    {
+        int bos = _tok.BosId;
+        int[] text = _tok.Encode("what colour is the circle ?", addBos: false);
+        int[] ids = [bos, Llava.ImageTokenIndex, .. text, _tok.EosId];
+        string idsPath = Path.Combine(_dir, "ids.json");
+        File.WriteAllText(idsPath, JsonSerializer.Serialize(ids));
+        string dump = Path.Combine(_dir, "dump");
+        var r = Run("forward", "--model", _model, "--image", _image, "--ids", idsPath, "--dump", dump, "--threads", "1");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        Assert.That(r.Stderr, Is.Empty, "a saved VW-LMM model loads without notes: its vm_head is used");
+        var inspect = Run("inspect", _model);
+        Assert.That(inspect.ExitCode, Is.Zero, inspect.Stderr);
+        Assert.That(inspect.Stdout, Does.Contain("vm_head     present").And.Not.Contain("not used"));
+
+        var (logits, ls) = Npy.Read<float>(Path.Combine(dump, "logits.npy"));
+        var (p, ps) = Npy.Read<float>(Path.Combine(dump, "visual_words.npy"));
+        var (rowLoss, rs) = Npy.Read<float>(Path.Combine(dump, "text_loss.npy"));
+        int L = ids.Length - 1 + _patches, V = _vocab;
+        Assert.That(ls, Is.EqualTo(new[] { L, V }));
+        Assert.That(ps, Is.EqualTo(new[] { _patches, V }));
+        Assert.That(rs, Is.EqualTo(new[] { L }));
+
+        // After expansion: BOS at 0, the image at 1..N, then the text. Labels are the ids with the image ignored, and
+        // logits at t score label t + 1 (HF's shift).
+        var labels = new List<int> { bos };
+        labels.AddRange(Enumerable.Repeat(-100, _patches));
+        labels.AddRange(ids[2..]);
+        double LogSoftmax(int t, int v)
+        {
+            var row = logits.AsSpan(t * V, V);
+            double max = double.NegativeInfinity, sum = 0;
+            foreach (float x in row) max = Math.Max(max, x);
+            foreach (float x in row) sum += Math.Exp(x - max);
+            return row[v] - max - Math.Log(sum);
+        }
+        double textSum = 0;
+        int counted = 0;
+        for (int t = 0; t < L; t++)
+        {
+            int next = t + 1 < L ? labels[t + 1] : -100;
+            double expected = next < 0 ? 0 : -LogSoftmax(t, next);
+            Assert.That(rowLoss[t], Is.EqualTo(expected).Within(1e-4 * Math.Max(1, expected)), $"text loss at {t}");
+            if (next >= 0) { textSum += expected; counted++; }
+        }
+
+        // Visual words: each row a distribution; L_vm = mean over image tokens j of KL(p_j ‖ q), q the logits at the
+        // position before patch j (the BOS for the first patch).
+        double vmSum = 0;
+        for (int j = 0; j < _patches; j++)
+        {
+            var pj = p.AsSpan(j * V, V);
+            double total = 0, kl = 0;
+            for (int v = 0; v < V; v++)
+            {
+                total += pj[v];
+                if (pj[v] > 0) kl += pj[v] * (Math.Log(pj[v]) - LogSoftmax(j, v));
+            }
+            Assert.That(total, Is.EqualTo(1).Within(1e-4), $"visual word {j} sums to 1");
+            vmSum += kl;
+        }
+        using var losses = JsonDocument.Parse(File.ReadAllText(Path.Combine(dump, "losses.json")));
+        double textLoss = losses.RootElement.GetProperty("text").GetDouble(), vm = losses.RootElement.GetProperty("vm").GetDouble();
+        Assert.That(textLoss, Is.EqualTo(textSum / counted).Within(1e-4 * textLoss));
+        Assert.That(vm, Is.EqualTo(vmSum / _patches).Within(1e-3 * vm + 1e-6));
+        Assert.That(losses.RootElement.GetProperty("total").GetDouble(), Is.EqualTo(textLoss + vm).Within(1e-6 * (textLoss + vm)));
+
+        // The same image as preprocessed pixels gives the same dump.
+        string pixels = Path.Combine(_dir, "pixels.npy");
+        Assert.That(Run("preprocess", "--image", _image, "--size", "32", "--out", pixels).ExitCode, Is.Zero);
+        string dump2 = Path.Combine(_dir, "dump2");
+        Assert.That(Run("forward", "--model", _model, "--pixels", pixels, "--ids", idsPath, "--dump", dump2, "--threads", "1").ExitCode, Is.Zero);
+        Assert.That(Npy.Read<float>(Path.Combine(dump2, "logits.npy")).Data, Is.EqualTo(logits));
+    }
+
+    [Test]
+    public void ForwardBadInputsAreOneLineErrors()
+    {
+        string dump = Path.Combine(_dir, "bad-dump");
+        string Ids(string name, string json)
+        {
+            string path = Path.Combine(_dir, name);
+            File.WriteAllText(path, json);
+            return path;
+        }
+        string ok = Ids("ok.json", $"[{_tok.BosId}, -200, 5]");
+        AssertOneLineError(Run("forward", "--model", _model, "--image", _image, "--ids", Ids("big.json", $"[1, -200, {_vocab}]"), "--dump", dump), 1, $"{_vocab}");
+        AssertOneLineError(Run("forward", "--model", _model, "--image", _image, "--ids", Ids("two.json", "[1, -200, 5, -200]"), "--dump", dump), 1, "−200");
+        AssertOneLineError(Run("forward", "--model", _model, "--image", _image, "--ids", Ids("text.json", "[1, \"a\"]"), "--dump", dump), 1, "text.json");
+        AssertOneLineError(Run("forward", "--model", _model, "--image", _image, "--ids", ok, "--labels", Ids("short.json", "[1]"), "--dump", dump), 1, "short.json");
+        AssertOneLineError(Run("forward", "--model", _model, "--image", _image, "--ids", Path.Combine(_dir, "absent.json"), "--dump", dump), 1, "absent.json");
+        AssertOneLineError(Run("forward", "--model", _model, "--image", Path.Combine(_dir, "absent.png"), "--ids", ok, "--dump", dump), 1, "absent.png");
+        AssertOneLineError(Run("forward", "--model", Path.Combine(_dir, "nothing"), "--image", _image, "--ids", ok, "--dump", dump), 1, "nothing");
+        string wrongShape = Path.Combine(_dir, "small.npy");
+        Npy.Write<float>(wrongShape, new float[3 * 16 * 16], [3, 16, 16]);
+        AssertOneLineError(Run("forward", "--model", _model, "--pixels", wrongShape, "--ids", ok, "--dump", dump), 1, "small.npy", "[3,16,16]");
+        AssertOneLineError(Run("forward", "--model", _model, "--image", _image, "--ids", ok), 2, "--dump");
+        AssertOneLineError(Run("forward", "--model", _model, "--image", _image, "--pixels", wrongShape, "--ids", ok, "--dump", dump), 2, "--image");
+        Assert.That(Directory.Exists(dump), Is.False, "nothing is dumped for a failed call");
+    }
+
+    [Test]
+    public void VisualizeLabelsEveryPatchWithItsTopWordsByProbability()
+    {
+        string ids = Path.Combine(_dir, "vis-ids.json");
+        File.WriteAllText(ids, $"[{_tok.BosId}, -200]");
+        string dump = Path.Combine(_dir, "vis-dump");
+        Assert.That(Run("forward", "--model", _model, "--image", _image, "--ids", ids, "--dump", dump, "--threads", "1").ExitCode, Is.Zero);
+        var (p, _) = Npy.Read<float>(Path.Combine(dump, "visual_words.npy"));
+
+        string map = Path.Combine(_dir, "map.html");
+        var r = Run("visualize", "--model", _model, "--image", _image, "--out", map, "--top-k", "3", "--threads", "1");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        string html = File.ReadAllText(map);
+        var tips = Regex.Matches(html, "<g><title>(.*?)</title>", RegexOptions.Singleline).Select(m => m.Groups[1].Value.Split('\n')).ToList();
+        Assert.That(tips, Has.Count.EqualTo(_patches));
+        for (int j = 0; j < _patches; j++)
+        {
+            Assert.That(tips[j], Has.Length.EqualTo(3), $"patch {j}: top 3");
+            var row = p.AsSpan(j * _vocab, _vocab).ToArray();
+            int top = Enumerable.Range(0, _vocab).OrderByDescending(v => row[v]).ThenBy(v => v).First();
+            var probs = tips[j].Select(line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            Assert.That(probs, Is.Ordered.Descending, $"patch {j}");
+            Assert.That(probs[0], Is.EqualTo(row[top]).Within(6e-4), $"patch {j}: top probability");
+        }
+        AssertOneLineError(Run("visualize", "--model", _model, "--image", _image, "--top-k", "0"), 2, "--top-k");
+        AssertOneLineError(Run("visualize", "--model", _model, "--image", Path.Combine(_dir, "absent.png"), "--out", map), 1, "absent.png");
+    }
+
+    [Test]
+    public void ChatAnswersTheSameWayTwiceAndEvalScoresItsOwnPredictions()
+    {
+        string[] chat = ["chat", "--model", _model, "--image", _image, "what colour is the circle ?", "--template", "shapes_chat", "--max-new-tokens", "3", "--threads", "1"];
+        var first = Run(chat);
+        Assert.That(first.ExitCode, Is.Zero, first.Stderr);
+        Assert.That(first.Stdout.Trim(), Is.Not.Empty);
+        Assert.That(Run(chat).Stdout, Is.EqualTo(first.Stdout), "greedy decoding is deterministic");
+        AssertOneLineError(Run("chat", "--model", _model, "--image", _image, "hi", "--top-p", "1.5"), 2, "--top-p");
+
+        string data = Path.Combine(_dir, "world");
+        Assert.That(Run("data", "shapesgrid", "--out", data, "--n", "3", "--split", "test").ExitCode, Is.Zero);
+        string predictions = Path.Combine(_dir, "predictions.jsonl");
+        var r = Run("eval", "--model", _model, "--data", Path.Combine(data, "data.json"), "--template", "shapes_chat", "--out", predictions,
+                    "--max-new-tokens", "3", "--threads", "1");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        using var summary = JsonDocument.Parse(r.Stdout);
+        int questions = summary.RootElement.GetProperty("questions").GetInt32();
+        using var source = JsonDocument.Parse(File.ReadAllText(Path.Combine(data, "data.json")));
+        int humanTurns = source.RootElement.EnumerateArray().Sum(s => s.GetProperty("conversations").EnumerateArray().Count(t => t.GetProperty("from").GetString() == "human"));
+        Assert.That(questions, Is.EqualTo(humanTurns));
+        var rows = File.ReadAllLines(predictions).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.That(rows, Has.Count.EqualTo(questions));
+        Assert.That(summary.RootElement.GetProperty("overall").GetDouble(),
+            Is.EqualTo(rows.Count(x => x.GetProperty("correct").GetBoolean()) / (double)questions).Within(1e-12));
+        AssertOneLineError(Run("eval", "--model", _model, "--data", Path.Combine(data, "absent.json")), 1, "absent.json");
+    }
+}
