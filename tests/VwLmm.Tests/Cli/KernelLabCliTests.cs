@@ -6,7 +6,7 @@ namespace VwLmm.Tests.Cli;
 
 /// <summary>`vwlmm bench --device emu|cuda` (the GPU kernel lab) through the real binary: on the emulator it covers every
 /// kernel family and says its times are not GPU timings; without a GPU, --device cuda fails in one line; --model runs
-/// the model benchmark on the device instead.</summary>
+/// the model benchmark on the device instead. `vwlmm ptx` writes and tabulates the embedded kernels.</summary>
 public class KernelLabCliTests
 {
     private static readonly string[] Small =
@@ -79,5 +79,28 @@ public class KernelLabCliTests
         foreach (var key in new[] { "train_step_ms", "forward_ms", "prefill_ms", "decode_tokens_per_s", "gflops" })
             Assert.That(root.GetProperty(key).GetDouble(), Is.Positive, key);
         Assert.That(root.GetProperty("percent_of_peak").ValueKind, Is.EqualTo(JsonValueKind.Null));
+    }
+
+    [Test]
+    public void PtxWritesEveryModuleForBothArchsAndTabulatesItsEntries()
+    {
+        string dir = CliRunner.TempDir();
+        var r = CliRunner.Run("ptx", "--arch", "sm_90", "--out", dir);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        var rows = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).SkipLast(1)
+                    .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToList();
+        Assert.That(rows.Select(c => c[2]), Is.All.EqualTo("sm_90"));
+        foreach (string module in KernelModules.Names)
+        {
+            foreach (string arch in PtxCompiler.PtxArchs)
+                Assert.That(File.ReadAllText(Path.Combine(dir, $"{module}.{arch}.ptx")), Does.Contain(".version").And.Contain(".entry"), $"{module} {arch}");
+            // The table lists exactly the entry points the written PTX declares.
+            string ptx = File.ReadAllText(Path.Combine(dir, $"{module}.{PtxCompiler.PtxArchs[^1]}.ptx"));
+            var entries = System.Text.RegularExpressions.Regex.Matches(ptx, @"\.entry\s+(\w+)").Select(m => m.Groups[1].Value).Order().ToList();
+            Assert.That(rows.Where(c => c[0] == module).Select(c => c[1]).Order(), Is.EqualTo(entries), module);
+        }
+        Assert.That(File.Exists(Path.Combine(dir, "resources.txt")));
+        CliRunner.AssertOneLineError(CliRunner.Run("ptx", "--arch", "sm_70"), 2, "--arch", "sm_70");
+        Directory.Delete(dir, recursive: true);
     }
 }
