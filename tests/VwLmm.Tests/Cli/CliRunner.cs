@@ -12,7 +12,10 @@ internal static class CliRunner
 
     private const int TimeLimitSeconds = 300;
 
-    public static Result Run(params string[] args)
+    public static Result Run(params string[] args) => RunWithInput("", args);
+
+    /// <summary>Runs the binary with <paramref name="input"/> on its standard input, then end of file.</summary>
+    public static Result RunWithInput(string input, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -25,6 +28,7 @@ internal static class CliRunner
         psi.ArgumentList.Add(Path.Combine(TestContext.CurrentContext.TestDirectory, "vwlmm.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
+        p.StandardInput.Write(input);
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

@@ -187,6 +187,14 @@ public class ModelVerbTests
         Assert.That(Run(chat).Stdout, Is.EqualTo(first.Stdout), "greedy decoding is deterministic");
         AssertOneLineError(Run("chat", "--model", _model, "--image", _image, "hi", "--top-p", "1.5"), 2, "--top-p");
 
+        // Without a question, chat reads one per line until end of file (blank lines skipped), keeping the conversation:
+        // its first answer is the one-shot answer.
+        var session = RunWithInput("what colour is the circle ?\n\nis there a red square ?\n", chat[..5].Concat(chat[6..]).ToArray());
+        Assert.That(session.ExitCode, Is.Zero, session.Stderr);
+        var answers = session.Stdout.Split('\n');
+        Assert.That(answers, Has.Length.EqualTo(3), "two answers, one per line");
+        Assert.That(answers[0] + "\n", Is.EqualTo(first.Stdout.ReplaceLineEndings("\n")));
+
         string data = Path.Combine(_dir, "world");
         Assert.That(Run("data", "shapesgrid", "--out", data, "--n", "3", "--split", "test").ExitCode, Is.Zero);
         string predictions = Path.Combine(_dir, "predictions.jsonl");
