@@ -62,6 +62,13 @@ public sealed class AdamW : IDisposable
         return norm;
     }
 
+    /// <summary>
+    /// The fused update's bias corrections 1/(1 − β₁^step) and 1/(1 − β₂^step), computed in double and shared by every
+    /// backend: β^step underflows gracefully and 1 − β^step keeps its digits for β near 1.
+    /// </summary>
+    public static (float Inv1, float Inv2) BiasCorrections(float beta1, float beta2, int step) =>
+        ((float)(1 / (1 - Math.Pow(beta1, step))), (float)(1 / (1 - Math.Pow(beta2, step))));
+
     public void ZeroGrad() => _backend.ZeroGradients(Trainable());
 
     /// <summary>The trainable parameters, in order, with their moments (allocated here, zeroed, on first need); rebuilt

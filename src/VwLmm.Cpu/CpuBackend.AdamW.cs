@@ -9,13 +9,12 @@ public sealed unsafe partial class CpuBackend
     public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps,
                       float weightDecay, int step, float gradScale)
     {
+        var (invCorrection1, invCorrection2) = Core.AdamW.BiasCorrections(beta1, beta2, step);
         var job = new AdamWJob
         {
             P = F(param), G = F(grad), M = F(m), V = F(v), N = n,
             Lr = lr, Beta1 = beta1, Beta2 = beta2, Eps = eps, WeightDecay = weightDecay, GradScale = gradScale,
-            // Bias corrections in double: β^step underflows gracefully and 1 − β^step keeps its digits for β near 1.
-            InvCorrection1 = (float)(1 / (1 - Math.Pow(beta1, step))),
-            InvCorrection2 = (float)(1 / (1 - Math.Pow(beta2, step))),
+            InvCorrection1 = invCorrection1, InvCorrection2 = invCorrection2,
         };
         ParallelFor(BlockCount(n), job, MinTasksPerChunk(ElementBlock));
     }

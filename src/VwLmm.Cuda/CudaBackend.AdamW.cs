@@ -70,22 +70,18 @@ public sealed unsafe partial class CudaBackend
     {
         var t = TableFor(list);
         if (t.Chunks == 0) return;
-        var (invCorrection1, invCorrection2) = BiasCorrections(beta1, beta2, step);
+        var (invCorrection1, invCorrection2) = Core.AdamW.BiasCorrections(beta1, beta2, step);
         nint entries = t.Entries, chunkStart = t.ChunkStart;
         int count = t.Count;
         ReadOnlySpan<KernelArg> args = [&entries, &chunkStart, &count, &lr, &beta1, &beta2, &eps, &invCorrection1, &invCorrection2, &gradScale];
         Launch("adamw", "adamw_list_f32", (checked((uint)t.Chunks), 1, 1), (PointwiseThreads, 1, 1), 0, args);
     }
 
-    // 1/(1 − β^step) in double: β^step underflows gracefully and 1 − β^step keeps its digits for β near 1.
-    private static (float, float) BiasCorrections(float beta1, float beta2, int step) =>
-        ((float)(1 / (1 - Math.Pow(beta1, step))), (float)(1 / (1 - Math.Pow(beta2, step))));
-
     public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps,
                       float weightDecay, int step, float gradScale)
     {
         if (n <= 0) return;
-        var (invCorrection1, invCorrection2) = BiasCorrections(beta1, beta2, step);
+        var (invCorrection1, invCorrection2) = Core.AdamW.BiasCorrections(beta1, beta2, step);
         nint pp = param.Ptr, pg = grad.Ptr, pm = m.Ptr, pv = v.Ptr;
         ReadOnlySpan<KernelArg> args = [&pp, &pg, &pm, &pv, &n, &lr, &beta1, &beta2, &eps, &weightDecay, &invCorrection1, &invCorrection2, &gradScale];
         uint blocks = (uint)Math.Min(CeilDiv(n, PointwiseThreads), MaxPointwiseBlocks);
