@@ -49,6 +49,52 @@ public static class Ops
         return y;
     }
 
+    /// <summary>x [G, ...] → x[g] [...], a view that shares x's gradient.</summary>
+    public static Tensor Select(Tape tape, Tensor x, int g)
+    {
+        Check.Alive("Select", "x", x);
+        if (x.Shape.Rank < 2) throw new ArgumentException($"Select: x has shape {x.Shape}, expected [G, ...]");
+        if ((uint)g >= (uint)x.Shape[0]) throw new ArgumentOutOfRangeException(nameof(g), $"Select: index {g} is outside [0, {x.Shape[0]}) of {x.Shape}");
+        var shape = new Shape(x.Shape.Dims[1..]);
+        var y = tape.Arena.View(x, g * shape.Numel, shape);
+        if (tape.RequiresGrad(x)) tape.Alias(y, x);
+        return y;
+    }
+
+    /// <summary>
+    /// x [..., K] through G linear layers of one shape, W [G,N,K] (a <see cref="ParameterStack"/>) → y [G, M, N] with
+    /// y[g] = x·W[g]ᵀ, M = x's rows. One batched GEMM where G <see cref="Linear"/> calls would make G; every element,
+    /// and every gradient, has the bits those calls give (dx sums the layers last to first, as their tape would).
+    /// </summary>
+    public static Tensor LinearStack(Tape tape, Tensor x, Tensor w)
+    {
+        const string op = "LinearStack";
+        using var range = Profiler.Range(tape.Backend, op);
+        Check.Rank(op, "w", w, 3);
+        int g = w.Shape[0], n = w.Shape[1], k = w.Shape[2];
+        Check.F32(op, "x", x);
+        if (x.Shape[-1] != k) throw new ArgumentException($"{op}: x has shape {x.Shape}, expected [...,{k}] (w is {w.Shape})");
+        int m = checked((int)(x.Numel / k));
+        var be = tape.Backend;
+        bool grad = AnyGrad(tape, x, w);
+        var y = Output(tape, new Shape(g, m, n), grad);
+        be.Gemm(false, true, m, n, k, 1f, x, k, 0, w, k, (long)n * k, 0f, y, n, (long)m * n, g);
+        if (grad) tape.Record(new TapeNode { Backward = LinearStackBackward, Output = y, X0 = x, X1 = w, I0 = m, I1 = n, I2 = k, I3 = g });
+        return y;
+    }
+
+    private static void LinearStackBackward(Tape tape, in TapeNode node)
+    {
+        Tensor x = node.X0!, w = node.X1!, dy = tape.Grad(node.Output);
+        int m = node.I0, n = node.I1, k = node.I2, g = node.I3;
+        var be = tape.Backend;
+        if (tape.GradOrNull(x) is { } dx)
+            for (int i = g - 1; i >= 0; i--)
+                be.Gemm(false, false, m, k, n, 1f, tape.Arena.View(dy, (long)i * m * n, new Shape(m, n)), n, 0,
+                        tape.Arena.View(w, (long)i * n * k, new Shape(n, k)), k, 0, 1f, dx, k, 0, 1);
+        if (tape.GradOrNull(w) is { } dw) be.Gemm(true, false, n, k, m, 1f, dy, n, (long)m * n, x, k, 0, 1f, dw, k, (long)n * k, g);
+    }
+
     /// <summary>x [..., K] · Wᵀ (W [N,K]) + b [N] → y [..., N].</summary>
     public static Tensor Linear(Tape tape, Tensor x, Tensor w, Tensor? b = null)
     {

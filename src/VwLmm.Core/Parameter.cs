@@ -15,7 +15,21 @@ public sealed class Parameter : IDisposable
         backend.Fill(Value, 0f);
     }
 
+    /// <summary>Member <paramref name="index"/> of <paramref name="stack"/>: value and gradient are slices of the stack's.</summary>
+    internal Parameter(string name, ParameterStack stack, int index)
+    {
+        Name = name;
+        Stack = stack;
+        _index = index;
+        Value = stack.Value.View(index * stack.Each.Numel, stack.Each);
+    }
+
+    private readonly int _index;
+
     public string Name { get; }
+
+    /// <summary>The stack whose buffers hold this parameter, or null when it has its own.</summary>
+    public ParameterStack? Stack { get; }
     public Tensor Value { get; }
     public Shape Shape => Value.Shape;
     public long Numel => Value.Numel;
@@ -32,7 +46,7 @@ public sealed class Parameter : IDisposable
             _trainable = value;
             if (value && Grad is null)
             {
-                Grad = Alloc(Value.Backend, Shape);
+                Grad = Stack is null ? Alloc(Value.Backend, Shape) : Stack.GradSlice(_index);
                 Value.Backend.Fill(Grad, 0f);
             }
         }
@@ -65,5 +79,59 @@ public sealed class Parameter : IDisposable
     {
         foreach (var b in _owned) b.Dispose();
         _owned.Clear();
+    }
+}
+
+/// <summary>
+/// G parameters of one shape whose values (and gradients) lie back to back in one buffer, so that an op can take them
+/// as one [G, ...] tensor — <see cref="Ops.LinearStack"/> runs the linear layers that read the same input (q/k/v,
+/// gate/up) as one batched product. The members stay ordinary named parameters for checkpoints and the optimiser.
+/// </summary>
+public sealed class ParameterStack : IDisposable
+{
+    private readonly DeviceBuffer _value;
+    private DeviceBuffer? _grad;
+    private readonly Parameter[] _members;
+
+    public ParameterStack(IBackend backend, IReadOnlyList<string> names, Shape each)
+    {
+        if (names.Count < 1) throw new ArgumentException("a parameter stack needs at least one member", nameof(names));
+        Each = each;
+        var shape = new Shape([names.Count, .. each.Dims]);
+        _value = backend.Allocate(Math.Max(1, shape.Numel) * 4);
+        Value = Tensor.FromBuffer(backend, _value, shape, DType.F32);
+        backend.Fill(Value, 0f);
+        _members = new Parameter[names.Count];
+        for (int i = 0; i < _members.Length; i++) _members[i] = new Parameter(names[i], this, i);
+    }
+
+    /// <summary>The shape of one member.</summary>
+    public Shape Each { get; }
+
+    /// <summary>[G, ...Each], every member's value in order.</summary>
+    public Tensor Value { get; }
+
+    /// <summary>[G, ...Each], every member's gradient in order; null until a member becomes trainable.</summary>
+    public Tensor? Grad { get; private set; }
+
+    public IReadOnlyList<Parameter> Members => _members;
+
+    /// <summary>Member i's slice of the gradient, allocating the stack's gradient on first need.</summary>
+    internal Tensor GradSlice(int i)
+    {
+        if (Grad is null)
+        {
+            _grad = Value.Backend.Allocate(Math.Max(1, Value.Numel) * 4);
+            Grad = Tensor.FromBuffer(Value.Backend, _grad, Value.Shape, DType.F32);
+            Value.Backend.Fill(Grad, 0f);
+        }
+        return Grad.View(i * Each.Numel, Each);
+    }
+
+    public void Dispose()
+    {
+        foreach (var m in _members) m.Dispose();
+        _value.Dispose();
+        _grad?.Dispose();
     }
 }

@@ -33,7 +33,7 @@ public sealed class Tape
     private readonly List<TapeNode> _nodes = new();
     // Tensors that require a gradient, mapped to their gradient buffer (null until first requested).
     private readonly Dictionary<Tensor, Tensor?> _grads = new(ReferenceEqualityComparer.Instance);
-    // Views created by Reshape share the gradient of their base tensor.
+    // Views created by Reshape and Select share the gradient of their base tensor, at the same offset.
     private readonly Dictionary<Tensor, Tensor> _aliases = new(ReferenceEqualityComparer.Instance);
     private float[] _hostScratch = [];
 
@@ -49,10 +49,15 @@ public sealed class Tape
     public bool IsRecording { get; }
     public int RecordedOps => _nodes.Count;
 
-    /// <summary>Makes the parameter's gradient visible to ops (trainable parameters only).</summary>
+    /// <summary>
+    /// Makes the parameter's gradient visible to ops (trainable parameters only), and that of its stack, whose
+    /// gradient holds the member's.
+    /// </summary>
     public void Track(Parameter p)
     {
-        if (IsRecording && p.Trainable) _grads[p.Value] = p.Grad;
+        if (!IsRecording || !p.Trainable) return;
+        _grads[p.Value] = p.Grad;
+        if (p.Stack is { } stack) _grads[stack.Value] = stack.Grad;
     }
 
     public void Track(IReadOnlyList<Parameter> ps)
@@ -80,7 +85,7 @@ public sealed class Tape
             g = Arena.Zeros(key.Shape);
             _grads[key] = g;
         }
-        return ReferenceEquals(key, t) ? g : Arena.View(g, 0, t.Shape);
+        return ReferenceEquals(key, t) ? g : Arena.View(g, (t.ByteOffset - key.ByteOffset) / t.DType.Size(), t.Shape);
     }
 
     /// <summary>The gradient if the tensor requires one, else null (the op then skips that output's work).</summary>

@@ -10,8 +10,11 @@ namespace VwLmm.Model;
 /// </summary>
 public sealed class LlamaDecoder
 {
-    private sealed record Layer(Parameter InNorm, Parameter Q, Parameter K, Parameter V, Parameter O, Parameter PostNorm,
-                                Parameter Gate, Parameter Up, Parameter Down);
+    // q, k and v share a stack when they have one shape (no GQA); otherwise k and v do and q stands alone (Q set).
+    // Stacks run the layers that read one input as one batched product: the same bits, one worker wake-up per
+    // decoded token instead of one per layer (docs/BENCHMARKS.md, session 16).
+    private sealed record Layer(Parameter InNorm, Parameter? Q, ParameterStack Qkv, Parameter O, Parameter PostNorm,
+                                ParameterStack GateUp, Parameter Down);
 
     private readonly LlmConfig _c;
     private readonly Layer[] _layers;
@@ -26,12 +29,13 @@ public sealed class LlamaDecoder
         for (int i = 0; i < _layers.Length; i++)
         {
             string p = $"model.layers.{i}.";
-            _layers[i] = new Layer(
-                store.Add(p + "input_layernorm.weight", d),
-                store.Add(p + "self_attn.q_proj.weight", d, d), store.Add(p + "self_attn.k_proj.weight", kv, d),
-                store.Add(p + "self_attn.v_proj.weight", kv, d), store.Add(p + "self_attn.o_proj.weight", d, d),
+            var inNorm = store.Add(p + "input_layernorm.weight", d);
+            string q = p + "self_attn.q_proj.weight", k = p + "self_attn.k_proj.weight", v = p + "self_attn.v_proj.weight";
+            var qAlone = kv == d ? null : store.Add(q, d, d);
+            var qkv = qAlone is null ? store.AddStack([q, k, v], d, d) : store.AddStack([k, v], kv, d);
+            _layers[i] = new Layer(inNorm, qAlone, qkv, store.Add(p + "self_attn.o_proj.weight", d, d),
                 store.Add(p + "post_attention_layernorm.weight", d),
-                store.Add(p + "mlp.gate_proj.weight", f, d), store.Add(p + "mlp.up_proj.weight", f, d),
+                store.AddStack([p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"], f, d),
                 store.Add(p + "mlp.down_proj.weight", d, f));
         }
         _rangeNames = Enumerable.Range(0, _layers.Length).Select(i => $"decoder.layer{i}").ToArray();
@@ -59,15 +63,20 @@ public sealed class LlamaDecoder
             var ly = _layers[i];
             using var range = Profiler.Range(tape.Backend, _rangeNames[i]);
             var a = Ops.RmsNorm(tape, x, ly.InNorm.Value, eps);
-            var q = Ops.Rope(tape, Ops.Reshape(tape, Ops.Linear(tape, a, ly.Q.Value), b, l, h, hd), positions, theta);
-            var k = Ops.Rope(tape, Ops.Reshape(tape, Ops.Linear(tape, a, ly.K.Value), b, l, hkv, hd), positions, theta);
-            var v = Ops.Reshape(tape, Ops.Linear(tape, a, ly.V.Value), b, l, hkv, hd);
+            // q alone goes first, so that backward sums dx over v, k, q in the order of three separate layers.
+            var qAlone = ly.Q is null ? null : Ops.Linear(tape, a, ly.Q.Value);
+            var qkv = Ops.LinearStack(tape, a, ly.Qkv.Value);
+            int kAt = qAlone is null ? 1 : 0;
+            var q = Ops.Rope(tape, Ops.Reshape(tape, qAlone ?? Ops.Select(tape, qkv, 0), b, l, h, hd), positions, theta);
+            var k = Ops.Rope(tape, Ops.Reshape(tape, Ops.Select(tape, qkv, kAt), b, l, hkv, hd), positions, theta);
+            var v = Ops.Reshape(tape, Ops.Select(tape, qkv, kAt + 1), b, l, hkv, hd);
             Tensor o = cache is null
                 ? Ops.Attention(tape, q, k, v, keyLengths, causal: true)
                 : cache.Attend(tape, i, q, k, v, cacheStart, keyLengths);
             x = Ops.Add(tape, x, Ops.Linear(tape, Ops.Reshape(tape, o, b * l, d), ly.O.Value));
             var m = Ops.RmsNorm(tape, x, ly.PostNorm.Value, eps);
-            var g = Ops.SwiGlu(tape, Ops.Linear(tape, m, ly.Gate.Value), Ops.Linear(tape, m, ly.Up.Value));
+            var gateUp = Ops.LinearStack(tape, m, ly.GateUp.Value);
+            var g = Ops.SwiGlu(tape, Ops.Select(tape, gateUp, 0), Ops.Select(tape, gateUp, 1));
             x = Ops.Add(tape, x, Ops.Linear(tape, g, ly.Down.Value));
         }
         return Ops.RmsNorm(tape, x, FinalNorm.Value, eps);

@@ -14,6 +14,7 @@ public sealed class ParameterStore : IDisposable
     private readonly IBackend _backend;
     private readonly Dictionary<string, Parameter> _byName = new(StringComparer.Ordinal);
     private readonly List<Parameter> _all = new();
+    private readonly List<ParameterStack> _stacks = new();
 
     public ParameterStore(IBackend backend) => _backend = backend;
 
@@ -21,11 +22,24 @@ public sealed class ParameterStore : IDisposable
 
     public Parameter Add(string name, params int[] dims)
     {
-        if (_byName.ContainsKey(name)) throw new ArgumentException($"parameter '{name}' defined twice");
         var p = new Parameter(_backend, name, new Shape(dims));
-        _byName.Add(name, p);
-        _all.Add(p);
+        Register(p);
         return p;
+    }
+
+    /// <summary>Parameters of one shape, in one <see cref="ParameterStack"/>; each is also registered by its own name.</summary>
+    public ParameterStack AddStack(IReadOnlyList<string> names, params int[] dims)
+    {
+        var stack = new ParameterStack(_backend, names, new Shape(dims));
+        _stacks.Add(stack);
+        foreach (var p in stack.Members) Register(p);
+        return stack;
+    }
+
+    private void Register(Parameter p)
+    {
+        if (!_byName.TryAdd(p.Name, p)) throw new ArgumentException($"parameter '{p.Name}' defined twice");
+        _all.Add(p);
     }
 
     public Parameter this[string name] =>
@@ -52,7 +66,9 @@ public sealed class ParameterStore : IDisposable
     public void Dispose()
     {
         foreach (var p in _all) p.Dispose();
+        foreach (var s in _stacks) s.Dispose();
         _all.Clear();
+        _stacks.Clear();
         _byName.Clear();
     }
 }

@@ -37,7 +37,8 @@ public sealed class BenchCommand : ICommand
           train_step_ms        forward + backward + AdamW over the batch (VM head and visual-word KL on)
           forward_ms           forward with losses at batch 1, no tape
           prefill_ms           Generator prefill of one prompt (image + text) into the KV cache
-          decode_tokens_per_s  greedy decode with the KV cache at batch 1: N tokens / (time of prefill + N − prefill)
+          decode_tokens_per_s  greedy decode with the KV cache at batch 1: N tokens / the median over repeats of
+                       (time of prefill + N tokens − that repeat's prefill-only time)
           gflops, percent_of_peak  train step work (analytic, see docs/BENCHMARKS.md) / time; peak 112 GFLOP/s per thread,
                                or the GPU's fp32 peak from the peak table
           peak_rss_mb          VmHWM of the process, next to params+grads+moments+activations
@@ -255,11 +256,14 @@ public sealed class BenchCommand : ICommand
         public double? PercentOfPeak => 100 * Gflops / PeakGflops;
     }
 
-    /// <summary>One op's row of a profile; a step is a train step or, in the decode profile, one generated token.</summary>
-    private sealed record OpRow(string Op, double CallsPerStep, double MsPerStep, double MeanUs, double Percent, double? Gflops);
+    /// <summary>
+    /// One op's row of a profile; a step is a train step or, in the decode profile, one generated token. Rate is
+    /// GFLOP/s, except in the decode GEMM rows: GB/s of the weight matrix read, which bounds a matrix-vector product.
+    /// </summary>
+    private sealed record OpRow(string Op, double CallsPerStep, double MsPerStep, double MeanUs, double Percent, double? Rate);
 
-    /// <summary>The train step's and one decoded token's per-op rows, and the train step's GEMM rows by shape.</summary>
-    private sealed record OpProfiles(List<OpRow> Train, List<OpRow> TrainGemms, List<OpRow> Decode);
+    /// <summary>The train step's and one decoded token's per-op rows, and the GEMM rows of each by shape.</summary>
+    private sealed record OpProfiles(List<OpRow> Train, List<OpRow> TrainGemms, List<OpRow> Decode, List<OpRow> DecodeGemms);
 
     /// <summary>One model, its synthetic inputs and the measurements over them.</summary>
     private sealed class BenchRun(IBackend backend, VwLmmConfig config, int batch, int textTokens, int decodeTokens, int repeats, int warmup) : IDisposable
@@ -342,18 +346,20 @@ public sealed class BenchCommand : ICommand
                 generator.Generate(prompt, pixels1.Span, prefillOnly);
                 generator.Generate(prompt, pixels1.Span, withDecode);
             }
+            // Each repeat's decode time is its generation less the prefill timed just before it, and the rate comes
+            // from the median of those differences (as torch_peer.py does): a pair shares the machine's state, where
+            // a difference of two medians mixes a slow prefill with a fast generation.
             var prefillMs = new double[repeats];
-            var generateMs = new double[repeats];
+            var decodeDiffMs = new double[repeats];
             for (int r = 0; r < repeats; r++)
             {
                 prefillMs[r] = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
-                generateMs[r] = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
+                decodeDiffMs[r] = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0] - prefillMs[r];
             }
-            double generateMedian = Median(generateMs), prefillMedian = Median(prefillMs);
-            double decodeMs = generateMedian - prefillMedian;
+            double prefillMedian = Median(prefillMs), decodeMs = Median(decodeDiffMs);
             if (decodeMs <= 0)
                 throw new CliException(string.Create(CultureInfo.InvariantCulture,
-                    $"decoding {decodeTokens} tokens took no measurable time beyond the prefill's noise (median generation {generateMedian:0.###} ms, prefill {prefillMedian:0.###} ms); raise --decode-tokens or --repeats"));
+                    $"decoding {decodeTokens} tokens took no measurable time beyond the prefill's noise (median decode {decodeMs:0.###} ms, prefill {prefillMedian:0.###} ms); raise --decode-tokens or --repeats"));
 
             long paramBytes = _model.Parameters.All.Sum(p => p.Numel) * sizeof(float);
             double activationMb = train.ActivationBytes / 1048576.0;
@@ -392,14 +398,15 @@ public sealed class BenchCommand : ICommand
             rows.Add(new OpRow("(outside ops: tape, host)", 0, stepMs - opsMs, 0, 100 * (stepMs - opsMs) / stepMs, null));
             var gemms = profiler.GemmTable().Select(g => new OpRow(g.Shape.ToString(), g.Calls / (double)repeats, g.Seconds * 1000 / repeats,
                 g.Seconds * 1e6 / g.Calls, 100 * g.Seconds * 1000 / repeats / stepMs, g.Shape.Flop * g.Calls / g.Seconds / 1e9)).ToList();
-            return new OpProfiles(rows, gemms, ProfileDecode(profiler));
+            var (decode, decodeGemms) = ProfileDecode(profiler);
+            return new OpProfiles(rows, gemms, decode, decodeGemms);
         }
 
         /// <summary>
-        /// Per-op totals of greedy decoding at batch 1, per token: a generation of 1 + N tokens less a prefill-only
-        /// one, op by op, so that the prefill's ops cancel.
+        /// Per-op and per-GEMM-shape totals of greedy decoding at batch 1, per token: a generation of 1 + N tokens less
+        /// a prefill-only one, row by row, so that the prefill's work cancels.
         /// </summary>
-        public List<OpRow> ProfileDecode(ProfilingBackend profiler)
+        public (List<OpRow> Ops, List<OpRow> Gemms) ProfileDecode(ProfilingBackend profiler)
         {
             using var generator = new Generator(_model, ArenaBytes(1));
             var prompt = _samples[..1];
@@ -411,6 +418,7 @@ public sealed class BenchCommand : ICommand
             profiler.ResetCounters();
             double prefillMs = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
             var prefill = profiler.Table().ToDictionary(r => r.Op);
+            var prefillGemms = profiler.GemmTable().ToDictionary(r => r.Shape);
             profiler.ResetCounters();
             double generateMs = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
             double tokenMs = (generateMs - prefillMs) / decodeTokens;
@@ -425,7 +433,18 @@ public sealed class BenchCommand : ICommand
             rows.Sort((a, b) => b.MsPerStep.CompareTo(a.MsPerStep));
             double opsMs = rows.Sum(r => r.MsPerStep);
             rows.Add(new OpRow("(outside ops: tape, host)", 0, tokenMs - opsMs, 0, 100 * (tokenMs - opsMs) / tokenMs, null));
-            return rows;
+            var gemms = new List<OpRow>();
+            foreach (var (shape, calls, seconds) in profiler.GemmTable())
+            {
+                var (_, calls0, seconds0) = prefillGemms.GetValueOrDefault(shape);
+                if (calls == calls0) continue;
+                double ms = (seconds - seconds0) * 1000 / decodeTokens;
+                double weightBytes = 4.0 * shape.N * shape.K * shape.Batch * (calls - calls0);
+                gemms.Add(new OpRow(shape.ToString(), (calls - calls0) / (double)decodeTokens, ms, (seconds - seconds0) * 1e6 / (calls - calls0),
+                    100 * ms / tokenMs, weightBytes / (seconds - seconds0) / 1e9));
+            }
+            gemms.Sort((a, b) => b.MsPerStep.CompareTo(a.MsPerStep));
+            return (rows, gemms);
         }
 
         /// <summary>
@@ -562,13 +581,14 @@ public sealed class BenchCommand : ICommand
                 WriteOps(w, "ops", ops.Train);
                 WriteOps(w, "gemm_shapes", ops.TrainGemms);
                 WriteOps(w, "decode_ops", ops.Decode);
+                WriteOps(w, "decode_gemm_shapes", ops.DecodeGemms, "weight_gb_per_s");
             }
             w.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(ms.ToArray());
     }
 
-    private static void WriteOps(Utf8JsonWriter w, string name, List<OpRow> ops)
+    private static void WriteOps(Utf8JsonWriter w, string name, List<OpRow> ops, string rateKey = "gflops")
     {
         w.WriteStartArray(name);
         foreach (var o in ops)
@@ -579,7 +599,7 @@ public sealed class BenchCommand : ICommand
             w.WriteNumber("ms_per_step", o.MsPerStep);
             w.WriteNumber("mean_us", o.MeanUs);
             w.WriteNumber("percent_of_step", o.Percent);
-            if (o.Gflops is { } g) w.WriteNumber("gflops", g);
+            if (o.Rate is { } rate) w.WriteNumber(rateKey, rate);
             w.WriteEndObject();
         }
         w.WriteEndArray();
@@ -602,15 +622,16 @@ public sealed class BenchCommand : ICommand
         WriteOpTable(w, "train step", "step", ops.Train);
         WriteOpTable(w, "train step, GEMM by layout (op(A) op(B), N = as stored, T = transposed) and M×N×K", "step", ops.TrainGemms, "shape");
         WriteOpTable(w, "decode, per token", "token", ops.Decode);
+        WriteOpTable(w, "decode, GEMM by shape (M = 1: matrix-vector products), GB/s of weights read", "token", ops.DecodeGemms, "shape", "GB/s");
     }
 
-    private static void WriteOpTable(TextWriter w, string title, string unit, List<OpRow> ops, string first = "op")
+    private static void WriteOpTable(TextWriter w, string title, string unit, List<OpRow> ops, string first = "op", string rate = "GFLOP/s")
     {
         string F(double x, string fmt = "0.00") => x.ToString(fmt, CultureInfo.InvariantCulture);
         w.WriteLine();
         w.WriteLine($"  {title}");
-        w.WriteLine($"  {first,-28} {"calls",7} {"ms/" + unit,9} {"mean µs",9} {"% " + unit,7} {"GFLOP/s",8}");
+        w.WriteLine($"  {first,-28} {"calls",7} {"ms/" + unit,9} {"mean µs",9} {"% " + unit,7} {rate,8}");
         foreach (var o in ops)
-            w.WriteLine($"  {o.Op,-28} {F(o.CallsPerStep, "0.#"),7} {F(o.MsPerStep, "0.000"),9} {F(o.MeanUs, "0.0"),9} {F(o.Percent, "0.0"),7} {(o.Gflops is { } g ? F(g, "0.0") : ""),8}");
+            w.WriteLine($"  {o.Op,-28} {F(o.CallsPerStep, "0.#"),7} {F(o.MsPerStep, "0.000"),9} {F(o.MeanUs, "0.0"),9} {F(o.Percent, "0.0"),7} {(o.Rate is { } g ? F(g, "0.0") : ""),8}");
     }
 }

@@ -86,19 +86,31 @@ public class BenchCommandTests
         var r = RunJson("--ops");
         var ops = r.GetProperty("ops").EnumerateArray().ToList();
         var gemm = ops.Single(o => o.GetProperty("op").GetString() == "Gemm");
-        // 3 vision blocks × 6 linears + 2 projector + VM head + 4 layers × 7 + LM head = 50 forward, twice that backward.
-        Assert.That(gemm.GetProperty("calls_per_step").GetDouble(), Is.EqualTo(150));
+        // Forward: 3 vision blocks × 6 linears + 2 projector + VM head + 4 layers × 4 (q/k/v and gate/up are stacks,
+        // one batched GEMM each) + LM head = 38. Backward: dx and dW of each linear, and of each stack dx per member
+        // (3 + 2) and one batched dW: 36 + 4 + 2 + 4 × 11 + 2 = 88.
+        Assert.That(gemm.GetProperty("calls_per_step").GetDouble(), Is.EqualTo(126));
         Assert.That(gemm.GetProperty("gflops").GetDouble(), Is.Positive);
         Assert.That(ops.Any(o => o.GetProperty("op").GetString() == "AdamW"));
         Assert.That(ops.Sum(o => o.GetProperty("percent_of_step").GetDouble()), Is.EqualTo(100).Within(1e-6));
 
         // The same GEMMs by shape: every call in one row, and their shapes' flops are what StepFlops counts for the linears.
         var shapes = r.GetProperty("gemm_shapes").EnumerateArray().ToList();
-        Assert.That(shapes.Sum(o => o.GetProperty("calls_per_step").GetDouble()), Is.EqualTo(150));
-        Assert.That(shapes.Select(o => o.GetProperty("op").GetString()), Is.Unique.And.All.Match(@"^[NT][NT] \d+×\d+×\d+$"));
+        Assert.That(shapes.Sum(o => o.GetProperty("calls_per_step").GetDouble()), Is.EqualTo(126));
+        Assert.That(shapes.Select(o => o.GetProperty("op").GetString()), Is.Unique.And.All.Match(@"^[NT][NT] \d+×\d+×\d+( ×[23])?$"));
         double Flop(JsonElement o) => o.GetProperty("gflops").GetDouble() * o.GetProperty("ms_per_step").GetDouble() * 1e6;
         Assert.That(shapes.Sum(Flop), Is.EqualTo(Flop(gemm)).Within(1e-6 * Flop(gemm)));
         Assert.That(shapes.Sum(o => o.GetProperty("ms_per_step").GetDouble()), Is.EqualTo(gemm.GetProperty("ms_per_step").GetDouble()).Within(5).Percent);
+
+        // A decoded token's GEMMs are matrix-vector products over every LLM weight matrix once, in 4 layers × 4 calls
+        // (stacks batched) + LM head; the GB/s of each row times its time gives back the bytes of its weight matrices.
+        var decode = r.GetProperty("decode_gemm_shapes").EnumerateArray().ToList();
+        Assert.That(decode.Sum(o => o.GetProperty("calls_per_step").GetDouble()), Is.EqualTo(17).Within(1e-9));
+        Assert.That(decode.Select(o => o.GetProperty("op").GetString()),
+                    Is.EquivalentTo(new[] { "NT 1×256×256 ×3", "NT 1×256×256", "NT 1×768×256 ×2", "NT 1×256×768", "NT 1×2048×256" }));
+        double weightBytes = 4.0 * (4 * (4 * 256 * 256 + 3 * 768 * 256) + 2048 * 256);
+        double Bytes(JsonElement o) => o.GetProperty("weight_gb_per_s").GetDouble() * o.GetProperty("ms_per_step").GetDouble() * 1e6;
+        Assert.That(decode.Sum(Bytes), Is.EqualTo(weightBytes).Within(1e-6 * weightBytes));
     }
 
     [Test]

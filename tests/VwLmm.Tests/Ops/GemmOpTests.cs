@@ -35,6 +35,24 @@ public abstract class GemmOpTests : BackendOpTests
     [TestCase(5, 600, 300)]
     public void FewRowLinearShapes(int M, int N, int K) => Check(false, true, M, N, K, 0.75f, 0f, batch: 2, pad: 3, gap: 5);
 
+    // Ops.LinearStack: G weight matrices back to back against one shared input (strideA = 0), few rows and many.
+    [TestCase(1, 600, 300)]
+    [TestCase(3, 37, 29)]
+    [TestCase(9, 53, 29)]
+    public void StackedLinearsShareOneInput(int M, int N, int K)
+    {
+        const int G = 3;
+        var x = OpHarness.Random(11, M * K);
+        var w = OpHarness.Random(12, G * N * K);
+        using var s = NewScope();
+        var c = s.Upload("c", Enumerable.Repeat(float.NaN, G * M * N).ToArray(), G * M * N);
+        Backend.Gemm(false, true, M, N, K, 1f, s.Upload("x", x, M * K), K, 0, s.Upload("w", w, G * N * K), K, (long)N * K,
+                     0f, c, N, (long)M * N, G);
+        var expected = GemmReference.Gemm(false, true, M, N, K, 1, x, K, 0, w, K, (long)N * K, 0, new float[G * M * N], N, (long)M * N, G);
+        OpHarness.AssertClose($"stacked linears M={M}", expected, c.ToArray(), 1e-11);
+        s.CheckGuards();
+    }
+
     [Test]
     public void BetaZeroDoesNotReadC()
     {
