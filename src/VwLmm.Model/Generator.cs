@@ -19,12 +19,14 @@ public sealed record SamplingOptions
 /// <summary>
 /// Batched generation with a KV cache: one prefill over the right-padded prompts (images spliced exactly as in
 /// training), then one decode step per new token for every unfinished sample. The tape and its arena are reset every
-/// step, so memory is the cache plus one step's activations, and a decode step allocates no managed memory.
+/// step, so memory is the cache plus one step's activations, and a decode step allocates no managed memory. The KV
+/// cache lives as long as the generator and is reused by later calls that fit in it.
 /// </summary>
 public sealed class Generator : IDisposable
 {
     private readonly VwLmmModel _model;
     private readonly Tape _tape;
+    private KvCache? _cache;
 
     public Generator(VwLmmModel model, long arenaBytes = 256L << 20) : this(model, new Arena(model.Backend, arenaBytes)) { }
 
@@ -50,7 +52,7 @@ public sealed class Generator : IDisposable
         int capacity = batch.L + options.MaxNewTokens;
         if (capacity > cfg.Llm.MaxPositionEmbeddings)
             throw new ArgumentException($"prompt of {batch.L} positions + {options.MaxNewTokens} new tokens exceeds the context of {cfg.Llm.MaxPositionEmbeddings}");
-        using var cache = new KvCache(be, dec.LayerCount, b, capacity, cfg.Llm.NumKeyValueHeads, cfg.Llm.HeadDim);
+        var cache = Cache(b, capacity);
         var rng = new Rng(options.Seed);
         var outputs = new List<int>[b];
         var done = new bool[b];
@@ -144,5 +146,26 @@ public sealed class Generator : IDisposable
         return order[keep - 1];
     }
 
-    public void Dispose() => _tape.Arena.Dispose();
+    /// <summary>
+    /// The generator's KV cache, emptied, for b samples of at least <paramref name="capacity"/> slots: kept from the
+    /// previous call when it is large enough, so repeated generations reuse memory whose pages are already mapped.
+    /// </summary>
+    private KvCache Cache(int b, int capacity)
+    {
+        if (_cache is null || _cache.B != b || _cache.Capacity < capacity)
+        {
+            _cache?.Dispose();
+            _cache = null;
+            var c = _model.Config.Llm;
+            _cache = new KvCache(_model.Backend, _model.Decoder.LayerCount, b, capacity, c.NumKeyValueHeads, c.HeadDim);
+        }
+        _cache.Reset();
+        return _cache;
+    }
+
+    public void Dispose()
+    {
+        _cache?.Dispose();
+        _tape.Arena.Dispose();
+    }
 }
