@@ -51,15 +51,18 @@ def cell(values):
 
 kinds = ["colour", "shape", "count", "existence", "position"]
 print(f"| variant ({budget} budget, seeds {a.seeds}) | QA overall | " + " | ".join(kinds) +
-      " | held-out combos | visual-word acc. | logit lens E·x | background word | wrong answers naming another object"
+      " | held-out combos | visual-word acc. | logit lens E·x | next patch: LM names it | next patch: LM argmax = visual word"
+      " | background word | wrong answers naming another object"
       " | unseen training images: colour | shape |")
-print("|---" * (len(kinds) + 9) + "|")
+print("|---" * (len(kinds) + 11) + "|")
 for v in variants:
     r = rows[v]
     print(f"| {v}{suffix} | {cell([x['qa_accuracy']['overall'] for x in r])} | " +
           " | ".join(cell([x['qa_accuracy'].get(k, 0.0) for x in r]) for k in kinds) +
           f" | {cell([x['qa_accuracy_held_out_combos'] for x in r])} | {cell([x['visual_word_accuracy'] for x in r])}"
           f" | {cell([x['logit_lens_accuracy'] for x in r if 'logit_lens_accuracy' in x])}"
+          f" | {cell([x['next_patch_accuracy'] for x in r if 'next_patch_accuracy' in x])}"
+          f" | {cell([x['next_patch_agreement'] for x in r if 'next_patch_agreement' in x])}"
           f" | {cell([x['background_word_accuracy'] for x in r])}"
           f" | {cell([x['wrong_answers_naming_another_object'] for x in r if x.get('wrong_answers_naming_another_object') is not None])}"
           " | " + " | ".join(cell([x['qa_accuracy_train_distribution'][k] for x in r if k in x.get('qa_accuracy_train_distribution', {})])

@@ -120,7 +120,7 @@ public sealed class DemoCommand : ICommand
             var ci = CultureInfo.InvariantCulture;
             Say(string.Create(ci, $"QA exact match {results.QaAccuracy:P1} over {results.Questions} questions ({string.Join(", ", results.QaAccuracyByKind.Select(kv => $"{kv.Key} {kv.Value:P0}"))}); held-out combos {results.QaAccuracyHeldOutCombos:P1}"));
             Say(string.Create(ci, $"unseen training-distribution images: QA exact match {results.TrainDistributionAccuracy["overall"]:P1} over {results.TrainDistribution.Count} questions"));
-            Say(string.Create(ci, $"visual-word accuracy {results.VisualWordAccuracy:P1} on {results.ObjectPatches} object patches (chance {results.VisualWordChance:P1}; logit lens E·x {results.LogitLensAccuracy:P1})"));
+            Say(string.Create(ci, $"visual-word accuracy {results.VisualWordAccuracy:P1} on {results.ObjectPatches} object patches (chance {results.VisualWordChance:P1}; logit lens E·x {results.LogitLensAccuracy:P1}; LM head before the patch {results.NextPatchAccuracy:P1})"));
 
             // A held-out image past the evaluated ones, with colour and shape questions first: they are what the
             // default recipe trains.
@@ -172,6 +172,8 @@ public sealed class DemoCommand : ICommand
             ["visual_word_chance"] = r.VisualWordChance,
             ["background_word_accuracy"] = r.BackgroundWordAccuracy,
             ["logit_lens_accuracy"] = r.LogitLensAccuracy,
+            ["next_patch_accuracy"] = r.NextPatchAccuracy,
+            ["next_patch_agreement"] = r.NextPatchAgreement,
             ["questions"] = r.Questions,
             ["object_patches"] = r.ObjectPatches,
             ["variant"] = name,
@@ -215,6 +217,8 @@ public sealed class DemoCommand : ICommand
                 ["chance (2 / content words)", r.VisualWordChance.ToString("P1", ci)],
                 ["background patches named by their background word", r.BackgroundWordAccuracy.ToString("P1", ci)],
                 ["logit lens: object patches whose content-word argmax of E·x (input embeddings, not the VM head) names them", r.LogitLensAccuracy.ToString("P1", ci)],
+                ["next patch: object patches whose content-word argmax of the LM head at the position before names them (what the decoder knows of a patch before it)", r.NextPatchAccuracy.ToString("P1", ci)],
+                ["next patch: patches whose visual word is the LM head's argmax at the position before (what the visual-word loss trains for)", r.NextPatchAgreement.ToString("P1", ci)],
                 .. (probe is null ? [] : (IReadOnlyList<string>[])[
                     ["vision tower after pretraining: linear probe, colour / shape / background",
                      $"{probe.Colour.ToString("P1", ci)} / {probe.Shape.ToString("P1", ci)} / {probe.Background.ToString("P1", ci)}"]]),

@@ -1,4 +1,5 @@
 using VwLmm.Core;
+using VwLmm.Data.Batching;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.ShapesGrid;
 using VwLmm.Data.Text;
@@ -13,11 +14,14 @@ public sealed record QaPrediction(string Id, QuestionKind Kind, string Question,
                                   bool NamesAnotherObject);
 
 /// <summary>
-/// A patch's visual word: argmax over the whole vocabulary, argmax over content words, top words, ground truth; and the
-/// logit lens's content word (argmax over content words of E·x, the input embeddings against the projector output).
+/// A patch's visual word: argmax over the whole vocabulary, argmax over content words, top words, ground truth; the
+/// logit lens's content word (argmax over content words of E·x, the input embeddings against the projector output); and
+/// METHOD §7.4.3's next-patch prediction: the content word the LM head names at the position before the patch (where
+/// the visual-word loss asks it to predict p), and whether its whole-vocabulary argmax is the patch's visual word.
 /// </summary>
 public sealed record PatchWord(int Row, int Column, string Word, string ContentWord, IReadOnlyList<(string Word, double P)> Top,
-                               string Truth, bool IsObject, bool Correct, string LensWord, bool LensCorrect);
+                               string Truth, bool IsObject, bool Correct, string LensWord, bool LensCorrect,
+                               string PredictedWord, bool PredictedCorrect, bool PredictionAgrees);
 
 /// <summary>
 /// Held-out results of a ShapesGrid model. TrainDistribution: the same measure on as many unseen training-distribution
@@ -27,7 +31,7 @@ public sealed record PatchWord(int Row, int Column, string Word, string ContentW
 public sealed record ShapesGridResults(
     double QaAccuracy, IReadOnlyDictionary<string, double> QaAccuracyByKind, double QaAccuracyHeldOutCombos, int Questions,
     double VisualWordAccuracy, double VisualWordChance, double BackgroundWordAccuracy, double LogitLensAccuracy, int ObjectPatches,
-    IReadOnlyList<string> ContentWords, IReadOnlyList<QaPrediction> Predictions, IReadOnlyList<QaPrediction> TrainDistribution)
+    double NextPatchAccuracy, double NextPatchAgreement, IReadOnlyList<string> ContentWords, IReadOnlyList<QaPrediction> Predictions, IReadOnlyList<QaPrediction> TrainDistribution)
 {
     /// <summary>Exact match on the training-distribution questions: "overall" and by question kind.</summary>
     public IReadOnlyDictionary<string, double> TrainDistributionAccuracy => WithOverall(ByKind(TrainDistribution), Accuracy(TrainDistribution));
@@ -64,6 +68,9 @@ public sealed record ShapesGridResults(
 /// object patches whose VM-head argmax, restricted to content words (colours, shapes, backgrounds), names the patch's
 /// colour or shape (chance: 2 / content words). Beside it, METHOD §7.4's logit lens: the same measure with E·x in place of
 /// W_vm·x, which says whether the projector output points at the right word embeddings whatever the VM head learned.
+/// And §7.4.3's next-patch predictability: the same measure for the LM head's prediction at the position before each
+/// object patch (what the decoder can know of a patch before seeing it), and the share of all patches whose visual word
+/// is the LM head's argmax there (the agreement the visual-word loss trains for).
 /// </summary>
 public sealed class ShapesGridEvaluator
 {
@@ -97,22 +104,24 @@ public sealed class ShapesGridEvaluator
         var test = Enumerable.Range(0, images).Select(i => _recipe.World.Sample(Split.Test, i)).ToList();
         var predictions = AnswerQuestions(test, batchPrompts);
         var trainDistribution = AnswerQuestions(Enumerable.Range(0, images).Select(i => _recipe.UnseenTrainingSample(i)), batchPrompts);
-        int objects = 0, correct = 0, lensCorrect = 0, background = 0, backgroundCorrect = 0;
+        int objects = 0, correct = 0, lensCorrect = 0, predictedCorrect = 0, background = 0, backgroundCorrect = 0, agree = 0;
         foreach (var sample in test)
         {
             foreach (var p in VisualWords(sample, topK: 0))
             {
-                if (p.IsObject) { objects++; if (p.Correct) correct++; if (p.LensCorrect) lensCorrect++; }
+                if (p.IsObject) { objects++; if (p.Correct) correct++; if (p.LensCorrect) lensCorrect++; if (p.PredictedCorrect) predictedCorrect++; }
                 else { background++; if (p.Correct) backgroundCorrect++; }
+                if (p.PredictionAgrees) agree++;
             }
         }
+        double Share(int n, int of) => of == 0 ? 0 : (double)n / of;
         var held = predictions.Where(p => p.InvolvesHeldOut).ToList();
         return new ShapesGridResults(
             ShapesGridResults.Accuracy(predictions), ShapesGridResults.ByKind(predictions),
             held.Count == 0 ? double.NaN : ShapesGridResults.Accuracy(held), predictions.Count,
-            objects == 0 ? 0 : (double)correct / objects, _content.Length == 0 ? 0 : 2.0 / _content.Length,
-            background == 0 ? 0 : (double)backgroundCorrect / background, objects == 0 ? 0 : (double)lensCorrect / objects, objects,
-            ContentWords, predictions, trainDistribution);
+            Share(correct, objects), _content.Length == 0 ? 0 : 2.0 / _content.Length,
+            Share(backgroundCorrect, background), Share(lensCorrect, objects), objects,
+            Share(predictedCorrect, objects), Share(agree, objects + background), ContentWords, predictions, trainDistribution);
     }
 
     /// <summary>Greedy answers to every question about each of <paramref name="samples"/>, <paramref name="batchPrompts"/> prompts at a time.</summary>
@@ -164,7 +173,7 @@ public sealed class ShapesGridEvaluator
     public IReadOnlyList<PatchWord> VisualWords(ShapesGridSample sample, int topK)
     {
         var truth = sample.Scene.PatchWords();
-        var (x, logits) = Patches(_recipe.Pixels(sample.Image));
+        var (x, logits, predicted) = Patches(sample);
         int grid = _recipe.World.Options.Grid, v = _model.Config.Llm.VocabSize, d = _model.Config.Llm.HiddenSize;
         var lens = new float[_model.Config.Llm.VocabSize];
         var result = new List<PatchWord>();
@@ -175,10 +184,13 @@ public sealed class ShapesGridEvaluator
             for (int c = 0; c < _content.Length; c++)
                 lens[_content[c].Id] = (float)Dot(_contentEmbeddings.AsSpan(c * d, d), x.AsSpan(j * d, d));
             string lensWord = BestWord(lens, _content);
+            var q = predicted.AsSpan(j * v, v);
+            string predictedWord = BestWord(q, _content);
             var obj = sample.Scene.ObjectAt(j / grid, j % grid);
             bool Names(string word) => obj is { } o ? word == Words.Of(o.Colour) || word == Words.Of(o.Shape) : word == truth[j];
             result.Add(new PatchWord(j / grid, j % grid, Piece(HostMath.ArgMax(row)), best, TopWords(row, topK), truth[j], obj is not null,
-                                     Names(best), lensWord, Names(lensWord)));
+                                     Names(best), lensWord, Names(lensWord), predictedWord, Names(predictedWord),
+                                     HostMath.ArgMax(q) == HostMath.ArgMax(row)));
         }
         return result;
     }
@@ -199,14 +211,26 @@ public sealed class ShapesGridEvaluator
         return best < 0 ? "" : candidates[best].Word;
     }
 
-    /// <summary>One preprocessed image's projector output x [N_img, d] and visual-word logits W_vm·x [N_img, V] (p = softmax over each row).</summary>
-    public (float[] Features, float[] Logits) Patches(float[] pixels)
+    /// <summary>
+    /// One sample's image in the QA prompt layout, through the whole model: projector output x [N_img, d], visual-word
+    /// logits W_vm·x [N_img, V] (p = softmax over each row), and the LM-head logits at the position before each image
+    /// row [N_img, V] (q_{t−1}, which the visual-word loss pairs with p_t). Causal attention makes the last depend only on
+    /// the template and the patches before, so the prompt's question is left empty.
+    /// </summary>
+    public (float[] Features, float[] Logits, float[] Predicted) Patches(ShapesGridSample sample)
     {
         using var arena = new Arena(_model.Backend, 64L << 20);
         var tape = new Tape(_model.Backend, arena, record: false);
         var c = _model.Config.Vision;
-        var x = _model.EncodeImages(tape, Ops.Input(tape, pixels, 1, c.NumChannels, c.ImageSize, c.ImageSize));
-        return (x.ToArray(), _model.VisualWordLogits(tape, x).ToArray());
+        int v = _model.Config.Llm.VocabSize, n = _model.Vision.TokensPerImage;
+        var prompt = Prompt(string.Empty);
+        int first = Array.IndexOf(prompt.InputIds, Llava.ImageTokenIndex);
+        if (first < 1) throw new InvalidOperationException("the ShapesGrid template must put a token before the image");
+        var batch = new BatchBuilder(n, int.MaxValue, v).Build([prompt]);
+        var output = _model.Forward(tape, batch, Ops.Input(tape, _recipe.Pixels(sample.Image), 1, c.NumChannels, c.ImageSize, c.ImageSize), vmLossWeight: 0);
+        var x = output.ImageFeatures!;
+        var lm = output.Logits.ToArray();
+        return (x.ToArray(), _model.VisualWordLogits(tape, x).ToArray(), lm.AsSpan((first - 1) * v, n * v).ToArray());
     }
 
     private IReadOnlyList<(string, double)> TopWords(ReadOnlySpan<float> logits, int k)

@@ -1,14 +1,20 @@
 using NUnit.Framework;
+using VwLmm.Core;
 using VwLmm.Cpu;
+using VwLmm.Data.Batching;
+using VwLmm.Data.Conversations;
 using VwLmm.Data.ShapesGrid;
 using VwLmm.Model;
 using VwLmm.Model.Recipes;
 
 namespace VwLmm.Tests.Model;
 
+using Ops = VwLmm.Core.Ops;
+
 /// <summary>
 /// The evaluator's split of wrong answers into "read another object" and "named what nothing in the image has", and its
-/// per-patch visual words and logit lens against a double-precision recomputation.
+/// per-patch visual words and logit lens against a double-precision recomputation, and its next-patch prediction
+/// against the LM head's logits of a forward pass over a question's prompt.
 /// </summary>
 public class ShapesGridEvaluatorTests
 {
@@ -32,7 +38,7 @@ public class ShapesGridEvaluatorTests
     public void ShareOfWrongAnswersNamingAnotherObjectCountsColourAndShapeQuestionsOnly()
     {
         QaPrediction P(QuestionKind kind, bool correct, bool other) => new("test-0", kind, "q", "a", correct ? "a" : "b", correct, false, other);
-        var results = new ShapesGridResults(0, new Dictionary<string, double>(), 0, 0, 0, 0, 0, 0, 0, [],
+        var results = new ShapesGridResults(0, new Dictionary<string, double>(), 0, 0, 0, 0, 0, 0, 0, 0, 0, [],
             [P(QuestionKind.Colour, false, true), P(QuestionKind.Shape, false, false), P(QuestionKind.Shape, false, true),
              P(QuestionKind.Colour, true, false), P(QuestionKind.Count, false, false), P(QuestionKind.Existence, false, false)], []);
         Assert.That(results.WrongAnswersNamingAnotherObject, Is.EqualTo(2.0 / 3).Within(1e-12));
@@ -44,7 +50,7 @@ public class ShapesGridEvaluatorTests
     public void TrainDistributionAccuracyIsTheShareRightOverallAndByKind()
     {
         QaPrediction P(QuestionKind kind, bool correct) => new("train-0", kind, "q", "a", correct ? "a" : "b", correct, false, false);
-        var results = new ShapesGridResults(0, new Dictionary<string, double>(), 0, 0, 0, 0, 0, 0, 0, [], [],
+        var results = new ShapesGridResults(0, new Dictionary<string, double>(), 0, 0, 0, 0, 0, 0, 0, 0, 0, [], [],
             [P(QuestionKind.Colour, true), P(QuestionKind.Colour, false), P(QuestionKind.Colour, true), P(QuestionKind.Shape, false), P(QuestionKind.Count, true)]);
         Assert.That(results.TrainDistributionAccuracy, Is.EquivalentTo(new Dictionary<string, double>
         {
@@ -74,7 +80,7 @@ public class ShapesGridEvaluatorTests
     }
 
     [Test]
-    public void PatchWordsAreTheContentArgmaxOfTheVmHeadAndOfTheLogitLensEvenWhenPSaturates()
+    public void PatchWordsMatchARecomputationOfEveryHeadEvenWhenPSaturates()
     {
         var (recipe, tok) = TinyWorld.ShapesGridSeed1;
         using var cpu = new CpuBackend(1);
@@ -91,8 +97,20 @@ public class ShapesGridEvaluatorTests
         for (int i = 0; i < 3; i++)
         {
             var sample = recipe.World.Sample(Split.Test, i);
-            var (x, _) = evaluator.Patches(recipe.Pixels(sample.Image));
+            var (x, _, _) = evaluator.Patches(sample);
             var words = evaluator.VisualWords(sample, topK: 3);
+            // The LM head's logits before each patch, from a forward over the prompt of a real question: the row before
+            // image row j is (image position − 1 + j), and the question after the image cannot change it.
+            var prompt = evaluator.Prompt(sample.Questions[0].Question);
+            int first = Array.IndexOf(prompt.InputIds, Llava.ImageTokenIndex), v = model.Config.Llm.VocabSize;
+            float[] lm;
+            using (var arena = new Arena(cpu, 64L << 20))
+            {
+                var tape = new Tape(cpu, arena, record: false);
+                var batch = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, v).Build([prompt]);
+                var px = Ops.Input(tape, recipe.Pixels(sample.Image), 1, 3, model.Config.Vision.ImageSize, model.Config.Vision.ImageSize);
+                lm = model.Forward(tape, batch, px, vmLossWeight: 0).Logits.ToArray();
+            }
             Assert.That(words, Has.Count.EqualTo(grid * grid));
             for (int j = 0; j < grid * grid; j++)
             {
@@ -106,6 +124,12 @@ public class ShapesGridEvaluatorTests
                 bool names = obj is { } o ? words[j].LensWord == Words.Of(o.Colour) || words[j].LensWord == Words.Of(o.Shape) : words[j].LensWord == words[j].Truth;
                 Assert.That(words[j].LensCorrect, Is.EqualTo(names));
                 Assert.That(words[j].Top.Select(t => t.P), Is.Ordered.Descending);
+                var q = lm.AsSpan((first - 1 + j) * v, v).ToArray();
+                string predicted = content.MaxBy(c => q[c.Id]).Word;
+                Assert.That(words[j].PredictedWord, Is.EqualTo(predicted), $"image {i} patch {j}: LM head before the patch");
+                Assert.That(words[j].PredictedCorrect, Is.EqualTo(obj is { } o2 ? predicted == Words.Of(o2.Colour) || predicted == Words.Of(o2.Shape) : predicted == words[j].Truth));
+                int vmArgmax = Enumerable.Range(0, v).MaxBy(Logit);
+                Assert.That(words[j].PredictionAgrees, Is.EqualTo(Array.IndexOf(q, q.Max()) == vmArgmax));
             }
         }
         Assert.That(saturated, Is.GreaterThan(grid * grid), "the test must cover patches whose content words all underflow in a float softmax");
