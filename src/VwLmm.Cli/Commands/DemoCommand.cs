@@ -22,7 +22,8 @@ public sealed class DemoCommand : ICommand
           writes OUT/report.html (loss curves, accuracy, visual-word maps), OUT/results.json and OUT/predictions.jsonl,
           and answers two questions about a held-out image. A trained model is cached and reused (--retrain ignores it).
           --quick     the small budget CI uses (a couple of minutes)
-          --variant   vwlmm (default: forward KL, target not detached, λ 1), baseline (λ 0: LLaVA), detach, pif
+          --variant   vwlmm (default: forward KL, target not detached, λ 1), baseline (λ 0: LLaVA), detach, pif,
+              reverse (reverse KL), lmhead (VM head initialised from lm_head instead of embed_tokens)
           --stages    lookup (default: instruction tuning on colour and shape questions), llava (LM pretraining, caption
                       alignment, captions, instruction tuning on every question kind: the session 2–6 recipe)
           --answer-prior  on (default): instruction tuning against a question-only answer prior (a product of experts,
@@ -47,7 +48,9 @@ public sealed class DemoCommand : ICommand
             "baseline" => ShapesGridVariant.Baseline,
             "detach" => ShapesGridVariant.Detach,
             "pif" => ShapesGridVariant.Pif,
-            var v => throw new UsageException($"--variant must be vwlmm, baseline, detach or pif, not '{v}'"),
+            "reverse" => ShapesGridVariant.Reverse,
+            "lmhead" => ShapesGridVariant.LmHead,
+            var v => throw new UsageException($"--variant must be vwlmm, baseline, detach, pif, reverse or lmhead, not '{v}'"),
         };
         var stages = args.Get("--stages") switch
         {

@@ -7,8 +7,11 @@ using VwLmm.Model.Training;
 
 namespace VwLmm.Model.Recipes;
 
-/// <summary>METHOD §7.3's variants: A (λ = 0, the LLaVA baseline), B (VW-LMM as released), C (detached target), D (pif).</summary>
-public enum ShapesGridVariant { Baseline, VwLmm, Detach, Pif }
+/// <summary>
+/// METHOD §7.3's variants: A (λ = 0, the LLaVA baseline), B (VW-LMM as released), C (detached target), D (pif), E (B with
+/// reverse KL), F (B with the VM head initialised from lm_head instead of embed_tokens).
+/// </summary>
+public enum ShapesGridVariant { Baseline, VwLmm, Detach, Pif, Reverse, LmHead }
 
 /// <summary>Which stages a ShapesGrid run trains after the vision pretraining (<see cref="ShapesGridRecipe.TrainConfig"/>).</summary>
 public enum ShapesGridStages { Lookup, Llava }
@@ -78,7 +81,8 @@ public sealed class ShapesGridRecipe
         {
             Vision = VwLmmConfig.Presets.ShapesGrid.Vision with { ImageSize = World.Options.ImageSize, PatchSize = World.Options.PatchSize },
             Llm = VwLmmConfig.Presets.ShapesGrid.Llm with { VocabSize = tokenizer.VocabSize },
-            VmHeadInit = VmHeadInit.EmbedTokens,
+            VmHeadInit = variant == ShapesGridVariant.LmHead ? VmHeadInit.LmHead : VmHeadInit.EmbedTokens,
+            VmKlDirection = variant == ShapesGridVariant.Reverse ? KlDirection.Reverse : KlDirection.Forward,
             VmLossWeight = variant == ShapesGridVariant.Baseline ? 0 : 1,
             VmDetachTarget = variant == ShapesGridVariant.Detach,
             UsePif = variant == ShapesGridVariant.Pif,

@@ -138,6 +138,20 @@ public class ShapesGridRecipeTests : CpuFixture
         Assert.That(recipe.UnseenTrainingSample(1).Scene.Objects, Is.Not.EqualTo(recipe.UnseenTrainingSample(0).Scene.Objects));
     }
 
+    // METHOD §7.3: each variant changes exactly its one setting of B (forward KL, not detached, λ 1, VM head from E).
+    [TestCase(ShapesGridVariant.VwLmm, 1.0, false, false, KlDirection.Forward, VmHeadInit.EmbedTokens)]
+    [TestCase(ShapesGridVariant.Baseline, 0.0, false, false, KlDirection.Forward, VmHeadInit.EmbedTokens)]
+    [TestCase(ShapesGridVariant.Detach, 1.0, true, false, KlDirection.Forward, VmHeadInit.EmbedTokens)]
+    [TestCase(ShapesGridVariant.Pif, 1.0, false, true, KlDirection.Forward, VmHeadInit.EmbedTokens)]
+    [TestCase(ShapesGridVariant.Reverse, 1.0, false, false, KlDirection.Reverse, VmHeadInit.EmbedTokens)]
+    [TestCase(ShapesGridVariant.LmHead, 1.0, false, false, KlDirection.Forward, VmHeadInit.LmHead)]
+    public void EachVariantChangesItsOneSetting(ShapesGridVariant variant, double lambda, bool detach, bool pif, KlDirection kl, VmHeadInit init)
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        var c = recipe.ModelConfig(tok, variant);
+        Assert.That((c.VmLossWeight, c.VmDetachTarget, c.UsePif, c.VmKlDirection, c.VmHeadInit), Is.EqualTo((lambda, detach, pif, kl, init)));
+    }
+
     [Test]
     public void TorchSchemeDrawsPyTorchDefaultsOutsideTheTower()
     {
