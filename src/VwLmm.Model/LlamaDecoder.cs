@@ -11,8 +11,8 @@ namespace VwLmm.Model;
 public sealed class LlamaDecoder
 {
     // q, k and v share a stack when they have one shape (no GQA); otherwise k and v do and q stands alone (Q set).
-    // Stacks run the layers that read one input as one batched product: the same bits, one worker wake-up per
-    // decoded token instead of one per layer (docs/BENCHMARKS.md, session 16).
+    // Stacks run the layers that read one input as one batched product: the same bits, and a decoded token's products
+    // wake the CPU's second core once per stack instead of once per layer (docs/BENCHMARKS.md, session 16).
     private sealed record Layer(Parameter InNorm, Parameter? Q, ParameterStack Qkv, Parameter O, Parameter PostNorm,
                                 ParameterStack GateUp, Parameter Down);
 
