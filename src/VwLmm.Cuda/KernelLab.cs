@@ -100,6 +100,14 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
             yield return new Case($"gemm {what}", "cuBLAS", $"M={m} N={n} K={s.LlmWidth}", KernelCost.Gemm(m, n, s.LlmWidth),
                 () => backend.Gemm(false, true, m, n, s.LlmWidth, 1f, x, s.LlmWidth, 0, w, s.LlmWidth, 0, 0f, y, n, 0, 1));
         }
+        // A decoded token's gate/up stack (Ops.LinearStack at M = 1): one batched matrix-vector product over both weight
+        // matrices, which bounds it by reading them.
+        int f = s.LlmFfn, d = s.LlmWidth;
+        var xd = b.Random(1, d);
+        var wd = b.Random(2 * f, d);
+        var yd = b.Zeros(2, f);
+        yield return new Case("gemm decode gate/up", "cuBLAS", $"M=1 N={f} K={d} ×2", KernelCost.Gemm(1, f, d, 2),
+            () => backend.Gemm(false, true, 1, f, d, 1f, xd, d, 0, wd, d, (long)f * d, 0f, yd, f, f, 2));
     }
 
     private IEnumerable<Case> Attention(KernelLabShape s, Buffers b)
