@@ -26,6 +26,19 @@ public static class HostMath
         return best.ToArray();
     }
 
+    /// <summary>
+    /// logits [N] → the k most probable indices under softmax(logits), most probable first, with their probabilities in
+    /// double: ranked by the logits, so a saturated float softmax (0 for all but one) cannot leave them in arbitrary order.
+    /// </summary>
+    public static (int Index, double P)[] TopSoftmax(ReadOnlySpan<float> logits, int k)
+    {
+        double lse = LogSumExp(logits);
+        var top = TopK(logits, k);
+        var result = new (int, double)[top.Length];
+        for (int r = 0; r < top.Length; r++) result[r] = (top[r], Math.Exp(logits[top[r]] - lse));
+        return result;
+    }
+
     /// <summary>x [N] → log Σ exp(x) in double, so that exp(x_i − LogSumExp(x)) is softmax(x)_i without overflow.</summary>
     public static double LogSumExp(ReadOnlySpan<float> x)
     {

@@ -65,7 +65,8 @@ public sealed class ParameterStore : IDisposable
 
     public void Dispose()
     {
-        foreach (var p in _all) p.Dispose();
+        // A stack disposes its members.
+        foreach (var p in _all) if (p.Stack is null) p.Dispose();
         foreach (var s in _stacks) s.Dispose();
         _all.Clear();
         _stacks.Clear();

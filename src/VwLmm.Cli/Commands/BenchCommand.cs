@@ -417,34 +417,35 @@ public sealed class BenchCommand : ICommand
             generator.Generate(prompt, pixels1.Span, withDecode);
             profiler.ResetCounters();
             double prefillMs = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
-            var prefill = profiler.Table().ToDictionary(r => r.Op);
-            var prefillGemms = profiler.GemmTable().ToDictionary(r => r.Shape);
+            var prefill = profiler.Table();
+            var prefillGemms = profiler.GemmTable();
             profiler.ResetCounters();
             double generateMs = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
             double tokenMs = (generateMs - prefillMs) / decodeTokens;
-            var rows = new List<OpRow>();
-            foreach (var (op, calls, seconds) in profiler.Table())
+
+            // A table's rows per token: the generation's counters less the prefill's, slowest first; rate(key, calls, seconds).
+            List<OpRow> PerToken<TKey>(IReadOnlyList<(TKey Key, long Calls, double Seconds)> generate,
+                                       IReadOnlyList<(TKey Key, long Calls, double Seconds)> before,
+                                       Func<TKey, long, double, double?> rate) where TKey : notnull
             {
-                var (_, calls0, seconds0) = prefill.GetValueOrDefault(op);
-                if (calls == calls0) continue;
-                double ms = (seconds - seconds0) * 1000 / decodeTokens;
-                rows.Add(new OpRow(op, (calls - calls0) / (double)decodeTokens, ms, (seconds - seconds0) * 1e6 / (calls - calls0), 100 * ms / tokenMs, null));
+                var prefillOf = before.ToDictionary(r => r.Key, r => (r.Calls, r.Seconds));
+                var rows = new List<OpRow>();
+                foreach (var (key, calls, seconds) in generate)
+                {
+                    var (calls0, seconds0) = prefillOf.GetValueOrDefault(key);
+                    long n = calls - calls0;
+                    if (n == 0) continue;
+                    double s = seconds - seconds0, ms = s * 1000 / decodeTokens;
+                    rows.Add(new OpRow(key.ToString()!, n / (double)decodeTokens, ms, s * 1e6 / n, 100 * ms / tokenMs, rate(key, n, s)));
+                }
+                rows.Sort((a, b) => b.MsPerStep.CompareTo(a.MsPerStep));
+                return rows;
             }
-            rows.Sort((a, b) => b.MsPerStep.CompareTo(a.MsPerStep));
-            double opsMs = rows.Sum(r => r.MsPerStep);
-            rows.Add(new OpRow("(outside ops: tape, host)", 0, tokenMs - opsMs, 0, 100 * (tokenMs - opsMs) / tokenMs, null));
-            var gemms = new List<OpRow>();
-            foreach (var (shape, calls, seconds) in profiler.GemmTable())
-            {
-                var (_, calls0, seconds0) = prefillGemms.GetValueOrDefault(shape);
-                if (calls == calls0) continue;
-                double ms = (seconds - seconds0) * 1000 / decodeTokens;
-                double weightBytes = 4.0 * shape.N * shape.K * shape.Batch * (calls - calls0);
-                gemms.Add(new OpRow(shape.ToString(), (calls - calls0) / (double)decodeTokens, ms, (seconds - seconds0) * 1e6 / (calls - calls0),
-                    100 * ms / tokenMs, weightBytes / (seconds - seconds0) / 1e9));
-            }
-            gemms.Sort((a, b) => b.MsPerStep.CompareTo(a.MsPerStep));
-            return (rows, gemms);
+            var ops = PerToken(profiler.Table(), prefill, (_, _, _) => null);
+            double opsMs = ops.Sum(r => r.MsPerStep);
+            ops.Add(new OpRow("(outside ops: tape, host)", 0, tokenMs - opsMs, 0, 100 * (tokenMs - opsMs) / tokenMs, null));
+            var gemms = PerToken(profiler.GemmTable(), prefillGemms, (shape, calls, s) => 4.0 * shape.N * shape.K * shape.Batch * calls / s / 1e9);
+            return (ops, gemms);
         }
 
         /// <summary>

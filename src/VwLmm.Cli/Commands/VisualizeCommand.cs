@@ -32,16 +32,13 @@ public sealed class VisualizeCommand : ICommand
             var tape = new Tape(backend, arena, record: false);
             var c = model.Config.Vision;
             var px = Ops.Input(tape, pixels, 1, c.NumChannels, c.ImageSize, c.ImageSize);
-            // Ranked by logit: a saturated p is 0 for all but its top word, which would leave the rest of the top-k in arbitrary order.
             var logits = model.VisualWordLogits(tape, model.EncodeImages(tape, px)).ToArray();
             int v = model.Config.Llm.VocabSize, grid = c.ImageSize / c.PatchSize, offset = model.Vision.TokensPerImage - grid * grid;
             var cells = new List<MapCell>();
             for (int j = 0; j < grid * grid; j++)
             {
-                var row = logits.AsSpan((offset + j) * v, v);
-                double lse = HostMath.LogSumExp(row);
-                var top = new List<(string, double)>();
-                foreach (int i in HostMath.TopK(row, topK)) top.Add((Piece(tok.IdToPiece(i)), Math.Exp(row[i] - lse)));
+                var top = HostMath.TopSoftmax(logits.AsSpan((offset + j) * v, v), topK)
+                    .Select(t => (Piece(tok.IdToPiece(t.Index)), t.P)).ToList();
                 cells.Add(new MapCell(top[0].Item1, top, CellVerdict.Unknown, null));
             }
             var shown = Denormalise(pixels, c.ImageSize, pre.Options);

@@ -80,6 +80,9 @@ public sealed class ShapesGridEvaluator
     private readonly (string Word, int Id)[] _content;
     // The content words' rows of embed_tokens [content, d], in _content's order, for the logit lens.
     private readonly float[] _contentEmbeddings;
+    // The QA prompt with an empty question, spliced, and the index of its image: every sample's patches go through it.
+    private readonly Batch _patchPrompt;
+    private readonly int _imageAt;
 
     public ShapesGridEvaluator(VwLmmModel model, ITokenizer tokenizer, ShapesGridRecipe recipe)
     {
@@ -95,6 +98,10 @@ public sealed class ShapesGridEvaluator
         var embed = model.Decoder.EmbedTokens.Value.ToArray();
         int d = model.Config.Llm.HiddenSize;
         _contentEmbeddings = _content.SelectMany(c => embed.AsSpan(c.Id * d, d).ToArray()).ToArray();
+        var prompt = Prompt(string.Empty);
+        _imageAt = Array.IndexOf(prompt.InputIds, Llava.ImageTokenIndex);
+        if (_imageAt < 1) throw new InvalidOperationException("the ShapesGrid template must put a token before the image");
+        _patchPrompt = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize).Build([prompt]);
     }
 
     public IReadOnlyList<string> ContentWords => _content.Select(c => c.Word).ToArray();
@@ -223,24 +230,15 @@ public sealed class ShapesGridEvaluator
         var tape = new Tape(_model.Backend, arena, record: false);
         var c = _model.Config.Vision;
         int v = _model.Config.Llm.VocabSize, n = _model.Vision.TokensPerImage;
-        var prompt = Prompt(string.Empty);
-        int first = Array.IndexOf(prompt.InputIds, Llava.ImageTokenIndex);
-        if (first < 1) throw new InvalidOperationException("the ShapesGrid template must put a token before the image");
-        var batch = new BatchBuilder(n, int.MaxValue, v).Build([prompt]);
-        var output = _model.Forward(tape, batch, Ops.Input(tape, _recipe.Pixels(sample.Image), 1, c.NumChannels, c.ImageSize, c.ImageSize), vmLossWeight: 0);
+        var px = Ops.Input(tape, _recipe.Pixels(sample.Image), 1, c.NumChannels, c.ImageSize, c.ImageSize);
+        var output = _model.Forward(tape, _patchPrompt, px, vmLossWeight: 0);
         var x = output.ImageFeatures!;
         var lm = output.Logits.ToArray();
-        return (x.ToArray(), _model.VisualWordLogits(tape, x).ToArray(), lm.AsSpan((first - 1) * v, n * v).ToArray());
+        return (x.ToArray(), _model.VisualWordLogits(tape, x).ToArray(), lm.AsSpan((_imageAt - 1) * v, n * v).ToArray());
     }
 
-    private IReadOnlyList<(string, double)> TopWords(ReadOnlySpan<float> logits, int k)
-    {
-        if (k <= 0) return [];
-        double lse = HostMath.LogSumExp(logits);
-        var top = new List<(string, double)>();
-        foreach (int i in HostMath.TopK(logits, k)) top.Add((Piece(i), Math.Exp(logits[i] - lse)));
-        return top;
-    }
+    private IReadOnlyList<(string, double)> TopWords(ReadOnlySpan<float> logits, int k) =>
+        k <= 0 ? [] : HostMath.TopSoftmax(logits, k).Select(t => (Piece(t.Index), t.P)).ToList();
 
     private string Piece(int id) => _tok.IdToPiece(id).Replace('▁', ' ').Trim() is { Length: > 0 } s ? s : _tok.IdToPiece(id);
 }

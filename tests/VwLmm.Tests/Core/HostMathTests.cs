@@ -30,6 +30,22 @@ public class HostMathTests
     }
 
     [Test]
+    public void TopSoftmaxRanksByLogitWithTheProbabilitiesAFloatSoftmaxLoses()
+    {
+        float[] x = [200f, 1f, 5f, -300f, 5f];
+        var top = HostMath.TopSoftmax(x, 4);
+        Assert.That(top.Select(t => t.Index), Is.EqualTo(new[] { 0, 2, 4, 1 }));
+        foreach (var (i, p) in top)
+        {
+            // softmax_i = 1 / Σ_j exp(x_j − x_i), in double straight from the definition.
+            double expected = 1 / x.Sum(xj => Math.Exp((double)xj - x[i]));
+            Assert.That(p, Is.EqualTo(expected).Within(1e-12 * expected), $"index {i}");
+        }
+        Assert.That(top[1].P, Is.GreaterThan(0), "e^-195 is below the smallest float, not below the smallest double");
+        Assert.That(HostMath.TopSoftmax(x, 0), Is.Empty);
+    }
+
+    [Test]
     public void LogSumExpGivesProbabilitiesWhereFloatSoftmaxUnderflows()
     {
         float[] x = [200f, 1f, 5f, -300f];
