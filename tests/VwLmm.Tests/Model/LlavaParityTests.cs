@@ -1,9 +1,17 @@
 using System.Text.Json;
 using NUnit.Framework;
+using VwLmm.Core;
+using VwLmm.Cpu;
 using VwLmm.Data;
+using VwLmm.Data.Batching;
+using VwLmm.Data.Conversations;
+using VwLmm.Model;
+using VwLmm.Model.Checkpoints;
 using VwLmm.Tests.Cli;
 
 namespace VwLmm.Tests.Model;
+
+using Ops = VwLmm.Core.Ops;
 
 /// <summary>
 /// The whole model against an independent implementation: `vwlmm forward` on a tiny random BF16 checkpoint in the
@@ -46,6 +54,57 @@ public class LlavaParityTests
             foreach (string key in (string[])["text", "vm", "total"])
                 Assert.That(ours.RootElement.GetProperty(key).GetDouble(),
                             Is.EqualTo(reference.RootElement.GetProperty(key).GetDouble()).Within(1e-4).Percent, key);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [TestCase("plain", false)]
+    [TestCase("pif", true)]
+    public void GradientsMatchTheFloat64TorchAutograd(string expected, bool pif)
+    {
+        string dir = CliRunner.TempDir();
+        try
+        {
+            File.Copy(Fixture("model/model.safetensors"), Path.Combine(dir, "model.safetensors"));
+            var config = File.ReadAllText(Fixture("model/config.json"));
+            File.WriteAllText(Path.Combine(dir, "config.json"), pif ? config.Replace("\"use_pif\": false", "\"use_pif\": true") : config);
+            using var cpu = new CpuBackend(1);
+            using var model = ModelCheckpoint.Load(cpu, dir, allowUnused: true);
+            var c = model.Config;
+            model.Parameters.SetTrainable(Enum.GetValues<ParameterGroup>());
+            int[] ids = JsonSerializer.Deserialize<int[]>(File.ReadAllText(Fixture("ids.json")))!;
+            int[] labels = ids.Select(i => i == Llava.ImageTokenIndex ? Llava.IgnoreIndex : i).ToArray();
+            var batch = new BatchBuilder(model.Vision.TokensPerImage, c.Llm.MaxPositionEmbeddings, c.Llm.VocabSize)
+                .Build([new TokenizedConversation(ids, labels)]);
+            using var arena = new Arena(cpu, 64 << 20);
+            var tape = new Tape(cpu, arena, record: true);
+            tape.Track(model.Parameters.All);
+            var pixels = Ops.Input(tape, Npy.Read<float>(Fixture("pixels.npy")).Data, 1, c.Vision.NumChannels, c.Vision.ImageSize, c.Vision.ImageSize);
+            model.Forward(tape, batch, pixels);
+            tape.Backward();
+
+            using var reference = JsonDocument.Parse(File.ReadAllText(Fixture($"{expected}_gradients.json")));
+            var names = reference.RootElement.EnumerateObject().Select(e => e.Name).ToHashSet();
+            Assert.That(model.Parameters.All.Select(p => p.Name), Is.EquivalentTo(names), "parameters the loss reaches");
+            foreach (var p in model.Parameters.All)
+            {
+                var r = reference.RootElement.GetProperty(p.Name);
+                float[] g = p.Grad!.ToArray();
+                double norm = r.GetProperty("norm").GetDouble(), ours = Math.Sqrt(g.Sum(v => (double)v * v));
+                // fp32 against float64: each gradient element to a small fraction of its tensor's norm, with a floor for
+                // gradients that are zero in exact arithmetic (CLIP's key bias: softmax ignores a shift shared by all keys),
+                // where fp32 leaves ~1e-7; the sum bounded by what that error allows over all elements.
+                double tol = 2e-5 * norm + 1e-6;
+                Assert.That(ours, Is.EqualTo(norm).Within(tol), $"{p.Name}: gradient norm");
+                Assert.That(g.Sum(v => (double)v), Is.EqualTo(r.GetProperty("sum").GetDouble()).Within(tol * Math.Sqrt(g.Length)), $"{p.Name}: gradient sum");
+                var indices = r.GetProperty("indices").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+                var values = r.GetProperty("values").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+                for (int i = 0; i < indices.Length; i++)
+                    Assert.That(g[indices[i]], Is.EqualTo(values[i]).Within(tol), $"{p.Name}[{indices[i]}]");
+            }
         }
         finally
         {
