@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using NUnit.Framework;
 using VwLmm.Core;
 using VwLmm.Cpu;
@@ -17,29 +18,48 @@ using Ops = VwLmm.Core.Ops;
 /// The whole model against an independent implementation: `vwlmm forward` on a tiny random BF16 checkpoint in the
 /// HF/LLaVA layout must give what fixtures/llava_parity/make_llava_parity_fixture.py computes in float64 PyTorch from
 /// the HF module semantics (CLIP tower up to the select layer, CLS dropped, mlp2x_gelu, splicing at −200, Llama with GQA,
-/// RoPE and RMSNorm from config.json, the VM head and the shifted forward KL; pif as a second case). The op tests check
-/// each kernel; this checks that the pieces are put together as HF and LLaVA put them.
+/// RoPE and RMSNorm from config.json, the VM head and the shifted forward KL; then pif, and a tower with exact GELU, the
+/// last layer selected and CLS kept, as the fixture's cases.json sets them), and the backward pass must give the
+/// reference's float64 autograd gradients. The op tests check each kernel; these check that the pieces are put together
+/// as HF and LLaVA put them.
 /// </summary>
 [TestFixture]
 public class LlavaParityTests
 {
     private static string Fixture(string name) => Path.Combine(CliRunner.Fixtures, "llava_parity", name);
 
-    [TestCase("plain", false)]
-    [TestCase("pif", true)]
-    public void ForwardMatchesTheFloat64TorchReference(string expected, bool pif)
+    private static readonly string[] Cases = ["plain", "pif", "tower"];
+
+    /// <summary>
+    /// Writes the fixture's model with <paramref name="name"/>'s config changes from cases.json (dotted keys reach into
+    /// vision_config) to <paramref name="dir"/>.
+    /// </summary>
+    private static void WriteModel(string dir, string name)
+    {
+        File.Copy(Fixture("model/model.safetensors"), Path.Combine(dir, "model.safetensors"));
+        var config = JsonNode.Parse(File.ReadAllText(Fixture("model/config.json")))!.AsObject();
+        var changes = JsonNode.Parse(File.ReadAllText(Fixture("cases.json")))![name]!.AsObject();
+        foreach (var (key, value) in changes)
+        {
+            var target = key.StartsWith("vision_config.", StringComparison.Ordinal) ? config["vision_config"]!.AsObject() : config;
+            string field = key[(key.IndexOf('.') + 1)..];
+            Assert.That(target.ContainsKey(field), $"cases.json: {key} is not in config.json");
+            target[field] = value!.DeepClone();
+        }
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());
+    }
+
+    [TestCaseSource(nameof(Cases))]
+    public void ForwardMatchesTheFloat64TorchReference(string expected)
     {
         string dir = CliRunner.TempDir();
         try
         {
             string model = Path.Combine(dir, "model"), dump = Path.Combine(dir, "dump");
             Directory.CreateDirectory(model);
-            File.Copy(Fixture("model/model.safetensors"), Path.Combine(model, "model.safetensors"));
+            WriteModel(model, expected);
             // The loader wants a tokenizer beside the weights; --ids never uses it, so any with the config's 500 pieces serves.
             File.Copy(Path.Combine(CliRunner.Fixtures, "tokenizer", "noprefix.model"), Path.Combine(model, "tokenizer.model"));
-            var config = File.ReadAllText(Fixture("model/config.json"));
-            Assert.That(config, Does.Contain("\"use_pif\": false"));
-            File.WriteAllText(Path.Combine(model, "config.json"), pif ? config.Replace("\"use_pif\": false", "\"use_pif\": true") : config);
 
             var r = CliRunner.Run("forward", "--model", model, "--pixels", Fixture("pixels.npy"), "--ids", Fixture("ids.json"),
                                   "--dump", dump, "--device", "cpu", "--threads", "1", "--quiet");
@@ -61,16 +81,13 @@ public class LlavaParityTests
         }
     }
 
-    [TestCase("plain", false)]
-    [TestCase("pif", true)]
-    public void GradientsMatchTheFloat64TorchAutograd(string expected, bool pif)
+    [TestCaseSource(nameof(Cases))]
+    public void GradientsMatchTheFloat64TorchAutograd(string expected)
     {
         string dir = CliRunner.TempDir();
         try
         {
-            File.Copy(Fixture("model/model.safetensors"), Path.Combine(dir, "model.safetensors"));
-            var config = File.ReadAllText(Fixture("model/config.json"));
-            File.WriteAllText(Path.Combine(dir, "config.json"), pif ? config.Replace("\"use_pif\": false", "\"use_pif\": true") : config);
+            WriteModel(dir, expected);
             using var cpu = new CpuBackend(1);
             using var model = ModelCheckpoint.Load(cpu, dir, allowUnused: true);
             var c = model.Config;
