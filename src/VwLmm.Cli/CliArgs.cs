@@ -18,7 +18,8 @@ public sealed class CliArgs
     public List<string> Positionals { get; } = new();
 
     /// <param name="flags">options that take no value (everything else starting with -- takes the next word).</param>
-    public static CliArgs Parse(IReadOnlyList<string> args, IEnumerable<string> flags, IEnumerable<string> valued)
+    /// <param name="maxPositionals">how many positionals the verb takes; one more is a usage error naming it.</param>
+    public static CliArgs Parse(IReadOnlyList<string> args, IEnumerable<string> flags, IEnumerable<string> valued, int maxPositionals)
     {
         var flagSet = new HashSet<string>(flags, StringComparer.Ordinal) { "--help", "--verbose", "--quiet" };
         var valuedSet = new HashSet<string>(valued, StringComparer.Ordinal);
@@ -55,6 +56,7 @@ public sealed class CliArgs
             }
             else r.Positionals.Add(a);
         }
+        if (r.Positionals.Count > maxPositionals) throw new UsageException($"unexpected argument '{r.Positionals[maxPositionals]}'");
         return r;
     }
 

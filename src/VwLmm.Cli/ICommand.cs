@@ -9,6 +9,8 @@ public interface ICommand
     string Help { get; }
     IReadOnlyList<string> Flags { get; }
     IReadOnlyList<string> Valued { get; }
+    /// <summary>How many positional arguments the verb takes; one more is a usage error naming it, not silently dropped.</summary>
+    int MaxPositionals => 0;
     /// <summary>Runs the verb; returns the exit code. Throws UsageException / CliException for user errors.</summary>
     int Run(CliArgs args, TextWriter stdout);
 }

@@ -30,10 +30,15 @@ public static class Program
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         bool verbose = args.Contains("--verbose");
-        if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+        if (args.Length == 0)
+        {
+            stderr.Write(Overview());
+            return 2;
+        }
+        if (args[0] is "--help" or "-h" or "help")
         {
             stdout.Write(Overview());
-            return args.Length == 0 ? 2 : 0;
+            return 0;
         }
         if (args[0] == "--version")
         {
@@ -48,7 +53,7 @@ public static class Program
         }
         try
         {
-            var parsed = CliArgs.Parse(args.Skip(consumed).ToArray(), cmd.Flags, cmd.Valued);
+            var parsed = CliArgs.Parse(args.Skip(consumed).ToArray(), cmd.Flags, cmd.Valued, cmd.MaxPositionals);
             if (parsed.Has("--help"))
             {
                 stdout.Write(cmd.Help.TrimEnd() + Environment.NewLine);
@@ -61,9 +66,9 @@ public static class Program
             stderr.WriteLine($"vwlmm {cmd.Name}: {e.Message} (see vwlmm {cmd.Name} --help)");
             return 2;
         }
-        catch (Exception e) when (!verbose)
+        catch (Exception e)
         {
-            stderr.WriteLine($"vwlmm {cmd.Name}: {OneLine(e)}");
+            stderr.WriteLine($"vwlmm {cmd.Name}: {(verbose ? e.ToString() : OneLine(e))}");
             return 1;
         }
     }

@@ -16,7 +16,7 @@ namespace VwLmm.Cli.Commands;
 /// RSS and managed allocations per steady-state step; <c>--ops</c> adds per-op profiles of the train step and of decoding.
 /// bench/reference/torch_peer.py prints the same JSON keys for PyTorch. With <c>--device cuda</c> or <c>emu</c> it is the
 /// GPU kernel lab instead: every CUDA kernel family timed at the preset's shapes (<see cref="KernelLab"/>); adding
-/// <c>--model</c> runs the model benchmark on that device (each timing ends with a device synchronisation).
+/// <c>--model-bench</c> runs the model benchmark on that device (each timing ends with a device synchronisation).
 /// </summary>
 public sealed class BenchCommand : ICommand
 {
@@ -29,8 +29,8 @@ public sealed class BenchCommand : ICommand
     public string Summary => "time train step, forward, prefill and decode of a preset model; with --device cuda|emu, every CUDA kernel";
 
     public string Help => """
-        usage: vwlmm bench [--preset bench-5m] [--device cpu|emu|cuda] [--threads N] [--repeats R] [--warmup W] [--batch B]
-                           [--image-tokens N] [--text-tokens N] [--width D] [--decode-tokens N] [--model] [--json] [--ops]
+        usage: vwlmm bench [--preset bench-5m] [--device cpu|emu|cuda|auto] [--threads N] [--repeats R] [--warmup W] [--batch B]
+                           [--image-tokens N] [--text-tokens N] [--width D] [--decode-tokens N] [--model-bench] [--json] [--ops]
 
         Builds the preset with random weights and a synthetic batch (one image at the start of each sample, random text
         ids, labels on the text) and reports medians over R repeats after W warm-up runs:
@@ -46,8 +46,9 @@ public sealed class BenchCommand : ICommand
 
           --preset NAME        model preset (default bench-5m)
           --device D           cpu (default): the model benchmark above; cuda: the GPU kernel lab (below); emu: the
-                               kernel lab on the CPU kernel emulator, which checks the lab runs but times nothing real
-          --model              with --device cuda|emu: the model benchmark above on that device instead of the lab
+                               kernel lab on the CPU kernel emulator, which checks the lab runs but times nothing real;
+                               auto: cuda when a GPU is usable, else cpu
+          --model-bench        with --device cuda|emu: the model benchmark above on that device instead of the lab
                                (every timing waits for the device to finish)
           --threads N          worker and OpenBLAS threads (default 2)
           --repeats R          timed runs per metric (default 5)
@@ -68,10 +69,10 @@ public sealed class BenchCommand : ICommand
 
         example: vwlmm bench --preset bench-5m --threads 2 --repeats 5 --json
                  vwlmm bench --device cuda --preset llava-7b --batch 1 --repeats 20
-                 vwlmm bench --device cuda --model --json
+                 vwlmm bench --device cuda --model-bench --json
         """;
 
-    public IReadOnlyList<string> Flags { get; } = ["--json", "--ops", "--model"];
+    public IReadOnlyList<string> Flags { get; } = ["--json", "--ops", "--model-bench"];
 
     public IReadOnlyList<string> Valued { get; } =
         ["--preset", "--device", "--threads", "--repeats", "--warmup", "--batch", "--image-tokens", "--text-tokens", "--width", "--decode-tokens"];
@@ -79,8 +80,9 @@ public sealed class BenchCommand : ICommand
     public int Run(CliArgs args, TextWriter stdout)
     {
         string device = args.Get("--device") ?? "cpu";
-        if (device is not ("cpu" or "cuda" or "emu")) throw new UsageException($"option --device: must be cpu, emu or cuda, not '{device}'");
-        if (device != "cpu" && !args.Has("--model")) return RunKernelLab(args, stdout);
+        if (device is not ("cpu" or "cuda" or "emu" or "auto")) throw new UsageException($"option --device: must be cpu, emu, cuda or auto, not '{device}'");
+        if (device == "auto") device = ResolveAuto();
+        if (device != "cpu" && !args.Has("--model-bench")) return RunKernelLab(args, stdout);
         int threads = args.GetInt("--threads", 2, 1, 256);
         int repeats = args.GetInt("--repeats", 5, 1, 10_000);
         int warmup = args.GetInt("--warmup", 5, 0, 10_000);
@@ -106,10 +108,22 @@ public sealed class BenchCommand : ICommand
         return 0;
     }
 
+    /// <summary>
+    /// What auto means for every verb (<see cref="Backends.Create"/>): the GPU when usable, else the CPU with a note.
+    /// Resolved here because bench's CPU run has its own thread default and picks the lab or the model benchmark by device.
+    /// </summary>
+    private static string ResolveAuto()
+    {
+        var probe = CudaDevice.Probe();
+        if (probe.Available) return "cuda";
+        Console.Error.WriteLine($"note: no usable GPU ({probe.Reason}); running on the CPU");
+        return "cpu";
+    }
+
     /// <summary>The kernel lab on the CUDA backend of --device (emu or cuda; "no GPU" ends here with the probe's one line).</summary>
     private static int RunKernelLab(CliArgs args, TextWriter stdout)
     {
-        if (args.Has("--ops")) throw new UsageException("option --ops: profiles the model's train step (add --model); the kernel lab times every kernel already");
+        if (args.Has("--ops")) throw new UsageException("option --ops: profiles the model's train step (add --model-bench); the kernel lab times every kernel already");
         int repeats = args.GetInt("--repeats", 5, 1, 10_000);
         int warmup = args.GetInt("--warmup", 5, 0, 10_000);
         int batch = args.GetInt("--batch", 8, 1, 4096);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using VwLmm.Data.Conversations;
+using VwLmm.Data.Images;
 using VwLmm.Model;
 
 namespace VwLmm.Cli.Commands;
@@ -14,10 +15,12 @@ public sealed class ChatCommand : ICommand
           Greedy by default (temperature 0). Without QUESTION, reads questions from standard input until EOF; each turn
           keeps the conversation so far.
           --template   vicuna_v1 (default), mistral, plain, shapes_chat
+          --seed S     seeds the sampling of --temperature > 0 (default 1): the same seed gives the same answers
         example: vwlmm chat --model runs/demo/model --image world/images/0001.png "what colour is the circle ?"
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
     public IReadOnlyList<string> Valued => [.. Backends.Options, "--model", "--image", "--template", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed"];
+    public int MaxPositionals => int.MaxValue;
 
     public int Run(CliArgs args, TextWriter stdout)
     {
@@ -31,12 +34,14 @@ public sealed class ChatCommand : ICommand
             Seed = (ulong)args.GetInt("--seed", 1, 0),
         };
         if (options.Temperature < 0 || options.TopP is <= 0 or > 1) throw new UsageException("--temperature must be ≥ 0 and --top-p in (0, 1]");
-        string imagePath = args.Require("--image");
+        string modelDir = args.Require("--model");
+        // Decoded before the model loads: a wrong image path should not cost loading gigabytes of weights first.
+        var image = ImageCodec.Decode(args.Require("--image"));
         using var backend = Backends.Create(args, Console.Error);
-        var (model, tok) = Shared.LoadModel(backend, args.Require("--model"), args.Has("--allow-unused"), Console.Error);
+        var (model, tok) = Shared.LoadModel(backend, modelDir, args.Has("--allow-unused"), Console.Error);
         using (model)
         {
-            var pixels = Shared.LoadPixels(model.Config, imagePath);
+            var pixels = Shared.Preprocessor(model.Config).Process(image);
             options = options with { StopIds = [tok.EosId] };
             using var gen = new Generator(model);
             var turns = new List<Turn>();

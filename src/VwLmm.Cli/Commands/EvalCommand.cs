@@ -18,21 +18,28 @@ public sealed class EvalCommand : ICommand
           the data (teacher forcing). A prediction is correct when it equals the reference after trimming and
           lower-casing. The question type is the question's first two words (VQA's convention). Prints one JSON object:
           {"overall", "by_type": {…}, "questions"}.
+          --out FILE   one JSON line per question (id, type, question, reference, prediction, correct);
+                       default runs/eval/predictions.jsonl
         example: vwlmm eval --model runs/demo/model --data world-test/data.json --template shapes_chat
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
     public IReadOnlyList<string> Valued => [.. Backends.Options, "--model", "--data", "--images", "--template", "--out", "--max-new-tokens", "--batch"];
 
+    /// <summary>Beside demo's runs/demo, so a bare eval leaves its predictions where the other verbs' outputs go.</summary>
+    private const string DefaultOut = "runs/eval/predictions.jsonl";
+
     private sealed record Item(ConversationSample Sample, int Turn, string Type, string Question, string Reference);
 
     public int Run(CliArgs args, TextWriter stdout)
     {
+        string modelDir = args.Require("--model");
         string data = args.Require("--data");
-        var dataset = LlavaDataset.Load(data, args.Get("--images") ?? Path.GetDirectoryName(Path.GetFullPath(data))!);
+        string outPath = args.Get("--out") ?? DefaultOut;
         var template = ConversationTemplate.Get(args.Get("--template") ?? "vicuna_v1");
         int maxNew = args.GetInt("--max-new-tokens", 32, 1, 4096), batch = args.GetInt("--batch", 8, 1, 1024);
+        var dataset = LlavaDataset.Load(data, args.Get("--images") ?? Path.GetDirectoryName(Path.GetFullPath(data))!);
         using var backend = Backends.Create(args, Console.Error);
-        var (model, tok) = Shared.LoadModel(backend, args.Require("--model"), args.Has("--allow-unused"), Console.Error);
+        var (model, tok) = Shared.LoadModel(backend, modelDir, args.Has("--allow-unused"), Console.Error);
         using (model)
         {
             var pre = Shared.Preprocessor(model.Config);
@@ -59,12 +66,11 @@ public sealed class EvalCommand : ICommand
                         predictions.Add((chunk[j], p, Normal(p) == Normal(chunk[j].Reference)));
                     }
                 }
-            if (args.Get("--out") is { } outPath)
-                AtomicFile.WriteAllText(outPath, string.Join("\n", predictions.Select(p => JsonSerializer.Serialize(new
-                {
-                    id = p.Item.Sample.Id, type = p.Item.Type, question = p.Item.Question, reference = p.Item.Reference,
-                    prediction = p.Predicted, correct = p.Correct,
-                }))) + "\n");
+            AtomicFile.WriteAllText(outPath, string.Concat(predictions.Select(p => JsonSerializer.Serialize(new
+            {
+                id = p.Item.Sample.Id, type = p.Item.Type, question = p.Item.Question, reference = p.Item.Reference,
+                prediction = p.Predicted, correct = p.Correct,
+            }) + "\n")));
             var summary = new
             {
                 overall = predictions.Count == 0 ? 0 : predictions.Average(p => p.Correct ? 1.0 : 0.0),
@@ -73,6 +79,8 @@ public sealed class EvalCommand : ICommand
                 questions = predictions.Count,
             };
             stdout.WriteLine(JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }));
+            // stdout is the summary alone (scripts parse it), so where the predictions went is said on stderr.
+            if (!args.Has("--quiet")) Console.Error.WriteLine($"wrote {outPath}");
             return 0;
         }
     }

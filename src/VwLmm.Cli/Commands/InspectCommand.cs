@@ -9,17 +9,23 @@ public sealed class InspectCommand : ICommand
     public string Name => "inspect";
     public string Summary => "summarise a model directory: config, parameters per module, dtypes";
     public string Help => """
-        usage: vwlmm inspect DIR
+        usage: vwlmm inspect DIR | --model DIR
           Reads config.json and the safetensors headers (no weights are loaded) and checks them against each other.
         example: vwlmm inspect runs/demo/model
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
-    public IReadOnlyList<string> Valued => [];
+    public IReadOnlyList<string> Valued => ["--model"];
+    public int MaxPositionals => 1;
 
     public int Run(CliArgs args, TextWriter stdout)
     {
-        if (args.Positionals.Count != 1) throw new UsageException("give exactly one model directory");
-        string dir = args.Positionals[0];
+        string dir = (args.Get("--model"), args.Positionals.Count) switch
+        {
+            (null, 1) => args.Positionals[0],
+            ({ } model, 0) => model,
+            (null, _) => throw new UsageException("give the model directory (DIR or --model DIR)"),
+            _ => throw new UsageException($"give the model directory once, as DIR or --model DIR, not both ('{args.Positionals[0]}')"),
+        };
         if (!Directory.Exists(dir)) throw new CliException($"model directory '{dir}' does not exist");
         var config = VwLmmConfig.Load(Path.Combine(dir, VwLmmConfig.FileName));
         using var reader = CheckpointReader.Open(dir);

@@ -17,6 +17,7 @@ public sealed class TokenizeCommand : ICommand
         """;
     public IReadOnlyList<string> Flags => ["--no-bos", "--decode"];
     public IReadOnlyList<string> Valued => ["--tokenizer"];
+    public int MaxPositionals => int.MaxValue;
 
     public int Run(CliArgs args, TextWriter stdout)
     {

@@ -19,13 +19,15 @@ public sealed class VisualizeCommand : ICommand
     public int Run(CliArgs args, TextWriter stdout)
     {
         string imagePath = args.Require("--image");
+        string modelDir = args.Require("--model");
         string output = args.Get("--out") ?? "map.html";
         int topK = args.GetInt("--top-k", 5, 1, 100);
+        // Decoded before the model loads: a wrong image path should not cost loading gigabytes of weights first.
+        var image = ImageCodec.Decode(imagePath);
         using var backend = Backends.Create(args, Console.Error);
-        var (model, tok) = Shared.LoadModel(backend, args.Require("--model"), args.Has("--allow-unused"), Console.Error);
+        var (model, tok) = Shared.LoadModel(backend, modelDir, args.Has("--allow-unused"), Console.Error);
         using (model)
         {
-            var image = ImageCodec.Decode(imagePath);
             var pre = Shared.Preprocessor(model.Config);
             var pixels = pre.Process(image);
             using var arena = new Arena(backend, 256L << 20);
@@ -43,7 +45,7 @@ public sealed class VisualizeCommand : ICommand
             }
             var shown = Denormalise(pixels, c.ImageSize, pre.Options);
             new HtmlReport($"Visual words of {Path.GetFileName(imagePath)}")
-                .Paragraph($"Model {args.Get("--model")}: each cell is one {c.PatchSize}×{c.PatchSize} patch of the {c.ImageSize}px model input, labelled with argmax softmax(W_vm·x). Hover for the top {topK}.")
+                .Paragraph($"Model {modelDir}: each cell is one {c.PatchSize}×{c.PatchSize} patch of the {c.ImageSize}px model input, labelled with argmax softmax(W_vm·x). Hover for the top {topK}.")
                 .Maps([new VisualWordMap(Path.GetFileName(imagePath), shown, grid, cells)], Math.Max(24, 480 / grid))
                 .Save(output);
             if (!args.Has("--quiet")) stdout.WriteLine($"wrote {output}");

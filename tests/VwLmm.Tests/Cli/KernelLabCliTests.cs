@@ -5,7 +5,7 @@ using VwLmm.Cuda;
 namespace VwLmm.Tests.Cli;
 
 /// <summary>`vwlmm bench --device emu|cuda` (the GPU kernel lab) through the real binary: on the emulator it covers every
-/// kernel family and says its times are not GPU timings; without a GPU, --device cuda fails in one line; --model runs
+/// kernel family and says its times are not GPU timings; without a GPU, --device cuda fails in one line; --model-bench runs
 /// the model benchmark on the device instead. `vwlmm ptx` writes and tabulates the embedded kernels.</summary>
 public class KernelLabCliTests
 {
@@ -65,14 +65,14 @@ public class KernelLabCliTests
     public void OpsProfileNeedsTheModelBenchmark() =>
         CliRunner.AssertOneLineError(CliRunner.Run("bench", "--device", "emu", "--ops"), 2, "--ops");
 
-    /// <summary>--model runs the model benchmark (train step, forward, prefill, decode) on the CUDA backend instead of
+    /// <summary>--model-bench runs the model benchmark (train step, forward, prefill, decode) on the CUDA backend instead of
     /// the lab, with the CPU benchmark's keys; the emulator has no fp32 peak, so percent_of_peak is null. Decode time is a
     /// generation less a prefill, so the generation decodes enough tokens (8, median of 3) to stand above the prefill's
     /// jitter on a loaded machine: with 2 tokens and 2 repeats it fell below it under CI-like load.</summary>
     [Test]
     public void ModelBenchmarkRunsOnTheCudaBackend()
     {
-        var r = CliRunner.Run("bench", "--device", "emu", "--model", "--batch", "1", "--image-tokens", "4", "--text-tokens", "4",
+        var r = CliRunner.Run("bench", "--device", "emu", "--model-bench", "--batch", "1", "--image-tokens", "4", "--text-tokens", "4",
                               "--decode-tokens", "8", "--repeats", "3", "--warmup", "1", "--json");
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         var root = JsonDocument.Parse(r.Stdout).RootElement;

@@ -1,0 +1,152 @@
+using System.Text.Json;
+using NUnit.Framework;
+using VwLmm.Cli;
+using VwLmm.Cpu;
+using VwLmm.Cuda;
+using VwLmm.Data.Images;
+using VwLmm.Data.ShapesGrid;
+using VwLmm.Model;
+using VwLmm.Model.Checkpoints;
+using VwLmm.Model.Recipes;
+using static VwLmm.Tests.Cli.CliRunner;
+
+namespace VwLmm.Tests.Cli;
+
+/// <summary>
+/// What every verb of the binary does alike: --verbose shows the stack but keeps exit 1, a stray positional is a usage
+/// error, the model folder is --model DIR, input files are checked before a model loads, usage text of a usage error
+/// goes to stderr. The verbs that need a model share one randomly initialised ShapesGrid-sized model.
+/// </summary>
+public class CliConsistencyTests
+{
+    private string _dir = "", _model = "", _image = "";
+
+    [OneTimeSetUp]
+    public void SaveModel()
+    {
+        _dir = TempDir();
+        _model = Path.Combine(_dir, "model");
+        Directory.CreateDirectory(_model);
+        var recipe = new ShapesGridRecipe(1);
+        var tok = recipe.LoadOrTrainTokenizer(_model);
+        using var cpu = new CpuBackend(1);
+        using var model = new VwLmmModel(cpu, recipe.ModelConfig(tok));
+        model.InitializeRandom(7, InitScheme.Torch);
+        ModelCheckpoint.Save(model, _model);
+        _image = Path.Combine(_dir, "scene.png");
+        ImageCodec.SavePng(recipe.World.Sample(Split.Test, 0).Image, _image);
+    }
+
+    [OneTimeTearDown]
+    public void Remove() => Directory.Delete(_dir, recursive: true);
+
+    [Test]
+    public void VerboseRuntimeErrorPrintsTheStackAndExitsOne()
+    {
+        string absent = Path.Combine(_dir, "absent");
+        var r = Run("inspect", absent, "--verbose");
+        Assert.That(r.ExitCode, Is.EqualTo(1), r.Stderr);
+        Assert.That(r.Stderr, Does.Contain(nameof(CliException)).And.Contain(absent).And.Contain("   at "));
+        AssertOneLineError(Run("inspect", absent), 1, absent);
+    }
+
+    [Test]
+    public void StrayPositionalIsAUsageErrorForEveryVerb()
+    {
+        // Parsed, not run: a verb that ignored the positional would otherwise run in full here (demo trains for minutes).
+        foreach (var c in Program.Commands.Where(c => c.MaxPositionals == 0))
+            Assert.That(() => CliArgs.Parse(["extra-positional"], c.Flags, c.Valued, c.MaxPositionals),
+                        Throws.TypeOf<UsageException>().With.Message.Contains("unexpected argument 'extra-positional'"), c.Name);
+        // Through the binary, the positional is reported before anything else: a bad --device too keeps a demo that
+        // ignored it from training.
+        AssertOneLineError(Run("demo", "extra-positional", "--device", "tpu"), 2, "vwlmm demo: unexpected argument 'extra-positional'");
+        AssertOneLineError(Run("train", "--config", "absent.json", "extra-positional"), 2, "vwlmm train: unexpected argument 'extra-positional'");
+        AssertOneLineError(Run("forward", "extra-positional"), 2, "vwlmm forward: unexpected argument 'extra-positional'");
+        AssertOneLineError(Run("inspect", _model, "second"), 2, "unexpected argument 'second'");
+        AssertOneLineError(Run("tokenize", "--tokenizer", "absent.model", "a", "red", "circle"), 1, "absent.model");
+    }
+
+    [Test]
+    public void InspectTakesTheModelFolderAsOptionOrPositional()
+    {
+        var positional = Run("inspect", _model);
+        Assert.That(positional.ExitCode, Is.Zero, positional.Stderr);
+        Assert.That(Run("inspect", "--model", _model).Stdout, Is.EqualTo(positional.Stdout));
+        AssertOneLineError(Run("inspect", "--model", _model, _model), 2, "not both");
+        AssertOneLineError(Run("inspect"), 2, "--model DIR");
+    }
+
+    [Test]
+    public void BenchAcceptsDeviceAutoAndNamesItsModelBenchmarkSwitchApart()
+    {
+        var probe = CudaDevice.Probe();
+        // BenchCommandTests' decode length and repeats: fewer let the decode time vanish in the prefill's noise under load.
+        var r = Run("bench", "--device", "auto", "--repeats", "3", "--warmup", "0", "--batch", "1", "--image-tokens", "4",
+                    "--text-tokens", "4", "--decode-tokens", "192", "--json");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        var root = JsonDocument.Parse(r.Stdout).RootElement;
+        if (probe.Available) Assert.That(root.GetProperty("mode").GetString(), Is.EqualTo("kernel_lab"));
+        else
+        {
+            Assert.That(root.GetProperty("device").GetString(), Is.EqualTo("cpu"));
+            Assert.That(r.Stderr, Does.Contain("no usable GPU"));
+        }
+        AssertOneLineError(Run("bench", "--device", "emu", "--model"), 2, "unknown option --model");
+        AssertOneLineError(Run("bench", "--device", "tpu"), 2, "--device", "auto");
+    }
+
+    [Test]
+    public void ChatSamplingFollowsSeed()
+    {
+        string[] Chat(string seed) =>
+            ["chat", "--model", _model, "--image", _image, "what colour is the circle ?", "--template", "shapes_chat", "--temperature", "2",
+             "--max-new-tokens", "4", "--threads", "1", "--seed", seed];
+        var one = Run(Chat("1"));
+        Assert.That(one.ExitCode, Is.Zero, one.Stderr);
+        Assert.That(Run(Chat("1")).Stdout, Is.EqualTo(one.Stdout), "same seed, same sample");
+        Assert.That(Run(Chat("2")).Stdout, Is.Not.EqualTo(one.Stdout), "another seed, another sample");
+    }
+
+    /// <summary>A model folder with no tokenizer or weights fails on load, so an error about the input instead proves the
+    /// input was checked before the model was loaded.</summary>
+    [Test]
+    public void InputsAreCheckedBeforeTheModelLoads()
+    {
+        string broken = Path.Combine(_dir, "broken-model");
+        Directory.CreateDirectory(broken);
+        string absentImage = Path.Combine(_dir, "absent.png");
+        AssertOneLineError(Run("chat", "--model", broken, "--image", absentImage, "hi"), 1, absentImage);
+        AssertOneLineError(Run("visualize", "--model", broken, "--image", absentImage), 1, absentImage);
+        AssertOneLineError(Run("eval", "--model", broken, "--data", Path.Combine(_dir, "absent.json")), 1, "absent.json");
+        AssertOneLineError(Run("eval", "--data", Path.Combine(_dir, "absent.json")), 2, "--model");
+        AssertOneLineError(Run("chat", "--image", absentImage, "hi"), 2, "--model");
+    }
+
+    [Test]
+    public void EvalWritesPredictionsToRunsEvalByDefault()
+    {
+        Assert.That(Run("eval", "--help").Stdout, Does.Contain("default runs/eval/predictions.jsonl"));
+        string data = Path.Combine(_dir, "world");
+        Assert.That(Run("data", "shapesgrid", "--out", data, "--n", "1", "--split", "test").ExitCode, Is.Zero);
+        // CliRunner runs the binary in the test folder, so the relative default lands there.
+        string runsEval = Path.Combine(TestContext.CurrentContext.TestDirectory, "runs", "eval");
+        if (Directory.Exists(runsEval)) Directory.Delete(runsEval, recursive: true);
+        var r = Run("eval", "--model", _model, "--data", Path.Combine(data, "data.json"), "--template", "shapes_chat",
+                    "--max-new-tokens", "2", "--threads", "1");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        Assert.That(r.Stderr, Does.Contain("runs/eval/predictions.jsonl"));
+        int questions = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("questions").GetInt32();
+        Assert.That(File.ReadAllLines(Path.Combine(runsEval, "predictions.jsonl")), Has.Length.EqualTo(questions));
+        Directory.Delete(runsEval, recursive: true);
+    }
+
+    [Test]
+    public void BareCommandPrintsUsageOnStderr()
+    {
+        var r = Run();
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+        Assert.That(r.Stdout, Is.Empty);
+        Assert.That(r.Stderr, Does.Contain("usage: vwlmm <command>"));
+        Assert.That(Run("--help").Stdout, Does.Contain("usage: vwlmm <command>"));
+    }
+}
