@@ -30,7 +30,7 @@ public sealed record AblationTable(string? Description, IReadOnlyList<AblationMe
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{path}: not valid JSON ({e.Message.Split('.')[0]})");
+            throw new InvalidDataException($"{path}: not valid JSON at line {e.LineNumber + 1} ({e.Message.Split('.')[0]})");
         }
         using (doc)
             return Parse(doc.RootElement, m => new InvalidDataException($"{path}: {m}"));

@@ -79,7 +79,7 @@ public class DemoOutputTests
         Directory.Delete(dir, recursive: true);
     }
 
-    [TestCase("{", "not valid JSON")]
+    [TestCase("{\n  \"metrics\": [,", "not valid JSON at line 2")]
     [TestCase("[]", "the top level must be an object")]
     [TestCase("""{"variants": []}""", "metrics must be a non-empty array")]
     [TestCase("""{"metrics": [{"key": "a"}], "variants": []}""", "metrics[0].label must be a non-empty string")]
