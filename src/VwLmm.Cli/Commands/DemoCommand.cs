@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using VwLmm.Cli.Reports;
 using VwLmm.Core;
+using VwLmm.Data.Images;
 using VwLmm.Data.ShapesGrid;
 using VwLmm.Model;
 using VwLmm.Model.Checkpoints;
@@ -16,11 +17,12 @@ public sealed class DemoCommand : ICommand
     public string Name => "demo";
     public string Summary => "the main job: train VW-LMM on the built-in ShapesGrid world, evaluate, write a report";
     public string Help => """
-        usage: vwlmm demo [--quick] [--variant V] [--stages S] [--answer-prior on|off] [--out DIR] [--cache DIR] [--seed S] [--device D] [--threads N] [--retrain] [--quiet]
+        usage: vwlmm demo [--quick] [--variant V] [--stages S] [--answer-prior on|off] [--out DIR] [--cache DIR] [--seed S] [--device D] [--threads N] [--retrain] [--ablations FILE] [--quiet]
           Generates the ShapesGrid world, trains its tokenizer, runs the staged recipe (vision pretraining, then instruction
           tuning with the visual-word loss), evaluates on held-out colour×shape combinations,
-          writes OUT/report.html (loss curves, accuracy, visual-word maps), OUT/results.json and OUT/predictions.jsonl,
-          and answers two questions about a held-out image. A trained model is cached and reused (--retrain ignores it).
+          writes OUT/report.html (loss curves, accuracy, visual-word maps), OUT/results.json, OUT/predictions.jsonl,
+          OUT/metrics.jsonl (the training log) and OUT/model (what chat, eval and visualize load), and answers two questions
+          about a held-out image, saved as OUT/test-N.png. A trained model is cached and reused (--retrain ignores it).
           --quick     the small budget CI uses (a couple of minutes)
           --variant   vwlmm (default: forward KL, target not detached, λ 1), baseline (λ 0: LLaVA), detach, pif,
               reverse (reverse KL), lmhead (VM head initialised from lm_head instead of embed_tokens)
@@ -28,13 +30,20 @@ public sealed class DemoCommand : ICommand
                       alignment, captions, instruction tuning on every question kind: the session 2–6 recipe)
           --answer-prior  on (default): instruction tuning against a question-only answer prior (a product of experts,
                       training only, docs/RESULTS.md); off: plain cross-entropy (with --stages llava: the session 2–6 recipe)
+          --ablations the ablations.json scripts/ablations.py writes: the report gains its variant × metric table
         example: vwlmm demo --out runs/demo
         """;
     public IReadOnlyList<string> Flags => ["--quick", "--retrain"];
-    public IReadOnlyList<string> Valued => [.. Backends.Options, "--out", "--cache", "--seed", "--variant", "--stages", "--answer-prior"];
+    public IReadOnlyList<string> Valued => [.. Backends.Options, "--out", "--cache", "--seed", "--variant", "--stages", "--answer-prior", "--ablations"];
 
     /// <summary>The vision pretraining's held-out probe accuracy, kept beside the cached checkpoint for the report.</summary>
     private const string VisionProbeFile = "vision_probe.json";
+
+    private const string MetricsFile = "metrics.jsonl";
+
+    /// <summary>Enough for any ShapesGrid answer; the chat line passes it too, since chat's default (128) does not fit
+    /// the ShapesGrid model's 128-position context beside the prompt.</summary>
+    private const int AnswerTokens = 8;
 
     public int Run(CliArgs args, TextWriter stdout)
     {
@@ -68,6 +77,9 @@ public sealed class DemoCommand : ICommand
         string outDir = args.Get("--out") ?? Path.Combine("runs", (quick ? "demo-quick" : "demo") + (name == "vwlmm" ? "" : "-" + name));
         string cache = ShapesGridRecipe.CacheDir(args.Get("--cache") ?? ".cache", seed);
         string runDir = Path.Combine(cache, (quick ? "quick-" : "default-") + name);
+        var ablations = args.Get("--ablations") is { } ablationsFile ? AblationTable.Load(ablationsFile) : null;
+        // Created before anything is written: it is what checks --device and --threads, and a usage error must leave no trace.
+        using var backend = Backends.Create(args, Console.Error);
         Directory.CreateDirectory(outDir);
         using var runLock = RunDirectoryLock.Acquire(runDir);
         void Say(string s)
@@ -78,9 +90,9 @@ public sealed class DemoCommand : ICommand
         var recipe = new ShapesGridRecipe(seed);
         Say($"ShapesGrid world (seed {seed}): {recipe.World.Options.ImageSize}px images, {recipe.World.Options.Grid}×{recipe.World.Options.Grid} patches; held-out combos: {string.Join(", ", recipe.World.HeldOut)}");
         var tok = recipe.LoadOrTrainTokenizer(cache);
-        Say($"tokenizer: {tok.VocabSize} BPE pieces ({Path.Combine(cache, ShapesGridRecipe.TokenizerFile)})");
+        string tokenizerFile = Path.Combine(cache, ShapesGridRecipe.TokenizerFile);
+        Say($"tokenizer: {tok.VocabSize} BPE pieces ({tokenizerFile})");
 
-        using var backend = Backends.Create(args, Console.Error);
         string ckpt = Path.Combine(runDir, Trainer.CheckpointDirName);
         var train = recipe.TrainConfig(budget, seed, answerPrior, stages);
         VwLmmModel model;
@@ -105,7 +117,7 @@ public sealed class DemoCommand : ICommand
             AtomicFile.WriteAllText(Path.Combine(runDir, VisionProbeFile), JsonSerializer.Serialize(probe));
             Say(string.Create(CultureInfo.InvariantCulture, $"vision tower: held-out patches read as colour {probe.Colour:P1}, shape {probe.Shape:P1}, background {probe.Background:P1}; objects in held-out combinations colour {probe.HeldOutColour:P1}, shape {probe.HeldOutShape:P1}"));
             using var trainer = new Trainer(model, train, name => recipe.Source(name, tok), tokenizer: tok);
-            var tokBytes = File.ReadAllBytes(Path.Combine(cache, ShapesGridRecipe.TokenizerFile));
+            var tokBytes = File.ReadAllBytes(tokenizerFile);
             trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
             int rc = TrainCommand.RunTrainer(trainer, runDir, quiet, stdout, append: false);
             if (rc != 0)
@@ -130,17 +142,53 @@ public sealed class DemoCommand : ICommand
             static bool Lookup(QaPair q) => q.Kind is QuestionKind.Colour or QuestionKind.Shape;
             var sample = Enumerable.Range(budget.EvalImages + 7, 50).Select(i => recipe.World.Sample(Split.Test, i)).FirstOrDefault(s => s.Questions.Any(Lookup))
                          ?? recipe.World.Sample(Split.Test, budget.EvalImages + 7);
-            foreach (var qa in sample.Questions.OrderBy(q => Lookup(q) ? 0 : 1).Take(2))
+            var asked = sample.Questions.OrderBy(q => Lookup(q) ? 0 : 1).Take(2).ToList();
+            foreach (var qa in asked)
             {
                 var answer = AnswerOne(model, tok, recipe, eval, sample, qa.Question);
                 Say($"  Q ({sample.Id}): {qa.Question}  →  {answer}   (truth: {qa.Answer})");
             }
 
-            WriteOutputs(outDir, runDir, name, recipe, eval, results, train, model, tok.VocabSize, sw.Elapsed.TotalSeconds, trainSeconds, trained);
+            WriteOutputs(outDir, runDir, name, recipe, eval, results, train, budget, model, tok.VocabSize, sw.Elapsed.TotalSeconds, trainSeconds, trained, ablations);
+            string image = Path.Combine(outDir, sample.Id + ".png");
+            AtomicFile.WriteAllBytes(image, ImageCodec.EncodePng(sample.Image));
+            string published = PublishModel(model, tokenizerFile, outDir);
             Say($"report: {Path.GetFullPath(Path.Combine(outDir, "report.html"))}");
+            Say($"model: {Path.GetFullPath(published)}; ask it about the held-out image above:");
+            Say($"  vwlmm chat --model {ShellWord(published)} --image {ShellWord(image)} --template {ShapesGridRecipe.Template.Name} --max-new-tokens {AnswerTokens} {ShellWord(asked[0].Question)}");
             return 0;
         }
     }
+
+    /// <summary>
+    /// Publishes the model as a directory chat, eval and visualize load (config.json, weights, tokenizer.model; no
+    /// optimizer state), built beside OUT/model and renamed over it, so an older model stays whole until the new one is.
+    /// </summary>
+    private static string PublishModel(VwLmmModel model, string tokenizerFile, string outDir)
+    {
+        string final = Path.Combine(outDir, "model");
+        string temp = $"{final}.tmp-{Environment.ProcessId}", old = $"{final}.old-{Environment.ProcessId}";
+        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        try
+        {
+            ModelCheckpoint.Save(model, temp);
+            File.Copy(tokenizerFile, Path.Combine(temp, "tokenizer.model"));
+        }
+        catch
+        {
+            Directory.Delete(temp, recursive: true);
+            throw;
+        }
+        if (Directory.Exists(final)) Directory.Move(final, old);
+        Directory.Move(temp, final);
+        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        return final;
+    }
+
+    /// <summary>Quotes <paramref name="s"/> for a POSIX shell unless it is plainly one word.</summary>
+    private static string ShellWord(string s) =>
+        s.Length > 0 && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '/' or '.' or '_' or '-' or '+' or ',' or ':' or '=')
+            ? s : "'" + s.Replace("'", "'\\''") + "'";
 
     private static bool IsFinished(string ckpt, TrainConfig train)
     {
@@ -155,12 +203,13 @@ public sealed class DemoCommand : ICommand
     {
         using var gen = new Generator(model);
         var ids = gen.Generate([eval.Prompt(question)], recipe.Pixels(sample.Image),
-                               new SamplingOptions { MaxNewTokens = 8, StopIds = [tok.EosId] })[0];
+                               new SamplingOptions { MaxNewTokens = AnswerTokens, StopIds = [tok.EosId] })[0];
         return tok.Decode(ids.Where(i => i != tok.EosId).ToArray()).Trim();
     }
 
     private static void WriteOutputs(string outDir, string runDir, string name, ShapesGridRecipe recipe, ShapesGridEvaluator eval, ShapesGridResults r,
-                                     TrainConfig train, VwLmmModel model, int vocab, double seconds, double trainSeconds, bool reused)
+                                     TrainConfig train, ShapesGridBudget budget, VwLmmModel model, int vocab, double seconds, double trainSeconds,
+                                     bool reused, AblationTable? ablations)
     {
         var ci = CultureInfo.InvariantCulture;
         string probeFile = Path.Combine(runDir, VisionProbeFile);
@@ -182,6 +231,7 @@ public sealed class DemoCommand : ICommand
             ["variant"] = name,
             ["answer_prior"] = train.Stages.Any(s => s.AnswerPrior is not null),
             ["steps"] = train.TotalSteps,
+            ["vision_steps"] = budget.VisionSteps,
             ["seconds"] = Math.Round(seconds, 1),
             ["training_reused_from_cache"] = reused,
         };
@@ -197,7 +247,14 @@ public sealed class DemoCommand : ICommand
         AtomicFile.WriteAllText(Path.Combine(outDir, "predictions.jsonl"),
             string.Join("\n", r.Predictions.Select(p => JsonSerializer.Serialize(p))) + "\n");
 
-        var metrics = ReadMetrics(Path.Combine(runDir, "metrics.jsonl"));
+        string metricsFile = Path.Combine(runDir, MetricsFile);
+        var metrics = ReadMetrics(metricsFile);
+        if (File.Exists(metricsFile))
+            AtomicFile.Write(Path.Combine(outDir, MetricsFile), s =>
+            {
+                using var log = File.OpenRead(metricsFile);
+                log.CopyTo(s);
+            });
         var stages = new List<(int, string)>();
         int at = 0;
         foreach (var s in train.Stages)
@@ -206,7 +263,7 @@ public sealed class DemoCommand : ICommand
             at += s.Steps;
         }
         var report = new HtmlReport("VW-LMM on ShapesGrid")
-            .Paragraph(string.Create(ci, $"{model.Parameters.All.Sum(p => p.Numel):N0} parameters, vocabulary {vocab}, {train.TotalSteps} steps in {train.Stages.Count} stages, {seconds:0} s in all (training {(reused ? "reused from the cache" : $"{trainSeconds:0} s")}). Held-out colour×shape combinations: {string.Join(", ", recipe.World.HeldOut)}."))
+            .Paragraph(string.Create(ci, $"{model.Parameters.All.Sum(p => p.Numel):N0} parameters, vocabulary {vocab}, {budget.VisionSteps} vision pretraining steps, then {train.TotalSteps} steps in {train.Stages.Count} stages, {seconds:0} s in all (training {(reused ? "reused from the cache" : $"{trainSeconds:0} s")}). Held-out colour×shape combinations: {string.Join(", ", recipe.World.HeldOut)}."))
             .Heading("Held-out accuracy")
             .Table([
                 ["measure", "value"],
@@ -233,8 +290,14 @@ public sealed class DemoCommand : ICommand
             .LossChart([
                 new Series("L_text", "#2166ac", metrics.Select(m => (m.GlobalStep, m.LossText)).ToList()),
                 new Series("L_vm", "#d73027", metrics.Where(m => m.LossVm > 0).Select(m => (m.GlobalStep, m.LossVm)).ToList()),
-            ], stages)
-            .Heading("Visual words of held-out images")
+            ], stages);
+        if (ablations is not null)
+        {
+            report.Heading("Ablations: mean ± std over seeds (%)");
+            if (ablations.Description is not null) report.Paragraph(ablations.Description);
+            report.Table(ablations.Rows(), wide: true);
+        }
+        report.Heading("Visual words of held-out images")
             .Paragraph("Each cell is one ViT patch labelled with its visual word argmax softmax(W_vm·x) over the whole vocabulary, as in the VW-LMM paper's visualisation; the verdict uses the argmax over content words (colours, shapes, backgrounds). Hover a cell for its top words.")
             .Maps(Enumerable.Range(0, 6).Select(i => Map(recipe, eval, recipe.World.Sample(Split.Test, i))).ToList());
         report.Save(Path.Combine(outDir, "report.html"));

@@ -38,10 +38,10 @@ public sealed class HtmlReport
         return this;
     }
 
-    /// <summary>A table; the first row is the header.</summary>
-    public HtmlReport Table(IReadOnlyList<IReadOnlyList<string>> rows)
+    /// <summary>A table; the first row is the header. A wide one (many columns) takes its section across the page.</summary>
+    public HtmlReport Table(IReadOnlyList<IReadOnlyList<string>> rows, bool wide = false)
     {
-        _body.Append("<table>\n");
+        _body.Append(wide ? "<table class=\"wide\">\n" : "<table>\n");
         for (int r = 0; r < rows.Count; r++)
         {
             string cell = r == 0 ? "th" : "td";
@@ -149,9 +149,9 @@ public sealed class HtmlReport
         body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:16px auto;padding:0 20px;max-width:1060px;color:#222;font-size:15px}
         h1{margin:0 0 8px}h2{font-size:19px;margin:16px 0 8px}p{margin:8px 0}
         main{display:flex;flex-wrap:wrap;align-items:flex-start;column-gap:32px}main>*{flex-basis:100%}
-        main>section{flex-basis:auto;min-width:0}main>section:has(.maps){flex-basis:100%}
+        main>section{flex-basis:auto;min-width:0}main>section:has(.maps,.wide){flex-basis:100%}
         table{border-collapse:collapse;max-width:480px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-        th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}td+td{white-space:nowrap}.chart{max-width:100%;height:auto}
+        th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}table.wide{max-width:none;font-size:13px}td+td{white-space:nowrap}.chart{max-width:100%;height:auto}
         .maps{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;width:min-content}figcaption{font-size:11px;color:#555}
         .ok{color:#1a9850}.bad{color:#d73027}.bg{color:#777}.unk{color:#2166ac}.legend{font-size:13px}
         </style></head><body>

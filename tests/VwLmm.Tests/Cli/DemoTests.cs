@@ -1,4 +1,6 @@
+using System.Net;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using NUnit.Framework;
 using VwLmm.Cpu;
 using VwLmm.Model;
@@ -9,7 +11,8 @@ namespace VwLmm.Tests.Cli;
 
 /// <summary>
 /// `vwlmm demo --quick` end to end on the real binary: it trains, evaluates and writes a report with visual-word maps,
-/// and the trained model answers held-out questions better than the same model untrained.
+/// the trained model answers held-out questions better than the same model untrained, and the model it publishes is
+/// one chat loads.
 /// </summary>
 public class DemoTests
 {
@@ -39,6 +42,30 @@ public class DemoTests
         Assert.That(probe.GetProperty("held_out_combo_colour").GetDouble(), Is.GreaterThan(0.5), "colour probe on held-out combinations");
         Assert.That(probe.GetProperty("held_out_combo_shape").GetDouble(), Is.InRange(0.0, 1.0));
         Assert.That(report, Does.Contain("objects in held-out combinations"));
+        Assert.That(results.RootElement.GetProperty("vision_steps").GetInt32(), Is.EqualTo(ShapesGridBudget.Quick.VisionSteps));
+        Assert.That(results.RootElement.GetProperty("steps").GetInt32(), Is.GreaterThan(0));
+
+        // The training log sits beside results.json, the same as the cached run's.
+        string runDir = Path.Combine(ShapesGridRecipe.CacheDir(Path.Combine(dir, "cache"), 1), "quick-vwlmm");
+        string metrics = Path.Combine(runDir, "metrics.jsonl");
+        Assert.That(File.ReadAllText(Path.Combine(dir, "out", "metrics.jsonl")), Is.Not.Empty.And.EqualTo(File.ReadAllText(metrics)));
+
+        // The published model holds what chat needs and no optimizer state, and the chat line the demo prints gives
+        // the answer the demo printed for that question.
+        string model = Path.Combine(dir, "out", "model");
+        Assert.That(Directory.GetFiles(model).Select(Path.GetFileName),
+                    Does.Contain("config.json").And.Contain("tokenizer.model").And.Some.EndsWith(".safetensors")
+                        .And.None.Contains("optimizer").And.None.Contains("trainer_state"));
+        var chatLine = Regex.Match(r.Stdout, @"^\s*vwlmm chat --model (\S+) --image (\S+) --template (\S+) --max-new-tokens (\d+) '([^']+)'$", RegexOptions.Multiline);
+        Assert.That(chatLine.Success, r.Stdout);
+        Assert.That(chatLine.Groups[1].Value, Is.EqualTo(model));
+        string question = chatLine.Groups[5].Value;
+        var demoAnswer = Regex.Match(r.Stdout, $@"Q \(test-\d+\): {Regex.Escape(question)}  →  (.*?)   \(truth");
+        Assert.That(demoAnswer.Success, r.Stdout);
+        var chat = Run("chat", "--model", model, "--image", chatLine.Groups[2].Value, "--template", chatLine.Groups[3].Value,
+                       "--max-new-tokens", chatLine.Groups[4].Value, question, "--threads", "2");
+        Assert.That(chat.ExitCode, Is.Zero, chat.Stderr);
+        Assert.That(chat.Stdout.Trim(), Is.EqualTo(demoAnswer.Groups[1].Value));
 
         // The same recipe, seed and evaluation with the untrained model.
         var recipe = new ShapesGridRecipe(1);
@@ -49,18 +76,25 @@ public class DemoTests
         double baseline = new ShapesGridEvaluator(untrained, tok, recipe).Evaluate(ShapesGridBudget.Quick.EvalImages).QaAccuracy;
         Assert.That(trained, Is.GreaterThan(baseline + 0.15), $"trained {trained:P1} vs untrained {baseline:P1}");
 
-        // A second run reuses the cached model instead of training again.
-        var again = Run("demo", "--quick", "--out", Path.Combine(dir, "out2"), "--cache", Path.Combine(dir, "cache"), "--threads", "2");
+        // A second run into the same folder reuses the cached model instead of training again, replaces the published
+        // model whole, and with --ablations adds the ablation table to the report.
+        string stale = Path.Combine(model, "stale.txt");
+        File.WriteAllText(stale, "from an older run");
+        string ablations = Path.Combine(dir, "ablations.json");
+        File.WriteAllText(ablations, DemoOutputTests.SmallAblations);
+        var again = Run("demo", "--quick", "--out", Path.Combine(dir, "out"), "--cache", Path.Combine(dir, "cache"), "--threads", "2", "--ablations", ablations);
         Assert.That(again.ExitCode, Is.Zero, again.Stderr);
         Assert.That(again.Stdout, Does.Contain("reusing the trained model"));
+        Assert.That(File.Exists(stale), Is.False, "the older model was replaced");
+        Assert.That(File.Exists(Path.Combine(model, "config.json")));
+        Assert.That(Directory.GetFileSystemEntries(Path.Combine(dir, "out"), "model*").Select(Path.GetFileName), Is.EqualTo(new[] { "model" }), "no temporary folders left");
+        Assert.That(WebUtility.HtmlDecode(File.ReadAllText(Path.Combine(dir, "out", "report.html"))), Does.Contain("Ablations: mean ± std over seeds").And.Contain("81.2 ± 2.5"));
 
         // Another run holding the cache folder: a second demo there stops with one line instead of interleaving with it.
-        string runDir = Path.Combine(ShapesGridRecipe.CacheDir(Path.Combine(dir, "cache"), 1), "quick-vwlmm");
         using (new FileStream(Path.Combine(runDir, ".vwlmm.lock"), FileMode.Open, FileAccess.ReadWrite, FileShare.None))
             AssertOneLineError(Run("demo", "--quick", "--out", Path.Combine(dir, "out3"), "--cache", Path.Combine(dir, "cache")), 1, runDir, "in use");
 
         // A damaged metrics file in the cache is named with its line, not reported as a bare JSON error.
-        string metrics = Path.Combine(runDir, "metrics.jsonl");
         var lines = File.ReadAllLines(metrics);
         lines[1] = lines[1][..^1] + lines[2];
         File.WriteAllLines(metrics, lines);
