@@ -9,7 +9,7 @@ AdamW (weight decay on matrices only) after clipping the gradient norm to 1.
 Run with Debian's torch: `/usr/bin/python3 bench/reference/torch_peer.py --json`. The script re-executes itself with
 OMP_WAIT_POLICY=PASSIVE (else torch's two OpenMP pools spin against each other on a 2-core machine) and raised glibc
 malloc thresholds (see MALLOC_ENV) unless the caller set them. `--device cuda` runs the same on the GPU, in fp32 with
-TF32 off (as `vwlmm bench --device cuda --model`), waiting for the GPU before each clock read.
+TF32 off (as `vwlmm bench --device cuda --model-bench`), waiting for the GPU before each clock read.
 """
 import argparse
 import json

@@ -1,4 +1,5 @@
 using System.Globalization;
+using VwLmm.Data.Batching;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.Images;
 using VwLmm.Model;
@@ -14,9 +15,11 @@ public sealed class ChatCommand : ICommand
                           [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device D] [--threads N]
           Greedy by default (temperature 0). Without QUESTION, reads questions from standard input until EOF; each turn
           keeps the conversation so far.
-          --template   vicuna_v1 (default), mistral, plain, shapes_chat
+          --template   vicuna_v1 (default), mistral, plain, shapes_chat (what `vwlmm demo` trains with)
+          --max-new-tokens N   at most N new tokens (default: 128, or what is left of the model's context)
           --seed S     seeds the sampling of --temperature > 0 (default 1): the same seed gives the same answers
-        example: vwlmm chat --model runs/demo/model --image world/images/0001.png "what colour is the circle ?"
+        example: vwlmm chat --model llava-v1.5-7b --image cat.jpg "What is in the picture?"
+                 (`vwlmm demo` ends by printing a chat line for its own model, runs/demo/model)
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
     public IReadOnlyList<string> Valued => [.. Backends.Options, "--model", "--image", "--template", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed"];
@@ -25,9 +28,11 @@ public sealed class ChatCommand : ICommand
     public int Run(CliArgs args, TextWriter stdout)
     {
         var template = ConversationTemplate.Get(args.Get("--template") ?? "vicuna_v1");
+        const int DefaultMaxNewTokens = 128;
+        bool fixedLength = args.Has("--max-new-tokens");
         var options = new SamplingOptions
         {
-            MaxNewTokens = args.GetInt("--max-new-tokens", 128, 1, 1 << 20),
+            MaxNewTokens = args.GetInt("--max-new-tokens", DefaultMaxNewTokens, 1, 1 << 20),
             Temperature = (float)args.GetDouble("--temperature", 0),
             TopK = args.GetInt("--top-k", 0, 0),
             TopP = (float)args.GetDouble("--top-p", 1),
@@ -44,12 +49,18 @@ public sealed class ChatCommand : ICommand
             var pixels = Shared.Preprocessor(model.Config).Process(image);
             options = options with { StopIds = [tok.EosId] };
             using var gen = new Generator(model);
+            var splice = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize);
             var turns = new List<Turn>();
             string Ask(string question)
             {
                 turns.Add(new Turn(Speaker.Human, (turns.Count == 0 ? Llava.ImagePlaceholder + "\n" : "") + question));
                 var prompt = template.EncodePrompt(turns, hasImage: true, tok);
-                var ids = gen.Generate([prompt], pixels, options)[0].Where(id => id != tok.EosId).ToArray();
+                // Small models have short contexts (the demo's is 128): unless asked for a length, answer in what is left.
+                int context = model.Config.Llm.MaxPositionEmbeddings;
+                int left = context - splice.SplicedLength(prompt);
+                if (left < 1) throw new CliException($"the conversation fills the model's context of {context} positions");
+                var turn = fixedLength ? options : options with { MaxNewTokens = Math.Min(DefaultMaxNewTokens, left) };
+                var ids = gen.Generate([prompt], pixels, turn)[0].Where(id => id != tok.EosId).ToArray();
                 string answer = tok.Decode(ids).Trim();
                 turns.Add(new Turn(Speaker.Gpt, answer));
                 return answer;

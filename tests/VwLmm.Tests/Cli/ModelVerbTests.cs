@@ -186,6 +186,11 @@ public class ModelVerbTests
         Assert.That(first.Stdout.Trim(), Is.Not.Empty);
         Assert.That(Run(chat).Stdout, Is.EqualTo(first.Stdout), "greedy decoding is deterministic");
         AssertOneLineError(Run("chat", "--model", _model, "--image", _image, "hi", "--top-p", "1.5"), 2, "--top-p");
+        // The model's context is 128 positions: without --max-new-tokens chat answers in what the prompt leaves (the
+        // default of 128 new tokens alone would not fit); an explicit length that does not fit is an error.
+        var untold = Run(chat[..^4].Append("--threads").Append("1").ToArray());
+        Assert.That(untold.ExitCode, Is.Zero, untold.Stderr);
+        AssertOneLineError(Run([.. chat[..^3], "200", "--threads", "1"]), 1, "exceeds the context of 128");
 
         // Without a question, chat reads one per line until end of file (blank lines skipped), keeping the conversation:
         // its first answer is the one-shot answer.
