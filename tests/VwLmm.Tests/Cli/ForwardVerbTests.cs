@@ -65,7 +65,7 @@ public class ForwardVerbTests
         Assert.That(vm, Is.GreaterThan(0.1), "a random model's visual words are far from its LM head's predictions");
         Assert.That(d.Vm, Is.EqualTo(vm).Within(1e-4 * vm));
         Assert.That(d.Total, Is.EqualTo(d.Text), "λ = 0: total = text");
-        Assert.That(d.Text, Is.EqualTo(AssertTextLossesReturnMean(d, Expand(ids.Select(i => i < 0 ? Llava.IgnoreIndex : i).ToArray(), imageStart: 1))).Within(1e-4 * d.Text));
+        Assert.That(d.Text, Is.EqualTo(AssertTextLossesReturnMean(d, Expand(ids, imageStart: 1))).Within(1e-4 * d.Text));
     }
 
     [Test]
@@ -122,7 +122,7 @@ public class ForwardVerbTests
         int[] labels = [Llava.IgnoreIndex, 3, _vocab - 1, 40, Llava.IgnoreIndex, 41, Llava.IgnoreIndex, 42, 43];
         var d = Forward(_weighted, "labels", "--ids", Json("labels-ids.json", ids), "--labels", Json("labels.json", labels));
         Assert.That(d.Logits.Shape, Is.EqualTo(new[] { ids.Length - 1 + _patches, _vocab }));
-        var expanded = Expand(labels.Select((x, i) => ids[i] < 0 ? Llava.IgnoreIndex : x).ToArray(), imageStart: 2);
+        var expanded = Expand(labels, imageStart: 2);
         Assert.That(expanded.Count(x => x >= 0), Is.EqualTo(5));
         double text = AssertTextLossesReturnMean(d, expanded);
         Assert.That(d.Text, Is.EqualTo(text).Within(1e-4 * text));
@@ -156,7 +156,7 @@ public class ForwardVerbTests
         return path;
     }
 
-    /// <summary>Labels per sequence position: the sentinel at imageStart becomes the image's ignored positions.</summary>
+    /// <summary>Labels per sequence position: whatever is at the sentinel's index, the image's positions are ignored.</summary>
     private int[] Expand(int[] labels, int imageStart) =>
         [.. labels[..imageStart], .. Enumerable.Repeat(Llava.IgnoreIndex, _patches), .. labels[(imageStart + 1)..]];
 
