@@ -15,9 +15,11 @@ public sealed class ForwardCommand : ICommand
                              | --prompt TEXT [--answer TEXT] [--template NAME]) --dump OUT [--device D] [--threads N]
           Writes OUT/logits.npy (f32 [L,V], every position after image expansion), OUT/visual_words.npy (f32 [N_img,V],
           p = softmax(W_vm·x)), OUT/text_loss.npy (f32 [L]: loss of logits at t against label t+1, 0 where ignored) and
-          OUT/losses.json ({"text","vm","total"}).
+          OUT/losses.json ({"text","vm","total"}). "vm" is the unweighted visual-word KL, measured even when the
+          model's λ (vm_loss_weight) is 0, and total = text + λ·vm.
           IDS.json: a JSON array of token ids with −200 where the image goes. LABELS.json: same length, −100 = ignored
           (default: the ids, with the image position ignored). --pixels: an already preprocessed [3,S,S] float32 .npy.
+          The ids, with the image expanded, must fit in the model's max_position_embeddings: nothing is truncated.
         example: vwlmm forward --model runs/demo/model --image a.png --prompt "what colour is the circle ?" --answer red --template shapes_chat --dump out
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
@@ -54,11 +56,20 @@ public sealed class ForwardCommand : ICommand
             }
             if (sample.InputIds.Count(i => i == Llava.ImageTokenIndex) != 1)
                 throw new CliException("the ids must contain exactly one image sentinel −200");
-            var batch = new BatchBuilder(model.Vision.TokensPerImage, c.Llm.MaxPositionEmbeddings, c.Llm.VocabSize).Build([sample]);
+            var builder = new BatchBuilder(model.Vision.TokensPerImage, c.Llm.MaxPositionEmbeddings, c.Llm.VocabSize);
+            // A parity dump of a silently truncated sequence would compare against the other implementation's full one.
+            int length = builder.SplicedLength(sample);
+            if (length > builder.MaxLength)
+                throw new CliException($"{args.Get("--ids") ?? "--prompt/--answer"}: {length} positions with the image expanded to {builder.ImageTokens} tokens, over the model's max_position_embeddings {builder.MaxLength}");
+            var batch = builder.Build([sample]);
             using var arena = new Arena(backend, 1L << 30);
             var tape = new Tape(backend, arena, record: false);
             var px = Ops.Input(tape, pixels, 1, c.Vision.NumChannels, c.Vision.ImageSize, c.Vision.ImageSize);
-            var output = model.Forward(tape, batch, px);
+            // Weight 1 makes the model measure the KL whatever the checkpoint's λ: at λ = 0 it would skip it, and the
+            // dump exists to compare it with another implementation's. Nothing records, so the weight scales no gradient.
+            var output = model.Forward(tape, batch, px, vmLossWeight: 1);
+            // λ as the float the model weighs with, so a λ > 0 total equals training's.
+            double total = output.Text.Mean + (float)c.VmLossWeight * output.Vm.Mean;
             var vmLogits = output.VmLogits ?? model.VisualWordLogits(tape, output.ImageFeatures!);
             var p = Ops.Softmax(tape, vmLogits);
             Directory.CreateDirectory(dump);
@@ -67,9 +78,9 @@ public sealed class ForwardCommand : ICommand
             Npy.Write<float>(Path.Combine(dump, "visual_words.npy"), p.ToArray(), [p.Shape[0], v]);
             Npy.Write<float>(Path.Combine(dump, "text_loss.npy"), output.Text.PerRow!.ToArray(), [batch.L]);
             AtomicFile.WriteAllText(Path.Combine(dump, "losses.json"),
-                JsonSerializer.Serialize(new { text = output.Text.Mean, vm = output.Vm.Mean, total = output.Total }));
+                JsonSerializer.Serialize(new { text = output.Text.Mean, vm = output.Vm.Mean, total }));
             if (!args.Has("--quiet"))
-                stdout.WriteLine($"L={batch.L} text {output.Text.Mean:0.######} vm {output.Vm.Mean:0.######} total {output.Total:0.######} → {dump}");
+                stdout.WriteLine($"L={batch.L} text {output.Text.Mean:0.######} vm {output.Vm.Mean:0.######} total {total:0.######} → {dump}");
             return 0;
         }
     }

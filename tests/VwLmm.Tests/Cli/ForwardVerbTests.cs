@@ -1,0 +1,205 @@
+using System.Text.Json;
+using NUnit.Framework;
+using VwLmm.Cpu;
+using VwLmm.Data;
+using VwLmm.Data.Conversations;
+using VwLmm.Data.Images;
+using VwLmm.Data.ShapesGrid;
+using VwLmm.Data.Text;
+using VwLmm.Model;
+using VwLmm.Model.Checkpoints;
+using VwLmm.Model.Recipes;
+using static VwLmm.Tests.Cli.CliRunner;
+
+namespace VwLmm.Tests.Cli;
+
+/// <summary>
+/// `vwlmm forward` on the real binary: the visual-word KL of a λ = 0 model, the length limit, the --prompt/--answer and
+/// --labels paths. Every loss is recomputed here in double from the dumped logits and visual words, with labels built
+/// in the test (the HF shift: logits at t score label t + 1; the LM head at t − 1 predicts the visual word at t).
+/// </summary>
+public class ForwardVerbTests
+{
+    private const double Lambda = 0.5;
+    private string _dir = "", _lambdaZero = "", _weighted = "", _image = "";
+    private int _vocab, _patches, _maxPositions;
+    private SentencePieceTokenizer _tok = null!;
+
+    [OneTimeSetUp]
+    public void SaveModels()
+    {
+        _dir = TempDir();
+        var recipe = new ShapesGridRecipe(1);
+        _lambdaZero = Path.Combine(_dir, "lambda0");
+        _weighted = Path.Combine(_dir, "weighted");
+        Directory.CreateDirectory(_lambdaZero);
+        _tok = recipe.LoadOrTrainTokenizer(_lambdaZero);
+        var config = recipe.ModelConfig(_tok);
+        using var cpu = new CpuBackend(1);
+        // The weighted model's longer limit fits vicuna_v1's system prompt with the image (149 positions).
+        var weighted = config with { VmLossWeight = Lambda, Llm = config.Llm with { MaxPositionEmbeddings = 2 * config.Llm.MaxPositionEmbeddings } };
+        foreach (var (dir, c) in new[] { (_lambdaZero, config with { VmLossWeight = 0 }), (_weighted, weighted) })
+        {
+            using var model = new VwLmmModel(cpu, c);
+            model.InitializeRandom(7, InitScheme.Torch);
+            ModelCheckpoint.Save(model, dir);
+        }
+        File.Copy(Path.Combine(_lambdaZero, "tokenizer.model"), Path.Combine(_weighted, "tokenizer.model"));
+        _vocab = config.Llm.VocabSize;
+        _patches = config.ImageTokens;
+        _maxPositions = config.Llm.MaxPositionEmbeddings;
+        _image = Path.Combine(_dir, "scene.png");
+        ImageCodec.SavePng(recipe.World.Sample(Split.Test, 0).Image, _image);
+    }
+
+    [OneTimeTearDown]
+    public void Remove() => Directory.Delete(_dir, recursive: true);
+
+    [Test]
+    public void LambdaZeroModelStillReportsTheUnweightedVisualWordKl()
+    {
+        int[] ids = [_tok.BosId, Llava.ImageTokenIndex, .. _tok.Encode("what colour is the circle ?", addBos: false), _tok.EosId];
+        var d = Forward(_lambdaZero, "lambda0", "--ids", Json("lambda0-ids.json", ids));
+
+        double vm = ExpectedVisualWordKl(d, imageStart: 1);
+        Assert.That(vm, Is.GreaterThan(0.1), "a random model's visual words are far from its LM head's predictions");
+        Assert.That(d.Vm, Is.EqualTo(vm).Within(1e-4 * vm));
+        Assert.That(d.Total, Is.EqualTo(d.Text), "λ = 0: total = text");
+        Assert.That(d.Text, Is.EqualTo(AssertTextLossesReturnMean(d, Expand(ids, imageStart: 1))).Within(1e-4 * d.Text));
+    }
+
+    [Test]
+    public void SequencesLongerThanMaxPositionEmbeddingsAreOneLineErrors()
+    {
+        int text = _maxPositions - _patches;  // with BOS and the image: one position too many
+        int[] ids = [_tok.BosId, Llava.ImageTokenIndex, .. Enumerable.Repeat(5, text)];
+        string dump = Path.Combine(_dir, "too-long");
+        AssertOneLineError(Run("forward", "--model", _lambdaZero, "--image", _image, "--ids", Json("too-long.json", ids), "--dump", dump, "--threads", "1"),
+                           1, "too-long.json", $"{_maxPositions + 1}", $"max_position_embeddings {_maxPositions}");
+        // vicuna_v1's system prompt alone does not fit beside the image.
+        AssertOneLineError(Run("forward", "--model", _lambdaZero, "--image", _image, "--prompt", "what colour is the circle ?", "--dump", dump, "--threads", "1"),
+                           1, "--prompt", $"max_position_embeddings {_maxPositions}");
+        Assert.That(Directory.Exists(dump), Is.False, "nothing is dumped for a failed call");
+
+        int[] fits = ids[..^1];
+        var d = Forward(_lambdaZero, "fits", "--ids", Json("fits.json", fits));
+        Assert.That(d.Logits.Shape, Is.EqualTo(new[] { _maxPositions, _vocab }), "exactly max_position_embeddings positions still run");
+    }
+
+    [Test]
+    public void PromptAndAnswerAreEncodedWithTheTemplateAndOnlyTheAnswerIsScored()
+    {
+        // shapes_chat: "USER: <image>\n{prompt} ASSISTANT: {answer}</s>", the answer and EOS supervised.
+        int[] answer = [.. _tok.Encode("red", addBos: false), _tok.EosId];
+        int[] prefix = [_tok.BosId, .. _tok.Encode("USER: ", addBos: false)];
+        int[] question = _tok.Encode("\nwhat colour is the circle ? ASSISTANT:", addBos: false);
+        int imageStart = prefix.Length;
+        int[] labels = [.. Enumerable.Repeat(Llava.IgnoreIndex, prefix.Length + 1 + question.Length), .. answer];
+
+        var d = Forward(_weighted, "answer", "--prompt", "what colour is the circle ?", "--answer", "red", "--template", "shapes_chat");
+        int l = labels.Length - 1 + _patches;
+        Assert.That(d.Logits.Shape, Is.EqualTo(new[] { l, _vocab }));
+        Assert.That(d.VisualWords.Shape, Is.EqualTo(new[] { _patches, _vocab }));
+        Assert.That(d.TextLoss.Shape, Is.EqualTo(new[] { l }));
+        double text = AssertTextLossesReturnMean(d, Expand(labels, imageStart));
+        Assert.That(d.Text, Is.EqualTo(text).Within(1e-4 * text));
+        double vm = ExpectedVisualWordKl(d, imageStart);
+        Assert.That(d.Vm, Is.EqualTo(vm).Within(1e-4 * vm));
+        Assert.That(d.Total, Is.EqualTo(text + Lambda * vm).Within(1e-4 * (text + Lambda * vm)));
+
+        // Without an answer (and with the default template) nothing is supervised.
+        var prompt = Forward(_weighted, "prompt", "--prompt", "what colour is the circle ?");
+        Assert.That(prompt.TextLoss.Data, Is.All.EqualTo(0f));
+        Assert.That(prompt.Text, Is.EqualTo(0));
+        Assert.That(prompt.Total, Is.EqualTo(Lambda * prompt.Vm).Within(1e-6 * prompt.Vm));
+    }
+
+    [Test]
+    public void ExplicitLabelsAreScoredWithTheHfShiftAndIgnoredWhereMinus100()
+    {
+        int[] ids = [_tok.BosId, 17, Llava.ImageTokenIndex, 30, 31, 32, 33, 34, _tok.EosId];
+        // Labels unrelated to the ids, two ignored, and one at the sentinel, which the image's positions override.
+        int[] labels = [Llava.IgnoreIndex, 3, _vocab - 1, 40, Llava.IgnoreIndex, 41, Llava.IgnoreIndex, 42, 43];
+        var d = Forward(_weighted, "labels", "--ids", Json("labels-ids.json", ids), "--labels", Json("labels.json", labels));
+        Assert.That(d.Logits.Shape, Is.EqualTo(new[] { ids.Length - 1 + _patches, _vocab }));
+        var expanded = Expand(labels, imageStart: 2);
+        Assert.That(expanded.Count(x => x >= 0), Is.EqualTo(5));
+        double text = AssertTextLossesReturnMean(d, expanded);
+        Assert.That(d.Text, Is.EqualTo(text).Within(1e-4 * text));
+    }
+
+    private sealed record Dump(NpyArray Logits, NpyArray VisualWords, NpyArray TextLoss, double Text, double Vm, double Total);
+
+    private sealed record NpyArray(float[] Data, int[] Shape);
+
+    private Dump Forward(string model, string name, params string[] input)
+    {
+        string dump = Path.Combine(_dir, "dump-" + name);
+        var r = Run(["forward", "--model", model, "--image", _image, .. input, "--dump", dump, "--threads", "1"]);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        NpyArray Read(string file)
+        {
+            var (data, shape) = Npy.Read<float>(Path.Combine(dump, file));
+            return new NpyArray(data, shape);
+        }
+        using var losses = JsonDocument.Parse(File.ReadAllText(Path.Combine(dump, "losses.json")));
+        var root = losses.RootElement;
+        Assert.That(root.EnumerateObject().Select(p => p.Name), Is.EquivalentTo(new[] { "text", "vm", "total" }));
+        return new Dump(Read("logits.npy"), Read("visual_words.npy"), Read("text_loss.npy"),
+                        root.GetProperty("text").GetDouble(), root.GetProperty("vm").GetDouble(), root.GetProperty("total").GetDouble());
+    }
+
+    private string Json(string name, int[] values)
+    {
+        string path = Path.Combine(_dir, name);
+        File.WriteAllText(path, JsonSerializer.Serialize(values));
+        return path;
+    }
+
+    /// <summary>Labels per sequence position: whatever is at the sentinel's index, the image's positions are ignored.</summary>
+    private int[] Expand(int[] labels, int imageStart) =>
+        [.. labels[..imageStart], .. Enumerable.Repeat(Llava.IgnoreIndex, _patches), .. labels[(imageStart + 1)..]];
+
+    private double[] LogSoftmax(NpyArray logits, int t)
+    {
+        var row = logits.Data.AsSpan(t * _vocab, _vocab);
+        double max = double.NegativeInfinity, sum = 0;
+        foreach (float x in row) max = Math.Max(max, x);
+        foreach (float x in row) sum += Math.Exp(x - max);
+        double logSum = max + Math.Log(sum);
+        return row.ToArray().Select(x => x - logSum).ToArray();
+    }
+
+    /// <summary>Asserts text_loss.npy position by position against −log softmax(logits[t])[label[t+1]]; returns their mean.</summary>
+    private double AssertTextLossesReturnMean(Dump d, int[] labels)
+    {
+        int l = d.Logits.Shape[0];
+        Assert.That(labels, Has.Length.EqualTo(l));
+        double sum = 0;
+        int count = 0;
+        for (int t = 0; t < l; t++)
+        {
+            int next = t + 1 < l ? labels[t + 1] : Llava.IgnoreIndex;
+            double expected = next < 0 ? 0 : -LogSoftmax(d.Logits, t)[next];
+            Assert.That(d.TextLoss.Data[t], Is.EqualTo(expected).Within(1e-4 * Math.Max(1, expected)), $"text loss at {t}");
+            if (next >= 0) { sum += expected; count++; }
+        }
+        Assert.That(count, Is.Positive);
+        return sum / count;
+    }
+
+    /// <summary>Mean over patches j of KL(p_j ‖ softmax(logits[imageStart + j − 1])), summed over the vocabulary.</summary>
+    private double ExpectedVisualWordKl(Dump d, int imageStart)
+    {
+        Assert.That(imageStart, Is.Positive);
+        double sum = 0;
+        for (int j = 0; j < _patches; j++)
+        {
+            var p = d.VisualWords.Data.AsSpan(j * _vocab, _vocab);
+            var logQ = LogSoftmax(d.Logits, imageStart + j - 1);
+            for (int v = 0; v < _vocab; v++)
+                if (p[v] > 0) sum += p[v] * (Math.Log(p[v]) - logQ[v]);
+        }
+        return sum / _patches;
+    }
+}
