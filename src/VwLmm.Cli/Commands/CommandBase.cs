@@ -29,8 +29,6 @@ internal static class Shared
     public static ClipPreprocessor Preprocessor(VwLmmConfig c) =>
         new(new ClipPreprocessorOptions { Size = c.Vision.ImageSize, Pad = c.ImageAspectRatio == ImageAspectRatio.Pad });
 
-    public static float[] LoadPixels(VwLmmConfig c, string imagePath) => Preprocessor(c).Process(ImageCodec.Decode(imagePath));
-
     public static string Json(object value) =>
         System.Text.Json.JsonSerializer.Serialize(value, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
 }

@@ -3,6 +3,7 @@ using VwLmm.Core;
 using VwLmm.Data;
 using VwLmm.Data.Batching;
 using VwLmm.Data.Conversations;
+using VwLmm.Data.Images;
 
 namespace VwLmm.Cli.Commands;
 
@@ -30,21 +31,25 @@ public sealed class ForwardCommand : ICommand
         string dump = args.Require("--dump");
         if (args.Has("--image") == args.Has("--pixels")) throw new UsageException("give exactly one of --image and --pixels");
         if (args.Has("--ids") == args.Has("--prompt")) throw new UsageException("give exactly one of --ids and --prompt");
+        // Inputs are read before the model loads: a wrong path should not cost loading gigabytes of weights first.
+        var image = args.Get("--image") is { } imagePath ? ImageCodec.Decode(imagePath) : null;
+        var (npyPixels, npyShape) = args.Get("--pixels") is { } npy ? Npy.Read<float>(npy) : (null, null);
+        int[]? ids = args.Get("--ids") is { } idsFile ? ReadInts(idsFile) : null;
+        int[]? labels = args.Get("--labels") is { } labelsFile ? ReadInts(labelsFile) : null;
+        if (ids is not null && labels is not null && labels.Length != ids.Length)
+            throw new CliException($"{args.Get("--labels")}: {labels.Length} labels for {ids.Length} ids");
         using var backend = Backends.Create(args, Console.Error);
         var (model, tok) = Shared.LoadModel(backend, args.Require("--model"), args.Has("--allow-unused"), Console.Error);
         using (model)
         {
             var c = model.Config;
-            float[] pixels = args.Get("--pixels") is { } npy ? ReadPixels(npy, c.Vision.ImageSize) : Shared.LoadPixels(c, args.Require("--image"));
+            float[] pixels = image is not null ? Shared.Preprocessor(c).Process(image) : CheckPixels(args.Require("--pixels"), npyPixels!, npyShape!, c.Vision.ImageSize);
             TokenizedConversation sample;
-            if (args.Get("--ids") is { } idsPath)
+            if (ids is not null)
             {
-                int[] ids = ReadInts(idsPath);
-                int[] labels = args.Get("--labels") is { } lp ? ReadInts(lp) : ids.Select(i => i == Llava.ImageTokenIndex ? Llava.IgnoreIndex : i).ToArray();
-                if (labels.Length != ids.Length) throw new CliException($"{args.Get("--labels")}: {labels.Length} labels for {ids.Length} ids");
-                CheckRange(idsPath, "token id", ids, Llava.ImageTokenIndex, c.Llm.VocabSize);
-                if (args.Get("--labels") is { } labelsPath) CheckRange(labelsPath, "label", labels, Llava.IgnoreIndex, c.Llm.VocabSize);
-                sample = new TokenizedConversation(ids, labels);
+                CheckRange(args.Require("--ids"), "token id", ids, Llava.ImageTokenIndex, c.Llm.VocabSize);
+                if (labels is not null) CheckRange(args.Require("--labels"), "label", labels, Llava.IgnoreIndex, c.Llm.VocabSize);
+                sample = new TokenizedConversation(ids, labels ?? ids.Select(i => i == Llava.ImageTokenIndex ? Llava.IgnoreIndex : i).ToArray());
             }
             else
             {
@@ -93,13 +98,10 @@ public sealed class ForwardCommand : ICommand
                 throw new CliException($"{path}: {what} {values[i]} at index {i} is outside the vocabulary [0, {V}) (and is not {special})");
     }
 
-    private static float[] ReadPixels(string path, int size)
-    {
-        var (data, shape) = Npy.Read<float>(path);
-        if (shape is not [3, var h, var w] || h != size || w != size)
-            throw new CliException($"{path}: shape [{string.Join(",", shape)}], the model needs [3,{size},{size}]");
-        return data;
-    }
+    private static float[] CheckPixels(string path, float[] data, int[] shape, int size) =>
+        shape is [3, var h, var w] && h == size && w == size
+            ? data
+            : throw new CliException($"{path}: shape [{string.Join(",", shape)}], the model needs [3,{size},{size}]");
 
     private static int[] ReadInts(string path)
     {

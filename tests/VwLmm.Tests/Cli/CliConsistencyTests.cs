@@ -118,6 +118,11 @@ public class CliConsistencyTests
         AssertOneLineError(Run("chat", "--model", broken, "--image", absentImage, "hi"), 1, absentImage);
         AssertOneLineError(Run("visualize", "--model", broken, "--image", absentImage), 1, absentImage);
         AssertOneLineError(Run("eval", "--model", broken, "--data", Path.Combine(_dir, "absent.json")), 1, "absent.json");
+        string dump = Path.Combine(_dir, "dump");
+        AssertOneLineError(Run("forward", "--model", broken, "--image", absentImage, "--prompt", "hi", "--dump", dump), 1, absentImage);
+        AssertOneLineError(Run("forward", "--model", broken, "--pixels", Path.Combine(_dir, "absent.npy"), "--prompt", "hi", "--dump", dump), 1, "absent.npy");
+        AssertOneLineError(Run("forward", "--model", broken, "--pixels", Path.Combine(_dir, "absent.npy"), "--ids", Path.Combine(_dir, "absent-ids.json"),
+                               "--dump", dump), 1, "absent");
         AssertOneLineError(Run("eval", "--data", Path.Combine(_dir, "absent.json")), 2, "--model");
         AssertOneLineError(Run("chat", "--image", absentImage, "hi"), 2, "--model");
     }
