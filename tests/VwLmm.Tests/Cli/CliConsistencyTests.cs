@@ -1,13 +1,7 @@
 using System.Text.Json;
 using NUnit.Framework;
 using VwLmm.Cli;
-using VwLmm.Cpu;
 using VwLmm.Cuda;
-using VwLmm.Data.Images;
-using VwLmm.Data.ShapesGrid;
-using VwLmm.Model;
-using VwLmm.Model.Checkpoints;
-using VwLmm.Model.Recipes;
 using static VwLmm.Tests.Cli.CliRunner;
 
 namespace VwLmm.Tests.Cli;
@@ -25,16 +19,8 @@ public class CliConsistencyTests
     public void SaveModel()
     {
         _dir = TempDir();
-        _model = Path.Combine(_dir, "model");
-        Directory.CreateDirectory(_model);
-        var recipe = new ShapesGridRecipe(1);
-        var tok = recipe.LoadOrTrainTokenizer(_model);
-        using var cpu = new CpuBackend(1);
-        using var model = new VwLmmModel(cpu, recipe.ModelConfig(tok));
-        model.InitializeRandom(7, InitScheme.Torch);
-        ModelCheckpoint.Save(model, _model);
-        _image = Path.Combine(_dir, "scene.png");
-        ImageCodec.SavePng(recipe.World.Sample(Split.Test, 0).Image, _image);
+        _model = RandomShapesGridModel.Save(Path.Combine(_dir, "model")).Dir;
+        _image = RandomShapesGridModel.SaveScene(_dir);
     }
 
     [OneTimeTearDown]

@@ -1,14 +1,8 @@
 using System.Text.Json;
 using NUnit.Framework;
-using VwLmm.Cpu;
 using VwLmm.Data;
 using VwLmm.Data.Conversations;
-using VwLmm.Data.Images;
-using VwLmm.Data.ShapesGrid;
 using VwLmm.Data.Text;
-using VwLmm.Model;
-using VwLmm.Model.Checkpoints;
-using VwLmm.Model.Recipes;
 using static VwLmm.Tests.Cli.CliRunner;
 
 namespace VwLmm.Tests.Cli;
@@ -29,27 +23,16 @@ public class ForwardVerbTests
     public void SaveModels()
     {
         _dir = TempDir();
-        var recipe = new ShapesGridRecipe(1);
-        _lambdaZero = Path.Combine(_dir, "lambda0");
-        _weighted = Path.Combine(_dir, "weighted");
-        Directory.CreateDirectory(_lambdaZero);
-        _tok = recipe.LoadOrTrainTokenizer(_lambdaZero);
-        var config = recipe.ModelConfig(_tok);
-        using var cpu = new CpuBackend(1);
+        var lambdaZero = RandomShapesGridModel.Save(Path.Combine(_dir, "lambda0"), c => c with { VmLossWeight = 0 });
         // The weighted model's longer limit fits vicuna_v1's system prompt with the image (149 positions).
-        var weighted = config with { VmLossWeight = Lambda, Llm = config.Llm with { MaxPositionEmbeddings = 2 * config.Llm.MaxPositionEmbeddings } };
-        foreach (var (dir, c) in new[] { (_lambdaZero, config with { VmLossWeight = 0 }), (_weighted, weighted) })
-        {
-            using var model = new VwLmmModel(cpu, c);
-            model.InitializeRandom(7, InitScheme.Torch);
-            ModelCheckpoint.Save(model, dir);
-        }
-        File.Copy(Path.Combine(_lambdaZero, "tokenizer.model"), Path.Combine(_weighted, "tokenizer.model"));
+        var weighted = RandomShapesGridModel.Save(Path.Combine(_dir, "weighted"),
+            c => c with { VmLossWeight = Lambda, Llm = c.Llm with { MaxPositionEmbeddings = 2 * c.Llm.MaxPositionEmbeddings } }, lambdaZero);
+        (_lambdaZero, _weighted, _tok) = (lambdaZero.Dir, weighted.Dir, lambdaZero.Tokenizer);
+        var config = lambdaZero.Config;
         _vocab = config.Llm.VocabSize;
         _patches = config.ImageTokens;
         _maxPositions = config.Llm.MaxPositionEmbeddings;
-        _image = Path.Combine(_dir, "scene.png");
-        ImageCodec.SavePng(recipe.World.Sample(Split.Test, 0).Image, _image);
+        _image = RandomShapesGridModel.SaveScene(_dir);
     }
 
     [OneTimeTearDown]

@@ -1,15 +1,9 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using NUnit.Framework;
-using VwLmm.Cpu;
 using VwLmm.Data;
 using VwLmm.Data.Conversations;
-using VwLmm.Data.Images;
-using VwLmm.Data.ShapesGrid;
 using VwLmm.Data.Text;
-using VwLmm.Model;
-using VwLmm.Model.Checkpoints;
-using VwLmm.Model.Recipes;
 using static VwLmm.Tests.Cli.CliRunner;
 
 namespace VwLmm.Tests.Cli;
@@ -29,19 +23,9 @@ public class ModelVerbTests
     public void SaveModel()
     {
         _dir = TempDir();
-        _model = Path.Combine(_dir, "model");
-        Directory.CreateDirectory(_model);
-        var recipe = new ShapesGridRecipe(1);
-        _tok = recipe.LoadOrTrainTokenizer(_model);
-        using var cpu = new CpuBackend(1);
-        using var model = new VwLmmModel(cpu, recipe.ModelConfig(_tok));
-        model.InitializeRandom(7, InitScheme.Torch);
-        model.ApplyVmHeadInit();
-        ModelCheckpoint.Save(model, _model);
-        _vocab = model.Config.Llm.VocabSize;
-        _patches = recipe.World.Options.Grid * recipe.World.Options.Grid;
-        _image = Path.Combine(_dir, "scene.png");
-        ImageCodec.SavePng(recipe.World.Sample(Split.Test, 0).Image, _image);
+        var saved = RandomShapesGridModel.Save(Path.Combine(_dir, "model"));
+        (_model, _tok, _vocab, _patches) = (saved.Dir, saved.Tokenizer, saved.Config.Llm.VocabSize, saved.Config.ImageTokens);
+        _image = RandomShapesGridModel.SaveScene(_dir);
     }
 
     [OneTimeTearDown]
