@@ -58,48 +58,43 @@ public sealed class TrainCommand : ICommand
 
         using var backend = Backends.Create(args, Console.Error);
         ShapesGridRecipe? world = root.TryGetProperty("shapesgrid", out var sg) ? new ShapesGridRecipe((ulong)Int(sg, "seed", configPath + ": shapesgrid", ["seed"], 1)) : null;
-        string ckpt = Path.Combine(outDir, Trainer.CheckpointDirName);
         string? tokenizerPath = ResolveTokenizer(root, configPath, baseDir, world, outDir);
-        var tok = tokenizerPath is null ? null : SentencePieceTokenizer.Load(tokenizerPath);
 
-        VwLmmModel model;
+        string? resumeFrom = null;
         if (args.Has("--resume"))
         {
-            if (!Directory.Exists(ckpt)) throw new CliException($"--resume: no checkpoint at {ckpt}");
-            model = ModelCheckpoint.Load(backend, ckpt, log: Console.Error);
-            tok ??= SentencePieceTokenizer.Load(Path.Combine(ckpt, "tokenizer.model"));
+            resumeFrom = Trainer.ResumableCheckpoint(outDir, Console.Error)
+                ?? throw new CliException($"--resume: no checkpoint at {Path.Combine(outDir, Trainer.CheckpointDirName)}");
+            tokenizerPath ??= Path.Combine(resumeFrom, "tokenizer.model");
         }
-        else
+        tokenizerPath ??= InitTokenizer(root, configPath, baseDir);
+        if (tokenizerPath is null) throw new CliException($"{configPath}: no tokenizer: set \"tokenizer\", or use model.init with a tokenizer.model beside the weights");
+        var tok = SentencePieceTokenizer.Load(tokenizerPath);
+        using var model = resumeFrom is not null
+            ? ModelCheckpoint.Load(backend, resumeFrom, log: Console.Error)
+            : CreateModel(backend, root, configPath, baseDir, run.Seed, world, tok);
+        if (tok.VocabSize != model.Config.Llm.VocabSize)
+            throw new CliException($"{configPath}: tokenizer has {tok.VocabSize} pieces, the model's vocab_size is {model.Config.Llm.VocabSize}");
+        var datasets = Datasets(root, configPath, baseDir, tok, model.Config);
+        ITrainingSource Source(string name)
         {
-            model = CreateModel(backend, root, configPath, baseDir, run.Seed, world, ref tok);
-        }
-        if (tok is null) throw new CliException($"{configPath}: no tokenizer: set \"tokenizer\", or use model.init with a tokenizer.model beside the weights");
-        using (model)
-        {
-            if (tok.VocabSize != model.Config.Llm.VocabSize)
-                throw new CliException($"{configPath}: tokenizer has {tok.VocabSize} pieces, the model's vocab_size is {model.Config.Llm.VocabSize}");
-            var datasets = Datasets(root, configPath, baseDir, tok, model.Config);
-            ITrainingSource Source(string name)
+            if (datasets.TryGetValue(name, out var d)) return d;
+            if (world is null || !ShapesGridRecipe.IsSourceName(name))
+                throw new CliException($"{configPath}: stage data '{name}' names no dataset (define it under \"datasets\"{(world is null ? "" : " or use text/captions/qa/qa:KIND,…")})");
+            try
             {
-                if (datasets.TryGetValue(name, out var d)) return d;
-                if (world is null || !ShapesGridRecipe.IsSourceName(name))
-                    throw new CliException($"{configPath}: stage data '{name}' names no dataset (define it under \"datasets\"{(world is null ? "" : " or use text/captions/qa/qa:KIND,…")})");
-                try
-                {
-                    return world.Source(name, tok);
-                }
-                catch (ArgumentException e)
-                {
-                    throw new CliException($"{configPath}: {e.Message}");
-                }
+                return world.Source(name, tok);
             }
-            using var trainer = new Trainer(model, run, Source, tokenizer: tok);
-            string tokFile = tokenizerPath ?? Path.Combine(ckpt, "tokenizer.model");
-            var tokBytes = File.ReadAllBytes(tokFile);
-            trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
-            if (args.Has("--resume")) trainer.Resume(ckpt);
-            return RunTrainer(trainer, outDir, args.Has("--quiet"), stdout, append: args.Has("--resume"));
+            catch (ArgumentException e)
+            {
+                throw new CliException($"{configPath}: {e.Message}");
+            }
         }
+        using var trainer = new Trainer(model, run, Source, tokenizer: tok);
+        var tokBytes = File.ReadAllBytes(tokenizerPath);
+        trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
+        if (resumeFrom is not null) trainer.Resume(resumeFrom);
+        return RunTrainer(trainer, outDir, args.Has("--quiet"), stdout, append: args.Has("--resume"));
     }
 
     /// <summary>Runs to the end or to Ctrl-C (which saves a resumable checkpoint), with progress and JSONL metrics.</summary>
@@ -135,30 +130,23 @@ public sealed class TrainCommand : ICommand
     }
 
     private static VwLmmModel CreateModel(IBackend backend, JsonElement root, string path, string baseDir, ulong seed,
-                                          ShapesGridRecipe? world, ref SentencePieceTokenizer? tok)
+                                          ShapesGridRecipe? world, SentencePieceTokenizer tok)
     {
-        if (!root.TryGetProperty("model", out var m) || m.ValueKind != JsonValueKind.Object)
-            throw new InvalidDataException($"{path}: 'model' must be an object with one of preset, config, init");
-        TrainConfig.RejectUnknown(m, ["preset", "config", "init", "init_scheme"], path + ": model");
-        if (m.TryGetProperty("init", out var init))
-        {
-            string dir = Rooted(baseDir, init.GetString()!);
-            tok ??= File.Exists(Path.Combine(dir, "tokenizer.model")) ? SentencePieceTokenizer.Load(Path.Combine(dir, "tokenizer.model")) : null;
-            return ModelCheckpoint.Load(backend, dir, log: Console.Error);
-        }
+        var m = ModelBlock(root, path);
+        string at = path + ": model";
+        if (Str(m, "init", at) is { } init) return ModelCheckpoint.Load(backend, Rooted(baseDir, init), log: Console.Error);
         VwLmmConfig config;
-        if (m.TryGetProperty("preset", out var preset))
+        if (Str(m, "preset", at) is { } preset)
         {
-            string name = preset.GetString() ?? "";
             // The ShapesGrid preset follows the world's image options and tokenizer.
-            config = world is not null && tok is not null && name == "shapesgrid" ? world.ModelConfig(tok) : VwLmmConfig.Presets.Get(name);
-            if (tok is not null) config = config with { Llm = config.Llm with { VocabSize = tok.VocabSize } };
+            config = world is not null && preset == "shapesgrid" ? world.ModelConfig(tok) : VwLmmConfig.Presets.Get(preset);
+            config = config with { Llm = config.Llm with { VocabSize = tok.VocabSize } };
         }
-        else if (m.TryGetProperty("config", out var cfg))
-            config = VwLmmConfig.Load(Rooted(baseDir, cfg.GetString()!));
+        else if (Str(m, "config", at) is { } file)
+            config = VwLmmConfig.Load(Rooted(baseDir, file));
         else
             throw new InvalidDataException($"{path}: 'model' needs one of preset, config, init");
-        var scheme = Str(m, "init_scheme", path + ": model") switch
+        var scheme = Str(m, "init_scheme", at) switch
         {
             null or "hf" => InitScheme.Hf,
             "torch" => InitScheme.Torch,
@@ -167,6 +155,22 @@ public sealed class TrainCommand : ICommand
         var model = new VwLmmModel(backend, config);
         model.InitializeRandom(seed, scheme);
         return model;
+    }
+
+    private static JsonElement ModelBlock(JsonElement root, string path)
+    {
+        if (!root.TryGetProperty("model", out var m) || m.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{path}: 'model' must be an object with one of preset, config, init");
+        TrainConfig.RejectUnknown(m, ["preset", "config", "init", "init_scheme"], path + ": model");
+        return m;
+    }
+
+    /// <summary>The tokenizer.model beside model.init's weights, if there is one.</summary>
+    private static string? InitTokenizer(JsonElement root, string path, string baseDir)
+    {
+        if (Str(ModelBlock(root, path), "init", path + ": model") is not { } init) return null;
+        string file = Path.Combine(Rooted(baseDir, init), "tokenizer.model");
+        return File.Exists(file) ? file : null;
     }
 
     private static string? ResolveTokenizer(JsonElement root, string path, string baseDir, ShapesGridRecipe? world, string outDir)
