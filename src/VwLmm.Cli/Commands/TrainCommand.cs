@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using VwLmm.Core;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.Text;
@@ -14,16 +15,21 @@ public sealed class TrainCommand : ICommand
     public string Name => "train";
     public string Summary => "run a staged training recipe from a JSON config (resumable, Ctrl-C saves)";
     public string Help => """
-        usage: vwlmm train --config FILE.json [--out DIR] [--resume] [--device D] [--threads N] [--quiet]
+        usage: vwlmm train --config FILE.json [--out DIR] [--seed S] [--resume] [--device D] [--threads N] [--quiet]
+          --seed S    overrides the config's "seed" (initialisation and data order; --resume needs the checkpoint's)
           Config (snake_case; unknown keys are errors):
             "model":      {"preset": "tiny|shapesgrid|bench-5m|llava-7b"} | {"config": "config.json"} | {"init": "model dir"}
-                          and "init_scheme": "hf" (N(0, 0.02), default) | "torch" (PyTorch's defaults, tower at hf)
+                          and "init_scheme": "hf" (N(0, 0.02), default) | "torch" (PyTorch's defaults, tower at hf);
+                          with preset or config, the VW-LMM switches as config.json names them: "vm_loss_weight" (λ),
+                          "vm_detach_target", "vm_kl_direction": "forward|reverse", "vm_head_init":
+                          "random|lm_head|embed_tokens", "use_pif"
             "shapesgrid": {"seed": 1}      the built-in world: stage data "text", "captions", "qa", "qa:colour,shape"
                           (only those question kinds); tokenizer trained if absent
             "datasets":   {"NAME": {"json": "data.json", "images": "dir", "template": "vicuna_v1"}}   LLaVA-format data
             "tokenizer":  "tokenizer.model" (else beside model.init, or the ShapesGrid one)
             "out": "runs/x", "seed": 1, "max_length": 2048, "log_every": 10, "checkpoint_every": 0,
-            "stages": [{"name", "data", "trainable": ["vision","projector","llm","vm_head"], "steps", "lr",
+            "stages": [{"name", "data", "trainable": ["vision","projector","llm","vm_head"], "steps" or "epochs": passes
+                        over the data, ⌈epochs × examples / (batch_size × grad_accum)⌉ steps, "lr",
                         "warmup_ratio", "min_lr_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip",
                         "vm_loss_weight", "init_vm_head": re-apply vm_head_init at the stage start,
                         "answer_prior": [["red","blue"],["circle","square"]]: word classes of a product-of-experts
@@ -34,7 +40,7 @@ public sealed class TrainCommand : ICommand
         example: vwlmm train --config recipes/shapesgrid.json --out runs/sg
         """;
     public IReadOnlyList<string> Flags => ["--resume"];
-    public IReadOnlyList<string> Valued => [.. Backends.Options, "--config", "--out"];
+    public IReadOnlyList<string> Valued => [.. Backends.Options, "--config", "--out", "--seed"];
 
     public int Run(CliArgs args, TextWriter stdout)
     {
@@ -52,6 +58,7 @@ public sealed class TrainCommand : ICommand
         using var _ = doc;
         var root = doc.RootElement;
         var run = TrainConfig.Parse(root, configPath);
+        if (args.Has("--seed")) run = run with { Seed = (ulong)args.GetInt("--seed", 0, min: 0) };
         string outDir = args.Get("--out") ?? Str(root, "out", configPath) ?? "runs/train";
         using var runLock = RunDirectoryLock.Acquire(outDir);
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(configPath))!;
@@ -134,7 +141,13 @@ public sealed class TrainCommand : ICommand
     {
         var m = ModelBlock(root, path);
         string at = path + ": model";
-        if (Str(m, "init", at) is { } init) return ModelCheckpoint.Load(backend, Rooted(baseDir, init), log: Console.Error);
+        var switches = m.EnumerateObject().Where(p => VmSwitches.Contains(p.Name)).ToList();
+        if (Str(m, "init", at) is { } init)
+        {
+            if (switches.Count > 0)
+                throw new InvalidDataException($"{at}: '{switches[0].Name}' applies to a preset or config model; for model.init set it in {Path.Combine(Rooted(baseDir, init), VwLmmConfig.FileName)}");
+            return ModelCheckpoint.Load(backend, Rooted(baseDir, init), log: Console.Error);
+        }
         VwLmmConfig config;
         if (Str(m, "preset", at) is { } preset)
         {
@@ -152,7 +165,7 @@ public sealed class TrainCommand : ICommand
             "torch" => InitScheme.Torch,
             var other => throw new InvalidDataException($"{path}: model.init_scheme must be \"hf\" or \"torch\", not \"{other}\""),
         };
-        var model = new VwLmmModel(backend, config);
+        var model = new VwLmmModel(backend, WithSwitches(config, switches, at));
         model.InitializeRandom(seed, scheme);
         return model;
     }
@@ -161,8 +174,20 @@ public sealed class TrainCommand : ICommand
     {
         if (!root.TryGetProperty("model", out var m) || m.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{path}: 'model' must be an object with one of preset, config, init");
-        TrainConfig.RejectUnknown(m, ["preset", "config", "init", "init_scheme"], path + ": model");
+        TrainConfig.RejectUnknown(m, ["preset", "config", "init", "init_scheme", .. VmSwitches], path + ": model");
         return m;
+    }
+
+    /// <summary>The VW-LMM ablation switches a train config may set on its model, with config.json's names.</summary>
+    private static readonly string[] VmSwitches = ["vm_loss_weight", "vm_detach_target", "vm_kl_direction", "vm_head_init", "use_pif"];
+
+    /// <summary>config with the switches set, read by config.json's own parser so that names, values and checks agree.</summary>
+    private static VwLmmConfig WithSwitches(VwLmmConfig config, IReadOnlyList<JsonProperty> switches, string at)
+    {
+        if (switches.Count == 0) return config;
+        var json = JsonNode.Parse(config.ToJson())!.AsObject();
+        foreach (var p in switches) json[p.Name] = JsonNode.Parse(p.Value.GetRawText());
+        return VwLmmConfig.FromJson(json.ToJsonString(), at, baseDirectory: "");
     }
 
     /// <summary>The tokenizer.model beside model.init's weights, if there is one.</summary>

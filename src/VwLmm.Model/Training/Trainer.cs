@@ -41,11 +41,12 @@ public sealed class Trainer : IDisposable
     private (int stage, int epoch) _orderKey = (-1, -1);
     private (int stage, AnswerPrior? prior) _prior = (-1, null);
 
-    /// <summary>The tokenizer is needed only by stages with an answer prior (to find their class words).</summary>
+    /// <summary>The tokenizer is needed only by stages with an answer prior (to find their class words). Stages given in
+    /// epochs get their step counts here, from their sources' sizes.</summary>
     public Trainer(VwLmmModel model, TrainConfig config, Func<string, ITrainingSource> sources, long arenaBytes = 1L << 30, ITokenizer? tokenizer = null)
     {
         _model = model;
-        _config = config;
+        _config = config.WithEpochsResolved(name => sources(name).Count);
         _sources = sources;
         _tokenizer = tokenizer;
         _arena = new Arena(model.Backend, arenaBytes);
