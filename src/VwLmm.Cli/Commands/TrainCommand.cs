@@ -152,7 +152,7 @@ public sealed class TrainCommand : ICommand
         if (Str(m, "preset", at) is { } preset)
         {
             // The ShapesGrid preset follows the world's image options and tokenizer.
-            config = world is not null && preset == "shapesgrid" ? world.ModelConfig(tok) : VwLmmConfig.Presets.Get(preset);
+            config = world is not null && preset == "shapesgrid" ? world.ModelConfig(tok) : Preset(preset, at);
             config = config with { Llm = config.Llm with { VocabSize = tok.VocabSize } };
         }
         else if (Str(m, "config", at) is { } file)
@@ -168,6 +168,18 @@ public sealed class TrainCommand : ICommand
         var model = new VwLmmModel(backend, WithSwitches(config, switches, at));
         model.InitializeRandom(seed, scheme);
         return model;
+    }
+
+    private static VwLmmConfig Preset(string name, string at)
+    {
+        try
+        {
+            return VwLmmConfig.Presets.Get(name);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{at}: 'preset': {e.Message}");
+        }
     }
 
     private static JsonElement ModelBlock(JsonElement root, string path)

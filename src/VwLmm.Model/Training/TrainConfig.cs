@@ -98,6 +98,7 @@ public sealed record TrainConfig
             if (s.AnswerPriorSamples < 1) throw new InvalidDataException($"{at}: 'answer_prior_samples' must be ≥ 1");
         }
         if (MaxLength < 2) throw new InvalidDataException($"{source}: 'max_length' must be ≥ 2");
+        if (CheckpointEvery < 0) throw new InvalidDataException($"{source}: 'checkpoint_every' must be ≥ 0");
     }
 
     /// <summary>Top-level keys: the run's own, plus those the caller interprets (model, data sources, tokenizer, output).</summary>

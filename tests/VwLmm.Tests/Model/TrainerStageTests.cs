@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using NUnit.Framework;
 using VwLmm.Core;
 using VwLmm.Cpu;
@@ -173,6 +174,8 @@ public class TrainerStageTests : CpuFixture
             t.OnCheckpoint = temp => saved.Add(JsonDocument.Parse(File.ReadAllText(Path.Combine(temp, "trainer_state.json"))).RootElement.GetProperty("global_step").GetInt32());
             t.Run(dir, CancellationToken.None);
             Assert.That(saved, Is.EqualTo(new[] { 4, 8, 9 }), "every 4 of the 9 global steps, across stage boundaries, and the final state");
+            var negative = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(Json("""{"checkpoint_every": -1, "stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1}]}"""), "train.json"))!;
+            Assert.That(negative.Message, Does.Contain("train.json").And.Contain("'checkpoint_every'"));
         }
         finally
         {
@@ -389,6 +392,7 @@ public class TrainerStageTests : CpuFixture
             ("""{"init": 5}""", null, ["model", "'init'"]),
             ("""{"preset": ["tiny"]}""", null, ["model", "'preset'"]),
             ("""{"config": true}""", null, ["model", "'config'"]),
+            ("""{"preset": "huge"}""", null, ["model", "'preset'", "huge"]),
             ("""{"preset": "tiny"}""", """[{"data": "d", "trainable": [1], "steps": 1, "lr": 0.01}]""", ["stages[0]", "trainable", "1"]),
             ("""{"preset": "tiny"}""", """[{"data": "d", "trainable": ["llm"], "steps": "ten", "lr": 0.01}]""", ["stages[0]", "'steps'"]),
             ("""{"preset": "tiny"}""", """[{"data": "d", "trainable": ["llm"], "steps": 1, "epochs": 1, "lr": 0.01}]""", ["stages[0]", "'steps'", "'epochs'"]),
@@ -412,6 +416,37 @@ public class TrainerStageTests : CpuFixture
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         Assert.That(r.Stderr, Does.Contain(Trainer.CheckpointDirName + ".old-777"), "says which checkpoint it resumed from");
         Assert.That(Directory.Exists(Path.Combine(outDir, Trainer.CheckpointDirName)), Is.True);
+        Directory.Delete(dir, recursive: true);
+    }
+
+    private static string RepoFile(string relative)
+    {
+        for (var d = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, relative))) return Path.Combine(d.FullName, relative);
+        throw new FileNotFoundException($"{relative} not found above {TestContext.CurrentContext.TestDirectory}");
+    }
+
+    [Test]
+    public void ShippedShapesGridRecipeParsesAndTrains()
+    {
+        var help = new StringWriter();
+        Assert.That(VwLmm.Cli.Program.Run(["train", "--help"], help, new StringWriter()), Is.Zero);
+        Assert.That(help.ToString(), Does.Contain("recipes/shapesgrid.json"), "the help's example is the shipped recipe");
+        string recipe = RepoFile(Path.Combine("recipes", "shapesgrid.json"));
+        var run = TrainConfig.Parse(JsonDocument.Parse(File.ReadAllText(recipe)).RootElement, recipe);
+        Assert.That(run.Stages.Where(s => !VwLmm.Model.Recipes.ShapesGridRecipe.IsSourceName(s.Data)), Is.Empty, "every stage reads the built-in world");
+
+        // The recipe itself, one step per stage: model block, world, tokenizer, answer prior and every stage through the binary.
+        var json = JsonNode.Parse(File.ReadAllText(recipe))!.AsObject();
+        foreach (var stage in json["stages"]!.AsArray()) stage!["steps"] = 1;
+        string dir = TempDir();
+        string cfg = Path.Combine(dir, "shapesgrid.json");
+        File.WriteAllText(cfg, json.ToJsonString());
+        string outDir = Path.Combine(dir, "run");
+        Train(cfg, outDir);
+        var lines = File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.That(lines.Select(l => l.GetProperty("stage").GetString()), Is.EqualTo(run.Stages.Select(s => s.Name)));
+        Assert.That(lines.Select(l => l.GetProperty("loss").GetDouble()), Has.All.GreaterThan(0).And.All.Matches<double>(double.IsFinite));
         Directory.Delete(dir, recursive: true);
     }
 }
