@@ -234,7 +234,7 @@ public sealed class Trainer : IDisposable
     /// <summary>
     /// Writes outDir/checkpoint: the model in HF layout, trainer_state.json and optimizer.safetensors (AdamW moments
     /// as &lt;param&gt;.exp_avg / .exp_avg_sq). Built in a temporary directory and swapped in, so a crash mid-save keeps
-    /// the previous checkpoint.
+    /// the previous checkpoint (as checkpoint.old-PID when it falls between the two moves: see <see cref="ResumableCheckpoint"/>).
     /// </summary>
     public void SaveCheckpoint(string outDir)
     {

@@ -449,4 +449,22 @@ public class TrainerStageTests : CpuFixture
         Assert.That(lines.Select(l => l.GetProperty("loss").GetDouble()), Has.All.GreaterThan(0).And.All.Matches<double>(double.IsFinite));
         Directory.Delete(dir, recursive: true);
     }
+
+    [Test]
+    public void InitFromACheckpointTakesTheTokenizerBesideItsWeights()
+    {
+        string cfg = TinyTrainConfig("""{"preset": "tiny"}""");
+        string dir = Path.GetDirectoryName(cfg)!;
+        Train(cfg, Path.Combine(dir, "first"));
+        // No "tokenizer" key: the one the first run saved beside its weights is used, and saved again.
+        string second = Path.Combine(dir, "second.json");
+        File.WriteAllText(second, """
+            {"model": {"init": "first/checkpoint"}, "datasets": {"d": {"json": "d.json"}}, "max_length": 512,
+             "stages": [{"data": "d", "trainable": ["llm"], "steps": 1, "lr": 0.01, "batch_size": 2}]}
+            """);
+        Train(second, Path.Combine(dir, "second"));
+        Assert.That(File.ReadAllBytes(Path.Combine(dir, "second", Trainer.CheckpointDirName, "tokenizer.model")),
+                    Is.EqualTo(File.ReadAllBytes(Path.Combine(dir, "x.model"))));
+        Directory.Delete(dir, recursive: true);
+    }
 }
