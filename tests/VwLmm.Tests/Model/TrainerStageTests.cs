@@ -31,19 +31,6 @@ public class TrainerStageTests : CpuFixture
         ],
     };
 
-    private static List<double> RunTrainer(Trainer t, string? outDir = null, int stopAfter = int.MaxValue)
-    {
-        var losses = new List<double>();
-        using var cts = new CancellationTokenSource();
-        t.OnStep = s =>
-        {
-            losses.Add(s.Loss);
-            if (losses.Count == stopAfter) cts.Cancel();
-        };
-        t.Run(outDir, cts.Token);
-        return losses;
-    }
-
     [Test]
     public void ResumeInAMiddleStageReproducesALaterStageThatRetrainsAGroup()
     {
@@ -52,7 +39,7 @@ public class TrainerStageTests : CpuFixture
         List<double> full;
         using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
         using (var t = new Trainer(m, RetrainRecipe(), _ => source, 64 << 20))
-            full = RunTrainer(t);
+            full = TrainerTests.Run(t);
         Assert.That(full, Has.Count.EqualTo(9));
 
         string dir = TempDir();
@@ -61,14 +48,14 @@ public class TrainerStageTests : CpuFixture
             List<double> first, second;
             using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
             using (var t = new Trainer(m, RetrainRecipe(), _ => source, 64 << 20))
-                first = RunTrainer(t, dir, stopAfter: 4);
+                first = TrainerTests.Run(t, dir, stopAfter: 4);
             string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
             using (var m = ModelCheckpoint.Load(Cpu, ckpt))
             using (var t = new Trainer(m, RetrainRecipe(), _ => source, 64 << 20))
             {
                 t.Resume(ckpt);
                 Assert.That((t.State.Stage, t.State.StageStep), Is.EqualTo((1, 1)), "the checkpoint is in the middle stage");
-                second = RunTrainer(t);
+                second = TrainerTests.Run(t);
             }
             Assert.That(first.Concat(second).ToList(), Is.EqualTo(full), "losses after resume differ from the uninterrupted run");
         }
@@ -88,10 +75,9 @@ public class TrainerStageTests : CpuFixture
         {
             var log = new StringWriter();
             Assert.That(Trainer.ResumableCheckpoint(dir, log), Is.Null, "an empty folder has nothing to resume");
-            List<double> first;
             using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
             using (var t = new Trainer(m, RetrainRecipe(), _ => source, 64 << 20))
-                first = RunTrainer(t, dir, stopAfter: 4);
+                TrainerTests.Run(t, dir, stopAfter: 4);
             // What a crash between the save's two moves leaves: the previous checkpoint under its aside name, and an
             // older aside checkpoint half deleted.
             string aside = Path.Combine(dir, Trainer.CheckpointDirName + ".old-4242");
@@ -111,7 +97,7 @@ public class TrainerStageTests : CpuFixture
             {
                 t.Resume(found!);
                 Assert.That(t.State.GlobalStep, Is.EqualTo(4));
-                RunTrainer(t, dir);
+                TrainerTests.Run(t, dir);
             }
             Assert.That(Directory.GetDirectories(dir).Select(Path.GetFileName), Is.EqualTo(new[] { Trainer.CheckpointDirName }),
                         "the next save supersedes what the crash left");
