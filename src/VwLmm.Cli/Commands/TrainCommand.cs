@@ -35,8 +35,9 @@ public sealed class TrainCommand : ICommand
                         "answer_prior": [["red","blue"],["circle","square"]]: word classes of a product-of-experts
                         question-only prior (training only), "answer_prior_samples": how many of the examples the
                         stage trains on it is counted on (default: all)}]
-          Writes OUT/checkpoint (HF layout + tokenizer + trainer state) and OUT/metrics.jsonl. --resume continues
-          OUT/checkpoint and reproduces the uninterrupted run's losses bit for bit on the CPU.
+          Each stage starts a fresh AdamW (zero moments). Writes OUT/checkpoint (HF layout + tokenizer + trainer state)
+          and OUT/metrics.jsonl. --resume continues OUT/checkpoint (or, when a crash interrupted a save, the
+          OUT/checkpoint.old-PID it left) and reproduces the uninterrupted run's losses bit for bit on the CPU.
         example: vwlmm train --config recipes/shapesgrid.json --out runs/sg
         """;
     public IReadOnlyList<string> Flags => ["--resume"];
