@@ -305,7 +305,7 @@ public sealed class Trainer : IDisposable
         var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), JsonOptions)
             ?? throw new InvalidDataException($"{statePath}: empty trainer state");
         if (state.Seed != _config.Seed)
-            throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, the config says {_config.Seed}");
+            throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, this run's seed is {_config.Seed}");
         if (state.Stage > _config.Stages.Count)
             throw new InvalidDataException($"{statePath}: stage {state.Stage} is beyond the config's {_config.Stages.Count} stages");
         _state = state;

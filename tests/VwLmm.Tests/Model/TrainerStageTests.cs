@@ -330,6 +330,7 @@ public class TrainerStageTests : CpuFixture
         Assert.That(Losses(Path.Combine(dir, "two-again")), Is.EqualTo(Losses(Path.Combine(dir, "two"))), "the same --seed repeats the run");
         Assert.That(Losses(Path.Combine(dir, "one-again")), Is.EqualTo(Losses(Path.Combine(dir, "one"))), "--seed equal to the config's changes nothing");
         AssertOneLineError(Run("train", "--config", cfg, "--out", Path.Combine(dir, "bad"), "--seed", "-3"), 2, "--seed");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", Path.Combine(dir, "two"), "--resume"), 1, "trainer_state.json", "seed 2", "seed is 1");
         Directory.Delete(dir, recursive: true);
     }
 
