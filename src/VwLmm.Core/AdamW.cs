@@ -6,6 +6,8 @@ namespace VwLmm.Core;
 /// factor is folded into the fused update's gradScale instead of rescaling gradients in a separate pass.
 /// Weight decay applies to matrices only (rank ≥ 2), not to norms and biases. Zeroing, norm and update each visit the
 /// trainable parameters in one pass (<see cref="ParameterList"/>), with the arithmetic of the per-tensor ops.
+/// The moments belong to the parameters and outlive the optimiser, so that a checkpoint can restore them; an optimiser
+/// meant to start afresh on parameters another one already moved calls <see cref="ResetMoments"/>.
 /// </summary>
 public sealed class AdamW : IDisposable
 {
@@ -70,6 +72,18 @@ public sealed class AdamW : IDisposable
         ((float)(1 / (1 - Math.Pow(beta1, step))), (float)(1 / (1 - Math.Pow(beta2, step))));
 
     public void ZeroGrad() => _backend.ZeroGradients(Trainable());
+
+    /// <summary>Zeroes the moments of the trainable parameters: with <see cref="StepCount"/> 0, Adam's bias correction
+    /// assumes zero moments, and moments left by an earlier optimiser would be read as this one's first steps.</summary>
+    public void ResetMoments()
+    {
+        foreach (var p in _params.Where(p => p.Trainable))
+        {
+            var (m, v) = p.Moments();
+            _backend.Fill(m, 0f);
+            _backend.Fill(v, 0f);
+        }
+    }
 
     /// <summary>The trainable parameters, in order, with their moments (allocated here, zeroed, on first need); rebuilt
     /// only when the trainable set changed since the last call.</summary>

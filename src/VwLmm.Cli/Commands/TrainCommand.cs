@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using VwLmm.Core;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.Text;
@@ -14,27 +15,33 @@ public sealed class TrainCommand : ICommand
     public string Name => "train";
     public string Summary => "run a staged training recipe from a JSON config (resumable, Ctrl-C saves)";
     public string Help => """
-        usage: vwlmm train --config FILE.json [--out DIR] [--resume] [--device D] [--threads N] [--quiet]
+        usage: vwlmm train --config FILE.json [--out DIR] [--seed S] [--resume] [--device D] [--threads N] [--quiet]
+          --seed S    overrides the config's "seed" (initialisation and data order; --resume needs the checkpoint's)
           Config (snake_case; unknown keys are errors):
             "model":      {"preset": "tiny|shapesgrid|bench-5m|llava-7b"} | {"config": "config.json"} | {"init": "model dir"}
-                          and "init_scheme": "hf" (N(0, 0.02), default) | "torch" (PyTorch's defaults, tower at hf)
+                          and "init_scheme": "hf" (N(0, 0.02), default) | "torch" (PyTorch's defaults, tower at hf);
+                          with preset or config, the VW-LMM switches as config.json names them: "vm_loss_weight" (λ),
+                          "vm_detach_target", "vm_kl_direction": "forward|reverse", "vm_head_init":
+                          "random|lm_head|embed_tokens", "use_pif"
             "shapesgrid": {"seed": 1}      the built-in world: stage data "text", "captions", "qa", "qa:colour,shape"
                           (only those question kinds); tokenizer trained if absent
             "datasets":   {"NAME": {"json": "data.json", "images": "dir", "template": "vicuna_v1"}}   LLaVA-format data
             "tokenizer":  "tokenizer.model" (else beside model.init, or the ShapesGrid one)
             "out": "runs/x", "seed": 1, "max_length": 2048, "log_every": 10, "checkpoint_every": 0,
-            "stages": [{"name", "data", "trainable": ["vision","projector","llm","vm_head"], "steps", "lr",
+            "stages": [{"name", "data", "trainable": ["vision","projector","llm","vm_head"], "steps" or "epochs": passes
+                        over the data, ⌈epochs × examples / (batch_size × grad_accum)⌉ steps, "lr",
                         "warmup_ratio", "min_lr_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip",
                         "vm_loss_weight", "init_vm_head": re-apply vm_head_init at the stage start,
                         "answer_prior": [["red","blue"],["circle","square"]]: word classes of a product-of-experts
                         question-only prior (training only), "answer_prior_samples": how many of the examples the
                         stage trains on it is counted on (default: all)}]
-          Writes OUT/checkpoint (HF layout + tokenizer + trainer state) and OUT/metrics.jsonl. --resume continues
-          OUT/checkpoint and reproduces the uninterrupted run's losses bit for bit on the CPU.
+          Each stage starts a fresh AdamW (zero moments). Writes OUT/checkpoint (HF layout + tokenizer + trainer state)
+          and OUT/metrics.jsonl. --resume continues OUT/checkpoint (or, when a crash interrupted a save, the
+          OUT/checkpoint.old-PID it left) and reproduces the uninterrupted run's losses bit for bit on the CPU.
         example: vwlmm train --config recipes/shapesgrid.json --out runs/sg
         """;
     public IReadOnlyList<string> Flags => ["--resume"];
-    public IReadOnlyList<string> Valued => [.. Backends.Options, "--config", "--out"];
+    public IReadOnlyList<string> Valued => [.. Backends.Options, "--config", "--out", "--seed"];
 
     public int Run(CliArgs args, TextWriter stdout)
     {
@@ -52,54 +59,50 @@ public sealed class TrainCommand : ICommand
         using var _ = doc;
         var root = doc.RootElement;
         var run = TrainConfig.Parse(root, configPath);
+        if (args.Has("--seed")) run = run with { Seed = (ulong)args.GetInt("--seed", 0, min: 0) };
         string outDir = args.Get("--out") ?? Str(root, "out", configPath) ?? "runs/train";
         using var runLock = RunDirectoryLock.Acquire(outDir);
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(configPath))!;
 
         using var backend = Backends.Create(args, Console.Error);
         ShapesGridRecipe? world = root.TryGetProperty("shapesgrid", out var sg) ? new ShapesGridRecipe((ulong)Int(sg, "seed", configPath + ": shapesgrid", ["seed"], 1)) : null;
-        string ckpt = Path.Combine(outDir, Trainer.CheckpointDirName);
         string? tokenizerPath = ResolveTokenizer(root, configPath, baseDir, world, outDir);
-        var tok = tokenizerPath is null ? null : SentencePieceTokenizer.Load(tokenizerPath);
 
-        VwLmmModel model;
+        string? resumeFrom = null;
         if (args.Has("--resume"))
         {
-            if (!Directory.Exists(ckpt)) throw new CliException($"--resume: no checkpoint at {ckpt}");
-            model = ModelCheckpoint.Load(backend, ckpt, log: Console.Error);
-            tok ??= SentencePieceTokenizer.Load(Path.Combine(ckpt, "tokenizer.model"));
+            resumeFrom = Trainer.ResumableCheckpoint(outDir, Console.Error)
+                ?? throw new CliException($"--resume: no checkpoint at {Path.Combine(outDir, Trainer.CheckpointDirName)}");
+            tokenizerPath ??= Path.Combine(resumeFrom, "tokenizer.model");
         }
-        else
+        tokenizerPath ??= InitTokenizer(root, configPath, baseDir);
+        if (tokenizerPath is null) throw new CliException($"{configPath}: no tokenizer: set \"tokenizer\", or use model.init with a tokenizer.model beside the weights");
+        var tok = SentencePieceTokenizer.Load(tokenizerPath);
+        using var model = resumeFrom is not null
+            ? ModelCheckpoint.Load(backend, resumeFrom, log: Console.Error)
+            : CreateModel(backend, root, configPath, baseDir, run.Seed, world, tok);
+        if (tok.VocabSize != model.Config.Llm.VocabSize)
+            throw new CliException($"{configPath}: tokenizer has {tok.VocabSize} pieces, the model's vocab_size is {model.Config.Llm.VocabSize}");
+        var datasets = Datasets(root, configPath, baseDir, tok, model.Config);
+        ITrainingSource Source(string name)
         {
-            model = CreateModel(backend, root, configPath, baseDir, run.Seed, world, ref tok);
-        }
-        if (tok is null) throw new CliException($"{configPath}: no tokenizer: set \"tokenizer\", or use model.init with a tokenizer.model beside the weights");
-        using (model)
-        {
-            if (tok.VocabSize != model.Config.Llm.VocabSize)
-                throw new CliException($"{configPath}: tokenizer has {tok.VocabSize} pieces, the model's vocab_size is {model.Config.Llm.VocabSize}");
-            var datasets = Datasets(root, configPath, baseDir, tok, model.Config);
-            ITrainingSource Source(string name)
+            if (datasets.TryGetValue(name, out var d)) return d;
+            if (world is null || !ShapesGridRecipe.IsSourceName(name))
+                throw new CliException($"{configPath}: stage data '{name}' names no dataset (define it under \"datasets\"{(world is null ? "" : " or use text/captions/qa/qa:KIND,…")})");
+            try
             {
-                if (datasets.TryGetValue(name, out var d)) return d;
-                if (world is null || !ShapesGridRecipe.IsSourceName(name))
-                    throw new CliException($"{configPath}: stage data '{name}' names no dataset (define it under \"datasets\"{(world is null ? "" : " or use text/captions/qa/qa:KIND,…")})");
-                try
-                {
-                    return world.Source(name, tok);
-                }
-                catch (ArgumentException e)
-                {
-                    throw new CliException($"{configPath}: {e.Message}");
-                }
+                return world.Source(name, tok);
             }
-            using var trainer = new Trainer(model, run, Source, tokenizer: tok);
-            string tokFile = tokenizerPath ?? Path.Combine(ckpt, "tokenizer.model");
-            var tokBytes = File.ReadAllBytes(tokFile);
-            trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
-            if (args.Has("--resume")) trainer.Resume(ckpt);
-            return RunTrainer(trainer, outDir, args.Has("--quiet"), stdout, append: args.Has("--resume"));
+            catch (ArgumentException e)
+            {
+                throw new CliException($"{configPath}: {e.Message}");
+            }
         }
+        using var trainer = new Trainer(model, run, Source, tokenizer: tok);
+        var tokBytes = File.ReadAllBytes(tokenizerPath);
+        trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
+        if (resumeFrom is not null) trainer.Resume(resumeFrom);
+        return RunTrainer(trainer, outDir, args.Has("--quiet"), stdout, append: args.Has("--resume"));
     }
 
     /// <summary>Runs to the end or to Ctrl-C (which saves a resumable checkpoint), with progress and JSONL metrics.</summary>
@@ -135,38 +138,77 @@ public sealed class TrainCommand : ICommand
     }
 
     private static VwLmmModel CreateModel(IBackend backend, JsonElement root, string path, string baseDir, ulong seed,
-                                          ShapesGridRecipe? world, ref SentencePieceTokenizer? tok)
+                                          ShapesGridRecipe? world, SentencePieceTokenizer tok)
     {
-        if (!root.TryGetProperty("model", out var m) || m.ValueKind != JsonValueKind.Object)
-            throw new InvalidDataException($"{path}: 'model' must be an object with one of preset, config, init");
-        TrainConfig.RejectUnknown(m, ["preset", "config", "init", "init_scheme"], path + ": model");
-        if (m.TryGetProperty("init", out var init))
+        var m = ModelBlock(root, path);
+        string at = path + ": model";
+        var switches = m.EnumerateObject().Where(p => VmSwitches.Contains(p.Name)).ToList();
+        if (Str(m, "init", at) is { } init)
         {
-            string dir = Rooted(baseDir, init.GetString()!);
-            tok ??= File.Exists(Path.Combine(dir, "tokenizer.model")) ? SentencePieceTokenizer.Load(Path.Combine(dir, "tokenizer.model")) : null;
-            return ModelCheckpoint.Load(backend, dir, log: Console.Error);
+            if (switches.Count > 0)
+                throw new InvalidDataException($"{at}: '{switches[0].Name}' applies to a preset or config model; for model.init set it in {Path.Combine(Rooted(baseDir, init), VwLmmConfig.FileName)}");
+            return ModelCheckpoint.Load(backend, Rooted(baseDir, init), log: Console.Error);
         }
         VwLmmConfig config;
-        if (m.TryGetProperty("preset", out var preset))
+        if (Str(m, "preset", at) is { } preset)
         {
-            string name = preset.GetString() ?? "";
             // The ShapesGrid preset follows the world's image options and tokenizer.
-            config = world is not null && tok is not null && name == "shapesgrid" ? world.ModelConfig(tok) : VwLmmConfig.Presets.Get(name);
-            if (tok is not null) config = config with { Llm = config.Llm with { VocabSize = tok.VocabSize } };
+            config = world is not null && preset == "shapesgrid" ? world.ModelConfig(tok) : Preset(preset, at);
+            config = config with { Llm = config.Llm with { VocabSize = tok.VocabSize } };
         }
-        else if (m.TryGetProperty("config", out var cfg))
-            config = VwLmmConfig.Load(Rooted(baseDir, cfg.GetString()!));
+        else if (Str(m, "config", at) is { } file)
+            config = VwLmmConfig.Load(Rooted(baseDir, file));
         else
             throw new InvalidDataException($"{path}: 'model' needs one of preset, config, init");
-        var scheme = Str(m, "init_scheme", path + ": model") switch
+        var scheme = Str(m, "init_scheme", at) switch
         {
             null or "hf" => InitScheme.Hf,
             "torch" => InitScheme.Torch,
             var other => throw new InvalidDataException($"{path}: model.init_scheme must be \"hf\" or \"torch\", not \"{other}\""),
         };
-        var model = new VwLmmModel(backend, config);
+        var model = new VwLmmModel(backend, WithSwitches(config, switches, at));
         model.InitializeRandom(seed, scheme);
         return model;
+    }
+
+    private static VwLmmConfig Preset(string name, string at)
+    {
+        try
+        {
+            return VwLmmConfig.Presets.Get(name);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{at}: 'preset': {e.Message}");
+        }
+    }
+
+    private static JsonElement ModelBlock(JsonElement root, string path)
+    {
+        if (!root.TryGetProperty("model", out var m) || m.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{path}: 'model' must be an object with one of preset, config, init");
+        TrainConfig.RejectUnknown(m, ["preset", "config", "init", "init_scheme", .. VmSwitches], path + ": model");
+        return m;
+    }
+
+    /// <summary>The VW-LMM ablation switches a train config may set on its model, with config.json's names.</summary>
+    private static readonly string[] VmSwitches = ["vm_loss_weight", "vm_detach_target", "vm_kl_direction", "vm_head_init", "use_pif"];
+
+    /// <summary>config with the switches set, read by config.json's own parser so that names, values and checks agree.</summary>
+    private static VwLmmConfig WithSwitches(VwLmmConfig config, IReadOnlyList<JsonProperty> switches, string at)
+    {
+        if (switches.Count == 0) return config;
+        var json = JsonNode.Parse(config.ToJson())!.AsObject();
+        foreach (var p in switches) json[p.Name] = JsonNode.Parse(p.Value.GetRawText());
+        return VwLmmConfig.FromJson(json.ToJsonString(), at, baseDirectory: "");
+    }
+
+    /// <summary>The tokenizer.model beside model.init's weights, if there is one.</summary>
+    private static string? InitTokenizer(JsonElement root, string path, string baseDir)
+    {
+        if (Str(ModelBlock(root, path), "init", path + ": model") is not { } init) return null;
+        string file = Path.Combine(Rooted(baseDir, init), "tokenizer.model");
+        return File.Exists(file) ? file : null;
     }
 
     private static string? ResolveTokenizer(JsonElement root, string path, string baseDir, ShapesGridRecipe? world, string outDir)

@@ -9,7 +9,11 @@ public sealed record StageConfig
     /// <summary>Name of the training source (resolved by the caller: e.g. "text", "captions", "qa", or a dataset).</summary>
     public required string Data { get; init; }
     public required IReadOnlyList<ParameterGroup> Trainable { get; init; }
+    /// <summary>Optimiser steps; with <see cref="Epochs"/> set, derived from it by
+    /// <see cref="TrainConfig.WithEpochsResolved"/> once the source's size is known.</summary>
     public required int Steps { get; init; }
+    /// <summary>Passes over the stage's data source, instead of a step count: ⌈epochs × examples / (batch_size × grad_accum)⌉ steps.</summary>
+    public double? Epochs { get; init; }
     public required double Lr { get; init; }
     public double MinLrRatio { get; init; }
     public double WarmupRatio { get; init; } = 0.03;
@@ -60,6 +64,21 @@ public sealed record TrainConfig
 
     public int TotalSteps => Stages.Sum(s => s.Steps);
 
+    /// <summary>This config with the steps of every stage given in epochs, from its data source's size.</summary>
+    public TrainConfig WithEpochsResolved(Func<string, int> examples) => this with
+    {
+        Stages = [.. Stages.Select(s => s.Epochs is not { } epochs ? s : s with { Steps = StepsFor(s, epochs, examples(s.Data)) })],
+    };
+
+    private static int StepsFor(StageConfig s, double epochs, int examples)
+    {
+        // In decimal, so that a fraction such as 0.1 epochs of 30 examples is 3 steps, not the 4 that 0.1 × 30 in binary
+        // floating point (3.0000000000000004) would round up to.
+        decimal steps = Math.Ceiling((decimal)epochs * examples / ((decimal)s.BatchSize * s.GradAccum));
+        return steps <= int.MaxValue ? (int)steps
+            : throw new InvalidDataException($"stage '{s.Name}': {epochs} epochs of {examples} examples are more than {int.MaxValue} steps");
+    }
+
     public void Validate(string source)
     {
         if (Stages.Count == 0) throw new InvalidDataException($"{source}: 'stages' is empty");
@@ -67,6 +86,7 @@ public sealed record TrainConfig
         {
             string at = $"{source}: stages[{i}] ('{s.Name}')";
             if (s.Steps < 0) throw new InvalidDataException($"{at}: 'steps' must be ≥ 0");
+            if (s.Epochs is { } e && !(e > 0 && double.IsFinite(e))) throw new InvalidDataException($"{at}: 'epochs' must be > 0");
             if (!(s.Lr > 0)) throw new InvalidDataException($"{at}: 'lr' must be > 0");
             if (s.BatchSize < 1) throw new InvalidDataException($"{at}: 'batch_size' must be ≥ 1");
             if (s.GradAccum < 1) throw new InvalidDataException($"{at}: 'grad_accum' must be ≥ 1");
@@ -78,12 +98,13 @@ public sealed record TrainConfig
             if (s.AnswerPriorSamples < 1) throw new InvalidDataException($"{at}: 'answer_prior_samples' must be ≥ 1");
         }
         if (MaxLength < 2) throw new InvalidDataException($"{source}: 'max_length' must be ≥ 2");
+        if (CheckpointEvery < 0) throw new InvalidDataException($"{source}: 'checkpoint_every' must be ≥ 0");
     }
 
     /// <summary>Top-level keys: the run's own, plus those the caller interprets (model, data sources, tokenizer, output).</summary>
     public static readonly string[] TopKeys = ["seed", "stages", "max_length", "log_every", "checkpoint_every", "model", "shapesgrid", "datasets", "tokenizer", "out"];
     private static readonly string[] StageKeys =
-        ["name", "data", "trainable", "steps", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head", "answer_prior", "answer_prior_samples"];
+        ["name", "data", "trainable", "steps", "epochs", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head", "answer_prior", "answer_prior_samples"];
 
     /// <summary>Parses the run part of a train config (model/shapesgrid/datasets/tokenizer/out keys are the caller's).</summary>
     public static TrainConfig Parse(JsonElement root, string source)
@@ -99,12 +120,16 @@ public sealed record TrainConfig
             string at = $"{source}: stages[{i++}]";
             if (s.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{at}: expected an object");
             RejectUnknown(s, StageKeys, at);
+            int? steps = Int(s, "steps", at);
+            double? epochs = Num(s, "epochs", at);
+            if (steps is not null && epochs is not null) throw new InvalidDataException($"{at}: 'steps' and 'epochs' exclude each other; give one");
             list.Add(new StageConfig
             {
                 Name = Str(s, "name", at) ?? $"stage{i}",
                 Data = Str(s, "data", at) ?? throw new InvalidDataException($"{at}: 'data' is missing"),
                 Trainable = Groups(s, at),
-                Steps = Int(s, "steps", at) ?? throw new InvalidDataException($"{at}: 'steps' is missing"),
+                Steps = steps ?? (epochs is null ? throw new InvalidDataException($"{at}: 'steps' (or 'epochs') is missing") : 0),
+                Epochs = epochs,
                 Lr = Num(s, "lr", at) ?? throw new InvalidDataException($"{at}: 'lr' is missing"),
                 MinLrRatio = Num(s, "min_lr_ratio", at) ?? 0,
                 WarmupRatio = Num(s, "warmup_ratio", at) ?? 0.03,
@@ -121,7 +146,7 @@ public sealed record TrainConfig
         var cfg = new TrainConfig
         {
             Stages = list,
-            Seed = (ulong)(Int(root, "seed", source) ?? 1),
+            Seed = (ulong)(NonNegative(root, "seed", source) ?? 1),
             MaxLength = Int(root, "max_length", source) ?? 2048,
             LogEvery = Int(root, "log_every", source) ?? 10,
             CheckpointEvery = Int(root, "checkpoint_every", source) ?? 0,
@@ -145,6 +170,9 @@ public sealed record TrainConfig
         !o.TryGetProperty(key, out var v) ? null
         : v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int x) ? x : throw new InvalidDataException($"{at}: '{key}' must be an integer");
 
+    private static int? NonNegative(JsonElement o, string key, string at) =>
+        Int(o, key, at) is not { } x ? null : x >= 0 ? x : throw new InvalidDataException($"{at}: '{key}' must be a non-negative integer");
+
     private static bool? Bool(JsonElement o, string key, string at) =>
         !o.TryGetProperty(key, out var v) ? null
         : v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw new InvalidDataException($"{at}: '{key}' must be true or false");
@@ -166,7 +194,7 @@ public sealed record TrainConfig
     {
         if (!o.TryGetProperty("trainable", out var v) || v.ValueKind != JsonValueKind.Array)
             throw new InvalidDataException($"{at}: 'trainable' must be an array of vision|projector|llm|vm_head");
-        return v.EnumerateArray().Select(e => e.GetString() switch
+        return v.EnumerateArray().Select(e => (e.ValueKind == JsonValueKind.String ? e.GetString() : e.GetRawText()) switch
         {
             "vision" => ParameterGroup.Vision,
             "projector" => ParameterGroup.Projector,

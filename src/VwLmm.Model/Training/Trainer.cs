@@ -16,7 +16,8 @@ public sealed record StepMetrics(
 public sealed record TrainerState(int Stage, int StageStep, int GlobalStep, int AdamStep, ulong Seed);
 
 /// <summary>
-/// Runs a staged recipe: per stage, the trainable groups, a fresh AdamW, warmup + cosine LR, gradient accumulation
+/// Runs a staged recipe: per stage, the trainable groups, a fresh AdamW (zero moments even for groups an earlier stage
+/// trained), warmup + cosine LR, gradient accumulation
 /// and clipping. The data order is a function of (seed, stage, step) alone, so a resumed run sees the same batches;
 /// with the parameters and AdamW moments saved exactly (F32), the CPU losses after resume equal the uninterrupted
 /// run's bit for bit.
@@ -40,11 +41,12 @@ public sealed class Trainer : IDisposable
     private (int stage, int epoch) _orderKey = (-1, -1);
     private (int stage, AnswerPrior? prior) _prior = (-1, null);
 
-    /// <summary>The tokenizer is needed only by stages with an answer prior (to find their class words).</summary>
+    /// <summary>The tokenizer is needed only by stages with an answer prior (to find their class words). Stages given in
+    /// epochs get their step counts here, from their sources' sizes.</summary>
     public Trainer(VwLmmModel model, TrainConfig config, Func<string, ITrainingSource> sources, long arenaBytes = 1L << 30, ITokenizer? tokenizer = null)
     {
         _model = model;
-        _config = config;
+        _config = config.WithEpochsResolved(name => sources(name).Count);
         _sources = sources;
         _tokenizer = tokenizer;
         _arena = new Arena(model.Backend, arenaBytes);
@@ -71,7 +73,11 @@ public sealed class Trainer : IDisposable
             if (source.Count == 0) throw new InvalidDataException($"stage '{stage.Name}': data source '{stage.Data}' is empty");
             _model.Parameters.SetTrainable(stage.Trainable);
             if (stage.InitVmHead && _state.StageStep == 0) _model.ApplyVmHeadInit();
-            _adam ??= NewOptimizer(stage);
+            if (_adam is null)
+            {
+                _adam = NewOptimizer(stage);
+                _adam.ResetMoments();
+            }
             while (_state.StageStep < stage.Steps)
             {
                 if (cancel.IsCancellationRequested)
@@ -228,7 +234,7 @@ public sealed class Trainer : IDisposable
     /// <summary>
     /// Writes outDir/checkpoint: the model in HF layout, trainer_state.json and optimizer.safetensors (AdamW moments
     /// as &lt;param&gt;.exp_avg / .exp_avg_sq). Built in a temporary directory and swapped in, so a crash mid-save keeps
-    /// the previous checkpoint.
+    /// the previous checkpoint (as checkpoint.old-PID when it falls between the two moves: see <see cref="ResumableCheckpoint"/>).
     /// </summary>
     public void SaveCheckpoint(string outDir)
     {
@@ -249,7 +255,46 @@ public sealed class Trainer : IDisposable
         OnCheckpoint?.Invoke(temp);
         if (Directory.Exists(final)) Directory.Move(final, old);
         Directory.Move(temp, final);
-        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        // Older checkpoints moved aside or half-built by runs that crashed are superseded by this one.
+        foreach (string stale in Directory.GetDirectories(outDir, CheckpointDirName + ".old-*").Concat(Directory.GetDirectories(outDir, CheckpointDirName + ".tmp-*")))
+            Directory.Delete(stale, recursive: true);
+    }
+
+    /// <summary>
+    /// The checkpoint to resume outDir from: outDir/checkpoint or, when a crash between <see cref="SaveCheckpoint"/>'s
+    /// two moves left only the previous one moved aside, the most advanced complete checkpoint.old-PID (said on
+    /// <paramref name="log"/>); null when there is neither.
+    /// </summary>
+    public static string? ResumableCheckpoint(string outDir, TextWriter log)
+    {
+        string final = Path.Combine(outDir, CheckpointDirName);
+        if (Directory.Exists(final)) return final;
+        if (!Directory.Exists(outDir)) return null;
+        string? aside = Directory.GetDirectories(outDir, CheckpointDirName + ".old-*")
+            .Select(d => (dir: d, step: CompleteCheckpointStep(d)))
+            .Where(c => c.step is not null)
+            .OrderByDescending(c => c.step)
+            .Select(c => c.dir)
+            .FirstOrDefault();
+        if (aside is not null) log.WriteLine($"{final} is missing (a checkpoint save was interrupted): resuming from {aside}");
+        return aside;
+    }
+
+    // A checkpoint moved aside is complete, but one a crash interrupted while deleting it is not: every file must be there.
+    private static int? CompleteCheckpointStep(string dir)
+    {
+        bool weights = File.Exists(Path.Combine(dir, CheckpointReader.SingleFileName)) || File.Exists(Path.Combine(dir, CheckpointReader.IndexFileName));
+        string state = Path.Combine(dir, StateFile);
+        if (!weights || !File.Exists(Path.Combine(dir, VwLmmConfig.FileName)) || !File.Exists(Path.Combine(dir, OptimizerFile)) || !File.Exists(state))
+            return null;
+        try
+        {
+            return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(state), JsonOptions)?.GlobalStep;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Restores trainer state and AdamW moments from a checkpoint directory whose weights are already loaded.</summary>
@@ -260,7 +305,7 @@ public sealed class Trainer : IDisposable
         var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), JsonOptions)
             ?? throw new InvalidDataException($"{statePath}: empty trainer state");
         if (state.Seed != _config.Seed)
-            throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, the config says {_config.Seed}");
+            throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, this run's seed is {_config.Seed}");
         if (state.Stage > _config.Stages.Count)
             throw new InvalidDataException($"{statePath}: stage {state.Stage} is beyond the config's {_config.Stages.Count} stages");
         _state = state;

@@ -21,7 +21,8 @@ public class TrainerTests : CpuFixture
         ],
     };
 
-    private List<double> Run(VwLmmModel m, Trainer t, string? outDir = null, int stopAfter = int.MaxValue)
+    /// <summary>Runs t to the end, or cancels it (saving a checkpoint when outDir is given) after stopAfter steps; the losses.</summary>
+    internal static List<double> Run(Trainer t, string? outDir = null, int stopAfter = int.MaxValue)
     {
         var losses = new List<double>();
         using var cts = new CancellationTokenSource();
@@ -42,7 +43,7 @@ public class TrainerTests : CpuFixture
         List<double> full;
         using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
         using (var t = new Trainer(m, Recipe(), _ => source, 64 << 20))
-            full = Run(m, t);
+            full = Run(t);
         Assert.That(full, Has.Count.EqualTo(7));
 
         string dir = Path.Combine(Path.GetTempPath(), "vwlmm-resume-" + Guid.NewGuid().ToString("N"));
@@ -51,7 +52,7 @@ public class TrainerTests : CpuFixture
             List<double> first, second;
             using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
             using (var t = new Trainer(m, Recipe(), _ => source, 64 << 20))
-                first = Run(m, t, dir, stopAfter: 5);
+                first = Run(t, dir, stopAfter: 5);
             Assert.That(first, Has.Count.EqualTo(5));
             string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
             using (var m = ModelCheckpoint.Load(Cpu, ckpt))
@@ -59,7 +60,7 @@ public class TrainerTests : CpuFixture
             {
                 t.Resume(ckpt);
                 Assert.That(t.State.GlobalStep, Is.EqualTo(5));
-                second = Run(m, t);
+                second = Run(t);
             }
             Assert.That(first.Concat(second).ToList(), Is.EqualTo(full), "losses after resume differ from the uninterrupted run");
         }
