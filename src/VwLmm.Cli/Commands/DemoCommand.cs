@@ -167,21 +167,11 @@ public sealed class DemoCommand : ICommand
     private static string PublishModel(VwLmmModel model, string tokenizerFile, string outDir)
     {
         string final = Path.Combine(outDir, "model");
-        string temp = $"{final}.tmp-{Environment.ProcessId}", old = $"{final}.old-{Environment.ProcessId}";
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        try
+        AtomicFile.ReplaceDirectory(final, temp =>
         {
             ModelCheckpoint.Save(model, temp);
             File.Copy(tokenizerFile, Path.Combine(temp, "tokenizer.model"));
-        }
-        catch
-        {
-            Directory.Delete(temp, recursive: true);
-            throw;
-        }
-        if (Directory.Exists(final)) Directory.Move(final, old);
-        Directory.Move(temp, final);
-        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        });
         return final;
     }
 

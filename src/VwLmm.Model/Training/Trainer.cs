@@ -238,26 +238,20 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public void SaveCheckpoint(string outDir)
     {
-        string final = Path.Combine(outDir, CheckpointDirName);
-        string temp = final + ".tmp-" + Environment.ProcessId;
-        string old = final + ".old-" + Environment.ProcessId;
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        ModelCheckpoint.Save(_model, temp);
-        var moments = new List<SafetensorsEntry>();
-        foreach (var p in _model.Parameters.All)
+        AtomicFile.ReplaceDirectory(Path.Combine(outDir, CheckpointDirName), temp =>
         {
-            if (p.ExpAvg is null || p.ExpAvgSq is null || !p.Trainable) continue;
-            moments.Add(new SafetensorsEntry(p.Name + ".exp_avg", p.Shape, p.ExpAvg.ToArray()));
-            moments.Add(new SafetensorsEntry(p.Name + ".exp_avg_sq", p.Shape, p.ExpAvgSq.ToArray()));
-        }
-        SafetensorsWriter.Write(Path.Combine(temp, OptimizerFile), moments);
-        AtomicFile.WriteAllText(Path.Combine(temp, StateFile), JsonSerializer.Serialize(_state, JsonOptions));
-        OnCheckpoint?.Invoke(temp);
-        if (Directory.Exists(final)) Directory.Move(final, old);
-        Directory.Move(temp, final);
-        // Older checkpoints moved aside or half-built by runs that crashed are superseded by this one.
-        foreach (string stale in Directory.GetDirectories(outDir, CheckpointDirName + ".old-*").Concat(Directory.GetDirectories(outDir, CheckpointDirName + ".tmp-*")))
-            Directory.Delete(stale, recursive: true);
+            ModelCheckpoint.Save(_model, temp);
+            var moments = new List<SafetensorsEntry>();
+            foreach (var p in _model.Parameters.All)
+            {
+                if (p.ExpAvg is null || p.ExpAvgSq is null || !p.Trainable) continue;
+                moments.Add(new SafetensorsEntry(p.Name + ".exp_avg", p.Shape, p.ExpAvg.ToArray()));
+                moments.Add(new SafetensorsEntry(p.Name + ".exp_avg_sq", p.Shape, p.ExpAvgSq.ToArray()));
+            }
+            SafetensorsWriter.Write(Path.Combine(temp, OptimizerFile), moments);
+            AtomicFile.WriteAllText(Path.Combine(temp, StateFile), JsonSerializer.Serialize(_state, JsonOptions));
+            OnCheckpoint?.Invoke(temp);
+        });
     }
 
     /// <summary>
