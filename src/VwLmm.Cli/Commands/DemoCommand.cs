@@ -155,7 +155,7 @@ public sealed class DemoCommand : ICommand
             string published = PublishModel(model, tokenizerFile, outDir);
             Say($"report: {Path.GetFullPath(Path.Combine(outDir, "report.html"))}");
             Say($"model: {Path.GetFullPath(published)}; ask it about the held-out image above:");
-            Say($"  vwlmm chat --model {ShellWord(published)} --image {ShellWord(image)} --template {ShapesGridRecipe.Template.Name} --max-new-tokens {AnswerTokens} {ShellWord(asked[0].Question)}");
+            Say($"  ./vwlmm chat --model {ShellWord(published)} --image {ShellWord(image)} --template {ShapesGridRecipe.Template.Name} --max-new-tokens {AnswerTokens} {ShellWord(asked[0].Question)}");
             return 0;
         }
     }

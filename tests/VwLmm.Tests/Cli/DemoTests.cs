@@ -56,7 +56,7 @@ public class DemoTests
         Assert.That(Directory.GetFiles(model).Select(Path.GetFileName),
                     Does.Contain("config.json").And.Contain("tokenizer.model").And.Some.EndsWith(".safetensors")
                         .And.None.Contains("optimizer").And.None.Contains("trainer_state"));
-        var chatLine = Regex.Match(r.Stdout, @"^\s*vwlmm chat --model (\S+) --image (\S+) --template (\S+) --max-new-tokens (\d+) '([^']+)'$", RegexOptions.Multiline);
+        var chatLine = Regex.Match(r.Stdout, @"^\s*\./vwlmm chat --model (\S+) --image (\S+) --template (\S+) --max-new-tokens (\d+) '([^']+)'$", RegexOptions.Multiline);
         Assert.That(chatLine.Success, r.Stdout);
         Assert.That(chatLine.Groups[1].Value, Is.EqualTo(model));
         string question = chatLine.Groups[5].Value;
