@@ -66,7 +66,7 @@ function Screenshot([string]$Report = "runs/demo/report.html", [string]$Out = "d
     New-Item -ItemType Directory -Force $Dir | Out-Null
     $Tmp = Join-Path $Dir ".report.$PID.png"
     $Url = ([Uri](Resolve-Path $Report).Path).AbsoluteUri
-    & $Browser --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,940 "--screenshot=$Tmp" $Url 2>$null
+    & $Browser --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,1000 "--screenshot=$Tmp" $Url 2>$null
     if (-not (Test-Path $Tmp) -or (Get-Item $Tmp).Length -eq 0) {
         Remove-Item -Force $Tmp -ErrorAction SilentlyContinue
         throw "build.ps1: $Browser did not render $Report"

@@ -84,7 +84,7 @@ screenshot() {
   local tmp; tmp=$(mktemp --suffix=.png "$(dirname "$out")/.report.XXXXXX")
   local err
   # Chromium chatters on stderr (D-Bus, GPU) even when it works: show it only when no picture came out.
-  if ! err=$(chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,940 \
+  if ! err=$(chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,1000 \
       --screenshot="$tmp" "file://$(realpath "$report")" 2>&1) || [ ! -s "$tmp" ]; then
     rm -f "$tmp"
     echo "$err" >&2
