@@ -72,7 +72,7 @@ public class DemoTests
         var tok = recipe.LoadOrTrainTokenizer(ShapesGridRecipe.CacheDir(Path.Combine(dir, "cache"), 1));
         using var cpu = new CpuBackend(2);
         using var untrained = new VwLmmModel(cpu, recipe.ModelConfig(tok));
-        untrained.InitializeRandom(1);
+        untrained.InitializeRandom(1, ShapesGridRecipe.Init(ShapesGridStages.Lookup));
         double baseline = new ShapesGridEvaluator(untrained, tok, recipe).Evaluate(ShapesGridBudget.Quick.EvalImages).QaAccuracy;
         Assert.That(trained, Is.GreaterThan(baseline + 0.15), $"trained {trained:P1} vs untrained {baseline:P1}");
 
