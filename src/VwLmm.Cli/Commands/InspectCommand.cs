@@ -31,6 +31,8 @@ public sealed class InspectCommand : ICommand
         using var reader = CheckpointReader.Open(dir);
         bool embedded = reader.Names.Any(n => n.StartsWith(HfNames.EmbeddedVisionPrefix, StringComparison.Ordinal));
         var unused = ModelCheckpoint.Validate(reader, config, embedded, args.Has("--allow-unused"));
+        // A tower read from the CLIP directory mm_vision_tower names is checked and counted with the rest.
+        using var clip = embedded ? null : ModelCheckpoint.OpenVisionTower(config, dir);
         var v = config.Vision;
         var l = config.Llm;
         var ci = CultureInfo.InvariantCulture;
@@ -43,14 +45,23 @@ public sealed class InspectCommand : ICommand
         stdout.WriteLine();
         stdout.WriteLine("parameters by module:");
         long total = 0;
-        foreach (var (module, count) in reader.ParameterCountsByModule().OrderByDescending(kv => kv.Value))
+        var modules = Merge(reader.ParameterCountsByModule(), clip?.ParameterCountsByModule(HfNames.IsClipNonVision));
+        foreach (var (module, count) in modules.OrderByDescending(kv => kv.Value))
         {
             stdout.WriteLine($"  {module,-14} {count,15:N0}");
             total += count;
         }
         stdout.WriteLine($"  {"total",-14} {total,15:N0}");
-        stdout.WriteLine("dtypes: " + string.Join(", ", reader.ParameterCountsByDType().Select(kv => $"{kv.Key} {kv.Value:N0}")));
+        var dtypes = Merge(reader.ParameterCountsByDType(), clip?.ParameterCountsByDType(HfNames.IsClipNonVision));
+        stdout.WriteLine("dtypes: " + string.Join(", ", dtypes.Select(kv => $"{kv.Key} {kv.Value:N0}")));
         if (unused.Count > 0) stdout.WriteLine($"{unused.Count} tensors present but not used by the model");
         return 0;
+    }
+
+    private static Dictionary<TKey, long> Merge<TKey>(IReadOnlyDictionary<TKey, long> a, IReadOnlyDictionary<TKey, long>? b) where TKey : notnull
+    {
+        var sum = new Dictionary<TKey, long>(a);
+        foreach (var (key, count) in b ?? new Dictionary<TKey, long>()) sum[key] = sum.GetValueOrDefault(key) + count;
+        return sum;
     }
 }

@@ -75,13 +75,13 @@ public sealed class CheckpointReader : IDisposable
     /// <summary>Raw little-endian bytes of <paramref name="name"/>, valid until Dispose.</summary>
     public ReadOnlySpan<byte> GetBytes(string name) => FileOf(name).GetBytes(name);
 
-    /// <summary>Element counts per module (<see cref="HfNames.ModuleOf"/>), for <c>vwlmm inspect</c>.</summary>
-    public IReadOnlyDictionary<string, long> ParameterCountsByModule() =>
-        Tensors.GroupBy(t => HfNames.ModuleOf(t.Name)).ToDictionary(g => g.Key, g => g.Sum(t => t.Shape.Numel));
+    /// <summary>Element counts per module (<see cref="HfNames.ModuleOf"/>), for <c>vwlmm inspect</c>; tensors <paramref name="skip"/> names are left out.</summary>
+    public IReadOnlyDictionary<string, long> ParameterCountsByModule(Func<string, bool>? skip = null) =>
+        Tensors.Where(t => skip?.Invoke(t.Name) != true).GroupBy(t => HfNames.ModuleOf(t.Name)).ToDictionary(g => g.Key, g => g.Sum(t => t.Shape.Numel));
 
-    /// <summary>Element counts per stored dtype, for <c>vwlmm inspect</c>.</summary>
-    public IReadOnlyDictionary<SafetensorsDType, long> ParameterCountsByDType() =>
-        Tensors.GroupBy(t => t.DType).ToDictionary(g => g.Key, g => g.Sum(t => t.Shape.Numel));
+    /// <summary>Element counts per stored dtype, for <c>vwlmm inspect</c>; tensors <paramref name="skip"/> names are left out.</summary>
+    public IReadOnlyDictionary<SafetensorsDType, long> ParameterCountsByDType(Func<string, bool>? skip = null) =>
+        Tensors.Where(t => skip?.Invoke(t.Name) != true).GroupBy(t => t.DType).ToDictionary(g => g.Key, g => g.Sum(t => t.Shape.Numel));
 
     public void Dispose()
     {

@@ -19,14 +19,7 @@ public static class ModelCheckpoint
         CheckpointReader? clip = null;
         try
         {
-            if (!embedded)
-            {
-                string clipDir = config.LocalVisionTowerDirectory(dir)
-                    ?? throw new InvalidDataException($"{Path.Combine(dir, VwLmmConfig.FileName)}: the checkpoint has no vision tower tensors and mm_vision_tower '{config.MmVisionTower}' is not a local directory");
-                clip = CheckpointReader.Open(clipDir);
-                CheckpointValidator.Validate(clip, HfNames.VisionTower(config, HfNames.ClipVisionPrefix), allowUnused: true,
-                                             ignore: HfNames.IsClipNonVision);
-            }
+            if (!embedded) clip = OpenVisionTower(config, dir);
             var unused = Validate(reader, config, embedded, allowUnused);
             if (unused.Count > 0) log?.WriteLine($"note: {unused.Count} tensors in the checkpoint are not used by this model");
 
@@ -68,6 +61,28 @@ public static class ModelCheckpoint
     /// Checks a checkpoint against its config (<see cref="CheckpointValidator"/>), with vm_head allowed to be absent: a
     /// plain LLaVA checkpoint has none and gets one on load. Returns the present tensors the model will not load.
     /// </summary>
+    /// <summary>
+    /// The CLIP directory that mm_vision_tower names, for a checkpoint in <paramref name="dir"/> without embedded tower
+    /// tensors: opened and checked against the tower the config describes (the text half of a CLIPModel is ignored).
+    /// </summary>
+    public static CheckpointReader OpenVisionTower(VwLmmConfig config, string dir)
+    {
+        string clipDir = config.LocalVisionTowerDirectory(dir)
+            ?? throw new InvalidDataException($"{Path.Combine(dir, VwLmmConfig.FileName)}: the checkpoint has no vision tower tensors and mm_vision_tower '{config.MmVisionTower}' is not a local directory");
+        var clip = CheckpointReader.Open(clipDir);
+        try
+        {
+            CheckpointValidator.Validate(clip, HfNames.VisionTower(config, HfNames.ClipVisionPrefix), allowUnused: true,
+                                         ignore: HfNames.IsClipNonVision);
+            return clip;
+        }
+        catch
+        {
+            clip.Dispose();
+            throw;
+        }
+    }
+
     public static IReadOnlyList<string> Validate(CheckpointReader reader, VwLmmConfig config, bool embedded, bool allowUnused)
     {
         var expected = HfNames.Expected(config, embedded)

@@ -89,6 +89,12 @@ public class ModelCheckpointTests : CpuFixture
         foreach (var p in m.Parameters.All)
             Assert.That(loaded.Parameters[p.Name].Value.ToArray(), Is.EqualTo(p.Value.ToArray()), p.Name);
         Assert.That(Logits(loaded), Is.EqualTo(Logits(m)));
+
+        // inspect counts the tower from the CLIP directory, without its text half.
+        var report = new StringWriter();
+        Assert.That(VwLmm.Cli.Program.Run(["inspect", model], report, TextWriter.Null), Is.Zero);
+        long tower = m.Parameters.All.Where(IsTower).Sum(p => p.Numel), total = m.Parameters.All.Sum(p => p.Numel);
+        Assert.That(report.ToString(), Does.Match($@"vision_tower\s+{tower:N0}\n").And.Match($@"total\s+{total:N0}\n"));
     }
 
     /// <summary>A tiny model whose every weight differs from every other, norm gains and biases included (initialised 1 and 0).</summary>
