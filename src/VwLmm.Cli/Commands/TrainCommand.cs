@@ -61,10 +61,11 @@ public sealed class TrainCommand : ICommand
         var run = TrainConfig.Parse(root, configPath);
         if (args.Has("--seed")) run = run with { Seed = (ulong)args.GetInt("--seed", 0, min: 0) };
         string outDir = args.Get("--out") ?? Str(root, "out", configPath) ?? "runs/train";
+        // The backend options are checked before the lock creates OUT: a usage error leaves nothing behind.
+        using var backend = Backends.Create(args, Console.Error);
         using var runLock = RunDirectoryLock.Acquire(outDir);
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(configPath))!;
 
-        using var backend = Backends.Create(args, Console.Error);
         ShapesGridRecipe? world = root.TryGetProperty("shapesgrid", out var sg) ? new ShapesGridRecipe((ulong)Int(sg, "seed", configPath + ": shapesgrid", ["seed"], 1)) : null;
         string? tokenizerPath = ResolveTokenizer(root, configPath, baseDir, world, outDir);
 

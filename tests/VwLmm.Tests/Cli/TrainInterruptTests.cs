@@ -1,0 +1,102 @@
+using System.Diagnostics;
+using System.Text.Json;
+using NUnit.Framework;
+using static VwLmm.Tests.Cli.CliRunner;
+
+namespace VwLmm.Tests.Cli;
+
+/// <summary>
+/// Ctrl-C through the real binary: `vwlmm train` saves a resumable checkpoint and exits 130, and `--resume` then
+/// finishes the run with every step's losses equal to those of the same run left alone. And a usage error writes nothing.
+/// </summary>
+public class TrainInterruptTests
+{
+    private const int Steps = 150;
+
+    [Test]
+    public void CtrlCSavesACheckpointThatResumesToTheUninterruptedRun()
+    {
+        string dir = TempDir();
+        try
+        {
+            string config = Path.Combine(dir, "run.json");
+            File.WriteAllText(config, $$"""
+                {"model": {"preset": "shapesgrid", "init_scheme": "torch"}, "shapesgrid": {"seed": 1}, "seed": 3, "max_length": 64, "log_every": 1,
+                 "stages": [{"name": "instruct", "data": "qa:colour,shape", "trainable": ["projector", "llm", "vm_head"], "steps": {{Steps}}, "lr": 1e-3, "batch_size": 2}]}
+                """);
+            string whole = Path.Combine(dir, "whole"), cut = Path.Combine(dir, "cut");
+            Assert.That(Run("train", "--config", config, "--out", whole, "--threads", "1", "--quiet").ExitCode, Is.Zero);
+
+            var (exit, stdout) = RunUntilInterrupted(config, cut, afterSteps: 3);
+            Assert.That(exit, Is.EqualTo(130), stdout);
+            Assert.That(stdout, Does.Contain("interrupted at step").And.Contain("--resume"));
+            int savedAt = JsonDocument.Parse(File.ReadAllText(Path.Combine(cut, "checkpoint", "trainer_state.json"))).RootElement.GetProperty("global_step").GetInt32();
+            Assert.That(savedAt, Is.InRange(3, Steps - 1), "the interrupt landed mid-run");
+
+            var resumed = Run("train", "--config", config, "--out", cut, "--resume", "--threads", "1", "--quiet");
+            Assert.That(resumed.ExitCode, Is.Zero, resumed.Stderr);
+            var expected = Losses(whole);
+            var got = Losses(cut);
+            Assert.That(got.Select(l => l.Step), Is.EqualTo(Enumerable.Range(1, Steps)), "every step logged once");
+            Assert.That(got, Is.EqualTo(expected), "losses of the interrupted and resumed run against the uninterrupted one");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
+    public void AUsageErrorLeavesNoRunFolder()
+    {
+        string dir = TempDir();
+        try
+        {
+            string config = Path.Combine(dir, "run.json"), outDir = Path.Combine(dir, "out");
+            File.WriteAllText(config, """{"model": {"preset": "tiny"}, "stages": [{"name": "s", "data": "x", "trainable": ["llm"], "steps": 1, "lr": 1e-3}]}""");
+            AssertOneLineError(Run("train", "--config", config, "--out", outDir, "--device", "tpu"), 2, "--device");
+            Assert.That(Directory.Exists(outDir), Is.False);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>Starts `train`, sends SIGINT (what Ctrl-C sends) once metrics.jsonl has <paramref name="afterSteps"/> lines, waits for the exit.</summary>
+    private static (int Exit, string Stdout) RunUntilInterrupted(string config, string outDir, int afterSteps)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string a in (string[])[Path.Combine(TestContext.CurrentContext.TestDirectory, "vwlmm.dll"), "train", "--config", config, "--out", outDir, "--threads", "1", "--quiet"])
+            psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        string metrics = Path.Combine(outDir, "metrics.jsonl");
+        var clock = Stopwatch.StartNew();
+        while (!p.HasExited && LineCount(metrics) < afterSteps && clock.Elapsed < TimeSpan.FromMinutes(3)) Thread.Sleep(20);
+        using (var kill = Process.Start("kill", ["-INT", p.Id.ToString()])) kill.WaitForExit();
+        Assert.That(p.WaitForExit(180_000), "train did not exit after SIGINT");
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    private static int LineCount(string path)
+    {
+        try
+        {
+            using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            using var r = new StreamReader(s);
+            return r.ReadToEnd().Count(c => c == '\n');
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
+    private static List<(int Step, double Text, double Vm)> Losses(string outDir) =>
+        File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl"))
+            .Select(l => JsonDocument.Parse(l).RootElement)
+            .Select(e => (e.GetProperty("global_step").GetInt32(), e.GetProperty("loss_text").GetDouble(), e.GetProperty("loss_vm").GetDouble()))
+            .ToList();
+}
