@@ -7,9 +7,9 @@ demo's instruction-stage optimiser (AdamW lr 1e-3, batch 16, 5% warm-up, cosine 
 its frame-relative answer prior (AnswerPrior.cs, add-one smoothing towards the frame) on the token sequences the demo
 trains on, exported by scripts/ShapesGridDump:
 
-  dotnet run --project scripts/ShapesGridDump -c Release -- tokens 1 CACHE/shapesgrid-v2.3-seed1 /tmp/t1.jsonl 40000 200
-  dotnet run --project scripts/ShapesGridDump -c Release -- features 1 CACHE/shapesgrid-v2.3-seed1/default-vwlmm/checkpoint /tmp/f1.f32 40000 200
-  dotnet run --project scripts/ShapesGridDump -c Release -- codes 1 CACHE/shapesgrid-v2.3-seed1 /tmp/c1.u8 40000 200
+  dotnet run --project scripts/ShapesGridDump -c Release -- tokens 1 CACHE/shapesgrid-v2.4-seed1 /tmp/t1.jsonl 40000 200
+  dotnet run --project scripts/ShapesGridDump -c Release -- features 1 CACHE/shapesgrid-v2.4-seed1/default-vwlmm/checkpoint /tmp/f1.f32 40000 200
+  dotnet run --project scripts/ShapesGridDump -c Release -- codes 1 CACHE/shapesgrid-v2.4-seed1 /tmp/c1.u8 40000 200
 
 (CACHE is `vwlmm demo --cache`; the checkpoint holds the frozen tower the demo trained). What the patch rows hold:
   --patches labels    the sum of learned colour, shape and background embeddings of the patch's ground truth: exactly

@@ -59,7 +59,7 @@ public sealed class ShapesGridRecipe
     public static string CacheDir(string root, ulong seed) => Path.Combine(root, $"shapesgrid-v{ShapesGridWorld.Version}.{Version}-seed{seed}");
 
     /// <summary>Bumped whenever the stages change, so a model trained by an older recipe is never reused.</summary>
-    public const int Version = 3;
+    public const int Version = 4;
 
     public static ConversationTemplate Template => ConversationTemplate.ShapesChat;
 
