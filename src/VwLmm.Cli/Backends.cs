@@ -9,32 +9,33 @@ public static class Backends
 {
     public static readonly string[] Options = ["--device", "--threads"];
 
-    /// <summary>cpu, emu (CUDA kernels on the CPU emulator: for correctness, not speed), cuda, or auto (cuda when usable, else cpu).</summary>
-    public static IBackend Create(CliArgs args, TextWriter log)
+    /// <summary>
+    /// --device checked and resolved: cpu, emu (CUDA kernels on the CPU emulator: for correctness, not speed), cuda (its
+    /// GPU checked usable), or auto turned into cuda when a GPU is usable, else cpu with a note on <paramref name="log"/>.
+    /// </summary>
+    public static string Device(CliArgs args, TextWriter log)
     {
-        int threads = args.GetInt("--threads", Environment.ProcessorCount, 1, 1024);
         string device = args.Get("--device") ?? "cpu";
-        switch (device)
-        {
-            case "cpu":
-                return new CpuBackend(threads);
-            case "emu":
-                return new CudaBackend(new EmulatedRuntime());
-            case "cuda":
-            {
-                var probe = CudaDevice.Probe();
-                if (!probe.Available) throw new CliException($"--device cuda: {probe.Reason}");
-                return new CudaBackend(new DriverRuntime());
-            }
-            case "auto":
-            {
-                var probe = CudaDevice.Probe();
-                if (probe.Available) return new CudaBackend(new DriverRuntime());
-                log.WriteLine($"note: no usable GPU ({probe.Reason}); running on the CPU");
-                return new CpuBackend(threads);
-            }
-            default:
-                throw new UsageException($"--device must be cpu, emu, cuda or auto, not '{device}'");
-        }
+        if (device is not ("cpu" or "emu" or "cuda" or "auto"))
+            throw new UsageException($"--device must be cpu, emu, cuda or auto, not '{device}'");
+        if (device is "cpu" or "emu") return device;
+        var probe = CudaDevice.Probe();
+        if (probe.Available) return "cuda";
+        if (device == "cuda") throw new CliException($"--device cuda: {probe.Reason}");
+        log.WriteLine($"note: no usable GPU ({probe.Reason}); running on the CPU");
+        return "cpu";
     }
+
+    /// <summary>The backend of a device <see cref="Device"/> resolved; <paramref name="threads"/> serve the CPU.</summary>
+    public static IBackend Create(string device, int threads) => device switch
+    {
+        "cpu" => new CpuBackend(threads),
+        "emu" => new CudaBackend(new EmulatedRuntime()),
+        "cuda" => new CudaBackend(new DriverRuntime()),
+        _ => throw new ArgumentException($"device '{device}' is not resolved", nameof(device)),
+    };
+
+    /// <summary>The backend --device and --threads (default: every core) ask for.</summary>
+    public static IBackend Create(CliArgs args, TextWriter log) =>
+        Create(Device(args, log), args.GetInt("--threads", Environment.ProcessorCount, 1, 1024));
 }

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using VwLmm.Core;
-using VwLmm.Cpu;
 using VwLmm.Cuda;
 using VwLmm.Data.Batching;
 using VwLmm.Data.Conversations;
@@ -79,10 +78,8 @@ public sealed class BenchCommand : ICommand
 
     public int Run(CliArgs args, TextWriter stdout)
     {
-        string device = args.Get("--device") ?? "cpu";
-        if (device is not ("cpu" or "cuda" or "emu" or "auto")) throw new UsageException($"option --device: must be cpu, emu, cuda or auto, not '{device}'");
-        if (device == "auto") device = ResolveAuto();
-        if (device != "cpu" && !args.Has("--model-bench")) return RunKernelLab(args, stdout);
+        string device = Backends.Device(args, Console.Error);
+        if (device != "cpu" && !args.Has("--model-bench")) return RunKernelLab(args, device, stdout);
         int threads = args.GetInt("--threads", 2, 1, 256);
         int repeats = args.GetInt("--repeats", 5, 1, 10_000);
         int warmup = args.GetInt("--warmup", 5, 0, 10_000);
@@ -91,7 +88,8 @@ public sealed class BenchCommand : ICommand
         int decodeTokens = args.GetInt("--decode-tokens", 64, 1, 1 << 20);
         var config = Configure(args, textTokens, decodeTokens);
 
-        using var compute = device == "cpu" ? new CpuBackend(threads) : Backends.Create(args, TextWriter.Null);
+        // Bench's own thread default (2, the side-by-side's), not every core as other verbs.
+        using var compute = Backends.Create(device, threads);
         var (deviceName, peakGflops) = compute switch
         {
             CudaBackend { Runtime: DriverRuntime gpu } => (gpu.DeviceName, DevicePeaks.Find(gpu.Info.Name)?.Fp32Tflops * 1000),
@@ -108,20 +106,8 @@ public sealed class BenchCommand : ICommand
         return 0;
     }
 
-    /// <summary>
-    /// What auto means for every verb (<see cref="Backends.Create"/>): the GPU when usable, else the CPU with a note.
-    /// Resolved here because bench's CPU run has its own thread default and picks the lab or the model benchmark by device.
-    /// </summary>
-    private static string ResolveAuto()
-    {
-        var probe = CudaDevice.Probe();
-        if (probe.Available) return "cuda";
-        Console.Error.WriteLine($"note: no usable GPU ({probe.Reason}); running on the CPU");
-        return "cpu";
-    }
-
-    /// <summary>The kernel lab on the CUDA backend of --device (emu or cuda; "no GPU" ends here with the probe's one line).</summary>
-    private static int RunKernelLab(CliArgs args, TextWriter stdout)
+    /// <summary>The kernel lab on the CUDA backend of <paramref name="device"/> (emu or cuda, as <see cref="Backends.Device"/> resolved it).</summary>
+    private static int RunKernelLab(CliArgs args, string device, TextWriter stdout)
     {
         if (args.Has("--ops")) throw new UsageException("option --ops: profiles the model's train step (add --model-bench); the kernel lab times every kernel already");
         int repeats = args.GetInt("--repeats", 5, 1, 10_000);
@@ -134,7 +120,7 @@ public sealed class BenchCommand : ICommand
         var shape = new KernelLabShape(batch, v.NumChannels, v.ImageSize, v.PatchSize, v.HiddenSize, v.NumAttentionHeads, v.IntermediateSize,
                                        config.ImageTokens, textTokens, l.HiddenSize, l.NumAttentionHeads, l.NumKeyValueHeads, l.IntermediateSize,
                                        l.VocabSize, config.ParameterCount());
-        using var backend = (CudaBackend)Backends.Create(args, TextWriter.Null);
+        using var backend = (CudaBackend)Backends.Create(device, 1);
         var timings = new KernelLab(backend, repeats, warmup).Run(shape);
         var lab = new LabReport(args.Get("--preset") ?? "bench-5m", backend.Runtime, shape, repeats, warmup, timings,
                                 backend.Runtime is DriverRuntime gpu ? DevicePeaks.Find(gpu.Info.Name) : null);

@@ -73,11 +73,7 @@ public sealed class Trainer : IDisposable
             if (source.Count == 0) throw new InvalidDataException($"stage '{stage.Name}': data source '{stage.Data}' is empty");
             _model.Parameters.SetTrainable(stage.Trainable);
             if (stage.InitVmHead && _state.StageStep == 0) _model.ApplyVmHeadInit();
-            if (_adam is null)
-            {
-                _adam = NewOptimizer(stage);
-                _adam.ResetMoments();
-            }
+            _adam ??= NewOptimizer(stage);
             while (_state.StageStep < stage.Steps)
             {
                 if (cancel.IsCancellationRequested)
@@ -99,8 +95,13 @@ public sealed class Trainer : IDisposable
         if (outDir is not null) SaveCheckpoint(outDir);
     }
 
-    private AdamW NewOptimizer(StageConfig stage) =>
-        new(_model.Backend, _model.Parameters.All, weightDecay: (float)stage.WeightDecay) { StepCount = _state.AdamStep };
+    /// <summary>The stage's optimiser, its moments zeroed (a resume then loads the saved ones over them).</summary>
+    private AdamW NewOptimizer(StageConfig stage)
+    {
+        var adam = new AdamW(_model.Backend, _model.Parameters.All, weightDecay: (float)stage.WeightDecay) { StepCount = _state.AdamStep };
+        adam.ResetMoments();
+        return adam;
+    }
 
     private StepMetrics Step(StageConfig stage, ITrainingSource source)
     {
