@@ -41,8 +41,7 @@ public sealed class DemoCommand : ICommand
 
     private const string MetricsFile = "metrics.jsonl";
 
-    /// <summary>Enough for any ShapesGrid answer; the chat line passes it too, since chat's default (128) does not fit
-    /// the ShapesGrid model's 128-position context beside the prompt.</summary>
+    /// <summary>Enough for any ShapesGrid answer.</summary>
     private const int AnswerTokens = 8;
 
     public int Run(CliArgs args, TextWriter stdout)
@@ -155,7 +154,7 @@ public sealed class DemoCommand : ICommand
             string published = PublishModel(model, tokenizerFile, outDir);
             Say($"report: {Path.GetFullPath(Path.Combine(outDir, "report.html"))}");
             Say($"model: {Path.GetFullPath(published)}; ask it about the held-out image above:");
-            Say($"  ./vwlmm chat --model {ShellWord(published)} --image {ShellWord(image)} --template {ShapesGridRecipe.Template.Name} --max-new-tokens {AnswerTokens} {ShellWord(asked[0].Question)}");
+            Say($"  ./vwlmm chat --model {ShellWord(published)} --image {ShellWord(image)} --template {ShapesGridRecipe.Template.Name} {ShellWord(asked[0].Question)}");
             return 0;
         }
     }
