@@ -1,6 +1,6 @@
 namespace VwLmm.Core;
 
-/// <summary>Element type of a tensor. Compute is f32; f16/bf16 are storage formats converted on load; i32 carries ids and maps.</summary>
+/// <summary>Element type of a tensor. Compute is f32; f16 is a storage format converted on load; bf16 is that too, or the storage of inference-only linear weights (<see cref="IBackend.Gemm"/>); i32 carries ids and maps.</summary>
 public enum DType { F32, F16, BF16, I32 }
 
 public static class DTypeExtensions

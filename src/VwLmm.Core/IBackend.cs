@@ -9,7 +9,7 @@ public enum Activation { Gelu, QuickGelu, Silu }
 /// Conventions:
 /// - Every backward entry point ACCUMULATES into its gradient outputs (dx += …); callers zero fresh gradient buffers.
 ///   A null gradient output means "not needed" and its work is skipped (frozen weights, inputs without grad).
-/// - Index tensors are I32. Float tensors are F32.
+/// - Index tensors are I32. Float tensors are F32, except a BF16 weight matrix in Gemm (see there).
 /// - Reductions are deterministic: the same inputs give bit-identical outputs on the same backend and thread count.
 /// </summary>
 public interface IBackend : IDisposable
@@ -47,6 +47,9 @@ public interface IBackend : IDisposable
     /// For b in [0,batch): C_b [M,N] = alpha·op(A_b)·op(B_b) + beta·C_b, row-major with leading dimensions lda/ldb/ldc
     /// (row pitch in elements of the stored matrix) and element strides between batch items. op(A) is [M,K]
     /// (A stored [K,M] when transA), op(B) is [K,N] (B stored [N,K] when transB).
+    /// B may be BF16 when transB and !transA (a linear layer whose weights are stored in bf16 for inference, strides
+    /// and pitches still in elements): the result is the F32 product with B widened exactly (bf16 bits &lt;&lt; 16), to
+    /// f32 rounding (the CPU gives the bits of the F32 Gemm on the widened matrix). A and C are always F32.
     /// </summary>
     void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
               Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
