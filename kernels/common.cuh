@@ -1,5 +1,5 @@
-// Shared device helpers for kernels/*.cu: the emulator/NVRTC switches, kernel registration, warp and block reductions
-// (any 1-D block size, including a partial last warp), and vector loads.
+// Shared device helpers for kernels/*.cu: the emulator/NVRTC switches, kernel registration, the grid-stride loop, warp
+// and block reductions (any 1-D block size, including a partial last warp), and vector loads.
 #pragma once
 
 #if defined(VWLMM_EMU)
@@ -30,6 +30,10 @@
 #define VWLMM_UNROLL(N) _Pragma(VWLMM_STR(unroll N))
 #endif
 #define VWLMM_STR(x) #x
+
+// A 1-D grid-stride loop over a 64-bit count: any 1-D grid and block cover all n elements.
+#define GRID_STRIDE_LOOP(i, n) \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
 
 struct SumOp
 {

@@ -5,9 +5,6 @@
 // grid (ceil(W/block), chunks). Saves nothing: activation backward recomputes from x. Backward kernels accumulate.
 #include "common.cuh"
 
-#define GRID_STRIDE_LOOP(i, n) \
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
-
 extern "C" __global__ void fill_f32(float* x, float value, long long n)
 {
     GRID_STRIDE_LOOP(i, n) x[i] = value;

@@ -50,20 +50,6 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     public void Synchronize() => Runtime.Synchronize();
 
-    /// <summary>C [M,N] = alpha·op(A)·op(B) + beta·C per batch item, row-major (see <see cref="IBackend.Gemm"/>).</summary>
-    public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
-                     Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
-                     float beta, Tensor C, int ldc, long strideC, int batch)
-        => Gemm(transA, transB, M, N, K, alpha, A.Ptr, lda, strideA, B.Ptr, ldb, strideB, beta, C.Ptr, ldc, strideC, batch);
-
-    /// <summary>The same row-major GEMM on device pointers, for ops that multiply scratch buffers.</summary>
-    private void Gemm(bool transA, bool transB, int M, int N, int K, float alpha, nint A, int lda, long strideA,
-                      nint B, int ldb, long strideB, float beta, nint C, int ldc, long strideC, int batch)
-        // A row-major matrix is its transpose read column-major, so row-major C = op(A)·op(B) is column-major
-        // Cᵀ = op(B)ᵀ·op(A)ᵀ on the same memory: swap A with B and M with N, keep the transpose flags and pitches.
-        => Runtime.SgemmStridedBatched(transB, transA, N, M, K, alpha, B, ldb, strideB, A, lda, strideA,
-                                       beta, C, ldc, strideC, batch);
-
     public void Dispose()
     {
         _scratch?.Dispose();
@@ -96,14 +82,18 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// A device buffer of at least <paramref name="floats"/> floats for partial sums, reused by every op: launches are
     /// ordered on one stream, so an op may use it as soon as the previous op's kernels were queued.
     /// </summary>
-    private nint Scratch(long floats)
+    private nint Scratch(long floats) => Grow(ref _scratch, floats * sizeof(float));
+
+    /// <summary><paramref name="buffer"/>, replaced by a larger one (1 MiB at least) when it holds fewer than
+    /// <paramref name="bytes"/>: grown, never shrunk, so that steady-state steps allocate nothing.</summary>
+    private nint Grow(ref DeviceBuffer? buffer, long bytes)
     {
-        if (_scratch is null || _scratch.Bytes < floats * sizeof(float))
+        if (buffer is null || buffer.Bytes < bytes)
         {
-            _scratch?.Dispose();
-            _scratch = Allocate(Math.Max(floats * sizeof(float), 1 << 20));
+            buffer?.Dispose();
+            buffer = Allocate(Math.Max(bytes, 1 << 20));
         }
-        return _scratch.Ptr;
+        return buffer.Ptr;
     }
 
     private Span<int> HostInts(int n) => Staging(ref _hostInts, n);
