@@ -12,11 +12,14 @@ public sealed unsafe partial class CudaBackend
     // Rows summed per partial in the first stage of a column reduction (sum_rows_f32).
     private const int RowsPerPartial = 64;
 
-    private void Pointwise(string kernel, long n, ReadOnlySpan<KernelArg> args)
+    private void Pointwise(string kernel, long n, ReadOnlySpan<KernelArg> args) => Pointwise(Elementwise, kernel, n, args);
+
+    /// <summary>Launches a 1-D grid-stride kernel over <paramref name="n"/> elements (GRID_STRIDE_LOOP in common.cuh).</summary>
+    private void Pointwise(string module, string kernel, long n, ReadOnlySpan<KernelArg> args)
     {
         if (n <= 0) return;
         uint blocks = (uint)Math.Min(CeilDiv(n, PointwiseThreads), MaxPointwiseBlocks);
-        Launch(Elementwise, kernel, (blocks, 1, 1), (PointwiseThreads, 1, 1), 0, args);
+        Launch(module, kernel, (blocks, 1, 1), (PointwiseThreads, 1, 1), 0, args);
     }
 
     /// <summary>out [W] += Σ over the rows of <paramref name="input"/> viewed as [⌈L/W⌉, W] (last row possibly short),

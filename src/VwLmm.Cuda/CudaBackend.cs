@@ -53,6 +53,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     public void Dispose()
     {
         _scratch?.Dispose();
+        _widened?.Dispose();
         Runtime.Dispose();
     }
 

@@ -18,6 +18,11 @@ public readonly record struct KernelCost(double Bytes, double Flops)
     public static KernelCost Gemm(long m, long n, long k, long batch = 1, bool accumulate = false) =>
         new(F * batch * (m * k + k * n + m * n * (accumulate ? 2 : 1)), 2.0 * batch * m * n * k);
 
+    /// <summary>C [M,N] = A·Bᵀ per batch item with B [N,K] in bf16 (a linear layer's weights): 2MNK flops; A read, B read
+    /// at 2 bytes an element, C written.</summary>
+    public static KernelCost GemmBf16(long m, long n, long k, long batch = 1) =>
+        new(batch * (F * (m * k + m * n) + 2.0 * k * n), 2.0 * batch * m * n * k);
+
     /// <summary>Query–key pairs scored by attention: Σ_t n(t), n(t) = min(Tk, t+Tk−Tq+1) when causal, else Tk.</summary>
     public static long VisiblePairs(int Tq, int Tk, bool causal)
     {

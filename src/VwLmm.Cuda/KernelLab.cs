@@ -108,6 +108,10 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
         var yd = b.Zeros(2, f);
         yield return new Case("gemm decode gate/up", "cuBLAS", $"M=1 N={f} K={d} ×2", KernelCost.Gemm(1, f, d, 2),
             () => backend.Gemm(false, true, 1, f, d, 1f, xd, d, 0, wd, d, (long)f * d, 0f, yd, f, f, 2));
+        // The same stack stored in bf16 for inference: gemv_bf16 reads half the bytes.
+        var wb = b.Bf16(2 * f, d);
+        yield return new Case("gemv bf16 decode gate/up", "gemm", $"M=1 N={f} K={d} ×2", KernelCost.GemmBf16(1, f, d, 2),
+            () => backend.Gemm(false, true, 1, f, d, 1f, xd, d, 0, wb, d, (long)f * d, 0f, yd, f, f, 2));
     }
 
     private IEnumerable<Case> Attention(KernelLabShape s, Buffers b)
@@ -342,10 +346,23 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
         {
             var t = Allocate(shape, DType.F32);
             var host = new float[shape.Numel];
-            for (long i = 0; i < host.LongLength; i++) host[i] = (float)(2 * rng.NextDouble() - 1);
+            for (long i = 0; i < host.LongLength; i++) host[i] = Uniform();
             backend.Upload<float>(t, host);
             return t;
         }
+
+        /// <summary>Uniform values in [−1, 1) truncated to bf16.</summary>
+        public Tensor Bf16(params int[] dims)
+        {
+            var shape = new Shape(dims);
+            var t = Allocate(shape, DType.BF16);
+            var host = new ushort[shape.Numel];
+            for (long i = 0; i < host.LongLength; i++) host[i] = (ushort)(BitConverter.SingleToUInt32Bits(Uniform()) >> 16);
+            backend.Upload<ushort>(t, host);
+            return t;
+        }
+
+        private float Uniform() => (float)(2 * rng.NextDouble() - 1);
 
         public Tensor Ints(int[] values)
         {

@@ -142,6 +142,15 @@ public sealed class LauncherSignatureTests
         yield return ("ZeroGradients", () => { using var l = List(); be.ZeroGradients(l); });
         yield return ("GradientSumsOfSquares", () => { using var l = List(); be.GradientSumsOfSquares(F(2), l); });
         yield return ("AdamW over a list", () => { using var l = List(); be.AdamW(l, 1e-3f, 0.9f, 0.999f, 1e-8f, 1, 1f); });
+        // Gemm with a bf16 weight matrix: gemv_bf16 for few rows, bf16_to_f32 then cuBLAS for more.
+        foreach (int M in new[] { 1, 5 })
+            yield return ($"Gemm bf16 M={M}", () =>
+            {
+                using var buffer = be.Allocate(2L * N * C);
+                var w = Tensor.FromBuffer(be, buffer, new Shape(N, C), DType.BF16);
+                be.Upload<ushort>(w, new ushort[N * C]);
+                be.Gemm(false, true, M, N, C, 1f, F(M, C), C, 0, w, C, 0, 0f, F(M, N), N, 0, 1);
+            });
         yield return ("SumSquares", () => be.SumSquares(F(2), 1, F(n), n));
         yield return ("AdamW", () => be.AdamW(F(n), F(n), F(n), F(n), n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, 1f));
     }

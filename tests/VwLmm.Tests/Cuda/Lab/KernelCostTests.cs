@@ -25,6 +25,9 @@ public class KernelCostTests
         // [2,4]·[4,3]: 2·2·3·4 flops; A 8, B 12, C 6 floats (C twice when accumulating).
         Assert.That(KernelCost.Gemm(2, 3, 4), Is.EqualTo(new KernelCost(4 * 26, 48)));
         Assert.That(KernelCost.Gemm(2, 3, 4, batch: 2, accumulate: true), Is.EqualTo(new KernelCost(2 * 4 * 32, 96)));
+        // The same product with B in bf16: A 8 and C 6 floats, B 12 two-byte elements.
+        Assert.That(KernelCost.GemmBf16(2, 3, 4), Is.EqualTo(new KernelCost(4 * 14 + 2 * 12, 48)));
+        Assert.That(KernelCost.GemmBf16(2, 3, 4, batch: 2), Is.EqualTo(new KernelCost(2 * 80, 96)));
         // Causal self-attention, B=2, T=3, H=2, D=16: 6 pairs per head → 4·16 flops each; q,o 2·3·2·16, k,v the same, lse 12.
         var fwd = KernelCost.AttentionForward(2, 3, 3, 2, 2, 16, causal: true);
         Assert.That(fwd.Flops, Is.EqualTo(2 * 2 * 6 * 4 * 16));
