@@ -49,7 +49,10 @@ public interface IBackend : IDisposable
     /// (A stored [K,M] when transA), op(B) is [K,N] (B stored [N,K] when transB).
     /// B may be BF16 when transB and !transA (a linear layer whose weights are stored in bf16 for inference, strides
     /// and pitches still in elements): the result is the F32 product with B widened exactly (bf16 bits &lt;&lt; 16), to
-    /// f32 rounding (the CPU gives the bits of the F32 Gemm on the widened matrix). A and C are always F32.
+    /// f32 rounding. The CPU gives the bits of the F32 Gemm on the widened matrix when M ≤ 4 and beta = 0 (decoding),
+    /// or when N·K ≤ 2²¹ (one widened block); a larger B_b goes to sgemm a block of rows at a time, and OpenBLAS's
+    /// order of summation depends on the block, so an element may differ from the F32 Gemm's by summation-order
+    /// rounding (seen: 2⁻²⁵·Σ_k |alpha·a_k·b_k|). Any other non-F32 operand throws. A and C are always F32.
     /// </summary>
     void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
               Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,

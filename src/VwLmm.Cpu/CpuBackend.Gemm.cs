@@ -5,25 +5,56 @@ namespace VwLmm.Cpu;
 
 // GEMM: one row-major cblas_sgemm per batch item; OpenBLAS threads each call itself, with this backend's thread count.
 // A linear layer over a few rows (token-by-token decoding) is a matrix-vector product instead: sgemm would pack the
-// whole weight matrix for one row of output and fork its threads for microseconds of work.
+// whole weight matrix for one row of output and fork its threads for microseconds of work. A bf16 weight matrix is
+// read as bf16 by the matrix-vector product (half the bytes a decoded token streams) and widened a block of rows at a
+// time for sgemm, which has no bf16 operand.
 public sealed unsafe partial class CpuBackend
 {
     /// <summary>Rows of x·Wᵀ up to which the product runs as dot products against W's rows instead of sgemm.</summary>
     private const int GemvMaxRows = 4;
 
+    /// <summary>
+    /// Floats of widened bf16 weights one sgemm call gets at most (8 MiB): the scratch stays small beside a model kept in
+    /// bf16 to save memory, and a 130×4096×4096 product in blocks this size, widening included, took 1–3% longer than
+    /// the F32 one (2 threads and 1).
+    /// </summary>
+    private const int WidenedBlockFloats = 1 << 21;
+
+    /// <summary>Rows a widened block holds at least however long they are, so that sgemm never gets a thin sliver.</summary>
+    private const int MinWidenedRows = 256;
+
     public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
                      Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
                      float beta, Tensor C, int ldc, long strideC, int batch)
     {
+        CheckGemmDTypes(transA, transB, A, B, C);
         if (M == 0 || N == 0) return;
-        float* a = F(A), b = F(B), c = F(C);
+        float* a = F(A), c = F(C);
+        bool bf16 = B.DType == DType.BF16;
         if (!transA && transB && beta == 0 && M <= GemvMaxRows)
         {
-            Gemv(M, N, K, alpha, a, lda, strideA, b, ldb, strideB, c, ldc, strideC, batch);
+            if (bf16) Gemv(M, N, K, alpha, a, lda, strideA, (BF16*)B.Ptr, ldb, strideB, c, ldc, strideC, batch);
+            else Gemv(M, N, K, alpha, a, lda, strideA, (F32*)B.Ptr, ldb, strideB, c, ldc, strideC, batch);
             return;
         }
+        if (bf16)
+        {
+            GemmWidened(M, N, K, alpha, a, lda, strideA, (BF16*)B.Ptr, ldb, strideB, beta, c, ldc, strideC, batch);
+            return;
+        }
+        float* b = F(B);
         for (int i = 0; i < batch; i++)
             Sgemm(transA, transB, M, N, K, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta, c + i * strideC, ldc);
+    }
+
+    /// <summary>A and C are F32; B is F32, or BF16 as the weight W of x·Wᵀ. Any other operand would be read as garbage.</summary>
+    private static void CheckGemmDTypes(bool transA, bool transB, Tensor A, Tensor B, Tensor C)
+    {
+        if (A.DType != DType.F32) throw new ArgumentException($"Gemm: A is {A.DType}, expected F32 (shape {A.Shape})");
+        if (C.DType != DType.F32) throw new ArgumentException($"Gemm: C is {C.DType}, expected F32 (shape {C.Shape})");
+        if (B.DType != DType.F32 && !(B.DType == DType.BF16 && transB && !transA))
+            throw new ArgumentException($"Gemm: B is {B.DType} (shape {B.Shape}) with transA={transA}, transB={transB}; "
+                                        + "expected F32, or BF16 with transB and not transA");
     }
 
     /// <summary>Row-major C [M,N] = alpha·op(A)·op(B) + beta·C on <see cref="Threads"/> OpenBLAS threads.</summary>
@@ -38,13 +69,13 @@ public sealed unsafe partial class CpuBackend
     /// <summary>
     /// C_i [M,N] = alpha·A_i [M,K]·B_i [N,K]ᵀ for every batch item i, as M·N dot products per item, split over the
     /// batch·N rows of the B_i in one fork (a stack of decode-sized products pays one worker wake-up, not one each).
-    /// Every element is one <see cref="SimdMath.Dot{TV}"/>, so it does not depend on M, the batch, the split or the
-    /// thread count.
+    /// Every element is one <see cref="SimdMath.Dot{TV, TB}"/>, so it does not depend on M, the batch, the split or the
+    /// thread count, nor on whether B is bf16 or its f32 widening.
     /// </summary>
-    private void Gemv(int M, int N, int K, float alpha, float* a, int lda, long strideA, float* b, int ldb, long strideB,
-                      float* c, int ldc, long strideC, int batch)
+    private void Gemv<TB>(int M, int N, int K, float alpha, float* a, int lda, long strideA, TB* b, int ldb, long strideB,
+                          float* c, int ldc, long strideC, int batch) where TB : unmanaged, IFloatStorage<TB>
     {
-        var job = new GemvJob
+        var job = new GemvJob<TB>
         {
             A = a, B = b, C = c, M = M, N = N, K = K, Lda = lda, Ldb = ldb, Ldc = ldc, Alpha = alpha,
             StrideA = strideA, StrideB = strideB, StrideC = strideC,
@@ -53,9 +84,10 @@ public sealed unsafe partial class CpuBackend
         ParallelFor(rows, job, TasksPerChunk(rows, (long)M * K));
     }
 
-    private struct GemvJob : ISimdJob
+    private struct GemvJob<TB> : ISimdJob where TB : unmanaged, IFloatStorage<TB>
     {
-        public float* A, B, C;
+        public float* A, C;
+        public TB* B;
         public int M, N, K, Lda, Ldb, Ldc;
         public long StrideA, StrideB, StrideC;
         public float Alpha;
@@ -66,11 +98,58 @@ public sealed unsafe partial class CpuBackend
             while (start < end)
             {
                 int i = start / N, n0 = start - i * N, n1 = Math.Min(N, n0 + end - start);
-                float* a = A + i * StrideA, b = B + i * StrideB + (long)n0 * Ldb, c = C + i * StrideC + n0;
+                float* a = A + i * StrideA, c = C + i * StrideC + n0;
+                TB* b = B + i * StrideB + (long)n0 * Ldb;
                 for (int m = 0; m < M; m++)
-                    SimdMath.DotRows<TV>(c + (long)m * Ldc, a + (long)m * Lda, b, Ldb, n1 - n0, K, Alpha);
+                    SimdMath.DotRows<TV, TB>(c + (long)m * Ldc, a + (long)m * Lda, b, Ldb, n1 - n0, K, Alpha);
                 start += n1 - n0;
             }
+        }
+    }
+
+    /// <summary>
+    /// C_i [M,N] = alpha·A_i [M,K]·W_iᵀ + beta·C_i for W_i [N,K] stored bf16 (pitch ldw): W_i's rows are widened into
+    /// scratch <see cref="WidenedBlockRows"/> at a time and each block is one sgemm onto C_i's columns [n0, n0+nb).
+    /// With one block that is the F32 Gemm's one sgemm on the widened matrix, bit for bit. With several, elements can
+    /// differ from it by rounding: OpenBLAS's summation order over K depends on where an element falls among its
+    /// kernel's tiles and threads' ranges, which the block moves (0.3.21's Haswell kernels: up to 2⁻²⁵·Σ_k|a_k·w_k|).
+    /// </summary>
+    private void GemmWidened(int M, int N, int K, float alpha, float* a, int lda, long strideA, BF16* w, int ldw, long strideW,
+                             float beta, float* c, int ldc, long strideC, int batch)
+    {
+        int rows = WidenedBlockRows(N, K);
+        float* block = Scratch((long)rows * K);
+        for (int i = 0; i < batch; i++)
+            for (int n0 = 0; n0 < N; n0 += rows)
+            {
+                int nb = Math.Min(rows, N - n0);
+                var widen = new WidenJob { Dst = block, Src = w + i * strideW + (long)n0 * ldw, K = K, Ldw = ldw };
+                ParallelFor(nb, widen, TasksPerChunk(nb, K));
+                Sgemm(false, true, M, nb, K, alpha, a + i * strideA, lda, block, K, beta, c + i * strideC + n0, ldc);
+            }
+    }
+
+    /// <summary>
+    /// Rows of an [N,K] bf16 matrix widened per sgemm call: the fewest blocks of at most
+    /// max(<see cref="WidenedBlockFloats"/>/K, <see cref="MinWidenedRows"/>) rows, evened out so the last is no sliver.
+    /// </summary>
+    internal static int WidenedBlockRows(int N, int K)
+    {
+        long most = Math.Max(WidenedBlockFloats / Math.Max(K, 1), MinWidenedRows);
+        long blocks = (N + most - 1) / most;
+        return (int)((N + blocks - 1) / blocks);
+    }
+
+    /// <summary>Rows [start, end) of a bf16 block (pitch Ldw) widened into Dst [rows, K].</summary>
+    private struct WidenJob : ISimdJob
+    {
+        public float* Dst;
+        public BF16* Src;
+        public int K, Ldw;
+
+        public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
+        {
+            for (int r = start; r < end; r++) SimdMath.Widen<TV>(Dst + (long)r * K, Src + (long)r * Ldw, K);
         }
     }
 }

@@ -50,7 +50,13 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public void Synchronize() { }
 
-    public void Dispose() => Pool.Dispose();
+    public void Dispose()
+    {
+        Pool.Dispose();
+        // The scratch may hold megabytes of widened bf16 weights; a disposed backend that is still referenced (a test
+        // fixture's) should not keep them.
+        _scratch = null;
+    }
 
     // Pinned scratch, grown to the largest need and then reused, so that warm op calls allocate nothing: one region
     // for the calling op (block partials, im2col) and one per thread for work inside pool jobs.

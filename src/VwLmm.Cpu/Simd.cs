@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace VwLmm.Cpu;
 
@@ -14,6 +15,8 @@ internal unsafe interface IVec<TSelf> where TSelf : unmanaged, IVec<TSelf>
     static abstract TSelf Zero { get; }
     static abstract TSelf Create(float value);
     static abstract TSelf Load(float* p);
+    /// <summary>Count bf16 values, each widened exactly to the float with its bits in the high half.</summary>
+    static abstract TSelf LoadBf16(ushort* p);
     void Store(float* p);
     static abstract TSelf operator +(TSelf a, TSelf b);
     static abstract TSelf operator -(TSelf a, TSelf b);
@@ -46,6 +49,10 @@ internal readonly unsafe struct V512(Vector512<float> v) : IVec<V512>
     public static V512 Zero => new(Vector512<float>.Zero);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Create(float value) => new(Vector512.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Load(float* p) => new(Vector512.Load(p));
+    // One zero-extending load (vpmovzxwd) and a shift; V512 runs only where Vector512 is accelerated, which on x64
+    // means AVX-512F, and the portable widening of a 256-bit vector costs an extract and an insert more.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 LoadBf16(ushort* p) => new(Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)), 16).AsSingle());
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* p) => _v.Store(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 operator +(V512 a, V512 b) => new(a._v + b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 operator -(V512 a, V512 b) => new(a._v - b._v);
@@ -87,6 +94,13 @@ internal readonly unsafe struct V256(Vector256<float> v) : IVec<V256>
     public static V256 Zero => new(Vector256<float>.Zero);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Create(float value) => new(Vector256.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Load(float* p) => new(Vector256.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 LoadBf16(ushort* p)
+    {
+        var h = Vector128.Load(p);
+        var u = Avx2.IsSupported ? Avx2.ConvertToVector256Int32(h).AsUInt32() : Vector256.Create(Vector128.WidenLower(h), Vector128.WidenUpper(h));
+        return new(Vector256.ShiftLeft(u, 16).AsSingle());
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* p) => _v.Store(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 operator +(V256 a, V256 b) => new(a._v + b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 operator -(V256 a, V256 b) => new(a._v - b._v);
@@ -125,6 +139,34 @@ internal readonly unsafe struct V256(Vector256<float> v) : IVec<V256>
         m = Vector128.Max(m, Vector128.Shuffle(m, Vector128.Create(2, 3, 0, 1)));
         return MathF.Max(m.GetElement(0), m.GetElement(1));
     }
+}
+
+/// <summary>
+/// The element type a row of floats is stored in: f32 itself, or bf16 (a weight matrix stored for inference) widened
+/// exactly as it loads. Row kernels generic over it run one accumulation order for both, so a bf16 row gives the bits
+/// its f32 widening gives.
+/// </summary>
+internal unsafe interface IFloatStorage<TSelf> where TSelf : unmanaged, IFloatStorage<TSelf>
+{
+    /// <summary>TV.Count elements from p, as floats.</summary>
+    static abstract TV Load<TV>(TSelf* p) where TV : unmanaged, IVec<TV>;
+    static abstract float ToSingle(TSelf x);
+}
+
+/// <summary>An f32 element: loads as itself.</summary>
+internal readonly unsafe struct F32(float value) : IFloatStorage<F32>
+{
+    private readonly float _value = value;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static TV Load<TV>(F32* p) where TV : unmanaged, IVec<TV> => TV.Load((float*)p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float ToSingle(F32 x) => x._value;
+}
+
+/// <summary>A bf16 element: the high 16 bits of an f32, so widening (bits &lt;&lt; 16) is exact, NaN, ±∞, ±0 and subnormals included.</summary>
+internal readonly unsafe struct BF16(ushort bits) : IFloatStorage<BF16>
+{
+    private readonly ushort _bits = bits;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static TV Load<TV>(BF16* p) where TV : unmanaged, IVec<TV> => TV.LoadBf16((ushort*)p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float ToSingle(BF16 x) => BitConverter.Int32BitsToSingle(x._bits << 16);
 }
 
 /// <summary>A range job whose kernels are generic over the vector width.</summary>

@@ -100,48 +100,64 @@ internal static unsafe class SimdMath
     }
 
     /// <summary>Σ a[i]·b[i] over [0..n).</summary>
-    public static float Dot<TV>(float* a, float* b, int n) where TV : unmanaged, IVec<TV>
+    public static float Dot<TV>(float* a, float* b, int n) where TV : unmanaged, IVec<TV> => Dot<TV, F32>(a, (F32*)b, n);
+
+    /// <summary>Σ a[i]·b[i] over [0..n), b stored as <typeparamref name="TB"/>.</summary>
+    public static float Dot<TV, TB>(float* a, TB* b, int n) where TV : unmanaged, IVec<TV> where TB : unmanaged, IFloatStorage<TB>
     {
         TV acc = TV.Zero;
         int i = 0;
-        for (; i <= n - TV.Count; i += TV.Count) acc = TV.Fma(TV.Load(a + i), TV.Load(b + i), acc);
+        for (; i <= n - TV.Count; i += TV.Count) acc = TV.Fma(TV.Load(a + i), TB.Load<TV>(b + i), acc);
         float sum = TV.Sum(acc);
-        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(a[i], b[i], sum);
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(a[i], TB.ToSingle(b[i]), sum);
         return sum;
     }
 
+    /// <summary>s[j] = alpha·(x · rows[j·stride + 0..D)) for j in [0, n) (see <see cref="DotRows{TV, TR}"/>).</summary>
+    public static void DotRows<TV>(float* s, float* x, float* rows, long stride, int n, int D, float alpha) where TV : unmanaged, IVec<TV> =>
+        DotRows<TV, F32>(s, x, (F32*)rows, stride, n, D, alpha);
+
     /// <summary>
-    /// s[j] = alpha·(x · rows[j·stride + 0..D)) for j in [0, n), each dot bit-identical to <see cref="Dot{TV}"/>. Four
-    /// rows share each load of x and run as four independent FMA chains: a lone short dot product is bound by FMA
-    /// latency, not throughput.
+    /// s[j] = alpha·(x · rows[j·stride + 0..D)) for j in [0, n), rows stored as <typeparamref name="TR"/>, each dot
+    /// bit-identical to <see cref="Dot{TV, TB}"/>. Four rows share each load of x and run as four independent FMA
+    /// chains: a lone short dot product is bound by FMA latency, not throughput.
     /// </summary>
-    public static void DotRows<TV>(float* s, float* x, float* rows, long stride, int n, int D, float alpha) where TV : unmanaged, IVec<TV>
+    public static void DotRows<TV, TR>(float* s, float* x, TR* rows, long stride, int n, int D, float alpha)
+        where TV : unmanaged, IVec<TV> where TR : unmanaged, IFloatStorage<TR>
     {
         int j = 0;
         for (; j <= n - 4; j += 4)
         {
-            float* r0 = rows + j * stride, r1 = r0 + stride, r2 = r1 + stride, r3 = r2 + stride;
+            TR* r0 = rows + j * stride, r1 = r0 + stride, r2 = r1 + stride, r3 = r2 + stride;
             TV a0 = TV.Zero, a1 = TV.Zero, a2 = TV.Zero, a3 = TV.Zero;
             int d = 0;
             for (; d <= D - TV.Count; d += TV.Count)
             {
                 TV xv = TV.Load(x + d);
-                a0 = TV.Fma(xv, TV.Load(r0 + d), a0);
-                a1 = TV.Fma(xv, TV.Load(r1 + d), a1);
-                a2 = TV.Fma(xv, TV.Load(r2 + d), a2);
-                a3 = TV.Fma(xv, TV.Load(r3 + d), a3);
+                a0 = TV.Fma(xv, TR.Load<TV>(r0 + d), a0);
+                a1 = TV.Fma(xv, TR.Load<TV>(r1 + d), a1);
+                a2 = TV.Fma(xv, TR.Load<TV>(r2 + d), a2);
+                a3 = TV.Fma(xv, TR.Load<TV>(r3 + d), a3);
             }
             float s0 = TV.Sum(a0), s1 = TV.Sum(a1), s2 = TV.Sum(a2), s3 = TV.Sum(a3);
             for (; d < D; d++)
             {
-                s0 = MathF.FusedMultiplyAdd(x[d], r0[d], s0);
-                s1 = MathF.FusedMultiplyAdd(x[d], r1[d], s1);
-                s2 = MathF.FusedMultiplyAdd(x[d], r2[d], s2);
-                s3 = MathF.FusedMultiplyAdd(x[d], r3[d], s3);
+                s0 = MathF.FusedMultiplyAdd(x[d], TR.ToSingle(r0[d]), s0);
+                s1 = MathF.FusedMultiplyAdd(x[d], TR.ToSingle(r1[d]), s1);
+                s2 = MathF.FusedMultiplyAdd(x[d], TR.ToSingle(r2[d]), s2);
+                s3 = MathF.FusedMultiplyAdd(x[d], TR.ToSingle(r3[d]), s3);
             }
             (s[j], s[j + 1], s[j + 2], s[j + 3]) = (alpha * s0, alpha * s1, alpha * s2, alpha * s3);
         }
-        for (; j < n; j++) s[j] = alpha * Dot<TV>(x, rows + j * stride, D);
+        for (; j < n; j++) s[j] = alpha * Dot<TV, TR>(x, rows + j * stride, D);
+    }
+
+    /// <summary>dst[0..n) = src[0..n) widened exactly to f32.</summary>
+    public static void Widen<TV>(float* dst, BF16* src, int n) where TV : unmanaged, IVec<TV>
+    {
+        int i = 0;
+        for (; i <= n - TV.Count; i += TV.Count) BF16.Load<TV>(src + i).Store(dst + i);
+        for (; i < n; i++) dst[i] = BF16.ToSingle(src[i]);
     }
 
     /// <summary>dst[0..n) += src[0..n).</summary>

@@ -13,25 +13,29 @@ public static class OpHarness
     private const float Sentinel = -7.77e33f;
     private const int GuardElements = 64;
 
-    /// <summary>A tensor with <see cref="GuardElements"/> sentinel elements on each side inside one allocation.</summary>
+    /// <summary>
+    /// A tensor with <see cref="GuardElements"/> sentinel floats on each side inside one allocation. A 2-byte dtype's
+    /// elements are rounded up to whole floats, so the guards stay float-aligned.
+    /// </summary>
     public sealed class Guarded : IDisposable
     {
         private readonly DeviceBuffer _buffer;
-        private readonly long _n;
+        private readonly long _floats;
         private readonly string _name;
 
         public Guarded(IBackend backend, string name, Shape shape, DType dtype = DType.F32)
         {
             _name = name;
-            _n = shape.Numel;
-            _buffer = backend.Allocate((_n + 2 * GuardElements) * 4);
-            var whole = Tensor.FromBuffer(backend, _buffer, new Shape((int)(_n + 2 * GuardElements)), DType.F32);
-            var fill = new float[_n + 2 * GuardElements];
+            _floats = (shape.Numel * dtype.Size() + 3) / 4;
+            _buffer = backend.Allocate((_floats + 2 * GuardElements) * 4);
+            var whole = Tensor.FromBuffer(backend, _buffer, new Shape((int)(_floats + 2 * GuardElements)), DType.F32);
+            var fill = new float[_floats + 2 * GuardElements];
             Array.Fill(fill, Sentinel);
             backend.Upload<float>(whole, fill);
             Whole = whole;
-            Tensor = Tensor.FromBuffer(backend, _buffer, new Shape((int)(_n + 2 * GuardElements)), dtype)
-                .View(GuardElements, shape);
+            int perFloat = 4 / dtype.Size();
+            Tensor = Tensor.FromBuffer(backend, _buffer, new Shape((int)(_floats + 2 * GuardElements) * perFloat), dtype)
+                .View(GuardElements * perFloat, shape);
         }
 
         private Tensor Whole { get; }
@@ -40,14 +44,14 @@ public static class OpHarness
         /// <summary>Fails the test when any sentinel changed (an op wrote outside its tensor).</summary>
         public void CheckGuards()
         {
-            var all = new float[_n + 2 * GuardElements];
+            var all = new float[_floats + 2 * GuardElements];
             Whole.Backend.Download<float>(Whole, all);
             for (int i = 0; i < GuardElements; i++)
             {
                 if (BitConverter.SingleToInt32Bits(all[i]) != BitConverter.SingleToInt32Bits(Sentinel))
                     Assert.Fail($"{_name}: write before the start of the buffer (guard element {i - GuardElements})");
-                if (BitConverter.SingleToInt32Bits(all[_n + GuardElements + i]) != BitConverter.SingleToInt32Bits(Sentinel))
-                    Assert.Fail($"{_name}: write past the end of the buffer (element {_n + i})");
+                if (BitConverter.SingleToInt32Bits(all[_floats + GuardElements + i]) != BitConverter.SingleToInt32Bits(Sentinel))
+                    Assert.Fail($"{_name}: write past the end of the buffer (float {_floats + i})");
             }
         }
 
@@ -66,6 +70,14 @@ public static class OpHarness
         {
             var t = New(name, dims);
             Backend.Upload<float>(t, data);
+            return t;
+        }
+
+        /// <summary>A BF16 tensor holding the given bit patterns.</summary>
+        public Tensor UploadBf16(string name, ushort[] bits, params int[] dims)
+        {
+            var t = Add(new Guarded(Backend, name, new Shape(dims), DType.BF16));
+            Backend.Upload<ushort>(t, bits);
             return t;
         }
 
