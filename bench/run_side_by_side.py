@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Runs `vwlmm bench --json` and bench/reference/torch_peer.py --json alternately, round after round, and prints each
 metric's median over the rounds, the ratio ours/torch and whether the issue's target is met. Plain Python, no deps.
+Each round also runs ours with --weights bf16 (linear weights stored in bf16, computed in f32; inference only) and
+prints its forward and decode rows against the same fp32 PyTorch run, labelled as such.
 
 usage: run_side_by_side.py --cli path/to/vwlmm.dll [--rounds 5] [--repeats 3] [--out results.jsonl] [shape options]
 Shape options (--threads --batch --image-tokens --text-tokens --width --decode-tokens) go to both programs.
@@ -28,6 +30,8 @@ METRICS = [
     ("peak_rss_mb", "MiB", "<= 1.5x model memory", lambda o, t, r: o <= 1.5 * r["model_memory_mb"]),
     ("allocs_per_step", "B", "0", lambda o, t, _: o == 0),
 ]
+# Ours with bf16 weight storage against PyTorch in fp32: not the same arithmetic, so shown apart from the targets.
+BF16_METRICS = [("forward_ms", "ms"), ("prefill_ms", "ms"), ("decode_tokens_per_s", "tok/s"), ("peak_rss_mb", "MiB")]
 
 
 def run_json(cmd):
@@ -37,22 +41,24 @@ def run_json(cmd):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def alternate(cli, rounds, repeats, shape, out=None, verbose=False):
-    """Runs ours and the peer with the same shape options, one after the other, for the given rounds; returns both
-    lists of JSON results, each appended to OUT (one line per run) when given."""
+def alternate(cli, rounds, repeats, shape, out=None, verbose=False, with_bf16=True):
+    """Runs ours, the peer and (with_bf16) ours with bf16 weights with the same shape options, one after the other, for
+    the given rounds; returns the three lists of JSON results, each appended to OUT (one line per run) when given."""
     ours_cmd = (["dotnet", cli] if cli.endswith(".dll") else [cli]) + ["bench", "--json", "--repeats", str(repeats)] + shape
     peer_cmd = ["/usr/bin/python3", PEER, "--json", "--repeats", str(repeats)] + shape
-    ours, torch = [], []
+    ours, torch, bf16 = [], [], []
     for i in range(rounds):
         ours.append(run_json(ours_cmd))
         torch.append(run_json(peer_cmd))
+        if with_bf16:
+            bf16.append(run_json(ours_cmd + ["--weights", "bf16"]))
         if verbose:
             print(f"round {i + 1}/{rounds}: ours {ours[-1]['train_step_ms']:.1f} ms/step, "
                   f"torch {torch[-1]['train_step_ms']:.1f} ms/step", file=sys.stderr)
         if out:
             with open(out, "a") as fh:
-                fh.write(json.dumps(ours[-1]) + "\n" + json.dumps(torch[-1]) + "\n")
-    return ours, torch
+                fh.write("".join(json.dumps(r[-1]) + "\n" for r in (ours, torch, bf16) if r))
+    return ours, torch, bf16
 
 
 def median(rows, key):
@@ -80,7 +86,7 @@ def main():
         value = getattr(a, name.replace("-", "_"))
         if value is not None:
             shape += ["--" + name, str(value)]
-    ours, torch = alternate(a.cli, a.rounds, a.repeats, shape, a.out, verbose=True)
+    ours, torch, bf16 = alternate(a.cli, a.rounds, a.repeats, shape, a.out, verbose=True)
 
     o0, t0 = ours[0], torch[0]
     print(f"model: {o0['params']:,} parameters (torch {t0['params']:,}); {o0['train_gflop_per_step']:.3f} GFLOP per "
@@ -95,6 +101,10 @@ def main():
         ratio = o / t if o is not None and t else None
         met = "" if check is None or o is None else ("yes" if check(o, t, ours_mm) else "NO")
         print(f"{key:22} {unit:8} {fmt(o):>9} {fmt(t):>9} {fmt(ratio):>10}  {target:22} {met}")
+    print(f"ours with bf16 linear weights (inference only) against the same fp32 torch runs:")
+    for key, unit in BF16_METRICS:
+        o, t = median(bf16, key), median(torch, key)
+        print(f"{key:22} {unit:8} {fmt(o):>9} {fmt(t):>9} {fmt(o / t if o is not None and t else None):>10}")
     print(f"ours: model memory (params+grads+moments+activations) {fmt(ours_mm['model_memory_mb'])} MiB; "
           f"{fmt(median(ours, 'gen0_gcs_per_step'))} gen0 GCs per step")
     if mismatch:

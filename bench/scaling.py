@@ -21,7 +21,7 @@ def measure(a, axis, value):
     """Alternating rounds at one shape: (ours, torch, load averages seen after each round)."""
     ours, torch, loads = [], [], []
     for _ in range(a.rounds):
-        o, t = alternate(a.cli, 1, a.repeats, [f"--{axis}", str(value)], a.out)
+        o, t, _ = alternate(a.cli, 1, a.repeats, [f"--{axis}", str(value)], a.out, with_bf16=False)
         ours += o
         torch += t
         loads.append(os.getloadavg()[0])

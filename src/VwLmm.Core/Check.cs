@@ -15,6 +15,19 @@ internal static class Check
         if (t.DType != DType.F32) throw new ArgumentException($"{op}: {arg} is {t.DType}, expected F32 (shape {t.Shape})");
     }
 
+    /// <summary>
+    /// A linear layer's weight of the given rank: F32, or BF16 stored for inference, whose backward (dx = dy·W) the
+    /// backends do not run, so it is refused when the op records a gradient.
+    /// </summary>
+    public static void Weight(string op, string arg, Tensor w, int rank, bool recordsGrad)
+    {
+        Alive(op, arg, w);
+        if (w.DType == DType.BF16 && recordsGrad)
+            throw new InvalidOperationException($"{op}: {arg} {w.Shape} is stored as BF16 for inference; gradients need F32 weights");
+        if (w.DType is not (DType.F32 or DType.BF16)) throw new ArgumentException($"{op}: {arg} is {w.DType}, expected F32 or BF16 (shape {w.Shape})");
+        if (w.Shape.Rank != rank) throw new ArgumentException($"{op}: {arg} has shape {w.Shape}, expected rank {rank}");
+    }
+
     public static void SameBackend(string op, IBackend backend, string arg, Tensor? t)
     {
         if (t is not null && !ReferenceEquals(t.Backend, backend))

@@ -70,13 +70,13 @@ public static class Ops
     {
         const string op = "LinearStack";
         using var range = Profiler.Range(tape.Backend, op);
-        Check.Rank(op, "w", w, 3);
+        bool grad = AnyGrad(tape, x, w);
+        Check.Weight(op, "w", w, 3, grad);
         int g = w.Shape[0], n = w.Shape[1], k = w.Shape[2];
         Check.F32(op, "x", x);
         if (x.Shape[-1] != k) throw new ArgumentException($"{op}: x has shape {x.Shape}, expected [...,{k}] (w is {w.Shape})");
         int m = checked((int)(x.Numel / k));
         var be = tape.Backend;
-        bool grad = AnyGrad(tape, x, w);
         var y = Output(tape, new Shape(g, m, n), grad);
         be.Gemm(false, true, m, n, k, 1f, x, k, 0, w, k, (long)n * k, 0f, y, n, (long)m * n, g);
         if (grad) tape.Record(new TapeNode { Backward = LinearStackBackward, Output = y, X0 = x, X1 = w, I0 = m, I1 = n, I2 = k, I3 = g });
@@ -95,19 +95,19 @@ public static class Ops
         if (tape.GradOrNull(w) is { } dw) be.Gemm(true, false, n, k, m, 1f, dy, n, (long)m * n, x, k, 0, 1f, dw, k, (long)n * k, g);
     }
 
-    /// <summary>x [..., K] · Wᵀ (W [N,K]) + b [N] → y [..., N].</summary>
+    /// <summary>x [..., K] · Wᵀ (W [N,K], F32, or BF16 without gradients) + b [N] → y [..., N].</summary>
     public static Tensor Linear(Tape tape, Tensor x, Tensor w, Tensor? b = null)
     {
         const string op = "Linear";
         using var range = Profiler.Range(tape.Backend, op);
-        Check.Rank(op, "w", w, 2);
+        bool grad = AnyGrad(tape, x, w, b);
+        Check.Weight(op, "w", w, 2, grad);
         int n = w.Shape[0], k = w.Shape[1];
         Check.F32(op, "x", x);
         if (x.Shape[-1] != k) throw new ArgumentException($"{op}: x has shape {x.Shape}, expected [...,{k}] (w is {w.Shape})");
         if (b is not null) Check.Shape(op, "b", b, n);
         int m = checked((int)(x.Numel / k));
         var be = tape.Backend;
-        bool grad = AnyGrad(tape, x, w, b);
         var y = Output(tape, x.Shape.WithLast(n), grad);
         be.Gemm(false, true, m, n, k, 1f, x, k, 0, w, k, 0, 0f, y, n, 0, 1);
         if (b is not null) be.BiasAdd(y, b, m, n, 1);

@@ -2,17 +2,18 @@ namespace VwLmm.Core;
 
 /// <summary>
 /// A persistent, named model weight with its gradient and AdamW moments (allocated on first need). Frozen
-/// parameters have no gradient buffer and ops record no weight-gradient work for them.
+/// parameters have no gradient buffer and ops record no weight-gradient work for them. A linear layer's weight may be
+/// stored as BF16 for inference (half the bytes a decoded token reads); such a parameter cannot be trained.
 /// </summary>
 public sealed class Parameter : IDisposable
 {
     private readonly List<DeviceBuffer> _owned = new();
 
-    public Parameter(IBackend backend, string name, Shape shape)
+    public Parameter(IBackend backend, string name, Shape shape, DType dtype = DType.F32)
     {
         Name = name;
-        Value = Alloc(backend, shape);
-        backend.Fill(Value, 0f);
+        Value = Alloc(backend, shape, CheckStorage(name, dtype));
+        Zero(backend, Value.Buffer);
     }
 
     /// <summary>Member <paramref name="index"/> of <paramref name="stack"/>: value and gradient are slices of the stack's.</summary>
@@ -43,6 +44,8 @@ public sealed class Parameter : IDisposable
         get => _trainable;
         set
         {
+            if (value && Value.DType != DType.F32)
+                throw new InvalidOperationException($"{Name} is stored as {Value.DType} for inference; training needs F32 weights");
             _trainable = value;
             if (value && Grad is null)
             {
@@ -66,12 +69,37 @@ public sealed class Parameter : IDisposable
         return (ExpAvg, ExpAvgSq);
     }
 
-    private Tensor Alloc(IBackend backend, Shape shape)
+    /// <summary>Sets the value from f32 host data [Numel], rounded to nearest even when stored as BF16.</summary>
+    public void SetValues(ReadOnlySpan<float> values)
     {
-        var buf = backend.Allocate(Math.Max(1, shape.Numel) * 4);
-        _owned.Add(buf);
-        return Tensor.FromBuffer(backend, buf, shape, DType.F32);
+        if (values.Length != Numel) throw new ArgumentException($"{Name}: {values.Length} values for {Shape}");
+        if (Value.DType == DType.F32)
+        {
+            Value.Backend.Upload(Value, values);
+            return;
+        }
+        var bits = new ushort[values.Length];
+        FloatConversions.FloatToBf16(values, bits);
+        Value.Backend.Upload<ushort>(Value, bits);
     }
+
+    private Tensor Alloc(IBackend backend, Shape shape, DType dtype = DType.F32)
+    {
+        var buf = Allocate(backend, shape, dtype);
+        _owned.Add(buf);
+        return Tensor.FromBuffer(backend, buf, shape, dtype);
+    }
+
+    internal static DType CheckStorage(string name, DType dtype) =>
+        dtype is DType.F32 or DType.BF16 ? dtype : throw new ArgumentException($"{name}: parameters are stored as F32 or BF16, not {dtype}");
+
+    /// <summary>Storage for <paramref name="shape"/>, rounded up to whole floats so <see cref="Zero"/> can fill it as F32.</summary>
+    internal static DeviceBuffer Allocate(IBackend backend, Shape shape, DType dtype) =>
+        backend.Allocate((Math.Max(1, shape.Numel) * dtype.Size() + 3) / 4 * 4);
+
+    /// <summary>Zeroes a whole buffer from <see cref="Allocate"/>: the bits of 0 are 0 in F32 and BF16 alike.</summary>
+    internal static void Zero(IBackend backend, DeviceBuffer buffer) =>
+        backend.Fill(Tensor.FromBuffer(backend, buffer, new Shape(checked((int)(buffer.Bytes / 4))), DType.F32), 0f);
 
     public override string ToString() => $"{Name} {Shape}";
 
@@ -93,14 +121,15 @@ public sealed class ParameterStack : IDisposable
     private DeviceBuffer? _grad;
     private readonly Parameter[] _members;
 
-    public ParameterStack(IBackend backend, IReadOnlyList<string> names, Shape each)
+    public ParameterStack(IBackend backend, IReadOnlyList<string> names, Shape each, DType dtype = DType.F32)
     {
         if (names.Count < 1) throw new ArgumentException("a parameter stack needs at least one member", nameof(names));
         Each = each;
         var shape = new Shape([names.Count, .. each.Dims]);
-        _value = backend.Allocate(Math.Max(1, shape.Numel) * 4);
-        Value = Tensor.FromBuffer(backend, _value, shape, DType.F32);
-        backend.Fill(Value, 0f);
+        dtype = Parameter.CheckStorage(names[0], dtype);
+        _value = Parameter.Allocate(backend, shape, dtype);
+        Value = Tensor.FromBuffer(backend, _value, shape, dtype);
+        Parameter.Zero(backend, _value);
         _members = new Parameter[names.Count];
         for (int i = 0; i < _members.Length; i++) _members[i] = new Parameter(names[i], this, i);
     }

@@ -75,11 +75,19 @@ public sealed class Tensor
         return View(0, shape);
     }
 
+    /// <summary>The elements as f32 on the host; a BF16 tensor (weights stored for inference) is widened exactly.</summary>
     public float[] ToArray()
     {
         Check.Alive("ToArray", "tensor", this);
-        if (DType != DType.F32) throw new InvalidOperationException($"ToArray: tensor is {DType}, expected F32");
         var a = new float[Numel];
+        if (DType == DType.BF16)
+        {
+            var bits = new ushort[Numel];
+            Backend.Download<ushort>(this, bits);
+            FloatConversions.Bf16ToFloat(bits, a);
+            return a;
+        }
+        if (DType != DType.F32) throw new InvalidOperationException($"ToArray: tensor is {DType}, expected F32 or BF16");
         Backend.Download<float>(this, a);
         return a;
     }

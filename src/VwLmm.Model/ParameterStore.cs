@@ -16,21 +16,35 @@ public sealed class ParameterStore : IDisposable
     private readonly List<Parameter> _all = new();
     private readonly List<ParameterStack> _stacks = new();
 
-    public ParameterStore(IBackend backend) => _backend = backend;
+    /// <param name="weights">Storage of linear-layer weights (<see cref="AddLinear"/>): F32, or BF16 for inference only.</param>
+    public ParameterStore(IBackend backend, DType weights = DType.F32)
+    {
+        _backend = backend;
+        Weights = weights;
+    }
 
     public IReadOnlyList<Parameter> All => _all;
 
-    public Parameter Add(string name, params int[] dims)
+    /// <summary>How linear-layer weights are stored; every other parameter (embeddings, norms, biases, convolution) is F32.</summary>
+    public DType Weights { get; }
+
+    public Parameter Add(string name, params int[] dims) => Add(name, DType.F32, dims);
+
+    /// <summary>A linear layer's weight [N, K], stored as <see cref="Weights"/>.</summary>
+    public Parameter AddLinear(string name, int n, int k) => Add(name, Weights, n, k);
+
+    private Parameter Add(string name, DType dtype, params int[] dims)
     {
-        var p = new Parameter(_backend, name, new Shape(dims));
+        var p = new Parameter(_backend, name, new Shape(dims), dtype);
         Register(p);
         return p;
     }
 
-    /// <summary>Parameters of one shape, in one <see cref="ParameterStack"/>; each is also registered by its own name.</summary>
-    public ParameterStack AddStack(IReadOnlyList<string> names, params int[] dims)
+    /// <summary>The weights [N, K] of linear layers that read the same input, in one <see cref="ParameterStack"/> stored
+    /// as <see cref="Weights"/>; each is also registered by its own name.</summary>
+    public ParameterStack AddLinearStack(IReadOnlyList<string> names, int n, int k)
     {
-        var stack = new ParameterStack(_backend, names, new Shape(dims));
+        var stack = new ParameterStack(_backend, names, new Shape(n, k), Weights);
         _stacks.Add(stack);
         foreach (var p in stack.Members) Register(p);
         return stack;

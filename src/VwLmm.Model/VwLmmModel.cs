@@ -28,16 +28,18 @@ public enum InitScheme
 /// </summary>
 public sealed class VwLmmModel : IDisposable
 {
-    public VwLmmModel(IBackend backend, VwLmmConfig config)
+    /// <param name="weights">Storage of the linear layers' weights: F32, or BF16 for inference (half the memory and the
+    /// bytes a decoded token reads; such a model cannot be trained).</param>
+    public VwLmmModel(IBackend backend, VwLmmConfig config, DType weights = DType.F32)
     {
         config.Validate();
         Backend = backend;
         Config = config;
-        Parameters = new ParameterStore(backend);
+        Parameters = new ParameterStore(backend, weights);
         Vision = new VisionTower(Parameters, config);
         Projector = new Projector(Parameters, config);
         Decoder = new LlamaDecoder(Parameters, config.Llm);
-        VmHead = Parameters.Add(Checkpoints.HfNames.VmHead, config.Llm.VocabSize, config.Llm.HiddenSize);
+        VmHead = Parameters.AddLinear(Checkpoints.HfNames.VmHead, config.Llm.VocabSize, config.Llm.HiddenSize);
     }
 
     public IBackend Backend { get; }
@@ -69,7 +71,7 @@ public sealed class VwLmmModel : IDisposable
             }
             else if (p.Shape.Rank >= 2 || p.Name.EndsWith("class_embedding", StringComparison.Ordinal))
                 for (int i = 0; i < host.Length; i++) host[i] = (float)(0.02 * rng.NextNormal());
-            Backend.Upload<float>(p.Value, host);
+            p.SetValues(host);
         }
         ApplyVmHeadInit();
     }
@@ -83,7 +85,11 @@ public sealed class VwLmmModel : IDisposable
             VmHeadInit.EmbedTokens => Decoder.EmbedTokens,
             _ => null,
         };
-        if (src is not null) Backend.Copy(VmHead.Value, src.Value, VmHead.Numel);
+        if (src is null) return;
+        if (src.Value.DType == DType.F32 && VmHead.Value.DType == DType.F32) Backend.Copy(VmHead.Value, src.Value, VmHead.Numel);
+        // BF16 weights (inference): embed_tokens stays F32, so the copy goes through the host and rounds it as a BF16
+        // checkpoint would; a BF16 lm_head comes back unchanged.
+        else VmHead.SetValues(src.Value.ToArray());
     }
 
     private static bool IsNormGain(string name) =>

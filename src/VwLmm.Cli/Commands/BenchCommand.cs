@@ -29,7 +29,7 @@ public sealed class BenchCommand : ICommand
 
     public string Help => """
         usage: vwlmm bench [--preset bench-5m] [--device cpu|emu|cuda|auto] [--threads N] [--repeats R] [--warmup W] [--batch B]
-                           [--image-tokens N] [--text-tokens N] [--width D] [--decode-tokens N] [--model-bench] [--json] [--ops]
+                           [--image-tokens N] [--text-tokens N] [--width D] [--decode-tokens N] [--weights bf16] [--model-bench] [--json] [--ops]
 
         Builds the preset with random weights and a synthetic batch (one image at the start of each sample, random text
         ids, labels on the text) and reports medians over R repeats after W warm-up runs:
@@ -57,6 +57,8 @@ public sealed class BenchCommand : ICommand
           --text-tokens N      text tokens per sample (default 64)
           --width D            LLM hidden size (SwiGLU width 3·D; default the preset's)
           --decode-tokens N    tokens generated for the decode rate (default 64)
+          --weights bf16       linear layers' weights stored in bf16, as `chat --weights bf16` runs: forward, prefill
+                               and decode only (no train step: bf16 weights are for inference); default f32
           --json               one JSON object instead of the table
           --ops                per-op profiles of the train step (count, time, share, GFLOP/s) and of a decoded token
 
@@ -74,7 +76,7 @@ public sealed class BenchCommand : ICommand
     public IReadOnlyList<string> Flags { get; } = ["--json", "--ops", "--model-bench"];
 
     public IReadOnlyList<string> Valued { get; } =
-        ["--preset", "--device", "--threads", "--repeats", "--warmup", "--batch", "--image-tokens", "--text-tokens", "--width", "--decode-tokens"];
+        ["--preset", "--device", "--threads", "--repeats", "--warmup", "--batch", "--image-tokens", "--text-tokens", "--width", "--decode-tokens", .. Shared.InferenceOptions];
 
     public int Run(CliArgs args, TextWriter stdout)
     {
@@ -87,6 +89,7 @@ public sealed class BenchCommand : ICommand
         int textTokens = args.GetInt("--text-tokens", 64, 1, 1 << 20);
         int decodeTokens = args.GetInt("--decode-tokens", 64, 1, 1 << 20);
         var config = Configure(args, textTokens, decodeTokens);
+        var weights = Shared.Weights(args);
 
         // Bench's own thread default (2, the side-by-side's), not every core as other verbs.
         using var compute = Backends.Create(device, threads);
@@ -97,7 +100,7 @@ public sealed class BenchCommand : ICommand
             _ => ("cpu", PeakGflopsPerThread * threads),
         };
         var profiler = args.Has("--ops") ? new ProfilingBackend(compute) : null;
-        using var run = new BenchRun(profiler ?? compute, config, batch, textTokens, decodeTokens, repeats, warmup);
+        using var run = new BenchRun(profiler ?? compute, config, weights, batch, textTokens, decodeTokens, repeats, warmup);
         var result = run.Measure(threads, deviceName, peakGflops);
         var ops = profiler is null ? null : run.Profile(profiler);
 
@@ -110,6 +113,7 @@ public sealed class BenchCommand : ICommand
     private static int RunKernelLab(CliArgs args, string device, TextWriter stdout)
     {
         if (args.Has("--ops")) throw new UsageException("option --ops: profiles the model's train step (add --model-bench); the kernel lab times every kernel already");
+        if (args.Has("--weights")) throw new UsageException("option --weights: applies to the model benchmark (add --model-bench)");
         int repeats = args.GetInt("--repeats", 5, 1, 10_000);
         int warmup = args.GetInt("--warmup", 5, 0, 10_000);
         int batch = args.GetInt("--batch", 8, 1, 4096);
@@ -247,14 +251,16 @@ public sealed class BenchCommand : ICommand
     }
 
     private sealed record Result(
-        VwLmmConfig Config, string Device, double? PeakGflops, int Threads, int Batch, int TextTokens, long Parameters, StepFlops Flops,
-        double TrainStepMs, double ForwardMs, double PrefillMs, double DecodeTokensPerSecond,
-        double PeakRssMb, double ModelMemoryMb, double ActivationMb, double AllocatedBytesPerStep, double Gen0PerStep,
-        long ForwardBytes, long BackwardBytes, long OptimizerBytes, int TapeOps)
+        VwLmmConfig Config, DType Weights, string Device, double? PeakGflops, int Threads, int Batch, int TextTokens, long Parameters,
+        StepFlops Flops, TrainResult? Train, double ForwardMs, double PrefillMs, double DecodeTokensPerSecond, double PeakRssMb, double ModelMemoryMb)
     {
-        public double Gflops => Flops.Train / (TrainStepMs * 1e6);
+        public double? Gflops => Flops.Train / (Train?.StepMs * 1e6);
         public double? PercentOfPeak => 100 * Gflops / PeakGflops;
     }
+
+    /// <summary>The train step's measures (none with BF16 weights, which cannot be trained).</summary>
+    private sealed record TrainResult(double StepMs, double ActivationMb, double AllocatedBytesPerStep, double Gen0PerStep,
+                                      long ForwardBytes, long BackwardBytes, long OptimizerBytes, int TapeOps);
 
     /// <summary>
     /// One op's row of a profile; a step is a train step or, in the decode profile, one generated token. Rate is
@@ -263,22 +269,25 @@ public sealed class BenchCommand : ICommand
     private sealed record OpRow(string Op, double CallsPerStep, double MsPerStep, double MeanUs, double Percent, double? Rate);
 
     /// <summary>The train step's and one decoded token's per-op rows, and the GEMM rows of each by shape.</summary>
-    private sealed record OpProfiles(List<OpRow> Train, List<OpRow> TrainGemms, List<OpRow> Decode, List<OpRow> DecodeGemms);
+    private sealed record OpProfiles(List<OpRow>? Train, List<OpRow>? TrainGemms, List<OpRow> Decode, List<OpRow> DecodeGemms);
 
     /// <summary>One model, its synthetic inputs and the measurements over them.</summary>
-    private sealed class BenchRun(IBackend backend, VwLmmConfig config, int batch, int textTokens, int decodeTokens, int repeats, int warmup) : IDisposable
+    private sealed class BenchRun(IBackend backend, VwLmmConfig config, DType weights, int batch, int textTokens, int decodeTokens,
+                                  int repeats, int warmup) : IDisposable
     {
-        private readonly VwLmmModel _model = CreateModel(backend, config);
+        private readonly VwLmmModel _model = CreateModel(backend, config, weights);
         private readonly TokenizedConversation[] _samples = Samples(config, batch, textTokens);
         private readonly float[] _pixels = Pixels(config, batch);
 
-        private static VwLmmModel CreateModel(IBackend backend, VwLmmConfig config)
+        private static VwLmmModel CreateModel(IBackend backend, VwLmmConfig config, DType weights)
         {
-            var model = new VwLmmModel(backend, config);
+            var model = new VwLmmModel(backend, config, weights);
             model.InitializeRandom(Seed);
-            model.Parameters.SetTrainable(Enum.GetValues<ParameterGroup>());
+            if (weights == DType.F32) model.Parameters.SetTrainable(Enum.GetValues<ParameterGroup>());
             return model;
         }
+
+        private bool Trains => weights == DType.F32;
 
         // Sample s: the image sentinel, then random ids; every text id is a label.
         private static TokenizedConversation[] Samples(VwLmmConfig config, int batch, int textTokens)
@@ -311,6 +320,17 @@ public sealed class BenchCommand : ICommand
 
         public Result Measure(int threads, string device, double? peakGflops)
         {
+            var train = Trains ? MeasureTrain() : null;
+            var (forwardMs, prefillMs, decodeTokensPerSecond) = MeasureInference();
+            long weightBytes = _model.Parameters.All.Sum(p => p.Value.Bytes);
+            // With training: parameters, gradients and both moments (all F32) plus the activations; without: the weights.
+            double modelMemoryMb = train is null ? weightBytes / 1048576.0 : 4 * weightBytes / 1048576.0 + train.ActivationMb;
+            return new Result(config, weights, device, peakGflops, threads, batch, textTokens, _model.Parameters.All.Sum(p => p.Numel),
+                StepFlops.Of(config, batch, textTokens), train, forwardMs, prefillMs, decodeTokensPerSecond, PeakRssMb(), modelMemoryMb);
+        }
+
+        private TrainResult MeasureTrain()
+        {
             using var train = TrainStepper();
             for (int i = 0; i < warmup; i++) train.Step();
             // The timing array and the delegate exist before the count starts: only the steps are measured.
@@ -322,7 +342,12 @@ public sealed class BenchCommand : ICommand
             double bytesPerStep = (GC.GetTotalAllocatedBytes(precise: true) - bytes0) / (double)repeats;
             double gcPerStep = (GC.CollectionCount(0) - gen0) / (double)repeats;
             var (fwdBytes, bwdBytes, optBytes, recordedOps) = train.AllocationsByPhase();
+            return new TrainResult(Median(trainMs), train.ActivationBytes / 1048576.0, bytesPerStep, gcPerStep, fwdBytes, bwdBytes, optBytes, recordedOps);
+        }
 
+        /// <summary>Forward at batch 1 (ms), prefill (ms) and the decode rate (tokens/s), medians over the repeats.</summary>
+        private (double ForwardMs, double PrefillMs, double DecodeTokensPerSecond) MeasureInference()
+        {
             using var arena = new Arena(backend, ArenaBytes(1));
             var tape = new Tape(backend, arena, record: false);
             var batch1 = new BatchBuilder(_model.Vision.TokensPerImage, int.MaxValue, config.Llm.VocabSize).Build(_samples[..1]);
@@ -360,13 +385,7 @@ public sealed class BenchCommand : ICommand
             if (decodeMs <= 0)
                 throw new CliException(string.Create(CultureInfo.InvariantCulture,
                     $"decoding {decodeTokens} tokens took no measurable time beyond the prefill's noise (median decode {decodeMs:0.###} ms, prefill {prefillMedian:0.###} ms); raise --decode-tokens or --repeats"));
-
-            long paramBytes = _model.Parameters.All.Sum(p => p.Numel) * sizeof(float);
-            double activationMb = train.ActivationBytes / 1048576.0;
-            return new Result(config, device, peakGflops, threads, batch, textTokens, _model.Parameters.All.Sum(p => p.Numel), StepFlops.Of(config, batch, textTokens),
-                Median(trainMs), Median(forwardMs), prefillMedian, decodeTokens / (decodeMs / 1000),
-                PeakRssMb(), 4 * paramBytes / 1048576.0 + activationMb, activationMb, bytesPerStep, gcPerStep,
-                fwdBytes, bwdBytes, optBytes, recordedOps);
+            return (Median(forwardMs), prefillMedian, decodeTokens / (decodeMs / 1000));
         }
 
         /// <summary>
@@ -375,6 +394,8 @@ public sealed class BenchCommand : ICommand
         /// </summary>
         public OpProfiles Profile(ProfilingBackend profiler)
         {
+            var (decode, decodeGemms) = ProfileDecode(profiler);
+            if (!Trains) return new OpProfiles(null, null, decode, decodeGemms);
             using var train = TrainStepper();
             train.Step();
             profiler.ResetCounters();
@@ -398,7 +419,6 @@ public sealed class BenchCommand : ICommand
             rows.Add(new OpRow("(outside ops: tape, host)", 0, stepMs - opsMs, 0, 100 * (stepMs - opsMs) / stepMs, null));
             var gemms = profiler.GemmTable().Select(g => new OpRow(g.Shape.ToString(), g.Calls / (double)repeats, g.Seconds * 1000 / repeats,
                 g.Seconds * 1e6 / g.Calls, 100 * g.Seconds * 1000 / repeats / stepMs, g.Shape.Flop * g.Calls / g.Seconds / 1e9)).ToList();
-            var (decode, decodeGemms) = ProfileDecode(profiler);
             return new OpProfiles(rows, gemms, decode, decodeGemms);
         }
 
@@ -444,7 +464,8 @@ public sealed class BenchCommand : ICommand
             var ops = PerToken(profiler.Table(), prefill, (_, _, _) => null);
             double opsMs = ops.Sum(r => r.MsPerStep);
             ops.Add(new OpRow("(outside ops: tape, host)", 0, tokenMs - opsMs, 0, 100 * (tokenMs - opsMs) / tokenMs, null));
-            var gemms = PerToken(profiler.GemmTable(), prefillGemms, (shape, calls, s) => 4.0 * shape.N * shape.K * shape.Batch * calls / s / 1e9);
+            double weightElementBytes = weights.Size();
+            var gemms = PerToken(profiler.GemmTable(), prefillGemms, (shape, calls, s) => weightElementBytes * shape.N * shape.K * shape.Batch * calls / s / 1e9);
             return (ops, gemms);
         }
 
@@ -560,33 +581,40 @@ public sealed class BenchCommand : ICommand
             w.WriteNumber("text_tokens", r.TextTokens);
             w.WriteNumber("width", r.Config.Llm.HiddenSize);
             w.WriteNumber("params", r.Parameters);
+            w.WriteString("weights", r.Weights == DType.BF16 ? "bf16" : "f32");
             w.WriteNumber("train_gflop_per_step", r.Flops.Train / 1e9);
-            w.WriteNumber("train_step_ms", r.TrainStepMs);
+            var t = r.Train;
+            Number(w, "train_step_ms", t?.StepMs);
             w.WriteNumber("forward_ms", r.ForwardMs);
             w.WriteNumber("prefill_ms", r.PrefillMs);
             w.WriteNumber("decode_tokens_per_s", r.DecodeTokensPerSecond);
-            w.WriteNumber("gflops", r.Gflops);
-            if (r.PercentOfPeak is { } percent) w.WriteNumber("percent_of_peak", percent);
-            else w.WriteNull("percent_of_peak");
+            Number(w, "gflops", r.Gflops);
+            Number(w, "percent_of_peak", r.PercentOfPeak);
             w.WriteNumber("peak_rss_mb", r.PeakRssMb);
             w.WriteNumber("model_memory_mb", r.ModelMemoryMb);
-            w.WriteNumber("activation_mb", r.ActivationMb);
-            w.WriteNumber("allocs_per_step", r.AllocatedBytesPerStep);
-            w.WriteNumber("gen0_gcs_per_step", r.Gen0PerStep);
-            w.WriteNumber("alloc_bytes_forward", r.ForwardBytes);
-            w.WriteNumber("alloc_bytes_backward", r.BackwardBytes);
-            w.WriteNumber("alloc_bytes_optimizer", r.OptimizerBytes);
-            w.WriteNumber("tape_ops", r.TapeOps);
+            Number(w, "activation_mb", t?.ActivationMb);
+            Number(w, "allocs_per_step", t?.AllocatedBytesPerStep);
+            Number(w, "gen0_gcs_per_step", t?.Gen0PerStep);
+            Number(w, "alloc_bytes_forward", t?.ForwardBytes);
+            Number(w, "alloc_bytes_backward", t?.BackwardBytes);
+            Number(w, "alloc_bytes_optimizer", t?.OptimizerBytes);
+            Number(w, "tape_ops", t?.TapeOps);
             if (ops is not null)
             {
-                WriteOps(w, "ops", ops.Train);
-                WriteOps(w, "gemm_shapes", ops.TrainGemms);
+                if (ops.Train is not null) WriteOps(w, "ops", ops.Train);
+                if (ops.TrainGemms is not null) WriteOps(w, "gemm_shapes", ops.TrainGemms);
                 WriteOps(w, "decode_ops", ops.Decode);
                 WriteOps(w, "decode_gemm_shapes", ops.DecodeGemms, "weight_gb_per_s");
             }
             w.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    private static void Number(Utf8JsonWriter w, string name, double? value)
+    {
+        if (value is { } v) w.WriteNumber(name, v);
+        else w.WriteNull(name);
     }
 
     private static void WriteOps(Utf8JsonWriter w, string name, List<OpRow> ops, string rateKey = "gflops")
@@ -611,17 +639,26 @@ public sealed class BenchCommand : ICommand
         var c = r.Config;
         string F(double x, string fmt = "0.00") => x.ToString(fmt, CultureInfo.InvariantCulture);
         w.WriteLine($"vwlmm bench: {r.Parameters:N0} parameters, batch {r.Batch}, {c.ImageTokens} image + {r.TextTokens} text tokens, " +
-                    $"LLM width {c.Llm.HiddenSize}, {(r.Device == "cpu" ? $"cpu × {r.Threads} threads" : r.Device)}");
-        string ofPeak = r.PercentOfPeak is { } percent ? $"{F(percent, "0.0")}% of peak" : "no peak known for this device";
-        w.WriteLine($"  train step (fwd+bwd+AdamW)   {F(r.TrainStepMs),10} ms   {F(r.Flops.Train / 1e9, "0.000")} GFLOP → {F(r.Gflops, "0.0")} GFLOP/s ({ofPeak})");
+                    $"LLM width {c.Llm.HiddenSize}, {(r.Device == "cpu" ? $"cpu × {r.Threads} threads" : r.Device)}" +
+                    (r.Weights == DType.BF16 ? ", linear weights in bf16" : ""));
+        if (r.Train is { } t)
+        {
+            string ofPeak = r.PercentOfPeak is { } percent ? $"{F(percent, "0.0")}% of peak" : "no peak known for this device";
+            w.WriteLine($"  train step (fwd+bwd+AdamW)   {F(t.StepMs),10} ms   {F(r.Flops.Train / 1e9, "0.000")} GFLOP → {F(r.Gflops!.Value, "0.0")} GFLOP/s ({ofPeak})");
+        }
+        else w.WriteLine($"  train step (fwd+bwd+AdamW)   {"-",10}      (bf16 weights are for inference)");
         w.WriteLine($"  forward, batch 1             {F(r.ForwardMs),10} ms");
         w.WriteLine($"  prefill, batch 1             {F(r.PrefillMs),10} ms");
         w.WriteLine($"  decode, batch 1, KV cache    {F(r.DecodeTokensPerSecond, "0.0"),10} tok/s");
-        w.WriteLine($"  peak RSS                     {F(r.PeakRssMb, "0.0"),10} MiB  (params+grads+moments+activations {F(r.ModelMemoryMb, "0.0")} MiB, activations {F(r.ActivationMb, "0.0")})");
-        w.WriteLine($"  managed allocation per step  {F(r.AllocatedBytesPerStep / 1024, "0.0"),10} KiB  (forward {r.ForwardBytes / 1024} KiB, backward {r.BackwardBytes / 1024} KiB, AdamW {r.OptimizerBytes / 1024} KiB; {r.TapeOps} recorded ops; {F(r.Gen0PerStep, "0.00")} gen0 GCs)");
+        if (r.Train is { } u)
+        {
+            w.WriteLine($"  peak RSS                     {F(r.PeakRssMb, "0.0"),10} MiB  (params+grads+moments+activations {F(r.ModelMemoryMb, "0.0")} MiB, activations {F(u.ActivationMb, "0.0")})");
+            w.WriteLine($"  managed allocation per step  {F(u.AllocatedBytesPerStep / 1024, "0.0"),10} KiB  (forward {u.ForwardBytes / 1024} KiB, backward {u.BackwardBytes / 1024} KiB, AdamW {u.OptimizerBytes / 1024} KiB; {u.TapeOps} recorded ops; {F(u.Gen0PerStep, "0.00")} gen0 GCs)");
+        }
+        else w.WriteLine($"  peak RSS                     {F(r.PeakRssMb, "0.0"),10} MiB  (weights {F(r.ModelMemoryMb, "0.0")} MiB)");
         if (ops is null) return;
-        WriteOpTable(w, "train step", "step", ops.Train);
-        WriteOpTable(w, "train step, GEMM by layout (op(A) op(B), N = as stored, T = transposed) and M×N×K", "step", ops.TrainGemms, "shape");
+        if (ops.Train is not null) WriteOpTable(w, "train step", "step", ops.Train);
+        if (ops.TrainGemms is not null) WriteOpTable(w, "train step, GEMM by layout (op(A) op(B), N = as stored, T = transposed) and M×N×K", "step", ops.TrainGemms, "shape");
         WriteOpTable(w, "decode, per token", "token", ops.Decode);
         WriteOpTable(w, "decode, GEMM by shape (M = 1: matrix-vector products), GB/s of weights read", "token", ops.DecodeGemms, "shape", "GB/s");
     }

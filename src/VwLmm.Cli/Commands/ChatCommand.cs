@@ -12,17 +12,19 @@ public sealed class ChatCommand : ICommand
     public string Summary => "ask a model about an image (one question, or an interactive loop without one)";
     public string Help => """
         usage: vwlmm chat --model DIR --image X [QUESTION] [--template NAME] [--max-new-tokens N]
-                          [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device D] [--threads N]
+                          [--temperature T] [--top-k K] [--top-p P] [--seed S] [--weights bf16] [--device D] [--threads N]
           Greedy by default (temperature 0). Without QUESTION, reads questions from standard input until EOF; each turn
           keeps the conversation so far.
           --template   vicuna_v1 (default), mistral, plain, shapes_chat (what `vwlmm demo` trains with)
           --max-new-tokens N   at most N new tokens (default: 128, or what is left of the model's context)
           --seed S     seeds the sampling of --temperature > 0 (default 1): the same seed gives the same answers
+          --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
+                          token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
         example: vwlmm chat --model llava-v1.5-7b --image cat.jpg "What is in the picture?"
                  (`vwlmm demo` ends by printing a chat line for its own model, runs/demo/model)
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
-    public IReadOnlyList<string> Valued => [.. Backends.Options, "--model", "--image", "--template", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed"];
+    public IReadOnlyList<string> Valued => [.. Backends.Options, .. Shared.InferenceOptions, "--model", "--image", "--template", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed"];
     public int MaxPositionals => int.MaxValue;
 
     public int Run(CliArgs args, TextWriter stdout)
@@ -42,8 +44,9 @@ public sealed class ChatCommand : ICommand
         string modelDir = args.Require("--model");
         // Decoded before the model loads: a wrong image path should not cost loading gigabytes of weights first.
         var image = ImageCodec.Decode(args.Require("--image"));
+        var weights = Shared.Weights(args);
         using var backend = Backends.Create(args, Console.Error);
-        var (model, tok) = Shared.LoadModel(backend, modelDir, args.Has("--allow-unused"), Console.Error);
+        var (model, tok) = Shared.LoadModel(backend, modelDir, args.Has("--allow-unused"), Console.Error, weights);
         using (model)
         {
             var pixels = Shared.Preprocessor(model.Config).Process(image);

@@ -9,14 +9,26 @@ namespace VwLmm.Cli.Commands;
 /// <summary>What several verbs share: loading a model directory with its tokenizer, and images as the model wants them.</summary>
 internal static class Shared
 {
+    /// <summary>The options of the verbs that load a model for inference (<see cref="Weights"/>).</summary>
+    public static readonly string[] InferenceOptions = ["--weights"];
+
+    /// <summary>--weights f32|bf16: how the linear layers' weights are stored.</summary>
+    public static DType Weights(CliArgs args) => args.Get("--weights") switch
+    {
+        null or "f32" => DType.F32,
+        "bf16" => DType.BF16,
+        var w => throw new UsageException($"--weights must be f32 or bf16, not '{w}'"),
+    };
+
     /// <summary>A model directory: config.json, safetensors weights and tokenizer.model beside them.</summary>
-    public static (VwLmmModel Model, SentencePieceTokenizer Tokenizer) LoadModel(IBackend backend, string dir, bool allowUnused, TextWriter log)
+    public static (VwLmmModel Model, SentencePieceTokenizer Tokenizer) LoadModel(IBackend backend, string dir, bool allowUnused, TextWriter log,
+                                                                                 DType weights = DType.F32)
     {
         string tokPath = Path.Combine(dir, "tokenizer.model");
         if (!Directory.Exists(dir)) throw new CliException($"--model: directory '{dir}' does not exist");
         if (!File.Exists(tokPath)) throw new CliException($"--model: '{tokPath}' is missing (the tokenizer must sit beside the weights)");
         var tok = SentencePieceTokenizer.Load(tokPath);
-        var model = ModelCheckpoint.Load(backend, dir, allowUnused, log);
+        var model = ModelCheckpoint.Load(backend, dir, allowUnused, log, weights);
         if (tok.VocabSize != model.Config.Llm.VocabSize)
         {
             model.Dispose();

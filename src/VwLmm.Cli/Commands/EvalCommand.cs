@@ -13,17 +13,19 @@ public sealed class EvalCommand : ICommand
     public string Summary => "exact-match accuracy of a model on LLaVA-format QA (overall and per question type)";
     public string Help => """
         usage: vwlmm eval --model DIR --data FILE.json [--images DIR] [--template NAME] [--out PREDICTIONS.jsonl]
-                          [--max-new-tokens N] [--batch N] [--device D] [--threads N]
+                          [--max-new-tokens N] [--batch N] [--weights bf16] [--device D] [--threads N]
           Every human turn is a question and the gpt turn after it the reference answer; earlier turns are given as in
           the data (teacher forcing). A prediction is correct when it equals the reference after trimming and
           lower-casing. The question type is the question's first two words (VQA's convention). Prints one JSON object:
           {"overall", "by_type": {…}, "questions"}.
           --out FILE   one JSON line per question (id, type, question, reference, prediction, correct);
                        default runs/eval/predictions.jsonl
+          --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
+                          token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
         example: vwlmm eval --model runs/demo/model --data world-test/data.json --template shapes_chat
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
-    public IReadOnlyList<string> Valued => [.. Backends.Options, "--model", "--data", "--images", "--template", "--out", "--max-new-tokens", "--batch"];
+    public IReadOnlyList<string> Valued => [.. Backends.Options, .. Shared.InferenceOptions, "--model", "--data", "--images", "--template", "--out", "--max-new-tokens", "--batch"];
 
     /// <summary>Beside demo's runs/demo, so a bare eval leaves its predictions where the other verbs' outputs go.</summary>
     private const string DefaultOut = "runs/eval/predictions.jsonl";
@@ -38,8 +40,9 @@ public sealed class EvalCommand : ICommand
         var template = ConversationTemplate.Get(args.Get("--template") ?? "vicuna_v1");
         int maxNew = args.GetInt("--max-new-tokens", 32, 1, 4096), batch = args.GetInt("--batch", 8, 1, 1024);
         var dataset = LlavaDataset.Load(data, args.Get("--images") ?? Path.GetDirectoryName(Path.GetFullPath(data))!);
+        var weights = Shared.Weights(args);
         using var backend = Backends.Create(args, Console.Error);
-        var (model, tok) = Shared.LoadModel(backend, modelDir, args.Has("--allow-unused"), Console.Error);
+        var (model, tok) = Shared.LoadModel(backend, modelDir, args.Has("--allow-unused"), Console.Error, weights);
         using (model)
         {
             var pre = Shared.Preprocessor(model.Config);

@@ -13,7 +13,7 @@ public sealed class ForwardCommand : ICommand
     public string Summary => "one forward pass; dump logits, visual words and losses as .npy/.json for parity checks";
     public string Help => """
         usage: vwlmm forward --model DIR (--image X | --pixels P.npy) (--ids IDS.json [--labels LABELS.json]
-                             | --prompt TEXT [--answer TEXT] [--template NAME]) --dump OUT [--device D] [--threads N]
+                             | --prompt TEXT [--answer TEXT] [--template NAME]) --dump OUT [--weights bf16] [--device D] [--threads N]
           Writes OUT/logits.npy (f32 [L,V], every position after image expansion), OUT/visual_words.npy (f32 [N_img,V],
           p = softmax(W_vm·x)), OUT/text_loss.npy (f32 [L]: loss of logits at t against label t+1, 0 where ignored) and
           OUT/losses.json ({"text","vm","total"}). "vm" is the unweighted visual-word KL, measured even when the
@@ -21,10 +21,12 @@ public sealed class ForwardCommand : ICommand
           IDS.json: a JSON array of token ids with −200 where the image goes. LABELS.json: same length, −100 = ignored
           (default: the ids, with the image position ignored). --pixels: an already preprocessed [3,S,S] float32 .npy.
           The ids, with the image expanded, must fit in the model's max_position_embeddings: nothing is truncated.
+          --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
+                          token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
         example: vwlmm forward --model runs/demo/model --image a.png --prompt "what colour is the circle ?" --answer red --template shapes_chat --dump out
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
-    public IReadOnlyList<string> Valued => [.. Backends.Options, "--model", "--image", "--pixels", "--ids", "--labels", "--prompt", "--answer", "--template", "--dump"];
+    public IReadOnlyList<string> Valued => [.. Backends.Options, .. Shared.InferenceOptions, "--model", "--image", "--pixels", "--ids", "--labels", "--prompt", "--answer", "--template", "--dump"];
 
     public int Run(CliArgs args, TextWriter stdout)
     {
@@ -38,8 +40,9 @@ public sealed class ForwardCommand : ICommand
         int[]? labels = args.Get("--labels") is { } labelsFile ? ReadInts(labelsFile) : null;
         if (ids is not null && labels is not null && labels.Length != ids.Length)
             throw new CliException($"{args.Get("--labels")}: {labels.Length} labels for {ids.Length} ids");
+        var weights = Shared.Weights(args);
         using var backend = Backends.Create(args, Console.Error);
-        var (model, tok) = Shared.LoadModel(backend, args.Require("--model"), args.Has("--allow-unused"), Console.Error);
+        var (model, tok) = Shared.LoadModel(backend, args.Require("--model"), args.Has("--allow-unused"), Console.Error, weights);
         using (model)
         {
             var c = model.Config;

@@ -9,12 +9,14 @@ public sealed class VisualizeCommand : ICommand
     public string Name => "visualize";
     public string Summary => "map each image patch to its visual word (VM-head argmax), as an HTML page";
     public string Help => """
-        usage: vwlmm visualize --model DIR --image X [--out map.html] [--top-k K] [--device D] [--threads N]
+        usage: vwlmm visualize --model DIR --image X [--out map.html] [--top-k K] [--weights bf16] [--device D] [--threads N]
           Labels every patch with argmax softmax(W_vm·x); hovering a cell shows its top-K words (default 5).
+          --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
+                          token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
         example: vwlmm visualize --model runs/demo/model --image world/images/0003.png --out map.html
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
-    public IReadOnlyList<string> Valued => [.. Backends.Options, "--model", "--image", "--out", "--top-k"];
+    public IReadOnlyList<string> Valued => [.. Backends.Options, .. Shared.InferenceOptions, "--model", "--image", "--out", "--top-k"];
 
     public int Run(CliArgs args, TextWriter stdout)
     {
@@ -24,8 +26,9 @@ public sealed class VisualizeCommand : ICommand
         int topK = args.GetInt("--top-k", 5, 1, 100);
         // Decoded before the model loads: a wrong image path should not cost loading gigabytes of weights first.
         var image = ImageCodec.Decode(imagePath);
+        var weights = Shared.Weights(args);
         using var backend = Backends.Create(args, Console.Error);
-        var (model, tok) = Shared.LoadModel(backend, modelDir, args.Has("--allow-unused"), Console.Error);
+        var (model, tok) = Shared.LoadModel(backend, modelDir, args.Has("--allow-unused"), Console.Error, weights);
         using (model)
         {
             var pre = Shared.Preprocessor(model.Config);

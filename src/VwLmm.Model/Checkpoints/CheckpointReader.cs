@@ -61,6 +61,9 @@ public sealed class CheckpointReader : IDisposable
     /// <summary>Reads float tensor <paramref name="name"/> into <paramref name="dst"/> [numel] as f32.</summary>
     public void ReadFloat(string name, Span<float> dst) => FileOf(name).ReadFloat(name, dst);
 
+    /// <summary>Reads float tensor <paramref name="name"/> into <paramref name="dst"/> [numel] as bf16 bits.</summary>
+    public void ReadBf16(string name, Span<ushort> dst) => FileOf(name).ReadBf16(name, dst);
+
     /// <summary>Reads float tensor <paramref name="name"/> into a new array [numel].</summary>
     public float[] ReadFloat(string name)
     {

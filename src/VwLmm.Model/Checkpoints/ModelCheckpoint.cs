@@ -10,7 +10,10 @@ namespace VwLmm.Model.Checkpoints;
 public static class ModelCheckpoint
 {
     /// <summary>Reads dir/config.json and the weights; every problem is one InvalidDataException naming the file.</summary>
-    public static VwLmmModel Load(IBackend backend, string dir, bool allowUnused = false, TextWriter? log = null)
+    /// <param name="weights">Storage of the linear layers' weights (<see cref="VwLmmModel(IBackend, VwLmmConfig, DType)"/>):
+    /// BF16 tensors load as stored, others are rounded to nearest even.</param>
+    public static VwLmmModel Load(IBackend backend, string dir, bool allowUnused = false, TextWriter? log = null,
+                                  DType weights = DType.F32)
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"model directory '{dir}' does not exist");
         var config = VwLmmConfig.Load(Path.Combine(dir, VwLmmConfig.FileName));
@@ -23,7 +26,7 @@ public static class ModelCheckpoint
             var unused = Validate(reader, config, embedded, allowUnused);
             if (unused.Count > 0) log?.WriteLine($"note: {unused.Count} tensors in the checkpoint are not used by this model");
 
-            var model = new VwLmmModel(backend, config);
+            var model = new VwLmmModel(backend, config, weights);
             try
             {
                 bool vmHeadMissing = false;
@@ -36,6 +39,13 @@ public static class ModelCheckpoint
                     {
                         log?.WriteLine($"note: no vm_head in the checkpoint; initialised as '{config.VmHeadInit}'");
                         vmHeadMissing = true;
+                        continue;
+                    }
+                    if (p.Value.DType == DType.BF16)
+                    {
+                        var bits = new ushort[p.Numel];
+                        src.ReadBf16(name, bits);
+                        backend.Upload<ushort>(p.Value, bits);
                         continue;
                     }
                     var host = new float[p.Numel];
@@ -103,10 +113,10 @@ public static class ModelCheckpoint
         var rng = new Rng(0x766D68656164UL);
         var host = new float[model.VmHead.Numel];
         for (int i = 0; i < host.Length; i++) host[i] = (float)(0.02 * rng.NextNormal());
-        model.Backend.Upload<float>(model.VmHead.Value, host);
+        model.VmHead.SetValues(host);
     }
 
-    /// <summary>Writes config.json and the weights (F32; sharded above maxShardBytes) into dir, each file atomically.</summary>
+    /// <summary>Writes config.json and the weights (F32, BF16-stored weights widened exactly; sharded above maxShardBytes) into dir, each file atomically.</summary>
     public static void Save(VwLmmModel model, string dir, long maxShardBytes = long.MaxValue)
     {
         Directory.CreateDirectory(dir);

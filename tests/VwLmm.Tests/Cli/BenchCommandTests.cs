@@ -113,6 +113,38 @@ public class BenchCommandTests
         Assert.That(decode.Sum(Bytes), Is.EqualTo(weightBytes).Within(1e-6 * weightBytes));
     }
 
+    /// <summary>
+    /// --weights bf16 measures inference only: no train step (null, not a number made up), the decode profile's GB/s
+    /// counting 2 bytes per weight, and the weights' memory: the linear layers at 2 bytes, the rest (embeddings, norms,
+    /// biases, the patch convolution) at 4, counted by hand for bench-5m with a 4×4 grid.
+    /// </summary>
+    [Test]
+    public void Bf16WeightsReportInferenceOnly()
+    {
+        var r = RunJson("--weights", "bf16", "--ops");
+        Assert.That(r.GetProperty("weights").GetString(), Is.EqualTo("bf16"));
+        foreach (var key in new[] { "train_step_ms", "gflops", "percent_of_peak", "allocs_per_step", "activation_mb" })
+            Assert.That(r.GetProperty(key).ValueKind, Is.EqualTo(JsonValueKind.Null), key);
+        Assert.That(r.TryGetProperty("ops", out _), Is.False, "no train-step profile");
+        foreach (var key in new[] { "forward_ms", "prefill_ms", "decode_tokens_per_s" })
+            Assert.That(r.GetProperty(key).GetDouble(), Is.Positive, key);
+
+        long c = 128, f = 512, d = 256, ff = 768, v = 2048;
+        long linear = 3 * (4 * c * c + 2 * f * c) + (d * c + d * d) + 4 * (4 * d * d + 3 * d * ff) + 2 * v * d;
+        long rest = 3 * (9 * c + f) + c + c * 3 * 8 * 8 + 17 * c + 2 * c + 2 * d + v * d + 4 * 2 * d + d;
+        Assert.That(r.GetProperty("params").GetInt64(), Is.EqualTo(linear + rest));
+        Assert.That(r.GetProperty("model_memory_mb").GetDouble(), Is.EqualTo((2.0 * linear + 4.0 * rest) / 1048576).Within(1e-9));
+
+        var decode = r.GetProperty("decode_gemm_shapes").EnumerateArray().ToList();
+        double weightBytes = 2.0 * (4 * (4 * 256 * 256 + 3 * 768 * 256) + 2048 * 256);
+        double Bytes(JsonElement o) => o.GetProperty("weight_gb_per_s").GetDouble() * o.GetProperty("ms_per_step").GetDouble() * 1e6;
+        Assert.That(decode.Sum(Bytes), Is.EqualTo(weightBytes).Within(1e-6 * weightBytes));
+
+        var (code, stdout, stderr) = Run([.. Small, "--weights", "bf16"]);
+        Assert.That(code, Is.Zero, stderr);
+        Assert.That(stdout, Does.Contain("linear weights in bf16").And.Contain("bf16 weights are for inference"));
+    }
+
     [Test]
     public void TableIsTheDefault()
     {
@@ -127,6 +159,7 @@ public class BenchCommandTests
     [TestCase("--preset", "huge")]
     [TestCase("--width", "100")]
     [TestCase("--repeats", "0")]
+    [TestCase("--weights", "f16")]
     public void BadOptionsAreUsageErrors(params string[] extra)
     {
         var (code, _, stderr) = Run([.. Small, .. extra]);

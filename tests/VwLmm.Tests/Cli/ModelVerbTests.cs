@@ -161,6 +161,35 @@ public class ModelVerbTests
         AssertOneLineError(Run("visualize", "--model", _model, "--image", Path.Combine(_dir, "absent.png"), "--out", map), 1, "absent.png");
     }
 
+    /// <summary>
+    /// --weights bf16 through the binary: forward's logits move by what rounding the weights to bf16 can move them
+    /// (bounded here in double from the dumped f32 run), chat answers, and an unknown storage is a usage error.
+    /// </summary>
+    [Test]
+    public void Bf16WeightsComputeWithinTheirRoundingOfTheF32Model()
+    {
+        string ids = Path.Combine(_dir, "bf16-ids.json");
+        File.WriteAllText(ids, JsonSerializer.Serialize(new[] { _tok.BosId, Llava.ImageTokenIndex }.Concat(_tok.Encode("what colour is the circle ?", addBos: false))));
+        string f32 = Path.Combine(_dir, "f32-dump"), bf16 = Path.Combine(_dir, "bf16-dump");
+        foreach (var (dump, extra) in new[] { (f32, Array.Empty<string>()), (bf16, new[] { "--weights", "bf16" }) })
+        {
+            var r = Run(["forward", "--model", _model, "--image", _image, "--ids", ids, "--dump", dump, "--threads", "1", .. extra]);
+            Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        }
+        var (a, _) = Npy.Read<float>(Path.Combine(f32, "logits.npy"));
+        var (b, _) = Npy.Read<float>(Path.Combine(bf16, "logits.npy"));
+        double scale = a.Max(x => Math.Abs((double)x)), worst = a.Zip(b).Max(t => Math.Abs((double)t.First - t.Second));
+        // bf16 keeps 8 significant bits (relative error ≤ 2⁻⁹ per weight); through a few layers the logits move by a
+        // few times that, and not at all only if the path ignored the storage.
+        Assert.That(worst, Is.GreaterThan(0).And.LessThan(0.05 * scale), $"largest change {worst} of largest logit {scale}");
+
+        var chat = Run("chat", "--model", _model, "--image", _image, "what colour is the circle ?", "--template", "shapes_chat",
+                       "--max-new-tokens", "3", "--threads", "1", "--weights", "bf16");
+        Assert.That(chat.ExitCode, Is.Zero, chat.Stderr);
+        Assert.That(chat.Stdout.Trim(), Is.Not.Empty);
+        AssertOneLineError(Run("chat", "--model", _model, "--image", _image, "hi", "--weights", "f16"), 2, "--weights must be f32 or bf16");
+    }
+
     [Test]
     public void ChatAnswersTheSameWayTwiceAndEvalScoresItsOwnPredictions()
     {

@@ -55,6 +55,65 @@ public class ModelCheckpointTests : CpuFixture
         Assert.That(Logits(m), Is.Not.EqualTo(expected), "the fp32 model differs, so the comparison can tell the two apart");
     }
 
+    /// <summary>
+    /// Inference with the linear layers' weights stored in bf16: a BF16 checkpoint loads its bits unchanged, an F32 one
+    /// rounds to nearest even, everything else stays F32, and the model computes what the F32 model holding the same
+    /// (rounded) values computes — the same bits on the CPU, through the forward pass and the cached decoder alike.
+    /// </summary>
+    [Test]
+    public void Bf16StorageKeepsTheFilesBitsAndComputesWhatTheRoundedF32ModelComputes()
+    {
+        using var m = Distinct(17);
+        using var dir = new CheckpointFixtures.Scratch();
+        string f32Dir = dir["f32"], bf16Dir = dir["bf16"];
+        var entries = m.Parameters.All.Select(p => new SafetensorsEntry(p.Name, p.Shape, p.Value.ToArray())).ToList();
+        SafetensorsWriter.WriteCheckpoint(f32Dir, entries);
+        SafetensorsWriter.WriteCheckpoint(bf16Dir, entries, dtype: SafetensorsDType.BF16);
+        m.Config.Save(f32Dir);
+        m.Config.Save(bf16Dir);
+
+        using var stored = ModelCheckpoint.Load(Cpu, bf16Dir, weights: DType.BF16);
+        using var widened = ModelCheckpoint.Load(Cpu, bf16Dir);
+        using var fromF32 = ModelCheckpoint.Load(Cpu, f32Dir, weights: DType.BF16);
+        using var reader = CheckpointReader.Open(bf16Dir);
+        int linear = 0;
+        foreach (var p in m.Parameters.All)
+        {
+            bool isLinear = p.Shape.Rank == 2 && p.Name != HfNames.EmbedTokens && !p.Name.EndsWith("position_embedding.weight", StringComparison.Ordinal);
+            linear += isLinear ? 1 : 0;
+            var s = stored.Parameters[p.Name].Value;
+            Assert.That(s.DType, Is.EqualTo(isLinear ? DType.BF16 : DType.F32), p.Name);
+            Assert.That(fromF32.Parameters[p.Name].Value.DType, Is.EqualTo(s.DType), p.Name);
+            var rounded = p.Value.ToArray().Select(RoundToBf16).ToArray();
+            Assert.That(fromF32.Parameters[p.Name].Value.ToArray(), Is.EqualTo(isLinear ? rounded : p.Value.ToArray()), p.Name);
+            if (!isLinear) continue;
+            var bits = new ushort[s.Numel];
+            Cpu.Download<ushort>(s, bits);
+            Assert.That(bits, Is.EqualTo(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(reader.GetBytes(p.Name)).ToArray()), p.Name);
+        }
+        Assert.That(linear, Is.EqualTo(m.Parameters.All.Count(p => System.Text.RegularExpressions.Regex.IsMatch(p.Name, @"(_proj|fc[12]|lm_head|vm_head|mm_projector\.\d)\.weight$"))));
+        Assert.That(stored.Parameters.All.Sum(p => p.Value.Bytes), Is.LessThan(0.75 * widened.Parameters.All.Sum(p => p.Value.Bytes)));
+
+        Assert.That(Logits(stored), Is.EqualTo(Logits(widened)));
+        int[] prompt = [1, 5, Llava.ImageTokenIndex, 7, 8];
+        var px = TinyWorld.Pixels(1, m.Config, 5);
+        var opts = new SamplingOptions { MaxNewTokens = 6 };
+        using var g1 = new Generator(stored);
+        using var g2 = new Generator(widened);
+        Assert.That(g1.Generate([new(prompt, new int[prompt.Length])], px, opts)[0],
+                    Is.EqualTo(g2.Generate([new(prompt, new int[prompt.Length])], px, opts)[0]));
+
+        var vm = stored.VmHead;
+        Assert.That(() => vm.Trainable = true, Throws.InvalidOperationException.With.Message.Contains("vm_head.weight is stored as BF16"));
+        using var arena = new Arena(Cpu, 1 << 20);
+        var tape = new Tape(Cpu, arena, record: true);
+        var x = m.Parameters[HfNames.FinalNorm];
+        x.Trainable = true;
+        tape.Track([x]);
+        Assert.That(() => Ops.Linear(tape, Ops.Reshape(tape, x.Value, 1, (int)x.Numel), stored.Decoder.LmHead.Value),
+                    Throws.InvalidOperationException.With.Message.Contains("Linear: w").And.Message.Contains("gradients need F32 weights"));
+    }
+
     [Test]
     public void VisionTowerIsReadFromTheLocalClipDirectoryThatMmVisionTowerNames()
     {

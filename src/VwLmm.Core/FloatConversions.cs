@@ -1,6 +1,6 @@
 using System.Runtime.Intrinsics;
 
-namespace VwLmm.Model.Checkpoints;
+namespace VwLmm.Core;
 
 /// <summary>Bit-exact conversions between f32 and the 16-bit storage formats (IEEE binary16, bfloat16).</summary>
 public static class FloatConversions
