@@ -19,16 +19,17 @@ internal static class TinyWorld
             VmLossWeight = lambda,
         };
 
-    public static VwLmmModel Model(IBackend backend, VwLmmConfig config, ulong seed = 7, double scale = 1)
+    /// <summary>A randomly initialised model, every weight times <paramref name="scale"/>; linear weights stored as <paramref name="weights"/>.</summary>
+    public static VwLmmModel Model(IBackend backend, VwLmmConfig config, ulong seed = 7, double scale = 1, DType weights = DType.F32)
     {
-        var m = new VwLmmModel(backend, config);
+        var m = new VwLmmModel(backend, config, weights);
         m.InitializeRandom(seed);
         if (scale != 1)
             foreach (var p in m.Parameters.All)
             {
                 var a = p.Value.ToArray();
                 for (int i = 0; i < a.Length; i++) a[i] *= (float)scale;
-                backend.Upload<float>(p.Value, a);
+                p.SetValues(a);
             }
         return m;
     }
