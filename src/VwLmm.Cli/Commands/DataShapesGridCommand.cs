@@ -1,5 +1,6 @@
 using VwLmm.Data.Images;
 using VwLmm.Data.ShapesGrid;
+using VwLmm.Model.Recipes;
 
 namespace VwLmm.Cli.Commands;
 
@@ -10,6 +11,9 @@ public sealed class DataShapesGridCommand : ICommand
     public string Help => """
         usage: vwlmm data shapesgrid --out DIR --n N [--seed S] [--split train|test]
           Writes DIR/images/NNNN.png, DIR/data.json (LLaVA format), DIR/captions.json and DIR/patch_labels.json.
+          The world is the one `vwlmm demo --seed S` and the shapesgrid train configs use (32×32 images, a 4×4 grid of
+          8-pixel cells, the seed's held-out colour×shape pairs), so the test split of seed S is the held-out split a
+          demo of seed S is evaluated on.
         example: vwlmm data shapesgrid --out world --n 100 --seed 1 --split test
         """;
     public IReadOnlyList<string> Flags => [];
@@ -26,7 +30,7 @@ public sealed class DataShapesGridCommand : ICommand
             "test" => Split.Test,
             var s => throw new UsageException($"--split must be train or test, not '{s}'"),
         };
-        ShapesGridWriter.Write(dir, n, seed, ImageCodec.SavePng, split);
+        ShapesGridWriter.Write(dir, n, seed, ImageCodec.SavePng, split, ShapesGridRecipe.DefaultOptions);
         if (!args.Has("--quiet")) stdout.WriteLine($"wrote {n} {split.ToString().ToLowerInvariant()} samples to {dir}");
         return 0;
     }

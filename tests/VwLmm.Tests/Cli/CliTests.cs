@@ -91,6 +91,15 @@ public class CliTests
         var ds = VwLmm.Data.Conversations.LlavaDataset.Load(Path.Combine(dir, "data.json"), dir);
         Assert.That(ds.Samples, Has.Count.EqualTo(6));
         Assert.That(ds.Samples.Where(s => s.HasImage).All(s => File.Exists(ds.ImagePath(s))), Is.True);
+        // The world a demo of the same seed is trained and evaluated in: its images, pixel for pixel, and its questions.
+        var world = new VwLmm.Model.Recipes.ShapesGridRecipe(3).World;
+        var first = ds.Samples.First(s => s.HasImage);
+        int index = int.Parse(first.Id["test-".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        var expected = world.Sample(VwLmm.Data.ShapesGrid.Split.Test, index);
+        var image = VwLmm.Data.Images.ImageCodec.Decode(ds.ImagePath(first));
+        Assert.That((image.Width, image.Height), Is.EqualTo((expected.Image.Width, expected.Image.Height)));
+        Assert.That(image.Pixels, Is.EqualTo(expected.Image.Pixels));
+        Assert.That(first.Turns[0].Value, Does.EndWith(expected.Questions[0].Question));
         AssertOneLineError(Run("data", "shapesgrid", "--out", dir, "--n", "2", "--split", "dev"), 2, "--split");
     }
 
