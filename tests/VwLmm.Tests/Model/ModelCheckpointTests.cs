@@ -95,6 +95,11 @@ public class ModelCheckpointTests : CpuFixture
         Assert.That(stored.Parameters.All.Sum(p => p.Value.Bytes), Is.LessThan(0.75 * widened.Parameters.All.Sum(p => p.Value.Bytes)));
 
         Assert.That(Logits(stored), Is.EqualTo(Logits(widened)));
+        // Saving writes the widened values (F32): they load back as the model that read the BF16 file widened.
+        ModelCheckpoint.Save(stored, dir["resaved"]);
+        using var resaved = ModelCheckpoint.Load(Cpu, dir["resaved"]);
+        foreach (var p in widened.Parameters.All)
+            Assert.That(resaved.Parameters[p.Name].Value.ToArray(), Is.EqualTo(p.Value.ToArray()), p.Name);
         int[] prompt = [1, 5, Llava.ImageTokenIndex, 7, 8];
         var px = TinyWorld.Pixels(1, m.Config, 5);
         var opts = new SamplingOptions { MaxNewTokens = 6 };
