@@ -10,7 +10,8 @@ public sealed class InspectCommand : ICommand
     public string Summary => "summarise a model directory: config, parameters per module, dtypes";
     public string Help => """
         usage: vwlmm inspect DIR | --model DIR
-          Reads config.json and the safetensors headers (no weights are loaded) and checks them against each other.
+          Reads config.json and the safetensors headers (no weights are loaded) and checks them against each other;
+          says how much memory the weights take when loaded, as f32 and with --weights bf16.
         example: vwlmm inspect runs/demo/model
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
@@ -42,6 +43,10 @@ public sealed class InspectCommand : ICommand
         stdout.WriteLine($"llm         d={l.HiddenSize}, {l.NumHiddenLayers} layers, {l.NumAttentionHeads} heads / {l.NumKeyValueHeads} kv, ffn {l.IntermediateSize}, vocab {l.VocabSize}, rope θ {l.RopeTheta.ToString(ci)}, context {l.MaxPositionEmbeddings}");
         stdout.WriteLine($"vw-lmm      λ {config.VmLossWeight.ToString(ci)}, KL {config.VmKlDirection}, detach {config.VmDetachTarget}, vm_head init {config.VmHeadInit}, pif {config.UsePif}, image tokens {config.ImageTokens}");
         stdout.WriteLine($"vm_head     {(reader.Contains(HfNames.VmHead) ? "present" : "absent (initialised on load)")}");
+        // What loading allocates for the weights: the tensors the model runs (not the tower layers past the select layer).
+        var loaded = HfNames.Expected(config).Where(t => t.Required).ToList();
+        long f32 = loaded.Sum(t => 4 * t.Shape.Numel), bf16 = loaded.Sum(t => (t.Linear ? 2 : 4) * t.Shape.Numel);
+        stdout.WriteLine($"memory      weights {Size(f32)} as f32, {Size(bf16)} with --weights bf16 (the KV cache and activations come on top)");
         stdout.WriteLine();
         stdout.WriteLine("parameters by module:");
         long total = 0;
@@ -57,6 +62,10 @@ public sealed class InspectCommand : ICommand
         if (unused.Count > 0) stdout.WriteLine($"{unused.Count} tensors present but not used by the model");
         return 0;
     }
+
+    private static string Size(long bytes) => bytes >= 1L << 30
+        ? (bytes / (double)(1L << 30)).ToString("0.00 GiB", CultureInfo.InvariantCulture)
+        : (bytes / (double)(1L << 20)).ToString("0.0 MiB", CultureInfo.InvariantCulture);
 
     private static Dictionary<TKey, long> Merge<TKey>(IReadOnlyDictionary<TKey, long> a, IReadOnlyDictionary<TKey, long>? b) where TKey : notnull
     {

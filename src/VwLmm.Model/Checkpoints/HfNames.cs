@@ -2,8 +2,11 @@ using VwLmm.Core;
 
 namespace VwLmm.Model.Checkpoints;
 
-/// <summary>A tensor a checkpoint of some config holds; optional ones (tower layers past the select layer, post_layernorm) may be absent.</summary>
-public sealed record ExpectedTensor(string Name, Shape Shape, bool Required = true);
+/// <summary>
+/// A tensor a checkpoint of some config holds; optional ones (tower layers past the select layer, post_layernorm) may be
+/// absent. Linear marks the weight matrix of a linear layer: what `--weights bf16` keeps in bf16.
+/// </summary>
+public sealed record ExpectedTensor(string Name, Shape Shape, bool Required = true, bool Linear = false);
 
 /// <summary>Tensor names and shapes of LLaVA / VW-LMM checkpoints (HF layout), derived from a config.</summary>
 public static class HfNames
@@ -23,7 +26,7 @@ public static class HfNames
     {
         var list = new List<ExpectedTensor>();
         list.AddRange(LanguageModel(config.Llm));
-        list.Add(new(VmHead, new Shape(config.Llm.VocabSize, config.Llm.HiddenSize)));
+        list.Add(new(VmHead, new Shape(config.Llm.VocabSize, config.Llm.HiddenSize), Linear: true));
         list.AddRange(Projector(config));
         if (embeddedVision) list.AddRange(VisionTower(config, EmbeddedVisionPrefix));
         return list;
@@ -37,18 +40,18 @@ public static class HfNames
         for (int i = 0; i < l.NumHiddenLayers; i++)
         {
             string p = $"model.layers.{i}.";
-            list.Add(new(p + "self_attn.q_proj.weight", new Shape(d, d)));
-            list.Add(new(p + "self_attn.k_proj.weight", new Shape(kv, d)));
-            list.Add(new(p + "self_attn.v_proj.weight", new Shape(kv, d)));
-            list.Add(new(p + "self_attn.o_proj.weight", new Shape(d, d)));
-            list.Add(new(p + "mlp.gate_proj.weight", new Shape(f, d)));
-            list.Add(new(p + "mlp.up_proj.weight", new Shape(f, d)));
-            list.Add(new(p + "mlp.down_proj.weight", new Shape(d, f)));
+            list.Add(new(p + "self_attn.q_proj.weight", new Shape(d, d), Linear: true));
+            list.Add(new(p + "self_attn.k_proj.weight", new Shape(kv, d), Linear: true));
+            list.Add(new(p + "self_attn.v_proj.weight", new Shape(kv, d), Linear: true));
+            list.Add(new(p + "self_attn.o_proj.weight", new Shape(d, d), Linear: true));
+            list.Add(new(p + "mlp.gate_proj.weight", new Shape(f, d), Linear: true));
+            list.Add(new(p + "mlp.up_proj.weight", new Shape(f, d), Linear: true));
+            list.Add(new(p + "mlp.down_proj.weight", new Shape(d, f), Linear: true));
             list.Add(new(p + "input_layernorm.weight", new Shape(d)));
             list.Add(new(p + "post_attention_layernorm.weight", new Shape(d)));
         }
         list.Add(new(FinalNorm, new Shape(d)));
-        list.Add(new(LmHead, new Shape(l.VocabSize, d)));
+        list.Add(new(LmHead, new Shape(l.VocabSize, d), Linear: true));
         return list;
     }
 
@@ -60,14 +63,14 @@ public static class HfNames
         {
             ProjectorType.Linear =>
             [
-                new("model.mm_projector.weight", new Shape(d, m)),
+                new("model.mm_projector.weight", new Shape(d, m), Linear: true),
                 new("model.mm_projector.bias", new Shape(d)),
             ],
             ProjectorType.Mlp2xGelu =>
             [
-                new("model.mm_projector.0.weight", new Shape(d, m)),
+                new("model.mm_projector.0.weight", new Shape(d, m), Linear: true),
                 new("model.mm_projector.0.bias", new Shape(d)),
-                new("model.mm_projector.2.weight", new Shape(d, d)),
+                new("model.mm_projector.2.weight", new Shape(d, d), Linear: true),
                 new("model.mm_projector.2.bias", new Shape(d)),
             ],
             _ => throw new ArgumentOutOfRangeException(nameof(c)),
@@ -93,14 +96,14 @@ public static class HfNames
             bool required = i < used;
             foreach (string proj in (string[])["q_proj", "k_proj", "v_proj", "out_proj"])
             {
-                list.Add(new($"{p}self_attn.{proj}.weight", new Shape(w, w), required));
+                list.Add(new($"{p}self_attn.{proj}.weight", new Shape(w, w), required, Linear: true));
                 list.Add(new($"{p}self_attn.{proj}.bias", new Shape(w), required));
             }
             list.Add(new(p + "layer_norm1.weight", new Shape(w), required));
             list.Add(new(p + "layer_norm1.bias", new Shape(w), required));
-            list.Add(new(p + "mlp.fc1.weight", new Shape(v.IntermediateSize, w), required));
+            list.Add(new(p + "mlp.fc1.weight", new Shape(v.IntermediateSize, w), required, Linear: true));
             list.Add(new(p + "mlp.fc1.bias", new Shape(v.IntermediateSize), required));
-            list.Add(new(p + "mlp.fc2.weight", new Shape(w, v.IntermediateSize), required));
+            list.Add(new(p + "mlp.fc2.weight", new Shape(w, v.IntermediateSize), required, Linear: true));
             list.Add(new(p + "mlp.fc2.bias", new Shape(w), required));
             list.Add(new(p + "layer_norm2.weight", new Shape(w), required));
             list.Add(new(p + "layer_norm2.bias", new Shape(w), required));

@@ -188,6 +188,18 @@ public class ModelVerbTests
         Assert.That(chat.ExitCode, Is.Zero, chat.Stderr);
         Assert.That(chat.Stdout.Trim(), Is.Not.Empty);
         AssertOneLineError(Run("chat", "--model", _model, "--image", _image, "hi", "--weights", "f16"), 2, "--weights must be f32 or bf16");
+
+        // inspect's memory line, from the headers alone, against what loading actually allocates either way.
+        using var cpu = new VwLmm.Cpu.CpuBackend(1);
+        double Mib(VwLmm.Core.DType w)
+        {
+            using var m = VwLmm.Model.Checkpoints.ModelCheckpoint.Load(cpu, _model, weights: w);
+            return m.Parameters.All.Sum(p => p.Value.Bytes) / 1048576.0;
+        }
+        var inspect = Run("inspect", _model);
+        Assert.That(inspect.ExitCode, Is.Zero, inspect.Stderr);
+        string F(double mib) => mib.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture);
+        Assert.That(inspect.Stdout, Does.Contain($"weights {F(Mib(VwLmm.Core.DType.F32))} MiB as f32, {F(Mib(VwLmm.Core.DType.BF16))} MiB with --weights bf16"));
     }
 
     [Test]

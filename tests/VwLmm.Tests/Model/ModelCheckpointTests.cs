@@ -93,6 +93,9 @@ public class ModelCheckpointTests : CpuFixture
         }
         Assert.That(linear, Is.EqualTo(m.Parameters.All.Count(p => System.Text.RegularExpressions.Regex.IsMatch(p.Name, @"(_proj|fc[12]|lm_head|vm_head|mm_projector\.\d)\.weight$"))));
         Assert.That(stored.Parameters.All.Sum(p => p.Value.Bytes), Is.LessThan(0.75 * widened.Parameters.All.Sum(p => p.Value.Bytes)));
+        // The checkpoint layout's Linear flags, which inspect's memory figure counts, name exactly these parameters.
+        Assert.That(stored.Parameters.All.Where(p => p.Value.DType == DType.BF16).Select(p => p.Name),
+                    Is.EquivalentTo(HfNames.Expected(m.Config).Where(t => t.Required && t.Linear).Select(t => t.Name)));
 
         Assert.That(Logits(stored), Is.EqualTo(Logits(widened)));
         // Saving writes the widened values (F32): they load back as the model that read the BF16 file widened.
