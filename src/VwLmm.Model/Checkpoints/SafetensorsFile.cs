@@ -107,25 +107,21 @@ public sealed unsafe class SafetensorsFile : IDisposable
     }
 
     /// <summary>
-    /// Reads a float tensor into <paramref name="dst"/> [numel] as bf16 bits: BF16 as stored, F32 rounded to nearest even,
-    /// F16 widened exactly and then rounded once.
+    /// Reads a float tensor into <paramref name="dst"/> [numel] as bf16 bits: BF16 as stored; any other float dtype as
+    /// <see cref="ReadFloat"/> reads it (exact for F16), then rounded to nearest even once.
     /// </summary>
     public void ReadBf16(string name, Span<ushort> dst)
     {
         var info = GetInfo(name);
-        CheckDestination(info, dst.Length);
-        var bytes = GetBytes(info);
-        switch (info.DType)
+        if (info.DType != SafetensorsDType.BF16)
         {
-            case SafetensorsDType.BF16: bytes.CopyTo(MemoryMarshal.AsBytes(dst)); break;
-            case SafetensorsDType.F32: FloatConversions.FloatToBf16(MemoryMarshal.Cast<byte, float>(bytes), dst); break;
-            case SafetensorsDType.F16:
-                var wide = new float[dst.Length];
-                FloatConversions.F16ToFloat(MemoryMarshal.Cast<byte, ushort>(bytes), wide);
-                FloatConversions.FloatToBf16(wide, dst);
-                break;
-            default: throw new InvalidDataException($"{Path}: tensor '{name}' is {info.DType}, not a float tensor");
+            var wide = new float[dst.Length];
+            ReadFloat(name, wide);
+            FloatConversions.FloatToBf16(wide, dst);
+            return;
         }
+        CheckDestination(info, dst.Length);
+        GetBytes(info).CopyTo(MemoryMarshal.AsBytes(dst));
     }
 
     /// <summary>Reads an integer tensor (I32/I64) into <paramref name="dst"/> [numel] as i64.</summary>
