@@ -31,16 +31,16 @@ public sealed class LlamaDecoder
             string p = $"model.layers.{i}.";
             var inNorm = store.Add(p + "input_layernorm.weight", d);
             string q = p + "self_attn.q_proj.weight", k = p + "self_attn.k_proj.weight", v = p + "self_attn.v_proj.weight";
-            var qAlone = kv == d ? null : store.AddLinear(q, d, d);
-            var qkv = qAlone is null ? store.AddLinearStack([q, k, v], d, d) : store.AddLinearStack([k, v], kv, d);
-            _layers[i] = new Layer(inNorm, qAlone, qkv, store.AddLinear(p + "self_attn.o_proj.weight", d, d),
+            var qAlone = kv == d ? null : store.Add(q, d, d);
+            var qkv = qAlone is null ? store.AddStack([q, k, v], d, d) : store.AddStack([k, v], kv, d);
+            _layers[i] = new Layer(inNorm, qAlone, qkv, store.Add(p + "self_attn.o_proj.weight", d, d),
                 store.Add(p + "post_attention_layernorm.weight", d),
-                store.AddLinearStack([p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"], f, d),
-                store.AddLinear(p + "mlp.down_proj.weight", d, f));
+                store.AddStack([p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"], f, d),
+                store.Add(p + "mlp.down_proj.weight", d, f));
         }
         _rangeNames = Enumerable.Range(0, _layers.Length).Select(i => $"decoder.layer{i}").ToArray();
         FinalNorm = store.Add(HfNames.FinalNorm, d);
-        LmHead = store.AddLinear(HfNames.LmHead, c.VocabSize, d);
+        LmHead = store.Add(HfNames.LmHead, c.VocabSize, d);
     }
 
     public Parameter EmbedTokens { get; }

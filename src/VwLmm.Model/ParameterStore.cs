@@ -16,11 +16,18 @@ public sealed class ParameterStore : IDisposable
     private readonly List<Parameter> _all = new();
     private readonly List<ParameterStack> _stacks = new();
 
-    /// <param name="weights">Storage of linear-layer weights (<see cref="AddLinear"/>): F32, or BF16 for inference only.</param>
-    public ParameterStore(IBackend backend, DType weights = DType.F32)
+    private readonly IReadOnlySet<string> _linear;
+
+    /// <param name="weights">Storage of linear-layer weights: F32, or BF16 for inference only.</param>
+    /// <param name="linearWeights">The names of the linear-layer weights (the checkpoint layout's
+    /// <see cref="Checkpoints.ExpectedTensor.Linear"/>); every other parameter is F32.</param>
+    public ParameterStore(IBackend backend, DType weights = DType.F32, IReadOnlySet<string>? linearWeights = null)
     {
+        if (weights != DType.F32 && linearWeights is null)
+            throw new ArgumentException($"{weights} weights need the names of the linear-layer weights", nameof(linearWeights));
         _backend = backend;
         Weights = weights;
+        _linear = linearWeights ?? new HashSet<string>();
     }
 
     public IReadOnlyList<Parameter> All => _all;
@@ -28,27 +35,27 @@ public sealed class ParameterStore : IDisposable
     /// <summary>How linear-layer weights are stored; every other parameter (embeddings, norms, biases, convolution) is F32.</summary>
     public DType Weights { get; }
 
-    public Parameter Add(string name, params int[] dims) => Add(name, DType.F32, dims);
-
-    /// <summary>A linear layer's weight [N, K], stored as <see cref="Weights"/>.</summary>
-    public Parameter AddLinear(string name, int n, int k) => Add(name, Weights, n, k);
-
-    private Parameter Add(string name, DType dtype, params int[] dims)
+    /// <summary>A parameter stored as <see cref="Weights"/> if it is a linear layer's weight, else F32.</summary>
+    public Parameter Add(string name, params int[] dims)
     {
-        var p = new Parameter(_backend, name, new Shape(dims), dtype);
+        var p = new Parameter(_backend, name, new Shape(dims), StorageOf(name));
         Register(p);
         return p;
     }
 
-    /// <summary>The weights [N, K] of linear layers that read the same input, in one <see cref="ParameterStack"/> stored
-    /// as <see cref="Weights"/>; each is also registered by its own name.</summary>
-    public ParameterStack AddLinearStack(IReadOnlyList<string> names, int n, int k)
+    /// <summary>Parameters of one shape, in one <see cref="ParameterStack"/>; each is also registered by its own name.</summary>
+    public ParameterStack AddStack(IReadOnlyList<string> names, params int[] dims)
     {
-        var stack = new ParameterStack(_backend, names, new Shape(n, k), Weights);
+        var dtype = StorageOf(names[0]);
+        if (names.Any(n => StorageOf(n) != dtype))
+            throw new ArgumentException($"parameters {string.Join(", ", names)} share a stack but not a storage type");
+        var stack = new ParameterStack(_backend, names, new Shape(dims), dtype);
         _stacks.Add(stack);
         foreach (var p in stack.Members) Register(p);
         return stack;
     }
+
+    private DType StorageOf(string name) => _linear.Contains(name) ? Weights : DType.F32;
 
     private void Register(Parameter p)
     {

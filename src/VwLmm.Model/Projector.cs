@@ -13,14 +13,14 @@ public sealed class Projector
         int m = config.MmHiddenSize, d = config.Llm.HiddenSize;
         if (config.ProjectorType == ProjectorType.Linear)
         {
-            _w0 = store.AddLinear("model.mm_projector.weight", d, m);
+            _w0 = store.Add("model.mm_projector.weight", d, m);
             _b0 = store.Add("model.mm_projector.bias", d);
         }
         else
         {
-            _w0 = store.AddLinear("model.mm_projector.0.weight", d, m);
+            _w0 = store.Add("model.mm_projector.0.weight", d, m);
             _b0 = store.Add("model.mm_projector.0.bias", d);
-            _w2 = store.AddLinear("model.mm_projector.2.weight", d, d);
+            _w2 = store.Add("model.mm_projector.2.weight", d, d);
             _b2 = store.Add("model.mm_projector.2.bias", d);
         }
     }

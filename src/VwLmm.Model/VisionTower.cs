@@ -38,13 +38,13 @@ public sealed class VisionTower
             string p = $"{prefix}encoder.layers.{i}.";
             _blocks[i] = new Block(
                 store.Add(p + "layer_norm1.weight", c), store.Add(p + "layer_norm1.bias", c),
-                store.AddLinear(p + "self_attn.q_proj.weight", c, c), store.Add(p + "self_attn.q_proj.bias", c),
-                store.AddLinear(p + "self_attn.k_proj.weight", c, c), store.Add(p + "self_attn.k_proj.bias", c),
-                store.AddLinear(p + "self_attn.v_proj.weight", c, c), store.Add(p + "self_attn.v_proj.bias", c),
-                store.AddLinear(p + "self_attn.out_proj.weight", c, c), store.Add(p + "self_attn.out_proj.bias", c),
+                store.Add(p + "self_attn.q_proj.weight", c, c), store.Add(p + "self_attn.q_proj.bias", c),
+                store.Add(p + "self_attn.k_proj.weight", c, c), store.Add(p + "self_attn.k_proj.bias", c),
+                store.Add(p + "self_attn.v_proj.weight", c, c), store.Add(p + "self_attn.v_proj.bias", c),
+                store.Add(p + "self_attn.out_proj.weight", c, c), store.Add(p + "self_attn.out_proj.bias", c),
                 store.Add(p + "layer_norm2.weight", c), store.Add(p + "layer_norm2.bias", c),
-                store.AddLinear(p + "mlp.fc1.weight", v.IntermediateSize, c), store.Add(p + "mlp.fc1.bias", v.IntermediateSize),
-                store.AddLinear(p + "mlp.fc2.weight", c, v.IntermediateSize), store.Add(p + "mlp.fc2.bias", c));
+                store.Add(p + "mlp.fc1.weight", v.IntermediateSize, c), store.Add(p + "mlp.fc1.bias", v.IntermediateSize),
+                store.Add(p + "mlp.fc2.weight", c, v.IntermediateSize), store.Add(p + "mlp.fc2.bias", c));
         }
     }
 

@@ -35,11 +35,12 @@ public sealed class VwLmmModel : IDisposable
         config.Validate();
         Backend = backend;
         Config = config;
-        Parameters = new ParameterStore(backend, weights);
+        Parameters = new ParameterStore(backend, weights,
+            Checkpoints.HfNames.Expected(config).Where(t => t.Linear).Select(t => t.Name).ToHashSet(StringComparer.Ordinal));
         Vision = new VisionTower(Parameters, config);
         Projector = new Projector(Parameters, config);
         Decoder = new LlamaDecoder(Parameters, config.Llm);
-        VmHead = Parameters.AddLinear(Checkpoints.HfNames.VmHead, config.Llm.VocabSize, config.Llm.HiddenSize);
+        VmHead = Parameters.Add(Checkpoints.HfNames.VmHead, config.Llm.VocabSize, config.Llm.HiddenSize);
     }
 
     public IBackend Backend { get; }

@@ -93,7 +93,8 @@ public class ModelCheckpointTests : CpuFixture
         }
         Assert.That(linear, Is.EqualTo(m.Parameters.All.Count(p => System.Text.RegularExpressions.Regex.IsMatch(p.Name, @"(_proj|fc[12]|lm_head|vm_head|mm_projector\.\d)\.weight$"))));
         Assert.That(stored.Parameters.All.Sum(p => p.Value.Bytes), Is.LessThan(0.75 * widened.Parameters.All.Sum(p => p.Value.Bytes)));
-        // The checkpoint layout's Linear flags, which inspect's memory figure counts, name exactly these parameters.
+        // The checkpoint layout's Linear flags choose the storage (and inspect's memory figure): they must mark exactly
+        // the parameters the name-and-rank rule above calls linear.
         Assert.That(stored.Parameters.All.Where(p => p.Value.DType == DType.BF16).Select(p => p.Name),
                     Is.EquivalentTo(HfNames.Expected(m.Config).Where(t => t.Required && t.Linear).Select(t => t.Name)));
 
