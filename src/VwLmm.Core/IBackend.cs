@@ -156,3 +156,18 @@ public interface IBackend : IDisposable
     /// on every entry, with the entry's weight decay.</summary>
     void AdamW(ParameterList list, float lr, float beta1, float beta2, float eps, int step, float gradScale);
 }
+
+/// <summary>The operand types <see cref="IBackend.Gemm"/> admits, checked by every backend before it reads them: any
+/// other type would be read as garbage.</summary>
+public static class GemmOperands
+{
+    /// <summary>A and C F32; B F32, or BF16 as the weight W of x·Wᵀ (transB, not transA). Throws naming the operand.</summary>
+    public static void Check(bool transA, bool transB, Tensor A, Tensor B, Tensor C)
+    {
+        if (A.DType != DType.F32) throw new ArgumentException($"Gemm: A is {A.DType}, expected F32 (shape {A.Shape})", nameof(A));
+        if (C.DType != DType.F32) throw new ArgumentException($"Gemm: C is {C.DType}, expected F32 (shape {C.Shape})", nameof(C));
+        if (B.DType == DType.BF16 ? transA || !transB : B.DType != DType.F32)
+            throw new ArgumentException($"Gemm: B is {B.DType} (shape {B.Shape}) with transA={transA}, transB={transB}; "
+                                        + "expected F32, or BF16 with transB and not transA", nameof(B));
+    }
+}

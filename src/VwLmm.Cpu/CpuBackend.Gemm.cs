@@ -30,7 +30,7 @@ public sealed unsafe partial class CpuBackend
                      Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
                      float beta, Tensor C, int ldc, long strideC, int batch)
     {
-        CheckGemmDTypes(transA, transB, A, B, C);
+        GemmOperands.Check(transA, transB, A, B, C);
         if (M == 0 || N == 0) return;
         float* a = F(A), c = F(C);
         bool bf16 = B.DType == DType.BF16;
@@ -48,16 +48,6 @@ public sealed unsafe partial class CpuBackend
         float* b = F(B);
         for (int i = 0; i < batch; i++)
             Sgemm(transA, transB, M, N, K, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta, c + i * strideC, ldc);
-    }
-
-    /// <summary>A and C are F32; B is F32, or BF16 as the weight W of x·Wᵀ. Any other operand would be read as garbage.</summary>
-    private static void CheckGemmDTypes(bool transA, bool transB, Tensor A, Tensor B, Tensor C)
-    {
-        if (A.DType != DType.F32) throw new ArgumentException($"Gemm: A is {A.DType}, expected F32 (shape {A.Shape})");
-        if (C.DType != DType.F32) throw new ArgumentException($"Gemm: C is {C.DType}, expected F32 (shape {C.Shape})");
-        if (B.DType != DType.F32 && !(B.DType == DType.BF16 && transB && !transA))
-            throw new ArgumentException($"Gemm: B is {B.DType} (shape {B.Shape}) with transA={transA}, transB={transB}; "
-                                        + "expected F32, or BF16 with transB and not transA");
     }
 
     /// <summary>Row-major C [M,N] = alpha·op(A)·op(B) + beta·C on <see cref="Threads"/> OpenBLAS threads.</summary>

@@ -27,7 +27,7 @@ public sealed unsafe partial class CudaBackend
                      Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
                      float beta, Tensor C, int ldc, long strideC, int batch)
     {
-        CheckGemmTypes(transA, transB, A, B, C);
+        GemmOperands.Check(transA, transB, A, B, C);
         if (B.DType == DType.F32)
         {
             Gemm(transA, transB, M, N, K, alpha, A.Ptr, lda, strideA, B.Ptr, ldb, strideB, beta, C.Ptr, ldc, strideC, batch);
@@ -38,15 +38,6 @@ public sealed unsafe partial class CudaBackend
             GemvBf16(M, N, K, alpha, A.Ptr, lda, strideA, B.Ptr, ldb, strideB, beta, C.Ptr, ldc, strideC, batch);
         else
             WidenedGemm(M, N, K, alpha, A.Ptr, lda, strideA, B.Ptr, ldb, strideB, beta, C.Ptr, ldc, strideC, batch);
-    }
-
-    private static void CheckGemmTypes(bool transA, bool transB, Tensor A, Tensor B, Tensor C)
-    {
-        if (A.DType != DType.F32) throw new ArgumentException($"Gemm: A is {A.DType}, must be F32", nameof(A));
-        if (C.DType != DType.F32) throw new ArgumentException($"Gemm: C is {C.DType}, must be F32", nameof(C));
-        if (B.DType == DType.BF16 ? transA || !transB : B.DType != DType.F32)
-            throw new ArgumentException(
-                $"Gemm: B is {B.DType} with transA={transA}, transB={transB}; B must be F32, or BF16 with transB and not transA", nameof(B));
     }
 
     /// <summary>The row-major GEMM on F32 device pointers, for ops that multiply scratch buffers.</summary>
