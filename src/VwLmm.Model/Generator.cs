@@ -39,9 +39,11 @@ public sealed class Generator : IDisposable
 
     /// <summary>
     /// prompts (ids with −200 where the image goes; labels unused) and pixels [ImageCount,3,S,S] in prompt order (null
-    /// without images) → the new tokens of each prompt, stop id included when one was produced.
+    /// without images) → the new tokens of each prompt, stop id included when one was produced. onToken(sample, id)
+    /// sees each of them as soon as it is chosen, before the next decode step runs.
     /// </summary>
-    public int[][] Generate(IReadOnlyList<TokenizedConversation> prompts, ReadOnlySpan<float> pixels, SamplingOptions options)
+    public int[][] Generate(IReadOnlyList<TokenizedConversation> prompts, ReadOnlySpan<float> pixels, SamplingOptions options,
+                            Action<int, int>? onToken = null)
     {
         var cfg = _model.Config;
         var be = _model.Backend;
@@ -89,6 +91,7 @@ public sealed class Generator : IDisposable
                 next[i] = Sample(logitsHost.AsSpan(i * v, v), options, rng, scratch);
                 if (done[i]) continue;
                 outputs[i].Add(next[i]);
+                onToken?.Invoke(i, next[i]);
                 if (options.StopIds.Contains(next[i])) done[i] = true;
             }
             if (Array.TrueForAll(done, d => d) || step == options.MaxNewTokens - 1) break;

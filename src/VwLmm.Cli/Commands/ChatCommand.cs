@@ -2,6 +2,7 @@ using System.Globalization;
 using VwLmm.Data.Batching;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.Images;
+using VwLmm.Data.Text;
 using VwLmm.Model;
 
 namespace VwLmm.Cli.Commands;
@@ -54,7 +55,8 @@ public sealed class ChatCommand : ICommand
             using var gen = new Generator(model);
             var splice = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize);
             var turns = new List<Turn>();
-            string Ask(string question)
+            var stream = new StreamingDecoder(tok);
+            void Ask(string question)
             {
                 turns.Add(new Turn(Speaker.Human, (turns.Count == 0 ? Llava.ImagePlaceholder + "\n" : "") + question));
                 var prompt = template.EncodePrompt(turns, hasImage: true, tok);
@@ -63,14 +65,25 @@ public sealed class ChatCommand : ICommand
                 int left = context - splice.SplicedLength(prompt);
                 if (left < 1) throw new CliException($"the conversation fills the model's context of {context} positions");
                 var turn = fixedLength ? options : options with { MaxNewTokens = Math.Min(DefaultMaxNewTokens, left) };
-                var ids = gen.Generate([prompt], pixels, turn)[0].Where(id => id != tok.EosId).ToArray();
-                string answer = tok.Decode(ids).Trim();
-                turns.Add(new Turn(Speaker.Gpt, answer));
-                return answer;
+                // The answer is printed as it is decoded: a 7B model on a CPU takes seconds per word.
+                var answer = new System.Text.StringBuilder();
+                void Print(string text)
+                {
+                    answer.Append(text);
+                    stdout.Write(text);
+                    stdout.Flush();
+                }
+                gen.Generate([prompt], pixels, turn, (_, id) =>
+                {
+                    if (id != tok.EosId) Print(stream.Push(id));
+                });
+                Print(stream.Finish());
+                stdout.WriteLine();
+                turns.Add(new Turn(Speaker.Gpt, answer.ToString()));
             }
             if (args.Positionals.Count > 0)
             {
-                stdout.WriteLine(Ask(string.Join(" ", args.Positionals)));
+                Ask(string.Join(" ", args.Positionals));
                 return 0;
             }
             while (true)
@@ -79,7 +92,7 @@ public sealed class ChatCommand : ICommand
                 string? line = Console.In.ReadLine();
                 if (line is null) return 0;
                 if (line.Trim().Length == 0) continue;
-                stdout.WriteLine(Ask(line.Trim()));
+                Ask(line.Trim());
             }
         }
     }

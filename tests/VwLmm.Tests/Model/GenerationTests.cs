@@ -94,6 +94,32 @@ public class GenerationTests : CpuFixture
         Assert.That(stopped, Is.EqualTo(free.Take(Array.IndexOf(free, free[1]) + 1).ToArray()));
     }
 
+    /// <summary>
+    /// The callback sees every returned token, step by step across the batch (what streaming output relies on), and
+    /// nothing of a sample after its stop id.
+    /// </summary>
+    [Test]
+    public void EachTokenReachesTheCallbackAsItIsChosen()
+    {
+        var cfg = TinyWorld.Config();
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 3, scale: 6);
+        int[] a = [1, 5, Llava.ImageTokenIndex, 7, 8], b = [1, 9, 10, 11, 12];
+        var pa = TinyWorld.Pixels(1, cfg, 1);
+        TokenizedConversation[] prompts = [new(a, new int[a.Length]), new(b, new int[b.Length])];
+        using var gen = new Generator(m);
+        var free = gen.Generate(prompts, pa, new SamplingOptions { MaxNewTokens = 6 });
+        var opts = new SamplingOptions { MaxNewTokens = 6, StopIds = [free[1][1]] };
+        var seen = new List<(int Sample, int Id)>();
+        var outputs = gen.Generate(prompts, pa, opts, (sample, id) => seen.Add((sample, id)));
+
+        Assert.That(outputs[1], Has.Length.LessThan(6), "the stop id must end sample 1 early");
+        var expected = new List<(int, int)>();
+        for (int step = 0; step < 6; step++)
+            for (int i = 0; i < 2; i++)
+                if (step < outputs[i].Length) expected.Add((i, outputs[i][step]));
+        Assert.That(seen, Is.EqualTo(expected));
+    }
+
     [Test]
     public void SamplingFollowsTheTemperedSoftmaxAndItsFilters()
     {
