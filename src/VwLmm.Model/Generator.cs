@@ -20,13 +20,17 @@ public sealed record SamplingOptions
 /// Batched generation with a KV cache: one prefill over the right-padded prompts (images spliced exactly as in
 /// training), then one decode step per new token for every unfinished sample. The tape and its arena are reset every
 /// step, so memory is the cache plus one step's activations, and a decode step allocates no managed memory. The KV
-/// cache lives as long as the generator and is reused by later calls that fit in it.
+/// cache lives as long as the generator and is reused by later calls that fit in it; <see cref="Continue"/> also
+/// reuses its rows.
 /// </summary>
 public sealed class Generator : IDisposable
 {
     private readonly VwLmmModel _model;
     private readonly Tape _tape;
     private KvCache? _cache;
+    // What the cache rows of a one-prompt call hold: its prompt ids and the generated ids fed back, and its images.
+    private readonly List<int> _cachedIds = [];
+    private float[] _cachedPixels = [];
 
     public Generator(VwLmmModel model, long arenaBytes = 256L << 20) : this(model, new Arena(model.Backend, arenaBytes)) { }
 
@@ -43,18 +47,44 @@ public sealed class Generator : IDisposable
     /// sees each of them as soon as it is chosen, before the next decode step runs.
     /// </summary>
     public int[][] Generate(IReadOnlyList<TokenizedConversation> prompts, ReadOnlySpan<float> pixels, SamplingOptions options,
-                            Action<int, int>? onToken = null)
+                            Action<int, int>? onToken = null) => Run(prompts, pixels, options, onToken, reuse: false);
+
+    /// <summary>
+    /// One prompt (as <see cref="Generate"/>) that may extend the previous one-prompt call's prompt and answer, as the
+    /// next turn of a conversation does: the cache rows of their longest common prefix are kept (images in it must
+    /// have the same pixels) and only the rest is prefilled. The tokens are those of a full prefill up to rounding: the
+    /// kept rows were computed in other products (the answer's one row at a time). → the new tokens.
+    /// </summary>
+    public int[] Continue(TokenizedConversation prompt, ReadOnlySpan<float> pixels, SamplingOptions options, Action<int, int>? onToken = null) =>
+        Run([prompt], pixels, options, onToken, reuse: true)[0];
+
+    /// <summary>Cache positions the last call kept instead of prefilling them (0 unless <see cref="Continue"/> found a shared prefix).</summary>
+    public int ReusedPositions { get; private set; }
+
+    private int[][] Run(IReadOnlyList<TokenizedConversation> prompts, ReadOnlySpan<float> pixels, SamplingOptions options,
+                        Action<int, int>? onToken, bool reuse)
     {
         var cfg = _model.Config;
         var be = _model.Backend;
         var dec = _model.Decoder;
         int v = cfg.Llm.VocabSize;
-        var batch = new BatchBuilder(_model.Vision.TokensPerImage, int.MaxValue, v).Build(prompts);
-        int b = batch.B;
-        int capacity = batch.L + options.MaxNewTokens;
+        var builder = new BatchBuilder(_model.Vision.TokensPerImage, int.MaxValue, v);
+        int b = prompts.Count;
+        int spliced = prompts.Max(builder.SplicedLength);
+        int capacity = spliced + options.MaxNewTokens;
         if (capacity > cfg.Llm.MaxPositionEmbeddings)
-            throw new ArgumentException($"prompt of {batch.L} positions + {options.MaxNewTokens} new tokens exceeds the context of {cfg.Llm.MaxPositionEmbeddings}");
-        var cache = Cache(b, capacity);
+            throw new ArgumentException($"prompt of {spliced} positions + {options.MaxNewTokens} new tokens exceeds the context of {cfg.Llm.MaxPositionEmbeddings}");
+        // The prompt's first keep ids (start cache positions, imagesKept images) are in the cache already.
+        var (keep, imagesKept) = reuse && b == 1 && _cache is { B: 1 } ? SharedPrefix(prompts[0].InputIds, pixels) : (0, 0);
+        int start = keep == 0 ? 0 : keep + imagesKept * (_model.Vision.TokensPerImage - 1);
+        ReusedPositions = start;
+        var cache = Cache(b, capacity, start);
+        if (keep > 0)
+        {
+            prompts = [new TokenizedConversation(prompts[0].InputIds[keep..], prompts[0].Labels[keep..])];
+            pixels = pixels[(imagesKept * ImageFloats)..];
+        }
+        var batch = builder.Build(prompts);
         var rng = new Rng(options.Seed);
         var outputs = new List<int>[b];
         var done = new bool[b];
@@ -74,7 +104,9 @@ public sealed class Generator : IDisposable
             imageRows = _model.DecoderImageRows(tape, _model.EncodeImages(tape, px), ref vmLogits);
         }
         var inputs = Ops.Gather(tape, dec.EmbedTokens.Value, imageRows, batch.Map);
-        var hidden = dec.Forward(tape, inputs, b, batch.L, batch.Positions, batch.KeyLengths, cache, new int[b]);
+        var positions = batch.Positions;
+        if (start > 0) positions = Array.ConvertAll(positions, t => t + start);
+        var hidden = dec.Forward(tape, inputs, b, batch.L, positions, batch.KeyLengths, cache, cache.Lengths.ToArray());
         for (int i = 0; i < b; i++) last[i] = i * batch.L + batch.KeyLengths[i] - 1;
         be.Download<float>(dec.Logits(tape, Ops.Gather(tape, hidden, null, last)), logitsHost);
         cache.Advance(batch.KeyLengths);
@@ -82,7 +114,7 @@ public sealed class Generator : IDisposable
         var ones = new int[b];
         Array.Fill(ones, 1);
         var next = new int[b];
-        var positions = new int[b];
+        positions = new int[b];
         var scratch = new SamplingScratch(v);
         for (int step = 0; step < options.MaxNewTokens; step++)
         {
@@ -102,7 +134,48 @@ public sealed class Generator : IDisposable
             be.Download<float>(dec.Logits(tape, h), logitsHost);
             cache.Advance(ones);
         }
+        Remember(prompts, pixels, outputs, keep);
         return Array.ConvertAll(outputs, o => o.ToArray());
+    }
+
+    private int ImageFloats => _model.Config.Vision.NumChannels * _model.Config.Vision.ImageSize * _model.Config.Vision.ImageSize;
+
+    /// <summary>
+    /// (ids, images) at the start of <paramref name="ids"/> whose cache rows are valid: the common prefix with the cached
+    /// ids, cut before the first image whose pixels differ, and before the last id, whose logits the caller needs.
+    /// </summary>
+    private (int Ids, int Images) SharedPrefix(int[] ids, ReadOnlySpan<float> pixels)
+    {
+        int n = 0, images = 0, limit = Math.Min(ids.Length - 1, _cachedIds.Count), size = ImageFloats;
+        for (; n < limit && ids[n] == _cachedIds[n]; n++)
+        {
+            if (ids[n] != Llava.ImageTokenIndex) continue;
+            int end = (images + 1) * size;
+            if (end > pixels.Length || end > _cachedPixels.Length || !pixels[(end - size)..end].SequenceEqual(_cachedPixels.AsSpan(end - size, size))) break;
+            images++;
+        }
+        return (n, images);
+    }
+
+    /// <summary>
+    /// After a one-prompt call: what its cache rows hold (the kept ids, the prompt's rest and every generated id but
+    /// the last, which was never fed back) and its images; any other call leaves nothing to reuse.
+    /// </summary>
+    private void Remember(IReadOnlyList<TokenizedConversation> prompts, ReadOnlySpan<float> pixels, List<int>[] outputs, int keep)
+    {
+        if (prompts.Count != 1)
+        {
+            _cachedIds.Clear();
+            return;
+        }
+        _cachedIds.RemoveRange(keep, _cachedIds.Count - keep);
+        _cachedIds.AddRange(prompts[0].InputIds);
+        _cachedIds.AddRange(outputs[0].Take(outputs[0].Count - 1));
+        int imagesBefore = _cachedIds.Take(keep).Count(id => id == Llava.ImageTokenIndex);
+        var all = new float[(imagesBefore * ImageFloats) + pixels.Length];
+        _cachedPixels.AsSpan(0, imagesBefore * ImageFloats).CopyTo(all);
+        pixels.CopyTo(all.AsSpan(imagesBefore * ImageFloats));
+        _cachedPixels = all;
     }
 
     /// <summary>Per-vocabulary buffers of the sampler, allocated once per generation rather than per token.</summary>
@@ -150,19 +223,25 @@ public sealed class Generator : IDisposable
     }
 
     /// <summary>
-    /// The generator's KV cache, emptied, for b samples of at least <paramref name="capacity"/> slots: kept from the
-    /// previous call when it is large enough, so repeated generations reuse memory whose pages are already mapped.
+    /// The generator's KV cache for b samples of at least <paramref name="capacity"/> slots, holding nothing but the
+    /// first <paramref name="keepRows"/> rows of a one-sample cache: kept from the previous call when it is large enough,
+    /// so repeated generations reuse memory whose pages are already mapped. A conversation's cache grows to twice its
+    /// size (at most the context) at a time, so that its turns copy their kept rows a few times, not every turn.
     /// </summary>
-    private KvCache Cache(int b, int capacity)
+    private KvCache Cache(int b, int capacity, int keepRows)
     {
-        if (_cache is null || _cache.B != b || _cache.Capacity < capacity)
+        if (_cache is not null && _cache.B == b && _cache.Capacity >= capacity)
         {
-            _cache?.Dispose();
-            _cache = null;
-            var c = _model.Config.Llm;
-            _cache = new KvCache(_model.Backend, _model.Decoder.LayerCount, b, capacity, c.NumKeyValueHeads, c.HeadDim);
+            if (keepRows > 0) _cache.Truncate(0, keepRows);
+            else _cache.Reset();
+            return _cache;
         }
-        _cache.Reset();
+        var c = _model.Config.Llm;
+        var grown = keepRows > 0
+            ? _cache!.Grown(Math.Min(Math.Max(capacity, 2 * _cache.Capacity), c.MaxPositionEmbeddings), keepRows)
+            : new KvCache(_model.Backend, _model.Decoder.LayerCount, b, capacity, c.NumKeyValueHeads, c.HeadDim);
+        _cache?.Dispose();
+        _cache = grown;
         return _cache;
     }
 

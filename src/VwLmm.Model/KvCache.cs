@@ -46,6 +46,31 @@ public sealed class KvCache : IDisposable
 
     public void Reset() => Array.Clear(_lengths);
 
+    /// <summary>
+    /// A one-sample cache of <paramref name="capacity"/> slots holding this one's first <paramref name="rows"/> rows:
+    /// how a conversation's cache grows without prefilling what it already holds.
+    /// </summary>
+    internal KvCache Grown(int capacity, int rows)
+    {
+        if (B != 1 || rows > _lengths[0] || capacity < rows) throw new ArgumentException($"kv cache: cannot keep {rows} of {_lengths[0]} rows of a batch of {B} in {capacity} slots");
+        var grown = new KvCache(_backend, _k.Length, 1, capacity, Hkv, D);
+        var shape = new Shape(rows * Hkv * D);
+        for (int i = 0; i < _k.Length; i++)
+        {
+            _backend.Copy(grown._k[i].View(0, shape), _k[i].View(0, shape), shape.Numel);
+            _backend.Copy(grown._v[i].View(0, shape), _v[i].View(0, shape), shape.Numel);
+        }
+        grown._lengths[0] = rows;
+        return grown;
+    }
+
+    /// <summary>Sample b keeps its first <paramref name="rows"/> rows.</summary>
+    public void Truncate(int b, int rows)
+    {
+        if ((uint)rows > (uint)_lengths[b]) throw new ArgumentOutOfRangeException(nameof(rows), rows, $"kv cache: sample {b} holds {_lengths[b]} rows");
+        _lengths[b] = rows;
+    }
+
     /// <summary>After every layer has attended, commits the step: sample b grew by added[b] rows.</summary>
     public void Advance(ReadOnlySpan<int> added)
     {

@@ -73,7 +73,8 @@ public sealed class ChatCommand : ICommand
                     stdout.Write(text);
                     stdout.Flush();
                 }
-                gen.Generate([prompt], pixels, turn, (_, id) =>
+                // Each turn's prompt repeats the conversation so far: Continue prefills only what the cache lacks.
+                gen.Continue(prompt, pixels, turn, (_, id) =>
                 {
                     if (id != tok.EosId) Print(stream.Push(id));
                 });

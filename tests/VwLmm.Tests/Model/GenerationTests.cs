@@ -120,6 +120,51 @@ public class GenerationTests : CpuFixture
         Assert.That(seen, Is.EqualTo(expected));
     }
 
+    /// <summary>
+    /// A next turn repeats the conversation so far: Continue keeps the cache rows of the shared prefix — with the image,
+    /// only when its pixels are the same — and must choose the tokens a fresh generator chooses for the whole prompt.
+    /// </summary>
+    [Test]
+    public void ContinueKeepsTheSharedPrefixAndGivesWhatAFullPrefillGives()
+    {
+        var cfg = TinyWorld.Config();
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 3, scale: 6);
+        int n = m.Vision.TokensPerImage;
+        var pa = TinyWorld.Pixels(1, cfg, 1);
+        var pb = TinyWorld.Pixels(1, cfg, 2);
+        var opts = new SamplingOptions { MaxNewTokens = 5 };
+        int[] Fresh(int[] prompt, float[] px)
+        {
+            using var g = new Generator(m);
+            return g.Generate([new(prompt, new int[prompt.Length])], px, opts)[0];
+        }
+        using var gen = new Generator(m);
+        int[] Continue(int[] prompt, float[] px) => gen.Continue(new(prompt, new int[prompt.Length]), px, opts);
+
+        int[] first = [1, 5, Llava.ImageTokenIndex, 7, 8];
+        var answer = Continue(first, pa);
+        Assert.That(answer, Is.EqualTo(Fresh(first, pa)));
+        Assert.That(gen.ReusedPositions, Is.Zero, "nothing is cached before the first turn");
+
+        // The next turn: the first prompt, the answer but its last token (a re-encoded answer may end differently), more text.
+        int[] second = [.. first, .. answer[..^1], 9, 10];
+        Assert.That(Continue(second, pa), Is.EqualTo(Fresh(second, pa)));
+        Assert.That(gen.ReusedPositions, Is.EqualTo(first.Length + answer.Length - 1 + n - 1), "prompt and fed answer rows kept");
+
+        int[] third = [.. first, 11];
+        Assert.That(Continue(third, pa), Is.EqualTo(Fresh(third, pa)));
+        Assert.That(gen.ReusedPositions, Is.EqualTo(first.Length + n - 1), "kept up to where the turns differ");
+
+        Assert.That(Continue(third, pb), Is.EqualTo(Fresh(third, pb)));
+        Assert.That(gen.ReusedPositions, Is.EqualTo(2), "another image: only the text before it is kept");
+
+        // Generate with two prompts overwrites the cache; the next Continue starts afresh.
+        gen.Generate([new(first, new int[first.Length]), new(third, new int[third.Length])], [.. pa, .. pa], opts);
+        Assert.That(Continue(third, pa), Is.EqualTo(Fresh(third, pa)));
+        Assert.That(gen.ReusedPositions, Is.Zero);
+        Assert.That(answer.Distinct().Count(), Is.GreaterThan(1), "degenerate model: pick another seed or scale");
+    }
+
     [Test]
     public void SamplingFollowsTheTemperedSoftmaxAndItsFilters()
     {
