@@ -189,7 +189,7 @@ def additivity(features, train, test, held):
 
 
 class Model(torch.nn.Module):
-    def __init__(self, vocab, patches, feature_size):
+    def __init__(self, vocab, patches, feature_size, layers):
         super().__init__()
         self.patches = patches
         self.colour, self.shape = torch.nn.Embedding(COLOURS + 1, D), torch.nn.Embedding(SHAPES + 1, D)
@@ -200,7 +200,7 @@ class Model(torch.nn.Module):
             "tower": torch.nn.Sequential(torch.nn.Linear(feature_size, D), torch.nn.GELU(), torch.nn.Linear(D, D)),
             "probes": torch.nn.Linear(COLOURS + SHAPES + GROUNDS + 2, D),
         }[patches]
-        self.blocks = torch.nn.ModuleList(LlamaBlock() for _ in range(4))
+        self.blocks = torch.nn.ModuleList(LlamaBlock() for _ in range(layers))
         self.norm, self.head = RmsNorm(D), torch.nn.Linear(D, vocab, bias=False)
 
     def forward(self, tokens, patches, features):
@@ -241,6 +241,9 @@ def main():
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--every", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.0)
+    ap.add_argument("--layers", type=int, default=4)
     args = ap.parse_args()
     random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -276,13 +279,13 @@ def main():
                 (x[:, COLOURS + 1:COLOURS + SHAPES + 2].argmax(-1) == torch.tensor([r[1] for r in rows])).float().mean(), len(rows)))
     print(f"{len(train)} training conversations, {len(test)} test questions, {len(prior)} prior contexts", flush=True)
 
-    model = Model(vocab, args.patches, 128)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    model = Model(vocab, args.patches, 128, args.layers)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     warmup = max(1, int(0.05 * args.steps))
     for step in range(args.steps + 1):
         progress = (step - warmup) / max(1, args.steps - warmup)
         for group in opt.param_groups:
-            group["lr"] = 1e-3 * ((step + 1) / warmup if step < warmup else 0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+            group["lr"] = args.lr * ((step + 1) / warmup if step < warmup else 0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
         tokens, patches, targets, bias = collate(random.sample(train, 16), prior, word_class, vocab)
         logits = model(tokens, patches, features) + bias
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1), ignore_index=IGNORE)
