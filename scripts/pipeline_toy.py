@@ -28,7 +28,8 @@ Test: one prompt per colour or shape question of the test images, scored by the 
 not (T). docs/RESULTS.md, sessions 11 and 12.
 Usage: OMP_NUM_THREADS=1 /usr/bin/python3 scripts/pipeline_toy.py TOKENS.jsonl [--features F.f32]
        [--patches labels|tower|probes] [--question-first] [--one-question] [--drop-template] [--steps 2000]
-       [--every 1000] [--seed 0] [--codes C.u8] [--additivity]
+       [--every 1000] [--seed 0] [--codes C.u8] [--additivity] [--lr 1e-3] [--weight-decay 0] [--layers 4]
+(--lr is the peak of the schedule; the three defaults are the demo's, docs/RESULTS.md session 19 varies them)
 """
 import argparse
 import json
