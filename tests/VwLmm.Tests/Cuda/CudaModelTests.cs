@@ -108,4 +108,33 @@ public abstract class CudaModelTests
         Assert.That(cuda, Is.EqualTo(cpu));
         Assert.That(cpu[0].Distinct().Count(), Is.GreaterThan(1), "degenerate model: pick another seed or scale");
     }
+
+    /// <summary>A chat's turns on the device: kept rows, a cache grown by device copies, the CPU's tokens.</summary>
+    [Test]
+    public void ConversationTurnsPickTheCpuTokens()
+    {
+        var cfg = Config();
+        var pixels = TinyWorld.Pixels(1, cfg, 1);
+        (int[] Tokens, int Reused)[] Turns(IBackend backend)
+        {
+            using var be = backend;
+            using var m = TinyWorld.Model(be, cfg, seed: 3, scale: 6);
+            using var gen = new Generator(m);
+            var opts = new SamplingOptions { MaxNewTokens = 6 };
+            int[] prompt = [1, 5, Llava.ImageTokenIndex, 7, 8];
+            var turns = new List<(int[], int)>();
+            for (int turn = 0; turn < 3; turn++)
+            {
+                var answer = gen.Continue(new(prompt, new int[prompt.Length]), pixels, opts);
+                turns.Add((answer, gen.ReusedPositions));
+                prompt = [.. prompt, .. answer, 9 + turn, 10 + turn];
+            }
+            return turns.ToArray();
+        }
+        var device = CreateCuda();
+        var cpu = Turns(new CpuBackend(2));
+        var cuda = Turns(device);
+        Assert.That(cuda, Is.EqualTo(cpu));
+        Assert.That(cpu.Skip(1).Select(t => t.Reused), Is.All.GreaterThan(0), "later turns keep the earlier rows");
+    }
 }
