@@ -28,9 +28,11 @@ public sealed class Generator : IDisposable
     private readonly VwLmmModel _model;
     private readonly Tape _tape;
     private KvCache? _cache;
-    // What the cache rows of a one-prompt call hold: its prompt ids and the generated ids fed back, and its images.
+    // What the cache rows of a one-prompt call hold: its prompt ids and the generated ids fed back, and its images;
+    // valid only when that call finished (one that threw may have overwritten rows).
     private readonly List<int> _cachedIds = [];
     private float[] _cachedPixels = [];
+    private bool _remembered;
 
     public Generator(VwLmmModel model, long arenaBytes = 256L << 20) : this(model, new Arena(model.Backend, arenaBytes)) { }
 
@@ -75,9 +77,10 @@ public sealed class Generator : IDisposable
         if (capacity > cfg.Llm.MaxPositionEmbeddings)
             throw new ArgumentException($"prompt of {spliced} positions + {options.MaxNewTokens} new tokens exceeds the context of {cfg.Llm.MaxPositionEmbeddings}");
         // The prompt's first keep ids (start cache positions, imagesKept images) are in the cache already.
-        var (keep, imagesKept) = reuse && b == 1 && _cache is { B: 1 } ? SharedPrefix(prompts[0].InputIds, pixels) : (0, 0);
+        var (keep, imagesKept) = reuse && _remembered && b == 1 ? SharedPrefix(prompts[0].InputIds, pixels) : (0, 0);
         int start = keep == 0 ? 0 : keep + imagesKept * (_model.Vision.TokensPerImage - 1);
         ReusedPositions = start;
+        _remembered = false;
         var cache = Cache(b, capacity, start);
         if (keep > 0)
         {
@@ -92,7 +95,8 @@ public sealed class Generator : IDisposable
         var logitsHost = new float[b * v];
         var last = new int[b];
 
-        // Prefill: every sample starts at slot 0; logits only at each sample's last prompt position.
+        // Prefill: every sample starts at slot 0, or a continued prompt after its kept rows; logits only at each
+        // sample's last prompt position.
         var tape = _tape;
         tape.Reset();
         Tensor? imageRows = null;
@@ -163,11 +167,7 @@ public sealed class Generator : IDisposable
     /// </summary>
     private void Remember(IReadOnlyList<TokenizedConversation> prompts, ReadOnlySpan<float> pixels, List<int>[] outputs, int keep)
     {
-        if (prompts.Count != 1)
-        {
-            _cachedIds.Clear();
-            return;
-        }
+        if (prompts.Count != 1) return;
         _cachedIds.RemoveRange(keep, _cachedIds.Count - keep);
         _cachedIds.AddRange(prompts[0].InputIds);
         _cachedIds.AddRange(outputs[0].Take(outputs[0].Count - 1));
@@ -176,6 +176,7 @@ public sealed class Generator : IDisposable
         _cachedPixels.AsSpan(0, imagesBefore * ImageFloats).CopyTo(all);
         pixels.CopyTo(all.AsSpan(imagesBefore * ImageFloats));
         _cachedPixels = all;
+        _remembered = true;
     }
 
     /// <summary>Per-vocabulary buffers of the sampler, allocated once per generation rather than per token.</summary>

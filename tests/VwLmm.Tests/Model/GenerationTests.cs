@@ -165,6 +165,30 @@ public class GenerationTests : CpuFixture
         Assert.That(answer.Distinct().Count(), Is.GreaterThan(1), "degenerate model: pick another seed or scale");
     }
 
+    /// <summary>
+    /// A call that throws after prefilling (here the token callback, as a closed output would) has overwritten cache
+    /// rows the previous turn's record still lists: the next Continue must not keep them.
+    /// </summary>
+    [Test]
+    public void ContinueAfterAFailedCallPrefillsAfresh()
+    {
+        var cfg = TinyWorld.Config();
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 3, scale: 6);
+        var pa = TinyWorld.Pixels(1, cfg, 1);
+        var opts = new SamplingOptions { MaxNewTokens = 5 };
+        using var gen = new Generator(m);
+        int[] first = [1, 5, Llava.ImageTokenIndex, 7, 8];
+        var answer = gen.Continue(new(first, new int[first.Length]), pa, opts);
+        int[] diverging = [1, 5, Llava.ImageTokenIndex, 30, 31, 32];
+        Assert.Throws<IOException>(() => gen.Continue(new(diverging, new int[diverging.Length]), pa, opts, (_, _) => throw new IOException("closed")));
+
+        int[] second = [.. first, .. answer[..^1], 9, 10];
+        using var fresh = new Generator(m);
+        Assert.That(gen.Continue(new(second, new int[second.Length]), pa, opts),
+                    Is.EqualTo(fresh.Generate([new(second, new int[second.Length])], pa, opts)[0]));
+        Assert.That(gen.ReusedPositions, Is.Zero);
+    }
+
     [Test]
     public void SamplingFollowsTheTemperedSoftmaxAndItsFilters()
     {
