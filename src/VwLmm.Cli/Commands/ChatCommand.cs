@@ -15,7 +15,8 @@ public sealed class ChatCommand : ICommand
         usage: vwlmm chat --model DIR --image X [QUESTION] [--template NAME] [--max-new-tokens N]
                           [--temperature T] [--top-k K] [--top-p P] [--seed S] [--weights bf16] [--device D] [--threads N]
           Greedy by default (temperature 0). Without QUESTION, reads questions from standard input until EOF; each turn
-          keeps the conversation so far.
+          keeps the conversation so far, and prefills only what it adds (the image and earlier turns stay in the KV
+          cache). The answer is printed as it is decoded.
           --template   vicuna_v1 (default), mistral, plain, shapes_chat (what `vwlmm demo` trains with)
           --max-new-tokens N   at most N new tokens (default: 128, or what is left of the model's context)
           --seed S     seeds the sampling of --temperature > 0 (default 1): the same seed gives the same answers
