@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 using VwLmm.Data.Batching;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.Images;
@@ -67,7 +68,7 @@ public sealed class ChatCommand : ICommand
                 if (left < 1) throw new CliException($"the conversation fills the model's context of {context} positions");
                 var turn = fixedLength ? options : options with { MaxNewTokens = Math.Min(DefaultMaxNewTokens, left) };
                 // The answer is printed as it is decoded: a 7B model on a CPU takes seconds per word.
-                var answer = new System.Text.StringBuilder();
+                var answer = new StringBuilder();
                 void Print(string text)
                 {
                     answer.Append(text);

@@ -20,6 +20,8 @@ public sealed class EvalCommand : ICommand
           {"overall", "by_type": {…}, "questions"}.
           --out FILE   one JSON line per question (id, type, question, reference, prediction, correct);
                        default runs/eval/predictions.jsonl
+          --batch N    questions generated together (default 8); with 1, a sample's later questions keep the KV-cache
+                       rows of its image and earlier turns instead of prefilling them again
           --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
                           token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
         example: vwlmm eval --model runs/demo/model --data world-test/data.json --template shapes_chat
@@ -62,7 +64,8 @@ public sealed class EvalCommand : ICommand
                 {
                     var prompts = chunk.Select(i => template.EncodePrompt(i.Sample.Turns.Take(i.Turn + 1).ToList(), i.Sample.HasImage, tok)).ToList();
                     float[] pixels = group.Key ? chunk.SelectMany(i => pre.Process(ImageCodec.Decode(dataset.ImagePath(i.Sample)))).ToArray() : [];
-                    var outs = gen.Generate(prompts, pixels, options);
+                    // One at a time, a sample's later questions repeat its earlier turns: Continue keeps their cache rows.
+                    var outs = chunk.Length == 1 ? [gen.Continue(prompts[0], pixels, options)] : gen.Generate(prompts, pixels, options);
                     for (int j = 0; j < chunk.Length; j++)
                     {
                         string p = tok.Decode(outs[j].Where(id => id != tok.EosId).ToArray()).Trim();

@@ -240,6 +240,13 @@ public class ModelVerbTests
         Assert.That(rows, Has.Count.EqualTo(questions));
         Assert.That(summary.RootElement.GetProperty("overall").GetDouble(),
             Is.EqualTo(rows.Count(x => x.GetProperty("correct").GetBoolean()) / (double)questions).Within(1e-12));
+
+        // One question at a time, a sample's later questions keep its earlier turns' cache rows: the same answers.
+        string single = Path.Combine(_dir, "single.jsonl");
+        var one = Run("eval", "--model", _model, "--data", Path.Combine(data, "data.json"), "--template", "shapes_chat", "--out", single,
+                      "--max-new-tokens", "3", "--threads", "1", "--batch", "1");
+        Assert.That(one.ExitCode, Is.Zero, one.Stderr);
+        Assert.That(File.ReadAllLines(single), Is.EqualTo(File.ReadAllLines(predictions)));
         AssertOneLineError(Run("eval", "--model", _model, "--data", Path.Combine(data, "absent.json")), 1, "absent.json");
     }
 }
