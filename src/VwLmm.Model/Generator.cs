@@ -99,26 +99,28 @@ public sealed class Generator : IDisposable
         // sample's last prompt position.
         var tape = _tape;
         tape.Reset();
-        Tensor? imageRows = null;
-        if (batch.ImageCount > 0)
+        using (Profiler.Range(be, "generate.prefill"))
         {
-            int s = cfg.Vision.ImageSize;
-            var px = Ops.Input(tape, pixels, batch.ImageCount, cfg.Vision.NumChannels, s, s);
-            Tensor? vmLogits = null;
-            imageRows = _model.DecoderImageRows(tape, _model.EncodeImages(tape, px), ref vmLogits);
+            Tensor? imageRows = null;
+            if (batch.ImageCount > 0)
+            {
+                int s = cfg.Vision.ImageSize;
+                var px = Ops.Input(tape, pixels, batch.ImageCount, cfg.Vision.NumChannels, s, s);
+                Tensor? vmLogits = null;
+                imageRows = _model.DecoderImageRows(tape, _model.EncodeImages(tape, px), ref vmLogits);
+            }
+            var inputs = Ops.Gather(tape, dec.EmbedTokens.Value, imageRows, batch.Map);
+            var promptPositions = start == 0 ? batch.Positions : Array.ConvertAll(batch.Positions, t => t + start);
+            var hidden = dec.Forward(tape, inputs, b, batch.L, promptPositions, batch.KeyLengths, cache, cache.Lengths.ToArray());
+            for (int i = 0; i < b; i++) last[i] = i * batch.L + batch.KeyLengths[i] - 1;
+            be.Download<float>(dec.Logits(tape, Ops.Gather(tape, hidden, null, last)), logitsHost);
+            cache.Advance(batch.KeyLengths);
         }
-        var inputs = Ops.Gather(tape, dec.EmbedTokens.Value, imageRows, batch.Map);
-        var positions = batch.Positions;
-        if (start > 0) positions = Array.ConvertAll(positions, t => t + start);
-        var hidden = dec.Forward(tape, inputs, b, batch.L, positions, batch.KeyLengths, cache, cache.Lengths.ToArray());
-        for (int i = 0; i < b; i++) last[i] = i * batch.L + batch.KeyLengths[i] - 1;
-        be.Download<float>(dec.Logits(tape, Ops.Gather(tape, hidden, null, last)), logitsHost);
-        cache.Advance(batch.KeyLengths);
 
         var ones = new int[b];
         Array.Fill(ones, 1);
         var next = new int[b];
-        positions = new int[b];
+        var positions = new int[b];
         var scratch = new SamplingScratch(v);
         for (int step = 0; step < options.MaxNewTokens; step++)
         {
@@ -132,6 +134,7 @@ public sealed class Generator : IDisposable
             }
             if (Array.TrueForAll(done, d => d) || step == options.MaxNewTokens - 1) break;
             tape.Reset();
+            using var range = Profiler.Range(be, "generate.decode");
             cache.Lengths.CopyTo(positions);
             var x = Ops.Gather(tape, dec.EmbedTokens.Value, null, next);
             var h = dec.Forward(tape, x, b, 1, positions, ones, cache, positions);
