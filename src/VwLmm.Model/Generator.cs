@@ -29,7 +29,7 @@ public sealed class Generator : IDisposable
     private readonly Tape _tape;
     private KvCache? _cache;
     // What the cache rows of a one-prompt call hold: its prompt ids and the generated ids fed back, and its images;
-    // valid only when that call finished (one that threw may have overwritten rows).
+    // valid only when that call finished (one that threw may have overwritten rows); any other call leaves nothing.
     private readonly List<int> _cachedIds = [];
     private float[] _cachedPixels = [];
     private bool _remembered;
@@ -82,12 +82,7 @@ public sealed class Generator : IDisposable
         ReusedPositions = start;
         _remembered = false;
         var cache = Cache(b, capacity, start);
-        if (keep > 0)
-        {
-            prompts = [new TokenizedConversation(prompts[0].InputIds[keep..], prompts[0].Labels[keep..])];
-            pixels = pixels[(imagesKept * ImageFloats)..];
-        }
-        var batch = builder.Build(prompts);
+        var batch = builder.Build(keep == 0 ? prompts : [new TokenizedConversation(prompts[0].InputIds[keep..], prompts[0].Labels[keep..])]);
         var rng = new Rng(options.Seed);
         var outputs = new List<int>[b];
         var done = new bool[b];
@@ -105,7 +100,7 @@ public sealed class Generator : IDisposable
             if (batch.ImageCount > 0)
             {
                 int s = cfg.Vision.ImageSize;
-                var px = Ops.Input(tape, pixels, batch.ImageCount, cfg.Vision.NumChannels, s, s);
+                var px = Ops.Input(tape, pixels[(imagesKept * ImageFloats)..], batch.ImageCount, cfg.Vision.NumChannels, s, s);
                 Tensor? vmLogits = null;
                 imageRows = _model.DecoderImageRows(tape, _model.EncodeImages(tape, px), ref vmLogits);
             }
@@ -141,7 +136,7 @@ public sealed class Generator : IDisposable
             be.Download<float>(dec.Logits(tape, h), logitsHost);
             cache.Advance(ones);
         }
-        Remember(prompts, pixels, outputs, keep);
+        if (b == 1) Remember(prompts[0], pixels, outputs[0]);
         return Array.ConvertAll(outputs, o => o.ToArray());
     }
 
@@ -165,20 +160,16 @@ public sealed class Generator : IDisposable
     }
 
     /// <summary>
-    /// After a one-prompt call: what its cache rows hold (the kept ids, the prompt's rest and every generated id but
-    /// the last, which was never fed back) and its images; any other call leaves nothing to reuse.
+    /// After a one-prompt call, what its cache rows hold: the prompt and every generated id but the last, which was never
+    /// fed back, and the prompt's images (the kept ones among them equal the cached ones, SharedPrefix checked).
     /// </summary>
-    private void Remember(IReadOnlyList<TokenizedConversation> prompts, ReadOnlySpan<float> pixels, List<int>[] outputs, int keep)
+    private void Remember(TokenizedConversation prompt, ReadOnlySpan<float> pixels, List<int> output)
     {
-        if (prompts.Count != 1) return;
-        _cachedIds.RemoveRange(keep, _cachedIds.Count - keep);
-        _cachedIds.AddRange(prompts[0].InputIds);
-        _cachedIds.AddRange(outputs[0].Take(outputs[0].Count - 1));
-        int imagesBefore = _cachedIds.Take(keep).Count(id => id == Llava.ImageTokenIndex);
-        var all = new float[(imagesBefore * ImageFloats) + pixels.Length];
-        _cachedPixels.AsSpan(0, imagesBefore * ImageFloats).CopyTo(all);
-        pixels.CopyTo(all.AsSpan(imagesBefore * ImageFloats));
-        _cachedPixels = all;
+        _cachedIds.Clear();
+        _cachedIds.AddRange(prompt.InputIds);
+        _cachedIds.AddRange(output.Take(output.Count - 1));
+        if (_cachedPixels.Length != pixels.Length) _cachedPixels = new float[pixels.Length];
+        pixels.CopyTo(_cachedPixels);
         _remembered = true;
     }
 
