@@ -26,14 +26,33 @@ public static class Backends
         return "cpu";
     }
 
+    /// <summary>Environment variable that picks the CPU backend's GEMM: auto (default), openblas or avx512.</summary>
+    public const string CpuGemmVariable = "VWLMM_CPU_GEMM";
+
     /// <summary>The backend of a device <see cref="Device"/> resolved; <paramref name="threads"/> serve the CPU.</summary>
     public static IBackend Create(string device, int threads) => device switch
     {
-        "cpu" => new CpuBackend(threads),
+        "cpu" => new CpuBackend(threads, CpuGemmChoice()),
         "emu" => new CudaBackend(new EmulatedRuntime()),
         "cuda" => new CudaBackend(new DriverRuntime()),
         _ => throw new ArgumentException($"device '{device}' is not resolved", nameof(device)),
     };
+
+    /// <summary>What <see cref="CpuGemmVariable"/> asks for, checked: an A/B switch for benchmarks, Auto when unset.</summary>
+    public static CpuGemm CpuGemmChoice()
+    {
+        var value = Environment.GetEnvironmentVariable(CpuGemmVariable);
+        CpuGemm gemm = value switch
+        {
+            null or "" or "auto" => CpuGemm.Auto,
+            "openblas" => CpuGemm.OpenBlas,
+            "avx512" => CpuGemm.Avx512,
+            _ => throw new CliException($"{CpuGemmVariable}='{value}': expected auto, openblas or avx512"),
+        };
+        if (!CpuBackend.Supports(gemm))
+            throw new CliException($"{CpuGemmVariable}=avx512: this CPU does not accelerate Vector512; use auto or openblas");
+        return gemm;
+    }
 
     /// <summary>The backend --device and --threads (default: every core) ask for.</summary>
     public static IBackend Create(CliArgs args, TextWriter log) =>

@@ -50,13 +50,61 @@ public sealed unsafe partial class CpuBackend
             Sgemm(transA, transB, M, N, K, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta, c + i * strideC, ldc);
     }
 
-    /// <summary>Row-major C [M,N] = alpha·op(A)·op(B) + beta·C on <see cref="Threads"/> OpenBLAS threads.</summary>
+    /// <summary>
+    /// Row-major C [M,N] = alpha·op(A)·op(B) + beta·C on <see cref="Threads"/> threads: <see cref="PackedSgemm"/> when
+    /// <see cref="GemmKernel"/> is <see cref="CpuGemm.Avx512"/>, else OpenBLAS.
+    /// </summary>
     private void Sgemm(bool transA, bool transB, int M, int N, int K, float alpha, float* a, int lda, float* b, int ldb,
                        float beta, float* c, int ldc)
     {
+        if (GemmKernel == CpuGemm.Avx512)
+        {
+            var job = new PackedSgemmJob { Operands = new(transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc) };
+            int panels = (N + PackedSgemm.NR - 1) / PackedSgemm.NR, blocks = (M + PackedSgemm.MR - 1) / PackedSgemm.MR;
+            int tasks = (long)M * N * K < MinParallelWork ? 1 : Threads;
+            // Columns first: each task then packs only its own part of B and reads A in place.
+            job.SplitRows = panels < tasks;
+            job.Tasks = Math.Max(1, Math.Min(tasks, job.SplitRows ? blocks : panels));
+            Pool.For(job.Tasks, job);
+            return;
+        }
         OpenBlas.UseThreads(Threads);
         OpenBlas.Sgemm(OpenBlas.RowMajor, transA ? OpenBlas.Trans : OpenBlas.NoTrans, transB ? OpenBlas.Trans : OpenBlas.NoTrans,
                        M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+
+    /// <summary>Tasks [start, end) of a <see cref="PackedSgemm"/> call: C cut into Tasks column ranges (or row ranges) of whole tiles.</summary>
+    private struct PackedSgemmJob : IRangeJob
+    {
+        public PackedSgemm.Operands Operands;
+        public int Tasks;
+        public bool SplitRows;
+
+        public readonly void Execute(int start, int end)
+        {
+            float* scratch = JobScratch(PackedSgemm.ScratchFloats);
+            int m = Operands.M, n = Operands.N;
+            for (int t = start; t < end; t++)
+            {
+                if (SplitRows)
+                {
+                    var (m0, m1) = Range(m, PackedSgemm.MR, t);
+                    PackedSgemm.Run(Operands, m0, m1, 0, n, scratch);
+                }
+                else
+                {
+                    var (n0, n1) = Range(n, PackedSgemm.NR, t);
+                    PackedSgemm.Run(Operands, 0, m, n0, n1, scratch);
+                }
+            }
+        }
+
+        // Task t's share of [0, length) in whole tiles of the given size.
+        private readonly (int Start, int End) Range(int length, int tile, int t)
+        {
+            long tiles = (length + tile - 1) / tile;
+            return ((int)Math.Min(length, tiles * t / Tasks * tile), (int)Math.Min(length, tiles * (t + 1) / Tasks * tile));
+        }
     }
 
     /// <summary>

@@ -5,8 +5,11 @@ using VwLmm.Cpu.Native;
 
 namespace VwLmm.Cpu;
 
+/// <summary>Which implementation a <see cref="CpuBackend"/>'s GEMMs run.</summary>
+public enum CpuGemm { Auto, OpenBlas, Avx512 }
+
 /// <summary>
-/// The CPU backend: OpenBLAS for GEMM, managed SIMD for everything else, parallel over rows on a persistent
+/// The CPU backend: our AVX-512 GEMM (<see cref="PackedSgemm"/>) or OpenBLAS, managed SIMD for everything else, parallel over rows on a persistent
 /// <see cref="WorkerPool"/>. One partial file per op family (CpuBackend.&lt;Family&gt;.cs) mirrors kernels/&lt;family&gt;.cu.
 /// </summary>
 public sealed unsafe partial class CpuBackend : IBackend
@@ -16,14 +19,24 @@ public sealed unsafe partial class CpuBackend : IBackend
         protected override void Release(nint ptr) => NativeMemory.AlignedFree((void*)ptr);
     }
 
-    public CpuBackend(int threads = 0)
+    /// <param name="threads">worker threads (0: one per processor).</param>
+    /// <param name="gemm">the GEMM implementation; <see cref="CpuGemm.Auto"/> takes <see cref="CpuGemm.Avx512"/> where
+    /// Vector512 is accelerated, else OpenBLAS. A fixed choice per machine, so runs repeat bit for bit.</param>
+    public CpuBackend(int threads = 0, CpuGemm gemm = CpuGemm.Auto)
     {
         if (threads <= 0) threads = Environment.ProcessorCount;
+        if (!Supports(gemm)) throw new NotSupportedException("the AVX-512 GEMM needs a CPU where Vector512 is hardware-accelerated");
         OpenBlas.EnsureLoaded();
+        GemmKernel = gemm != CpuGemm.Auto ? gemm : PackedSgemm.IsSupported ? CpuGemm.Avx512 : CpuGemm.OpenBlas;
         Pool = new WorkerPool(threads);
     }
 
+    /// <summary>Whether this CPU can run <paramref name="gemm"/>.</summary>
+    public static bool Supports(CpuGemm gemm) => gemm != CpuGemm.Avx512 || PackedSgemm.IsSupported;
+
     public string Name => "cpu";
+    /// <summary>The GEMM implementation this backend runs (never <see cref="CpuGemm.Auto"/>).</summary>
+    public CpuGemm GemmKernel { get; }
     public WorkerPool Pool { get; }
     public int Threads => Pool.Threads;
 

@@ -108,13 +108,13 @@ public abstract class GemmOpTests : BackendOpTests
 
 public sealed class CpuGemmOpTests : GemmOpTests
 {
-    protected override IBackend CreateBackend() => new Cpu.CpuBackend(2);
+    protected override IBackend CreateBackend() => new Cpu.CpuBackend(2, Cpu.CpuGemm.OpenBlas);
 
     /// <summary>OpenBLAS's thread count is process-wide: a backend created later must not change an earlier one's.</summary>
     [Test]
     public void EachBackendRunsItsGemmsOnItsOwnThreadCount()
     {
-        using var one = new Cpu.CpuBackend(1);
+        using var one = new Cpu.CpuBackend(1, Cpu.CpuGemm.OpenBlas);
         using var s1 = new OpHarness.Scope(one);
         using var s2 = NewScope();
         Assert.Multiple(() =>
@@ -146,7 +146,7 @@ public sealed class CpuGemmOpTests : GemmOpTests
     public void FewRowLinearRowsAreIndependentOfBatchAndThreads()
     {
         const int M = 3, N = 700, K = 256;
-        using var one = new Cpu.CpuBackend(1);
+        using var one = new Cpu.CpuBackend(1, Cpu.CpuGemm.OpenBlas);
         using var s1 = new OpHarness.Scope(one);
         using var s = NewScope();
         var x = OpHarness.Random(8, M * K);
@@ -172,5 +172,78 @@ public sealed class CpuGemmOpTests : GemmOpTests
         var c = s.New("c", 8, 8);
         s.Backend.Gemm(false, false, 8, 8, 8, 1f, a, 8, 0, a, 8, 0, 0f, c, 8, 0, 1);
         return Cpu.Native.OpenBlas.GetNumThreads();
+    }
+}
+
+/// <summary>
+/// <see cref="Cpu.PackedSgemm"/>: the shared suite, then shapes that cross its blocking (K past one 256-deep block, N past
+/// one 1024-column panel, M past a 96-row pass, edges on every side) and the promise that an element's bits depend
+/// only on its row of op(A) and column of op(B).
+/// </summary>
+public sealed class CpuAvx512GemmOpTests : GemmOpTests
+{
+    protected override IBackend CreateBackend()
+    {
+        if (!Cpu.PackedSgemm.IsSupported) Assert.Ignore("Vector512 is not hardware-accelerated on this CPU");
+        return new Cpu.CpuBackend(2, Cpu.CpuGemm.Avx512);
+    }
+
+    [Test]
+    public void AutoPicksItWhereVector512IsAccelerated()
+    {
+        using var auto = new Cpu.CpuBackend(1);
+        Assert.That(auto.GemmKernel, Is.EqualTo(Cpu.CpuGemm.Avx512));
+    }
+
+    [TestCase(false, false, 205, 1100, 530)]
+    [TestCase(false, true, 205, 1100, 530)]
+    [TestCase(true, false, 97, 70, 1030)]
+    [TestCase(true, true, 13, 1057, 257)]
+    public void ShapesAcrossTheBlocking(bool transA, bool transB, int M, int N, int K)
+    {
+        var (a, b, c) = (OpHarness.Random(21, M * K), OpHarness.Random(22, K * N), OpHarness.Random(23, M * N));
+        using var s = NewScope();
+        var tc = s.Upload("c", c, M * N);
+        Backend.Gemm(transA, transB, M, N, K, 0.5f, s.Upload("a", a, M * K), transA ? M : K, 0, s.Upload("b", b, K * N), transB ? K : N, 0,
+                     -0.75f, tc, N, 0, 1);
+        var expected = GemmReference.Gemm(transA, transB, M, N, K, 0.5, a, transA ? M : K, 0, b, transB ? K : N, 0, -0.75, c, N, 0, 1);
+        OpHarness.AssertClose($"gemm {M}×{N}×{K} tA={transA} tB={transB}", expected, tc.ToArray(), 1e-11);
+        s.CheckGuards();
+    }
+
+    /// <summary>
+    /// One thread or two, the whole product or a block of C's rows and columns on its own (offset pointers, the full
+    /// leading dimensions): the same bits. So a train step does not depend on the thread count, and the bf16 GEMM's
+    /// widened blocks give the one-block product.
+    /// </summary>
+    [Test]
+    public void AnElementsBitsDependOnlyOnItsRowAndColumn([Values] bool transA, [Values] bool transB)
+    {
+        const int M = 150, N = 300, K = 600;
+        using var one = new Cpu.CpuBackend(1, Cpu.CpuGemm.Avx512);
+        using var s1 = new OpHarness.Scope(one);
+        using var s = NewScope();
+        var a = OpHarness.Random(24, M * K);
+        var b = OpHarness.Random(25, K * N);
+        int lda = transA ? M : K, ldb = transB ? K : N;
+        float[] Product(OpHarness.Scope sc, int m0, int m, int n0, int n)
+        {
+            var ta = sc.Upload("a", a, M * K);
+            var tb = sc.Upload("b", b, K * N);
+            var c = sc.New("c", M * N);
+            long offA = transA ? m0 : (long)m0 * lda, offB = transB ? (long)n0 * ldb : n0;
+            long offC = (long)m0 * N + n0;
+            sc.Backend.Gemm(transA, transB, m, n, K, 1f, ta.View(offA, new Shape((int)(ta.Numel - offA))), lda, 0,
+                            tb.View(offB, new Shape((int)(tb.Numel - offB))), ldb, 0, 0f, c.View(offC, new Shape((int)(c.Numel - offC))), N, 0, 1);
+            var all = c.ToArray();
+            var block = new float[m * n];
+            for (int i = 0; i < m; i++) Array.Copy(all, (m0 + i) * N + n0, block, i * n, n);
+            return block;
+        }
+        var whole = Product(s, 0, M, 0, N);
+        AssertBitIdentical("one thread", whole, Product(s1, 0, M, 0, N));
+        var block = Product(s, 37, 50, 45, 70);
+        for (int i = 0; i < 50; i++)
+            AssertBitIdentical($"row {37 + i} of a block", whole.AsSpan((37 + i) * N + 45, 70).ToArray(), block.AsSpan(i * 70, 70).ToArray());
     }
 }
