@@ -49,7 +49,8 @@ def alternate(cli, rounds, repeats, shape, out=None, verbose=False, with_bf16=Tr
     ours, torch, bf16 = [], [], []
     for i in range(rounds):
         ours.append(run_json(ours_cmd))
-        torch.append(run_json(peer_cmd))
+        # The same peak for both: ours measured this machine's FMA rate just before (CpuPeak).
+        torch.append(run_json(peer_cmd + ["--peak-gflops", str(ours[-1]["peak_gflops"])]))
         if with_bf16:
             bf16.append(run_json(ours_cmd + ["--weights", "bf16"]))
         if verbose:
@@ -92,6 +93,7 @@ def main():
     print(f"model: {o0['params']:,} parameters (torch {t0['params']:,}); {o0['train_gflop_per_step']:.3f} GFLOP per "
           f"train step (torch {t0['train_gflop_per_step']:.3f}); batch {o0['batch']}, {o0['image_tokens']} image + "
           f"{o0['text_tokens']} text tokens, width {o0['width']}, {o0['threads']} threads; {t0['engine']}; "
+          f"measured fp32 peak {fmt(median(ours, 'peak_gflops'))} GFLOP/s; our GEMM {o0.get('cpu_gemm', '-')}; "
           f"medians of {a.rounds} alternating rounds x {a.repeats} repeats; load {os.getloadavg()[0]:.2f}")
     mismatch = o0["params"] != t0["params"] or abs(o0["train_gflop_per_step"] - t0["train_gflop_per_step"]) > 1e-6
     ours_mm = {"model_memory_mb": median(ours, "model_memory_mb")}

@@ -236,7 +236,8 @@ def main():
     ap.add_argument("--width", type=int, default=LLM["width"])
     ap.add_argument("--decode-tokens", type=int, default=64)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--peak-gflops", type=float, help="fp32 peak for percent_of_peak (default: 112 per CPU thread; none on cuda)")
+    ap.add_argument("--peak-gflops", type=float, help="fp32 peak for percent_of_peak (run_side_by_side.py passes the one vwlmm bench "
+                    "measured; default: 112 per CPU thread, a Zen 4 core; none on cuda)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     side = math.isqrt(a.image_tokens)

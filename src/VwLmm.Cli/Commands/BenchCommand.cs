@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using VwLmm.Core;
+using VwLmm.Cpu;
 using VwLmm.Cuda;
 using VwLmm.Data.Batching;
 using VwLmm.Data.Conversations;
@@ -19,8 +20,6 @@ namespace VwLmm.Cli.Commands;
 /// </summary>
 public sealed class BenchCommand : ICommand
 {
-    /// <summary>fp32 FMA peak of one Zen 4 core at 3.5 GHz (docs/TOOLCHAIN.md).</summary>
-    private const double PeakGflopsPerThread = 112;
     private const float LearningRate = 1e-4f, WeightDecay = 0.01f, MaxGradNorm = 1f;
     private const ulong Seed = 1234;
 
@@ -38,8 +37,9 @@ public sealed class BenchCommand : ICommand
           prefill_ms           Generator prefill of one prompt (image + text) into the KV cache
           decode_tokens_per_s  greedy decode with the KV cache at batch 1: N tokens / the median over repeats of
                        (time of prefill + N tokens − that repeat's prefill-only time)
-          gflops, percent_of_peak  train step work (analytic, see docs/BENCHMARKS.md) / time; peak 112 GFLOP/s per thread,
-                               or the GPU's fp32 peak from the peak table
+          gflops, percent_of_peak  train step work (analytic, see docs/BENCHMARKS.md) / time; on the CPU against
+                               peak_gflops, the FMA rate of the bench's threads measured before the run (CpuPeak),
+                               on a GPU against its fp32 peak from the peak table; cpu_gemm names the GEMM that ran
           peak_rss_mb          VmHWM of the process, next to params+grads+moments+activations
           allocs_per_step      managed bytes allocated per steady-state train step (all threads)
 
@@ -97,11 +97,11 @@ public sealed class BenchCommand : ICommand
         {
             CudaBackend { Runtime: DriverRuntime gpu } => (gpu.DeviceName, DevicePeaks.Find(gpu.Info.Name)?.Fp32Tflops * 1000),
             CudaBackend cuda => (cuda.Runtime.DeviceName, null),
-            _ => ("cpu", PeakGflopsPerThread * threads),
+            _ => ("cpu", CpuPeak.MeasureGflops(threads)),
         };
         var profiler = args.Has("--ops") ? new ProfilingBackend(compute) : null;
         using var run = new BenchRun(profiler ?? compute, config, weights, batch, textTokens, decodeTokens, repeats, warmup);
-        var result = run.Measure(threads, deviceName, peakGflops);
+        var result = run.Measure(threads, deviceName, peakGflops) with { CpuGemm = (compute as CpuBackend)?.GemmKernel };
         var ops = profiler is null ? null : run.Profile(profiler);
 
         if (args.Has("--json")) stdout.WriteLine(ToJson(result, ops));
@@ -254,6 +254,8 @@ public sealed class BenchCommand : ICommand
         VwLmmConfig Config, DType Weights, string Device, double? PeakGflops, int Threads, int Batch, int TextTokens, long Parameters,
         StepFlops Flops, TrainResult? Train, double ForwardMs, double PrefillMs, double DecodeTokensPerSecond, double PeakRssMb, double ModelMemoryMb)
     {
+        public CpuGemm? CpuGemm { get; init; }
+
         public double? Gflops => Flops.Train / (Train?.StepMs * 1e6);
         public double? PercentOfPeak => 100 * Gflops / PeakGflops;
     }
@@ -590,6 +592,8 @@ public sealed class BenchCommand : ICommand
             w.WriteNumber("decode_tokens_per_s", r.DecodeTokensPerSecond);
             Number(w, "gflops", r.Gflops);
             Number(w, "percent_of_peak", r.PercentOfPeak);
+            Number(w, "peak_gflops", r.PeakGflops);
+            if (r.CpuGemm is { } gemm) w.WriteString("cpu_gemm", gemm == CpuGemm.Avx512 ? "avx512" : "openblas");
             w.WriteNumber("peak_rss_mb", r.PeakRssMb);
             w.WriteNumber("model_memory_mb", r.ModelMemoryMb);
             Number(w, "activation_mb", t?.ActivationMb);
@@ -643,7 +647,8 @@ public sealed class BenchCommand : ICommand
                     (r.Weights == DType.BF16 ? ", linear weights in bf16" : ""));
         if (r.Train is { } t)
         {
-            string ofPeak = r.PercentOfPeak is { } percent ? $"{F(percent, "0.0")}% of peak" : "no peak known for this device";
+            string ofPeak = r.PercentOfPeak is { } percent ? $"{F(percent, "0.0")}% of the {F(r.PeakGflops!.Value, "0")} GFLOP/s peak" : "no peak known for this device";
+            if (r.CpuGemm is { } gemm) ofPeak += gemm == CpuGemm.Avx512 ? ", AVX-512 GEMM" : ", OpenBLAS GEMM";
             w.WriteLine($"  train step (fwd+bwd+AdamW)   {F(t.StepMs),10} ms   {F(r.Flops.Train / 1e9, "0.000")} GFLOP → {F(r.Gflops!.Value, "0.0")} GFLOP/s ({ofPeak})");
         }
         else w.WriteLine($"  train step (fwd+bwd+AdamW)   {"-",10}      (bf16 weights are for inference)");

@@ -28,6 +28,24 @@ public class BenchCommandTests
         return JsonDocument.Parse(stdout).RootElement.Clone();
     }
 
+    /// <summary>The GEMM switch is read when a CPU backend is made: an unknown value is one line and exit 1, before any work.</summary>
+    [Test]
+    public void UnknownCpuGemmChoiceIsOneLine()
+    {
+        Environment.SetEnvironmentVariable(Backends.CpuGemmVariable, "mkl");
+        try
+        {
+            var (code, stdout, stderr) = Run([.. Small, "--json"]);
+            Assert.That(code, Is.EqualTo(1));
+            Assert.That(stdout, Is.Empty);
+            Assert.That(stderr.Trim(), Is.EqualTo("vwlmm bench: VWLMM_CPU_GEMM='mkl': expected auto, openblas or avx512"));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(Backends.CpuGemmVariable, null);
+        }
+    }
+
     [Test]
     public void JsonReportHasEveryMetricPositiveAndConsistent()
     {
@@ -76,7 +94,11 @@ public class BenchCommandTests
 
         double gflops = r.GetProperty("gflops").GetDouble();
         Assert.That(gflops, Is.EqualTo(train / (r.GetProperty("train_step_ms").GetDouble() * 1e6)).Within(1e-9 * gflops));
-        Assert.That(r.GetProperty("percent_of_peak").GetDouble(), Is.EqualTo(100 * gflops / 224).Within(1e-9 * gflops));
+        // The peak is this machine's measured FMA rate on the bench's 2 threads: at least 2 × 8 lanes × 2 FLOP per ns.
+        double peak = r.GetProperty("peak_gflops").GetDouble();
+        Assert.That(peak, Is.GreaterThan(32));
+        Assert.That(r.GetProperty("percent_of_peak").GetDouble(), Is.EqualTo(100 * gflops / peak).Within(1e-9 * gflops));
+        Assert.That(r.GetProperty("cpu_gemm").GetString(), Is.EqualTo(Cpu.PackedSgemm.IsSupported ? "avx512" : "openblas"));
         Assert.That(r.GetProperty("peak_rss_mb").GetDouble(), Is.GreaterThan(4 * r.GetProperty("params").GetInt64() * 4 / 1048576.0));
     }
 
