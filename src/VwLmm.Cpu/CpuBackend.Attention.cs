@@ -3,16 +3,14 @@ using VwLmm.Core;
 namespace VwLmm.Cpu;
 
 /// <summary>
-/// Fused attention. Every query row is handled on its own: its scaled scores go into a per-thread scratch row of Tk
-/// floats (never a Tq×Tk matrix), are exponentiated against the row max, and weight the value rows directly into o.
-/// Keys visible to a query always form a prefix [0, n) (causal limit and key-padding length are both upper bounds),
-/// so masking is a loop bound, not a −∞ fill. Each task first packs the K/V rows of its head into contiguous scratch,
-/// K transposed in the forward pass, so that scores are lane-per-key dot products without horizontal sums (a block
-/// of one query, as in one-token decoding, takes dot products against the K rows in place instead; the
-/// backward pass, which packs once per head for all its queries, reads K and V row-major: with its two score rows per
-/// query, transposed copies measured slower there).
-/// The backward pass recomputes the probabilities from the saved lse and accumulates dk/dv in packed scratch too.
-/// Every output element is computed by the same sequence of operations whatever the thread count.
+/// Fused attention over blocks of queries: a block's scaled scores S = scale·Q Kᵀ go into per-thread scratch (never a
+/// Tq×Tk matrix), are exponentiated against each row's max, and weight V in a second product, both run by
+/// <see cref="PackedSgemm{TV}"/> on the K/V rows in place. Keys visible to a query always form a prefix [0, n)
+/// (causal limit and key-padding length are both upper bounds), so masking is a bound: products run over the block's
+/// widest prefix and each row's probabilities are zeroed past its own. A lone query (one-token decoding) takes dot
+/// products against the K rows instead. The backward pass recomputes the probabilities from the saved lse and runs its
+/// products the same way, accumulating dk/dv in packed scratch. Every output element is computed by the same sequence
+/// of operations whatever the thread count.
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
@@ -45,34 +43,10 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// <summary>
-    /// Copies n rows of D floats, stride apart, into contiguous dst. K/V rows of one head sit Hkv·D floats apart (4 KiB
-    /// for 16 heads of 64), so walking them in place costs a page per row and aliases in L1; packed they stream.
+    /// Row length of a block's score scratch for n keys: n rounded up to 16 floats, plus 16 so that a power-of-two key
+    /// count does not give a power-of-two row stride, whose rows crowd into few L1 sets.
     /// </summary>
-    private static void PackRows(float* dst, float* src, long stride, int n, int D)
-    {
-        long bytes = (long)D * sizeof(float);
-        for (int j = 0; j < n; j++) Buffer.MemoryCopy(src + j * stride, dst + (long)j * D, bytes, bytes);
-    }
-
-    /// <summary>
-    /// dst[d·ld + j] = src[j·stride + d] for j in [0, n), and 0 for j in [n, ld): n rows of D floats, stride apart,
-    /// transposed into D rows of ld floats.
-    /// </summary>
-    private static void PackTransposed(float* dst, float* src, long stride, int n, int ld, int D)
-    {
-        for (int j = 0; j < n; j++)
-        {
-            float* row = src + j * stride;
-            for (int d = 0; d < D; d++) dst[(long)d * ld + j] = row[d];
-        }
-        for (int d = 0; d < D; d++) new Span<float>(dst + (long)d * ld + n, ld - n).Clear();
-    }
-
-    /// <summary>
-    /// Row length of transposed K scratch for n keys: n rounded up to whole vectors of the widest width, plus 16 floats
-    /// so that a power-of-two key count does not give a power-of-two row stride, whose rows crowd into few L1 sets.
-    /// </summary>
-    private static int TransposedRowLength(int n) => ((n + 15) & ~15) + 16;
+    private static int ScoreRowLength(int n) => ((n + 15) & ~15) + 16;
 
     private readonly record struct AttentionShape(int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool Causal)
     {
@@ -104,70 +78,74 @@ public sealed unsafe partial class CpuBackend
         public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             var sh = Shape;
-            int D = sh.D, group = sh.H / sh.Hkv;
+            int D = sh.D, group = sh.H / sh.Hkv, ld = ScoreRowLength(sh.Tk), rows = (int)((long)sh.H * D);
             long stride = sh.KvStride;
-            int ld = TransposedRowLength(sh.Tk);
-            float* s = JobScratch(ld * (D + 1L) + (long)sh.Tk * D);
-            float* kt = s + ld, vp = kt + (long)ld * D;
+            float* gemm = JobScratch(PackedSgemm.ScratchFloats + (long)AttentionQueryBlock * (ld + 1));
+            float* s = gemm + PackedSgemm.ScratchFloats, inverse = s + (long)AttentionQueryBlock * ld;
             for (int task = start; task < end; task++)
             {
                 int block = task % Blocks, bh = task / Blocks, h = bh % sh.H, b = bh / sh.H;
-                int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock);
+                int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock), bq = tEnd - tStart;
                 int keys = sh.VisibleKeys(KeyLengths, b, tEnd - 1); // the block's last query sees the most keys
-                int keysLd = TransposedRowLength(keys);
-                float* kRows = K + sh.KvBase(b, h / group);
-                // A lone query (one-token decoding) reads each key row once: its scores are dot products against
-                // the rows in place, and transposing K first would cost more than the scores themselves.
-                bool lone = tEnd - tStart == 1;
-                if (!lone) PackTransposed(kt, kRows, stride, keys, keysLd, D);
-                // Packing V pays for itself only when several queries reuse it.
-                float* vRows = V + sh.KvBase(b, h / group);
-                long rowStride = stride;
-                if (tEnd - tStart >= 4)
+                float* kRows = K + sh.KvBase(b, h / group), vRows = V + sh.KvBase(b, h / group);
+                float* q0 = Q + sh.QueryRow(b, tStart, h), o0 = O + sh.QueryRow(b, tStart, h);
+                float* lse0 = Lse + ((long)b * sh.H + h) * sh.Tq + tStart;
+                if (keys == 0)
                 {
-                    PackRows(vp, vRows, stride, keys, D);
-                    vRows = vp;
-                    rowStride = D;
+                    for (int r = 0; r < bq; r++)
+                    {
+                        new Span<float>(o0 + (long)r * rows, D).Clear();
+                        lse0[r] = float.NegativeInfinity;
+                    }
+                    continue;
                 }
-                for (int t = tStart; t < tEnd; t++)
+                // A lone query (one-token decoding) reads each key row once: dot products against the rows in place,
+                // where packing them for a product would cost more than the scores themselves.
+                if (bq == 1)
                 {
-                    float* qi = Q + sh.QueryRow(b, t, h);
-                    float* oi = O + sh.QueryRow(b, t, h);
-                    float* lsei = Lse + ((long)b * sh.H + h) * sh.Tq + t;
-                    new Span<float>(oi, D).Clear();
-                    int n = sh.VisibleKeys(KeyLengths, b, t);
+                    SimdMath.DotRows<TV>(s, q0, kRows, stride, keys, D, Scale);
+                    float max = SimdMath.Max<TV>(s, keys);
+                    float sum = SimdMath.ExpSum<TV>(s, s, keys, max);
+                    new Span<float>(o0, D).Clear();
+                    SimdMath.AddWeightedRows<TV>(o0, s, vRows, stride, keys, D);
+                    SimdMath.Scale<TV>(o0, D, 1f / sum);
+                    *lse0 = max + MathF.Log(sum);
+                    continue;
+                }
+                // S = scale·Q Kᵀ over the block's keys; each row's softmax numerators, zero past its own keys; O = P V.
+                PackedSgemm<TV>.Run(new(false, true, bq, keys, D, Scale, q0, rows, kRows, (int)stride, 0, s, ld), 0, bq, 0, keys, gemm);
+                for (int r = 0; r < bq; r++)
+                {
+                    float* row = s + (long)r * ld;
+                    int n = sh.VisibleKeys(KeyLengths, b, tStart + r);
                     if (n == 0)
                     {
-                        *lsei = float.NegativeInfinity;
-                        continue;
+                        lse0[r] = float.NegativeInfinity;
+                        inverse[r] = 0;
                     }
-                    if (lone) SimdMath.DotRows<TV>(s, qi, kRows, stride, n, D, Scale);
                     else
                     {
-                        // s[j] = Σ_d q[d]·kᵀ[d, j]: a weighted sum of the rows of kᵀ, whole vectors of keys at a time.
-                        int columns = (n + TV.Count - 1) / TV.Count * TV.Count;
-                        new Span<float>(s, columns).Clear();
-                        SimdMath.AddWeightedRows<TV>(s, qi, kt, keysLd, D, columns);
-                        SimdMath.Scale<TV>(s, n, Scale);
+                        float max = SimdMath.Max<TV>(row, n);
+                        float sum = SimdMath.ExpSum<TV>(row, row, n, max);
+                        lse0[r] = max + MathF.Log(sum);
+                        inverse[r] = 1f / sum;
                     }
-                    float max = SimdMath.Max<TV>(s, n);
-                    float sum = SimdMath.ExpSum<TV>(s, s, n, max);
-                    SimdMath.AddWeightedRows<TV>(oi, s, vRows, rowStride, n, D);
-                    SimdMath.Scale<TV>(oi, D, 1f / sum);
-                    *lsei = max + MathF.Log(sum);
+                    new Span<float>(row + n, keys - n).Clear();
                 }
+                PackedSgemm<TV>.Run(new(false, false, bq, D, keys, 1f, s, ld, vRows, (int)stride, 0, o0, rows), 0, bq, 0, D, gemm);
+                for (int r = 0; r < bq; r++) SimdMath.Scale<TV>(o0 + (long)r * rows, D, inverse[r]);
             }
         }
     }
 
-    /// <summary>Queries whose dk/dv contributions are summed in registers before touching the accumulators.</summary>
-    private const int AttentionBackwardBlock = 16;
+    /// <summary>Queries per backward block: each block's five products run as GEMMs over its rows.</summary>
+    private const int AttentionBackwardBlock = 64;
 
     /// <summary>
     /// One task per (sample, kv head): it owns that head's dk/dv rows and the dq rows of every query head in its GQA
-    /// group, so all accumulation is race-free and in a fixed order. Queries go in blocks: each query's p and scale·dS
-    /// rows are scattered into key-major tiles, so dv_j += Σ_t p_tj·dO_t and dk_j += Σ_t dS_tj·q_t each become one
-    /// register-held weighted sum per key and block instead of a load/store pass per query.
+    /// group, so all accumulation is race-free and in a fixed order. Per block of queries: P = exp(scale·Q Kᵀ − lse)
+    /// and dP = dO Vᵀ as products, dS = scale·P∘(dP − rowsum(dO∘O)) row by row (both zero past each query's keys),
+    /// then dq += dS K, dv += Pᵀ dO and dk += dSᵀ Q as products accumulating into their outputs.
     /// </summary>
     private struct AttentionBackwardJob : ISimdJob
     {
@@ -180,57 +158,46 @@ public sealed unsafe partial class CpuBackend
         {
             const int Bq = AttentionBackwardBlock;
             var sh = Shape;
-            int D = sh.D, group = sh.H / sh.Hkv, tk = sh.Tk;
-            long packed = (long)tk * D;
-            float* p = JobScratch(tk * (4L * D + 2 + 2 * Bq) + 2 * Bq * D);
-            // Scratch: one query's p and dP rows (dP overwritten in place by scale·dS); this head's packed k, v
-            // and its dk, dv accumulators (added to the strided outputs at the end of the task); the block's
-            // key-major p and dS tiles [Tk, Bq]; the block's packed q and dO rows [Bq, D].
-            float* ds = p + tk, kp = ds + tk, vp = kp + packed, dkp = vp + packed, dvp = dkp + packed;
-            float* pt = dvp + packed, dst = pt + (long)tk * Bq, qp = dst + (long)tk * Bq, dop = qp + Bq * D;
+            int D = sh.D, group = sh.H / sh.Hkv, ld = ScoreRowLength(sh.Tk), rows = (int)((long)sh.H * D);
+            long packed = (long)sh.Tk * D;
+            // Scratch: the products' own; the block's P and dS rows; this head's dk, dv accumulators (added to the
+            // strided outputs at the end of the task).
+            float* gemm = JobScratch(PackedSgemm.ScratchFloats + 2L * Bq * ld + 2 * packed);
+            float* p = gemm + PackedSgemm.ScratchFloats, ds = p + (long)Bq * ld, dkp = ds + (long)Bq * ld, dvp = dkp + packed;
             for (int task = start; task < end; task++)
             {
                 int hkv = task % sh.Hkv, b = task / sh.Hkv;
                 int keys = sh.VisibleKeys(KeyLengths, b, sh.Tq - 1); // the last query sees the most keys
                 long kvBase = sh.KvBase(b, hkv), stride = sh.KvStride;
-                PackRows(kp, K + kvBase, stride, keys, D);
-                PackRows(vp, V + kvBase, stride, keys, D);
+                float* kRows = K + kvBase, vRows = V + kvBase;
                 new Span<float>(dkp, keys * D).Clear();
                 new Span<float>(dvp, keys * D).Clear();
                 for (int h = hkv * group; h < (hkv + 1) * group; h++)
                 for (int t0 = 0; t0 < sh.Tq; t0 += Bq)
                 {
                     int bq = Math.Min(Bq, sh.Tq - t0);
-                    int blockKeys = sh.VisibleKeys(KeyLengths, b, t0 + bq - 1);
-                    if (blockKeys == 0) continue;
-                    PackRows(qp, Q + sh.QueryRow(b, t0, h), (long)sh.H * D, bq, D);
-                    PackRows(dop, DO + sh.QueryRow(b, t0, h), (long)sh.H * D, bq, D);
+                    int n0 = sh.VisibleKeys(KeyLengths, b, t0 + bq - 1);
+                    if (n0 == 0) continue;
+                    long row0 = sh.QueryRow(b, t0, h);
+                    float* q0 = Q + row0, do0 = DO + row0;
+                    PackedSgemm<TV>.Run(new(false, true, bq, n0, D, Scale, q0, rows, kRows, (int)stride, 0, p, ld), 0, bq, 0, n0, gemm);
+                    PackedSgemm<TV>.Run(new(false, true, bq, n0, D, 1f, do0, rows, vRows, (int)stride, 0, ds, ld), 0, bq, 0, n0, gemm);
                     for (int r = 0; r < bq; r++)
                     {
                         int t = t0 + r, n = sh.VisibleKeys(KeyLengths, b, t);
-                        long row = sh.QueryRow(b, t, h);
-                        float* qi = qp + r * D, doi = dop + r * D;
+                        float* pr = p + (long)r * ld, dsr = ds + (long)r * ld;
                         if (n > 0)
                         {
-                            float lse = Lse[((long)b * sh.H + h) * sh.Tq + t];
-                            float di = SimdMath.Dot<TV>(doi, O + row, D);
-                            SimdMath.DotRows<TV>(p, qi, kp, D, n, D, Scale);
-                            SimdMath.DotRows<TV>(ds, doi, vp, D, n, D, 1f);
-                            SimdMath.ExpSum<TV>(p, p, n, lse);
-                            for (int j = 0; j < n; j++) ds[j] = Scale * p[j] * (ds[j] - di);
-                            if (DQ != null) SimdMath.AddWeightedRows<TV>(DQ + row, ds, kp, D, n, D);
+                            float di = SimdMath.Dot<TV>(do0 + (long)r * rows, O + row0 + (long)r * rows, D);
+                            SimdMath.ExpSum<TV>(pr, pr, n, Lse[((long)b * sh.H + h) * sh.Tq + t]);
+                            for (int j = 0; j < n; j++) dsr[j] = Scale * pr[j] * (dsr[j] - di);
                         }
-                        for (int j = 0; j < blockKeys; j++)
-                        {
-                            pt[j * Bq + r] = j < n ? p[j] : 0;
-                            dst[j * Bq + r] = j < n ? ds[j] : 0;
-                        }
+                        new Span<float>(pr + n, n0 - n).Clear();
+                        new Span<float>(dsr + n, n0 - n).Clear();
                     }
-                    for (int j = 0; j < blockKeys; j++)
-                    {
-                        if (DV != null) SimdMath.AddWeightedRows<TV>(dvp + (long)j * D, pt + j * Bq, dop, D, bq, D);
-                        if (DK != null) SimdMath.AddWeightedRows<TV>(dkp + (long)j * D, dst + j * Bq, qp, D, bq, D);
-                    }
+                    if (DQ != null) PackedSgemm<TV>.Run(new(false, false, bq, D, n0, 1f, ds, ld, kRows, (int)stride, 1f, DQ + row0, rows), 0, bq, 0, D, gemm);
+                    if (DV != null) PackedSgemm<TV>.Run(new(true, false, n0, D, bq, 1f, p, ld, do0, rows, 1f, dvp, D), 0, n0, 0, D, gemm);
+                    if (DK != null) PackedSgemm<TV>.Run(new(true, false, n0, D, bq, 1f, ds, ld, q0, rows, 1f, dkp, D), 0, n0, 0, D, gemm);
                 }
                 for (int j = 0; j < keys; j++)
                 {

@@ -76,7 +76,7 @@ public sealed unsafe partial class CpuBackend
     /// <summary>Tasks [start, end) of a <see cref="PackedSgemm"/> call: C cut into Tasks column ranges (or row ranges) of whole tiles.</summary>
     private struct PackedSgemmJob : IRangeJob
     {
-        public PackedSgemm.Operands Operands;
+        public SgemmOperands Operands;
         public int Tasks;
         public bool SplitRows;
 
@@ -89,12 +89,12 @@ public sealed unsafe partial class CpuBackend
                 if (SplitRows)
                 {
                     var (m0, m1) = Range(m, PackedSgemm.MR, t);
-                    PackedSgemm.Run(Operands, m0, m1, 0, n, scratch);
+                    PackedSgemm<V512>.Run(Operands, m0, m1, 0, n, scratch);
                 }
                 else
                 {
                     var (n0, n1) = Range(n, PackedSgemm.NR, t);
-                    PackedSgemm.Run(Operands, 0, m, n0, n1, scratch);
+                    PackedSgemm<V512>.Run(Operands, 0, m, n0, n1, scratch);
                 }
             }
         }

@@ -3,12 +3,24 @@ using System.Runtime.Intrinsics;
 
 namespace VwLmm.Cpu;
 
+/// <summary>The operands of one GEMM: element (i, k) of op(A) is A[i·RsA + k·CsA], element (k, j) of op(B) is B[k·RsB + j·CsB].</summary>
+internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda,
+                                             float* b, int ldb, float beta, float* c, int ldc)
+{
+    public readonly int M = m, N = n, K = k, Ldc = ldc;
+    public readonly float Alpha = alpha, Beta = beta;
+    public readonly float* A = a, B = b, C = c;
+    public readonly long RsA = transA ? 1 : lda, CsA = transA ? lda : 1, RsB = transB ? 1 : ldb, CsB = transB ? ldb : 1;
+}
+
 /// <summary>
-/// Row-major C [M,N] = alpha·op(A) [M,K]·op(B) [K,N] + beta·C on AVX-512, for one task's block of C: the GEMM of
-/// <see cref="CpuBackend"/> where Vector512 is accelerated. A 12×32 tile of C lives in 24 zmm registers; op(B) is
-/// packed KC×32 at a time (one L1-sized micro-panel, zero-padded past N); op(A) is read in place, each element
-/// broadcast from its row (transposed or not), so nothing of A is copied. The blocking (KC 256, MC 96 rows of A per
-/// L2 pass, NC 1024 columns of packed B) follows BLIS's loop order.
+/// Row-major C [M,N] = alpha·op(A) [M,K]·op(B) [K,N] + beta·C for one task's block of C, one thread: the GEMM of
+/// <see cref="CpuBackend"/> where Vector512 is accelerated (TV = V512), and the products inside fused attention at
+/// either width. A 12×(2·TV.Count) tile of C lives in 24 vector registers (zmm: 12×32); op(B) is packed KC×NR at a
+/// time (one L1-sized micro-panel, zero-padded past N); op(A) is read in place, each element broadcast from its row
+/// (transposed or not), so nothing of A is copied. The blocking (KC 256, MC 96 rows of A per L2 pass, NC 1024
+/// columns of packed B) follows BLIS's loop order. At 256 bits the tile needs more registers than AVX2 has; the
+/// spills cost speed, not correctness, and there the backend's own GEMMs go to OpenBLAS.
 /// <para>
 /// Why our own: OpenBLAS 0.3.21 predates Zen 5, and where it mis-detects the core the environment pins it to its
 /// Haswell (AVX2) kernels, which reach half of a full-width AVX-512 core's FMA rate (docs/BENCHMARKS.md, session 20).
@@ -21,28 +33,29 @@ namespace VwLmm.Cpu;
 /// </summary>
 internal static unsafe class PackedSgemm
 {
-    public const int MR = 12, NR = 32, KC = 256, MC = 96, NC = 1024;
+    public const int MR = 12, KC = 256, MC = 96, NC = 1024;
 
-    /// <summary>Floats of per-thread scratch one task needs: packed B, an edge block of A rows, an edge tile of C.</summary>
+    /// <summary>Columns of a tile at the widest width (2 × 16 floats), which the task split of the backend's GEMM uses.</summary>
+    public const int NR = 32;
+
+    /// <summary>Floats of per-thread scratch one task needs at either width: packed B, an edge block of A rows, an edge tile of C.</summary>
     public const int ScratchFloats = KC * NC + MR * KC + MR * NR;
 
+    /// <summary>Whether the backend's GEMMs can run here at full speed: Vector512 accelerated.</summary>
     public static bool IsSupported => Vector512.IsHardwareAccelerated;
+}
 
-    /// <summary>The operands of one GEMM: element (i, k) of op(A) is A[i·RsA + k·CsA], element (k, j) of op(B) is B[k·RsB + j·CsB].</summary>
-    public readonly struct Operands(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda,
-                                    float* b, int ldb, float beta, float* c, int ldc)
-    {
-        public readonly int M = m, N = n, K = k, Ldc = ldc;
-        public readonly float Alpha = alpha, Beta = beta;
-        public readonly float* A = a, B = b, C = c;
-        public readonly long RsA = transA ? 1 : lda, CsA = transA ? lda : 1, RsB = transB ? 1 : ldb, CsB = transB ? ldb : 1;
-    }
+/// <inheritdoc cref="PackedSgemm"/>
+internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
+{
+    private const int MR = PackedSgemm.MR, KC = PackedSgemm.KC, MC = PackedSgemm.MC, NC = PackedSgemm.NC;
+    private static int NR => 2 * TV.Count;
 
     // How a tile's sum reaches C: the first K block overwrites (beta = 0) or blends in beta·C; later blocks add.
     private enum Store { Overwrite, Blend, Add }
 
     /// <summary>Rows [m0, m1) × columns [n0, n1) of C; <paramref name="scratch"/> holds <see cref="ScratchFloats"/>.</summary>
-    public static void Run(in Operands o, int m0, int m1, int n0, int n1, float* scratch)
+    public static void Run(in SgemmOperands o, int m0, int m1, int n0, int n1, float* scratch)
     {
         float* packB = scratch, edgeA = scratch + KC * NC, edgeC = edgeA + MR * KC;
         for (int jc = n0; jc < n1; jc += NC)
@@ -89,7 +102,7 @@ internal static unsafe class PackedSgemm
     }
 
     /// <summary>op(B) [pc, pc+kc) × [jc, jc+nc) as ⌈nc/NR⌉ micro-panels [kc][NR], columns past nc zero.</summary>
-    private static void PackB(in Operands o, int pc, int kc, int jc, int nc, float* dst)
+    private static void PackB(in SgemmOperands o, int pc, int kc, int jc, int nc, float* dst)
     {
         for (int jr = 0; jr < nc; jr += NR)
         {
@@ -101,8 +114,8 @@ internal static unsafe class PackedSgemm
                 for (int k = 0; k < kc; k++)
                 {
                     float* row = src + k * o.RsB;
-                    Vector512.Load(row).Store(panel + k * NR);
-                    Vector512.Load(row + 16).Store(panel + k * NR + 16);
+                    TV.Load(row).Store(panel + k * NR);
+                    TV.Load(row + TV.Count).Store(panel + k * NR + TV.Count);
                 }
                 continue;
             }
@@ -135,49 +148,49 @@ internal static unsafe class PackedSgemm
             }
     }
 
-    /// <summary>The 12×32 tile: C[i, 0..32) from Σ_k op(A)[i, k]·panel[k, 0..32), for i in 0..12.</summary>
+    /// <summary>The 12×NR tile: C[i, 0..NR) from Σ_k op(A)[i, k]·panel[k, 0..NR), for i in 0..12.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel(int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta, Store store)
     {
         // Three row pointers with offsets 0, rs, 2rs, 3rs keep the twelve broadcasts in x86 addressing modes.
         float* p0 = pa, p1 = pa + 4 * rs, p2 = pa + 8 * rs;
         long r2 = 2 * rs, r3 = 3 * rs;
-        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
-                         c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default,
-                         c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default,
-                         c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+        int w = TV.Count, nr = 2 * w;
+        TV c00 = TV.Zero, c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00,
+           c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00, c90 = c00, c91 = c00,
+           ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00;
         for (int k = 0; k < kc; k++)
         {
-            var b0 = Vector512.Load(pb);
-            var b1 = Vector512.Load(pb + 16);
-            var a = Vector512.Create(p0[0]);
-            c00 = Vector512.FusedMultiplyAdd(a, b0, c00); c01 = Vector512.FusedMultiplyAdd(a, b1, c01);
-            a = Vector512.Create(p0[rs]);
-            c10 = Vector512.FusedMultiplyAdd(a, b0, c10); c11 = Vector512.FusedMultiplyAdd(a, b1, c11);
-            a = Vector512.Create(p0[r2]);
-            c20 = Vector512.FusedMultiplyAdd(a, b0, c20); c21 = Vector512.FusedMultiplyAdd(a, b1, c21);
-            a = Vector512.Create(p0[r3]);
-            c30 = Vector512.FusedMultiplyAdd(a, b0, c30); c31 = Vector512.FusedMultiplyAdd(a, b1, c31);
-            a = Vector512.Create(p1[0]);
-            c40 = Vector512.FusedMultiplyAdd(a, b0, c40); c41 = Vector512.FusedMultiplyAdd(a, b1, c41);
-            a = Vector512.Create(p1[rs]);
-            c50 = Vector512.FusedMultiplyAdd(a, b0, c50); c51 = Vector512.FusedMultiplyAdd(a, b1, c51);
-            a = Vector512.Create(p1[r2]);
-            c60 = Vector512.FusedMultiplyAdd(a, b0, c60); c61 = Vector512.FusedMultiplyAdd(a, b1, c61);
-            a = Vector512.Create(p1[r3]);
-            c70 = Vector512.FusedMultiplyAdd(a, b0, c70); c71 = Vector512.FusedMultiplyAdd(a, b1, c71);
-            a = Vector512.Create(p2[0]);
-            c80 = Vector512.FusedMultiplyAdd(a, b0, c80); c81 = Vector512.FusedMultiplyAdd(a, b1, c81);
-            a = Vector512.Create(p2[rs]);
-            c90 = Vector512.FusedMultiplyAdd(a, b0, c90); c91 = Vector512.FusedMultiplyAdd(a, b1, c91);
-            a = Vector512.Create(p2[r2]);
-            ca0 = Vector512.FusedMultiplyAdd(a, b0, ca0); ca1 = Vector512.FusedMultiplyAdd(a, b1, ca1);
-            a = Vector512.Create(p2[r3]);
-            cb0 = Vector512.FusedMultiplyAdd(a, b0, cb0); cb1 = Vector512.FusedMultiplyAdd(a, b1, cb1);
-            p0 += cs; p1 += cs; p2 += cs; pb += NR;
+            var b0 = TV.Load(pb);
+            var b1 = TV.Load(pb + w);
+            var a = TV.Create(p0[0]);
+            c00 = TV.Fma(a, b0, c00); c01 = TV.Fma(a, b1, c01);
+            a = TV.Create(p0[rs]);
+            c10 = TV.Fma(a, b0, c10); c11 = TV.Fma(a, b1, c11);
+            a = TV.Create(p0[r2]);
+            c20 = TV.Fma(a, b0, c20); c21 = TV.Fma(a, b1, c21);
+            a = TV.Create(p0[r3]);
+            c30 = TV.Fma(a, b0, c30); c31 = TV.Fma(a, b1, c31);
+            a = TV.Create(p1[0]);
+            c40 = TV.Fma(a, b0, c40); c41 = TV.Fma(a, b1, c41);
+            a = TV.Create(p1[rs]);
+            c50 = TV.Fma(a, b0, c50); c51 = TV.Fma(a, b1, c51);
+            a = TV.Create(p1[r2]);
+            c60 = TV.Fma(a, b0, c60); c61 = TV.Fma(a, b1, c61);
+            a = TV.Create(p1[r3]);
+            c70 = TV.Fma(a, b0, c70); c71 = TV.Fma(a, b1, c71);
+            a = TV.Create(p2[0]);
+            c80 = TV.Fma(a, b0, c80); c81 = TV.Fma(a, b1, c81);
+            a = TV.Create(p2[rs]);
+            c90 = TV.Fma(a, b0, c90); c91 = TV.Fma(a, b1, c91);
+            a = TV.Create(p2[r2]);
+            ca0 = TV.Fma(a, b0, ca0); ca1 = TV.Fma(a, b1, ca1);
+            a = TV.Create(p2[r3]);
+            cb0 = TV.Fma(a, b0, cb0); cb1 = TV.Fma(a, b1, cb1);
+            p0 += cs; p1 += cs; p2 += cs; pb += nr;
         }
-        var va = Vector512.Create(alpha);
-        var vb = Vector512.Create(beta);
+        var va = TV.Create(alpha);
+        var vb = TV.Create(beta);
         StoreRow(c, c00, c01, va, vb, store);
         StoreRow(c + ldc, c10, c11, va, vb, store);
         StoreRow(c + 2 * ldc, c20, c21, va, vb, store);
@@ -194,21 +207,21 @@ internal static unsafe class PackedSgemm
 
     // The same operations, element by element, as MergeEdge's scalar ones (no FMA contraction), so edge tiles round alike.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow(float* c, Vector512<float> x0, Vector512<float> x1, Vector512<float> alpha, Vector512<float> beta, Store store)
+    private static void StoreRow(float* c, TV x0, TV x1, TV alpha, TV beta, Store store)
     {
         x0 *= alpha;
         x1 *= alpha;
         if (store == Store.Blend)
         {
-            x0 += beta * Vector512.Load(c);
-            x1 += beta * Vector512.Load(c + 16);
+            x0 += beta * TV.Load(c);
+            x1 += beta * TV.Load(c + TV.Count);
         }
         else if (store == Store.Add)
         {
-            x0 = Vector512.Load(c) + x0;
-            x1 = Vector512.Load(c + 16) + x1;
+            x0 = TV.Load(c) + x0;
+            x1 = TV.Load(c + TV.Count) + x1;
         }
         x0.Store(c);
-        x1.Store(c + 16);
+        x1.Store(c + TV.Count);
     }
 }
