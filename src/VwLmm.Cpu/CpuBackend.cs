@@ -28,11 +28,16 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (!Supports(gemm)) throw new NotSupportedException("the AVX-512 GEMM needs a CPU where Vector512 is hardware-accelerated");
         OpenBlas.EnsureLoaded();
         GemmKernel = gemm != CpuGemm.Auto ? gemm : PackedSgemm.IsSupported ? CpuGemm.Avx512 : CpuGemm.OpenBlas;
-        Pool = new WorkerPool(threads);
+        // With our own GEMM the pool runs every op, and a worker that polls a while after each finds the next one
+        // without a wake-up (bench-5m decode 4,100–4,400 → 4,600–5,400 tokens/s); OpenBLAS's threads need the cores free.
+        Pool = new WorkerPool(threads, GemmKernel == CpuGemm.Avx512 ? PoolSpin : TimeSpan.Zero);
     }
 
     /// <summary>Whether this CPU can run <paramref name="gemm"/>.</summary>
     public static bool Supports(CpuGemm gemm) => gemm != CpuGemm.Avx512 || PackedSgemm.IsSupported;
+
+    /// <summary>How long idle pool threads poll for the next op before blocking, when no OpenBLAS threads share the cores.</summary>
+    private static readonly TimeSpan PoolSpin = TimeSpan.FromMicroseconds(100);
 
     public string Name => "cpu";
     /// <summary>The GEMM implementation this backend runs (never <see cref="CpuGemm.Auto"/>).</summary>

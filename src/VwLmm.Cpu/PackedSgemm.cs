@@ -119,6 +119,17 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                 }
                 continue;
             }
+            if (o.RsB == 1 && nr == NR && o.CsB * TV.Count <= int.MaxValue)
+            {
+                // B transposed (a linear layer's weight): gather a column's worth of rows at a time.
+                int ldb = (int)o.CsB;
+                for (int k = 0; k < kc; k++)
+                {
+                    TV.LoadStrided(src + k, ldb).Store(panel + k * NR);
+                    TV.LoadStrided(src + (long)TV.Count * ldb + k, ldb).Store(panel + k * NR + TV.Count);
+                }
+                continue;
+            }
             if (nr < NR)
                 for (int k = 0; k < kc; k++)
                     for (int j = nr; j < NR; j++) panel[k * NR + j] = 0;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 
 namespace VwLmm.Cpu;
@@ -12,9 +13,9 @@ public interface IRangeJob
 /// Persistent worker threads for row-parallel CPU ops. Parallel.For costs ~1.5 ms per call on small work; this pool
 /// wakes parked threads instead and runs jobs given as structs, so a dispatch allocates nothing. The partition of
 /// [0,count) into contiguous chunks depends only on count and the thread count, which keeps every reduction
-/// deterministic for a given thread count. The calling thread runs chunk 0. Waiting never busy-spins for long on
-/// either side: parked workers and the dispatcher waiting for them block in SemaphoreSlim.Wait after its brief built-in
-/// spin, so idle pool threads leave the cores to OpenBLAS's threads during GEMMs.
+/// deterministic for a given thread count. The calling thread runs chunk 0. Waiting busy-spins at most the pool's spin
+/// time on either side, then blocks in SemaphoreSlim.Wait: with no spin time (beside OpenBLAS, whose threads need the
+/// cores during GEMMs) only its brief built-in spin.
 /// </summary>
 public sealed class WorkerPool : IDisposable
 {
@@ -37,11 +38,16 @@ public sealed class WorkerPool : IDisposable
     private int _pending;
     private volatile bool _stopping;
     private Exception? _failure;
+    private readonly long _spinTicks;
 
-    public WorkerPool(int threads)
+    /// <param name="threads">workers, the calling thread included.</param>
+    /// <param name="spin">how long a worker that finished a chunk, and the dispatcher waiting for workers, poll before
+    /// they block: ops follow each other microseconds apart, and a blocked thread takes 5–50 µs to wake.</param>
+    public WorkerPool(int threads, TimeSpan spin = default)
     {
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "thread count must be ≥ 1");
         Threads = threads;
+        _spinTicks = (long)(spin.TotalSeconds * Stopwatch.Frequency);
         _threads = new Thread[threads - 1];
         _wake = new SemaphoreSlim[threads - 1];
         for (int i = 0; i < _threads.Length; i++)
@@ -82,6 +88,7 @@ public sealed class WorkerPool : IDisposable
             }
             finally
             {
+                SpinUntil(_done);
                 _done.Wait();
                 _current = null;
             }
@@ -110,6 +117,7 @@ public sealed class WorkerPool : IDisposable
     {
         while (true)
         {
+            SpinUntil(_wake[chunk - 1]);
             _wake[chunk - 1].Wait();
             if (_stopping) return;
             try
@@ -125,6 +133,14 @@ public sealed class WorkerPool : IDisposable
                 if (Interlocked.Decrement(ref _pending) == 0) _done.Release();
             }
         }
+    }
+
+    // Polls until the semaphore has a count (the Wait that follows then returns at once) or the spin time is up.
+    private void SpinUntil(SemaphoreSlim semaphore)
+    {
+        if (_spinTicks == 0) return;
+        long deadline = Stopwatch.GetTimestamp() + _spinTicks;
+        while (semaphore.CurrentCount == 0 && !_stopping && Stopwatch.GetTimestamp() < deadline) Thread.SpinWait(16);
     }
 
     public void Dispose()

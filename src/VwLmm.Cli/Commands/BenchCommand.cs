@@ -273,7 +273,8 @@ public sealed class BenchCommand : ICommand
     private sealed record OpRow(string Op, double CallsPerStep, double MsPerStep, double MeanUs, double Percent, double? Rate);
 
     /// <summary>The train step's and one decoded token's per-op rows, and the GEMM rows of each by shape.</summary>
-    private sealed record OpProfiles(List<OpRow>? Train, List<OpRow>? TrainGemms, List<OpRow> Decode, List<OpRow> DecodeGemms);
+    private sealed record OpProfiles(List<OpRow>? Train, List<OpRow>? TrainGemms, List<OpRow> Forward, List<OpRow> ForwardGemms,
+                                     List<OpRow> Decode, List<OpRow> DecodeGemms);
 
     /// <summary>One model, its synthetic inputs and the measurements over them.</summary>
     private sealed class BenchRun(IBackend backend, VwLmmConfig config, DType weights, int batch, int textTokens, int decodeTokens,
@@ -349,20 +350,27 @@ public sealed class BenchCommand : ICommand
             return new TrainResult(Median(trainMs), train.ActivationBytes / 1048576.0, bytesPerStep, gcPerStep, fwdBytes, bwdBytes, optBytes, recordedOps);
         }
 
+        /// <summary>One forward pass of the first sample with both losses, no tape recording: what forward_ms times.</summary>
+        private Action ForwardAtBatch1(Arena arena)
+        {
+            var tape = new Tape(backend, arena, record: false);
+            var batch1 = new BatchBuilder(_model.Vision.TokensPerImage, int.MaxValue, config.Llm.VocabSize).Build(_samples[..1]);
+            var pixels1 = _pixels.AsMemory(0, PixelsPerImage);
+            return () =>
+            {
+                tape.Reset();
+                _model.Forward(tape, batch1, Ops.Input(tape, pixels1.Span, 1, config.Vision.NumChannels, ImageSize, ImageSize));
+            };
+        }
+
         /// <summary>Forward at batch 1 (ms), prefill (ms) and the decode rate (tokens/s), medians over the repeats.</summary>
         private (double ForwardMs, double PrefillMs, double DecodeTokensPerSecond) MeasureInference()
         {
             using var arena = new Arena(backend, ArenaBytes(1));
-            var tape = new Tape(backend, arena, record: false);
-            var batch1 = new BatchBuilder(_model.Vision.TokensPerImage, int.MaxValue, config.Llm.VocabSize).Build(_samples[..1]);
+            var forward = ForwardAtBatch1(arena);
+            for (int i = 0; i < warmup; i++) forward();
+            var forwardMs = Time(backend, new double[repeats], forward);
             var pixels1 = _pixels.AsMemory(0, PixelsPerImage);
-            void Forward()
-            {
-                tape.Reset();
-                _model.Forward(tape, batch1, Ops.Input(tape, pixels1.Span, 1, config.Vision.NumChannels, ImageSize, ImageSize));
-            }
-            for (int i = 0; i < warmup; i++) Forward();
-            var forwardMs = Time(backend, new double[repeats], Forward);
 
             using var generator = new Generator(_model, ArenaBytes(1));
             var prompt = _samples[..1];
@@ -398,33 +406,57 @@ public sealed class BenchCommand : ICommand
         /// </summary>
         public OpProfiles Profile(ProfilingBackend profiler)
         {
+            var (forward, forwardGemms) = ProfileForward(profiler);
             var (decode, decodeGemms) = ProfileDecode(profiler);
-            if (!Trains) return new OpProfiles(null, null, decode, decodeGemms);
+            if (!Trains) return new OpProfiles(null, null, forward, forwardGemms, decode, decodeGemms);
             using var train = TrainStepper();
             train.Step();
             profiler.ResetCounters();
             double stepMs = Time(backend, new double[repeats], train.Step).Sum() / repeats;
             var f = StepFlops.Of(config, batch, textTokens);
-            var rows = new List<OpRow>();
-            foreach (var (op, calls, seconds) in profiler.Table())
+            var rows = OpRows(profiler, repeats, stepMs, op => op switch
             {
-                double ms = seconds * 1000 / repeats;
-                double? work = op switch
-                {
-                    "Gemm" => 3 * f.Linear,
-                    "PatchEmbedForward" or "PatchEmbedBackward" => f.PatchEmbed,
-                    "AttentionForward" => f.Attention,
-                    "AttentionBackward" => 2 * f.Attention,
-                    _ => null,
-                };
-                rows.Add(new OpRow(op, calls / (double)repeats, ms, seconds * 1e6 / calls, 100 * ms / stepMs, work / (ms * 1e6)));
-            }
+                "Gemm" => 3 * f.Linear,
+                "PatchEmbedForward" or "PatchEmbedBackward" => f.PatchEmbed,
+                "AttentionForward" => f.Attention,
+                "AttentionBackward" => 2 * f.Attention,
+                _ => null,
+            });
+            var gemms = GemmRows(profiler, repeats, stepMs);
+            return new OpProfiles(rows, gemms, forward, forwardGemms, decode, decodeGemms);
+        }
+
+        /// <summary>Per-op and per-GEMM-shape totals of the batch-1 forward pass forward_ms times, per pass.</summary>
+        public (List<OpRow> Ops, List<OpRow> Gemms) ProfileForward(ProfilingBackend profiler)
+        {
+            using var arena = new Arena(backend, ArenaBytes(1));
+            var forward = ForwardAtBatch1(arena);
+            forward();
+            profiler.ResetCounters();
+            double passMs = Time(backend, new double[repeats], forward).Sum() / repeats;
+            return (OpRows(profiler, repeats, passMs, _ => null), GemmRows(profiler, repeats, passMs));
+        }
+
+        /// <summary>
+        /// The profiler's ops over <paramref name="steps"/> steps of <paramref name="stepMs"/> each, per step, with GFLOP/s
+        /// where <paramref name="work"/> knows an op's FLOPs per step, and a last row for the time outside ops.
+        /// </summary>
+        private static List<OpRow> OpRows(ProfilingBackend profiler, int steps, double stepMs, Func<string, double?> work)
+        {
+            var rows = profiler.Table().Select(t =>
+            {
+                double ms = t.Seconds * 1000 / steps;
+                return new OpRow(t.Op, t.Calls / (double)steps, ms, t.Seconds * 1e6 / t.Calls, 100 * ms / stepMs, work(t.Op) / (ms * 1e6));
+            }).ToList();
             double opsMs = rows.Sum(r => r.MsPerStep);
             rows.Add(new OpRow("(outside ops: tape, host)", 0, stepMs - opsMs, 0, 100 * (stepMs - opsMs) / stepMs, null));
-            var gemms = profiler.GemmTable().Select(g => new OpRow(g.Shape.ToString(), g.Calls / (double)repeats, g.Seconds * 1000 / repeats,
-                g.Seconds * 1e6 / g.Calls, 100 * g.Seconds * 1000 / repeats / stepMs, g.Shape.Flop * g.Calls / g.Seconds / 1e9)).ToList();
-            return new OpProfiles(rows, gemms, decode, decodeGemms);
+            return rows;
         }
+
+        /// <summary>The profiler's GEMM time by layout and shape, per step, with each shape's GFLOP/s.</summary>
+        private static List<OpRow> GemmRows(ProfilingBackend profiler, int steps, double stepMs) =>
+            profiler.GemmTable().Select(g => new OpRow(g.Shape.ToString(), g.Calls / (double)steps, g.Seconds * 1000 / steps,
+                g.Seconds * 1e6 / g.Calls, 100 * g.Seconds * 1000 / steps / stepMs, g.Shape.Flop * g.Calls / g.Seconds / 1e9)).ToList();
 
         /// <summary>
         /// Per-op and per-GEMM-shape totals of greedy decoding at batch 1, per token: a generation of 1 + N tokens less
@@ -609,6 +641,8 @@ public sealed class BenchCommand : ICommand
             {
                 if (ops.Train is not null) WriteOps(w, "ops", ops.Train);
                 if (ops.TrainGemms is not null) WriteOps(w, "gemm_shapes", ops.TrainGemms);
+                WriteOps(w, "forward_ops", ops.Forward);
+                WriteOps(w, "forward_gemm_shapes", ops.ForwardGemms);
                 WriteOps(w, "decode_ops", ops.Decode);
                 WriteOps(w, "decode_gemm_shapes", ops.DecodeGemms, "weight_gb_per_s");
             }
@@ -666,6 +700,8 @@ public sealed class BenchCommand : ICommand
         if (ops is null) return;
         if (ops.Train is not null) WriteOpTable(w, "train step", "step", ops.Train);
         if (ops.TrainGemms is not null) WriteOpTable(w, "train step, GEMM by layout (op(A) op(B), N = as stored, T = transposed) and M×N×K", "step", ops.TrainGemms, "shape");
+        WriteOpTable(w, "forward, batch 1", "pass", ops.Forward);
+        WriteOpTable(w, "forward, GEMM by layout and M×N×K", "pass", ops.ForwardGemms, "shape");
         WriteOpTable(w, "decode, per token", "token", ops.Decode);
         WriteOpTable(w, "decode, GEMM by shape (M = 1: matrix-vector products), GB/s of weights read", "token", ops.DecodeGemms, "shape", "GB/s");
     }

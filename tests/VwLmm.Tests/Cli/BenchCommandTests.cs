@@ -124,6 +124,13 @@ public class BenchCommandTests
         Assert.That(shapes.Sum(Flop), Is.EqualTo(Flop(gemm)).Within(1e-6 * Flop(gemm)));
         Assert.That(shapes.Sum(o => o.GetProperty("ms_per_step").GetDouble()), Is.EqualTo(gemm.GetProperty("ms_per_step").GetDouble()).Within(5).Percent);
 
+        // The batch-1 forward is the train step's 38 forward GEMMs, no backward; its rows add up to the pass.
+        var forward = r.GetProperty("forward_ops").EnumerateArray().ToList();
+        Assert.That(forward.Single(o => o.GetProperty("op").GetString() == "Gemm").GetProperty("calls_per_step").GetDouble(), Is.EqualTo(38));
+        Assert.That(forward.Any(o => o.GetProperty("op").GetString() is "AdamW" or "AttentionBackward"), Is.False);
+        Assert.That(forward.Sum(o => o.GetProperty("percent_of_step").GetDouble()), Is.EqualTo(100).Within(1e-6));
+        Assert.That(r.GetProperty("forward_gemm_shapes").EnumerateArray().Sum(o => o.GetProperty("calls_per_step").GetDouble()), Is.EqualTo(38));
+
         // A decoded token's GEMMs are matrix-vector products over every LLM weight matrix once, in 4 layers × 4 calls
         // (stacks batched) + LM head; the GB/s of each row times its time gives back the bytes of its weight matrices.
         var decode = r.GetProperty("decode_gemm_shapes").EnumerateArray().ToList();

@@ -31,12 +31,14 @@ public sealed class WorkerPoolTests
     /// Dispatches of random sizes and chunkings (so some leave workers out), back to back and after pauses of
     /// 0–300 µs, so some find a worker parked and some find it on its way to park.
     /// </summary>
-    [TestCase(2)]
-    [TestCase(3)]
-    [TestCase(4)]
-    public unsafe void EveryItemRunsOnceAcrossDispatches(int threads)
+    [TestCase(2, 0)]
+    [TestCase(3, 0)]
+    [TestCase(4, 0)]
+    [TestCase(2, 100)]
+    [TestCase(3, 100)]
+    public unsafe void EveryItemRunsOnceAcrossDispatches(int threads, int spinMicroseconds)
     {
-        using var pool = new WorkerPool(threads);
+        using var pool = new WorkerPool(threads, TimeSpan.FromMicroseconds(spinMicroseconds));
         var rng = new Random(threads);
         int[] counts = new int[1000];
         const int Rounds = 3000;
@@ -65,10 +67,11 @@ public sealed class WorkerPoolTests
         Assert.That(counts, Is.All.EqualTo(1), "the pool still works after a failed dispatch");
     }
 
-    [Test]
-    public void DisposeStopsParkedWorkers()
+    [TestCase(0)]
+    [TestCase(100_000)]
+    public void DisposeStopsParkedWorkers(int spinMicroseconds)
     {
-        var pool = new WorkerPool(3);
+        var pool = new WorkerPool(3, TimeSpan.FromMicroseconds(spinMicroseconds));
         RunCount(pool, new int[100]);
         var disposing = Task.Run(pool.Dispose);
         Assert.That(disposing.Wait(TimeSpan.FromSeconds(10)), Is.True, "Dispose returned");
