@@ -58,6 +58,13 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
     public static void Run(in SgemmOperands o, int m0, int m1, int n0, int n1, float* scratch)
     {
         float* packB = scratch, edgeA = scratch + KC * NC, edgeC = edgeA + MR * KC;
+        if (o.K == 0)
+        {
+            // No k to sum: C = beta·C, and exactly 0 for beta = 0 (C may hold anything then), as BLAS defines it.
+            for (int i = m0; i < m1; i++)
+                for (int j = n0; j < n1; j++) o.C[(long)i * o.Ldc + j] = o.Beta == 0 ? 0 : o.Beta * o.C[(long)i * o.Ldc + j];
+            return;
+        }
         for (int jc = n0; jc < n1; jc += NC)
         {
             int nc = Math.Min(NC, n1 - jc);

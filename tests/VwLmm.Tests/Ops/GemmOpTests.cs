@@ -25,6 +25,7 @@ public abstract class GemmOpTests : BackendOpTests
     [TestCase(1, 53, 29)]
     [TestCase(37, 1, 29)]
     [TestCase(37, 53, 1)]
+    [TestCase(37, 53, 0)]
     [TestCase(130, 70, 300)]
     public void EdgeShapes(int M, int N, int K) => Check(true, false, M, N, K, 1f, 0.25f, batch: 2, pad: 3, gap: 0);
 
