@@ -3,7 +3,8 @@ using VwLmm.Cpu.Native;
 
 namespace VwLmm.Cpu;
 
-// GEMM: one row-major cblas_sgemm per batch item; OpenBLAS threads each call itself, with this backend's thread count.
+// GEMM: one row-major product per batch item, by PackedSgemm on the pool (where Vector512 is accelerated) or by
+// cblas_sgemm, which OpenBLAS threads itself with this backend's thread count.
 // A linear layer over a few rows (token-by-token decoding) is a matrix-vector product instead: sgemm would pack the
 // whole weight matrix for one row of output and fork its threads for microseconds of work. A bf16 weight matrix is
 // read as bf16 by the matrix-vector product (half the bytes a decoded token streams) and widened a block of rows at a
@@ -162,8 +163,9 @@ public sealed unsafe partial class CpuBackend
     /// <summary>
     /// C_i [M,N] = alpha·A_i [M,K]·W_iᵀ + beta·C_i for W_i [N,K] stored bf16 (pitch ldw): W_i's rows are widened into
     /// scratch <see cref="WidenedBlockRows"/> at a time and each block is one sgemm onto C_i's columns [n0, n0+nb).
-    /// With one block that is the F32 Gemm's one sgemm on the widened matrix, bit for bit. With several, elements can
-    /// differ from it by rounding: OpenBLAS's summation order over K depends on where an element falls among its
+    /// With one block that is the F32 Gemm's one sgemm on the widened matrix, bit for bit; with several too under
+    /// <see cref="PackedSgemm"/>, whose elements' bits depend only on their row and column. Under OpenBLAS, several
+    /// blocks can differ from it by rounding: its summation order over K depends on where an element falls among its
     /// kernel's tiles and threads' ranges, which the block moves (0.3.21's Haswell kernels: up to 2⁻²⁵·Σ_k|a_k·w_k|).
     /// </summary>
     private void GemmWidened(int M, int N, int K, float alpha, float* a, int lda, long strideA, BF16* w, int ldw, long strideW,
