@@ -90,30 +90,11 @@ public sealed unsafe partial class CpuBackend
                 float* kRows = K + sh.KvBase(b, h / group), vRows = V + sh.KvBase(b, h / group);
                 float* q0 = Q + sh.QueryRow(b, tStart, h), o0 = O + sh.QueryRow(b, tStart, h);
                 float* lse0 = Lse + ((long)b * sh.H + h) * sh.Tq + tStart;
-                if (keys == 0)
-                {
-                    for (int r = 0; r < bq; r++)
-                    {
-                        new Span<float>(o0 + (long)r * rows, D).Clear();
-                        lse0[r] = float.NegativeInfinity;
-                    }
-                    continue;
-                }
-                // A lone query (one-token decoding) reads each key row once: dot products against the rows in place,
-                // where packing them for a product would cost more than the scores themselves.
-                if (bq == 1)
-                {
-                    SimdMath.DotRows<TV>(s, q0, kRows, stride, keys, D, Scale);
-                    float max = SimdMath.Max<TV>(s, keys);
-                    float sum = SimdMath.ExpSum<TV>(s, s, keys, max);
-                    new Span<float>(o0, D).Clear();
-                    SimdMath.AddWeightedRows<TV>(o0, s, vRows, stride, keys, D);
-                    SimdMath.Scale<TV>(o0, D, 1f / sum);
-                    *lse0 = max + MathF.Log(sum);
-                    continue;
-                }
-                // S = scale·Q Kᵀ over the block's keys; each row's softmax numerators, zero past its own keys; O = P V.
-                PackedSgemm<TV>.Run(new(false, true, bq, keys, D, Scale, q0, rows, kRows, (int)stride, 0, s, ld), 0, bq, 0, keys, gemm);
+                // S = scale·Q Kᵀ over the block's keys. A lone query (one-token decoding) reads each key row once: dot
+                // products against the rows in place, where packing them for a product would cost more than the scores.
+                if (bq == 1) SimdMath.DotRows<TV>(s, q0, kRows, stride, keys, D, Scale);
+                else PackedSgemm<TV>.Run(new(false, true, bq, keys, D, Scale, q0, rows, kRows, (int)stride, 0, s, ld), 0, bq, 0, keys, gemm);
+                // Each row's softmax numerators, zero past its own keys (a row with none is all zero, its lse −∞).
                 for (int r = 0; r < bq; r++)
                 {
                     float* row = s + (long)r * ld;
@@ -132,7 +113,13 @@ public sealed unsafe partial class CpuBackend
                     }
                     new Span<float>(row + n, keys - n).Clear();
                 }
-                PackedSgemm<TV>.Run(new(false, false, bq, D, keys, 1f, s, ld, vRows, (int)stride, 0, o0, rows), 0, bq, 0, D, gemm);
+                // O = P V, then each row divided by its sum. With no keys at all the product sums nothing: O = 0.
+                if (bq == 1)
+                {
+                    new Span<float>(o0, D).Clear();
+                    SimdMath.AddWeightedRows<TV>(o0, s, vRows, stride, keys, D);
+                }
+                else PackedSgemm<TV>.Run(new(false, false, bq, D, keys, 1f, s, ld, vRows, (int)stride, 0, o0, rows), 0, bq, 0, D, gemm);
                 for (int r = 0; r < bq; r++) SimdMath.Scale<TV>(o0 + (long)r * rows, D, inverse[r]);
             }
         }

@@ -38,7 +38,7 @@ public sealed class BenchCommand : ICommand
           decode_tokens_per_s  greedy decode with the KV cache at batch 1: N tokens / the median over repeats of
                        (time of prefill + N tokens − that repeat's prefill-only time)
           gflops, percent_of_peak  train step work (analytic, see docs/BENCHMARKS.md) / time; on the CPU against
-                               peak_gflops, the FMA rate of the bench's threads measured before the run (CpuPeak),
+                               peak_gflops, the FMA rate of the bench's threads measured after the run (CpuPeak),
                                on a GPU against its fp32 peak from the peak table; cpu_gemm names the GEMM that ran
           peak_rss_mb          VmHWM of the process, next to params+grads+moments+activations
           allocs_per_step      managed bytes allocated per steady-state train step (all threads)
@@ -272,7 +272,7 @@ public sealed class BenchCommand : ICommand
     /// </summary>
     private sealed record OpRow(string Op, double CallsPerStep, double MsPerStep, double MeanUs, double Percent, double? Rate);
 
-    /// <summary>The train step's and one decoded token's per-op rows, and the GEMM rows of each by shape.</summary>
+    /// <summary>The train step's, the batch-1 forward's and one decoded token's per-op rows, and the GEMM rows of each by shape.</summary>
     private sealed record OpProfiles(List<OpRow>? Train, List<OpRow>? TrainGemms, List<OpRow> Forward, List<OpRow> ForwardGemms,
                                      List<OpRow> Decode, List<OpRow> DecodeGemms);
 
@@ -402,7 +402,7 @@ public sealed class BenchCommand : ICommand
 
         /// <summary>
         /// Per-op totals over R train steps, per step, slowest first, with GFLOP/s where the work is known analytically;
-        /// the GEMMs again by layout and shape; then <see cref="ProfileDecode"/>.
+        /// the GEMMs again by layout and shape; before them <see cref="ProfileForward"/> and <see cref="ProfileDecode"/>.
         /// </summary>
         public OpProfiles Profile(ProfilingBackend profiler)
         {
