@@ -128,9 +128,15 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
             }
             if (o.RsB == 1 && nr == NR && o.CsB * TV.Count <= int.MaxValue)
             {
-                // B transposed (a linear layer's weight): gather a column's worth of rows at a time.
-                int ldb = (int)o.CsB;
-                for (int k = 0; k < kc; k++)
+                // B transposed (a linear layer's weight): square blocks of its rows transposed in registers, then
+                // gathers for the k past the last whole block.
+                int ldb = (int)o.CsB, w = TV.Count, k = 0;
+                for (; k + w <= kc; k += w)
+                {
+                    TV.Transpose(src + k, ldb, panel + k * NR, NR);
+                    TV.Transpose(src + (long)w * ldb + k, ldb, panel + k * NR + w, NR);
+                }
+                for (; k < kc; k++)
                 {
                     TV.LoadStrided(src + k, ldb).Store(panel + k * NR);
                     TV.LoadStrided(src + (long)TV.Count * ldb + k, ldb).Store(panel + k * NR + TV.Count);
