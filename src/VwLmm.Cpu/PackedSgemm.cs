@@ -18,7 +18,7 @@ internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, i
 /// <see cref="CpuBackend"/> where Vector512 is accelerated (TV = V512), and the products inside fused attention at
 /// either width. A 12×(2·TV.Count) tile of C lives in 24 vector registers (zmm: 12×32); op(B) is packed KC×NR at a
 /// time (one L1-sized micro-panel, zero-padded past N); op(A) is read in place, each element broadcast from its row
-/// (transposed or not), so nothing of A is copied. The blocking (KC 256, MC 96 rows of A per L2 pass, NC 1024
+/// (transposed or not), so nothing of A is copied. The blocking (KC 256, MC 132 rows of A per L2 pass, NC 1024
 /// columns of packed B) follows BLIS's loop order. At 256 bits the tile needs more registers than AVX2 has; the
 /// spills cost speed, not correctness, and there the backend's own GEMMs go to OpenBLAS.
 /// <para>
@@ -33,7 +33,7 @@ internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, i
 /// </summary>
 internal static unsafe class PackedSgemm
 {
-    public const int MR = 12, KC = 256, MC = 96, NC = 1024;
+    public const int MR = 12, KC = 256, MC = 132, NC = 1024;
 
     /// <summary>Columns of a tile at the widest width (2 × 16 floats), which the task split of the backend's GEMM uses.</summary>
     public const int NR = 32;
@@ -71,7 +71,9 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
             for (int pc = 0; pc < o.K; pc += KC)
             {
                 int kc = Math.Min(KC, o.K - pc);
-                PackB(o, pc, kc, jc, nc, packB);
+                // With one block of rows, each micro-panel is packed just before its only use, while it is in L1.
+                bool onePass = m1 - m0 <= MC;
+                if (!onePass) PackB(o, pc, kc, jc, nc, packB);
                 var store = pc > 0 ? Store.Add : o.Beta == 0 ? Store.Overwrite : Store.Blend;
                 for (int ic = m0; ic < m1; ic += MC)
                 {
@@ -80,6 +82,7 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                     {
                         int nr = Math.Min(NR, nc - jr);
                         float* pb = packB + (long)jr * kc;
+                        if (onePass) PackB(o, pc, kc, jc + jr, nr, pb);
                         for (int ir = 0; ir < mc; ir += MR)
                         {
                             int mr = Math.Min(MR, mc - ir), i = ic + ir;

@@ -178,7 +178,7 @@ public sealed class CpuGemmOpTests : GemmOpTests
 
 /// <summary>
 /// <see cref="Cpu.PackedSgemm"/>: the shared suite, then shapes that cross its blocking (K past one 256-deep block, N past
-/// one 1024-column panel, M past a 96-row pass, edges on every side) and the promise that an element's bits depend
+/// one 1024-column panel, M past a 132-row pass, edges on every side) and the promise that an element's bits depend
 /// only on its row of op(A) and column of op(B).
 /// </summary>
 public sealed class CpuAvx512GemmOpTests : GemmOpTests
