@@ -47,6 +47,13 @@ public sealed unsafe partial class CpuBackend
             return;
         }
         float* b = F(B);
+        // Items whose blocks of C are disjoint (a stack of linear layers on one input, per-item weight gradients) share
+        // one fork; items summing into one C run in order, so that the sum's order does not depend on the threads.
+        if (GemmKernel == CpuGemm.Avx512 && Math.Abs(strideC) >= (long)(M - 1) * ldc + N)
+        {
+            PackedSgemmBatch(new(transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc), strideA, strideB, strideC, batch);
+            return;
+        }
         for (int i = 0; i < batch; i++)
             Sgemm(transA, transB, M, N, K, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta, c + i * strideC, ldc);
     }
@@ -60,13 +67,7 @@ public sealed unsafe partial class CpuBackend
     {
         if (GemmKernel == CpuGemm.Avx512)
         {
-            var job = new PackedSgemmJob { Operands = new(transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc) };
-            int panels = (N + PackedSgemm.NR - 1) / PackedSgemm.NR, blocks = (M + PackedSgemm.MR - 1) / PackedSgemm.MR;
-            int tasks = (long)M * N * K < MinParallelWork ? 1 : Threads;
-            // Columns first: each task then packs only its own part of B and reads A in place.
-            job.SplitRows = panels < tasks;
-            job.Tasks = Math.Max(1, Math.Min(tasks, job.SplitRows ? blocks : panels));
-            Pool.For(job.Tasks, job);
+            PackedSgemmBatch(new(transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc), 0, 0, 0, 1);
             return;
         }
         OpenBlas.UseThreads(Threads);
@@ -74,10 +75,29 @@ public sealed unsafe partial class CpuBackend
                        M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
     }
 
-    /// <summary>Tasks [start, end) of a <see cref="PackedSgemm"/> call: C cut into Tasks column ranges (or row ranges) of whole tiles.</summary>
+    /// <summary>
+    /// <paramref name="batch"/> products in one fork, item i on operands offset by i·stride (C blocks disjoint): each
+    /// cut into the same number of tasks, so that every item's tasks spread over the threads.
+    /// </summary>
+    private void PackedSgemmBatch(in SgemmOperands o, long strideA, long strideB, long strideC, int batch)
+    {
+        var job = new PackedSgemmJob { Operands = o, StrideA = strideA, StrideB = strideB, StrideC = strideC };
+        int panels = (o.N + PackedSgemm.NR - 1) / PackedSgemm.NR, blocks = (o.M + PackedSgemm.MR - 1) / PackedSgemm.MR;
+        int tasks = (long)o.M * o.N * o.K < MinParallelWork ? 1 : Threads;
+        // Columns first: each task then packs only its own part of B and reads A in place.
+        job.SplitRows = panels < tasks;
+        job.Tasks = Math.Max(1, Math.Min(tasks, job.SplitRows ? blocks : panels));
+        Pool.For(checked(batch * job.Tasks), job);
+    }
+
+    /// <summary>
+    /// Tasks [start, end) of <see cref="PackedSgemm"/> calls: task t is item t / Tasks's C cut into Tasks column ranges
+    /// (or row ranges) of whole tiles.
+    /// </summary>
     private struct PackedSgemmJob : IRangeJob
     {
         public SgemmOperands Operands;
+        public long StrideA, StrideB, StrideC;
         public int Tasks;
         public bool SplitRows;
 
@@ -85,17 +105,19 @@ public sealed unsafe partial class CpuBackend
         {
             float* scratch = JobScratch(PackedSgemm.ScratchFloats);
             int m = Operands.M, n = Operands.N;
-            for (int t = start; t < end; t++)
+            for (int task = start; task < end; task++)
             {
+                int item = task / Tasks, t = task % Tasks;
+                var o = item == 0 ? Operands : Operands.Offset(item * StrideA, item * StrideB, item * StrideC);
                 if (SplitRows)
                 {
                     var (m0, m1) = Range(m, PackedSgemm.MR, t);
-                    PackedSgemm<V512>.Run(Operands, m0, m1, 0, n, scratch);
+                    PackedSgemm<V512>.Run(o, m0, m1, 0, n, scratch);
                 }
                 else
                 {
                     var (n0, n1) = Range(n, PackedSgemm.NR, t);
-                    PackedSgemm<V512>.Run(Operands, 0, m, n0, n1, scratch);
+                    PackedSgemm<V512>.Run(o, 0, m, n0, n1, scratch);
                 }
             }
         }

@@ -9,8 +9,13 @@ internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, i
 {
     public readonly int M = m, N = n, K = k, Ldc = ldc;
     public readonly float Alpha = alpha, Beta = beta;
-    public readonly float* A = a, B = b, C = c;
+    public float* A { get; init; } = a;
+    public float* B { get; init; } = b;
+    public float* C { get; init; } = c;
     public readonly long RsA = transA ? 1 : lda, CsA = transA ? lda : 1, RsB = transB ? 1 : ldb, CsB = transB ? ldb : 1;
+
+    /// <summary>The same product on A, B and C moved on by the given numbers of elements.</summary>
+    public SgemmOperands Offset(long a, long b, long c) => this with { A = A + a, B = B + b, C = C + c };
 }
 
 /// <summary>
