@@ -453,56 +453,44 @@ public sealed class BenchCommand : ICommand
             return rows;
         }
 
-        /// <summary>The profiler's GEMM time by layout and shape, per step, with each shape's GFLOP/s.</summary>
-        private static List<OpRow> GemmRows(ProfilingBackend profiler, int steps, double stepMs) =>
+        /// <summary>
+        /// The profiler's GEMM time by layout and shape, per step, with each shape's rate(shape, calls, seconds): GFLOP/s
+        /// unless given.
+        /// </summary>
+        private static List<OpRow> GemmRows(ProfilingBackend profiler, int steps, double stepMs,
+                                            Func<GemmShape, long, double, double>? rate = null) =>
             profiler.GemmTable().Select(g => new OpRow(g.Shape.ToString(), g.Calls / (double)steps, g.Seconds * 1000 / steps,
-                g.Seconds * 1e6 / g.Calls, 100 * g.Seconds * 1000 / steps / stepMs, g.Shape.Flop * g.Calls / g.Seconds / 1e9)).ToList();
+                g.Seconds * 1e6 / g.Calls, 100 * g.Seconds * 1000 / steps / stepMs,
+                rate is null ? g.Shape.Flop * g.Calls / g.Seconds / 1e9 : rate(g.Shape, g.Calls, g.Seconds))).ToList();
 
         /// <summary>
-        /// Per-op and per-GEMM-shape totals of greedy decoding at batch 1, per token: a generation of 1 + N tokens less
-        /// a prefill-only one, row by row, so that the prefill's work cancels.
+        /// Per-op and per-GEMM-shape totals of greedy decoding at batch 1, per token: the counters and the clock start
+        /// when the prefill's token is chosen, so the decode steps alone are counted (a difference of two generations'
+        /// counters, the first way this was done, read negative times whenever the machine's noise beat a row's time).
         /// </summary>
         public (List<OpRow> Ops, List<OpRow> Gemms) ProfileDecode(ProfilingBackend profiler)
         {
             using var generator = new Generator(_model, ArenaBytes(1));
             var prompt = _samples[..1];
             var pixels1 = _pixels.AsMemory(0, PixelsPerImage);
-            var prefillOnly = new SamplingOptions { MaxNewTokens = 1 };
-            var withDecode = new SamplingOptions { MaxNewTokens = 1 + decodeTokens };
-            generator.Generate(prompt, pixels1.Span, prefillOnly);
-            generator.Generate(prompt, pixels1.Span, withDecode);
-            profiler.ResetCounters();
-            double prefillMs = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, prefillOnly))[0];
-            var prefill = profiler.Table();
-            var prefillGemms = profiler.GemmTable();
-            profiler.ResetCounters();
-            double generateMs = Time(backend, new double[1], () => generator.Generate(prompt, pixels1.Span, withDecode))[0];
-            double tokenMs = (generateMs - prefillMs) / decodeTokens;
-
-            // A table's rows per token: the generation's counters less the prefill's, slowest first; rate(key, calls, seconds).
-            List<OpRow> PerToken<TKey>(IReadOnlyList<(TKey Key, long Calls, double Seconds)> generate,
-                                       IReadOnlyList<(TKey Key, long Calls, double Seconds)> before,
-                                       Func<TKey, long, double, double?> rate) where TKey : notnull
+            var options = new SamplingOptions { MaxNewTokens = 1 + decodeTokens };
+            generator.Generate(prompt, pixels1.Span, options);
+            int tokens = 0;
+            long start = 0;
+            generator.Generate(prompt, pixels1.Span, options, (_, _) =>
             {
-                var prefillOf = before.ToDictionary(r => r.Key, r => (r.Calls, r.Seconds));
-                var rows = new List<OpRow>();
-                foreach (var (key, calls, seconds) in generate)
-                {
-                    var (calls0, seconds0) = prefillOf.GetValueOrDefault(key);
-                    long n = calls - calls0;
-                    if (n == 0) continue;
-                    double s = seconds - seconds0, ms = s * 1000 / decodeTokens;
-                    rows.Add(new OpRow(key.ToString()!, n / (double)decodeTokens, ms, s * 1e6 / n, 100 * ms / tokenMs, rate(key, n, s)));
-                }
-                rows.Sort((a, b) => b.MsPerStep.CompareTo(a.MsPerStep));
-                return rows;
-            }
-            var ops = PerToken(profiler.Table(), prefill, (_, _, _) => null);
-            double opsMs = ops.Sum(r => r.MsPerStep);
-            ops.Add(new OpRow("(outside ops: tape, host)", 0, tokenMs - opsMs, 0, 100 * (tokenMs - opsMs) / tokenMs, null));
-            double weightElementBytes = weights.Size();
-            var gemms = PerToken(profiler.GemmTable(), prefillGemms, (shape, calls, s) => weightElementBytes * shape.N * shape.K * shape.Batch * calls / s / 1e9);
-            return (ops, gemms);
+                if (tokens++ > 0) return;
+                backend.Synchronize();
+                profiler.ResetCounters();
+                start = Stopwatch.GetTimestamp();
+            });
+            backend.Synchronize();
+            double elapsedMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            int steps = tokens - 1;
+            if (steps < 1) throw new CliException("the decode profile's generation stopped at its first token; raise --decode-tokens");
+            double tokenMs = elapsedMs / steps, weightElementBytes = weights.Size();
+            return (OpRows(profiler, steps, tokenMs, _ => null),
+                    GemmRows(profiler, steps, tokenMs, (shape, calls, seconds) => weightElementBytes * shape.N * shape.K * shape.Batch * calls / seconds / 1e9));
         }
 
         /// <summary>

@@ -140,6 +140,10 @@ public class BenchCommandTests
         double weightBytes = 4.0 * (4 * (4 * 256 * 256 + 3 * 768 * 256) + 2048 * 256);
         double Bytes(JsonElement o) => o.GetProperty("weight_gb_per_s").GetDouble() * o.GetProperty("ms_per_step").GetDouble() * 1e6;
         Assert.That(decode.Sum(Bytes), Is.EqualTo(weightBytes).Within(1e-6 * weightBytes));
+        // The decode steps are timed and counted alone: no row is a difference that noise can make negative.
+        var decodeOps = r.GetProperty("decode_ops").EnumerateArray().ToList();
+        Assert.That(decodeOps.Select(o => o.GetProperty("ms_per_step").GetDouble()), Is.All.GreaterThanOrEqualTo(0));
+        Assert.That(decodeOps.Sum(o => o.GetProperty("percent_of_step").GetDouble()), Is.EqualTo(100).Within(1e-6));
     }
 
     /// <summary>
