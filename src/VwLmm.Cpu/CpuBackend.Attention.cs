@@ -177,7 +177,11 @@ public sealed unsafe partial class CpuBackend
                         {
                             float di = SimdMath.Dot<TV>(do0 + (long)r * rows, O + row0 + (long)r * rows, D);
                             SimdMath.ExpSum<TV>(pr, pr, n, Lse[((long)b * sh.H + h) * sh.Tq + t]);
-                            for (int j = 0; j < n; j++) dsr[j] = Scale * pr[j] * (dsr[j] - di);
+                            var scale = TV.Create(Scale);
+                            var d = TV.Create(di);
+                            int j = 0;
+                            for (; j + TV.Count <= n; j += TV.Count) (scale * TV.Load(pr + j) * (TV.Load(dsr + j) - d)).Store(dsr + j);
+                            for (; j < n; j++) dsr[j] = Scale * pr[j] * (dsr[j] - di);
                         }
                         new Span<float>(pr + n, n0 - n).Clear();
                         new Span<float>(dsr + n, n0 - n).Clear();
