@@ -89,27 +89,30 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                         int nr = Math.Min(NR, nc - jr);
                         float* pb = packB + (long)jr * kc;
                         if (onePass) PackB(o, pc, kc, jc + jr, nr, pb);
-                        for (int ir = 0; ir < mc; ir += MR)
+                        for (int ir = 0; ir < mc;)
                         {
-                            int mr = Math.Min(MR, mc - ir), i = ic + ir;
+                            // Twelve-row tiles, and four-row ones for up to 8 rows left: an edge of 1–8 rows then
+                            // costs one or two short tiles, not a whole padded one (M 128 = 10 × 12 + 2 × 4).
+                            int left = mc - ir, tile = left > 8 ? MR : 4, mr = Math.Min(tile, left), i = ic + ir;
                             float* pa = o.A + i * o.RsA + pc * o.CsA;
                             long rs = o.RsA, cs = o.CsA;
-                            if (mr < MR)
+                            if (mr < tile)
                             {
                                 // Rows past M would be read out of bounds: the edge rows go to a zero-padded copy.
-                                if (jr == 0) CopyEdgeRows(pa, rs, cs, mr, kc, edgeA);
+                                if (jr == 0) CopyEdgeRows(pa, rs, cs, mr, tile, kc, edgeA);
                                 pa = edgeA;
                                 rs = kc;
                                 cs = 1;
                             }
                             float* c = o.C + (long)i * o.Ldc + jc + jr;
-                            if (mr == MR && nr == NR)
-                                Kernel(kc, pa, rs, cs, pb, c, o.Ldc, o.Alpha, o.Beta, store);
+                            if (mr == tile && nr == NR)
+                                Tile(tile, kc, pa, rs, cs, pb, c, o.Ldc, o.Alpha, o.Beta, store);
                             else
                             {
-                                Kernel(kc, pa, rs, cs, pb, edgeC, NR, o.Alpha, 0, Store.Overwrite);
+                                Tile(tile, kc, pa, rs, cs, pb, edgeC, NR, o.Alpha, 0, Store.Overwrite);
                                 MergeEdge(edgeC, c, o.Ldc, mr, nr, o.Beta, store);
                             }
+                            ir += mr;
                         }
                     }
                 }
@@ -164,9 +167,9 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
         }
     }
 
-    private static void CopyEdgeRows(float* a, long rs, long cs, int mr, int kc, float* dst)
+    private static void CopyEdgeRows(float* a, long rs, long cs, int mr, int tile, int kc, float* dst)
     {
-        for (int i = 0; i < MR; i++)
+        for (int i = 0; i < tile; i++)
             for (int k = 0; k < kc; k++) dst[i * kc + k] = i < mr ? a[i * rs + k * cs] : 0;
     }
 
@@ -181,14 +184,29 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
             }
     }
 
-    /// <summary>The 12×NR tile: C[i, 0..NR) from Σ_k op(A)[i, k]·panel[k, 0..NR), for i in 0..12.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel(int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta, Store store)
+    private static void Tile(int rows, int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta, Store store)
     {
+        if (rows == MR) Kernel<Rows12>(kc, pa, rs, cs, pb, c, ldc, alpha, beta, store);
+        else Kernel<Rows4>(kc, pa, rs, cs, pb, c, ldc, alpha, beta, store);
+    }
+
+    private interface IRows { static abstract int Count { get; } }
+    private struct Rows12 : IRows { public static int Count => 12; }
+    private struct Rows4 : IRows { public static int Count => 4; }
+
+    /// <summary>
+    /// The R×NR tile (R = 12 or 4): C[i, 0..NR) from Σ_k op(A)[i, k]·panel[k, 0..NR), for i in 0..R. The JIT compiles
+    /// each R apart and drops the rows past it, so both are one source and every element is the same chain in either.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel<R>(int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta, Store store)
+        where R : struct, IRows
+    {
+        bool full = R.Count == MR;
         // The tile's rows of C are read or written only after kc steps: asking for them now hides a miss per row
         // (2048³: 360 → 390 GFLOP/s, where each of K's eight blocks passes over a C larger than L2).
         if (Sse.IsSupported)
-            for (int i = 0; i < MR; i++)
+            for (int i = 0; i < R.Count; i++)
             {
                 Sse.Prefetch0(c + i * ldc);
                 Sse.Prefetch0(c + i * ldc + 2 * TV.Count - 1);
@@ -212,22 +230,25 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
             c20 = TV.Fma(a, b0, c20); c21 = TV.Fma(a, b1, c21);
             a = TV.Create(p0[r3]);
             c30 = TV.Fma(a, b0, c30); c31 = TV.Fma(a, b1, c31);
-            a = TV.Create(p1[0]);
-            c40 = TV.Fma(a, b0, c40); c41 = TV.Fma(a, b1, c41);
-            a = TV.Create(p1[rs]);
-            c50 = TV.Fma(a, b0, c50); c51 = TV.Fma(a, b1, c51);
-            a = TV.Create(p1[r2]);
-            c60 = TV.Fma(a, b0, c60); c61 = TV.Fma(a, b1, c61);
-            a = TV.Create(p1[r3]);
-            c70 = TV.Fma(a, b0, c70); c71 = TV.Fma(a, b1, c71);
-            a = TV.Create(p2[0]);
-            c80 = TV.Fma(a, b0, c80); c81 = TV.Fma(a, b1, c81);
-            a = TV.Create(p2[rs]);
-            c90 = TV.Fma(a, b0, c90); c91 = TV.Fma(a, b1, c91);
-            a = TV.Create(p2[r2]);
-            ca0 = TV.Fma(a, b0, ca0); ca1 = TV.Fma(a, b1, ca1);
-            a = TV.Create(p2[r3]);
-            cb0 = TV.Fma(a, b0, cb0); cb1 = TV.Fma(a, b1, cb1);
+            if (full)
+            {
+                a = TV.Create(p1[0]);
+                c40 = TV.Fma(a, b0, c40); c41 = TV.Fma(a, b1, c41);
+                a = TV.Create(p1[rs]);
+                c50 = TV.Fma(a, b0, c50); c51 = TV.Fma(a, b1, c51);
+                a = TV.Create(p1[r2]);
+                c60 = TV.Fma(a, b0, c60); c61 = TV.Fma(a, b1, c61);
+                a = TV.Create(p1[r3]);
+                c70 = TV.Fma(a, b0, c70); c71 = TV.Fma(a, b1, c71);
+                a = TV.Create(p2[0]);
+                c80 = TV.Fma(a, b0, c80); c81 = TV.Fma(a, b1, c81);
+                a = TV.Create(p2[rs]);
+                c90 = TV.Fma(a, b0, c90); c91 = TV.Fma(a, b1, c91);
+                a = TV.Create(p2[r2]);
+                ca0 = TV.Fma(a, b0, ca0); ca1 = TV.Fma(a, b1, ca1);
+                a = TV.Create(p2[r3]);
+                cb0 = TV.Fma(a, b0, cb0); cb1 = TV.Fma(a, b1, cb1);
+            }
             p0 += cs; p1 += cs; p2 += cs; pb += nr;
         }
         var va = TV.Create(alpha);
@@ -236,6 +257,7 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
         StoreRow(c + ldc, c10, c11, va, vb, store);
         StoreRow(c + 2 * ldc, c20, c21, va, vb, store);
         StoreRow(c + 3 * ldc, c30, c31, va, vb, store);
+        if (!full) return;
         StoreRow(c + 4 * ldc, c40, c41, va, vb, store);
         StoreRow(c + 5 * ldc, c50, c51, va, vb, store);
         StoreRow(c + 6 * ldc, c60, c61, va, vb, store);

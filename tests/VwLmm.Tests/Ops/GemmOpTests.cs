@@ -178,8 +178,8 @@ public sealed class CpuGemmOpTests : GemmOpTests
 
 /// <summary>
 /// <see cref="Cpu.PackedSgemm"/>: the shared suite, then shapes that cross its blocking (K past one 256-deep block, N past
-/// one 1024-column panel, M past a 132-row pass, edges on every side) and the promise that an element's bits depend
-/// only on its row of op(A) and column of op(B).
+/// one 1024-column panel, M past a 132-row pass, edges on every side, edge rows in four-row tiles) and the promise that
+/// an element's bits depend only on its row of op(A) and column of op(B).
 /// </summary>
 public sealed class CpuAvx512GemmOpTests : GemmOpTests
 {
@@ -200,6 +200,8 @@ public sealed class CpuAvx512GemmOpTests : GemmOpTests
     [TestCase(false, true, 205, 1100, 530)]
     [TestCase(true, false, 97, 70, 1030)]
     [TestCase(true, true, 13, 1057, 257)]
+    [TestCase(false, true, 139, 70, 300)] // a 132-row pass, then a four-row tile in place and one of three copied rows
+    [TestCase(true, false, 8, 45, 40)]    // two four-row tiles, no copy
     public void ShapesAcrossTheBlocking(bool transA, bool transB, int M, int N, int K) =>
         Check(transA, transB, M, N, K, 0.5f, -0.75f, batch: 1, pad: 0, gap: 0);
 
