@@ -14,19 +14,24 @@ namespace VwLmm.Cpu;
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
-    /// <summary>Queries per forward task: few enough to balance causal work across workers, enough to amortise packing K/V.</summary>
-    private const int AttentionQueryBlock = 64;
+    /// <summary>
+    /// Queries per forward task: a causal block's products run over its widest prefix, so smaller blocks waste less of
+    /// the masked triangle; without a mask each block packs every key, so larger ones pack less per product. Measured
+    /// (2 threads, D 64): causal T 128 took 81 µs with 64, 62 with 32, 78 with 24 or 16, and T 1024 2,850 → 2,550 µs;
+    /// unmasked T 577 with 16 heads 6,050 µs with 64, 7,300 with 32.
+    /// </summary>
+    private static int AttentionQueryBlock(bool causal) => causal ? 32 : 64;
 
     public void AttentionForward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor? keyLengths,
                                  int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale)
     {
-        int blocks = (Tq + AttentionQueryBlock - 1) / AttentionQueryBlock;
+        int block = AttentionQueryBlock(causal), blocks = (Tq + block - 1) / block;
         var job = new AttentionForwardJob
         {
             O = F(o), Lse = F(lse), Q = F(q), K = F(k), V = F(v), KeyLengths = I(keyLengths),
-            Blocks = blocks, Shape = new AttentionShape(B, Tq, Tk, S, H, Hkv, D, causal), Scale = scale,
+            Block = block, Blocks = blocks, Shape = new AttentionShape(B, Tq, Tk, S, H, Hkv, D, causal), Scale = scale,
         };
-        ParallelFor(B * H * blocks, job, TasksPerChunk(B * H * blocks, (long)Math.Min(Tq, AttentionQueryBlock) * Tk * D));
+        ParallelFor(B * H * blocks, job, TasksPerChunk(B * H * blocks, (long)Math.Min(Tq, block) * Tk * D));
     }
 
     public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o,
@@ -71,7 +76,7 @@ public sealed unsafe partial class CpuBackend
     {
         public float* O, Lse, Q, K, V;
         public int* KeyLengths;
-        public int Blocks;
+        public int Block, Blocks;
         public AttentionShape Shape;
         public float Scale;
 
@@ -80,12 +85,12 @@ public sealed unsafe partial class CpuBackend
             var sh = Shape;
             int D = sh.D, group = sh.H / sh.Hkv, ld = ScoreRowLength(sh.Tk), rows = (int)((long)sh.H * D);
             long stride = sh.KvStride;
-            float* gemm = JobScratch(PackedSgemm.ScratchFloats + (long)AttentionQueryBlock * (ld + 1));
-            float* s = gemm + PackedSgemm.ScratchFloats, inverse = s + (long)AttentionQueryBlock * ld;
+            float* gemm = JobScratch(PackedSgemm.ScratchFloats + (long)Block * (ld + 1));
+            float* s = gemm + PackedSgemm.ScratchFloats, inverse = s + (long)Block * ld;
             for (int task = start; task < end; task++)
             {
                 int block = task % Blocks, bh = task / Blocks, h = bh % sh.H, b = bh / sh.H;
-                int tStart = block * AttentionQueryBlock, tEnd = Math.Min(sh.Tq, tStart + AttentionQueryBlock), bq = tEnd - tStart;
+                int tStart = block * Block, tEnd = Math.Min(sh.Tq, tStart + Block), bq = tEnd - tStart;
                 int keys = sh.VisibleKeys(KeyLengths, b, tEnd - 1); // the block's last query sees the most keys
                 float* kRows = K + sh.KvBase(b, h / group), vRows = V + sh.KvBase(b, h / group);
                 float* q0 = Q + sh.QueryRow(b, tStart, h), o0 = O + sh.QueryRow(b, tStart, h);
