@@ -21,7 +21,8 @@ public interface IRangeJob
 /// way took 2.0 µs; a decoded token of bench-5m makes about 20 of them (docs/BENCHMARKS.md, session 21). Parking is a
 /// handshake that cannot lose a wake-up: the waiter announces itself (an interlocked write) and then looks at its
 /// flag once more; the setter writes the flag and then takes the announcement (an interlocked exchange), releasing
-/// the semaphore only if it found one, so that each side sees the other's write.
+/// the semaphore only if it found one, so that each side sees the other's write. The dispatcher parks the same way on
+/// the count of running workers, which holds its announcement in the same word.
 /// </para>
 /// </summary>
 public sealed class WorkerPool : IDisposable
@@ -39,13 +40,16 @@ public sealed class WorkerPool : IDisposable
     private readonly int[] _go, _parked;
     private readonly SemaphoreSlim[] _wake;
     private readonly SemaphoreSlim _done = new(0);
-    private int _dispatcherParked;
+    // Participants still running, plus DispatcherParked while the dispatcher waits: one word, so that the last
+    // worker's decrement and its look at whether the dispatcher waits are one atomic step. As two words, a worker
+    // preempted between them could find the next dispatch's dispatcher waiting and release it before its items ran.
+    private const int DispatcherParked = 1 << 30;
+    private int _state;
     private readonly Dictionary<Type, IRunner> _runners = new();
     private readonly object _dispatch = new();
     private IRunner? _current;
     private int _count;
     private int _chunks;
-    private int _pending;
     private volatile bool _stopping;
     private Exception? _failure;
     private readonly long _spinTicks;
@@ -92,7 +96,7 @@ public sealed class WorkerPool : IDisposable
             _count = count;
             _chunks = chunks;
             _failure = null;
-            Volatile.Write(ref _pending, chunks - 1);
+            Volatile.Write(ref _state, chunks - 1);
             // Chunk c goes to worker c − 1; the flag's release write publishes the fields above.
             for (int w = 0; w < chunks - 1; w++)
             {
@@ -131,11 +135,11 @@ public sealed class WorkerPool : IDisposable
 
     private void WaitForWorkers()
     {
-        if (Poll(ref _pending, 0)) return;
-        Interlocked.Exchange(ref _dispatcherParked, 1);
-        // The last worker may have finished between the poll and the announcement; if it also took the announcement,
-        // its release is pending and the Wait consumes it.
-        if (Volatile.Read(ref _pending) != 0 || Interlocked.Exchange(ref _dispatcherParked, 0) == 0) _done.Wait();
+        if (Poll(ref _state, 0)) return;
+        // If the last worker finished between the poll and the announcement, the sum is the flag alone and nobody will
+        // release; otherwise the last worker's decrement leaves exactly the flag, and it releases.
+        if (Interlocked.Add(ref _state, DispatcherParked) != DispatcherParked) _done.Wait();
+        Interlocked.Add(ref _state, -DispatcherParked);
     }
 
     private void WorkerLoop(int worker)
@@ -161,7 +165,7 @@ public sealed class WorkerPool : IDisposable
             }
             finally
             {
-                if (Interlocked.Decrement(ref _pending) == 0 && Interlocked.Exchange(ref _dispatcherParked, 0) == 1) _done.Release();
+                if (Interlocked.Decrement(ref _state) == DispatcherParked) _done.Release();
             }
         }
     }
