@@ -108,7 +108,7 @@ public sealed unsafe partial class CpuBackend
             for (int task = start; task < end; task++)
             {
                 int item = task / Tasks, t = task % Tasks;
-                var o = item == 0 ? Operands : Operands.Offset(item * StrideA, item * StrideB, item * StrideC);
+                var o = Operands.Offset(item * StrideA, item * StrideB, item * StrideC);
                 if (SplitRows)
                 {
                     var (m0, m1) = Range(m, PackedSgemm.MR, t);
