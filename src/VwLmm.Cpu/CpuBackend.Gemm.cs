@@ -7,8 +7,8 @@ namespace VwLmm.Cpu;
 // cblas_sgemm, which OpenBLAS threads itself with this backend's thread count.
 // A linear layer over a few rows (token-by-token decoding) is a matrix-vector product instead: sgemm would pack the
 // whole weight matrix for one row of output and fork its threads for microseconds of work. A bf16 weight matrix is
-// read as bf16 by the matrix-vector product (half the bytes a decoded token streams) and widened a block of rows at a
-// time for sgemm, which has no bf16 operand.
+// read as bf16 by the matrix-vector product (half the bytes a decoded token streams) and by PackedSgemm, which widens
+// it as it packs; for OpenBLAS, which has no bf16 operand, it is widened a block of rows at a time.
 public sealed unsafe partial class CpuBackend
 {
     /// <summary>Rows of x·Wᵀ up to which the product runs as dot products against W's rows instead of sgemm.</summary>
@@ -41,19 +41,26 @@ public sealed unsafe partial class CpuBackend
             else Gemv(M, N, K, alpha, a, lda, strideA, (F32*)B.Ptr, ldb, strideB, c, ldc, strideC, batch);
             return;
         }
+        if (GemmKernel == CpuGemm.Avx512)
+        {
+            var o = new SgemmOperands(transA, transB, M, N, K, alpha, a, lda, bf16 ? null : F(B), ldb, beta, c, ldc)
+            {
+                B16 = bf16 ? (BF16*)B.Ptr : null,
+            };
+            // Items whose blocks of C are disjoint (a stack of linear layers on one input, per-item weight gradients)
+            // share one fork; items summing into one C run in order, so that the sum's order does not depend on the
+            // threads.
+            if (Math.Abs(strideC) >= (long)(M - 1) * ldc + N) PackedSgemmBatch(o, strideA, strideB, strideC, batch);
+            else
+                for (int i = 0; i < batch; i++) PackedSgemmBatch(o.Offset(i * strideA, i * strideB, i * strideC), 0, 0, 0, 1);
+            return;
+        }
         if (bf16)
         {
             GemmWidened(M, N, K, alpha, a, lda, strideA, (BF16*)B.Ptr, ldb, strideB, beta, c, ldc, strideC, batch);
             return;
         }
         float* b = F(B);
-        // Items whose blocks of C are disjoint (a stack of linear layers on one input, per-item weight gradients) share
-        // one fork; items summing into one C run in order, so that the sum's order does not depend on the threads.
-        if (GemmKernel == CpuGemm.Avx512 && Math.Abs(strideC) >= (long)(M - 1) * ldc + N)
-        {
-            PackedSgemmBatch(new(transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc), strideA, strideB, strideC, batch);
-            return;
-        }
         for (int i = 0; i < batch; i++)
             Sgemm(transA, transB, M, N, K, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta, c + i * strideC, ldc);
     }
@@ -184,10 +191,9 @@ public sealed unsafe partial class CpuBackend
 
     /// <summary>
     /// C_i [M,N] = alpha·A_i [M,K]·W_iᵀ + beta·C_i for W_i [N,K] stored bf16 (pitch ldw): W_i's rows are widened into
-    /// scratch <see cref="WidenedBlockRows"/> at a time and each block is one sgemm onto C_i's columns [n0, n0+nb).
-    /// With one block that is the F32 Gemm's one sgemm on the widened matrix, bit for bit; with several too under
-    /// <see cref="PackedSgemm"/>, whose elements' bits depend only on their row and column. Under OpenBLAS, several
-    /// blocks can differ from it by rounding: its summation order over K depends on where an element falls among its
+    /// scratch <see cref="WidenedBlockRows"/> at a time and each block is one OpenBLAS sgemm onto C_i's columns
+    /// [n0, n0+nb). With one block that is the F32 Gemm's one sgemm on the widened matrix, bit for bit; several blocks
+    /// can differ from it by rounding: OpenBLAS's summation order over K depends on where an element falls among its
     /// kernel's tiles and threads' ranges, which the block moves (0.3.21's Haswell kernels: up to 2⁻²⁵·Σ_k|a_k·w_k|).
     /// </summary>
     private void GemmWidened(int M, int N, int K, float alpha, float* a, int lda, long strideA, BF16* w, int ldw, long strideW,

@@ -4,7 +4,10 @@ using System.Runtime.Intrinsics.X86;
 
 namespace VwLmm.Cpu;
 
-/// <summary>The operands of one GEMM: element (i, k) of op(A) is A[i·RsA + k·CsA], element (k, j) of op(B) is B[k·RsB + j·CsB].</summary>
+/// <summary>
+/// The operands of one GEMM: element (i, k) of op(A) is A[i·RsA + k·CsA], element (k, j) of op(B) is B[k·RsB + j·CsB],
+/// or B16[…] widened when B is stored bf16 (B16 set, B null).
+/// </summary>
 internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda,
                                              float* b, int ldb, float beta, float* c, int ldc)
 {
@@ -12,11 +15,13 @@ internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, i
     public readonly float Alpha = alpha, Beta = beta;
     public float* A { get; init; } = a;
     public float* B { get; init; } = b;
+    public BF16* B16 { get; init; }
     public float* C { get; init; } = c;
     public readonly long RsA = transA ? 1 : lda, CsA = transA ? lda : 1, RsB = transB ? 1 : ldb, CsB = transB ? ldb : 1;
 
     /// <summary>The same product on A, B and C moved on by the given numbers of elements.</summary>
-    public SgemmOperands Offset(long a, long b, long c) => this with { A = A + a, B = B + b, C = C + c };
+    public SgemmOperands Offset(long a, long b, long c) =>
+        this with { A = A + a, B = B == null ? null : B + b, B16 = B16 == null ? null : B16 + b, C = C + c };
 }
 
 /// <summary>
@@ -25,7 +30,8 @@ internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, i
 /// either width. A 12×(2·TV.Count) tile of C lives in 24 vector registers (zmm: 12×32); op(B) is packed KC×NR at a
 /// time (one L1-sized micro-panel, zero-padded past N); op(A) is read in place, each element broadcast from its row
 /// (transposed or not), so nothing of A is copied. The blocking (KC 256, MC 132 rows of A per L2 pass, NC 1024
-/// columns of packed B) follows BLIS's loop order. At 256 bits the tile needs more registers than AVX2 has; the
+/// columns of packed B) follows BLIS's loop order. A bf16 B is widened as it is packed, exactly, so its products have
+/// the bits of the same product on the widened matrix. At 256 bits the tile needs more registers than AVX2 has; the
 /// spills cost speed, not correctness, and there the backend's own GEMMs go to OpenBLAS.
 /// <para>
 /// Why our own: OpenBLAS 0.3.21 predates Zen 5, and where it mis-detects the core the environment pins it to its
@@ -44,8 +50,11 @@ internal static unsafe class PackedSgemm
     /// <summary>Columns of a tile at the widest width (2 × 16 floats), which the task split of the backend's GEMM uses.</summary>
     public const int NR = 32;
 
-    /// <summary>Floats of per-thread scratch one task needs at either width: packed B, an edge block of A rows, an edge tile of C.</summary>
-    public const int ScratchFloats = KC * NC + MR * KC + MR * NR;
+    /// <summary>
+    /// Floats of per-thread scratch one task needs at either width: packed B, an edge block of A rows, an edge tile of
+    /// C, a square block of bf16 B widened for its transpose.
+    /// </summary>
+    public const int ScratchFloats = KC * NC + MR * KC + MR * NR + 16 * 16;
 
     /// <summary>Whether the backend's GEMMs can run here at full speed: Vector512 accelerated.</summary>
     public static bool IsSupported => Vector512.IsHardwareAccelerated;
@@ -63,7 +72,7 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
     /// <summary>Rows [m0, m1) × columns [n0, n1) of C; <paramref name="scratch"/> holds <see cref="ScratchFloats"/>.</summary>
     public static void Run(in SgemmOperands o, int m0, int m1, int n0, int n1, float* scratch)
     {
-        float* packB = scratch, edgeA = scratch + KC * NC, edgeC = edgeA + MR * KC;
+        float* packB = scratch, edgeA = scratch + KC * NC, edgeC = edgeA + MR * KC, square = edgeC + MR * NR;
         if (o.K == 0)
         {
             // No k to sum: C = beta·C, and exactly 0 for beta = 0 (C may hold anything then), as BLAS defines it.
@@ -79,7 +88,7 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                 int kc = Math.Min(KC, o.K - pc);
                 // With one block of rows, each micro-panel is packed just before its only use, while it is in L1.
                 bool onePass = m1 - m0 <= MC;
-                if (!onePass) PackB(o, pc, kc, jc, nc, packB);
+                if (!onePass) PackB(o, pc, kc, jc, nc, packB, square);
                 var store = pc > 0 ? Store.Add : o.Beta == 0 ? Store.Overwrite : Store.Blend;
                 for (int ic = m0; ic < m1; ic += MC)
                 {
@@ -88,7 +97,7 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                     {
                         int nr = Math.Min(NR, nc - jr);
                         float* pb = packB + (long)jr * kc;
-                        if (onePass) PackB(o, pc, kc, jc + jr, nr, pb);
+                        if (onePass) PackB(o, pc, kc, jc + jr, nr, pb, square);
                         for (int ir = 0; ir < mc;)
                         {
                             // Twelve-row tiles, and four-row ones for up to 8 rows left: an edge of 1–8 rows then
@@ -121,38 +130,43 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
     }
 
     /// <summary>op(B) [pc, pc+kc) × [jc, jc+nc) as ⌈nc/NR⌉ micro-panels [kc][NR], columns past nc zero.</summary>
-    private static void PackB(in SgemmOperands o, int pc, int kc, int jc, int nc, float* dst)
+    private static void PackB(in SgemmOperands o, int pc, int kc, int jc, int nc, float* dst, float* square)
+    {
+        if (o.B16 != null) PackB(o, o.B16, pc, kc, jc, nc, dst, square);
+        else PackB(o, (F32*)o.B, pc, kc, jc, nc, dst, square);
+    }
+
+    private static void PackB<TB>(in SgemmOperands o, TB* b, int pc, int kc, int jc, int nc, float* dst, float* square)
+        where TB : unmanaged, IFloatStorage<TB>
     {
         for (int jr = 0; jr < nc; jr += NR)
         {
             int nr = Math.Min(NR, nc - jr);
             float* panel = dst + (long)jr * kc;
-            float* src = o.B + pc * o.RsB + (jc + jr) * o.CsB;
+            TB* src = b + pc * o.RsB + (jc + jr) * o.CsB;
             if (o.CsB == 1 && nr == NR)
             {
                 for (int k = 0; k < kc; k++)
                 {
-                    float* row = src + k * o.RsB;
-                    TV.Load(row).Store(panel + k * NR);
-                    TV.Load(row + TV.Count).Store(panel + k * NR + TV.Count);
+                    TB* row = src + k * o.RsB;
+                    TB.Load<TV>(row).Store(panel + k * NR);
+                    TB.Load<TV>(row + TV.Count).Store(panel + k * NR + TV.Count);
                 }
                 continue;
             }
-            if (o.RsB == 1 && nr == NR && o.CsB * TV.Count <= int.MaxValue)
+            if (o.RsB == 1 && nr == NR)
             {
                 // B transposed (a linear layer's weight): square blocks of its rows transposed in registers, then
-                // gathers for the k past the last whole block.
-                int ldb = (int)o.CsB, w = TV.Count, k = 0;
+                // single elements for the k past the last whole block.
+                long ldb = o.CsB;
+                int w = TV.Count, k = 0;
                 for (; k + w <= kc; k += w)
                 {
-                    TV.Transpose(src + k, ldb, panel + k * NR, NR);
-                    TV.Transpose(src + (long)w * ldb + k, ldb, panel + k * NR + w, NR);
+                    Transpose(src + k, ldb, panel + k * NR, square);
+                    Transpose(src + w * ldb + k, ldb, panel + k * NR + w, square);
                 }
                 for (; k < kc; k++)
-                {
-                    TV.LoadStrided(src + k, ldb).Store(panel + k * NR);
-                    TV.LoadStrided(src + (long)TV.Count * ldb + k, ldb).Store(panel + k * NR + TV.Count);
-                }
+                    for (int j = 0; j < NR; j++) panel[k * NR + j] = TB.ToSingle(src[j * ldb + k]);
                 continue;
             }
             if (nr < NR)
@@ -161,10 +175,27 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
             // A row of B's storage (a column of op(B)) at a time: contiguous reads when B is transposed.
             for (int j = 0; j < nr; j++)
             {
-                float* col = src + j * o.CsB;
-                for (int k = 0; k < kc; k++) panel[k * NR + j] = col[k * o.RsB];
+                TB* col = src + j * o.CsB;
+                for (int k = 0; k < kc; k++) panel[k * NR + j] = TB.ToSingle(col[k * o.RsB]);
             }
         }
+    }
+
+    /// <summary>
+    /// A TV.Count-square block of B's storage (row pitch ldb) written transposed into a panel (row pitch NR); bf16 rows
+    /// are widened into <paramref name="square"/> first.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose<TB>(TB* src, long ldb, float* dst, float* square) where TB : unmanaged, IFloatStorage<TB>
+    {
+        if (typeof(TB) == typeof(F32))
+        {
+            TV.Transpose((float*)src, ldb, dst, NR);
+            return;
+        }
+        int w = TV.Count;
+        for (int r = 0; r < w; r++) TB.Load<TV>(src + r * ldb).Store(square + r * w);
+        TV.Transpose(square, w, dst, NR);
     }
 
     private static void CopyEdgeRows(float* a, long rs, long cs, int mr, int tile, int kc, float* dst)

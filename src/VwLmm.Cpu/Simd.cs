@@ -17,8 +17,6 @@ internal unsafe interface IVec<TSelf> where TSelf : unmanaged, IVec<TSelf>
     static abstract TSelf Load(float* p);
     /// <summary>Count bf16 values, each widened exactly to the float with its bits in the high half.</summary>
     static abstract TSelf LoadBf16(ushort* p);
-    /// <summary>p[0], p[stride], p[2·stride], …: one float from each of Count rows (stride·Count below 2³¹).</summary>
-    static abstract TSelf LoadStrided(float* p, int stride);
     /// <summary>A Count×Count block of floats at src (row pitch lds) written transposed at dst (row pitch ldd).</summary>
     static abstract void Transpose(float* src, long lds, float* dst, long ldd);
     void Store(float* p);
@@ -57,13 +55,6 @@ internal readonly unsafe struct V512(Vector512<float> v) : IVec<V512>
     // means AVX-512F, and the portable widening of a 256-bit vector costs an extract and an insert more.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V512 LoadBf16(ushort* p) => new(Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)), 16).AsSingle());
-    // Two AVX2 gathers (.NET exposes no 512-bit one); V512 runs only where AVX-512F, hence AVX2, is.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V512 LoadStrided(float* p, int stride)
-    {
-        var index = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * stride;
-        return new(Vector512.Create(Avx2.GatherVector256(p, index, sizeof(float)), Avx2.GatherVector256(p + 8L * stride, index, sizeof(float))));
-    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* p) => _v.Store(p);
 
     // In four rounds of sixteen shuffles, each pairing rows 1, 2, 4 then 8 apart: 4-byte interleaves within 128-bit
@@ -166,10 +157,6 @@ internal readonly unsafe struct V256(Vector256<float> v) : IVec<V256>
         var u = Avx2.IsSupported ? Avx2.ConvertToVector256Int32(h).AsUInt32() : Vector256.Create(Vector128.WidenLower(h), Vector128.WidenUpper(h));
         return new(Vector256.ShiftLeft(u, 16).AsSingle());
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V256 LoadStrided(float* p, int stride) => Avx2.IsSupported
-        ? new(Avx2.GatherVector256(p, Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * stride, sizeof(float)))
-        : new(Vector256.Create(p[0], p[stride], p[2 * stride], p[3 * stride], p[4 * stride], p[5 * stride], p[6 * stride], p[7 * stride]));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* p) => _v.Store(p);
 
     // Three rounds of eight shuffles, as V512's: 4-byte interleaves, 8-byte selections, then 128-bit lane pairs.

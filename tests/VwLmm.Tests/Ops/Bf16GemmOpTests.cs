@@ -85,13 +85,17 @@ public abstract class Bf16GemmOpTests : BackendOpTests
     protected static float Widen(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 }
 
-public sealed class CpuBf16GemmOpTests : Bf16GemmOpTests
+/// <summary>The CPU's bf16 products on its own GEMM where this CPU runs it (which widens B as it packs) and on OpenBLAS.</summary>
+[TestFixture(CpuGemm.Auto)]
+[TestFixture(CpuGemm.OpenBlas)]
+public sealed class CpuBf16GemmOpTests(CpuGemm gemm) : Bf16GemmOpTests
 {
-    protected override IBackend CreateBackend() => new CpuBackend(2);
+    protected override IBackend CreateBackend() => new CpuBackend(2, gemm);
 
     /// <summary>
     /// Every element has the bits of the F32 Gemm on the widened matrix: M ≤ 4 (β = 0) runs the matrix-vector product,
-    /// the rest one widened block and sgemm; N = 53 is no multiple of a vector width, K = 72 and 129 leave a scalar tail.
+    /// the rest PackedSgemm, or on OpenBLAS one widened block and sgemm; N = 53 is no multiple of a vector width (a
+    /// last panel packed element by element), K = 72 and 129 leave k past the last square block.
     /// </summary>
     [Test]
     public void IsBitIdenticalToF32GemmOnTheWidenedMatrix([Values(1, 2, 4, 5, 37, 130)] int M, [Values(72, 129, 256)] int K,
