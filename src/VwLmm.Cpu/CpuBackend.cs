@@ -71,9 +71,10 @@ public sealed unsafe partial class CpuBackend : IBackend
     public void Dispose()
     {
         Pool.Dispose();
-        // The scratch may hold megabytes of widened bf16 weights; a disposed backend that is still referenced (a test
-        // fixture's) should not keep them.
+        // The scratch (widened bf16 weights under OpenBLAS) and the RoPE table may hold megabytes; a disposed backend
+        // that is still referenced (a test fixture's) should not keep them.
         _scratch = null;
+        _ropeTable = null;
     }
 
     // Pinned scratch, grown to the largest need and then reused, so that warm op calls allocate nothing: one region

@@ -11,7 +11,7 @@ namespace VwLmm.Tests.Ops;
 public abstract class RopeOpTests : BackendOpTests
 {
     private const int B = 2, T = 5, H = 3;
-    private const float Theta = 10000f;
+    protected const float Theta = 10000f;
 
     /// <summary>Sample 0 starts at 0; sample 1 continues a KV cache at offset 37 with a gap.</summary>
     private static readonly int[] Positions = [0, 1, 2, 3, 4, 37, 38, 39, 40, 300];
@@ -123,4 +123,50 @@ public abstract class RopeOpTests : BackendOpTests
 public sealed class CpuRopeOpTests : RopeOpTests
 {
     protected override IBackend CreateBackend() => new CpuBackend(2);
+
+    /// <summary>
+    /// Angles from the CPU's table (kept from call to call, grown to the largest position seen, up to a limit) give the
+    /// bits of angles computed in the call: rows before the limit from the table, rows past it (300, 70000) not, a
+    /// call that grows the table, and a head dim that replaces it.
+    /// </summary>
+    [TestCase(64)]
+    [TestCase(40)]
+    public void TableGivesTheBitsOfAnglesComputedPerCall(int D)
+    {
+        const int h = 2;
+        int[][] calls = [[0, 1, 2, 3, 4, 5], [5, 4, 300, 70000, 0, 2], [9000, 1, 2, 3, 4, 255]];
+        using var cached = new CpuBackend(2) { RopeTableLimit = 512 };
+        using var perCall = new CpuBackend(2) { RopeTableLimit = 0 };
+        using var other = new CpuBackend(2);
+        foreach (var positions in calls)
+        {
+            int t = positions.Length, n = t * h * D;
+            var x = Random(t + D, n);
+            var dx0 = Random(t + D + 1, n);
+            using (var s0 = new Scope(other))
+            {
+                // Another head dim first, so that the table must be rebuilt for D.
+                other.RopeForward(s0.New("y", 1, t, h, 2 * D), s0.Upload("x", Random(1, 2 * n), 1, t, h, 2 * D),
+                                  s0.UploadInts("positions", positions, 1, t), 1, t, h, 2 * D, Theta);
+            }
+            (float[] Y, float[] Dx) Run(IBackend backend)
+            {
+                using var s = new Scope(backend);
+                var pos = s.UploadInts("positions", positions, 1, t);
+                var y = s.New("y", 1, t, h, D);
+                var dx = s.Upload("dx", dx0, 1, t, h, D);
+                backend.RopeForward(y, s.Upload("x", x, 1, t, h, D), pos, 1, t, h, D, Theta);
+                backend.RopeBackward(dx, y, pos, 1, t, h, D, Theta);
+                s.CheckGuards();
+                return (y.ToArray(), dx.ToArray());
+            }
+            var expected = Run(perCall);
+            foreach (var (name, backend) in new[] { ("table up to 512", cached), ("table, D changing", other) })
+            {
+                var got = Run(backend);
+                AssertBitIdentical($"{name}, positions [{string.Join(", ", positions)}]: y", expected.Y, got.Y);
+                AssertBitIdentical($"{name}, positions [{string.Join(", ", positions)}]: dx", expected.Dx, got.Dx);
+            }
+        }
+    }
 }
