@@ -15,9 +15,9 @@ public sealed unsafe partial class CpuBackend
     /// <summary>Floats the cos/sin table holds at most (4 MiB): D floats a position.</summary>
     private const int RopeTableFloats = 1 << 20;
 
-    // The table: row p is cos (D/2 floats) then sin (D/2) of position p's angles, for p < _ropeCount, for _ropeD and
-    // _ropeTheta.
-    private float[]? _ropeTable;
+    // The inverse frequencies of (_ropeD, _ropeTheta), and the table: row p is cos (D/2 floats) then sin (D/2) of
+    // position p's angles, for p < _ropeCount.
+    private float[]? _ropeFrequencies, _ropeTable;
     private int _ropeCount, _ropeD;
     private float _ropeTheta;
 
@@ -32,45 +32,43 @@ public sealed unsafe partial class CpuBackend
 
     private void Rope(float* output, float* input, int* positions, int rows, int H, int D, float theta, bool backward)
     {
+        if (_ropeD != D || _ropeTheta != theta)
+        {
+            // inv_freq[i] = 1/theta^(2i/D), rounded as HF's float32 1.0 / (theta ** (arange(0, D, 2).float() / D)).
+            float* f = Grow(ref _ropeFrequencies, D / 2);
+            for (int i = 0; i < D / 2; i++) f[i] = 1f / (float)Math.Pow(theta, (float)(2 * i) / D);
+            (_ropeCount, _ropeD, _ropeTheta) = (0, D, theta);
+        }
         int most = 0;
         for (int r = 0; r < rows; r++) most = Math.Max(most, positions[r]);
-        float* table = RopeTable(most, D, theta);
         var job = new RopeJob
         {
-            Out = output, In = input, Positions = positions, H = H, D = D, Theta = theta, Backward = backward,
-            Table = table, TableCount = table == null ? 0 : _ropeCount,
+            Out = output, In = input, Positions = positions, H = H, D = D, Backward = backward,
+            Frequencies = Grow(ref _ropeFrequencies, D / 2), Table = RopeTable(most, D),
         };
+        job.TableCount = job.Table == null ? 0 : _ropeCount;
         ParallelFor(rows, job, MinTasksPerChunk((long)H * D));
     }
 
     /// <summary>
-    /// The table for (D, theta), grown to cover position <paramref name="most"/> where the limit allows (a power of two
-    /// of positions, at least 256); null when it may hold no position.
+    /// The table for the current (D, theta), grown to cover position <paramref name="most"/> where the limit allows (a
+    /// power of two of positions, at least 256); null when it holds no position.
     /// </summary>
-    private float* RopeTable(int most, int D, float theta)
+    private float* RopeTable(int most, int D)
     {
         int limit = Math.Min(RopeTableLimit, RopeTableFloats / D);
-        if (limit <= 0) return null;
-        if (_ropeD != D || _ropeTheta != theta) _ropeCount = 0;
         if (most >= _ropeCount && _ropeCount < limit)
         {
             int count = (int)Math.Min(limit, Math.Max(256, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)most + 1)));
             _ropeTable = null;
-            float* table = Grow(ref _ropeTable, (long)count * D);
-            ParallelFor(count, new RopeAnglesJob { Table = table, D = D, Theta = theta }, MinTasksPerChunk(D));
-            (_ropeCount, _ropeD, _ropeTheta) = (count, D, theta);
-            return table;
+            var job = new RopeAnglesJob { Table = Grow(ref _ropeTable, (long)count * D), Frequencies = Grow(ref _ropeFrequencies, D / 2), D = D };
+            ParallelFor(count, job, MinTasksPerChunk(D));
+            _ropeCount = count;
         }
         return _ropeCount == 0 ? null : Grow(ref _ropeTable, (long)_ropeCount * D);
     }
 
-    /// <summary>inv_freq[i] = 1/theta^(2i/D) for i &lt; D/2, rounded like HF's float32 expression 1.0 / (theta ** (arange(0, D, 2).float() / D)).</summary>
-    private static void RopeInverseFrequencies(Span<float> invFreq, int D, float theta)
-    {
-        for (int i = 0; i < invFreq.Length; i++) invFreq[i] = 1f / (float)Math.Pow(theta, (float)(2 * i) / D);
-    }
-
-    /// <summary>cos and sin of position pos's angles pos·invFreq[i], i &lt; half.</summary>
+    /// <summary>cos and sin of position pos's angles pos·invFreq[i], i &lt; half, both float32 steps as HF's.</summary>
     private static void RopeAngles<TV>(float pos, float* invFreq, float* cos, float* sin, int half) where TV : unmanaged, IVec<TV>
     {
         int i = 0;
@@ -91,40 +89,34 @@ public sealed unsafe partial class CpuBackend
     /// <summary>Table rows [start, end): the angles of positions start … end − 1.</summary>
     private struct RopeAnglesJob : ISimdJob
     {
-        public float* Table;
+        public float* Table, Frequencies;
         public int D;
-        public float Theta;
 
         public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             int half = D / 2;
-            float* invFreq = stackalloc float[half];
-            RopeInverseFrequencies(new Span<float>(invFreq, half), D, Theta);
-            for (int p = start; p < end; p++) RopeAngles<TV>(p, invFreq, Table + (long)p * D, Table + (long)p * D + half, half);
+            for (int p = start; p < end; p++) RopeAngles<TV>(p, Frequencies, Table + (long)p * D, Table + (long)p * D + half, half);
         }
     }
 
     /// <summary>Forward: out = R·in. Backward: out += Rᵀ·in (the rotation by −angle).</summary>
     private struct RopeJob : ISimdJob
     {
-        public float* Out, In, Table;
+        public float* Out, In, Table, Frequencies;
         public int* Positions;
         public int H, D, TableCount;
-        public float Theta;
         public bool Backward;
 
         public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             int half = D / 2;
-            float* invFreq = stackalloc float[half];
-            RopeInverseFrequencies(new Span<float>(invFreq, half), D, Theta);
             float* angles = stackalloc float[D];
             for (int row = start; row < end; row++)
             {
                 int pos = Positions[row];
                 float* cos = angles;
                 if (pos < TableCount) cos = Table + (long)pos * D;
-                else RopeAngles<TV>(pos, invFreq, angles, angles + half, half);
+                else RopeAngles<TV>(pos, Frequencies, angles, angles + half, half);
                 for (int h = 0; h < H; h++)
                 {
                     long offset = ((long)row * H + h) * D;

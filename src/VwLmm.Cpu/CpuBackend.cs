@@ -75,6 +75,7 @@ public sealed unsafe partial class CpuBackend : IBackend
         // that is still referenced (a test fixture's) should not keep them.
         _scratch = null;
         _ropeTable = null;
+        _ropeFrequencies = null;
     }
 
     // Pinned scratch, grown to the largest need and then reused, so that warm op calls allocate nothing: one region
