@@ -49,14 +49,17 @@ public interface IBackend : IDisposable
     /// (A stored [K,M] when transA), op(B) is [K,N] (B stored [N,K] when transB).
     /// B may be BF16 when transB and !transA (a linear layer whose weights are stored in bf16 for inference, strides
     /// and pitches still in elements): the result is the F32 product with B widened exactly (bf16 bits &lt;&lt; 16), to
-    /// f32 rounding. The CPU gives the bits of the F32 Gemm on the widened matrix when M ≤ 4 and beta = 0 (decoding),
-    /// or when N·K ≤ 2²¹ (one widened block); a larger B_b goes to sgemm a block of rows at a time, and OpenBLAS's
-    /// order of summation depends on the block, so an element may differ from the F32 Gemm's by summation-order
-    /// rounding (seen: 2⁻²⁵·Σ_k |alpha·a_k·b_k|). Any other non-F32 operand throws. A and C are always F32.
+    /// f32 rounding. The CPU gives the bits of the F32 Gemm on the widened matrix on its own GEMM, and on OpenBLAS when
+    /// M ≤ 4 and beta = 0 (decoding) or N·K ≤ 2²¹ (one widened block); a larger B_b goes to OpenBLAS a block of rows at
+    /// a time, whose order of summation depends on the block, so an element may differ from the F32 Gemm's by
+    /// summation-order rounding (seen: 2⁻²⁵·Σ_k |alpha·a_k·b_k|). Any other non-F32 operand throws. A and C are always
+    /// F32. With <paramref name="bias"/> (F32), C_b [m, n] += bias[b·strideBias + n] after the product, rounded on its
+    /// own: the bits of this Gemm followed by <see cref="BiasAdd"/> (which is what a backend may run); C's rows must be
+    /// dense (ldc = N).
     /// </summary>
     void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
               Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
-              float beta, Tensor C, int ldc, long strideC, int batch);
+              float beta, Tensor C, int ldc, long strideC, int batch, Tensor? bias = null, long strideBias = 0);
 
     // ---- normalisation: x,y [N,C] ----
     /// <summary>y = (x−mean)·rstd·gamma + beta per row; saves mean [N], rstd [N].</summary>
@@ -169,5 +172,15 @@ public static class GemmOperands
         if (B.DType == DType.BF16 ? transA || !transB : B.DType != DType.F32)
             throw new ArgumentException($"Gemm: B is {B.DType} (shape {B.Shape}) with transA={transA}, transB={transB}; "
                                         + "expected F32, or BF16 with transB and not transA", nameof(B));
+    }
+
+    /// <summary>A bias, when given: F32, C's rows dense (ldc = N), and an [N] run for each of the batch's items.</summary>
+    public static void CheckBias(Tensor? bias, long strideBias, int N, int ldc, int batch)
+    {
+        if (bias is null) return;
+        if (bias.DType != DType.F32) throw new ArgumentException($"Gemm: bias is {bias.DType}, expected F32 (shape {bias.Shape})", nameof(bias));
+        if (ldc != N) throw new ArgumentException($"Gemm: a bias needs dense rows of C, got ldc {ldc} for N {N}", nameof(ldc));
+        if (strideBias < 0 || bias.Numel < (batch - 1) * strideBias + N)
+            throw new ArgumentException($"Gemm: bias {bias.Shape} holds no [{N}] run at stride {strideBias} for each of {batch} items", nameof(bias));
     }
 }

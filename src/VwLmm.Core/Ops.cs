@@ -62,24 +62,26 @@ public static class Ops
     }
 
     /// <summary>
-    /// x [..., K] through G linear layers of one shape, W [G,N,K] (a <see cref="ParameterStack"/>) → y [G, M, N] with
-    /// y[g] = x·W[g]ᵀ, M = x's rows. One batched GEMM where G <see cref="Linear"/> calls would make G; every element,
-    /// and every gradient, has the bits those calls give (dx sums the layers last to first, as their tape would).
+    /// x [..., K] through G linear layers of one shape, W [G,N,K] (a <see cref="ParameterStack"/>) and biases b [G,N]
+    /// (optional) → y [G, M, N] with y[g] = x·W[g]ᵀ + b[g], M = x's rows. One batched GEMM where G <see cref="Linear"/>
+    /// calls would make G; every element, and every gradient, has the bits those calls give (dx sums the layers last
+    /// to first, as their tape would).
     /// </summary>
-    public static Tensor LinearStack(Tape tape, Tensor x, Tensor w)
+    public static Tensor LinearStack(Tape tape, Tensor x, Tensor w, Tensor? b = null)
     {
         const string op = "LinearStack";
         using var range = Profiler.Range(tape.Backend, op);
-        bool grad = AnyGrad(tape, x, w);
+        bool grad = AnyGrad(tape, x, w, b);
         Check.Weight(op, "w", w, 3, grad);
         int g = w.Shape[0], n = w.Shape[1], k = w.Shape[2];
         Check.F32(op, "x", x);
         if (x.Shape[-1] != k) throw new ArgumentException($"{op}: x has shape {x.Shape}, expected [...,{k}] (w is {w.Shape})");
+        if (b is not null) Check.Shape(op, "b", b, g, n);
         int m = checked((int)(x.Numel / k));
         var be = tape.Backend;
         var y = Output(tape, new Shape(g, m, n), grad);
-        be.Gemm(false, true, m, n, k, 1f, x, k, 0, w, k, (long)n * k, 0f, y, n, (long)m * n, g);
-        if (grad) tape.Record(new TapeNode { Backward = LinearStackBackward, Output = y, X0 = x, X1 = w, I0 = m, I1 = n, I2 = k, I3 = g });
+        be.Gemm(false, true, m, n, k, 1f, x, k, 0, w, k, (long)n * k, 0f, y, n, (long)m * n, g, b, n);
+        if (grad) tape.Record(new TapeNode { Backward = LinearStackBackward, Output = y, X0 = x, X1 = w, X2 = b, I0 = m, I1 = n, I2 = k, I3 = g });
         return y;
     }
 
@@ -93,6 +95,9 @@ public static class Ops
                 be.Gemm(false, false, m, k, n, 1f, tape.Arena.View(dy, (long)i * m * n, new Shape(m, n)), n, 0,
                         tape.Arena.View(w, (long)i * n * k, new Shape(n, k)), k, 0, 1f, dx, k, 0, 1);
         if (tape.GradOrNull(w) is { } dw) be.Gemm(true, false, n, k, m, 1f, dy, n, (long)m * n, x, k, 0, 1f, dw, k, (long)n * k, g);
+        if (tape.GradOrNull(node.X2) is { } db)
+            for (int i = 0; i < g; i++)
+                be.BiasBackward(tape.Arena.View(db, (long)i * n, new Shape(n)), tape.Arena.View(dy, (long)i * m * n, new Shape(m, n)), m, n, 1);
     }
 
     /// <summary>x [..., K] · Wᵀ (W [N,K], F32, or BF16 without gradients) + b [N] → y [..., N].</summary>
@@ -109,8 +114,7 @@ public static class Ops
         int m = checked((int)(x.Numel / k));
         var be = tape.Backend;
         var y = Output(tape, x.Shape.WithLast(n), grad);
-        be.Gemm(false, true, m, n, k, 1f, x, k, 0, w, k, 0, 0f, y, n, 0, 1);
-        if (b is not null) be.BiasAdd(y, b, m, n, 1);
+        be.Gemm(false, true, m, n, k, 1f, x, k, 0, w, k, 0, 0f, y, n, 0, 1, b);
         if (grad) tape.Record(new TapeNode { Backward = LinearBackward, Output = y, X0 = x, X1 = w, X2 = b, I0 = m, I1 = n, I2 = k });
         return y;
     }

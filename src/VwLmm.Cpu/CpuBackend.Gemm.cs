@@ -29,40 +29,42 @@ public sealed unsafe partial class CpuBackend
 
     public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
                      Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
-                     float beta, Tensor C, int ldc, long strideC, int batch)
+                     float beta, Tensor C, int ldc, long strideC, int batch, Tensor? bias = null, long strideBias = 0)
     {
         GemmOperands.Check(transA, transB, A, B, C);
+        GemmOperands.CheckBias(bias, strideBias, N, ldc, batch);
         if (M == 0 || N == 0) return;
         float* a = F(A), c = F(C);
         bool bf16 = B.DType == DType.BF16;
-        if (!transA && transB && beta == 0 && M <= GemvMaxRows)
+        if (GemmKernel == CpuGemm.Avx512 && !(!transA && transB && beta == 0 && M <= GemvMaxRows))
         {
-            if (bf16) Gemv(M, N, K, alpha, a, lda, strideA, (BF16*)B.Ptr, ldb, strideB, c, ldc, strideC, batch);
-            else Gemv(M, N, K, alpha, a, lda, strideA, (F32*)B.Ptr, ldb, strideB, c, ldc, strideC, batch);
-            return;
-        }
-        if (GemmKernel == CpuGemm.Avx512)
-        {
+            // Our GEMM adds the bias as it stores the last block of sums.
             var o = new SgemmOperands(transA, transB, M, N, K, alpha, a, lda, bf16 ? null : F(B), ldb, beta, c, ldc)
             {
                 B16 = bf16 ? (BF16*)B.Ptr : null,
+                Bias = F(bias),
             };
             // Items whose blocks of C are disjoint (a stack of linear layers on one input, per-item weight gradients)
             // share one fork; items summing into one C run in order, so that the sum's order does not depend on the
             // threads.
-            if (Math.Abs(strideC) >= (long)(M - 1) * ldc + N) PackedSgemmBatch(o, strideA, strideB, strideC, batch);
+            if (Math.Abs(strideC) >= (long)(M - 1) * ldc + N) PackedSgemmBatch(o, strideA, strideB, strideC, strideBias, batch);
             else
-                for (int i = 0; i < batch; i++) PackedSgemmBatch(o.Offset(i * strideA, i * strideB, i * strideC), 0, 0, 0, 1);
+                for (int i = 0; i < batch; i++)
+                    PackedSgemmBatch(o.Offset(i * strideA, i * strideB, i * strideC, i * strideBias), 0, 0, 0, 0, 1);
             return;
         }
-        if (bf16)
+        if (!transA && transB && beta == 0 && M <= GemvMaxRows)
         {
-            GemmWidened(M, N, K, alpha, a, lda, strideA, (BF16*)B.Ptr, ldb, strideB, beta, c, ldc, strideC, batch);
-            return;
+            if (bf16) Gemv(M, N, K, alpha, a, lda, strideA, (BF16*)B.Ptr, ldb, strideB, c, ldc, strideC, batch);
+            else Gemv(M, N, K, alpha, a, lda, strideA, (F32*)B.Ptr, ldb, strideB, c, ldc, strideC, batch);
         }
-        float* b = F(B);
-        for (int i = 0; i < batch; i++)
-            Sgemm(transA, transB, M, N, K, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta, c + i * strideC, ldc);
+        else if (bf16) GemmWidened(M, N, K, alpha, a, lda, strideA, (BF16*)B.Ptr, ldb, strideB, beta, c, ldc, strideC, batch);
+        else
+            for (int i = 0; i < batch; i++)
+                Sgemm(transA, transB, M, N, K, alpha, a + i * strideA, lda, F(B) + i * strideB, ldb, beta, c + i * strideC, ldc);
+        if (bias is not null)
+            for (int i = 0; i < batch; i++)
+                ParallelFor(M, new BiasAddJob { X = c + i * strideC, Bias = F(bias) + i * strideBias, C = N, P = 1 }, MinTasksPerChunk(N));
     }
 
     /// <summary>
@@ -74,7 +76,7 @@ public sealed unsafe partial class CpuBackend
     {
         if (GemmKernel == CpuGemm.Avx512)
         {
-            PackedSgemmBatch(new(transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc), 0, 0, 0, 1);
+            PackedSgemmBatch(new(transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc), 0, 0, 0, 0, 1);
             return;
         }
         OpenBlas.UseThreads(Threads);
@@ -86,9 +88,9 @@ public sealed unsafe partial class CpuBackend
     /// <paramref name="batch"/> products in one fork, item i on operands offset by i·stride (C blocks disjoint): each
     /// cut into the same number of tasks, so that every item's tasks spread over the threads.
     /// </summary>
-    private void PackedSgemmBatch(in SgemmOperands o, long strideA, long strideB, long strideC, int batch)
+    private void PackedSgemmBatch(in SgemmOperands o, long strideA, long strideB, long strideC, long strideBias, int batch)
     {
-        var job = new PackedSgemmJob { Operands = o, StrideA = strideA, StrideB = strideB, StrideC = strideC };
+        var job = new PackedSgemmJob { Operands = o, StrideA = strideA, StrideB = strideB, StrideC = strideC, StrideBias = strideBias };
         int panels = (o.N + PackedSgemm.NR - 1) / PackedSgemm.NR, blocks = (o.M + PackedSgemm.MR - 1) / PackedSgemm.MR;
         int tasks = (long)o.M * o.N * o.K < MinParallelWork ? 1 : Threads;
         // Columns first: each task then packs only its own part of B and reads A in place.
@@ -104,7 +106,7 @@ public sealed unsafe partial class CpuBackend
     private struct PackedSgemmJob : IRangeJob
     {
         public SgemmOperands Operands;
-        public long StrideA, StrideB, StrideC;
+        public long StrideA, StrideB, StrideC, StrideBias;
         public int Tasks;
         public bool SplitRows;
 
@@ -115,7 +117,7 @@ public sealed unsafe partial class CpuBackend
             for (int task = start; task < end; task++)
             {
                 int item = task / Tasks, t = task % Tasks;
-                var o = Operands.Offset(item * StrideA, item * StrideB, item * StrideC);
+                var o = Operands.Offset(item * StrideA, item * StrideB, item * StrideC, item * StrideBias);
                 if (SplitRows)
                 {
                     var (m0, m1) = Range(m, PackedSgemm.MR, t);

@@ -6,7 +6,7 @@ namespace VwLmm.Cpu;
 
 /// <summary>
 /// The operands of one GEMM: element (i, k) of op(A) is A[i·RsA + k·CsA], element (k, j) of op(B) is B[k·RsB + j·CsB],
-/// or B16[…] widened when B is stored bf16 (B16 set, B null).
+/// or B16[…] widened when B is stored bf16 (B16 set, B null); Bias, when set, is added to every row of C after the product.
 /// </summary>
 internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda,
                                              float* b, int ldb, float beta, float* c, int ldc)
@@ -17,11 +17,14 @@ internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, i
     public float* B { get; init; } = b;
     public BF16* B16 { get; init; }
     public float* C { get; init; } = c;
+    public float* Bias { get; init; }
     public readonly long RsA = transA ? 1 : lda, CsA = transA ? lda : 1, RsB = transB ? 1 : ldb, CsB = transB ? ldb : 1;
 
-    /// <summary>The same product on A, B and C moved on by the given numbers of elements.</summary>
-    public SgemmOperands Offset(long a, long b, long c) =>
-        this with { A = A + a, B = B == null ? null : B + b, B16 = B16 == null ? null : B16 + b, C = C + c };
+    /// <summary>The same product on A, B, C and the bias moved on by the given numbers of elements.</summary>
+    public SgemmOperands Offset(long a, long b, long c, long bias) => this with
+    {
+        A = A + a, B = B == null ? null : B + b, B16 = B16 == null ? null : B16 + b, C = C + c, Bias = Bias == null ? null : Bias + bias,
+    };
 }
 
 /// <summary>
@@ -77,7 +80,12 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
         {
             // No k to sum: C = beta·C, and exactly 0 for beta = 0 (C may hold anything then), as BLAS defines it.
             for (int i = m0; i < m1; i++)
-                for (int j = n0; j < n1; j++) o.C[(long)i * o.Ldc + j] = o.Beta == 0 ? 0 : o.Beta * o.C[(long)i * o.Ldc + j];
+                for (int j = n0; j < n1; j++)
+                {
+                    ref float c = ref o.C[(long)i * o.Ldc + j];
+                    c = o.Beta == 0 ? 0 : o.Beta * c;
+                    if (o.Bias != null) c += o.Bias[j];
+                }
             return;
         }
         for (int jc = n0; jc < n1; jc += NC)
@@ -90,6 +98,8 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                 bool onePass = m1 - m0 <= MC;
                 if (!onePass) PackB(o, pc, kc, jc, nc, packB, square);
                 var store = pc > 0 ? Store.Add : o.Beta == 0 ? Store.Overwrite : Store.Blend;
+                // The bias joins the last block's sums, after them, as a separate addition.
+                float* bias = pc + kc < o.K || o.Bias == null ? null : o.Bias + jc;
                 for (int ic = m0; ic < m1; ic += MC)
                 {
                     int mc = Math.Min(MC, m1 - ic);
@@ -114,12 +124,13 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                                 cs = 1;
                             }
                             float* c = o.C + (long)i * o.Ldc + jc + jr;
+                            float* b = bias == null ? null : bias + jr;
                             if (mr == tile && nr == NR)
-                                Tile(tile, kc, pa, rs, cs, pb, c, o.Ldc, o.Alpha, o.Beta, store);
+                                Tile(tile, kc, pa, rs, cs, pb, c, o.Ldc, o.Alpha, o.Beta, store, b);
                             else
                             {
-                                Tile(tile, kc, pa, rs, cs, pb, edgeC, NR, o.Alpha, 0, Store.Overwrite);
-                                MergeEdge(edgeC, c, o.Ldc, mr, nr, o.Beta, store);
+                                Tile(tile, kc, pa, rs, cs, pb, edgeC, NR, o.Alpha, 0, Store.Overwrite, null);
+                                MergeEdge(edgeC, c, o.Ldc, mr, nr, o.Beta, store, b);
                             }
                             ir += mr;
                         }
@@ -204,7 +215,7 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
             for (int k = 0; k < kc; k++) dst[i * kc + k] = i < mr ? a[i * rs + k * cs] : 0;
     }
 
-    private static void MergeEdge(float* tile, float* c, int ldc, int mr, int nr, float beta, Store store)
+    private static void MergeEdge(float* tile, float* c, int ldc, int mr, int nr, float beta, Store store, float* bias)
     {
         for (int i = 0; i < mr; i++)
             for (int j = 0; j < nr; j++)
@@ -212,13 +223,15 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                 float t = tile[i * NR + j];
                 ref float dst = ref c[(long)i * ldc + j];
                 dst = store switch { Store.Overwrite => t, Store.Blend => t + beta * dst, _ => dst + t };
+                if (bias != null) dst += bias[j];
             }
     }
 
-    private static void Tile(int rows, int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta, Store store)
+    private static void Tile(int rows, int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta,
+                             Store store, float* bias)
     {
-        if (rows == MR) Kernel<Rows12>(kc, pa, rs, cs, pb, c, ldc, alpha, beta, store);
-        else Kernel<Rows4>(kc, pa, rs, cs, pb, c, ldc, alpha, beta, store);
+        if (rows == MR) Kernel<Rows12>(kc, pa, rs, cs, pb, c, ldc, alpha, beta, store, bias);
+        else Kernel<Rows4>(kc, pa, rs, cs, pb, c, ldc, alpha, beta, store, bias);
     }
 
     private interface IRows { static abstract int Count { get; } }
@@ -226,11 +239,13 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
     private struct Rows4 : IRows { public static int Count => 4; }
 
     /// <summary>
-    /// The R×NR tile (R = 12 or 4): C[i, 0..NR) from Σ_k op(A)[i, k]·panel[k, 0..NR), for i in 0..R. The JIT compiles
-    /// each R apart and drops the rows past it, so both are one source and every element is the same chain in either.
+    /// The R×NR tile (R = 12 or 4): C[i, 0..NR) from Σ_k op(A)[i, k]·panel[k, 0..NR), for i in 0..R, plus bias[0..NR)
+    /// when given. The JIT compiles each R apart and drops the rows past it, so both are one source and every element
+    /// is the same chain in either.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel<R>(int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta, Store store)
+    private static void Kernel<R>(int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta,
+                                  Store store, float* bias)
         where R : struct, IRows
     {
         bool full = R.Count == MR;
@@ -284,36 +299,51 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
         }
         var va = TV.Create(alpha);
         var vb = TV.Create(beta);
-        StoreRow(c, c00, c01, va, vb, store);
-        StoreRow(c + ldc, c10, c11, va, vb, store);
-        StoreRow(c + 2 * ldc, c20, c21, va, vb, store);
-        StoreRow(c + 3 * ldc, c30, c31, va, vb, store);
+        var e = new Epilogue(va, vb, store, bias);
+        StoreRow(c, c00, c01, e);
+        StoreRow(c + ldc, c10, c11, e);
+        StoreRow(c + 2 * ldc, c20, c21, e);
+        StoreRow(c + 3 * ldc, c30, c31, e);
         if (!full) return;
-        StoreRow(c + 4 * ldc, c40, c41, va, vb, store);
-        StoreRow(c + 5 * ldc, c50, c51, va, vb, store);
-        StoreRow(c + 6 * ldc, c60, c61, va, vb, store);
-        StoreRow(c + 7 * ldc, c70, c71, va, vb, store);
-        StoreRow(c + 8 * ldc, c80, c81, va, vb, store);
-        StoreRow(c + 9 * ldc, c90, c91, va, vb, store);
-        StoreRow(c + 10 * ldc, ca0, ca1, va, vb, store);
-        StoreRow(c + 11 * ldc, cb0, cb1, va, vb, store);
+        StoreRow(c + 4 * ldc, c40, c41, e);
+        StoreRow(c + 5 * ldc, c50, c51, e);
+        StoreRow(c + 6 * ldc, c60, c61, e);
+        StoreRow(c + 7 * ldc, c70, c71, e);
+        StoreRow(c + 8 * ldc, c80, c81, e);
+        StoreRow(c + 9 * ldc, c90, c91, e);
+        StoreRow(c + 10 * ldc, ca0, ca1, e);
+        StoreRow(c + 11 * ldc, cb0, cb1, e);
+    }
+
+    /// <summary>What a tile's row gets after its sums: alpha, then beta·C or C (by the store), then the bias.</summary>
+    private readonly struct Epilogue(TV alpha, TV beta, Store store, float* bias)
+    {
+        public readonly TV Alpha = alpha, Beta = beta;
+        public readonly Store Store = store;
+        public readonly bool Biased = bias != null;
+        public readonly TV Bias0 = bias == null ? TV.Zero : TV.Load(bias), Bias1 = bias == null ? TV.Zero : TV.Load(bias + TV.Count);
     }
 
     // The same operations, element by element, as MergeEdge's scalar ones (no FMA contraction), so edge tiles round alike.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow(float* c, TV x0, TV x1, TV alpha, TV beta, Store store)
+    private static void StoreRow(float* c, TV x0, TV x1, in Epilogue e)
     {
-        x0 *= alpha;
-        x1 *= alpha;
-        if (store == Store.Blend)
+        x0 *= e.Alpha;
+        x1 *= e.Alpha;
+        if (e.Store == Store.Blend)
         {
-            x0 += beta * TV.Load(c);
-            x1 += beta * TV.Load(c + TV.Count);
+            x0 += e.Beta * TV.Load(c);
+            x1 += e.Beta * TV.Load(c + TV.Count);
         }
-        else if (store == Store.Add)
+        else if (e.Store == Store.Add)
         {
             x0 = TV.Load(c) + x0;
             x1 = TV.Load(c + TV.Count) + x1;
+        }
+        if (e.Biased)
+        {
+            x0 += e.Bias0;
+            x1 += e.Bias1;
         }
         x0.Store(c);
         x1.Store(c + TV.Count);

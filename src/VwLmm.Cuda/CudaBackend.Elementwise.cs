@@ -88,9 +88,10 @@ public sealed unsafe partial class CudaBackend
         Pointwise("scale_f32", n, args);
     }
 
-    public void BiasAdd(Tensor x, Tensor bias, int N, int C, int P)
+    public void BiasAdd(Tensor x, Tensor bias, int N, int C, int P) => BiasAdd(x.Ptr, bias.Ptr, N, C, P);
+
+    private void BiasAdd(nint px, nint pb, int N, int C, int P)
     {
-        nint px = x.Ptr, pb = bias.Ptr;
         ReadOnlySpan<KernelArg> args = [&px, &pb, &N, &C, &P];
         Pointwise("bias_add_f32", (long)N * C, args);
     }

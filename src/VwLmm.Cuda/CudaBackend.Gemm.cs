@@ -22,22 +22,26 @@ public sealed unsafe partial class CudaBackend
     /// Tests lower it to reach the chunked path with small shapes.</summary>
     internal long WidenChunkFloats { get; set; } = 16L << 20;
 
-    /// <summary>C [M,N] = alpha·op(A)·op(B) + beta·C per batch item, row-major (see <see cref="IBackend.Gemm"/>).</summary>
+    /// <summary>
+    /// C [M,N] = alpha·op(A)·op(B) + beta·C (+ bias) per batch item, row-major (see <see cref="IBackend.Gemm"/>). cuBLAS
+    /// has no bias epilogue: the bias is bias_add_f32 on each item's C.
+    /// </summary>
     public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
                      Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
-                     float beta, Tensor C, int ldc, long strideC, int batch)
+                     float beta, Tensor C, int ldc, long strideC, int batch, Tensor? bias = null, long strideBias = 0)
     {
         GemmOperands.Check(transA, transB, A, B, C);
-        if (B.DType == DType.F32)
-        {
-            Gemm(transA, transB, M, N, K, alpha, A.Ptr, lda, strideA, B.Ptr, ldb, strideB, beta, C.Ptr, ldc, strideC, batch);
-            return;
-        }
+        GemmOperands.CheckBias(bias, strideBias, N, ldc, batch);
         if (M == 0 || N == 0 || batch == 0) return;
-        if (M <= GemvMaxRows)
+        if (B.DType == DType.F32)
+            Gemm(transA, transB, M, N, K, alpha, A.Ptr, lda, strideA, B.Ptr, ldb, strideB, beta, C.Ptr, ldc, strideC, batch);
+        else if (M <= GemvMaxRows)
             GemvBf16(M, N, K, alpha, A.Ptr, lda, strideA, B.Ptr, ldb, strideB, beta, C.Ptr, ldc, strideC, batch);
         else
             WidenedGemm(M, N, K, alpha, A.Ptr, lda, strideA, B.Ptr, ldb, strideB, beta, C.Ptr, ldc, strideC, batch);
+        if (bias is null) return;
+        for (int i = 0; i < batch; i++)
+            BiasAdd(C.Ptr + (nint)(i * strideC * sizeof(float)), bias.Ptr + (nint)(i * strideBias * sizeof(float)), M, N, 1);
     }
 
     /// <summary>The row-major GEMM on F32 device pointers, for ops that multiply scratch buffers.</summary>

@@ -46,12 +46,34 @@ public sealed class ParameterStore : IDisposable
     /// <summary>Parameters of one shape, in one <see cref="ParameterStack"/>; each is also registered by its own name.</summary>
     public ParameterStack AddStack(IReadOnlyList<string> names, params int[] dims)
     {
+        var stack = NewStack(names, dims);
+        foreach (var p in stack.Members) Register(p);
+        return stack;
+    }
+
+    /// <summary>
+    /// G linear layers with biases, [N,K] weights and [N] biases, as two stacks; registered as the layers' modules
+    /// list them (weight 0, bias 0, weight 1, …), the order they had as separate parameters.
+    /// </summary>
+    public (ParameterStack Weights, ParameterStack Biases) AddLinearStack(IReadOnlyList<string> weights, IReadOnlyList<string> biases, int n, int k)
+    {
+        if (weights.Count != biases.Count) throw new ArgumentException($"{weights.Count} weights and {biases.Count} biases");
+        var (w, b) = (NewStack(weights, n, k), NewStack(biases, n));
+        for (int i = 0; i < weights.Count; i++)
+        {
+            Register(w.Members[i]);
+            Register(b.Members[i]);
+        }
+        return (w, b);
+    }
+
+    private ParameterStack NewStack(IReadOnlyList<string> names, params int[] dims)
+    {
         var dtype = StorageOf(names[0]);
         if (names.Any(n => StorageOf(n) != dtype))
             throw new ArgumentException($"parameters {string.Join(", ", names)} share a stack but not a storage type");
         var stack = new ParameterStack(_backend, names, new Shape(dims), dtype);
         _stacks.Add(stack);
-        foreach (var p in stack.Members) Register(p);
         return stack;
     }
 

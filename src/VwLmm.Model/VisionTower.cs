@@ -11,8 +11,9 @@ namespace VwLmm.Model;
 /// </summary>
 public sealed class VisionTower
 {
+    // q, k and v, one shape, run as one stack of products on the block's input (one fork, not three).
     private sealed record Block(
-        Parameter Ln1W, Parameter Ln1B, Parameter Qw, Parameter Qb, Parameter Kw, Parameter Kb, Parameter Vw, Parameter Vb,
+        Parameter Ln1W, Parameter Ln1B, ParameterStack QkvW, ParameterStack QkvB,
         Parameter Ow, Parameter Ob, Parameter Ln2W, Parameter Ln2B, Parameter Fc1W, Parameter Fc1B, Parameter Fc2W, Parameter Fc2B);
 
     private readonly VwLmmConfig _config;
@@ -36,11 +37,10 @@ public sealed class VisionTower
         for (int i = 0; i < _blocks.Length; i++)
         {
             string p = $"{prefix}encoder.layers.{i}.";
-            _blocks[i] = new Block(
-                store.Add(p + "layer_norm1.weight", c), store.Add(p + "layer_norm1.bias", c),
-                store.Add(p + "self_attn.q_proj.weight", c, c), store.Add(p + "self_attn.q_proj.bias", c),
-                store.Add(p + "self_attn.k_proj.weight", c, c), store.Add(p + "self_attn.k_proj.bias", c),
-                store.Add(p + "self_attn.v_proj.weight", c, c), store.Add(p + "self_attn.v_proj.bias", c),
+            var ln1 = (store.Add(p + "layer_norm1.weight", c), store.Add(p + "layer_norm1.bias", c));
+            string[] qkv = [p + "self_attn.q_proj.", p + "self_attn.k_proj.", p + "self_attn.v_proj."];
+            var (w, b) = store.AddLinearStack([.. qkv.Select(m => m + "weight")], [.. qkv.Select(m => m + "bias")], c, c);
+            _blocks[i] = new Block(ln1.Item1, ln1.Item2, w, b,
                 store.Add(p + "self_attn.out_proj.weight", c, c), store.Add(p + "self_attn.out_proj.bias", c),
                 store.Add(p + "layer_norm2.weight", c), store.Add(p + "layer_norm2.bias", c),
                 store.Add(p + "mlp.fc1.weight", v.IntermediateSize, c), store.Add(p + "mlp.fc1.bias", v.IntermediateSize),
@@ -68,9 +68,10 @@ public sealed class VisionTower
             var b = _blocks[i];
             using var range = Profiler.Range(tape.Backend, _rangeNames[i]);
             var a = Ops.LayerNorm(tape, x, b.Ln1W.Value, b.Ln1B.Value, eps);
-            var q = Ops.Reshape(tape, Ops.Linear(tape, a, b.Qw.Value, b.Qb.Value), ni, t, h, c / h);
-            var k = Ops.Reshape(tape, Ops.Linear(tape, a, b.Kw.Value, b.Kb.Value), ni, t, h, c / h);
-            var vv = Ops.Reshape(tape, Ops.Linear(tape, a, b.Vw.Value, b.Vb.Value), ni, t, h, c / h);
+            var qkv = Ops.LinearStack(tape, a, b.QkvW.Value, b.QkvB.Value);
+            var q = Ops.Reshape(tape, Ops.Select(tape, qkv, 0), ni, t, h, c / h);
+            var k = Ops.Reshape(tape, Ops.Select(tape, qkv, 1), ni, t, h, c / h);
+            var vv = Ops.Reshape(tape, Ops.Select(tape, qkv, 2), ni, t, h, c / h);
             var o = Ops.Reshape(tape, Ops.Attention(tape, q, k, vv, default, causal: false), ni * t, c);
             x = Ops.Add(tape, x, Ops.Linear(tape, o, b.Ow.Value, b.Ob.Value));
             var m = Ops.LayerNorm(tape, x, b.Ln2W.Value, b.Ln2B.Value, eps);

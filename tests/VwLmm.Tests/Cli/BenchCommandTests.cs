@@ -108,28 +108,28 @@ public class BenchCommandTests
         var r = RunJson("--ops");
         var ops = r.GetProperty("ops").EnumerateArray().ToList();
         var gemm = ops.Single(o => o.GetProperty("op").GetString() == "Gemm");
-        // Forward: 3 vision blocks × 6 linears + 2 projector + VM head + 4 layers × 4 (q/k/v and gate/up are stacks,
-        // one batched GEMM each) + LM head = 38. Backward: dx and dW of each linear, and of each stack dx per member
-        // (3 + 2) and one batched dW: 36 + 4 + 2 + 4 × 11 + 2 = 88.
-        Assert.That(gemm.GetProperty("calls_per_step").GetDouble(), Is.EqualTo(126));
+        // Forward: 3 vision blocks × 4 + 2 projector + VM head + 4 layers × 4 + LM head = 32 (q/k/v and gate/up are
+        // stacks, one batched GEMM each). Backward: dx and dW of each linear, and of each stack dx per member and one
+        // batched dW: 3 × 10 + 4 + 2 + 4 × 11 + 2 = 82.
+        Assert.That(gemm.GetProperty("calls_per_step").GetDouble(), Is.EqualTo(114));
         Assert.That(gemm.GetProperty("gflops").GetDouble(), Is.Positive);
         Assert.That(ops.Any(o => o.GetProperty("op").GetString() == "AdamW"));
         Assert.That(ops.Sum(o => o.GetProperty("percent_of_step").GetDouble()), Is.EqualTo(100).Within(1e-6));
 
         // The same GEMMs by shape: every call in one row, and their shapes' flops are what StepFlops counts for the linears.
         var shapes = r.GetProperty("gemm_shapes").EnumerateArray().ToList();
-        Assert.That(shapes.Sum(o => o.GetProperty("calls_per_step").GetDouble()), Is.EqualTo(126));
+        Assert.That(shapes.Sum(o => o.GetProperty("calls_per_step").GetDouble()), Is.EqualTo(114));
         Assert.That(shapes.Select(o => o.GetProperty("op").GetString()), Is.Unique.And.All.Match(@"^[NT][NT] \d+×\d+×\d+( ×[23])?$"));
         double Flop(JsonElement o) => o.GetProperty("gflops").GetDouble() * o.GetProperty("ms_per_step").GetDouble() * 1e6;
         Assert.That(shapes.Sum(Flop), Is.EqualTo(Flop(gemm)).Within(1e-6 * Flop(gemm)));
         Assert.That(shapes.Sum(o => o.GetProperty("ms_per_step").GetDouble()), Is.EqualTo(gemm.GetProperty("ms_per_step").GetDouble()).Within(5).Percent);
 
-        // The batch-1 forward is the train step's 38 forward GEMMs, no backward; its rows add up to the pass.
+        // The batch-1 forward is the train step's 32 forward GEMMs, no backward; its rows add up to the pass.
         var forward = r.GetProperty("forward_ops").EnumerateArray().ToList();
-        Assert.That(forward.Single(o => o.GetProperty("op").GetString() == "Gemm").GetProperty("calls_per_step").GetDouble(), Is.EqualTo(38));
+        Assert.That(forward.Single(o => o.GetProperty("op").GetString() == "Gemm").GetProperty("calls_per_step").GetDouble(), Is.EqualTo(32));
         Assert.That(forward.Any(o => o.GetProperty("op").GetString() is "AdamW" or "AttentionBackward"), Is.False);
         Assert.That(forward.Sum(o => o.GetProperty("percent_of_step").GetDouble()), Is.EqualTo(100).Within(1e-6));
-        Assert.That(r.GetProperty("forward_gemm_shapes").EnumerateArray().Sum(o => o.GetProperty("calls_per_step").GetDouble()), Is.EqualTo(38));
+        Assert.That(r.GetProperty("forward_gemm_shapes").EnumerateArray().Sum(o => o.GetProperty("calls_per_step").GetDouble()), Is.EqualTo(32));
 
         // A decoded token's GEMMs are matrix-vector products over every LLM weight matrix once, in 4 layers × 4 calls
         // (stacks batched) + LM head; the GB/s of each row times its time gives back the bytes of its weight matrices.
