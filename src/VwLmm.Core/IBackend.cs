@@ -53,13 +53,14 @@ public interface IBackend : IDisposable
     /// M ≤ 4 and beta = 0 (decoding) or N·K ≤ 2²¹ (one widened block); a larger B_b goes to OpenBLAS a block of rows at
     /// a time, whose order of summation depends on the block, so an element may differ from the F32 Gemm's by
     /// summation-order rounding (seen: 2⁻²⁵·Σ_k |alpha·a_k·b_k|). Any other non-F32 operand throws. A and C are always
-    /// F32. With <paramref name="bias"/> (F32), C_b [m, n] += bias[b·strideBias + n] after the product, rounded on its
-    /// own: the bits of this Gemm followed by <see cref="BiasAdd"/> (which is what a backend may run); C's rows must be
-    /// dense (ldc = N).
+    /// F32. With <paramref name="bias"/> (F32), C_b [m, n] += bias[b·strideBias + n] after the product, then with
+    /// <paramref name="addend"/> (F32, C's layout: a residual stream) C_b += addend_b, each rounded on its own: the bits
+    /// of this Gemm followed by <see cref="BiasAdd"/> and <see cref="Add"/> (which is what a backend may run). Either
+    /// needs C's rows dense (ldc = N); the addend must not overlap C.
     /// </summary>
     void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
               Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
-              float beta, Tensor C, int ldc, long strideC, int batch, Tensor? bias = null, long strideBias = 0);
+              float beta, Tensor C, int ldc, long strideC, int batch, Tensor? bias = null, long strideBias = 0, Tensor? addend = null);
 
     // ---- normalisation: x,y [N,C] ----
     /// <summary>y = (x−mean)·rstd·gamma + beta per row; saves mean [N], rstd [N].</summary>
@@ -174,13 +175,26 @@ public static class GemmOperands
                                         + "expected F32, or BF16 with transB and not transA", nameof(B));
     }
 
-    /// <summary>A bias, when given: F32, C's rows dense (ldc = N), and an [N] run for each of the batch's items.</summary>
-    public static void CheckBias(Tensor? bias, long strideBias, int N, int ldc, int batch)
+    /// <summary>
+    /// A bias and an addend, when given: F32, C's rows dense (ldc = N), an [N] run of the bias for each of the batch's
+    /// items, and an addend as large as C's extent that is not C.
+    /// </summary>
+    public static void CheckEpilogue(Tensor? bias, long strideBias, Tensor? addend, Tensor C, int M, int N, int ldc, long strideC, int batch)
     {
-        if (bias is null) return;
-        if (bias.DType != DType.F32) throw new ArgumentException($"Gemm: bias is {bias.DType}, expected F32 (shape {bias.Shape})", nameof(bias));
-        if (ldc != N) throw new ArgumentException($"Gemm: a bias needs dense rows of C, got ldc {ldc} for N {N}", nameof(ldc));
-        if (strideBias < 0 || bias.Numel < (batch - 1) * strideBias + N)
-            throw new ArgumentException($"Gemm: bias {bias.Shape} holds no [{N}] run at stride {strideBias} for each of {batch} items", nameof(bias));
+        if (bias is null && addend is null) return;
+        if (ldc != N) throw new ArgumentException($"Gemm: a bias or addend needs dense rows of C, got ldc {ldc} for N {N}", nameof(ldc));
+        if (bias is not null)
+        {
+            if (bias.DType != DType.F32) throw new ArgumentException($"Gemm: bias is {bias.DType}, expected F32 (shape {bias.Shape})", nameof(bias));
+            if (strideBias < 0 || bias.Numel < (batch - 1) * strideBias + N)
+                throw new ArgumentException($"Gemm: bias {bias.Shape} holds no [{N}] run at stride {strideBias} for each of {batch} items", nameof(bias));
+        }
+        if (addend is not null)
+        {
+            if (addend.DType != DType.F32) throw new ArgumentException($"Gemm: addend is {addend.DType}, expected F32 (shape {addend.Shape})", nameof(addend));
+            if (addend.Ptr == C.Ptr) throw new ArgumentException("Gemm: the addend is C itself (use beta = 1)", nameof(addend));
+            if (addend.Numel < (batch - 1) * strideC + (long)M * N)
+                throw new ArgumentException($"Gemm: addend {addend.Shape} is smaller than C's {batch} items of [{M},{N}] at stride {strideC}", nameof(addend));
+        }
     }
 }

@@ -100,22 +100,29 @@ public static class Ops
                 be.BiasBackward(tape.Arena.View(db, (long)i * n, new Shape(n)), tape.Arena.View(dy, (long)i * m * n, new Shape(m, n)), m, n, 1);
     }
 
-    /// <summary>x [..., K] · Wᵀ (W [N,K], F32, or BF16 without gradients) + b [N] → y [..., N].</summary>
-    public static Tensor Linear(Tape tape, Tensor x, Tensor w, Tensor? b = null)
+    /// <summary>
+    /// x [..., K] · Wᵀ (W [N,K], F32, or BF16 without gradients) + b [N] → y [..., N]; with a residual [..., N], y is
+    /// residual + (x·Wᵀ + b), the bits of <see cref="Add"/>(residual, Linear(x, W, b)) in one product (a residual
+    /// stream's update, which then writes no separate output for the layer).
+    /// </summary>
+    public static Tensor Linear(Tape tape, Tensor x, Tensor w, Tensor? b = null, Tensor? residual = null)
     {
         const string op = "Linear";
         using var range = Profiler.Range(tape.Backend, op);
-        bool grad = AnyGrad(tape, x, w, b);
+        bool grad = AnyGrad(tape, x, w, b) || (residual is not null && AnyGrad(tape, residual));
         Check.Weight(op, "w", w, 2, grad);
         int n = w.Shape[0], k = w.Shape[1];
         Check.F32(op, "x", x);
         if (x.Shape[-1] != k) throw new ArgumentException($"{op}: x has shape {x.Shape}, expected [...,{k}] (w is {w.Shape})");
         if (b is not null) Check.Shape(op, "b", b, n);
+        var shape = x.Shape.WithLast(n);
+        if (residual is not null && residual.Shape != shape)
+            throw new ArgumentException($"{op}: residual has shape {residual.Shape}, expected {shape}");
         int m = checked((int)(x.Numel / k));
         var be = tape.Backend;
-        var y = Output(tape, x.Shape.WithLast(n), grad);
-        be.Gemm(false, true, m, n, k, 1f, x, k, 0, w, k, 0, 0f, y, n, 0, 1, b);
-        if (grad) tape.Record(new TapeNode { Backward = LinearBackward, Output = y, X0 = x, X1 = w, X2 = b, I0 = m, I1 = n, I2 = k });
+        var y = Output(tape, shape, grad);
+        be.Gemm(false, true, m, n, k, 1f, x, k, 0, w, k, 0, 0f, y, n, 0, 1, b, 0, residual);
+        if (grad) tape.Record(new TapeNode { Backward = LinearBackward, Output = y, X0 = x, X1 = w, X2 = b, X3 = residual, I0 = m, I1 = n, I2 = k });
         return y;
     }
 
@@ -124,6 +131,7 @@ public static class Ops
         Tensor x = node.X0!, w = node.X1!, dy = tape.Grad(node.Output);
         int m = node.I0, n = node.I1, k = node.I2;
         var be = tape.Backend;
+        if (tape.GradOrNull(node.X3) is { } dr) be.Axpy(dr, dy, dy.Numel, 1f);
         if (tape.GradOrNull(x) is { } dx) be.Gemm(false, false, m, k, n, 1f, dy, n, 0, w, k, 0, 1f, dx, k, 0, 1);
         if (tape.GradOrNull(w) is { } dw) be.Gemm(true, false, n, k, m, 1f, dy, n, 0, x, k, 0, 1f, dw, k, 0, 1);
         if (tape.GradOrNull(node.X2) is { } db) be.BiasBackward(db, dy, m, n, 1);

@@ -137,10 +137,10 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     }
 
     public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha, Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
-                     float beta, Tensor C, int ldc, long strideC, int batch, Tensor? bias = null, long strideBias = 0)
+                     float beta, Tensor C, int ldc, long strideC, int batch, Tensor? bias = null, long strideBias = 0, Tensor? addend = null)
     {
         long t = Begin();
-        Inner.Gemm(transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch, bias, strideBias);
+        Inner.Gemm(transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch, bias, strideBias, addend);
         End(7, t);
         ref var entry = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_gemms, new GemmShape(transA, transB, M, N, K, batch), out _);
         entry = (entry.Calls + 1, entry.Ticks + Stopwatch.GetTimestamp() - t);

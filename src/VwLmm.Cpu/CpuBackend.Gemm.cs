@@ -29,20 +29,21 @@ public sealed unsafe partial class CpuBackend
 
     public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
                      Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
-                     float beta, Tensor C, int ldc, long strideC, int batch, Tensor? bias = null, long strideBias = 0)
+                     float beta, Tensor C, int ldc, long strideC, int batch, Tensor? bias = null, long strideBias = 0, Tensor? addend = null)
     {
         GemmOperands.Check(transA, transB, A, B, C);
-        GemmOperands.CheckBias(bias, strideBias, N, ldc, batch);
+        GemmOperands.CheckEpilogue(bias, strideBias, addend, C, M, N, ldc, strideC, batch);
         if (M == 0 || N == 0) return;
         float* a = F(A), c = F(C);
         bool bf16 = B.DType == DType.BF16;
         if (GemmKernel == CpuGemm.Avx512 && !(!transA && transB && beta == 0 && M <= GemvMaxRows))
         {
-            // Our GEMM adds the bias as it stores the last block of sums.
+            // Our GEMM adds the bias and the addend as it stores the last block of sums.
             var o = new SgemmOperands(transA, transB, M, N, K, alpha, a, lda, bf16 ? null : F(B), ldb, beta, c, ldc)
             {
                 B16 = bf16 ? (BF16*)B.Ptr : null,
                 Bias = F(bias),
+                Addend = F(addend),
             };
             // Items whose blocks of C are disjoint (a stack of linear layers on one input, per-item weight gradients)
             // share one fork; items summing into one C run in order, so that the sum's order does not depend on the
@@ -62,9 +63,11 @@ public sealed unsafe partial class CpuBackend
         else
             for (int i = 0; i < batch; i++)
                 Sgemm(transA, transB, M, N, K, alpha, a + i * strideA, lda, F(B) + i * strideB, ldb, beta, c + i * strideC, ldc);
-        if (bias is not null)
-            for (int i = 0; i < batch; i++)
-                ParallelFor(M, new BiasAddJob { X = c + i * strideC, Bias = F(bias) + i * strideBias, C = N, P = 1 }, MinTasksPerChunk(N));
+        for (int i = 0; i < batch; i++)
+        {
+            if (bias is not null) ParallelFor(M, new BiasAddJob { X = c + i * strideC, Bias = F(bias) + i * strideBias, C = N, P = 1 }, MinTasksPerChunk(N));
+            if (addend is not null) Map(new AddOp(), c + i * strideC, (long)M * N, c + i * strideC, F(addend) + i * strideC);
+        }
     }
 
     /// <summary>

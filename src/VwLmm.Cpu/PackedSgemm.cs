@@ -6,7 +6,8 @@ namespace VwLmm.Cpu;
 
 /// <summary>
 /// The operands of one GEMM: element (i, k) of op(A) is A[i·RsA + k·CsA], element (k, j) of op(B) is B[k·RsB + j·CsB],
-/// or B16[…] widened when B is stored bf16 (B16 set, B null); Bias, when set, is added to every row of C after the product.
+/// or B16[…] widened when B is stored bf16 (B16 set, B null). After the product, Bias (when set) is added to every row of
+/// C, then Addend (when set, C's layout) to C, each a rounding of its own.
 /// </summary>
 internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda,
                                              float* b, int ldb, float beta, float* c, int ldc)
@@ -18,12 +19,14 @@ internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, i
     public BF16* B16 { get; init; }
     public float* C { get; init; } = c;
     public float* Bias { get; init; }
+    public float* Addend { get; init; }
     public readonly long RsA = transA ? 1 : lda, CsA = transA ? lda : 1, RsB = transB ? 1 : ldb, CsB = transB ? ldb : 1;
 
-    /// <summary>The same product on A, B, C and the bias moved on by the given numbers of elements.</summary>
+    /// <summary>The same product on A, B, C (and the addend with it) and the bias moved on by the given numbers of elements.</summary>
     public SgemmOperands Offset(long a, long b, long c, long bias) => this with
     {
         A = A + a, B = B == null ? null : B + b, B16 = B16 == null ? null : B16 + b, C = C + c, Bias = Bias == null ? null : Bias + bias,
+        Addend = Addend == null ? null : Addend + c,
     };
 }
 
@@ -85,6 +88,7 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                     ref float c = ref o.C[(long)i * o.Ldc + j];
                     c = o.Beta == 0 ? 0 : o.Beta * c;
                     if (o.Bias != null) c += o.Bias[j];
+                    if (o.Addend != null) c += o.Addend[(long)i * o.Ldc + j];
                 }
             return;
         }
@@ -98,8 +102,10 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                 bool onePass = m1 - m0 <= MC;
                 if (!onePass) PackB(o, pc, kc, jc, nc, packB, square);
                 var store = pc > 0 ? Store.Add : o.Beta == 0 ? Store.Overwrite : Store.Blend;
-                // The bias joins the last block's sums, after them, as a separate addition.
-                float* bias = pc + kc < o.K || o.Bias == null ? null : o.Bias + jc;
+                // The bias and the addend join the last block's sums, after them, each as an addition of its own.
+                bool last = pc + kc >= o.K;
+                float* bias = last && o.Bias != null ? o.Bias + jc : null;
+                long addend = last && o.Addend != null ? o.Addend - o.C : 0;
                 for (int ic = m0; ic < m1; ic += MC)
                 {
                     int mc = Math.Min(MC, m1 - ic);
@@ -126,11 +132,14 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                             float* c = o.C + (long)i * o.Ldc + jc + jr;
                             float* b = bias == null ? null : bias + jr;
                             if (mr == tile && nr == NR)
-                                Tile(tile, kc, pa, rs, cs, pb, c, o.Ldc, o.Alpha, o.Beta, store, b);
+                            {
+                                Tile(tile, kc, pa, rs, cs, pb, c, o.Ldc, o.Alpha, o.Beta, store);
+                                if (b != null || addend != 0) Finish(c, o.Ldc, tile, b, addend);
+                            }
                             else
                             {
-                                Tile(tile, kc, pa, rs, cs, pb, edgeC, NR, o.Alpha, 0, Store.Overwrite, null);
-                                MergeEdge(edgeC, c, o.Ldc, mr, nr, o.Beta, store, b);
+                                Tile(tile, kc, pa, rs, cs, pb, edgeC, NR, o.Alpha, 0, Store.Overwrite);
+                                MergeEdge(edgeC, c, o.Ldc, mr, nr, o.Beta, store, b, addend);
                             }
                             ir += mr;
                         }
@@ -215,7 +224,9 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
             for (int k = 0; k < kc; k++) dst[i * kc + k] = i < mr ? a[i * rs + k * cs] : 0;
     }
 
-    private static void MergeEdge(float* tile, float* c, int ldc, int mr, int nr, float beta, Store store, float* bias)
+    // The bias (a pointer to the tile's columns) and the addend (its offset from C in floats; 0 for none, which C
+    // itself never is) of the last block of k, as Finish adds them.
+    private static void MergeEdge(float* tile, float* c, int ldc, int mr, int nr, float beta, Store store, float* bias, long addend)
     {
         for (int i = 0; i < mr; i++)
             for (int j = 0; j < nr; j++)
@@ -224,14 +235,31 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                 ref float dst = ref c[(long)i * ldc + j];
                 dst = store switch { Store.Overwrite => t, Store.Blend => t + beta * dst, _ => dst + t };
                 if (bias != null) dst += bias[j];
+                if (addend != 0) dst += c[(long)i * ldc + j + addend];
             }
     }
 
-    private static void Tile(int rows, int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta,
-                             Store store, float* bias)
+    /// <summary>
+    /// A stored R×NR tile's rows plus the bias, then plus the addend (c + addend, C's layout), each a rounding of its
+    /// own. Apart from the kernel, on the tile just written (in L1): a vector held for them across the kernel's k loop
+    /// would push its accumulators out of the 32 registers (seen: the tile ran at a quarter of its speed).
+    /// </summary>
+    private static void Finish(float* c, long ldc, int rows, float* bias, long addend)
     {
-        if (rows == MR) Kernel<Rows12>(kc, pa, rs, cs, pb, c, ldc, alpha, beta, store, bias);
-        else Kernel<Rows4>(kc, pa, rs, cs, pb, c, ldc, alpha, beta, store, bias);
+        for (int i = 0; i < rows; i++, c += ldc)
+            for (int j = 0; j < NR; j += TV.Count)
+            {
+                var x = TV.Load(c + j);
+                if (bias != null) x += TV.Load(bias + j);
+                if (addend != 0) x += TV.Load(c + addend + j);
+                x.Store(c + j);
+            }
+    }
+
+    private static void Tile(int rows, int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta, Store store)
+    {
+        if (rows == MR) Kernel<Rows12>(kc, pa, rs, cs, pb, c, ldc, alpha, beta, store);
+        else Kernel<Rows4>(kc, pa, rs, cs, pb, c, ldc, alpha, beta, store);
     }
 
     private interface IRows { static abstract int Count { get; } }
@@ -239,13 +267,11 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
     private struct Rows4 : IRows { public static int Count => 4; }
 
     /// <summary>
-    /// The R×NR tile (R = 12 or 4): C[i, 0..NR) from Σ_k op(A)[i, k]·panel[k, 0..NR), for i in 0..R, plus bias[0..NR)
-    /// when given. The JIT compiles each R apart and drops the rows past it, so both are one source and every element
-    /// is the same chain in either.
+    /// The R×NR tile (R = 12 or 4): C[i, 0..NR) from Σ_k op(A)[i, k]·panel[k, 0..NR), for i in 0..R. The JIT compiles
+    /// each R apart and drops the rows past it, so both are one source and every element is the same chain in either.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel<R>(int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta,
-                                  Store store, float* bias)
+    private static void Kernel<R>(int kc, float* pa, long rs, long cs, float* pb, float* c, long ldc, float alpha, float beta, Store store)
         where R : struct, IRows
     {
         bool full = R.Count == MR;
@@ -299,51 +325,36 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
         }
         var va = TV.Create(alpha);
         var vb = TV.Create(beta);
-        var e = new Epilogue(va, vb, store, bias);
-        StoreRow(c, c00, c01, e);
-        StoreRow(c + ldc, c10, c11, e);
-        StoreRow(c + 2 * ldc, c20, c21, e);
-        StoreRow(c + 3 * ldc, c30, c31, e);
+        StoreRow(c, c00, c01, va, vb, store);
+        StoreRow(c + ldc, c10, c11, va, vb, store);
+        StoreRow(c + 2 * ldc, c20, c21, va, vb, store);
+        StoreRow(c + 3 * ldc, c30, c31, va, vb, store);
         if (!full) return;
-        StoreRow(c + 4 * ldc, c40, c41, e);
-        StoreRow(c + 5 * ldc, c50, c51, e);
-        StoreRow(c + 6 * ldc, c60, c61, e);
-        StoreRow(c + 7 * ldc, c70, c71, e);
-        StoreRow(c + 8 * ldc, c80, c81, e);
-        StoreRow(c + 9 * ldc, c90, c91, e);
-        StoreRow(c + 10 * ldc, ca0, ca1, e);
-        StoreRow(c + 11 * ldc, cb0, cb1, e);
-    }
-
-    /// <summary>What a tile's row gets after its sums: alpha, then beta·C or C (by the store), then the bias.</summary>
-    private readonly struct Epilogue(TV alpha, TV beta, Store store, float* bias)
-    {
-        public readonly TV Alpha = alpha, Beta = beta;
-        public readonly Store Store = store;
-        public readonly bool Biased = bias != null;
-        public readonly TV Bias0 = bias == null ? TV.Zero : TV.Load(bias), Bias1 = bias == null ? TV.Zero : TV.Load(bias + TV.Count);
+        StoreRow(c + 4 * ldc, c40, c41, va, vb, store);
+        StoreRow(c + 5 * ldc, c50, c51, va, vb, store);
+        StoreRow(c + 6 * ldc, c60, c61, va, vb, store);
+        StoreRow(c + 7 * ldc, c70, c71, va, vb, store);
+        StoreRow(c + 8 * ldc, c80, c81, va, vb, store);
+        StoreRow(c + 9 * ldc, c90, c91, va, vb, store);
+        StoreRow(c + 10 * ldc, ca0, ca1, va, vb, store);
+        StoreRow(c + 11 * ldc, cb0, cb1, va, vb, store);
     }
 
     // The same operations, element by element, as MergeEdge's scalar ones (no FMA contraction), so edge tiles round alike.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow(float* c, TV x0, TV x1, in Epilogue e)
+    private static void StoreRow(float* c, TV x0, TV x1, TV alpha, TV beta, Store store)
     {
-        x0 *= e.Alpha;
-        x1 *= e.Alpha;
-        if (e.Store == Store.Blend)
+        x0 *= alpha;
+        x1 *= alpha;
+        if (store == Store.Blend)
         {
-            x0 += e.Beta * TV.Load(c);
-            x1 += e.Beta * TV.Load(c + TV.Count);
+            x0 += beta * TV.Load(c);
+            x1 += beta * TV.Load(c + TV.Count);
         }
-        else if (e.Store == Store.Add)
+        else if (store == Store.Add)
         {
             x0 = TV.Load(c) + x0;
             x1 = TV.Load(c + TV.Count) + x1;
-        }
-        if (e.Biased)
-        {
-            x0 += e.Bias0;
-            x1 += e.Bias1;
         }
         x0.Store(c);
         x1.Store(c + TV.Count);

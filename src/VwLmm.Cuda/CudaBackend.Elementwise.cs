@@ -67,9 +67,10 @@ public sealed unsafe partial class CudaBackend
         Pointwise("copy_f32", n, args);
     }
 
-    public void Add(Tensor y, Tensor a, Tensor b, long n)
+    public void Add(Tensor y, Tensor a, Tensor b, long n) => Add(y.Ptr, a.Ptr, b.Ptr, n);
+
+    private void Add(nint py, nint pa, nint pb, long n)
     {
-        nint py = y.Ptr, pa = a.Ptr, pb = b.Ptr;
         ReadOnlySpan<KernelArg> args = [&py, &pa, &pb, &n];
         Pointwise("add_f32", n, args);
     }

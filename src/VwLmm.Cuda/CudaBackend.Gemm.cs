@@ -23,15 +23,15 @@ public sealed unsafe partial class CudaBackend
     internal long WidenChunkFloats { get; set; } = 16L << 20;
 
     /// <summary>
-    /// C [M,N] = alpha·op(A)·op(B) + beta·C (+ bias) per batch item, row-major (see <see cref="IBackend.Gemm"/>). cuBLAS
-    /// has no bias epilogue: the bias is bias_add_f32 on each item's C.
+    /// C [M,N] = alpha·op(A)·op(B) + beta·C (+ bias, + addend) per batch item, row-major (see <see cref="IBackend.Gemm"/>).
+    /// cuBLAS has no epilogue: the bias is bias_add_f32 on each item's C, the addend add_f32.
     /// </summary>
     public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha,
                      Tensor A, int lda, long strideA, Tensor B, int ldb, long strideB,
-                     float beta, Tensor C, int ldc, long strideC, int batch, Tensor? bias = null, long strideBias = 0)
+                     float beta, Tensor C, int ldc, long strideC, int batch, Tensor? bias = null, long strideBias = 0, Tensor? addend = null)
     {
         GemmOperands.Check(transA, transB, A, B, C);
-        GemmOperands.CheckBias(bias, strideBias, N, ldc, batch);
+        GemmOperands.CheckEpilogue(bias, strideBias, addend, C, M, N, ldc, strideC, batch);
         if (M == 0 || N == 0 || batch == 0) return;
         if (B.DType == DType.F32)
             Gemm(transA, transB, M, N, K, alpha, A.Ptr, lda, strideA, B.Ptr, ldb, strideB, beta, C.Ptr, ldc, strideC, batch);
@@ -39,9 +39,12 @@ public sealed unsafe partial class CudaBackend
             GemvBf16(M, N, K, alpha, A.Ptr, lda, strideA, B.Ptr, ldb, strideB, beta, C.Ptr, ldc, strideC, batch);
         else
             WidenedGemm(M, N, K, alpha, A.Ptr, lda, strideA, B.Ptr, ldb, strideB, beta, C.Ptr, ldc, strideC, batch);
-        if (bias is null) return;
         for (int i = 0; i < batch; i++)
-            BiasAdd(C.Ptr + (nint)(i * strideC * sizeof(float)), bias.Ptr + (nint)(i * strideBias * sizeof(float)), M, N, 1);
+        {
+            nint c = C.Ptr + (nint)(i * strideC * sizeof(float));
+            if (bias is not null) BiasAdd(c, bias.Ptr + (nint)(i * strideBias * sizeof(float)), M, N, 1);
+            if (addend is not null) Add(c, c, addend.Ptr + (nint)(i * strideC * sizeof(float)), (long)M * N);
+        }
     }
 
     /// <summary>The row-major GEMM on F32 device pointers, for ops that multiply scratch buffers.</summary>

@@ -73,11 +73,11 @@ public sealed class LlamaDecoder
             Tensor o = cache is null
                 ? Ops.Attention(tape, q, k, v, keyLengths, causal: true)
                 : cache.Attend(tape, i, q, k, v, cacheStart, keyLengths);
-            x = Ops.Add(tape, x, Ops.Linear(tape, Ops.Reshape(tape, o, b * l, d), ly.O.Value));
+            x = Ops.Linear(tape, Ops.Reshape(tape, o, b * l, d), ly.O.Value, residual: x);
             var m = Ops.RmsNorm(tape, x, ly.PostNorm.Value, eps);
             var gateUp = Ops.LinearStack(tape, m, ly.GateUp.Value);
             var g = Ops.SwiGlu(tape, Ops.Select(tape, gateUp, 0), Ops.Select(tape, gateUp, 1));
-            x = Ops.Add(tape, x, Ops.Linear(tape, g, ly.Down.Value));
+            x = Ops.Linear(tape, g, ly.Down.Value, residual: x);
         }
         return Ops.RmsNorm(tape, x, FinalNorm.Value, eps);
     }

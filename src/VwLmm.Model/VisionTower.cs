@@ -73,10 +73,10 @@ public sealed class VisionTower
             var k = Ops.Reshape(tape, Ops.Select(tape, qkv, 1), ni, t, h, c / h);
             var vv = Ops.Reshape(tape, Ops.Select(tape, qkv, 2), ni, t, h, c / h);
             var o = Ops.Reshape(tape, Ops.Attention(tape, q, k, vv, default, causal: false), ni * t, c);
-            x = Ops.Add(tape, x, Ops.Linear(tape, o, b.Ow.Value, b.Ob.Value));
+            x = Ops.Linear(tape, o, b.Ow.Value, b.Ob.Value, residual: x);
             var m = Ops.LayerNorm(tape, x, b.Ln2W.Value, b.Ln2B.Value, eps);
             m = Ops.Activation(tape, Ops.Linear(tape, m, b.Fc1W.Value, b.Fc1B.Value), act);
-            x = Ops.Add(tape, x, Ops.Linear(tape, m, b.Fc2W.Value, b.Fc2B.Value));
+            x = Ops.Linear(tape, m, b.Fc2W.Value, b.Fc2B.Value, residual: x);
         }
         return _config.MmVisionSelectFeature == VisionSelectFeature.Patch ? Ops.Gather(tape, x, null, DropClsMap(ni, t)) : x;
     }

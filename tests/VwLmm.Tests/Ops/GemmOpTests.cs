@@ -55,16 +55,20 @@ public abstract class GemmOpTests : BackendOpTests
     }
 
     /// <summary>
-    /// A bias added after the product: a shared one (strideBias 0) or one per item, on few-row products (the CPU's
-    /// matrix-vector path), edge rows and columns, K past one 256-deep block and K = 0, with and without beta. Against the
-    /// double reference, and bit for bit against the same Gemm followed by BiasAdd, which the contract promises.
+    /// A bias (shared, strideBias 0, or one per item) and an addend (a residual stream, C's layout) added after the
+    /// product, on few-row products (the CPU's matrix-vector path), edge rows and columns, K past one 256-deep block
+    /// and K = 0, with and without beta. Against the double reference, and bit for bit against the same Gemm followed
+    /// by BiasAdd and Add, which the contract promises.
     /// </summary>
-    [TestCase(false, true, 37, 53, 29, 0f, 53)]
-    [TestCase(false, true, 3, 70, 300, 0f, 0)]
-    [TestCase(true, false, 130, 45, 300, 0.5f, 45)]
-    [TestCase(false, false, 13, 33, 0, 0.5f, 33)]
-    [TestCase(false, true, 65, 128, 128, 0f, 128)]
-    public void BiasIsAddedAfterTheProduct(bool transA, bool transB, int M, int N, int K, float beta, int strideBias)
+    [TestCase(false, true, 37, 53, 29, 0f, 53, true, false)]
+    [TestCase(false, true, 3, 70, 300, 0f, 0, true, true)]
+    [TestCase(false, true, 1, 70, 300, 0f, 0, false, true)]
+    [TestCase(true, false, 130, 45, 300, 0.5f, 45, true, true)]
+    [TestCase(false, false, 13, 33, 0, 0.5f, 33, true, true)]
+    [TestCase(false, true, 65, 128, 128, 0f, 128, true, false)]
+    [TestCase(false, true, 128, 256, 768, 0f, 0, false, true)]
+    public void BiasAndAddendAreAddedAfterTheProduct(bool transA, bool transB, int M, int N, int K, float beta, int strideBias,
+                                                     bool withBias, bool withAddend)
     {
         const int batch = 3;
         int rowsA = transA ? K : M, lda = transA ? M : K, rowsB = transB ? N : K, ldb = transB ? K : N;
@@ -73,35 +77,50 @@ public abstract class GemmOpTests : BackendOpTests
         var b = OpHarness.Random(22, (int)((batch - 1) * strideB + rowsB * ldb));
         var c = OpHarness.Random(23, (int)((batch - 1) * strideC + M * N));
         var bias = OpHarness.Random(24, (batch - 1) * strideBias + N);
+        var addend = OpHarness.Random(25, c.Length);
         using var s = NewScope();
-        var (ta, tb, tbias) = (s.Upload("a", a, a.Length), s.Upload("b", b, b.Length), s.Upload("bias", bias, bias.Length));
-        var fused = s.Upload("c (bias in the gemm)", c, c.Length);
-        var apart = s.Upload("c (gemm, then BiasAdd)", c, c.Length);
-        Backend.Gemm(transA, transB, M, N, K, 0.75f, ta, lda, strideA, tb, ldb, strideB, beta, fused, N, strideC, batch, tbias, strideBias);
+        var (ta, tb) = (s.Upload("a", a, a.Length), s.Upload("b", b, b.Length));
+        var tbias = withBias ? s.Upload("bias", bias, bias.Length) : null;
+        var taddend = withAddend ? s.Upload("addend", addend, addend.Length) : null;
+        var fused = s.Upload("c (one gemm)", c, c.Length);
+        var apart = s.Upload("c (gemm, BiasAdd, Add)", c, c.Length);
+        Backend.Gemm(transA, transB, M, N, K, 0.75f, ta, lda, strideA, tb, ldb, strideB, beta, fused, N, strideC, batch, tbias, strideBias, taddend);
         Backend.Gemm(transA, transB, M, N, K, 0.75f, ta, lda, strideA, tb, ldb, strideB, beta, apart, N, strideC, batch);
         for (int i = 0; i < batch; i++)
-            Backend.BiasAdd(apart.View(i * strideC, new Shape(M, N)), tbias.View(i * strideBias, new Shape(N)), M, N, 1);
+        {
+            var item = apart.View(i * strideC, new Shape(M, N));
+            if (tbias is not null) Backend.BiasAdd(item, tbias.View(i * strideBias, new Shape(N)), M, N, 1);
+            if (taddend is not null) Backend.Add(item, taddend.View(i * strideC, new Shape(M, N)), item, (long)M * N);
+        }
         var expected = GemmReference.Gemm(transA, transB, M, N, K, 0.75f, a, lda, strideA, b, ldb, strideB, beta, c, N, strideC, batch);
         for (int i = 0; i < batch; i++)
             for (int m = 0; m < M; m++)
-                for (int n = 0; n < N; n++) expected[i * strideC + (long)m * N + n] += bias[i * strideBias + n];
-        OpHarness.AssertClose($"gemm + bias M={M} N={N} K={K} β={beta}", expected, fused.ToArray(), 1e-11);
-        AssertBitIdentical("gemm with a bias vs gemm then BiasAdd", apart.ToArray(), fused.ToArray());
+                for (int n = 0; n < N; n++)
+                {
+                    long at = i * strideC + (long)m * N + n;
+                    expected[at] += (withBias ? bias[i * strideBias + n] : 0) + (withAddend ? addend[at] : 0);
+                }
+        OpHarness.AssertClose($"gemm + bias + addend M={M} N={N} K={K} β={beta}", expected, fused.ToArray(), 1e-11);
+        AssertBitIdentical("one gemm vs gemm, BiasAdd, Add", apart.ToArray(), fused.ToArray());
         s.CheckGuards();
     }
 
     [Test]
-    public void RejectsABiasItCannotAdd()
+    public void RejectsABiasOrAddendItCannotAdd()
     {
         using var s = NewScope();
         var x = s.Upload("x", OpHarness.Random(1, 64), 64);
-        void Gemm(Tensor bias, int ldc, long strideBias, int batch) =>
-            Backend.Gemm(false, true, 4, 4, 4, 1f, x, 4, 0, x, 4, 0, 0f, x, ldc, 16, batch, bias, strideBias);
+        var c = s.New("c", 64);
+        void Gemm(Tensor? bias, int ldc, long strideBias, int batch, Tensor? addend = null) =>
+            Backend.Gemm(false, true, 4, 4, 4, 1f, x, 4, 0, x, 4, 0, 0f, c, ldc, 16, batch, bias, strideBias, addend);
         Assert.Multiple(() =>
         {
             Assert.That(() => Gemm(s.Upload("bias", new float[4], 4), 5, 0, 1), Throws.ArgumentException.With.Message.Contains("ldc 5"), "pitched C");
             Assert.That(() => Gemm(s.Upload("bias", new float[7], 7), 4, 4, 2), Throws.ArgumentException.With.Message.Contains("bias [7]"), "short bias");
             Assert.That(() => Gemm(s.UploadInts("bias", new int[4], 4), 4, 0, 1), Throws.ArgumentException.With.Message.Contains("bias is I32"), "i32 bias");
+            Assert.That(() => Gemm(null, 4, 0, 2, s.New("addend", 31)), Throws.ArgumentException.With.Message.Contains("addend [31]"), "short addend");
+            Assert.That(() => Gemm(null, 4, 0, 1, c), Throws.ArgumentException.With.Message.Contains("addend is C"), "C as its own addend");
+            Assert.That(() => Gemm(null, 4, 0, 1, s.UploadInts("addend", new int[16], 16)), Throws.ArgumentException.With.Message.Contains("addend is I32"), "i32 addend");
         });
     }
 
