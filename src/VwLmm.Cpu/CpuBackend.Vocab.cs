@@ -15,7 +15,16 @@ public sealed unsafe partial class CpuBackend
     {
         int* t = I(targets);
         IndexChecks.Targets(nameof(CrossEntropy), new ReadOnlySpan<int>(t, N), V);
-        ParallelFor(N, new CrossEntropyJob { Losses = F(losses), DLogits = F(dlogits), Logits = F(logits), Targets = t, V = V, GradScale = gradScale }, MinTasksPerChunk(V));
+        // The work is split over the rows with a target: ignored rows come in runs (a sample's image positions), and
+        // an even split of all rows gave one thread a batch-1 sample's image and the other its text.
+        float* loss = F(losses);
+        int* rows = (int*)Scratch(N);
+        int count = 0;
+        for (int r = 0; r < N; r++)
+            if (t[r] == IndexChecks.IgnoreIndex) loss[r] = 0;
+            else rows[count++] = r;
+        var job = new CrossEntropyJob { Losses = loss, DLogits = F(dlogits), Logits = F(logits), Targets = t, Rows = rows, V = V, GradScale = gradScale };
+        ParallelFor(count, job, MinTasksPerChunk(V));
     }
 
     public void VisualWordKl(Tensor losses, Tensor? dLm, Tensor? dVm, Tensor lmLogits, Tensor vmLogits, Tensor pairs,
@@ -57,23 +66,19 @@ public sealed unsafe partial class CpuBackend
         return true;
     }
 
+    /// <summary>Rows[start, end), each a row with a target.</summary>
     private struct CrossEntropyJob : ISimdJob
     {
         public float* Losses, DLogits, Logits;
-        public int* Targets;
+        public int* Targets, Rows;
         public int V;
         public float GradScale;
 
         public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
-            for (int row = start; row < end; row++)
+            for (int i = start; i < end; i++)
             {
-                int target = Targets[row];
-                if (target == IndexChecks.IgnoreIndex)
-                {
-                    Losses[row] = 0;
-                    continue;
-                }
+                int row = Rows[i], target = Targets[row];
                 float* x = Logits + (long)row * V;
                 float lse = SimdMath.LogSumExp<TV>(x, V);
                 Losses[row] = lse - x[target];

@@ -20,16 +20,20 @@ public abstract class VocabOpTests : BackendOpTests
         return r;
     }
 
-    /// <summary>Spread 80 puts logits at ±80, where exp overflows float without the max shift.</summary>
-    [TestCase(6, 1001, 4f)]
-    [TestCase(3, 32000, 4f)]
-    [TestCase(5, 1001, 80f)]
-    public void CrossEntropyMatchesReference(int N, int V, float spread)
+    /// <summary>
+    /// Spread 80 puts logits at ±80, where exp overflows float without the max shift. A leading run of ignored rows is
+    /// a batch-1 sample's image positions (the CPU splits its work over the rows with targets).
+    /// </summary>
+    [TestCase(6, 1001, 4f, 0)]
+    [TestCase(3, 32000, 4f, 0)]
+    [TestCase(5, 1001, 80f, 0)]
+    [TestCase(48, 1001, 4f, 24)]
+    public void CrossEntropyMatchesReference(int N, int V, float spread, int leadingIgnored)
     {
         var logits = Random(1, N * V, spread);
         var targets = new int[N];
         var rng = new Random(2);
-        for (int i = 0; i < N; i++) targets[i] = i % 3 == 1 ? VocabReference.IgnoreIndex : rng.Next(V);
+        for (int i = 0; i < N; i++) targets[i] = i < leadingIgnored || i % 3 == 1 ? VocabReference.IgnoreIndex : rng.Next(V);
         targets[N - 1] = V - 1;
         var d0 = Random(3, N * V);
         var (refLoss, refGrad) = VocabReference.CrossEntropy(ToDouble(logits), targets, N, V);
