@@ -35,8 +35,8 @@ public sealed unsafe partial class CpuBackend
         GemmOperands.CheckEpilogue(bias, strideBias, addend, C, M, N, ldc, strideC, batch);
         if (M == 0 || N == 0) return;
         float* a = F(A), c = F(C);
-        bool bf16 = B.DType == DType.BF16;
-        if (GemmKernel == CpuGemm.Avx512 && !(!transA && transB && beta == 0 && M <= GemvMaxRows))
+        bool bf16 = B.DType == DType.BF16, gemv = !transA && transB && beta == 0 && M <= GemvMaxRows;
+        if (GemmKernel == CpuGemm.Avx512 && !gemv)
         {
             // Our GEMM adds the bias and the addend as it stores the last block of sums.
             var o = new SgemmOperands(transA, transB, M, N, K, alpha, a, lda, bf16 ? null : F(B), ldb, beta, c, ldc)
@@ -54,7 +54,7 @@ public sealed unsafe partial class CpuBackend
                     PackedSgemmBatch(o.Offset(i * strideA, i * strideB, i * strideC, i * strideBias), 0, 0, 0, 0, 1);
             return;
         }
-        if (!transA && transB && beta == 0 && M <= GemvMaxRows)
+        if (gemv)
         {
             if (bf16) Gemv(M, N, K, alpha, a, lda, strideA, (BF16*)B.Ptr, ldb, strideB, c, ldc, strideC, batch);
             else Gemv(M, N, K, alpha, a, lda, strideA, (F32*)B.Ptr, ldb, strideB, c, ldc, strideC, batch);
