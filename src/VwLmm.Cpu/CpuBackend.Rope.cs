@@ -60,7 +60,7 @@ public sealed unsafe partial class CpuBackend
         if (most >= _ropeCount && _ropeCount < limit)
         {
             int count = (int)Math.Min(limit, Math.Max(256, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)most + 1)));
-            _ropeTable = null;
+            // Every row is written anew: after a change of (D, theta) the old buffer serves if it is large enough.
             var job = new RopeAnglesJob { Table = Grow(ref _ropeTable, (long)count * D), Frequencies = Grow(ref _ropeFrequencies, D / 2), D = D };
             ParallelFor(count, job, MinTasksPerChunk(D));
             _ropeCount = count;
