@@ -508,6 +508,28 @@ public static class Ops
     }
 
     /// <summary>
+    /// Mean squared error of x [N,C] against target [N,C] over all N·C entries, times weight. A root like CrossEntropy:
+    /// when recording, its gradient (2·weight/(N·C))·(x − target) is added to x's gradient now.
+    /// </summary>
+    public static LossResult SquaredError(Tape tape, Tensor x, Tensor target, float weight = 1f)
+    {
+        const string op = "SquaredError";
+        using var range = Profiler.Range(tape.Backend, op);
+        Check.Rank(op, "x", x, 2);
+        Check.F32(op, "x", x);
+        Check.F32(op, "target", target);
+        if (target.Shape != x.Shape) throw new ArgumentException($"{op}: target has shape {target.Shape}, expected {x.Shape}");
+        var be = tape.Backend;
+        var diff = tape.Arena.Allocate(x.Shape);
+        be.Copy(diff, x, x.Numel);
+        be.Axpy(diff, target, x.Numel, -1f);
+        var sum = tape.Arena.Allocate(1);
+        be.SumSquares(sum, 0, diff, x.Numel);
+        if (tape.GradOrNull(x) is { } dx) be.Axpy(dx, diff, x.Numel, 2f * weight / x.Numel);
+        return new LossResult(SumInOrder(tape, sum) / x.Numel, x.Shape[0], null);
+    }
+
+    /// <summary>
     /// VW-LMM visual-word loss: mean over pairs host [N·2] = (lmRow, vmRow) of KL(p‖q) (forward) or KL(q‖p) (reverse),
     /// p = softmax(vmLogits [Nimg,V] row), q = softmax(lmLogits [R,V] row), times weight. A root like CrossEntropy;
     /// detach stops the gradient into the VM logits. N = 0 gives 0, not NaN (METHOD §6.6).

@@ -20,7 +20,7 @@ public enum ShapesGridStages { Lookup, Llava }
 public sealed record ShapesGridBudget(int VisionSteps, int TextSteps, int AlignSteps, int CaptionSteps, int QaSteps, int BatchSize, int EvalImages)
 {
     /// <summary>The `vwlmm demo` budget: under ten minutes on two cores.</summary>
-    public static ShapesGridBudget Default { get; } = new(800, 120, 200, 400, 2000, 16, 200);
+    public static ShapesGridBudget Default { get; } = new(2400, 120, 200, 400, 2000, 16, 200);
     /// <summary>`demo --quick` and the CI test: a couple of minutes.</summary>
     public static ShapesGridBudget Quick { get; } = new(300, 40, 30, 30, 300, 12, 60);
 
@@ -59,7 +59,7 @@ public sealed class ShapesGridRecipe
     public static string CacheDir(string root, ulong seed) => Path.Combine(root, $"shapesgrid-v{ShapesGridWorld.Version}.{Version}-seed{seed}");
 
     /// <summary>Bumped whenever the stages change, so a model trained by an older recipe is never reused.</summary>
-    public const int Version = 4;
+    public const int Version = 5;
 
     public static ConversationTemplate Template => ConversationTemplate.ShapesChat;
 

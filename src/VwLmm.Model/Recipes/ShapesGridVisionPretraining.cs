@@ -6,18 +6,27 @@ namespace VwLmm.Model.Recipes;
 
 /// <summary>
 /// Held-out per-patch accuracy of the pretraining probes: object colour, object shape, background; and colour and shape
-/// on the patches of objects in a held-out colour×shape combination alone (the ones the decoder must generalise to).
+/// on the patches of objects in a held-out colour×shape combination alone (the ones the decoder must generalise to);
+/// and the features' mean squared error against their factor codes.
 /// </summary>
 public sealed record VisionProbeAccuracy(double Colour, double Shape, double Background, int ObjectPatches, int Patches,
-                                         double HeldOutColour = 0, double HeldOutShape = 0, int HeldOutObjectPatches = 0);
+                                         double HeldOutColour = 0, double HeldOutShape = 0, int HeldOutObjectPatches = 0,
+                                         double CodeError = 0);
 
 /// <summary>
 /// The ShapesGrid stand-in for a pretrained CLIP tower (LLaVA and METHOD §7 start from one; nothing here is
 /// pretrained). The tower learns to name what each patch shows: three linear probes on its select-layer patch features —
 /// colour (6 + "no object"), shape (4 + "no object") and background (4) — trained with cross-entropy on the train split.
-/// Colour and shape are separate labels, never their combination, so the features stay compositional and the held-out
-/// colour×shape combinations are as readable as the seen ones. The probes are thrown away afterwards; the VW-LMM stages
-/// then see a tower that encodes every patch's content, which is what the paper's CLIP provides.
+/// Colour and shape are separate labels, never their combination. The probes are thrown away afterwards; the VW-LMM
+/// stages then see a tower that encodes every patch's content, which is what the paper's CLIP provides.
+/// <para>
+/// Separate labels alone do not make the features compositional: a linear readout fitted on the training combinations
+/// read held-out colour at 69%, the features carrying colour in a shape-dependent way (docs/RESULTS.md, sessions 11 and
+/// 23). So the features are also regressed (mean squared error) onto a fixed factor code: the C dimensions split in
+/// three blocks, one per probe, each class a random N(0, 1) vector over its probe's block, a patch's code its three
+/// classes' vectors side by side. A label an augmented image withholds leaves its block free. An object of a held-out
+/// combination then has a code whose colour and shape parts were each seen, only never together.
+/// </para>
 /// <para>
 /// Why not only text: trained through the decoder alone, the from-scratch tower learned colour (a linear probe reads it
 /// at 93%) but never shape (44%), since telling 4 hard-edged 6-pixel shapes apart independently of their colour needs a
@@ -29,12 +38,15 @@ public sealed class ShapesGridVisionPretraining : IDisposable
     private const int Colours = 6, Shapes = 4, Grounds = 4;
     private static readonly string[] HeadNames = ["colour", "shape", "background"];
     private static readonly int[] HeadSizes = [Colours + 1, Shapes + 1, Grounds];
+    private static readonly int[] CodeRows = [0, Colours + 1, Colours + 1 + Shapes + 1]; // each head's first row of _codes
+    private const float CodeWeight = 1f;
 
     private readonly VwLmmModel _model;
     private readonly ShapesGridRecipe _recipe;
     private readonly Parameter[] _heads; // per probe: weight [K, C], bias [K]
+    private readonly float[] _codes; // the factor codes [Colours + 1 + Shapes + 1 + Grounds, C], fixed
 
-    /// <param name="seed">initialises the probes.</param>
+    /// <param name="seed">initialises the probes, then draws the factor codes.</param>
     public ShapesGridVisionPretraining(VwLmmModel model, ShapesGridRecipe recipe, ulong seed)
     {
         _model = model;
@@ -52,12 +64,19 @@ public sealed class ShapesGridVisionPretraining : IDisposable
             model.Backend.Fill(b.Value, 0f);
             (_heads[2 * h], _heads[2 * h + 1]) = (w, b);
         }
+        _codes = new float[HeadSizes.Sum() * c];
+        for (int h = 0, row = 0; h < HeadSizes.Length; h++)
+        {
+            var (lo, hi) = Block(h, c);
+            for (int k = 0; k < HeadSizes[h]; k++, row++)
+                for (int i = lo; i < hi; i++) _codes[row * c + i] = (float)rng.NextNormal();
+        }
     }
 
     /// <summary>
     /// Trains the tower and the probes for <paramref name="steps"/> AdamW steps of <paramref name="batchSize"/> train
     /// images (sample indices from <paramref name="firstSample"/> on), cosine-decayed from <paramref name="lr"/> after a
-    /// 5% warm-up; reports (step, mean loss of the three probes) after each step.
+    /// 5% warm-up; reports (step, the code regression's error plus the probes' mean cross-entropy) after each step.
     /// </summary>
     public void Train(int steps, int batchSize, double lr, long firstSample = 0, Action<int, double>? onStep = null)
     {
@@ -77,10 +96,10 @@ public sealed class ShapesGridVisionPretraining : IDisposable
                 tape.Reset();
                 tape.Track(tower);
                 tape.Track(_heads);
-                double loss = Loss(tape, Split.Train, firstSample + (long)step * batchSize, batchSize, accuracy: null);
+                var (code, probes) = Loss(tape, Split.Train, firstSample + (long)step * batchSize, batchSize, accuracy: null);
                 tape.Backward();
                 adam.Step((float)schedule.LearningRate(step), maxNorm: 1f);
-                onStep?.Invoke(step + 1, loss);
+                onStep?.Invoke(step + 1, CodeWeight * code + probes);
             }
         }
         finally
@@ -97,9 +116,9 @@ public sealed class ShapesGridVisionPretraining : IDisposable
         var tape = new Tape(_model.Backend, arena, record: false);
         // The three probes, then colour and shape again on held-out-combination objects only.
         var accuracy = new (int Correct, int Scored)[HeadSizes.Length + 2];
-        Loss(tape, split, first, images, accuracy);
+        double codeError = Loss(tape, split, first, images, accuracy).Code;
         return new VisionProbeAccuracy(Ratio(accuracy[0]), Ratio(accuracy[1]), Ratio(accuracy[2]), accuracy[1].Scored, accuracy[2].Scored,
-                                       Ratio(accuracy[3]), Ratio(accuracy[4]), accuracy[4].Scored);
+                                       Ratio(accuracy[3]), Ratio(accuracy[4]), accuracy[4].Scored, codeError);
     }
 
     /// <summary>
@@ -131,22 +150,27 @@ public sealed class ShapesGridVisionPretraining : IDisposable
     }
 
     // The three probes' logits [count·N, K_h] on the tower's patch features of count preprocessed images.
-    private Tensor[] ProbeLogits(Tape tape, float[] pixels, int count)
+    private Tensor[] ProbeLogits(Tape tape, float[] pixels, int count) => ProbeLogits(tape, Features(tape, pixels, count));
+
+    private Tensor Features(Tape tape, float[] pixels, int count)
     {
         var v = _model.Config.Vision;
-        var features = _model.Vision.Forward(tape, Ops.Input(tape, pixels, count, v.NumChannels, v.ImageSize, v.ImageSize));
-        return Enumerable.Range(0, HeadSizes.Length).Select(h => Ops.Linear(tape, features, _heads[2 * h].Value, _heads[2 * h + 1].Value)).ToArray();
+        return _model.Vision.Forward(tape, Ops.Input(tape, pixels, count, v.NumChannels, v.ImageSize, v.ImageSize));
     }
+
+    private Tensor[] ProbeLogits(Tape tape, Tensor features) =>
+        Enumerable.Range(0, HeadSizes.Length).Select(h => Ops.Linear(tape, features, _heads[2 * h].Value, _heads[2 * h + 1].Value)).ToArray();
 
     // Probe h's class for one patch row of its host logits.
     private static int Decision(float[] logits, int row, int h) => HostMath.ArgMax(logits.AsSpan(row * HeadSizes[h], HeadSizes[h]));
 
     private static double Ratio((int Correct, int Scored) a) => (double)a.Correct / Math.Max(1, a.Scored);
 
-    // Mean of the three probes' cross-entropies over the patches of images [first, first + count) of a split; with
-    // accuracy given, each probe's (correct, scored) counts are added to it (a read-back the training steps skip), and
-    // the colour and shape probes' counts on held-out-combination objects to its entries 3 and 4.
-    private double Loss(Tape tape, Split split, long first, int count, (int Correct, int Scored)[]? accuracy)
+    // The code regression's mean squared error and the mean of the three probes' cross-entropies over the patches of
+    // images [first, first + count) of a split; with accuracy given, each probe's (correct, scored) counts are added to
+    // it (a read-back the training steps skip), and the colour and shape probes' counts on held-out-combination objects
+    // to its entries 3 and 4.
+    private (double Code, double Probes) Loss(Tape tape, Split split, long first, int count, (int Correct, int Scored)[]? accuracy)
     {
         var world = _recipe.World;
         var v = _model.Config.Vision;
@@ -156,6 +180,9 @@ public sealed class ShapesGridVisionPretraining : IDisposable
         var pixels = new float[count * per];
         var targets = HeadSizes.Select(_ => new int[count * np]).ToArray();
         var heldOut = new bool[count * np];
+        int C = v.HiddenSize;
+        var code = new float[count * np * C];
+        var free = new int[count]; // per image, the block its labels leave open (−1: none)
         for (int i = 0; i < count; i++)
         {
             long index = first + i;
@@ -174,10 +201,25 @@ public sealed class ShapesGridVisionPretraining : IDisposable
                 targets[1][row] = o is { } os ? (blob ? IndexChecks.IgnoreIndex : (int)os.Shape) : Shapes;
                 targets[2][row] = (int)scene.BackgroundAt(r);
                 heldOut[row] = o is { } oh && world.IsHeldOut(oh.Combo);
+                for (int h = 0; h < HeadSizes.Length; h++)
+                    if (targets[h][row] != IndexChecks.IgnoreIndex) AddCode(code.AsSpan(row * C, C), h, targets[h][row]);
+            }
+            free[i] = recolour ? 0 : blob ? 1 : -1;
+        }
+        var features = Features(tape, pixels, count);
+        if (free.Any(b => b >= 0))
+        {
+            // An unlabelled block's target is the features themselves: no error there, and no gradient.
+            var host = features.ToArray();
+            for (int row = 0; row < count * np; row++)
+            {
+                if (free[row / np] < 0) continue;
+                var (lo, hi) = Block(free[row / np], C);
+                host.AsSpan(row * C + lo, hi - lo).CopyTo(code.AsSpan(row * C + lo, hi - lo));
             }
         }
-        var logits = ProbeLogits(tape, pixels, count);
-        double loss = 0;
+        var logits = ProbeLogits(tape, features);
+        double codeError = Ops.SquaredError(tape, features, Ops.Input(tape, code, count * np, C), CodeWeight).Mean, loss = 0;
         for (int h = 0; h < HeadSizes.Length; h++)
         {
             loss += Ops.CrossEntropy(tape, logits[h], targets[h], 1f / HeadSizes.Length).Mean / HeadSizes.Length;
@@ -195,7 +237,17 @@ public sealed class ShapesGridVisionPretraining : IDisposable
                 if (correct) accuracy[3 + h].Correct++;
             }
         }
-        return loss;
+        return (codeError, loss);
+    }
+
+    // Head h's third of the C feature dimensions.
+    private static (int Lo, int Hi) Block(int h, int c) => (h * c / HeadSizes.Length, (h + 1) * c / HeadSizes.Length);
+
+    // dst += the code of class k of head h.
+    private void AddCode(Span<float> dst, int h, int k)
+    {
+        var src = _codes.AsSpan((CodeRows[h] + k) * dst.Length, dst.Length);
+        for (int i = 0; i < dst.Length; i++) dst[i] += src[i];
     }
 
     // Blobs keep their palette colour. Shapes get their own random colour at least 80 (Euclidean RGB) from each palette

@@ -15,7 +15,7 @@ public class TapeTests : CpuFixture
     private const int N = 5, In = 7, Hid = 9, V = 11;
 
     // loss = mean CE( W2·gelu(W1·x + b1) + b2 , targets ) in double.
-    private static double ReferenceLoss(double[] w1, double[] b1, double[] w2, double[] b2, double[] x, int[] targets)
+    private static double ReferenceLoss(double[] w1, double[] b1, double[] w2, double[] b2, double[] x, int[] targets, int inputs = In)
     {
         double total = 0;
         int count = 0;
@@ -25,7 +25,7 @@ public class TapeTests : CpuFixture
             for (int j = 0; j < Hid; j++)
             {
                 double s = b1[j];
-                for (int i = 0; i < In; i++) s += w1[j * In + i] * x[n * In + i];
+                for (int i = 0; i < inputs; i++) s += w1[j * inputs + i] * x[n * inputs + i];
                 h[j] = 0.5 * s * (1 + Erf(s / Math.Sqrt(2)));
             }
             var logits = new double[V];
@@ -114,6 +114,76 @@ public class TapeTests : CpuFixture
             }, d[i]);
             OpHarness.AssertClose($"grad {ps[i].Name}", expected, ps[i].Grad!.ToArray(), 1e-9);
         }
+        foreach (var p in ps) p.Dispose();
+    }
+
+    [Test]
+    public void SquaredErrorBesideAnotherConsumerMatchesFiniteDifferences()
+    {
+        // loss = mean CE(W2·gelu(h)) + 0.7·mean((h − target)²), h = W1·x + b1: the root gradient written by SquaredError
+        // and the one the second Linear adds in backward must both reach W1 and b1.
+        const float weight = 0.7f;
+        var w1 = new Parameter(Cpu, "w1", new Shape(Hid, In));
+        var b1 = new Parameter(Cpu, "b1", new Shape(Hid));
+        Parameter[] ps = [w1, b1];
+        var host = new float[2][];
+        for (int i = 0; i < ps.Length; i++)
+        {
+            host[i] = OpHarness.Random(30 + i, ps[i].Numel, 0.7f);
+            Cpu.Upload<float>(ps[i].Value, host[i]);
+            ps[i].Trainable = true;
+        }
+        var w2 = OpHarness.Random(32, V * Hid, 0.7f);
+        var x = OpHarness.Random(33, N * In);
+        var target = OpHarness.Random(34, N * Hid);
+        int[] targets = [3, 1, 0, 10, 7];
+
+        using var arena = new Arena(Cpu, 1 << 20);
+        var tape = new Tape(Cpu, arena, record: true);
+        tape.Track(ps);
+        var h = Ops.Linear(tape, Ops.Input(tape, x, N, In), w1.Value, b1.Value);
+        var logits = Ops.Linear(tape, Ops.Activation(tape, h, Activation.Gelu), Ops.Input(tape, w2, V, Hid));
+        var ce = Ops.CrossEntropy(tape, logits, targets);
+        var se = Ops.SquaredError(tape, h, Ops.Input(tape, target, N, Hid), weight);
+        tape.Backward();
+
+        var (xd, w2d, td) = (OpHarness.ToDouble(x), OpHarness.ToDouble(w2), OpHarness.ToDouble(target));
+        double Reference(double[] w, double[] b, out double mse)
+        {
+            var hd = new double[N * Hid];
+            mse = 0;
+            for (int n = 0; n < N; n++)
+                for (int j = 0; j < Hid; j++)
+                {
+                    double s = b[j];
+                    for (int i = 0; i < In; i++) s += w[j * In + i] * xd[n * In + i];
+                    hd[n * Hid + j] = s;
+                    mse += (s - td[n * Hid + j]) * (s - td[n * Hid + j]);
+                }
+            mse /= N * Hid;
+            // ReferenceLoss applies gelu to W·h + b: with W = identity and b = 0 it is CE(W2·gelu(h)).
+            var eye = new double[Hid * Hid];
+            for (int j = 0; j < Hid; j++) eye[j * Hid + j] = 1;
+            return ReferenceLoss(eye, new double[Hid], w2d, new double[V], hd, targets, Hid);
+        }
+        var d = Array.ConvertAll(host, OpHarness.ToDouble);
+        double refCe = Reference(d[0], d[1], out double refMse);
+        Assert.That(ce.Mean, Is.EqualTo(refCe).Within(1e-5));
+        Assert.That(se.Mean, Is.EqualTo(refMse).Within(1e-5 * refMse));
+        Assert.That(se.Count, Is.EqualTo(N));
+        for (int i = 0; i < ps.Length; i++)
+        {
+            int which = i;
+            var expected = OpHarness.FiniteDifference(p =>
+            {
+                var args = (double[][])d.Clone();
+                args[which] = p;
+                return Reference(args[0], args[1], out double m) + weight * m;
+            }, d[i]);
+            OpHarness.AssertClose($"grad {ps[i].Name}", expected, ps[i].Grad!.ToArray(), 1e-9);
+        }
+        var e = Assert.Throws<ArgumentException>(() => Ops.SquaredError(tape, h, Ops.Input(tape, target.AsSpan(0, Hid), 1, Hid)))!;
+        Assert.That(e.Message, Does.Contain("SquaredError").And.Contain("[1,9]").And.Contain("[5,9]"));
         foreach (var p in ps) p.Dispose();
     }
 

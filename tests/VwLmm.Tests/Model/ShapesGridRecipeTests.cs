@@ -70,6 +70,21 @@ public class ShapesGridRecipeTests : CpuFixture
     }
 
     [Test]
+    public void TowerFeaturesAreRegressedOntoTheFactorCodes()
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        using var model = new VwLmmModel(Cpu, recipe.ModelConfig(tok));
+        model.InitializeRandom(3);
+        using var pretraining = new ShapesGridVisionPretraining(model, recipe, 3);
+        // Each feature's target is an N(0, 1) entry of one class's code: an untrained tower is about 1 away per entry.
+        double before = pretraining.Evaluate(12).CodeError;
+        Assert.That(before, Is.GreaterThan(0.8));
+        pretraining.Train(steps: 40, batchSize: 8, lr: 2e-3);
+        double after = pretraining.Evaluate(12).CodeError;
+        Assert.That(after, Is.LessThan(0.5 * before), "the features move towards the sum of their classes' codes");
+    }
+
+    [Test]
     public void QaSourceWithKindsAsksOnlyThoseKinds()
     {
         var (recipe, tok) = TinyWorld.ShapesGridSeed1;
