@@ -31,7 +31,7 @@ public class TrainInterruptTests
             // exits 0); the interrupt must land mid-run, so such an attempt is repeated in a fresh folder.
             int exit = 0;
             string stdout = "";
-            for (int attempt = 0; attempt < 3 && exit == 0; attempt++)
+            for (int attempt = 0; attempt < 5 && exit == 0; attempt++)
             {
                 if (Directory.Exists(cut)) Directory.Delete(cut, recursive: true);
                 (exit, stdout) = RunUntilInterrupted(config, cut, afterSteps: 3);
