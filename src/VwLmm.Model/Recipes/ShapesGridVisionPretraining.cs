@@ -24,8 +24,9 @@ public sealed record VisionProbeAccuracy(double Colour, double Shape, double Bac
 /// read held-out colour at 69%, the features carrying colour in a shape-dependent way (docs/RESULTS.md, sessions 11 and
 /// 23). So the features are also regressed (mean squared error) onto a fixed factor code: the C dimensions split in
 /// three blocks, one per probe, each class a random N(0, 1) vector over its probe's block, a patch's code its three
-/// classes' vectors side by side. A label an augmented image withholds leaves its block free. An object of a held-out
-/// combination then has a code whose colour and shape parts were each seen, only never together.
+/// classes' vectors side by side. The label an augmented image withholds from its objects leaves that block free on
+/// all of the image's patches (its target is the features themselves). An object of a held-out combination then has a
+/// code whose colour and shape parts were each seen, only never together.
 /// </para>
 /// <para>
 /// Why not only text: trained through the decoder alone, the from-scratch tower learned colour (a linear probe reads it
@@ -182,7 +183,7 @@ public sealed class ShapesGridVisionPretraining : IDisposable
         var heldOut = new bool[count * np];
         int C = v.HiddenSize;
         var code = new float[count * np * C];
-        var free = new int[count]; // per image, the block its labels leave open (−1: none)
+        var free = new int[count]; // per image, the block its augmentation leaves open (−1: none)
         for (int i = 0; i < count; i++)
         {
             long index = first + i;
@@ -191,6 +192,7 @@ public sealed class ShapesGridVisionPretraining : IDisposable
             // blobs (colour labels only). The two augmentations make shape and colour features independent of each other.
             int kind = split == Split.Train ? (int)(index % 3) : 0;
             bool recolour = kind == 1, blob = kind == 2;
+            free[i] = recolour ? 0 : blob ? 1 : -1;
             var image = kind == 0 ? world.Render(scene) : ShapesGridRenderer.Render(scene, v.ImageSize, v.PatchSize, Repaint(scene, blob));
             _recipe.Pixels(image).CopyTo(pixels, i * per);
             for (int j = 0; j < np; j++)
@@ -202,9 +204,8 @@ public sealed class ShapesGridVisionPretraining : IDisposable
                 targets[2][row] = (int)scene.BackgroundAt(r);
                 heldOut[row] = o is { } oh && world.IsHeldOut(oh.Combo);
                 for (int h = 0; h < HeadSizes.Length; h++)
-                    if (targets[h][row] != IndexChecks.IgnoreIndex) AddCode(code.AsSpan(row * C, C), h, targets[h][row]);
+                    if (h != free[i]) AddCode(code.AsSpan(row * C, C), h, targets[h][row]);
             }
-            free[i] = recolour ? 0 : blob ? 1 : -1;
         }
         var features = Features(tape, pixels, count);
         if (free.Any(b => b >= 0))
