@@ -17,11 +17,20 @@ import argparse, json, os, statistics, subprocess, sys
 
 KINDS = ["colour", "shape", "count", "existence", "position"]
 
+def pair_accuracy(results, kind, split):
+    """Share right of the colour or shape questions about held-out (training) pairs; None where the run lacks the
+    counts (a demo before session 24) or asked none."""
+    counts = results.get("colour_shape_questions_by_pair", {}).get(kind, {}).get(split)
+    return counts["right"] / counts["asked"] if counts and counts["asked"] else None
+
+
 # (key in ablations.json, column heading, the value in one run's results.json or None where that run lacks it).
 METRICS = [
     ("qa_overall", "QA overall", lambda r: r["qa_accuracy"]["overall"]),
     *[(f"qa_{k}", k, lambda r, k=k: r["qa_accuracy"].get(k, 0.0)) for k in KINDS],
     ("qa_held_out_combos", "held-out combos", lambda r: r["qa_accuracy_held_out_combos"]),
+    *[(f"{k}_held_out_pairs", f"{k}, held-out pairs", lambda r, k=k: pair_accuracy(r, k, "held_out")) for k in ("colour", "shape")],
+    *[(f"{k}_training_pairs", f"{k}, training pairs", lambda r, k=k: pair_accuracy(r, k, "training")) for k in ("colour", "shape")],
     ("visual_word_accuracy", "visual-word acc.", lambda r: r["visual_word_accuracy"]),
     ("logit_lens_accuracy", "logit lens E·x", lambda r: r.get("logit_lens_accuracy")),
     ("next_patch_accuracy", "next patch: LM names it", lambda r: r.get("next_patch_accuracy")),

@@ -133,6 +133,7 @@ public sealed class DemoCommand : ICommand
             var results = eval.Evaluate(budget.EvalImages);
             var ci = CultureInfo.InvariantCulture;
             Say(string.Create(ci, $"QA exact match {results.QaAccuracy:P1} over {results.Questions} questions ({string.Join(", ", results.QaAccuracyByKind.Select(kv => $"{kv.Key} {kv.Value:P0}"))}); held-out combos {results.QaAccuracyHeldOutCombos:P1}"));
+            Say($"colour / shape questions about held-out pairs {PairCounts(results, heldOut: true)}; about training pairs in the same images {PairCounts(results, heldOut: false)}");
             Say(string.Create(ci, $"unseen training-distribution images: QA exact match {results.TrainDistributionAccuracy["overall"]:P1} over {results.TrainDistribution.Count} questions"));
             Say(string.Create(ci, $"visual-word accuracy {results.VisualWordAccuracy:P1} on {results.ObjectPatches} object patches (chance {results.VisualWordChance:P1}; logit lens E·x {results.LogitLensAccuracy:P1}; LM head before the patch {results.NextPatchAccuracy:P1})"));
 
@@ -196,6 +197,13 @@ public sealed class DemoCommand : ICommand
         return tok.Decode(ids.Where(i => i != tok.EosId).ToArray()).Trim();
     }
 
+    // "33/40 (82.5%) / 16/51 (31.4%)": colour, then shape.
+    private static string PairCounts(ShapesGridResults r, bool heldOut) => string.Join(" / ", new[] { QuestionKind.Colour, QuestionKind.Shape }.Select(k =>
+    {
+        var (right, asked) = r.AboutPairs(k, heldOut);
+        return asked == 0 ? "0/0" : string.Create(CultureInfo.InvariantCulture, $"{right}/{asked} ({(double)right / asked:P1})");
+    }));
+
     private static void WriteOutputs(string outDir, string runDir, string name, ShapesGridRecipe recipe, ShapesGridEvaluator eval, ShapesGridResults r,
                                      TrainConfig train, ShapesGridBudget budget, VwLmmModel model, int vocab, double seconds, double trainSeconds,
                                      bool reused, AblationTable? ablations)
@@ -208,6 +216,13 @@ public sealed class DemoCommand : ICommand
             ["qa_accuracy"] = r.QaAccuracyWithOverall,
             ["qa_accuracy_held_out_combos"] = r.QaAccuracyHeldOutCombos,
             ["qa_accuracy_train_distribution"] = r.TrainDistributionAccuracy,
+            ["colour_shape_questions_by_pair"] = new[] { QuestionKind.Colour, QuestionKind.Shape }.ToDictionary(
+                k => k.ToString().ToLowerInvariant(),
+                k => new[] { true, false }.ToDictionary(h => h ? "held_out" : "training", h =>
+                {
+                    var (right, asked) = r.AboutPairs(k, h);
+                    return new Dictionary<string, int> { ["right"] = right, ["asked"] = asked };
+                })),
             ["wrong_answers_naming_another_object"] = r.WrongAnswersNamingAnotherObject,
             ["visual_word_accuracy"] = r.VisualWordAccuracy,
             ["visual_word_chance"] = r.VisualWordChance,
@@ -261,6 +276,8 @@ public sealed class DemoCommand : ICommand
                     kv.Key, kv.Value.ToString("P1", ci),
                     r.TrainDistributionAccuracy.TryGetValue(kv.Key, out double t) ? t.ToString("P1", ci) : "–"]),
                 ["about held-out colour×shape combinations", r.QaAccuracyHeldOutCombos.ToString("P1", ci), "–"],
+                ["colour / shape questions about held-out pairs", PairCounts(r, heldOut: true), "–"],
+                ["colour / shape questions about training pairs", PairCounts(r, heldOut: false), "–"],
             ])
             .Heading("Losses")
             .LossChart([

@@ -50,6 +50,17 @@ public sealed record ShapesGridResults(
     internal static Dictionary<string, double> ByKind(IEnumerable<QaPrediction> predictions) =>
         predictions.GroupBy(p => p.Kind).ToDictionary(g => g.Key.ToString().ToLowerInvariant(), g => Accuracy(g.ToList()));
 
+    /// <summary>
+    /// Right and asked among the held-out split's questions of <paramref name="kind"/> (colour or shape) about an object of
+    /// a held-out colour×shape pair, or with heldOut false about an object of a training pair in the same images. The
+    /// held-out counts are what the target (≥ 90% on held-out colour and shape questions) reads.
+    /// </summary>
+    public (int Right, int Asked) AboutPairs(QuestionKind kind, bool heldOut)
+    {
+        var asked = Predictions.Where(p => p.Kind == kind && p.InvolvesHeldOut == heldOut).ToList();
+        return (asked.Count(p => p.Correct), asked.Count);
+    }
+
     /// <summary>Of the wrong answers to colour and shape questions, the share that names another object's attribute (null when none is wrong).</summary>
     public double? WrongAnswersNamingAnotherObject
     {

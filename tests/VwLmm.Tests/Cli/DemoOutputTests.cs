@@ -108,17 +108,22 @@ public class DemoOutputTests
     public void AblationsScriptSummaryIsWhatTheReportReads()
     {
         string dir = TempDir();
-        string Results(string overall, string wrong)
+        string Results(string overall, string wrong, string pairs)
         {
             string path = Path.Combine(dir, $"results-{overall}.json");
             File.WriteAllText(path, $$"""
                 {"qa_accuracy": {"overall": {{overall}}, "colour": 0.9}, "qa_accuracy_held_out_combos": 0.4,
                  "qa_accuracy_train_distribution": {"overall": 0.6, "colour": 0.8}, "visual_word_accuracy": 0.7,
-                 "background_word_accuracy": 1.0, "wrong_answers_naming_another_object": {{wrong}}}
+                 "background_word_accuracy": 1.0, "wrong_answers_naming_another_object": {{wrong}}{{pairs}}}
                 """);
             return path;
         }
-        string first = Results("0.5", "null"), second = Results("0.7", "0.25"), summary = Path.Combine(dir, "ablations.json");
+        // The first run predates the pair counts; the second asked no shape question about a training pair.
+        const string pairs = """
+            , "colour_shape_questions_by_pair": {"colour": {"held_out": {"right": 3, "asked": 4}, "training": {"right": 1, "asked": 1}},
+                                                 "shape": {"held_out": {"right": 0, "asked": 2}, "training": {"right": 0, "asked": 0}}}
+            """;
+        string first = Results("0.5", "null", ""), second = Results("0.7", "0.25", pairs), summary = Path.Combine(dir, "ablations.json");
         const string script = """
             import json, sys
             sys.path.insert(0, sys.argv[1])
@@ -154,6 +159,9 @@ public class DemoOutputTests
             Assert.That(cells["wrong answers naming another object"], Is.EqualTo("25.0 (n = 1)"));
             Assert.That(cells["unseen training images: colour"], Is.EqualTo("80.0 ± 0.0"));
             Assert.That(cells["logit lens E·x"], Is.EqualTo("–"), "absent from both runs");
+            Assert.That(cells["colour, held-out pairs"], Is.EqualTo("75.0 (n = 1)"));
+            Assert.That(cells["shape, held-out pairs"], Is.EqualTo("0.0 (n = 1)"));
+            Assert.That(cells["shape, training pairs"], Is.EqualTo("–"), "none asked");
             var markdownRow = markdown.Split('\n').Single(l => l.StartsWith("| vwlmm |", StringComparison.Ordinal));
             Assert.That(markdownRow, Is.EqualTo("| " + string.Join(" | ", ["vwlmm", .. rows[1].Skip(1)]) + " |"), "the same cells as the report's");
         }

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using NUnit.Framework;
 using VwLmm.Cpu;
+using VwLmm.Data.ShapesGrid;
 using VwLmm.Model;
 using VwLmm.Model.Recipes;
 using static VwLmm.Tests.Cli.CliRunner;
@@ -31,6 +32,19 @@ public class DemoTests
         var fromOther = results.RootElement.GetProperty("wrong_answers_naming_another_object");
         Assert.That(fromOther.ValueKind == JsonValueKind.Null || fromOther.GetDouble() is >= 0 and <= 1, $"wrong answers naming another object: {fromOther}");
         Assert.That(File.ReadLines(Path.Combine(dir, "out", "predictions.jsonl")).First(), Does.Contain("\"NamesAnotherObject\":"));
+        // Every colour and shape question of the held-out split is about a held-out pair or a training pair.
+        var predictions = File.ReadLines(Path.Combine(dir, "out", "predictions.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        var byPair = results.RootElement.GetProperty("colour_shape_questions_by_pair");
+        foreach (var (kind, name) in new[] { (QuestionKind.Colour, "colour"), (QuestionKind.Shape, "shape") })
+            foreach (var (heldOut, split) in new[] { (true, "held_out"), (false, "training") })
+            {
+                var asked = predictions.Where(p => p.GetProperty("Kind").GetInt32() == (int)kind && p.GetProperty("InvolvesHeldOut").GetBoolean() == heldOut).ToList();
+                var counts = byPair.GetProperty(name).GetProperty(split);
+                Assert.That(counts.GetProperty("asked").GetInt32(), Is.EqualTo(asked.Count), $"{name} {split}");
+                Assert.That(counts.GetProperty("right").GetInt32(), Is.EqualTo(asked.Count(p => p.GetProperty("Correct").GetBoolean())), $"{name} {split}");
+            }
+        Assert.That(r.Stdout, Does.Contain("colour / shape questions about held-out pairs "));
+        Assert.That(report, Does.Contain("colour / shape questions about held-out pairs"));
         var trainDistribution = results.RootElement.GetProperty("qa_accuracy_train_distribution");
         Assert.That(trainDistribution.GetProperty("overall").GetDouble(), Is.InRange(0.0, 1.0));
         Assert.That(trainDistribution.EnumerateObject().Select(p => p.Name), Does.Contain("colour").And.Contain("shape"));

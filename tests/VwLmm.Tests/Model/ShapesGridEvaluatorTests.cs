@@ -47,6 +47,20 @@ public class ShapesGridEvaluatorTests
     }
 
     [Test]
+    public void PairCountsSplitColourAndShapeQuestionsByTheAskedObjectsPair()
+    {
+        QaPrediction P(QuestionKind kind, bool correct, bool heldOut) => new("test-0", kind, "q", "a", correct ? "a" : "b", correct, heldOut, false);
+        var results = new ShapesGridResults(0, new Dictionary<string, double>(), 0, 0, 0, 0, 0, 0, 0, 0, 0, [],
+            [P(QuestionKind.Colour, true, true), P(QuestionKind.Colour, false, true), P(QuestionKind.Colour, true, false),
+             P(QuestionKind.Shape, false, true), P(QuestionKind.Existence, true, true), P(QuestionKind.Position, true, false)],
+            [P(QuestionKind.Colour, true, false)]);
+        Assert.That(results.AboutPairs(QuestionKind.Colour, heldOut: true), Is.EqualTo((1, 2)));
+        Assert.That(results.AboutPairs(QuestionKind.Colour, heldOut: false), Is.EqualTo((1, 1)), "the training distribution's questions are not counted");
+        Assert.That(results.AboutPairs(QuestionKind.Shape, heldOut: true), Is.EqualTo((0, 1)));
+        Assert.That(results.AboutPairs(QuestionKind.Shape, heldOut: false), Is.EqualTo((0, 0)));
+    }
+
+    [Test]
     public void TrainDistributionAccuracyIsTheShareRightOverallAndByKind()
     {
         QaPrediction P(QuestionKind kind, bool correct) => new("train-0", kind, "q", "a", correct ? "a" : "b", correct, false, false);
