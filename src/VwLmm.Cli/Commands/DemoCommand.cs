@@ -197,8 +197,11 @@ public sealed class DemoCommand : ICommand
         return tok.Decode(ids.Where(i => i != tok.EosId).ToArray()).Trim();
     }
 
+    // The question kinds whose answers depend on the asked-about object's colour×shape pair, in printed order.
+    private static readonly QuestionKind[] PairKinds = [QuestionKind.Colour, QuestionKind.Shape];
+
     // "33/40 (82.5%) / 16/51 (31.4%)": colour, then shape.
-    private static string PairCounts(ShapesGridResults r, bool heldOut) => string.Join(" / ", new[] { QuestionKind.Colour, QuestionKind.Shape }.Select(k =>
+    private static string PairCounts(ShapesGridResults r, bool heldOut) => string.Join(" / ", PairKinds.Select(k =>
     {
         var (right, asked) = r.AboutPairs(k, heldOut);
         return asked == 0 ? "0/0" : string.Create(CultureInfo.InvariantCulture, $"{right}/{asked} ({(double)right / asked:P1})");
@@ -216,7 +219,7 @@ public sealed class DemoCommand : ICommand
             ["qa_accuracy"] = r.QaAccuracyWithOverall,
             ["qa_accuracy_held_out_combos"] = r.QaAccuracyHeldOutCombos,
             ["qa_accuracy_train_distribution"] = r.TrainDistributionAccuracy,
-            ["colour_shape_questions_by_pair"] = new[] { QuestionKind.Colour, QuestionKind.Shape }.ToDictionary(
+            ["colour_shape_questions_by_pair"] = PairKinds.ToDictionary(
                 k => k.ToString().ToLowerInvariant(),
                 k => new[] { true, false }.ToDictionary(h => h ? "held_out" : "training", h =>
                 {

@@ -53,7 +53,7 @@ public sealed record ShapesGridResults(
     /// <summary>
     /// Right and asked among the held-out split's questions of <paramref name="kind"/> (colour or shape) about an object of
     /// a held-out colour×shape pair, or with heldOut false about an object of a training pair in the same images. The
-    /// held-out counts are what the target (≥ 90% on held-out colour and shape questions) reads.
+    /// held-out counts are what the demo's held-out target (≥ 90% on held-out colour and shape questions) is read on.
     /// </summary>
     public (int Right, int Asked) AboutPairs(QuestionKind kind, bool heldOut)
     {
