@@ -1,4 +1,5 @@
 using System.Text.Json;
+using VwLmm.Core;
 
 namespace VwLmm.Model.Training;
 
@@ -38,6 +39,12 @@ public sealed record StageConfig
     /// them. A prior counted on fewer misses rare answers the training data has, so the model learns those pairs itself.
     /// </summary>
     public int? AnswerPriorSamples { get; init; }
+    /// <summary>
+    /// Decay d of a moving average of the stage's trainable weights (<see cref="ParameterAverage"/>: a ← d·a + (1 − d)·θ
+    /// after every step, from the weights the stage starts with), which replaces the weights when the stage ends;
+    /// 0: none. About the last 1/(1 − d) steps weigh in.
+    /// </summary>
+    public double EmaDecay { get; init; }
 
     /// <summary>Linear warmup, then cosine decay to MinLrRatio·Lr (HF's schedule when MinLrRatio = 0).</summary>
     public double LearningRate(int step)
@@ -96,6 +103,7 @@ public sealed record TrainConfig
             if (s.AnswerPrior is { } classes && (classes.Count == 0 || classes.Any(c => c.Count == 0 || c.Any(string.IsNullOrWhiteSpace))))
                 throw new InvalidDataException($"{at}: 'answer_prior' must be a non-empty array of non-empty arrays of words");
             if (s.AnswerPriorSamples < 1) throw new InvalidDataException($"{at}: 'answer_prior_samples' must be ≥ 1");
+            if (s.EmaDecay is < 0 or >= 1 || double.IsNaN(s.EmaDecay)) throw new InvalidDataException($"{at}: 'ema_decay' must be in [0,1)");
         }
         if (MaxLength < 2) throw new InvalidDataException($"{source}: 'max_length' must be ≥ 2");
         if (CheckpointEvery < 0) throw new InvalidDataException($"{source}: 'checkpoint_every' must be ≥ 0");
@@ -104,7 +112,7 @@ public sealed record TrainConfig
     /// <summary>Top-level keys: the run's own, plus those the caller interprets (model, data sources, tokenizer, output).</summary>
     public static readonly string[] TopKeys = ["seed", "stages", "max_length", "log_every", "checkpoint_every", "model", "shapesgrid", "datasets", "tokenizer", "out"];
     private static readonly string[] StageKeys =
-        ["name", "data", "trainable", "steps", "epochs", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head", "answer_prior", "answer_prior_samples"];
+        ["name", "data", "trainable", "steps", "epochs", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head", "answer_prior", "answer_prior_samples", "ema_decay"];
 
     /// <summary>Parses the run part of a train config (model/shapesgrid/datasets/tokenizer/out keys are the caller's).</summary>
     public static TrainConfig Parse(JsonElement root, string source)
@@ -141,6 +149,7 @@ public sealed record TrainConfig
                 InitVmHead = Bool(s, "init_vm_head", at) ?? false,
                 AnswerPrior = WordClasses(s, "answer_prior", at),
                 AnswerPriorSamples = Int(s, "answer_prior_samples", at),
+                EmaDecay = Num(s, "ema_decay", at) ?? 0,
             });
         }
         var cfg = new TrainConfig

@@ -27,6 +27,7 @@ public sealed class Trainer : IDisposable
     public const string CheckpointDirName = "checkpoint";
     private const string StateFile = "trainer_state.json";
     private const string OptimizerFile = "optimizer.safetensors";
+    private const string AverageSuffix = ".ema";
 
     private readonly VwLmmModel _model;
     private readonly TrainConfig _config;
@@ -37,6 +38,7 @@ public sealed class Trainer : IDisposable
     private float[] _pixels = [];
     private TrainerState _state;
     private AdamW? _adam;
+    private ParameterAverage? _average;
     private int[] _order = [];
     private (int stage, int epoch) _orderKey = (-1, -1);
     private (int stage, AnswerPrior? prior) _prior = (-1, null);
@@ -74,6 +76,7 @@ public sealed class Trainer : IDisposable
             _model.Parameters.SetTrainable(stage.Trainable);
             if (stage.InitVmHead && _state.StageStep == 0) _model.ApplyVmHeadInit();
             _adam ??= NewOptimizer(stage);
+            if (stage.EmaDecay > 0) _average ??= NewAverage(stage);
             while (_state.StageStep < stage.Steps)
             {
                 if (cancel.IsCancellationRequested)
@@ -88,6 +91,9 @@ public sealed class Trainer : IDisposable
                 if (outDir is not null && _config.CheckpointEvery > 0 && _state.GlobalStep % _config.CheckpointEvery == 0)
                     SaveCheckpoint(outDir);
             }
+            _average?.CopyToParameters();
+            _average?.Dispose();
+            _average = null;
             _state = _state with { Stage = _state.Stage + 1, StageStep = 0, AdamStep = 0 };
             _adam?.Dispose();
             _adam = null;
@@ -102,6 +108,10 @@ public sealed class Trainer : IDisposable
         adam.ResetMoments();
         return adam;
     }
+
+    /// <summary>The stage's moving average of its trainable weights, starting from their values now.</summary>
+    private ParameterAverage NewAverage(StageConfig stage) =>
+        new(_model.Backend, _model.Parameters.All.Where(p => p.Trainable), (float)stage.EmaDecay);
 
     private StepMetrics Step(StageConfig stage, ITrainingSource source)
     {
@@ -136,6 +146,7 @@ public sealed class Trainer : IDisposable
         }
         double lr = stage.LearningRate(_state.StageStep);
         double norm = adam.Step((float)lr, (float)stage.GradClip, 1f / stage.GradAccum);
+        _average?.Update();
         _state = _state with { StageStep = _state.StageStep + 1, GlobalStep = _state.GlobalStep + 1, AdamStep = adam.StepCount };
         double seconds = sw.Elapsed.TotalSeconds;
         return new StepMetrics(stage.Name, _state.StageStep, stage.Steps, _state.GlobalStep, _config.TotalSteps, text, vm, total,
@@ -234,7 +245,8 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// Writes outDir/checkpoint: the model in HF layout, trainer_state.json and optimizer.safetensors (AdamW moments
-    /// as &lt;param&gt;.exp_avg / .exp_avg_sq). Built in a temporary directory and swapped in, so a crash mid-save keeps
+    /// as &lt;param&gt;.exp_avg / .exp_avg_sq; mid-stage, the moving average of a stage with ema_decay as &lt;param&gt;.ema,
+    /// while the model files hold the last step's weights). Built in a temporary directory and swapped in, so a crash mid-save keeps
     /// the previous checkpoint (as checkpoint.old-PID when it falls between the two moves: see <see cref="ResumableCheckpoint"/>).
     /// </summary>
     public void SaveCheckpoint(string outDir)
@@ -249,6 +261,9 @@ public sealed class Trainer : IDisposable
                 moments.Add(new SafetensorsEntry(p.Name + ".exp_avg", p.Shape, p.ExpAvg.ToArray()));
                 moments.Add(new SafetensorsEntry(p.Name + ".exp_avg_sq", p.Shape, p.ExpAvgSq.ToArray()));
             }
+            if (_average is { } avg)
+                for (int i = 0; i < avg.Parameters.Count; i++)
+                    moments.Add(new SafetensorsEntry(avg.Parameters[i].Name + AverageSuffix, avg.Parameters[i].Shape, avg.Average(i).ToArray()));
             SafetensorsWriter.Write(Path.Combine(temp, OptimizerFile), moments);
             AtomicFile.WriteAllText(Path.Combine(temp, StateFile), JsonSerializer.Serialize(_state, JsonOptions));
             OnCheckpoint?.Invoke(temp);
@@ -320,6 +335,21 @@ public sealed class Trainer : IDisposable
             reader.ReadFloat(p.Name + ".exp_avg_sq", host);
             _model.Backend.Upload<float>(v, host);
         }
+        _average?.Dispose();
+        _average = null;
+        if (stage.EmaDecay > 0 && _state.StageStep > 0)
+        {
+            _average = NewAverage(stage);
+            for (int i = 0; i < _average.Parameters.Count; i++)
+            {
+                string name = _average.Parameters[i].Name + AverageSuffix;
+                if (!reader.Contains(name))
+                    throw new InvalidDataException($"{Path.Combine(checkpointDir, OptimizerFile)}: no '{name}': stage '{stage.Name}' has ema_decay but the checkpoint has no moving average");
+                var host = new float[_average.Parameters[i].Numel];
+                reader.ReadFloat(name, host);
+                _model.Backend.Upload<float>(_average.Average(i), host);
+            }
+        }
     }
 
     private static readonly JsonSerializerOptions JsonOptions = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
@@ -327,6 +357,7 @@ public sealed class Trainer : IDisposable
     public void Dispose()
     {
         _adam?.Dispose();
+        _average?.Dispose();
         _arena.Dispose();
     }
 }

@@ -3,21 +3,22 @@ using VwLmm.Cpu;
 using VwLmm.Model;
 using VwLmm.Model.Checkpoints;
 using VwLmm.Model.Training;
+using VwLmm.Tests.Ops;
 
 namespace VwLmm.Tests.Model;
 
 /// <summary>Staged training: losses fall, and a run resumed from a checkpoint repeats the uninterrupted run bit for bit.</summary>
 public class TrainerTests : CpuFixture
 {
-    private static TrainConfig Recipe() => new()
+    private static TrainConfig Recipe(double emaDecay = 0) => new()
     {
         Seed = 42,
         LogEvery = 1,
         MaxLength = 64,
         Stages =
         [
-            new StageConfig { Name = "align", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.VmHead], Steps = 3, Lr = 1e-2, BatchSize = 4 },
-            new StageConfig { Name = "tune", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = 4, Lr = 5e-3, BatchSize = 3, GradAccum = 2 },
+            new StageConfig { Name = "align", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.VmHead], Steps = 3, Lr = 1e-2, BatchSize = 4, EmaDecay = emaDecay },
+            new StageConfig { Name = "tune", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = 4, Lr = 5e-3, BatchSize = 3, GradAccum = 2, EmaDecay = emaDecay },
         ],
     };
 
@@ -35,15 +36,22 @@ public class TrainerTests : CpuFixture
         return losses;
     }
 
-    [Test]
-    public void ResumeReproducesTheUninterruptedRunBitForBit()
+    /// <summary>With a moving average, the checkpoint (mid-way through the second stage) must carry it: the first stage's
+    /// average becomes the second stage's start, and the second's becomes the final weights.</summary>
+    [TestCase(0.0)]
+    [TestCase(0.6)]
+    public void ResumeReproducesTheUninterruptedRunBitForBit(double emaDecay)
     {
         var cfg = TinyWorld.Config();
         var source = new TinyWorld.Source(cfg, 23);
         List<double> full;
+        float[][] fullWeights;
         using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
-        using (var t = new Trainer(m, Recipe(), _ => source, 64 << 20))
+        using (var t = new Trainer(m, Recipe(emaDecay), _ => source, 64 << 20))
+        {
             full = Run(t);
+            fullWeights = [.. m.Parameters.All.Select(p => p.Value.ToArray())];
+        }
         Assert.That(full, Has.Count.EqualTo(7));
 
         string dir = Path.Combine(Path.GetTempPath(), "vwlmm-resume-" + Guid.NewGuid().ToString("N"));
@@ -51,22 +59,73 @@ public class TrainerTests : CpuFixture
         {
             List<double> first, second;
             using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
-            using (var t = new Trainer(m, Recipe(), _ => source, 64 << 20))
+            using (var t = new Trainer(m, Recipe(emaDecay), _ => source, 64 << 20))
                 first = Run(t, dir, stopAfter: 5);
             Assert.That(first, Has.Count.EqualTo(5));
             string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
             using (var m = ModelCheckpoint.Load(Cpu, ckpt))
-            using (var t = new Trainer(m, Recipe(), _ => source, 64 << 20))
+            using (var t = new Trainer(m, Recipe(emaDecay), _ => source, 64 << 20))
             {
                 t.Resume(ckpt);
                 Assert.That(t.State.GlobalStep, Is.EqualTo(5));
                 second = Run(t);
+                var names = m.Parameters.All.Select(p => p.Name).ToList();
+                foreach (var (p, i) in m.Parameters.All.Select((p, i) => (p, i)))
+                    Assert.That(p.Value.ToArray(), Is.EqualTo(fullWeights[i]), $"{names[i]} after resume differs from the uninterrupted run");
             }
             Assert.That(first.Concat(second).ToList(), Is.EqualTo(full), "losses after resume differ from the uninterrupted run");
         }
         finally
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// ema_decay: the weights a stage ends with are the moving average of the weights it started with and those after
+    /// each step (a double reference over the recorded trajectory), not the last step's.
+    /// </summary>
+    [Test]
+    public void MovingAverageBecomesTheWeightsWhenTheStageEnds()
+    {
+        const double decay = 0.7;
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 23);
+        var recipe = new TrainConfig
+        {
+            Seed = 4,
+            MaxLength = 64,
+            Stages = [new StageConfig { Name = "tune", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm], Steps = 5, Lr = 1e-2, BatchSize = 3, EmaDecay = decay }],
+        };
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 6);
+        m.Parameters.SetTrainable(recipe.Stages[0].Trainable);
+        var trained = m.Parameters.All.Where(p => p.Trainable).ToArray();
+        var frozen = m.Parameters.All.Where(p => !p.Trainable).Select(p => (p, v: p.Value.ToArray())).ToArray();
+        double[][] reference = [.. trained.Select(p => p.Value.ToArray().Select(x => (double)x).ToArray())];
+        float[][] last = [];
+        using var t = new Trainer(m, recipe, _ => source, 64 << 20);
+        t.OnStep = _ =>
+        {
+            last = [.. trained.Select(p => p.Value.ToArray())];
+            for (int i = 0; i < trained.Length; i++)
+                for (int j = 0; j < last[i].Length; j++) reference[i][j] = decay * reference[i][j] + (1 - decay) * last[i][j];
+        };
+        t.Run(null, CancellationToken.None);
+        for (int i = 0; i < trained.Length; i++)
+        {
+            var final = trained[i].Value.ToArray();
+            OpHarness.AssertClose($"{trained[i].Name}: the stage's final weights against the average", reference[i], final, 1e-12);
+            Assert.That(final, Is.Not.EqualTo(last[i]), $"{trained[i].Name}: the final weights are the average, not the last step's");
+        }
+        foreach (var (p, v) in frozen) Assert.That(p.Value.ToArray(), Is.EqualTo(v), $"{p.Name} is frozen and not averaged");
+
+        var doc = System.Text.Json.JsonDocument.Parse("""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"ema_decay":0.99}]}""");
+        Assert.That(TrainConfig.Parse(doc.RootElement, "train.json").Stages[0].EmaDecay, Is.EqualTo(0.99));
+        foreach (string bad in new[] { "1", "-0.5", "\"high\"" })
+        {
+            var badDoc = System.Text.Json.JsonDocument.Parse($$"""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"ema_decay":{{bad}}}]}""");
+            var e = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(badDoc.RootElement, "train.json"))!;
+            Assert.That(e.Message, Does.Contain("train.json").And.Contain("ema_decay"), bad);
         }
     }
 

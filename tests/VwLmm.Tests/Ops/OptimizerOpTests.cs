@@ -90,6 +90,48 @@ public abstract class OptimizerOpTests : BackendOpTests
         s.CheckGuards();
     }
 
+    /// <summary>
+    /// The moving average of parameters against a double reference over three updates (each rounds the decayed average
+    /// and then the added share), then copied into the parameters; parameters straddle the list kernels' chunk size.
+    /// </summary>
+    [Test]
+    public void ParameterAverageMatchesReference()
+    {
+        const float decay = 0.8f;
+        int[] sizes = [5, 8193, 77 * 83];
+        var ps = sizes.Select((n, i) => new Parameter(Backend, $"p{i}", new Shape(n)) { Trainable = true }).ToArray();
+        try
+        {
+            var reference = new double[sizes.Length][];
+            for (int i = 0; i < ps.Length; i++)
+            {
+                var v = OpHarness.Random(500 + i, sizes[i]);
+                ps[i].SetValues(v);
+                reference[i] = D(v);
+            }
+            using var average = new ParameterAverage(Backend, ps, decay);
+            for (int step = 1; step <= 3; step++)
+            {
+                for (int i = 0; i < ps.Length; i++)
+                {
+                    var v = OpHarness.Random(600 + 10 * step + i, sizes[i], 2f);
+                    ps[i].SetValues(v);
+                    for (int j = 0; j < v.Length; j++) reference[i][j] = decay * reference[i][j] + (1.0 - decay) * v[j];
+                }
+                average.Update();
+                for (int i = 0; i < ps.Length; i++)
+                    OpHarness.AssertClose($"average {i} after update {step}", reference[i], average.Average(i).ToArray(), 1e-12);
+            }
+            average.CopyToParameters();
+            for (int i = 0; i < ps.Length; i++)
+                Assert.That(ps[i].Value.ToArray(), Is.EqualTo(average.Average(i).ToArray()), $"parameter {i} holds its average");
+        }
+        finally
+        {
+            foreach (var p in ps) p.Dispose();
+        }
+    }
+
     protected static float SumSquaresOn(IBackend backend, int n)
     {
         using var s = new OpHarness.Scope(backend);
