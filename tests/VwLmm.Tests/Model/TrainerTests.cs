@@ -81,6 +81,29 @@ public class TrainerTests : CpuFixture
         }
     }
 
+    [Test]
+    public void ResumingAStageWithEmaDecayFromACheckpointWithoutTheAverageIsAnError()
+    {
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 23);
+        string dir = Path.Combine(Path.GetTempPath(), "vwlmm-resume-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+            using (var t = new Trainer(m, Recipe(), _ => source, 64 << 20))
+                Run(t, dir, stopAfter: 5);
+            string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
+            using var model = ModelCheckpoint.Load(Cpu, ckpt);
+            using var trainer = new Trainer(model, Recipe(emaDecay: 0.6), _ => source, 64 << 20);
+            var e = Assert.Throws<InvalidDataException>(() => trainer.Resume(ckpt))!;
+            Assert.That(e.Message, Does.Contain("optimizer.safetensors").And.Contain(".ema").And.Contain("'tune'"));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
     /// <summary>
     /// ema_decay: the weights a stage ends with are the moving average of the weights it started with and those after
     /// each step (a double reference over the recorded trajectory), not the last step's.
