@@ -4,8 +4,8 @@ namespace VwLmm.Core;
 /// An exponential moving average of parameters (Polyak averaging), kept on the backend beside them: it starts as a
 /// copy of their values and each <see cref="Update"/> (after an optimiser step) makes it a ← d·a + (1 − d)·θ, as a
 /// <see cref="IBackend.Scale"/> then an <see cref="IBackend.Axpy"/>, so every backend rounds it the same way.
-/// Training answers from the average rather than the last step's weights: the weights keep moving at the end of a
-/// schedule, and what the model has learned about inputs it never trained on moves with them (docs/RESULTS.md,
+/// A stage with ema_decay ends with the average instead of the last step's weights: the weights keep moving at the end
+/// of a schedule, and what the model answers about inputs it never trained on moves with them (docs/RESULTS.md,
 /// session 25). Owns the averages' buffers.
 /// </summary>
 public sealed class ParameterAverage : IDisposable
@@ -62,6 +62,6 @@ public sealed class ParameterAverage : IDisposable
 
     public void Dispose()
     {
-        foreach (var b in _buffers) b?.Dispose();
+        foreach (var b in _buffers) b.Dispose();
     }
 }
