@@ -3,7 +3,8 @@ namespace VwLmm.Core;
 /// <summary>
 /// An exponential moving average of parameters (Polyak averaging), kept on the backend beside them: it starts as a
 /// copy of their values and each <see cref="Update"/> (after an optimiser step) makes it a ← d·a + (1 − d)·θ, as a
-/// <see cref="IBackend.Scale"/> then an <see cref="IBackend.Axpy"/>, so every backend rounds it the same way.
+/// <see cref="IBackend.Scale"/> then an <see cref="IBackend.Axpy"/>: ops every backend has, tested against double
+/// references, so the average needs no kernel of its own.
 /// A stage with ema_decay ends with the average instead of the last step's weights: the weights keep moving at the end
 /// of a schedule, and what the model answers about inputs it never trained on moves with them (docs/RESULTS.md,
 /// session 25). Owns the averages' buffers.
