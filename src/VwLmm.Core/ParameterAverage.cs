@@ -29,7 +29,7 @@ public sealed class ParameterAverage : IDisposable
         _averages = new Tensor[_params.Length];
         for (int i = 0; i < _params.Length; i++)
         {
-            _buffers[i] = backend.Allocate(Math.Max(1, _params[i].Numel) * 4L);
+            _buffers[i] = Parameter.Allocate(backend, _params[i].Shape, DType.F32);
             _averages[i] = Tensor.FromBuffer(backend, _buffers[i], _params[i].Shape, DType.F32);
             backend.Copy(_averages[i], _params[i].Value, _params[i].Numel);
         }

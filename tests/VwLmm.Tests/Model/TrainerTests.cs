@@ -69,9 +69,8 @@ public class TrainerTests : CpuFixture
                 t.Resume(ckpt);
                 Assert.That(t.State.GlobalStep, Is.EqualTo(5));
                 second = Run(t);
-                var names = m.Parameters.All.Select(p => p.Name).ToList();
                 foreach (var (p, i) in m.Parameters.All.Select((p, i) => (p, i)))
-                    Assert.That(p.Value.ToArray(), Is.EqualTo(fullWeights[i]), $"{names[i]} after resume differs from the uninterrupted run");
+                    Assert.That(p.Value.ToArray(), Is.EqualTo(fullWeights[i]), $"{p.Name} after resume differs from the uninterrupted run");
             }
             Assert.That(first.Concat(second).ToList(), Is.EqualTo(full), "losses after resume differ from the uninterrupted run");
         }
