@@ -52,8 +52,9 @@ public sealed unsafe partial class CudaBackend
                       nint B, int ldb, long strideB, float beta, nint C, int ldc, long strideC, int batch)
         // A row-major matrix is its transpose read column-major, so row-major C = op(A)·op(B) is column-major
         // Cᵀ = op(B)ᵀ·op(A)ᵀ on the same memory: swap A with B and M with N, keep the transpose flags and pitches.
-        => Runtime.SgemmStridedBatched(transB, transA, N, M, K, alpha, B, ldb, strideB, A, lda, strideA,
-                                       beta, C, ldc, strideC, batch);
+        // cuBLAS rejects a pitch below 1 even where K = 0 leaves nothing to read (C = beta·C): A [M,0] has lda = 0.
+        => Runtime.SgemmStridedBatched(transB, transA, N, M, K, alpha, B, Math.Max(ldb, 1), strideB,
+                                       A, Math.Max(lda, 1), strideA, beta, C, ldc, strideC, batch);
 
     private void GemvBf16(int M, int N, int K, float alpha, nint A, int lda, long strideA, nint B, int ldb, long strideB,
                           float beta, nint C, int ldc, long strideC, int batch)

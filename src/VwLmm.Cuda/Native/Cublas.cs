@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.CompilerServices;
 using VwLmm.Core;
 
 namespace VwLmm.Cuda.Native;
@@ -24,6 +25,18 @@ internal static unsafe partial class Cublas
     {
         if (status != 0) throw new CudaException(operation, status, StatusName(status), StatusDescription(status));
     }
+
+    public static void Check(int status, [InterpolatedStringHandlerArgument(nameof(status))] ref FailedCall operation)
+    {
+        if (status != 0) Check(status, operation.Name());
+    }
+
+    /// <summary>cuBLAS's argument rule for (strided batched) SGEMM, column-major: CUBLAS_STATUS_INVALID_VALUE (7) for a
+    /// negative size or a pitch below max(1, rows of the stored matrix) — even where k = 0 leaves A and B unread — else 0.
+    /// The emulator refuses what the library refuses.</summary>
+    public static int SgemmArgumentStatus(bool transA, bool transB, int m, int n, int k, int lda, int ldb, int ldc, int batch)
+        => m < 0 || n < 0 || k < 0 || batch < 0 || lda < Math.Max(1, transA ? k : m) || ldb < Math.Max(1, transB ? n : k)
+           || ldc < Math.Max(1, m) ? 7 : 0;
 
     /// <summary>cublasStatus_t names (cublas_api.h); a table because cublasGetStatusName is missing from early 11.x.</summary>
     public static string StatusName(int status) => status switch

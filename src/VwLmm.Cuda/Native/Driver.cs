@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.CompilerServices;
 using VwLmm.Core;
 
 namespace VwLmm.Cuda.Native;
@@ -34,6 +35,11 @@ internal static unsafe partial class Driver
     public static void Check(int result, string operation)
     {
         if (result != Success) throw new CudaException(operation, result, ErrorName(result), ErrorDescription(result));
+    }
+
+    public static void Check(int result, [InterpolatedStringHandlerArgument(nameof(result))] ref FailedCall operation)
+    {
+        if (result != Success) Check(result, operation.Name());
     }
 
     /// <summary>"CUDA_ERROR_INVALID_VALUE" for 1, from the driver itself; "CUresult 12345" for a code it does not know.</summary>

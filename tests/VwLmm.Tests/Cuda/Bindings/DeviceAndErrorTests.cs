@@ -85,6 +85,39 @@ public class DeviceAndErrorTests
     }
 
     [Test]
+    public void CheckedCallNamesAreFormattedOnlyWhenTheCallFailed()
+    {
+        string kernel = "layernorm_forward_f32";
+        int m = 33;
+        Cublas.Check(0, $"warm-up({kernel}, m={m})");
+        Driver.Check(Driver.Success, $"warm-up({kernel}, m={m})");
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+        {
+            Cublas.Check(0, $"cublasSgemmStridedBatched(m={m}, k={i})");
+            Driver.Check(Driver.Success, $"cuLaunchKernel({kernel})");
+        }
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+        var e = Assert.Throws<CudaException>(() => Cublas.Check(7, $"cublasSgemmStridedBatched(m={m}, k={0})"))!;
+        Assert.That((e.Operation, e.ErrorName), Is.EqualTo(("cublasSgemmStridedBatched(m=33, k=0)", "CUBLAS_STATUS_INVALID_VALUE")));
+    }
+
+    // cuBLAS (cublas<t>gemm): lda ≥ max(1, m) for op N, else max(1, k); ldb ≥ max(1, k) for op N, else max(1, n); ldc ≥ max(1, m).
+    [TestCase(false, false, 4, 3, 2, 4, 2, 4, 0)]
+    [TestCase(true, true, 4, 3, 2, 2, 3, 4, 0)]
+    [TestCase(false, false, 4, 3, 0, 4, 0, 4, 7)]
+    [TestCase(false, false, 4, 3, 0, 4, 1, 4, 0)]
+    [TestCase(true, false, 4, 3, 0, 0, 1, 4, 7)]
+    [TestCase(false, true, 4, 3, 2, 4, 3, 4, 0)]
+    [TestCase(false, true, 4, 3, 2, 4, 2, 4, 7)]
+    [TestCase(false, false, 4, 3, 2, 3, 2, 4, 7)]
+    [TestCase(false, false, 4, 3, 2, 4, 2, 3, 7)]
+    [TestCase(false, false, 0, 0, 0, 1, 1, 1, 0)]
+    [TestCase(false, false, -1, 3, 2, 4, 2, 4, 7)]
+    public void SgemmArgumentRuleIsCublas(bool transA, bool transB, int m, int n, int k, int lda, int ldb, int ldc, int status)
+        => Assert.That(Cublas.SgemmArgumentStatus(transA, transB, m, n, k, lda, ldb, ldc, 1), Is.EqualTo(status));
+
+    [Test]
     public void DriverVersionFormatting()
     {
         Assert.That(CudaDevice.FormatVersion(11080), Is.EqualTo("11.8"));
