@@ -3,23 +3,35 @@
 // gradient zeroing that precedes each step, in one launch each (the per-parameter launches dominated a small model's
 // GPU step).
 // Launch: adamw_f32 is a 1-D grid-stride loop over a 64-bit n (any 1-D grid and block); the list kernels take one block
-// per PARAM_LIST_CHUNK elements of an entry (common.cuh), any 1-D block. Saves nothing; m and v are the optimiser state.
+// per PARAM_LIST_CHUNK elements of an entry (common.cuh), any 1-D block (AdamW's launcher gives 1024 threads).
+// Saves nothing; m and v are the optimiser state.
 // The bias corrections 1/(1 − β^step) come from the host, computed in double.
 #include "common.cuh"
 
+#define ADAMW_LIST_UNROLL 4
+
 // g = grad·gradScale; m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
-// param −= lr·(m·invCorrection1 / (sqrt(v·invCorrection2) + eps) + weightDecay·param), at element i.
+// p −= lr·(m·invCorrection1 / (sqrt(v·invCorrection2) + eps) + weightDecay·p), on values already loaded.
+__device__ __forceinline__ void adamw_update(float grad, float& m, float& v, float& p, float lr, float beta1, float beta2,
+                                             float eps, float weightDecay, float invCorrection1, float invCorrection2,
+                                             float gradScale)
+{
+    float g = grad * gradScale;
+    m = beta1 * m + (1.0f - beta1) * g;
+    v = beta2 * v + (1.0f - beta2) * g * g;
+    p = p - lr * (m * invCorrection1 / (sqrtf(v * invCorrection2) + eps) + weightDecay * p);
+}
+
+// The update above at element i of param, grad, m and v.
 __device__ __forceinline__ void adamw_element(float* param, const float* grad, float* m, float* v, long long i,
                                               float lr, float beta1, float beta2, float eps, float weightDecay,
                                               float invCorrection1, float invCorrection2, float gradScale)
 {
-    float g = grad[i] * gradScale;
-    float mi = beta1 * m[i] + (1.0f - beta1) * g;
-    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    float mi = m[i], vi = v[i], p = param[i];
+    adamw_update(grad[i], mi, vi, p, lr, beta1, beta2, eps, weightDecay, invCorrection1, invCorrection2, gradScale);
     m[i] = mi;
     v[i] = vi;
-    float p = param[i];
-    param[i] = p - lr * (mi * invCorrection1 / (sqrtf(vi * invCorrection2) + eps) + weightDecay * p);
+    param[i] = p;
 }
 
 // The update above on every element of [n].
@@ -36,11 +48,32 @@ extern "C" __global__ void adamw_list_f32(const ParamEntry* __restrict__ entries
                                           int count, float lr, float beta1, float beta2, float eps,
                                           float invCorrection1, float invCorrection2, float gradScale)
 {
+    // ADAMW_LIST_UNROLL elements per thread per pass, all loaded before any is stored: the pointers come from a table,
+    // so the compiler cannot prove they do not alias, and one element at a time kept one load of each array in flight
+    // per thread (at 48 registers, 62 % occupancy): 57 % of an H100's bandwidth against 74 % this way.
     ParamChunk c = param_list_chunk(entries, chunk_start, count);
     const ParamEntry& p = c.entry;
-    for (long long i = c.lo + threadIdx.x; i < c.hi; i += blockDim.x)
-        adamw_element(p.param, p.grad, p.m, p.v, i, lr, beta1, beta2, eps, p.weight_decay, invCorrection1, invCorrection2,
-                      gradScale);
+    for (long long base = c.lo + threadIdx.x; base < c.hi; base += (long long)ADAMW_LIST_UNROLL * blockDim.x)
+    {
+        float g[ADAMW_LIST_UNROLL], m[ADAMW_LIST_UNROLL], v[ADAMW_LIST_UNROLL], x[ADAMW_LIST_UNROLL];
+#pragma unroll
+        for (int u = 0; u < ADAMW_LIST_UNROLL; u++)
+        {
+            long long i = base + (long long)u * blockDim.x;
+            if (i < c.hi) { g[u] = p.grad[i]; m[u] = p.m[i]; v[u] = p.v[i]; x[u] = p.param[i]; }
+        }
+#pragma unroll
+        for (int u = 0; u < ADAMW_LIST_UNROLL; u++)
+        {
+            long long i = base + (long long)u * blockDim.x;
+            if (i >= c.hi) break;
+            adamw_update(g[u], m[u], v[u], x[u], lr, beta1, beta2, eps, p.weight_decay, invCorrection1, invCorrection2,
+                         gradScale);
+            p.m[i] = m[u];
+            p.v[i] = v[u];
+            p.param[i] = x[u];
+        }
+    }
 }
 
 // grad = 0 on every entry of a parameter list.
