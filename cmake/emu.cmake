@@ -16,6 +16,7 @@ set_target_properties(vwlmm_emu PROPERTIES
     LIBRARY_OUTPUT_DIRECTORY "${VWLMM_ARTIFACTS}/native")
 target_compile_definitions(vwlmm_emu PRIVATE VWLMM_EMU)
 target_include_directories(vwlmm_emu PRIVATE "${VWLMM_KERNELS}")
-target_compile_options(vwlmm_emu PRIVATE -O2 -Wall -Wextra)
+# -Wno-unknown-pragmas: `#pragma unroll` is NVVM's; g++ runs such a loop as written.
+target_compile_options(vwlmm_emu PRIVATE -O2 -Wall -Wextra -Wno-unknown-pragmas)
 find_package(Threads REQUIRED)
 target_link_libraries(vwlmm_emu PRIVATE Threads::Threads)

@@ -9,6 +9,9 @@
 #include "common.cuh"
 
 #define ADAMW_LIST_UNROLL 4
+// adamw_list_f32's block size (ListAdamWThreads in CudaBackend.AdamW.cs). As a launch bound it holds the compiler,
+// and the driver's JIT, to the 64 registers a thread of a 1024-thread block may have: NVRTC 11.8 gives it 60–64.
+#define ADAMW_LIST_THREADS 1024
 
 // g = grad·gradScale; m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
 // p −= lr·(m·invCorrection1 / (sqrt(v·invCorrection2) + eps) + weightDecay·p), on values already loaded.
@@ -44,9 +47,9 @@ extern "C" __global__ void adamw_f32(float* param, const float* __restrict__ gra
 }
 
 // The update above on every entry of a parameter list, each with its own weight decay.
-extern "C" __global__ void adamw_list_f32(const ParamEntry* __restrict__ entries, const long long* __restrict__ chunk_start,
-                                          int count, float lr, float beta1, float beta2, float eps,
-                                          float invCorrection1, float invCorrection2, float gradScale)
+extern "C" __global__ void __launch_bounds__(ADAMW_LIST_THREADS)
+adamw_list_f32(const ParamEntry* __restrict__ entries, const long long* __restrict__ chunk_start, int count, float lr,
+               float beta1, float beta2, float eps, float invCorrection1, float invCorrection2, float gradScale)
 {
     // ADAMW_LIST_UNROLL elements of each array loaded per thread before any is stored (the table's pointers declared
     // unaliased). One element at a time, at 48 registers and 62 % occupancy, kept too few loads in flight: 57 % of an

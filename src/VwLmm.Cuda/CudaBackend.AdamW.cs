@@ -14,7 +14,7 @@ public sealed unsafe partial class CudaBackend
     // adamw_list_f32 keeps four elements of each array in flight per thread; at 1024 threads a chunk of 8192 elements
     // is two passes. On an H100 that streamed at 74 % of bandwidth at the LLaVA-7B size (57 % at 256 threads and one
     // element per thread) and 59 % at bench-5m (41 %), where 721 chunks would not fill the GPU with 256 threads.
-    private const uint ListAdamWThreads = 1024;
+    private const uint ListAdamWThreads = 1024; // ADAMW_LIST_THREADS in kernels/adamw.cu, its launch bound
 
     /// <summary>A parameter list's device table: ParamEntry [count], then chunk_start [count + 1] (long long).</summary>
     private sealed class ParamTable(CudaBackend owner, DeviceBuffer buffer, int count, long chunks) : IDisposable

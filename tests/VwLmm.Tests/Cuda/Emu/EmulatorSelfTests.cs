@@ -234,7 +234,7 @@ public sealed unsafe class EmulatorSelfTests
         Assert.That(dir, Is.Not.Null, "repository root (VwLmm.Native.sln) not found above the test directory");
         var kernels = Path.Combine(dir!.FullName, "kernels");
         var names = Directory.EnumerateFiles(kernels, "*.cu", SearchOption.AllDirectories)
-            .SelectMany(f => Regex.Matches(File.ReadAllText(f), @"extern\s+""C""\s+__global__\s+void\s+(\w+)").Select(m => m.Groups[1].Value))
+            .SelectMany(f => Regex.Matches(File.ReadAllText(f), @"extern\s+""C""\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)").Select(m => m.Groups[1].Value))
             .ToList();
         Assert.That(names, Has.Count.GreaterThan(10));
         foreach (var name in names)
