@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using VwLmm.Core;
@@ -13,7 +14,7 @@ namespace VwLmm.Cli.Commands;
 public sealed class TrainCommand : ICommand
 {
     public string Name => "train";
-    public string Summary => "run a staged training recipe from a JSON config (resumable, Ctrl-C saves)";
+    public string Summary => "run a staged training recipe from a JSON config (resumable; Ctrl-C or SIGTERM saves)";
     public string Help => """
         usage: vwlmm train --config FILE.json [--out DIR] [--seed S] [--resume] [--device D] [--threads N] [--quiet]
           --seed S    overrides the config's "seed" (initialisation and data order; --resume needs the checkpoint's)
@@ -39,6 +40,7 @@ public sealed class TrainCommand : ICommand
           Each stage starts a fresh AdamW (zero moments). Writes OUT/checkpoint (HF layout + tokenizer + trainer state)
           and OUT/metrics.jsonl. --resume continues OUT/checkpoint (or, when a crash interrupted a save, the
           OUT/checkpoint.old-PID it left) and reproduces the uninterrupted run's losses bit for bit on the CPU.
+          Ctrl-C (SIGINT) or SIGTERM saves OUT/checkpoint mid-stage and exits 130 or 143.
         example: vwlmm train --config recipes/shapesgrid.json --out runs/sg
         """;
     public IReadOnlyList<string> Flags => ["--resume"];
@@ -107,36 +109,37 @@ public sealed class TrainCommand : ICommand
         return RunTrainer(trainer, outDir, args.Has("--quiet"), stdout, append: args.Has("--resume"));
     }
 
-    /// <summary>Runs to the end or to Ctrl-C (which saves a resumable checkpoint), with progress and JSONL metrics.</summary>
+    /// <summary>
+    /// Runs to the end or to Ctrl-C (SIGINT) or SIGTERM, which save a resumable checkpoint and exit with 128 + the
+    /// signal's number (130, 143), with progress and JSONL metrics. SIGTERM is what job schedulers and container
+    /// runtimes send before they kill a process; a process started in the background by a shell ignores SIGINT.
+    /// </summary>
     internal static int RunTrainer(Trainer trainer, string outDir, bool quiet, TextWriter stdout, bool append)
     {
         using var cts = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
+        PosixSignal? received = null;
+        void OnSignal(PosixSignalContext context)
         {
-            e.Cancel = true;
+            context.Cancel = true;
+            received ??= context.Signal;
             cts.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
-        try
-        {
-            using var metrics = new StreamWriter(Path.Combine(outDir, "metrics.jsonl"), append) { AutoFlush = true };
-            using (var progress = new TrainingProgress(stdout, quiet))
-            {
-                trainer.OnStep = progress.Report;
-                trainer.Run(outDir, cts.Token, metrics);
-            }
-            if (cts.IsCancellationRequested)
-            {
-                stdout.WriteLine($"interrupted at step {trainer.State.GlobalStep}: saved {Path.Combine(outDir, Trainer.CheckpointDirName)} (continue with --resume)");
-                return 130;
-            }
-            if (!quiet) stdout.WriteLine($"done: {trainer.State.GlobalStep} steps, model in {Path.Combine(outDir, Trainer.CheckpointDirName)}");
-            return 0;
         }
-        finally
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var metrics = new StreamWriter(Path.Combine(outDir, "metrics.jsonl"), append) { AutoFlush = true };
+        using (var progress = new TrainingProgress(stdout, quiet))
         {
-            Console.CancelKeyPress -= onCancel;
+            trainer.OnStep = progress.Report;
+            trainer.Run(outDir, cts.Token, metrics);
         }
+        if (received is { } sig)
+        {
+            bool term = sig == PosixSignal.SIGTERM;
+            stdout.WriteLine($"interrupted at step {trainer.State.GlobalStep} ({(term ? "SIGTERM" : "Ctrl-C")}): saved {Path.Combine(outDir, Trainer.CheckpointDirName)} (continue with --resume)");
+            return term ? 143 : 130;
+        }
+        if (!quiet) stdout.WriteLine($"done: {trainer.State.GlobalStep} steps, model in {Path.Combine(outDir, Trainer.CheckpointDirName)}");
+        return 0;
     }
 
     private static VwLmmModel CreateModel(IBackend backend, JsonElement root, string path, string baseDir, ulong seed,
