@@ -44,7 +44,9 @@ function GpuBundle {
         dotnet publish $Project @Publish
         if ($LASTEXITCODE -ne 0) { throw "build.ps1: publishing $Project failed" }
     }
-    Copy-Item tests/VwLmm.GpuTests/bundle/run.sh, tests/VwLmm.GpuTests/bundle/README.txt $Out
+    Copy-Item tests/VwLmm.GpuTests/bundle/*, bench/run_side_by_side.py $Out
+    New-Item -ItemType Directory -Force "$Out/reference" | Out-Null
+    Copy-Item bench/reference/torch_peer.py "$Out/reference"
     tar -czf $Tarball -C artifacts gpu-bundle
     if ($LASTEXITCODE -ne 0) { throw "build.ps1: tar failed" }
     $MiB = [math]::Floor((Get-Item $Tarball).Length / 1MB)

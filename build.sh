@@ -55,7 +55,8 @@ build() {
 cli() { dotnet "src/VwLmm.Cli/bin/$CONFIG/net10.0/vwlmm.dll" "$@"; }
 
 # artifacts/gpu-bundle(.tar.gz): self-contained linux-x64 vwlmm and GPU test runner (tests/VwLmm.GpuTests) for a GPU
-# machine without dotnet; its run.sh runs the CUDA conformance suites on the driver, then `vwlmm bench --device cuda`.
+# machine without dotnet; its run.sh runs the CUDA conformance suites on the driver, then `vwlmm bench --device cuda`,
+# and its gpu-session.sh every GPU check of a session (sanitizers, both lab presets, the model beside PyTorch, the demo).
 gpu_bundle() {
   deps
   native
@@ -66,7 +67,8 @@ gpu_bundle() {
   # The runner's output carries vwlmm as a framework-dependent reference; vwlmm's own publish, second, replaces it.
   dotnet publish tests/VwLmm.GpuTests "${publish[@]}"
   dotnet publish src/VwLmm.Cli "${publish[@]}"
-  cp tests/VwLmm.GpuTests/bundle/run.sh tests/VwLmm.GpuTests/bundle/README.txt "$out/"
+  cp tests/VwLmm.GpuTests/bundle/* bench/run_side_by_side.py "$out/"
+  mkdir -p "$out/reference" && cp bench/reference/torch_peer.py "$out/reference/"
   tar -czf "$tarball" -C artifacts gpu-bundle
   local size; size=$(stat -c %s "$tarball")
   log "$tarball: $((size >> 20)) MiB"

@@ -4,8 +4,12 @@ metric's median over the rounds, the ratio ours/torch and whether the issue's ta
 Each round also runs ours with --weights bf16 (linear weights stored in bf16, computed in f32; inference only) and
 prints its forward and decode rows against the same fp32 PyTorch run, labelled as such.
 
-usage: run_side_by_side.py --cli path/to/vwlmm.dll [--rounds 5] [--repeats 3] [--out results.jsonl] [shape options]
+usage: run_side_by_side.py --cli path/to/vwlmm.dll [--rounds 5] [--repeats 3] [--out results.jsonl]
+                           [--device cpu|cuda] [--python /usr/bin/python3] [shape options]
 Shape options (--threads --batch --image-tokens --text-tokens --width --decode-tokens) go to both programs.
+--device cuda runs `vwlmm bench --device cuda --model-bench` against `torch_peer.py --device cuda` (both at the GPU's
+fp32 peak from our peak table); the issue's targets are the CPU's, so the table then shows no target column.
+--python names the interpreter that has torch (the gpu-bundle's machine: python3).
 Exit status 1 when the two models disagree on parameter count or FLOPs per step (they would not be the same model).
 """
 import argparse
@@ -41,11 +45,12 @@ def run_json(cmd):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def alternate(cli, rounds, repeats, shape, out=None, verbose=False, with_bf16=True):
+def alternate(cli, rounds, repeats, shape, out=None, verbose=False, with_bf16=True, device="cpu", python="/usr/bin/python3"):
     """Runs ours, the peer and (with_bf16) ours with bf16 weights with the same shape options, one after the other, for
     the given rounds; returns the three lists of JSON results, each appended to OUT (one line per run) when given."""
-    ours_cmd = (["dotnet", cli] if cli.endswith(".dll") else [cli]) + ["bench", "--json", "--repeats", str(repeats)] + shape
-    peer_cmd = ["/usr/bin/python3", PEER, "--json", "--repeats", str(repeats)] + shape
+    on_device = ["--device", device] if device == "cpu" else ["--device", device, "--model-bench"]
+    ours_cmd = (["dotnet", cli] if cli.endswith(".dll") else [cli]) + ["bench", "--json", "--repeats", str(repeats)] + on_device + shape
+    peer_cmd = [python, PEER, "--json", "--repeats", str(repeats), "--device", device] + shape
     ours, torch, bf16 = [], [], []
     for i in range(rounds):
         ours.append(run_json(ours_cmd))
@@ -79,6 +84,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", help="append every run's JSON to this file (one line each)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--python", default="/usr/bin/python3", help="the interpreter that runs torch_peer.py")
     for name in SHAPE_OPTIONS:
         ap.add_argument("--" + name, type=int)
     a = ap.parse_args()
@@ -87,13 +94,13 @@ def main():
         value = getattr(a, name.replace("-", "_"))
         if value is not None:
             shape += ["--" + name, str(value)]
-    ours, torch, bf16 = alternate(a.cli, a.rounds, a.repeats, shape, a.out, verbose=True)
+    ours, torch, bf16 = alternate(a.cli, a.rounds, a.repeats, shape, a.out, verbose=True, device=a.device, python=a.python)
 
     o0, t0 = ours[0], torch[0]
     print(f"model: {o0['params']:,} parameters (torch {t0['params']:,}); {o0['train_gflop_per_step']:.3f} GFLOP per "
           f"train step (torch {t0['train_gflop_per_step']:.3f}); batch {o0['batch']}, {o0['image_tokens']} image + "
           f"{o0['text_tokens']} text tokens, width {o0['width']}, {o0['threads']} threads; {t0['engine']}; "
-          f"measured fp32 peak {fmt(median(ours, 'peak_gflops'))} GFLOP/s; our GEMM {o0.get('cpu_gemm', '-')}; "
+          f"{o0.get('device', 'cpu')}; fp32 peak {fmt(median(ours, 'peak_gflops'))} GFLOP/s; our GEMM {o0.get('cpu_gemm', '-')}; "
           f"medians of {a.rounds} alternating rounds x {a.repeats} repeats; load {os.getloadavg()[0]:.2f}")
     mismatch = o0["params"] != t0["params"] or abs(o0["train_gflop_per_step"] - t0["train_gflop_per_step"]) > 1e-6
     ours_mm = {"model_memory_mb": median(ours, "model_memory_mb")}
@@ -101,8 +108,8 @@ def main():
     for key, unit, target, check in METRICS:
         o, t = median(ours, key), median(torch, key)
         ratio = o / t if o is not None and t else None
-        met = "" if check is None or o is None else ("yes" if check(o, t, ours_mm) else "NO")
-        print(f"{key:22} {unit:8} {fmt(o):>9} {fmt(t):>9} {fmt(ratio):>10}  {target:22} {met}")
+        met = "" if check is None or o is None or a.device != "cpu" else ("yes" if check(o, t, ours_mm) else "NO")
+        print(f"{key:22} {unit:8} {fmt(o):>9} {fmt(t):>9} {fmt(ratio):>10}  {target if a.device == 'cpu' else '':22} {met}")
     print(f"ours with bf16 linear weights (inference only) against the same fp32 torch runs:")
     for key, unit in BF16_METRICS:
         o, t = median(bf16, key), median(torch, key)
