@@ -12,6 +12,12 @@ namespace VwLmm.Cuda;
 /// </summary>
 public sealed unsafe class EmulatedRuntime : ICudaRuntime
 {
+    // What the driver refuses at launch and g++-built kernels cannot show: ptxas's registers and static shared memory
+    // on the validation archs (sm_80, sm_90) bound a block's threads and shared memory.
+    private static readonly ILookup<(string Module, string Kernel), KernelResources> Resources =
+        KernelModules.Resources().ToLookup(r => (r.Module, r.Kernel));
+    private readonly Dictionary<nint, KernelResources[]> _resources = [];
+
     public EmulatedRuntime()
     {
         Emulator.EnsureLoaded();
@@ -68,6 +74,7 @@ public sealed unsafe class EmulatedRuntime : ICudaRuntime
     {
         if (Emulator.ModuleGetFunction(out nint f, kernel) != 0)
             throw new InvalidOperationException($"{module}.cu: {Emulator.LastError}");
+        _resources[f] = [.. Resources[(module, kernel)]];
         return f;
     }
 
@@ -79,9 +86,24 @@ public sealed unsafe class EmulatedRuntime : ICudaRuntime
     public void Launch(nint function, string kernel, (uint x, uint y, uint z) grid, (uint x, uint y, uint z) block,
                        uint sharedBytes, void** args)
     {
+        if (_resources.TryGetValue(function, out var rows)) CheckResources(kernel, rows, block, sharedBytes);
         int rc = Emulator.LaunchKernel(function, grid.x, grid.y, grid.z, block.x, block.y, block.z, sharedBytes, 0, args, null);
         if (rc != 0)
             throw new InvalidOperationException($"{kernel} failed on the emulator (CUresult {rc}): {Emulator.LastError}");
+    }
+
+    private static void CheckResources(string kernel, KernelResources[] rows, (uint x, uint y, uint z) block, uint sharedBytes)
+    {
+        long threads = (long)block.x * block.y * block.z;
+        foreach (var r in rows)
+        {
+            if (threads > r.MaxThreadsPerBlock)
+                throw new CudaException($"cuLaunchKernel({kernel})", 701, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES",
+                    $"{threads} threads per block, but {r.Registers} registers per thread allow {r.MaxThreadsPerBlock} on {r.Arch}");
+            if (r.SharedBytes + (long)sharedBytes > KernelResources.MaxSharedBytesPerBlock(r.Arch))
+                throw new CudaException($"cuLaunchKernel({kernel})", 1, "CUDA_ERROR_INVALID_VALUE",
+                    $"{r.SharedBytes} bytes of static and {sharedBytes} of dynamic shared memory exceed {r.Arch}'s {KernelResources.MaxSharedBytesPerBlock(r.Arch)} per block");
+        }
     }
 
     public void SgemmStridedBatched(bool transA, bool transB, int m, int n, int k, float alpha,

@@ -5,6 +5,20 @@ namespace VwLmm.Cuda;
 public sealed record KernelResources(string Module, string Kernel, string Arch, int Registers, int SharedBytes,
                                      int StackBytes, int SpillStoreBytes, int SpillLoadBytes)
 {
+    /// <summary>The most threads a block of this kernel may have for its registers on sm_80/sm_90, as the driver
+    /// checks at launch: a block gets at most 65,536 registers, allocated to each warp in units of 256 (a thread's count
+    /// rounds up to a multiple of 8), and at most 1,024 threads.</summary>
+    public int MaxThreadsPerBlock => Math.Min(1024, 65536 / ((Math.Max(Registers, 1) + 7) / 8 * 8 * 32) * 32);
+
+    /// <summary>The most shared memory, static and dynamic, a block may use on <paramref name="arch"/> once the
+    /// launcher opts in (A100: 163 KiB, H100: 227 KiB).</summary>
+    public static int MaxSharedBytesPerBlock(string arch) => arch switch
+    {
+        "sm_80" => 163 << 10,
+        "sm_90" => 227 << 10,
+        _ => throw new ArgumentException($"no shared-memory limit known for {arch}", nameof(arch)),
+    };
+
     /// <summary>The resources.txt line: "module kernel arch registers smem stack spill_stores spill_loads".</summary>
     public override string ToString() =>
         $"{Module} {Kernel} {Arch} {Registers} {SharedBytes} {StackBytes} {SpillStoreBytes} {SpillLoadBytes}";

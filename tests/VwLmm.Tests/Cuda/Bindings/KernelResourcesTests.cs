@@ -21,6 +21,18 @@ public class KernelResourcesTests
         ptxas info    : Used 8 registers, 360 bytes cmem[0]
         """;
 
+    // CUDA's occupancy rule for compute capability 8.x and 9.x: 65,536 registers per block, 256 per warp at a time.
+    [TestCase(8, 1024)]
+    [TestCase(32, 1024)]
+    [TestCase(64, 1024)]
+    [TestCase(65, 896)]
+    [TestCase(72, 896)]
+    [TestCase(128, 512)]
+    [TestCase(138, 448)]
+    [TestCase(255, 256)]
+    public void RegistersBoundTheThreadsOfABlock(int registers, int threads) =>
+        Assert.That(new KernelResources("m", "k", "sm_90", registers, 0, 0, 0, 0).MaxThreadsPerBlock, Is.EqualTo(threads));
+
     [Test]
     public void PtxasLogIsParsed()
     {

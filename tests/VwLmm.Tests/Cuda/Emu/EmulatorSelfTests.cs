@@ -225,6 +225,24 @@ public sealed unsafe class EmulatorSelfTests
                                 Assert.That(o[i], Is.EqualTo((tx + 10 * gx) | (ty + 10 * gy) << 8 | (tz + 10 * gz) << 16), $"element {i}");
     }
 
+    /// <summary>The emulator refuses a launch the driver would: more threads than the kernel's registers allow on
+    /// sm_80 or sm_90 (ptxas's figures from the build), or more shared memory than an A100's block may have. The
+    /// check comes before the kernel runs, so no arguments are needed.</summary>
+    [Test]
+    public void LaunchesBeyondAKernelsResourcesAreRefused()
+    {
+        var heavy = KernelModules.Resources().MaxBy(r => r.Registers)!;
+        Assert.That(heavy.MaxThreadsPerBlock, Is.LessThan(1024), "the kernel with the most registers");
+        nint f = _rt.GetFunction(heavy.Module, heavy.Kernel);
+        uint over = (uint)heavy.MaxThreadsPerBlock + 32;
+        var e = Assert.Throws<CudaException>(() => _rt.Launch(f, heavy.Kernel, (1, 1, 1), (over, 1, 1), 0, null))!;
+        Assert.That((e.Operation, e.ErrorName), Is.EqualTo(($"cuLaunchKernel({heavy.Kernel})", "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES")));
+        Assert.That(e.Message, Does.Contain($"{over} threads per block"));
+        e = Assert.Throws<CudaException>(() => _rt.Launch(f, heavy.Kernel, (1, 1, 1), (32, 1, 1), 164 << 10, null))!;
+        Assert.That(e.ErrorName, Is.EqualTo("CUDA_ERROR_INVALID_VALUE"));
+        Assert.That(e.Message, Does.Contain("sm_80"));
+    }
+
     /// <summary>Every extern "C" __global__ kernel of kernels/**/*.cu must be registered (a VWLMM_KERNEL line).</summary>
     [Test]
     public void EveryKernelIsRegistered()
