@@ -100,9 +100,10 @@ public sealed unsafe class EmulatedRuntime : ICudaRuntime
             if (threads > r.MaxThreadsPerBlock)
                 throw new CudaException($"cuLaunchKernel({kernel})", 701, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES",
                     $"{threads} threads per block, but {r.Registers} registers per thread allow {r.MaxThreadsPerBlock} on {r.Arch}");
-            if (r.SharedBytes + (long)sharedBytes > KernelResources.MaxSharedBytesPerBlock(r.Arch))
+            int limit = KernelResources.MaxSharedBytesPerBlock(r.Arch);
+            if (r.SharedBytes + (long)sharedBytes > limit)
                 throw new CudaException($"cuLaunchKernel({kernel})", 1, "CUDA_ERROR_INVALID_VALUE",
-                    $"{r.SharedBytes} bytes of static and {sharedBytes} of dynamic shared memory exceed {r.Arch}'s {KernelResources.MaxSharedBytesPerBlock(r.Arch)} per block");
+                    $"{r.SharedBytes} bytes of static and {sharedBytes} of dynamic shared memory exceed {r.Arch}'s {limit} per block");
         }
     }
 
