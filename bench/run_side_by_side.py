@@ -54,8 +54,10 @@ def alternate(cli, rounds, repeats, shape, out=None, verbose=False, with_bf16=Tr
     ours, torch, bf16 = [], [], []
     for i in range(rounds):
         ours.append(run_json(ours_cmd))
-        # The same peak for both: ours measured this machine's FMA rate just before (CpuPeak).
-        torch.append(run_json(peer_cmd + ["--peak-gflops", str(ours[-1]["peak_gflops"])]))
+        # The same peak for both: ours measured this machine's FMA rate just before (CpuPeak), or read the GPU's from
+        # its peak table (none for a GPU the table lacks).
+        peak = ours[-1].get("peak_gflops")
+        torch.append(run_json(peer_cmd + (["--peak-gflops", str(peak)] if peak is not None else [])))
         if with_bf16:
             bf16.append(run_json(ours_cmd + ["--weights", "bf16"]))
         if verbose:
