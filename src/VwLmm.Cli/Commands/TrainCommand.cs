@@ -125,7 +125,7 @@ public sealed class TrainCommand : ICommand
             cts.Cancel();
         }
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var terminate = Register(PosixSignal.SIGTERM, OnSignal);
         using var metrics = new StreamWriter(Path.Combine(outDir, "metrics.jsonl"), append) { AutoFlush = true };
         using (var progress = new TrainingProgress(stdout, quiet))
         {
@@ -140,6 +140,19 @@ public sealed class TrainCommand : ICommand
         }
         if (!quiet) stdout.WriteLine($"done: {trainer.State.GlobalStep} steps, model in {Path.Combine(outDir, Trainer.CheckpointDirName)}");
         return 0;
+    }
+
+    /// <summary>A signal handler, or null where the platform has no such signal (PosixSignalRegistration throws).</summary>
+    private static PosixSignalRegistration? Register(PosixSignal signal, Action<PosixSignalContext> handler)
+    {
+        try
+        {
+            return PosixSignalRegistration.Create(signal, handler);
+        }
+        catch (PlatformNotSupportedException)
+        {
+            return null;
+        }
     }
 
     private static VwLmmModel CreateModel(IBackend backend, JsonElement root, string path, string baseDir, ulong seed,
