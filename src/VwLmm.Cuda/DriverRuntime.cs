@@ -192,9 +192,9 @@ public sealed unsafe class DriverRuntime : ICudaRuntime
                                     float beta, nint c, int ldc, long strideC, int batch)
     {
         MakeCurrent();
-        Cublas.Check(Cublas.cublasSgemmStridedBatched(_cublas, transA ? Cublas.OpT : Cublas.OpN, transB ? Cublas.OpT : Cublas.OpN,
-                                                      m, n, k, &alpha, a, lda, strideA, b, ldb, strideB, &beta, c, ldc, strideC, batch),
-                     $"cublasSgemmStridedBatched(m={m}, n={n}, k={k}, batch={batch})");
+        Cublas.CheckSgemm(Cublas.cublasSgemmStridedBatched(_cublas, transA ? Cublas.OpT : Cublas.OpN, transB ? Cublas.OpT : Cublas.OpN,
+                                                           m, n, k, &alpha, a, lda, strideA, b, ldb, strideB, &beta, c, ldc, strideC, batch),
+                          m, n, k, batch);
     }
 
     /// <summary>Registers and static shared memory of a loaded kernel, as the driver reports them for this GPU.</summary>

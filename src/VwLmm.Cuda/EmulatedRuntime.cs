@@ -111,8 +111,7 @@ public sealed unsafe class EmulatedRuntime : ICudaRuntime
                                     nint a, int lda, long strideA, nint b, int ldb, long strideB,
                                     float beta, nint c, int ldc, long strideC, int batch)
     {
-        Cublas.Check(Cublas.SgemmArgumentStatus(transA, transB, m, n, k, lda, ldb, ldc, batch),
-                     $"cublasSgemmStridedBatched(m={m}, n={n}, k={k}, batch={batch})");
+        Cublas.CheckSgemm(Cublas.SgemmArgumentStatus(transA, transB, m, n, k, lda, ldb, ldc, batch), m, n, k, batch);
         if (m == 0 || n == 0) return;
         int ta = transA ? OpenBlas.Trans : OpenBlas.NoTrans, tb = transB ? OpenBlas.Trans : OpenBlas.NoTrans;
         for (int i = 0; i < batch; i++)

@@ -38,6 +38,10 @@ internal static unsafe partial class Cublas
         => m < 0 || n < 0 || k < 0 || batch < 0 || lda < Math.Max(1, transA ? k : m) || ldb < Math.Max(1, transB ? n : k)
            || ldc < Math.Max(1, m) ? 7 : 0;
 
+    /// <summary>Throws for a failed SGEMM call, named with its shape (the driver's and the emulator's call share it).</summary>
+    public static void CheckSgemm(int status, int m, int n, int k, int batch) =>
+        Check(status, $"cublasSgemmStridedBatched(m={m}, n={n}, k={k}, batch={batch})");
+
     /// <summary>cublasStatus_t names (cublas_api.h); a table because cublasGetStatusName is missing from early 11.x.</summary>
     public static string StatusName(int status) => status switch
     {

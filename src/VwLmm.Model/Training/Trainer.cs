@@ -325,15 +325,18 @@ public sealed class Trainer : IDisposable
         _adam?.Dispose();
         _adam = NewOptimizer(stage);
         using var reader = SafetensorsFile.Open(Path.Combine(checkpointDir, OptimizerFile));
+        void Restore(string name, Tensor into)
+        {
+            var host = new float[into.Numel];
+            reader.ReadFloat(name, host);
+            _model.Backend.Upload<float>(into, host);
+        }
         foreach (var p in _model.Parameters.All)
         {
             if (!p.Trainable || !reader.Contains(p.Name + ".exp_avg")) continue;
             var (m, v) = p.Moments();
-            var host = new float[p.Numel];
-            reader.ReadFloat(p.Name + ".exp_avg", host);
-            _model.Backend.Upload<float>(m, host);
-            reader.ReadFloat(p.Name + ".exp_avg_sq", host);
-            _model.Backend.Upload<float>(v, host);
+            Restore(p.Name + ".exp_avg", m);
+            Restore(p.Name + ".exp_avg_sq", v);
         }
         _average?.Dispose();
         _average = null;
@@ -345,9 +348,7 @@ public sealed class Trainer : IDisposable
                 string name = _average.Parameters[i].Name + AverageSuffix;
                 if (!reader.Contains(name))
                     throw new InvalidDataException($"{Path.Combine(checkpointDir, OptimizerFile)}: no '{name}': stage '{stage.Name}' has ema_decay but the checkpoint has no moving average");
-                var host = new float[_average.Parameters[i].Numel];
-                reader.ReadFloat(name, host);
-                _model.Backend.Upload<float>(_average.Average(i), host);
+                Restore(name, _average.Average(i));
             }
         }
     }

@@ -95,11 +95,14 @@ public class DeviceAndErrorTests
         for (int i = 0; i < 100; i++)
         {
             Cublas.Check(0, $"cublasSgemmStridedBatched(m={m}, k={i})");
+            Cublas.CheckSgemm(0, m, i, 0, 1);
             Driver.Check(Driver.Success, $"cuLaunchKernel({kernel})");
         }
         Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
         var e = Assert.Throws<CudaException>(() => Cublas.Check(7, $"cublasSgemmStridedBatched(m={m}, k={0})"))!;
         Assert.That((e.Operation, e.ErrorName), Is.EqualTo(("cublasSgemmStridedBatched(m=33, k=0)", "CUBLAS_STATUS_INVALID_VALUE")));
+        e = Assert.Throws<CudaException>(() => Cublas.CheckSgemm(7, m, 13, 0, 3))!;
+        Assert.That(e.Operation, Is.EqualTo("cublasSgemmStridedBatched(m=33, n=13, k=0, batch=3)"));
     }
 
     // cuBLAS (cublas<t>gemm): lda ≥ max(1, m) for op N, else max(1, k); ldb ≥ max(1, k) for op N, else max(1, n); ldc ≥ max(1, m).
