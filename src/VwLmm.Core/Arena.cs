@@ -7,7 +7,8 @@ namespace VwLmm.Core;
 /// allocations and views of them — are recycled after a reset, so a step that repeats the previous one's allocations
 /// allocates no managed memory. The price is that a handle kept across a reset reads as freed only until it is handed
 /// out again; a checked arena (<see cref="RecycleHandles"/> false) gives every allocation a new handle instead, so any
-/// use of a stale one throws.
+/// use of a stale one throws, and fills every uninitialised F32 allocation with NaN, so an op that reads memory it
+/// was meant to overwrite first (an output it accumulates into, a gradient it takes as zeroed) shows in its result.
 /// </summary>
 public sealed class Arena : IDisposable
 {
@@ -43,8 +44,15 @@ public sealed class Arena : IDisposable
     public long HighWater { get; private set; }
     public int Generation { get; private set; }
 
-    /// <summary>Allocates uninitialised memory.</summary>
+    /// <summary>Allocates uninitialised memory (NaN in a checked arena, for F32).</summary>
     public Tensor Allocate(Shape shape, DType dtype = DType.F32)
+    {
+        var t = Reserve(shape, dtype);
+        if (!RecycleHandles && dtype == DType.F32) _backend.Fill(t, float.NaN);
+        return t;
+    }
+
+    private Tensor Reserve(Shape shape, DType dtype)
     {
         long bytes = shape.Numel * dtype.Size();
         long start = (_used + Align - 1) / Align * Align;
@@ -82,7 +90,7 @@ public sealed class Arena : IDisposable
     /// <summary>Allocates and zero-fills (gradient buffers: every backward op accumulates).</summary>
     public Tensor Zeros(Shape shape, DType dtype = DType.F32)
     {
-        var t = Allocate(shape, dtype);
+        var t = Reserve(shape, dtype);
         _backend.Fill(t, 0f);
         return t;
     }

@@ -90,10 +90,10 @@ public static class Ops
         Tensor x = node.X0!, w = node.X1!, dy = tape.Grad(node.Output);
         int m = node.I0, n = node.I1, k = node.I2, g = node.I3;
         var be = tape.Backend;
-        if (tape.GradOrNull(x) is { } dx)
+        if (tape.GradOrNull(x, out bool overwrite) is { } dx)
             for (int i = g - 1; i >= 0; i--)
                 be.Gemm(false, false, m, k, n, 1f, tape.Arena.View(dy, (long)i * m * n, new Shape(m, n)), n, 0,
-                        tape.Arena.View(w, (long)i * n * k, new Shape(n, k)), k, 0, 1f, dx, k, 0, 1);
+                        tape.Arena.View(w, (long)i * n * k, new Shape(n, k)), k, 0, Beta(overwrite && i == g - 1), dx, k, 0, 1);
         if (tape.GradOrNull(w) is { } dw) be.Gemm(true, false, n, k, m, 1f, dy, n, (long)m * n, x, k, 0, 1f, dw, k, (long)n * k, g);
         if (tape.GradOrNull(node.X2) is { } db)
             for (int i = 0; i < g; i++)
@@ -131,8 +131,8 @@ public static class Ops
         Tensor x = node.X0!, w = node.X1!, dy = tape.Grad(node.Output);
         int m = node.I0, n = node.I1, k = node.I2;
         var be = tape.Backend;
-        if (tape.GradOrNull(node.X3) is { } dr) be.Axpy(dr, dy, dy.Numel, 1f);
-        if (tape.GradOrNull(x) is { } dx) be.Gemm(false, false, m, k, n, 1f, dy, n, 0, w, k, 0, 1f, dx, k, 0, 1);
+        AccumulateGrad(tape, node.X3, dy);
+        if (tape.GradOrNull(x, out bool overwrite) is { } dx) be.Gemm(false, false, m, k, n, 1f, dy, n, 0, w, k, 0, Beta(overwrite), dx, k, 0, 1);
         if (tape.GradOrNull(w) is { } dw) be.Gemm(true, false, n, k, m, 1f, dy, n, 0, x, k, 0, 1f, dw, k, 0, 1);
         if (tape.GradOrNull(node.X2) is { } db) be.BiasBackward(db, dy, m, n, 1);
     }
@@ -159,8 +159,8 @@ public static class Ops
         Tensor a = node.X0!, b = node.X1!, dc = tape.Grad(node.Output);
         int m = node.I0, n = node.I1, k = node.I2;
         var be = tape.Backend;
-        if (tape.GradOrNull(a) is { } da) be.Gemm(false, true, m, k, n, 1f, dc, n, 0, b, n, 0, 1f, da, k, 0, 1);
-        if (tape.GradOrNull(b) is { } db) be.Gemm(true, false, k, n, m, 1f, a, k, 0, dc, n, 0, 1f, db, n, 0, 1);
+        if (tape.GradOrNull(a, out bool overwriteA) is { } da) be.Gemm(false, true, m, k, n, 1f, dc, n, 0, b, n, 0, Beta(overwriteA), da, k, 0, 1);
+        if (tape.GradOrNull(b, out bool overwriteB) is { } db) be.Gemm(true, false, k, n, m, 1f, a, k, 0, dc, n, 0, Beta(overwriteB), db, n, 0, 1);
     }
 
     /// <summary>LayerNorm over the last dim: x [..., C], gamma [C], beta [C] → y [..., C].</summary>
@@ -269,9 +269,20 @@ public static class Ops
     private static void AddBackward(Tape tape, in TapeNode node)
     {
         var dy = tape.Grad(node.Output);
-        if (tape.GradOrNull(node.X0) is { } da) tape.Backend.Axpy(da, dy, dy.Numel, 1f);
-        if (tape.GradOrNull(node.X1) is { } db) tape.Backend.Axpy(db, dy, dy.Numel, 1f);
+        AccumulateGrad(tape, node.X0, dy);
+        AccumulateGrad(tape, node.X1, dy);
     }
+
+    /// <summary>The gradient of t (if it needs one) += dy, or = dy where dy is the first to reach it.</summary>
+    private static void AccumulateGrad(Tape tape, Tensor? t, Tensor dy)
+    {
+        if (tape.GradOrNull(t, out bool overwrite) is not { } g) return;
+        if (overwrite) tape.Backend.Copy(g, dy, dy.Numel);
+        else tape.Backend.Axpy(g, dy, dy.Numel, 1f);
+    }
+
+    /// <summary>A backward GEMM's beta: store into a gradient nothing reached before (see Tape.GradOrNull), else add.</summary>
+    private static float Beta(bool overwrite) => overwrite ? 0f : 1f;
 
     /// <summary>x [N,C] + bias [P,C] with row n taking bias row n mod P (position embeddings) → [N,C].</summary>
     public static Tensor AddRows(Tape tape, Tensor x, Tensor bias)
@@ -296,7 +307,7 @@ public static class Ops
     private static void AddRowsBackward(Tape tape, in TapeNode node)
     {
         var dy = tape.Grad(node.Output);
-        if (tape.GradOrNull(node.X0) is { } dx) tape.Backend.Axpy(dx, dy, dy.Numel, 1f);
+        AccumulateGrad(tape, node.X0, dy);
         if (tape.GradOrNull(node.X1) is { } db) tape.Backend.BiasBackward(db, dy, node.I0, node.I1, node.I2);
     }
 

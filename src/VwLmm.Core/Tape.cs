@@ -25,8 +25,9 @@ internal struct TapeNode
 /// gradients, and — when recording — the list of recorded ops. Ops (see <see cref="Ops"/>) record a node only when
 /// one of their inputs requires a gradient; <see cref="Backward"/> runs them in reverse, skipping ops whose output
 /// received no gradient. Every backward op accumulates (+=) into zero-initialised gradient buffers, so fan-out
-/// (residual streams, shared weights) needs no special case. Parameter gradients live in the parameters and persist
-/// across steps until zeroed. A tape is reused step after step through <see cref="Reset"/>, which keeps its storage.
+/// (residual streams, shared weights) needs no special case; the first op to reach a gradient may store into it
+/// instead, sparing the zero fill (<see cref="GradOrNull(Tensor?, out bool)"/>). Parameter gradients live in the
+/// parameters and persist across steps until zeroed. A tape is reused step after step through <see cref="Reset"/>, which keeps its storage.
 /// </summary>
 public sealed class Tape
 {
@@ -90,6 +91,23 @@ public sealed class Tape
 
     /// <summary>The gradient if the tensor requires one, else null (the op then skips that output's work).</summary>
     public Tensor? GradOrNull(Tensor? t) => t is not null && RequiresGrad(t) ? Grad(t) : null;
+
+    /// <summary>
+    /// <see cref="GradOrNull(Tensor?)"/> for an op that writes every element of the gradient: when nothing has flowed
+    /// into it yet and t is not a view of another tensor, an uninitialised buffer and <paramref name="overwrite"/> true,
+    /// so the op stores its result where it would add it to zeros: that spares the fill and the read of the zeros, and
+    /// changes no bit but a zero's sign (0 + −0 is +0). Otherwise the accumulating buffer and false.
+    /// </summary>
+    internal Tensor? GradOrNull(Tensor? t, out bool overwrite)
+    {
+        overwrite = false;
+        if (t is null || !RequiresGrad(t)) return null;
+        if (_aliases.ContainsKey(t) || _grads[t] is not null) return Grad(t);
+        overwrite = true;
+        var g = Arena.Allocate(t.Shape);
+        _grads[t] = g;
+        return g;
+    }
 
     /// <summary>Whether any gradient has flowed into t yet (ops whose outputs received none can be skipped).</summary>
     internal bool HasGrad(Tensor t) => _grads.TryGetValue(Resolve(t), out var g) && g is not null;

@@ -7,7 +7,8 @@ using Ops = VwLmm.Core.Ops;
 
 /// <summary>
 /// A checked arena never hands a handle out twice: a tensor kept across a reset stays freed after the arena has
-/// reused its memory, and every use of it throws. (The recycling arena's side is in Perf/AllocationTests.)
+/// reused its memory, and every use of it throws; and its uninitialised F32 memory reads NaN. (The recycling arena's
+/// side is in Perf/AllocationTests.)
 /// </summary>
 public class ArenaTests : CpuFixture
 {
@@ -66,5 +67,19 @@ public class ArenaTests : CpuFixture
         w.Dispose();
         var e = Assert.Throws<InvalidOperationException>(() => value.ToArray())!;
         Assert.That(e.Message, Does.Contain("ToArray").And.Contain("freed"));
+    }
+
+    [Test]
+    public void CheckedArenaHandsOutUninitialisedF32AsNaN()
+    {
+        using var arena = new Arena(Cpu, 1 << 16, recycleHandles: false);
+        var zeros = arena.Zeros(new Shape(3, 5));
+        var uninitialised = arena.Allocate(2, 7);
+        var ids = arena.Allocate(new Shape(4), DType.I32);
+        Assert.That(uninitialised.ToArray(), Is.All.NaN);
+        Assert.That(zeros.ToArray(), Is.All.Zero);
+        arena.Reset();
+        Assert.That(arena.Allocate(3, 5).ToArray(), Is.All.NaN, "memory that held zeros before the reset");
+        Assert.That(ids.DType, Is.EqualTo(DType.I32), "an I32 allocation is left as it is");
     }
 }

@@ -187,6 +187,74 @@ public class TapeTests : CpuFixture
         foreach (var p in ps) p.Dispose();
     }
 
+    /// <summary>
+    /// h = x·W1ᵀ feeds two consumers, y1 = h·W2ᵀ and y2 = h + z (fan-out), and z = x·W3ᵀ reaches its gradient only
+    /// through the Add. The first backward op to reach a gradient stores into it instead of adding to a zero fill, so
+    /// no buffer is filled, and h's gradient, which both consumers reach, still sums them (against a double reference).
+    /// The arena recycles handles, so it does not fill its allocations with NaN either (the suite's checked arenas,
+    /// which do, show that no op reads a buffer nothing wrote).
+    /// </summary>
+    [Test]
+    public void FirstWriterStoresAndLaterOnesAdd()
+    {
+        const int M = 3, K = 4, Nh = 5;
+        var rng = new Random(7);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        float[] w1 = Rand(Nh * K), w2 = Rand(Nh * Nh), w3 = Rand(Nh * K), xs = Rand(M * K), g1 = Rand(M * Nh), g2 = Rand(M * Nh);
+        using var p1 = Trainable("w1", w1, Nh, K);
+        using var p2 = Trainable("w2", w2, Nh, Nh);
+        using var p3 = Trainable("w3", w3, Nh, K);
+        var profiled = new ProfilingBackend(Cpu);
+        using var arena = new Arena(profiled, 1 << 16, recycleHandles: true);
+        var tape = new Tape(profiled, arena, record: true);
+        tape.Track([p1, p2, p3]);
+        var x = Ops.Input(tape, xs, M, K);
+        var h = Ops.Linear(tape, x, p1.Value);
+        var y1 = Ops.Linear(tape, h, p2.Value);
+        var y2 = Ops.Add(tape, h, Ops.Linear(tape, x, p3.Value));
+        // Seed the outputs' gradients as a loss would: loss = Σ g1∘y1 + Σ g2∘y2.
+        Cpu.Upload<float>(tape.Grad(y1), g1);
+        Cpu.Upload<float>(tape.Grad(y2), g2);
+        profiled.ResetCounters();
+        tape.Backward();
+        Assert.That(profiled.Table().Where(r => r.Op == "Fill"), Is.Empty, "no gradient buffer was zero-filled");
+
+        // dh = g1·W2 + g2, dW1 = dhᵀ·x, dW3 = g2ᵀ·x, dW2 = g1ᵀ·h, in double.
+        var hd = new double[M * Nh];
+        for (int m = 0; m < M; m++)
+        for (int j = 0; j < Nh; j++)
+        for (int k = 0; k < K; k++) hd[m * Nh + j] += (double)xs[m * K + k] * w1[j * K + k];
+        var dh = new double[M * Nh];
+        for (int m = 0; m < M; m++)
+        for (int j = 0; j < Nh; j++)
+        {
+            dh[m * Nh + j] = g2[m * Nh + j];
+            for (int i = 0; i < Nh; i++) dh[m * Nh + j] += (double)g1[m * Nh + i] * w2[i * Nh + j];
+        }
+        double[] Outer(double[] a, int cols, Func<int, double> b, int bcols)
+        {
+            var r = new double[cols * bcols];
+            for (int m = 0; m < M; m++)
+            for (int i = 0; i < cols; i++)
+            for (int j = 0; j < bcols; j++) r[i * bcols + j] += a[m * cols + i] * b(m * bcols + j);
+            return r;
+        }
+        var dw1 = Outer(dh, Nh, i => xs[i], K);
+        var dw2 = Outer(Array.ConvertAll(g1, v => (double)v), Nh, i => hd[i], Nh);
+        var dw3 = Outer(Array.ConvertAll(g2, v => (double)v), Nh, i => xs[i], K);
+        Assert.That(p1.Grad!.ToArray(), Is.EqualTo(dw1).Within(1e-5).AsCollection);
+        Assert.That(p2.Grad!.ToArray(), Is.EqualTo(dw2).Within(1e-5).AsCollection);
+        Assert.That(p3.Grad!.ToArray(), Is.EqualTo(dw3).Within(1e-5).AsCollection);
+    }
+
+    private Parameter Trainable(string name, float[] values, params int[] dims)
+    {
+        var p = new Parameter(Cpu, name, new Shape(dims));
+        p.SetValues(values);
+        p.Trainable = true;
+        return p;
+    }
+
     [Test]
     public void FrozenParametersRecordNoWork()
     {
