@@ -1,7 +1,9 @@
 #!/bin/sh
 # Every GPU check of a session in one command (about three minutes on an H100), each step's output in OUT/STEP.log:
 #   tests      the conformance suites on the driver (vwlmm-gpu-tests)
-#   sanitizer  compute-sanitizer memcheck over them, racecheck over the kernels that share memory (when installed)
+#   sanitizer  compute-sanitizer memcheck and initcheck over them (reads of device memory nothing wrote, which the
+#              emulator's NaN-filled arenas catch only inside the arena), racecheck over the kernels that share
+#              memory (when installed)
 #   lab        the kernel lab at bench-5m and LLaVA-7B shapes
 #   model      the model side by side with PyTorch at bench-5m and a wider shape (run_side_by_side.py; when python3
 #              has torch), ours with fp32 and bf16 weights
@@ -30,6 +32,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 step tests 300 ./vwlmm-gpu-tests
 if command -v compute-sanitizer >/dev/null; then
   step sanitizer 600 compute-sanitizer --tool memcheck --error-exitcode 1 ./vwlmm-gpu-tests
+  step sanitizer 600 compute-sanitizer --tool initcheck --error-exitcode 1 ./vwlmm-gpu-tests
   step sanitizer 600 compute-sanitizer --tool racecheck --error-exitcode 1 ./vwlmm-gpu-tests \
     VwLmm.Tests.Cuda.Gpu.DriverAttentionOpTests VwLmm.Tests.Cuda.Gpu.DriverNormOpTests VwLmm.Tests.Cuda.Gpu.DriverVocabOpTests \
     VwLmm.Tests.Cuda.Gpu.DriverGemmOpTests VwLmm.Tests.Cuda.Gpu.DriverBf16GemmOpTests VwLmm.Tests.Cuda.Gpu.DriverOptimizerOpTests
