@@ -45,10 +45,16 @@ public sealed unsafe class EmulatedRuntime : ICudaRuntime
         (float)Stopwatch.GetElapsedTime(*(long*)start, *(long*)end).TotalMilliseconds;
     public void DestroyEvent(nint evt) => NativeMemory.Free((void*)evt);
 
+    /// <summary>
+    /// Device memory filled with 0xFF bytes (NaN as float, −1 as int), not the zeros of a fresh host page: the driver
+    /// promises no contents, and code that reads memory nothing wrote must not pass here by luck.
+    /// </summary>
     public nint Alloc(long bytes)
     {
         if (bytes < 0) throw new ArgumentOutOfRangeException(nameof(bytes));
-        return (nint)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 256);
+        var p = NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 256);
+        NativeMemory.Fill(p, (nuint)Math.Max(bytes, 1), 0xFF);
+        return (nint)p;
     }
 
     public void Free(nint ptr) => NativeMemory.AlignedFree((void*)ptr);

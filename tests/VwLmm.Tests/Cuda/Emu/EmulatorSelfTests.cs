@@ -64,6 +64,33 @@ public sealed unsafe class EmulatorSelfTests
         }
     }
 
+    /// <summary>
+    /// Fresh device memory is all 0xFF bytes (NaN as float, −1 as int), where the host's fresh pages would be zero: a
+    /// launcher that reads scratch or output nothing wrote, expecting zeros, then fails its conformance test, as
+    /// compute-sanitizer's initcheck would report it on a GPU.
+    /// </summary>
+    [Test]
+    public void FreshDeviceMemoryReadsAsNaN()
+    {
+        foreach (long bytes in new long[] { 4, 1000, 64L << 20 })
+        {
+            nint p = _rt.Alloc(bytes);
+            try
+            {
+                var host = new float[Math.Min(bytes / 4, 1024)];
+                fixed (float* h = host) _rt.CopyDeviceToHost((nint)h, p + (nint)(bytes - host.Length * 4L), host.Length * 4L);
+                Assert.That(host, Is.All.NaN, $"the last {host.Length} floats of {bytes} bytes");
+                int first;
+                _rt.CopyDeviceToHost((nint)(&first), p, 4);
+                Assert.That(first, Is.EqualTo(-1), $"the first int of {bytes} bytes");
+            }
+            finally
+            {
+                _rt.Free(p);
+            }
+        }
+    }
+
     [Test]
     public void SharedMemoryStaticAndDynamic()
     {
