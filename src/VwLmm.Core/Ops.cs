@@ -21,13 +21,6 @@ public static class Ops
         return t;
     }
 
-    private static Tensor Indices(Tape tape, ReadOnlySpan<int> host)
-    {
-        var t = tape.Arena.Allocate(new Shape(Math.Max(1, host.Length)), DType.I32);
-        if (host.Length > 0) tape.Backend.Upload(t, host);
-        return t;
-    }
-
     private static bool AnyGrad(Tape tape, Tensor? a, Tensor? b = null, Tensor? c = null) =>
         tape.IsRecording && ((a is not null && tape.RequiresGrad(a)) || (b is not null && tape.RequiresGrad(b)) || (c is not null && tape.RequiresGrad(c)));
 
@@ -331,7 +324,7 @@ public static class Ops
         {
             Check.Count(op, "keyLengths", keyLengths.Length, b);
             Check.Indices(op, "keyLengths", keyLengths, 0, t + 1);
-            lens = Indices(tape, keyLengths);
+            lens = tape.Indices(keyLengths);
         }
         float scale = 1f / MathF.Sqrt(d);
         var be = tape.Backend;
@@ -382,7 +375,7 @@ public static class Ops
             for (int i = 1; i < b; i++)
                 if (start[i] != start[0])
                     throw new ArgumentException($"{op}: a multi-token step needs one start for the batch (sample {i} starts at {start[i]}, sample 0 at {start[0]})");
-        var lens = Indices(tape, keyLengths);
+        var lens = tape.Indices(keyLengths);
         var o = tape.Arena.Allocate(q.Shape);
         var lse = tape.Arena.Allocate(b, h, tq);
         tape.Backend.AttentionForward(o, lse, q, kCache, vCache, lens, b, tq, tk, s, h, hkv, d, causal, 1f / MathF.Sqrt(d));
@@ -399,7 +392,7 @@ public static class Ops
         if (d % 2 != 0) throw new ArgumentException($"{op}: head dim {d} must be even");
         Check.Count(op, "positions", positions.Length, b * t);
         Check.Indices(op, "positions", positions, 0, int.MaxValue);
-        var pos = Indices(tape, positions);
+        var pos = tape.Indices(positions);
         var be = tape.Backend;
         bool grad = AnyGrad(tape, x);
         var y = Output(tape, x.Shape, grad);
@@ -465,7 +458,7 @@ public static class Ops
                 throw new ArgumentOutOfRangeException(nameof(map), $"{op}: map[{i}] = {m} is out of range (srcA has {sa} rows, srcB {sb})");
         }
         int r = map.Length;
-        var idx = Indices(tape, map);
+        var idx = tape.Indices(map);
         var be = tape.Backend;
         bool grad = AnyGrad(tape, srcA, srcB);
         var y = Output(tape, new Shape(r, c), grad);
@@ -510,7 +503,7 @@ public static class Ops
         IndexChecks.Targets(op, targets, v);
         int count = 0;
         foreach (int t in targets) if (t != IndexChecks.IgnoreIndex) count++;
-        var tg = Indices(tape, targets);
+        var tg = tape.Indices(targets);
         var losses = tape.Arena.Allocate(n);
         float scale = count == 0 ? 0f : weight / count;
         var dlogits = count > 0 ? tape.GradOrNull(logits) : null;
@@ -559,7 +552,7 @@ public static class Ops
         IndexChecks.VisualWordPairs(op, pairs, lmLogits.Shape[0], vmLogits.Shape[0]);
         var losses = tape.Arena.Allocate(Math.Max(1, n));
         if (n == 0) return new LossResult(0, 0, losses);
-        var pr = Indices(tape, pairs);
+        var pr = tape.Indices(pairs);
         float scale = weight / n;
         tape.Backend.VisualWordKl(losses, tape.GradOrNull(lmLogits), detach ? null : tape.GradOrNull(vmLogits),
                                   lmLogits, vmLogits, pr, n, v, reverse, scale);

@@ -9,7 +9,10 @@ namespace VwLmm.Core;
 /// </summary>
 public sealed class ProfilingBackend(IBackend inner) : IBackend
 {
-    /// <summary>The ops this wrapper times, in <see cref="IBackend"/> order (indexes into the counters).</summary>
+    /// <summary>
+    /// The ops this wrapper times, in <see cref="IBackend"/> order (indexes into the counters), then the host↔device
+    /// copies (on a GPU each is a driver call the host waits for, which a decoded token can be bound by).
+    /// </summary>
     public static readonly string[] OpNames =
     [
         "Fill",
@@ -44,6 +47,8 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         "AdamW",
         "ZeroGradients",
         "GradientSumsOfSquares",
+        "Upload",
+        "Download",
     ];
 
     private readonly long[] _ticks = new long[OpNames.Length];
@@ -82,8 +87,20 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     }
 
     public DeviceBuffer Allocate(long bytes) => Inner.Allocate(bytes);
-    public void Upload<T>(Tensor dst, ReadOnlySpan<T> src) where T : unmanaged => Inner.Upload(dst, src);
-    public void Download<T>(Tensor src, Span<T> dst) where T : unmanaged => Inner.Download(src, dst);
+    public void Upload<T>(Tensor dst, ReadOnlySpan<T> src) where T : unmanaged
+    {
+        long t = Begin();
+        Inner.Upload(dst, src);
+        End(32, t);
+    }
+
+    public void Download<T>(Tensor src, Span<T> dst) where T : unmanaged
+    {
+        long t = Begin();
+        Inner.Download(src, dst);
+        End(33, t);
+    }
+
     public void Synchronize() => Inner.Synchronize();
     public void Dispose() => Inner.Dispose();
 

@@ -37,6 +37,11 @@ public sealed class Tape
     // Views created by Reshape and Select share the gradient of their base tensor, at the same offset.
     private readonly Dictionary<Tensor, Tensor> _aliases = new(ReferenceEqualityComparer.Instance);
     private float[] _hostScratch = [];
+    // The last few index uploads, for Indices: their host values, length, tensor and arena generation. Each arena
+    // generation fills the slots from the first, so a step that repeats the last one's uploads finds every slot's
+    // host array long enough already (no managed allocation).
+    private readonly (int[] Host, int Length, Tensor? Tensor, int Generation)[] _indexUploads = new (int[], int, Tensor?, int)[4];
+    private int _nextIndexUpload, _indexGeneration;
 
     public Tape(IBackend backend, Arena arena, bool record)
     {
@@ -123,6 +128,28 @@ public sealed class Tape
     {
         if (_hostScratch.Length < n) _hostScratch = new float[n];
         return _hostScratch.AsSpan(0, n);
+    }
+
+    /// <summary>
+    /// Host indices → an I32 tensor [max(1, n)] in the arena. Indices equal to those of one of the last four uploads
+    /// of this arena generation give that tensor again: a decoder layer's q and k take the same positions, and every
+    /// layer the same key lengths, so a decoded token makes 3 uploads where it made 13 — on a GPU each is a
+    /// host-to-device copy the host waits for. Ops only read index tensors, so sharing one is safe.
+    /// </summary>
+    internal Tensor Indices(ReadOnlySpan<int> host)
+    {
+        foreach (var (values, length, tensor, generation) in _indexUploads)
+            if (tensor is not null && generation == Arena.Generation && host.SequenceEqual(values.AsSpan(0, length)))
+                return tensor;
+        var t = Arena.Allocate(new Shape(Math.Max(1, host.Length)), DType.I32);
+        if (host.Length > 0) Backend.Upload(t, host);
+        if (_indexGeneration != Arena.Generation) (_indexGeneration, _nextIndexUpload) = (Arena.Generation, 0);
+        ref var slot = ref _indexUploads[_nextIndexUpload];
+        _nextIndexUpload = (_nextIndexUpload + 1) % _indexUploads.Length;
+        if (slot.Host is null || slot.Host.Length < host.Length) slot.Host = new int[Math.Max(16, host.Length)];
+        host.CopyTo(slot.Host);
+        slot = (slot.Host, host.Length, t, Arena.Generation);
+        return t;
     }
 
     /// <summary>Runs the recorded ops' backward in reverse order, then forgets them.</summary>

@@ -255,6 +255,41 @@ public class TapeTests : CpuFixture
         return p;
     }
 
+    /// <summary>
+    /// Index uploads are shared while their values repeat (the decoder's positions, once per layer for q and for k):
+    /// one upload per distinct set of values among the last four, a new one after the arena is reset, and every
+    /// tensor holds the values it was asked for.
+    /// </summary>
+    [Test]
+    public void RepeatedIndicesShareOneUpload()
+    {
+        var profiled = new ProfilingBackend(Cpu);
+        using var arena = new Arena(profiled, 1 << 16);
+        var tape = new Tape(profiled, arena, record: false);
+        int Uploads() => (int)profiled.Table().Where(r => r.Op == "Upload").Sum(r => r.Calls);
+        int[] positions = [5, 6, 7], lengths = [8], other = [5, 6];
+        var p = tape.Indices(positions);
+        var l = tape.Indices(lengths);
+        for (int layer = 0; layer < 4; layer++)
+        {
+            Assert.That(tape.Indices(positions.AsSpan().ToArray()), Is.SameAs(p), $"q's positions in layer {layer}");
+            Assert.That(tape.Indices(positions), Is.SameAs(p), $"k's positions in layer {layer}");
+            Assert.That(tape.Indices(lengths), Is.SameAs(l), $"key lengths in layer {layer}");
+        }
+        Assert.That(Uploads(), Is.EqualTo(2));
+        var o = tape.Indices(other);
+        Assert.That(o, Is.Not.SameAs(p), "a prefix of earlier values is other values");
+        Assert.That(o.ToIntArray(), Is.EqualTo(other));
+        for (int i = 0; i < 4; i++) tape.Indices([100 + i]);
+        Assert.That(Uploads(), Is.EqualTo(7));
+        Assert.That(tape.Indices(positions).ToIntArray(), Is.EqualTo(positions), "evicted by four newer uploads: uploaded again");
+        Assert.That(Uploads(), Is.EqualTo(8));
+        tape.Reset();
+        var fresh = tape.Indices([100 + 3]);
+        Assert.That(Uploads(), Is.EqualTo(9), "a reset arena holds none of them");
+        Assert.That(fresh.ToIntArray(), Is.EqualTo(new[] { 103 }));
+    }
+
     [Test]
     public void FrozenParametersRecordNoWork()
     {
