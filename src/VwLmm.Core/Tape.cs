@@ -27,7 +27,8 @@ internal struct TapeNode
 /// received no gradient. Every backward op accumulates (+=) into zero-initialised gradient buffers, so fan-out
 /// (residual streams, shared weights) needs no special case; the first op to reach a gradient may store into it
 /// instead, sparing the zero fill (<see cref="GradOrNull(Tensor?, out bool)"/>). Parameter gradients live in the
-/// parameters and persist across steps until zeroed. A tape is reused step after step through <see cref="Reset"/>, which keeps its storage.
+/// parameters and persist across steps until zeroed. A tape is reused step after step through <see cref="Reset"/>,
+/// which keeps its storage.
 /// </summary>
 public sealed class Tape
 {
