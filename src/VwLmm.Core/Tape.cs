@@ -38,10 +38,10 @@ public sealed class Tape
     // Views created by Reshape and Select share the gradient of their base tensor, at the same offset.
     private readonly Dictionary<Tensor, Tensor> _aliases = new(ReferenceEqualityComparer.Instance);
     private float[] _hostScratch = [];
-    // The last few index uploads, for Indices: their host values, length, tensor and arena generation. Each arena
-    // generation fills the slots from the first, so a step that repeats the last one's uploads finds every slot's
-    // host array long enough already (no managed allocation).
-    private readonly (int[] Host, int Length, Tensor? Tensor, int Generation)[] _indexUploads = new (int[], int, Tensor?, int)[4];
+    // The last few index uploads of arena generation _indexGeneration, for Indices: their host values and tensor. A new
+    // generation empties the slots and fills them from the first again, so a step that repeats the last one's uploads
+    // finds every slot's host array long enough already (no managed allocation).
+    private readonly (int[] Host, int Length, Tensor? Tensor)[] _indexUploads = new (int[], int, Tensor?)[4];
     private int _nextIndexUpload, _indexGeneration;
 
     public Tape(IBackend backend, Arena arena, bool record)
@@ -139,17 +139,21 @@ public sealed class Tape
     /// </summary>
     internal Tensor Indices(ReadOnlySpan<int> host)
     {
-        foreach (var (values, length, tensor, generation) in _indexUploads)
-            if (tensor is not null && generation == Arena.Generation && host.SequenceEqual(values.AsSpan(0, length)))
+        if (_indexGeneration != Arena.Generation)
+        {
+            foreach (ref var u in _indexUploads.AsSpan()) u.Tensor = null;
+            (_indexGeneration, _nextIndexUpload) = (Arena.Generation, 0);
+        }
+        foreach (var (values, length, tensor) in _indexUploads)
+            if (tensor is not null && host.SequenceEqual(values.AsSpan(0, length)))
                 return tensor;
         var t = Arena.Allocate(new Shape(Math.Max(1, host.Length)), DType.I32);
         if (host.Length > 0) Backend.Upload(t, host);
-        if (_indexGeneration != Arena.Generation) (_indexGeneration, _nextIndexUpload) = (Arena.Generation, 0);
         ref var slot = ref _indexUploads[_nextIndexUpload];
         _nextIndexUpload = (_nextIndexUpload + 1) % _indexUploads.Length;
         if (slot.Host is null || slot.Host.Length < host.Length) slot.Host = new int[Math.Max(16, host.Length)];
         host.CopyTo(slot.Host);
-        slot = (slot.Host, host.Length, t, Arena.Generation);
+        slot = (slot.Host, host.Length, t);
         return t;
     }
 

@@ -52,8 +52,9 @@ public sealed unsafe class EmulatedRuntime : ICudaRuntime
     public nint Alloc(long bytes)
     {
         if (bytes < 0) throw new ArgumentOutOfRangeException(nameof(bytes));
-        var p = NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 256);
-        NativeMemory.Fill(p, (nuint)Math.Max(bytes, 1), 0xFF);
+        var size = (nuint)Math.Max(bytes, 1);
+        var p = NativeMemory.AlignedAlloc(size, 256);
+        NativeMemory.Fill(p, size, 0xFF);
         return (nint)p;
     }
 
