@@ -9,10 +9,11 @@
 // (AttnTiles, mirrored by CudaBackend.Attention.cs). Softmax runs in the log2 domain: p = exp2(s·scale·log2e − m).
 // Forward: grid (ceil(Tq/BQ), H, B), block 4·BQ; streams K/V tiles through shared memory with an online softmax;
 //   writes o and saves lse (natural log; −inf and o = 0 for a query with no visible key).
-// Backward (recomputes p from lse, accumulates +=, null outputs skipped, no atomics):
+// Backward (recomputes p from lse, accumulates += or, with accumulate = 0, stores, null outputs skipped, no atomics):
 //   attention_dsum_f32: dsum = rowsum(dO∘o), one warp per row;
-//   dK/dV: grid (ceil(Tk/BKB), Hkv, B), block 4·BKB; a block owns its key rows and loops over the query tiles of all
-//     H/Hkv query heads of its group, so dk/dv are written once, in a fixed order;
+//   dK/dV: grid (ceil(Tk/BKB), Hkv, B) (ceil(S/BKB) when storing, so that rows no query sees are zeroed), block
+//     4·BKB; a block owns its key rows and loops over the query tiles of all H/Hkv query heads of its group, so dk/dv
+//     are written once, in a fixed order;
 //   dQ: grid (ceil(Tq/BQD), H, B), block 4·BQD; a block owns its query rows and loops over the key tiles.
 #include "common.cuh"
 
@@ -180,7 +181,7 @@ extern "C" __global__ void attention_dsum_f32(float* dsum, const float* __restri
 template <int D>
 __device__ void attention_backward_dkdv(float* dk, float* dv, const float* dO, const float* q, const float* k,
                                         const float* v, const float* lse, const float* dsum, const int* keyLengths,
-                                        AttnShape sh, float scale)
+                                        AttnShape sh, float scale, int accumulate)
 {
     using T = AttnTiles<D>;
     constexpr int BKB = T::BKB, BQB = T::BQB, LD = T::LD, PL = BQB + 1;
@@ -197,8 +198,18 @@ __device__ void attention_backward_dkdv(float* dk, float* dv, const float* dO, c
     int c = (int)threadIdx.x >> 2, part = (int)threadIdx.x & 3;
     int b = (int)blockIdx.z, hk = (int)blockIdx.y, j0 = (int)blockIdx.x * BKB, j = j0 + c;
     int len = key_limit(keyLengths, b, sh.Tk), group = sh.H / sh.Hkv;
-    if (j0 >= len) return;  // no query sees these keys: their gradients are 0
     long long qStride = (long long)sh.H * D, kStride = (long long)sh.Hkv * D;
+    long long row = (long long)b * sh.S * kStride + (long long)j * kStride + (long long)hk * D;
+    if (j0 >= len)  // no query sees these keys: their gradients are 0
+    {
+        if (!accumulate && j < sh.S)
+            for (int d = part; d < D; d += 4)
+            {
+                if (dk) dk[row + d] = 0.0f;
+                if (dv) dv[row + d] = 0.0f;
+            }
+        return;
+    }
     long long kvOffset = (long long)b * sh.S * kStride + (long long)j0 * kStride + (long long)hk * D;
     load_rows<D>(sk, k + kvOffset, kStride, BKB, len - j0);
     load_rows<D>(sv, v + kvOffset, kStride, BKB, len - j0);
@@ -244,22 +255,24 @@ __device__ void attention_backward_dkdv(float* dk, float* dv, const float* dO, c
             }
         }
     }
-    if (j >= len) return;  // rows in [len, Tk) got no contribution; rows ≥ Tk are not ours to touch
-    long long row = (long long)b * sh.S * kStride + (long long)j * kStride + (long long)hk * D;
+    // Rows in [len, Tk) got no contribution: they are zeroed when storing (acc is 0 there), else left alone; rows
+    // ≥ Tk are this launch's only when storing.
+    if (j >= sh.S || (accumulate && j >= len)) return;
+    float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     for (int cc = 0; cc < D / 16; cc++)
     {
         int d = 4 * part + 16 * cc;
         if (dk)
         {
             float4* p = reinterpret_cast<float4*>(dk + row + d);
-            float4 x = *p;
+            float4 x = accumulate ? *p : zero;
             *p = make_float4(x.x + scale * accK[cc].x, x.y + scale * accK[cc].y, x.z + scale * accK[cc].z,
                              x.w + scale * accK[cc].w);
         }
         if (dv)
         {
             float4* p = reinterpret_cast<float4*>(dv + row + d);
-            float4 x = *p;
+            float4 x = accumulate ? *p : zero;
             *p = make_float4(x.x + accV[cc].x, x.y + accV[cc].y, x.z + accV[cc].z, x.w + accV[cc].w);
         }
     }
@@ -268,7 +281,7 @@ __device__ void attention_backward_dkdv(float* dk, float* dv, const float* dO, c
 template <int D>
 __device__ void attention_backward_dq(float* dq, const float* dO, const float* q, const float* k, const float* v,
                                       const float* lse, const float* dsum, const int* keyLengths, AttnShape sh,
-                                      float scale)
+                                      float scale, int accumulate)
 {
     using T = AttnTiles<D>;
     constexpr int BQ = T::BQD, BK = T::BK, LD = T::LD, PL = BK + 1;
@@ -317,7 +330,7 @@ __device__ void attention_backward_dq(float* dq, const float* dO, const float* q
     for (int c = 0; c < D / 16; c++)
     {
         float4* p = reinterpret_cast<float4*>(row + 4 * part + 16 * c);
-        float4 x = *p;
+        float4 x = accumulate ? *p : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         *p = make_float4(x.x + scale * acc[c].x, x.y + scale * acc[c].y, x.z + scale * acc[c].z, x.w + scale * acc[c].w);
     }
 }
@@ -333,12 +346,14 @@ __device__ void attention_backward_dq(float* dq, const float* dO, const float* q
 #define ATTENTION_FORWARD_ARGS o, lse, q, k, v, ATTENTION_SHAPE_ARGS
 #define ATTENTION_DKDV_PARAMS                                                                                        \
     float* dk, float* dv, const float* __restrict__ dO, const float* __restrict__ q, const float* __restrict__ k,     \
-        const float* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ dsum, ATTENTION_SHAPE_PARAMS
-#define ATTENTION_DKDV_ARGS dk, dv, dO, q, k, v, lse, dsum, ATTENTION_SHAPE_ARGS
+        const float* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ dsum, ATTENTION_SHAPE_PARAMS, \
+        int accumulate
+#define ATTENTION_DKDV_ARGS dk, dv, dO, q, k, v, lse, dsum, ATTENTION_SHAPE_ARGS, accumulate
 #define ATTENTION_DQ_PARAMS                                                                                          \
     float* dq, const float* __restrict__ dO, const float* __restrict__ q, const float* __restrict__ k,                \
-        const float* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ dsum, ATTENTION_SHAPE_PARAMS
-#define ATTENTION_DQ_ARGS dq, dO, q, k, v, lse, dsum, ATTENTION_SHAPE_ARGS
+        const float* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ dsum, ATTENTION_SHAPE_PARAMS, \
+        int accumulate
+#define ATTENTION_DQ_ARGS dq, dO, q, k, v, lse, dsum, ATTENTION_SHAPE_ARGS, accumulate
 
 extern "C" __global__ void attention_forward_d32_f32(ATTENTION_FORWARD_PARAMS)
 { attention_forward<32>(ATTENTION_FORWARD_ARGS); }

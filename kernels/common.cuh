@@ -115,6 +115,10 @@ template <> struct Vec<4>
 
 __device__ __forceinline__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// What a backward kernel adds its result to: the gradient there (accumulate ≠ 0), or zero when it stores, which a
+// fresh gradient needs no fill for and which gives the bits of adding to zeros.
+__device__ __forceinline__ float grad_base(const float* g, int accumulate) { return accumulate ? *g : 0.0f; }
+
 // One entry of a parameter list (ParameterList in C#; CudaBackend.AdamW.cs writes the same 48-byte layout): the
 // parameter, its gradient and AdamW moments, all [n]. The list kernels take grid = Σ ⌈nᵢ / PARAM_LIST_CHUNK⌉ blocks, and
 // chunk_start[i] is the first block of entry i (chunk_start[count] = the grid). Chunk boundaries are those of the

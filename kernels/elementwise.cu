@@ -2,7 +2,8 @@
 // SiLU / SwiGLU forward and backward) and sum_rows_f32, the fixed-order column sums behind every deterministic
 // parameter-gradient reduction (bias, LayerNorm/RMSNorm γ and β).
 // Launch: pointwise kernels are 1-D grid-stride loops over a 64-bit n (any 1-D grid and block); sum_rows_f32 takes
-// grid (ceil(W/block), chunks). Saves nothing: activation backward recomputes from x. Backward kernels accumulate.
+// grid (ceil(W/block), chunks). Saves nothing: activation backward recomputes from x. Backward kernels add to their
+// gradients, or store into them when accumulate = 0.
 #include "common.cuh"
 
 extern "C" __global__ void fill_f32(float* x, float value, long long n)
@@ -84,25 +85,28 @@ extern "C" __global__ void gelu_forward_f32(float* y, const float* __restrict__ 
 {
     GRID_STRIDE_LOOP(i, n) y[i] = gelu(x[i]);
 }
-extern "C" __global__ void gelu_backward_f32(float* dx, const float* __restrict__ dy, const float* __restrict__ x, long long n)
+extern "C" __global__ void gelu_backward_f32(float* dx, const float* __restrict__ dy, const float* __restrict__ x, long long n,
+                                             int accumulate)
 {
-    GRID_STRIDE_LOOP(i, n) dx[i] += gelu_grad(x[i]) * dy[i];
+    GRID_STRIDE_LOOP(i, n) dx[i] = grad_base(dx + i, accumulate) + gelu_grad(x[i]) * dy[i];
 }
 extern "C" __global__ void quick_gelu_forward_f32(float* y, const float* __restrict__ x, long long n)
 {
     GRID_STRIDE_LOOP(i, n) y[i] = quick_gelu(x[i]);
 }
-extern "C" __global__ void quick_gelu_backward_f32(float* dx, const float* __restrict__ dy, const float* __restrict__ x, long long n)
+extern "C" __global__ void quick_gelu_backward_f32(float* dx, const float* __restrict__ dy, const float* __restrict__ x,
+                                                   long long n, int accumulate)
 {
-    GRID_STRIDE_LOOP(i, n) dx[i] += quick_gelu_grad(x[i]) * dy[i];
+    GRID_STRIDE_LOOP(i, n) dx[i] = grad_base(dx + i, accumulate) + quick_gelu_grad(x[i]) * dy[i];
 }
 extern "C" __global__ void silu_forward_f32(float* y, const float* __restrict__ x, long long n)
 {
     GRID_STRIDE_LOOP(i, n) y[i] = silu(x[i]);
 }
-extern "C" __global__ void silu_backward_f32(float* dx, const float* __restrict__ dy, const float* __restrict__ x, long long n)
+extern "C" __global__ void silu_backward_f32(float* dx, const float* __restrict__ dy, const float* __restrict__ x, long long n,
+                                             int accumulate)
 {
-    GRID_STRIDE_LOOP(i, n) dx[i] += silu_grad(x[i]) * dy[i];
+    GRID_STRIDE_LOOP(i, n) dx[i] = grad_base(dx + i, accumulate) + silu_grad(x[i]) * dy[i];
 }
 
 // y = silu(gate)·up (LLaMA MLP).
@@ -110,15 +114,16 @@ extern "C" __global__ void swiglu_forward_f32(float* y, const float* __restrict_
 {
     GRID_STRIDE_LOOP(i, n) y[i] = silu(gate[i]) * up[i];
 }
-// dgate += dy·up·silu'(gate), dup += dy·silu(gate); a null output is skipped.
+// dgate += dy·up·silu'(gate), dup += dy·silu(gate) (= with accumulate = 0); a null output is skipped.
 extern "C" __global__ void swiglu_backward_f32(float* dgate, float* dup, const float* __restrict__ dy,
-                                               const float* __restrict__ gate, const float* __restrict__ up, long long n)
+                                               const float* __restrict__ gate, const float* __restrict__ up, long long n,
+                                               int accumulate)
 {
     GRID_STRIDE_LOOP(i, n)
     {
         float g = gate[i], d = dy[i];
-        if (dgate) dgate[i] += d * up[i] * silu_grad(g);
-        if (dup) dup[i] += d * silu(g);
+        if (dgate) dgate[i] = grad_base(dgate + i, accumulate) + d * up[i] * silu_grad(g);
+        if (dup) dup[i] = grad_base(dup + i, accumulate) + d * silu(g);
     }
 }
 

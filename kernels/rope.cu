@@ -6,11 +6,11 @@
 // Launch: grid B·T (one block per (b, t) row), any 1-D block, dynamic shared memory D floats (cos and sin of the row,
 // computed once and shared by its H heads). Saves nothing.
 // Forward: y = R·x; y may alias x (each thread reads both halves of its pair before writing them).
-// Backward: dx += Rᵀ·dy (rotation by −angle).
+// Backward: dx += Rᵀ·dy (rotation by −angle), or dx = Rᵀ·dy with accumulate = 0.
 #include "common.cuh"
 
 template <bool Backward>
-__device__ void rope_row(float* out, const float* in, const int* positions, int H, int D, float theta)
+__device__ void rope_row(float* out, const float* in, const int* positions, int H, int D, float theta, int accumulate)
 {
     EXTERN_SHARED(float, cs);  // [half] cos, then [half] sin (negated for the backward)
     int half = D / 2;
@@ -34,8 +34,8 @@ __device__ void rope_row(float* out, const float* in, const int* positions, int 
         float r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
         if (Backward)
         {
-            r1 += y[a];
-            r2 += y[b];
+            r1 = grad_base(y + a, accumulate) + r1;
+            r2 = grad_base(y + b, accumulate) + r2;
         }
         y[a] = r1;
         y[b] = r2;
@@ -46,14 +46,14 @@ __device__ void rope_row(float* out, const float* in, const int* positions, int 
 extern "C" __global__ void rope_forward_f32(float* y, const float* x, const int* __restrict__ positions, int H, int D,
                                             float theta)
 {
-    rope_row<false>(y, x, positions, H, D, theta);
+    rope_row<false>(y, x, positions, H, D, theta, 0);
 }
 
-// dx [B,T,H,D] += Rᵀ·dy; positions [B,T].
+// dx [B,T,H,D] += Rᵀ·dy (= with accumulate = 0); positions [B,T].
 extern "C" __global__ void rope_backward_f32(float* dx, const float* __restrict__ dy, const int* __restrict__ positions,
-                                             int H, int D, float theta)
+                                             int H, int D, float theta, int accumulate)
 {
-    rope_row<true>(dx, dy, positions, H, D, theta);
+    rope_row<true>(dx, dy, positions, H, D, theta, accumulate);
 }
 
 VWLMM_KERNEL(rope_forward_f32)

@@ -61,9 +61,11 @@ __device__ __forceinline__ bool rows_vectorisable(int V, const void* a, const vo
     return V % 4 == 0 && aligned16(a) && aligned16(b) && aligned16(c) && aligned16(d);
 }
 
-// loss = log Σ exp(x) − x[target] = (max − x[target]) + log s; dlogits += gradScale·(softmax − onehot).
+// loss = log Σ exp(x) − x[target] = (max − x[target]) + log s; dlogits += gradScale·(softmax − onehot) (= with
+// accumulate = 0).
 template <int W>
-__device__ void cross_entropy_row(float* losses, float* dlogits, const float* logits, int target, int V, float gradScale)
+__device__ void cross_entropy_row(float* losses, float* dlogits, const float* logits, int target, int V, float gradScale,
+                                  int accumulate)
 {
     long long row = blockIdx.x;
     const float* x = logits + row * V;
@@ -75,7 +77,7 @@ __device__ void cross_entropy_row(float* losses, float* dlogits, const float* lo
     float scaleOverSum = gradScale / s;
     for (int i = (int)threadIdx.x * W; i < V; i += (int)blockDim.x * W)
     {
-        Vec<W> v = Vec<W>::load(x, i), o = Vec<W>::load(d, i);
+        Vec<W> v = Vec<W>::load(x, i), o = accumulate ? Vec<W>::load(d, i) : Vec<W>{};
         for (int k = 0; k < W; k++)
             o.v[k] += expf(v.v[k] - m) * scaleOverSum - (i + k == target ? gradScale : 0.0f);
         o.store(d, i);
@@ -173,21 +175,24 @@ __device__ void softmax_backward_row(float* dx, const float* dy, const float* y,
 }  // namespace
 
 // losses [N] = cross-entropy of logits [N,V] row n against targets[n] (0 where targets[n] = −100); when dlogits is
-// not null, dlogits [N,V] += gradScale·(softmax − onehot) on the rows that count. Grid N. Targets are checked on the host.
+// not null, dlogits [N,V] += gradScale·(softmax − onehot) on the rows that count; with accumulate = 0, dlogits = that,
+// and 0 on the ignored rows. Grid N. Targets are checked on the host.
 extern "C" __global__ void cross_entropy_f32(float* losses, float* dlogits, const float* __restrict__ logits,
-                                             const int* __restrict__ targets, int N, int V, float gradScale)
+                                             const int* __restrict__ targets, int N, int V, float gradScale, int accumulate)
 {
     if ((int)blockIdx.x >= N) return;
     int target = targets[blockIdx.x];
     if (target == IGNORE_INDEX)
     {
         if (threadIdx.x == 0) losses[blockIdx.x] = 0.0f;
+        if (dlogits && !accumulate)
+            for (int i = (int)threadIdx.x; i < V; i += (int)blockDim.x) dlogits[(long long)blockIdx.x * V + i] = 0.0f;
         return;
     }
     if (rows_vectorisable(V, dlogits, logits, nullptr, nullptr))
-        cross_entropy_row<4>(losses, dlogits, logits, target, V, gradScale);
+        cross_entropy_row<4>(losses, dlogits, logits, target, V, gradScale, accumulate);
     else
-        cross_entropy_row<1>(losses, dlogits, logits, target, V, gradScale);
+        cross_entropy_row<1>(losses, dlogits, logits, target, V, gradScale, accumulate);
 }
 
 // For pair i = first + blockIdx.x of pairs [·,2] = (lmRow, vmRow): q = softmax(lm [·,V] row lmRow), p = softmax(vm

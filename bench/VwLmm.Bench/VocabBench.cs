@@ -36,7 +36,7 @@ public class VocabBench : IThroughput
     public void Cleanup() => _backend.Dispose();
 
     [Benchmark]
-    public void CrossEntropy() => _backend.CrossEntropy(_losses, _dlogits, _logits, _targets, Shape.N, Shape.V, 1f / Shape.N);
+    public void CrossEntropy() => _backend.CrossEntropy(_losses, _dlogits, _logits, _targets, Shape.N, Shape.V, 1f / Shape.N, accumulate: true);
 
     /// <summary>Compulsory traffic: read logits, read and write dlogits.</summary>
     public Work WorkOf(string method) => Work.Bytes(12.0 * Shape.N * Shape.V);

@@ -8,7 +8,10 @@ public enum Activation { Gelu, QuickGelu, Silu }
 /// D head dim, V vocabulary, N rows). Ops do not validate shapes: <see cref="Ops"/> does that before calling them.
 /// Conventions:
 /// - Every backward entry point ACCUMULATES into its gradient outputs (dx += …); callers zero fresh gradient buffers.
-///   A null gradient output means "not needed" and its work is skipped (frozen weights, inputs without grad).
+///   Those that take <c>accumulate</c> store instead when it is false (dx = …), writing every element of each output,
+///   zero where nothing flows, so that a gradient the op reaches first needs no fill (the bits are those of adding to
+///   zeros, but for a zero's sign). A null gradient output means "not needed" and its work is skipped (frozen weights,
+///   inputs without grad).
 /// - Index tensors are I32. Float tensors are F32, except a BF16 weight matrix in Gemm (see there).
 /// - Reductions are deterministic: the same inputs give bit-identical outputs on the same backend and thread count.
 /// </summary>
@@ -75,12 +78,12 @@ public interface IBackend : IDisposable
     // ---- activations: [n] ----
     /// <summary>y = act(x).</summary>
     void ActivationForward(Tensor y, Tensor x, long n, Activation act);
-    /// <summary>dx += act'(x)·dy.</summary>
-    void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act);
+    /// <summary>dx += act'(x)·dy (dx = … unless accumulate), all [n].</summary>
+    void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act, bool accumulate);
     /// <summary>y = silu(gate)·up (LLaMA MLP), all [n].</summary>
     void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n);
-    /// <summary>dgate += dy·up·silu'(gate), dup += dy·silu(gate).</summary>
-    void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n);
+    /// <summary>dgate += dy·up·silu'(gate), dup += dy·silu(gate) (= … unless accumulate), all [n].</summary>
+    void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n, bool accumulate);
 
     // ---- attention ----
     /// <summary>
@@ -91,9 +94,13 @@ public interface IBackend : IDisposable
     /// </summary>
     void AttentionForward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor? keyLengths,
                           int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale);
-    /// <summary>dq [B,Tq,H,D] +=, dk, dv [B,S,Hkv,D] += (first Tk rows), recomputing probabilities from lse. No atomics.</summary>
+    /// <summary>
+    /// dq [B,Tq,H,D] +=, dk, dv [B,S,Hkv,D] += (first Tk rows), recomputing probabilities from lse. No atomics. Unless
+    /// accumulate, they are stored, and dk, dv rows no query sees (rows Tk … S − 1 among them) become 0.
+    /// </summary>
     void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse,
-                           Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale);
+                           Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale,
+                           bool accumulate);
 
     // ---- rotary position embedding ----
     /// <summary>
@@ -101,8 +108,8 @@ public interface IBackend : IDisposable
     /// pos = positions[b·T+t] (I32 [B,T]). y may alias x.
     /// </summary>
     void RopeForward(Tensor y, Tensor x, Tensor positions, int B, int T, int H, int D, float theta);
-    /// <summary>dx += inverse rotation of dy.</summary>
-    void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta);
+    /// <summary>dx [B,T,H,D] += inverse rotation of dy [B,T,H,D] (dx = … unless accumulate).</summary>
+    void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta, bool accumulate);
 
     // ---- patch embedding ----
     /// <summary>
@@ -125,9 +132,10 @@ public interface IBackend : IDisposable
     // ---- vocabulary-row ops (always fp32) ----
     /// <summary>
     /// Softmax cross-entropy per row. logits [N,V], targets I32 [N] (−100 = ignored) → losses [N] (0 when ignored).
-    /// When dlogits is given: dlogits [N,V] += gradScale·(softmax − onehot) on non-ignored rows.
+    /// When dlogits is given: dlogits [N,V] += gradScale·(softmax − onehot) on non-ignored rows; unless accumulate,
+    /// dlogits = that, and 0 on ignored rows.
     /// </summary>
-    void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale);
+    void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale, bool accumulate);
     /// <summary>
     /// Visual-word KL for pairs i in [0,N): pairs I32 [N,2] = (lmRow, vmRow), the LM row being the position before the
     /// image token whose VM row labels it. q = softmax(lmLogits[lmRow]), p = softmax(vmLogits[vmRow]).

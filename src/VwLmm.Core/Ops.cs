@@ -218,7 +218,8 @@ public static class Ops
     private static void ActivationBackward(Tape tape, in TapeNode node)
     {
         var x = node.X0!;
-        tape.Backend.ActivationBackward(tape.Grad(x), tape.Grad(node.Output), x, x.Numel, (Activation)node.I0);
+        var dy = tape.Grad(node.Output);
+        if (tape.GradOrNull(x, out bool overwrite) is { } dx) tape.Backend.ActivationBackward(dx, dy, x, x.Numel, (Activation)node.I0, !overwrite);
     }
 
     /// <summary>silu(gate)·up, gate and up of one shape → that shape.</summary>
@@ -239,8 +240,9 @@ public static class Ops
 
     private static void SwiGluBackward(Tape tape, in TapeNode node)
     {
-        Tensor gate = node.X0!, up = node.X1!;
-        tape.Backend.SwiGluBackward(tape.GradOrNull(gate), tape.GradOrNull(up), tape.Grad(node.Output), gate, up, gate.Numel);
+        Tensor gate = node.X0!, up = node.X1!, dy = tape.Grad(node.Output);
+        var (dgate, dup, _, accumulate) = GradsOf(tape, gate, up, null);
+        tape.Backend.SwiGluBackward(dgate, dup, dy, gate, up, gate.Numel, accumulate);
     }
 
     /// <summary>a + b of one shape → that shape (the residual stream).</summary>
@@ -272,6 +274,23 @@ public static class Ops
         if (tape.GradOrNull(t, out bool overwrite) is not { } g) return;
         if (overwrite) tape.Backend.Copy(g, dy, dy.Numel);
         else tape.Backend.Axpy(g, dy, dy.Numel, 1f);
+    }
+
+    /// <summary>
+    /// The gradients of up to three inputs for a backward that writes them all in one call, and whether it must add to
+    /// them: it may store only when it is the first to reach each (see Tape.GradOrNull) and they share no element. Where
+    /// some were reached before, those reached first are zeroed and all are added to.
+    /// </summary>
+    private static (Tensor? A, Tensor? B, Tensor? C, bool Accumulate) GradsOf(Tape tape, Tensor? a, Tensor? b, Tensor? c)
+    {
+        if (tape.GradientsOverlap(a, b) || tape.GradientsOverlap(a, c) || tape.GradientsOverlap(b, c))
+            return (tape.GradOrNull(a), tape.GradOrNull(b), tape.GradOrNull(c), true);
+        Tensor? ga = tape.GradOrNull(a, out bool sa), gb = tape.GradOrNull(b, out bool sb), gc = tape.GradOrNull(c, out bool sc);
+        if ((ga is null || sa) && (gb is null || sb) && (gc is null || sc)) return (ga, gb, gc, false);
+        if (sa) tape.Backend.Fill(ga!, 0f);
+        if (sb) tape.Backend.Fill(gb!, 0f);
+        if (sc) tape.Backend.Fill(gc!, 0f);
+        return (ga, gb, gc, true);
     }
 
     /// <summary>A backward GEMM's beta: store into a gradient nothing reached before (see Tape.GradOrNull), else add.</summary>
@@ -343,10 +362,11 @@ public static class Ops
 
     private static void AttentionBackward(Tape tape, in TapeNode node)
     {
-        Tensor q = node.X0!, k = node.X1!, v = node.X2!, o = node.Output;
+        Tensor q = node.X0!, k = node.X1!, v = node.X2!, o = node.Output, dO = tape.Grad(o);
         int t = node.I1;
-        tape.Backend.AttentionBackward(tape.GradOrNull(q), tape.GradOrNull(k), tape.GradOrNull(v), tape.Grad(o), q, k, v, o, node.X3!,
-                                       node.X4, node.I0, t, t, t, node.I2, node.I3, node.I4, node.Flag, node.F0);
+        var (dq, dk, dv, accumulate) = GradsOf(tape, q, k, v);
+        tape.Backend.AttentionBackward(dq, dk, dv, dO, q, k, v, o, node.X3!, node.X4, node.I0, t, t, t, node.I2, node.I3, node.I4,
+                                       node.Flag, node.F0, accumulate);
     }
 
     /// <summary>
@@ -401,8 +421,12 @@ public static class Ops
         return y;
     }
 
-    private static void RopeBackward(Tape tape, in TapeNode node) =>
-        tape.Backend.RopeBackward(tape.Grad(node.X0!), tape.Grad(node.Output), node.X1!, node.I0, node.I1, node.I2, node.I3, node.F0);
+    private static void RopeBackward(Tape tape, in TapeNode node)
+    {
+        var dy = tape.Grad(node.Output);
+        if (tape.GradOrNull(node.X0, out bool overwrite) is { } dx)
+            tape.Backend.RopeBackward(dx, dy, node.X1!, node.I0, node.I1, node.I2, node.I3, node.F0, !overwrite);
+    }
 
     /// <summary>img [B,Cin,Hi,Wi] with w [C,Cin,P,P] (stride-P convolution, no bias) → [B, (Hi/P)(Wi/P), C].</summary>
     public static Tensor PatchEmbed(Tape tape, Tensor img, Tensor w)
@@ -506,8 +530,9 @@ public static class Ops
         var tg = tape.Indices(targets);
         var losses = tape.Arena.Allocate(n);
         float scale = count == 0 ? 0f : weight / count;
-        var dlogits = count > 0 ? tape.GradOrNull(logits) : null;
-        tape.Backend.CrossEntropy(losses, dlogits, logits, tg, n, v, scale);
+        bool overwrite = false;
+        var dlogits = count > 0 ? tape.GradOrNull(logits, out overwrite) : null;
+        tape.Backend.CrossEntropy(losses, dlogits, logits, tg, n, v, scale, !overwrite);
         return new LossResult(count == 0 ? 0 : SumInOrder(tape, losses) / count, count, losses);
     }
 

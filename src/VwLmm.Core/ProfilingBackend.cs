@@ -198,10 +198,10 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         End(12, t);
     }
 
-    public void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act)
+    public void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act, bool accumulate)
     {
         long t = Begin();
-        Inner.ActivationBackward(dx, dy, x, n, act);
+        Inner.ActivationBackward(dx, dy, x, n, act, accumulate);
         End(13, t);
     }
 
@@ -212,10 +212,10 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         End(14, t);
     }
 
-    public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n)
+    public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n, bool accumulate)
     {
         long t = Begin();
-        Inner.SwiGluBackward(dgate, dup, dy, gate, up, n);
+        Inner.SwiGluBackward(dgate, dup, dy, gate, up, n, accumulate);
         End(15, t);
     }
 
@@ -226,10 +226,10 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         End(16, t);
     }
 
-    public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale)
+    public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale, bool accumulate)
     {
         long t = Begin();
-        Inner.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, keyLengths, B, Tq, Tk, S, H, Hkv, D, causal, scale);
+        Inner.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, keyLengths, B, Tq, Tk, S, H, Hkv, D, causal, scale, accumulate);
         End(17, t);
     }
 
@@ -240,10 +240,10 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         End(18, t);
     }
 
-    public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta)
+    public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta, bool accumulate)
     {
         long t = Begin();
-        Inner.RopeBackward(dx, dy, positions, B, T, H, D, theta);
+        Inner.RopeBackward(dx, dy, positions, B, T, H, D, theta, accumulate);
         End(19, t);
     }
 
@@ -275,10 +275,10 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         End(23, t);
     }
 
-    public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale)
+    public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale, bool accumulate)
     {
         long t = Begin();
-        Inner.CrossEntropy(losses, dlogits, logits, targets, N, V, gradScale);
+        Inner.CrossEntropy(losses, dlogits, logits, targets, N, V, gradScale, accumulate);
         End(24, t);
     }
 

@@ -25,8 +25,8 @@ internal struct TapeNode
 /// gradients, and — when recording — the list of recorded ops. Ops (see <see cref="Ops"/>) record a node only when
 /// one of their inputs requires a gradient; <see cref="Backward"/> runs them in reverse, skipping ops whose output
 /// received no gradient. Every backward op accumulates (+=) into zero-initialised gradient buffers, so fan-out
-/// (residual streams, shared weights) needs no special case; the first op to reach a gradient may store into it
-/// instead, sparing the zero fill (<see cref="GradOrNull(Tensor?, out bool)"/>). Parameter gradients live in the
+/// (residual streams, shared weights) needs no special case; the first op to reach a gradient, or a part of one through
+/// a view, may store into it instead, sparing the zero fill (<see cref="GradOrNull(Tensor?, out bool)"/>). Parameter gradients live in the
 /// parameters and persist across steps until zeroed. A tape is reused step after step through <see cref="Reset"/>,
 /// which keeps its storage.
 /// </summary>
@@ -37,6 +37,9 @@ public sealed class Tape
     private readonly Dictionary<Tensor, Tensor?> _grads = new(ReferenceEqualityComparer.Instance);
     // Views created by Reshape and Select share the gradient of their base tensor, at the same offset.
     private readonly Dictionary<Tensor, Tensor> _aliases = new(ReferenceEqualityComparer.Instance);
+    // Element ranges [Start, End) of a base's gradient that ops stored into through views while the rest of the buffer
+    // is uninitialised; no base is listed once its ranges cover it or anything else reaches it (the gaps are zeroed).
+    private readonly List<(Tensor Base, long Start, long End)> _stored = new();
     private float[] _hostScratch = [];
     // The last few index uploads of arena generation _indexGeneration, for Indices: their host values and tensor. A new
     // generation empties the slots and fills them from the first again, so a step that repeats the last one's uploads
@@ -92,27 +95,105 @@ public sealed class Tape
             g = Arena.Zeros(key.Shape);
             _grads[key] = g;
         }
-        return ReferenceEquals(key, t) ? g : Arena.View(g, (t.ByteOffset - key.ByteOffset) / t.DType.Size(), t.Shape);
+        else ZeroGaps(key, g);
+        return ViewOf(g, key, t);
     }
+
+    // t's part of its base key's gradient g.
+    private Tensor ViewOf(Tensor g, Tensor key, Tensor t) =>
+        ReferenceEquals(key, t) ? g : Arena.View(g, Offset(key, t), t.Shape);
+
+    private static long Offset(Tensor key, Tensor t) => (t.ByteOffset - key.ByteOffset) / t.DType.Size();
 
     /// <summary>The gradient if the tensor requires one, else null (the op then skips that output's work).</summary>
     public Tensor? GradOrNull(Tensor? t) => t is not null && RequiresGrad(t) ? Grad(t) : null;
 
     /// <summary>
-    /// <see cref="GradOrNull(Tensor?)"/> for an op that writes every element of the gradient: when nothing has flowed
-    /// into it yet and t is not a view of another tensor, an uninitialised buffer and <paramref name="overwrite"/> true,
-    /// so the op stores its result where it would add it to zeros: that spares the fill and the read of the zeros, and
-    /// changes no bit but a zero's sign (0 + −0 is +0). Otherwise the accumulating buffer and false.
+    /// <see cref="GradOrNull(Tensor?)"/> for an op that writes every element of t's gradient: when nothing has flowed
+    /// into those elements yet, a buffer left uninitialised and <paramref name="overwrite"/> true, so the op stores its
+    /// result where it would add it to zeros. That spares the fill and the read of the zeros, and changes no bit but a
+    /// zero's sign (0 + −0 is +0). A view may be stored into while its base's other elements are untouched, so that
+    /// the q, k and v of one projection each store their part; the parts no op stored are zeroed when anything else
+    /// reaches the base. Otherwise the accumulating buffer and false.
     /// </summary>
     internal Tensor? GradOrNull(Tensor? t, out bool overwrite)
     {
         overwrite = false;
         if (t is null || !RequiresGrad(t)) return null;
-        if (_aliases.ContainsKey(t) || _grads[t] is not null) return Grad(t);
+        if (t.Numel == 0) return Grad(t);
+        var key = Resolve(t);
+        var g = _grads[key];
+        long start = Offset(key, t), end = start + t.Numel;
+        if (g is null)
+        {
+            g = Arena.Allocate(key.Shape);
+            _grads[key] = g;
+        }
+        else if (!StoredApart(key, start, end)) return Grad(t);
         overwrite = true;
-        var g = Arena.Allocate(t.Shape);
-        _grads[t] = g;
-        return g;
+        if (end - start < key.Numel) MarkStored(key, start, end);
+        return ViewOf(g, key, t);
+    }
+
+    /// <summary>Whether a and b both require gradients and share elements of one: a backward that writes both in one call must then add to each.</summary>
+    internal bool GradientsOverlap(Tensor? a, Tensor? b)
+    {
+        if (a is null || b is null || !RequiresGrad(a) || !RequiresGrad(b)) return false;
+        Tensor ka = Resolve(a), kb = Resolve(b);
+        if (!ReferenceEquals(ka, kb)) return false;
+        long sa = Offset(ka, a), sb = Offset(kb, b);
+        return sa < sb + b.Numel && sb < sa + a.Numel;
+    }
+
+    // Whether the base has ranges stored through views and [start, end) meets none of them.
+    private bool StoredApart(Tensor key, long start, long end)
+    {
+        bool any = false;
+        foreach (var (b, s, e) in _stored)
+        {
+            if (!ReferenceEquals(b, key)) continue;
+            if (s < end && start < e) return false;
+            any = true;
+        }
+        return any;
+    }
+
+    // Lists [start, end) as stored; once the base's ranges (disjoint by StoredApart) cover it, it is whole.
+    private void MarkStored(Tensor key, long start, long end)
+    {
+        _stored.Add((key, start, end));
+        long covered = 0;
+        foreach (var (b, s, e) in _stored)
+            if (ReferenceEquals(b, key)) covered += e - s;
+        if (covered == key.Numel) Forget(key);
+    }
+
+    // Zero-fills the elements of g no view stored into, when some did: g is then an ordinary accumulating gradient.
+    private void ZeroGaps(Tensor key, Tensor g)
+    {
+        long at = 0;
+        bool any = false;
+        while (true)
+        {
+            // The stored ranges are few (a projection's q, k, v), so the next one is found by a scan.
+            long next = key.Numel, nextEnd = key.Numel;
+            foreach (var (b, s, e) in _stored)
+                if (ReferenceEquals(b, key) && s >= at && s < next) (next, nextEnd) = (s, e);
+            if (!any && next == key.Numel) return;
+            any = true;
+            if (next > at) Backend.Fill(Arena.View(g, at, new Shape(checked((int)(next - at)))), 0f);
+            if (next == key.Numel) break;
+            at = nextEnd;
+        }
+        Forget(key);
+    }
+
+    private void Forget(Tensor key)
+    {
+        int kept = 0;
+        for (int i = 0; i < _stored.Count; i++)
+            if (!ReferenceEquals(_stored[i].Base, key)) _stored[kept++] = _stored[i];
+        _stored.RemoveRange(kept, _stored.Count - kept);
     }
 
     /// <summary>Whether any gradient has flowed into t yet (ops whose outputs received none can be skipped).</summary>
@@ -175,6 +256,7 @@ public sealed class Tape
         _nodes.Clear();
         _grads.Clear();
         _aliases.Clear();
+        _stored.Clear();
     }
 
     /// <summary>Starts the next step on this tape: forgets recorded ops and gradients and resets the arena.</summary>

@@ -36,13 +36,14 @@ public sealed unsafe partial class CpuBackend
 
     public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o,
                                   Tensor lse, Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D,
-                                  bool causal, float scale)
+                                  bool causal, float scale, bool accumulate)
     {
         if (dq is null && dk is null && dv is null) return;
         var job = new AttentionBackwardJob
         {
             DQ = F(dq), DK = F(dk), DV = F(dv), DO = F(dO), Q = F(q), K = F(k), V = F(v), O = F(o), Lse = F(lse),
             KeyLengths = I(keyLengths), Shape = new AttentionShape(B, Tq, Tk, S, H, Hkv, D, causal), Scale = scale,
+            Accumulate = accumulate,
         };
         ParallelFor(B * Hkv, job, MinTasksPerChunk((long)Tq * Tk * D * (H / Hkv)));
     }
@@ -137,7 +138,8 @@ public sealed unsafe partial class CpuBackend
     /// One task per (sample, kv head): it owns that head's dk/dv rows and the dq rows of every query head in its GQA
     /// group, so all accumulation is race-free and in a fixed order. Per block of queries: P = exp(scale·Q Kᵀ − lse)
     /// and dP = dO Vᵀ as products, dS = scale·P∘(dP − rowsum(dO∘O)) row by row (both zero past each query's keys),
-    /// then dq += dS K, dv += Pᵀ dO and dk += dSᵀ Q as products accumulating into their outputs.
+    /// then dq += dS K, dv += Pᵀ dO and dk += dSᵀ Q as products accumulating into their outputs (dq's product stores
+    /// when not Accumulate, and dk, dv are copied from the task's accumulators).
     /// </summary>
     private struct AttentionBackwardJob : ISimdJob
     {
@@ -145,6 +147,7 @@ public sealed unsafe partial class CpuBackend
         public int* KeyLengths;
         public AttentionShape Shape;
         public float Scale;
+        public bool Accumulate;
 
         public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
@@ -169,8 +172,13 @@ public sealed unsafe partial class CpuBackend
                 {
                     int bq = Math.Min(Bq, sh.Tq - t0);
                     int n0 = sh.VisibleKeys(KeyLengths, b, t0 + bq - 1);
-                    if (n0 == 0) continue;
                     long row0 = sh.QueryRow(b, t0, h);
+                    if (n0 == 0)
+                    {
+                        if (DQ != null && !Accumulate)
+                            for (int r = 0; r < bq; r++) new Span<float>(DQ + row0 + (long)r * rows, D).Clear();
+                        continue;
+                    }
                     float* q0 = Q + row0, do0 = DO + row0;
                     PackedSgemm<TV>.Run(new(false, true, bq, n0, D, Scale, q0, rows, kRows, (int)stride, 0, p, ld), 0, bq, 0, n0, gemm);
                     PackedSgemm<TV>.Run(new(false, true, bq, n0, D, 1f, do0, rows, vRows, (int)stride, 0, ds, ld), 0, bq, 0, n0, gemm);
@@ -191,14 +199,28 @@ public sealed unsafe partial class CpuBackend
                         new Span<float>(pr + n, n0 - n).Clear();
                         new Span<float>(dsr + n, n0 - n).Clear();
                     }
-                    if (DQ != null) PackedSgemm<TV>.Run(new(false, false, bq, D, n0, 1f, ds, ld, kRows, (int)stride, 1f, DQ + row0, rows), 0, bq, 0, D, gemm);
+                    if (DQ != null) PackedSgemm<TV>.Run(new(false, false, bq, D, n0, 1f, ds, ld, kRows, (int)stride, Accumulate ? 1f : 0f, DQ + row0, rows), 0, bq, 0, D, gemm);
                     if (DV != null) PackedSgemm<TV>.Run(new(true, false, n0, D, bq, 1f, p, ld, do0, rows, 1f, dvp, D), 0, n0, 0, D, gemm);
                     if (DK != null) PackedSgemm<TV>.Run(new(true, false, n0, D, bq, 1f, ds, ld, q0, rows, 1f, dkp, D), 0, n0, 0, D, gemm);
                 }
-                for (int j = 0; j < keys; j++)
+                for (int j = 0; j < (Accumulate ? keys : sh.S); j++)
                 {
-                    if (DK != null) SimdMath.AddInto<TV>(DK + kvBase + j * stride, dkp + (long)j * D, D);
-                    if (DV != null) SimdMath.AddInto<TV>(DV + kvBase + j * stride, dvp + (long)j * D, D);
+                    float* dk = DK + kvBase + j * stride, dv = DV + kvBase + j * stride;
+                    if (Accumulate)
+                    {
+                        if (DK != null) SimdMath.AddInto<TV>(dk, dkp + (long)j * D, D);
+                        if (DV != null) SimdMath.AddInto<TV>(dv, dvp + (long)j * D, D);
+                    }
+                    else if (j < keys)
+                    {
+                        if (DK != null) new Span<float>(dkp + (long)j * D, D).CopyTo(new Span<float>(dk, D));
+                        if (DV != null) new Span<float>(dvp + (long)j * D, D).CopyTo(new Span<float>(dv, D));
+                    }
+                    else
+                    {
+                        if (DK != null) new Span<float>(dk, D).Clear();
+                        if (DV != null) new Span<float>(dv, D).Clear();
+                    }
                 }
             }
         }

@@ -144,29 +144,31 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
-    public void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act)
+    public void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act, bool accumulate)
     {
+        // A store reads dy in dx's place and adds zero instead: the fused multiply-add keeps the bits of adding to zeros.
+        float* prior = accumulate ? F(dx) : F(dy);
         switch (act)
         {
-            case Activation.Gelu: Map(new GeluBackward(), F(dx), n, F(dx), F(dy), F(x)); break;
-            case Activation.QuickGelu: Map(new QuickGeluBackward(), F(dx), n, F(dx), F(dy), F(x)); break;
-            case Activation.Silu: Map(new SiluBackward(), F(dx), n, F(dx), F(dy), F(x)); break;
+            case Activation.Gelu: Map(new GeluBackward { Accumulate = accumulate }, F(dx), n, prior, F(dy), F(x)); break;
+            case Activation.QuickGelu: Map(new QuickGeluBackward { Accumulate = accumulate }, F(dx), n, prior, F(dy), F(x)); break;
+            case Activation.Silu: Map(new SiluBackward { Accumulate = accumulate }, F(dx), n, prior, F(dy), F(x)); break;
             default: throw new ArgumentOutOfRangeException(nameof(act), act, "unknown activation");
         }
     }
 
     public void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n) => Map(new SwiGluOp(), F(y), n, F(gate), F(up));
 
-    public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n)
+    public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n, bool accumulate)
     {
         if (dgate is not null && dup is not null)
         {
-            var job = new SwiGluBackwardJob { DGate = F(dgate), DUp = F(dup), DY = F(dy), Gate = F(gate), Up = F(up), N = n };
+            var job = new SwiGluBackwardJob { DGate = F(dgate), DUp = F(dup), DY = F(dy), Gate = F(gate), Up = F(up), N = n, Accumulate = accumulate };
             ParallelFor(BlockCount(n), job, MinTasksPerChunk(ElementBlock));
             return;
         }
-        if (dgate is not null) Map(new SwiGluGateBackward(), F(dgate), n, F(dgate), F(dy), F(gate), F(up));
-        if (dup is not null) Map(new SwiGluUpBackward(), F(dup), n, F(dup), F(dy), F(gate));
+        if (dgate is not null) Map(new SwiGluGateBackward { Accumulate = accumulate }, F(dgate), n, accumulate ? F(dgate) : F(dy), F(dy), F(gate), F(up));
+        if (dup is not null) Map(new SwiGluUpBackward { Accumulate = accumulate }, F(dup), n, accumulate ? F(dup) : F(dy), F(dy), F(gate));
     }
 
     /// <summary>
@@ -178,11 +180,12 @@ public sealed unsafe partial class CpuBackend
     {
         public float* DGate, DUp, DY, Gate, Up;
         public long N;
+        public bool Accumulate;
 
         public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
             long i = (long)start * ElementBlock, hi = Math.Min((long)end * ElementBlock, N);
-            for (; i + TV.Count <= hi; i += TV.Count) Step<TV>(DGate + i, DUp + i, DY + i, Gate + i, Up + i);
+            for (; i + TV.Count <= hi; i += TV.Count) Step<TV>(DGate + i, DUp + i, DY + i, Gate + i, Up + i, Accumulate);
             if (i == hi) return;
             // The tail through zero-padded copies, as MapJob's: a tail element gets the bits of a full vector's.
             const int W = 16;
@@ -191,17 +194,17 @@ public sealed unsafe partial class CpuBackend
             new Span<float>(buf, 5 * W).Clear();
             float** streams = stackalloc float*[] { DGate + i, DUp + i, DY + i, Gate + i, Up + i };
             for (int k = 0; k < 5; k++) new Span<float>(streams[k], rem).CopyTo(new Span<float>(buf + k * W, rem));
-            Step<TV>(buf, buf + W, buf + 2 * W, buf + 3 * W, buf + 4 * W);
+            Step<TV>(buf, buf + W, buf + 2 * W, buf + 3 * W, buf + 4 * W, Accumulate);
             new Span<float>(buf, rem).CopyTo(new Span<float>(DGate + i, rem));
             new Span<float>(buf + W, rem).CopyTo(new Span<float>(DUp + i, rem));
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Step<TV>(float* dgate, float* dup, float* dy, float* gate, float* up) where TV : unmanaged, IVec<TV>
+        private static void Step<TV>(float* dgate, float* dup, float* dy, float* gate, float* up, bool accumulate) where TV : unmanaged, IVec<TV>
         {
             TV g = TV.Load(gate), d = TV.Load(dy), s = SimdMath.Sigmoid(g);
-            TV.Fma(d * TV.Load(up), SiluDerivative(g, s), TV.Load(dgate)).Store(dgate);
-            TV.Fma(d, g * s, TV.Load(dup)).Store(dup);
+            TV.Fma(d * TV.Load(up), SiluDerivative(g, s), accumulate ? TV.Load(dgate) : TV.Zero).Store(dgate);
+            TV.Fma(d, g * s, accumulate ? TV.Load(dup) : TV.Zero).Store(dup);
         }
     }
 
@@ -241,13 +244,15 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
+    // The backward maps take (dx, dy, x[, up]) and add to dx, or to zero where Accumulate is false.
     private readonly struct GeluBackward : IMap
     {
+        public bool Accumulate { get; init; }
         public static int Inputs => 3;
         public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV>
         {
             TV pdf = SimdMath.Exp(x * x * TV.Create(-0.5f)) * TV.Create(InvSqrt2Pi);
-            return TV.Fma(dy, TV.Fma(x, pdf, GeluForward.Cdf(x)), dx);
+            return TV.Fma(dy, TV.Fma(x, pdf, GeluForward.Cdf(x)), Accumulate ? dx : TV.Zero);
         }
     }
 
@@ -261,9 +266,10 @@ public sealed unsafe partial class CpuBackend
 
     private readonly struct QuickGeluBackward : IMap
     {
+        public bool Accumulate { get; init; }
         public static int Inputs => 3;
         public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV> =>
-            TV.Fma(dy, SiluDerivative(x * TV.Create(QuickGeluAlpha)), dx);
+            TV.Fma(dy, SiluDerivative(x * TV.Create(QuickGeluAlpha)), Accumulate ? dx : TV.Zero);
     }
 
     // silu(x) = x·σ(x); silu'(x) = σ(x)·(1 + x·(1 − σ(x))).
@@ -275,8 +281,10 @@ public sealed unsafe partial class CpuBackend
 
     private readonly struct SiluBackward : IMap
     {
+        public bool Accumulate { get; init; }
         public static int Inputs => 3;
-        public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV> => TV.Fma(dy, SiluDerivative(x), dx);
+        public TV Apply<TV>(TV dx, TV dy, TV x, TV d) where TV : unmanaged, IVec<TV> =>
+            TV.Fma(dy, SiluDerivative(x), Accumulate ? dx : TV.Zero);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -298,15 +306,17 @@ public sealed unsafe partial class CpuBackend
 
     private readonly struct SwiGluGateBackward : IMap
     {
+        public bool Accumulate { get; init; }
         public static int Inputs => 4;
         public TV Apply<TV>(TV dgate, TV dy, TV gate, TV up) where TV : unmanaged, IVec<TV> =>
-            TV.Fma(dy * up, SiluDerivative(gate), dgate);
+            TV.Fma(dy * up, SiluDerivative(gate), Accumulate ? dgate : TV.Zero);
     }
 
     private readonly struct SwiGluUpBackward : IMap
     {
+        public bool Accumulate { get; init; }
         public static int Inputs => 3;
         public TV Apply<TV>(TV dup, TV dy, TV gate, TV d) where TV : unmanaged, IVec<TV> =>
-            TV.Fma(dy, gate * SimdMath.Sigmoid(gate), dup);
+            TV.Fma(dy, gate * SimdMath.Sigmoid(gate), Accumulate ? dup : TV.Zero);
     }
 }

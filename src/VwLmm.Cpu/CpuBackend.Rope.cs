@@ -25,12 +25,12 @@ public sealed unsafe partial class CpuBackend
     internal int RopeTableLimit { get; set; } = int.MaxValue;
 
     public void RopeForward(Tensor y, Tensor x, Tensor positions, int B, int T, int H, int D, float theta) =>
-        Rope(F(y), F(x), I(positions), B * T, H, D, theta, backward: false);
+        Rope(F(y), F(x), I(positions), B * T, H, D, theta, backward: false, accumulate: false);
 
-    public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta) =>
-        Rope(F(dx), F(dy), I(positions), B * T, H, D, theta, backward: true);
+    public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta, bool accumulate) =>
+        Rope(F(dx), F(dy), I(positions), B * T, H, D, theta, backward: true, accumulate);
 
-    private void Rope(float* output, float* input, int* positions, int rows, int H, int D, float theta, bool backward)
+    private void Rope(float* output, float* input, int* positions, int rows, int H, int D, float theta, bool backward, bool accumulate)
     {
         if (_ropeD != D || _ropeTheta != theta)
         {
@@ -43,7 +43,7 @@ public sealed unsafe partial class CpuBackend
         for (int r = 0; r < rows; r++) most = Math.Max(most, positions[r]);
         var job = new RopeJob
         {
-            Out = output, In = input, Positions = positions, H = H, D = D, Backward = backward,
+            Out = output, In = input, Positions = positions, H = H, D = D, Backward = backward, Accumulate = accumulate,
             Frequencies = Grow(ref _ropeFrequencies, D / 2), Table = RopeTable(most, D),
         };
         job.TableCount = job.Table == null ? 0 : _ropeCount;
@@ -99,13 +99,13 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
-    /// <summary>Forward: out = R·in. Backward: out += Rᵀ·in (the rotation by −angle).</summary>
+    /// <summary>Forward: out = R·in. Backward: out += Rᵀ·in (the rotation by −angle), or out = Rᵀ·in without Accumulate.</summary>
     private struct RopeJob : ISimdJob
     {
         public float* Out, In, Table, Frequencies;
         public int* Positions;
         public int H, D, TableCount;
-        public bool Backward;
+        public bool Backward, Accumulate;
 
         public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
@@ -120,16 +120,16 @@ public sealed unsafe partial class CpuBackend
                 for (int h = 0; h < H; h++)
                 {
                     long offset = ((long)row * H + h) * D;
-                    Rotate<TV>(Out + offset, In + offset, cos, cos + half, half, Backward);
+                    Rotate<TV>(Out + offset, In + offset, cos, cos + half, half, Backward, Accumulate);
                 }
             }
         }
 
         /// <summary>
-        /// Forward, (o1, o2) = (x1·c − x2·s, x2·c + x1·s) over the two halves; backward, (o1, o2) += the same with −s.
-        /// Reads both halves before writing, so out may alias x.
+        /// Forward, (o1, o2) = (x1·c − x2·s, x2·c + x1·s) over the two halves; backward, the same with −s, added to
+        /// (o1, o2) when accumulating. Reads both halves before writing, so out may alias x.
         /// </summary>
-        private static void Rotate<TV>(float* o, float* x, float* cos, float* sin, int half, bool backward) where TV : unmanaged, IVec<TV>
+        private static void Rotate<TV>(float* o, float* x, float* cos, float* sin, int half, bool backward, bool accumulate) where TV : unmanaged, IVec<TV>
         {
             var sign = TV.Create(backward ? -1f : 1f);
             int i = 0;
@@ -137,7 +137,7 @@ public sealed unsafe partial class CpuBackend
             {
                 TV x1 = TV.Load(x + i), x2 = TV.Load(x + half + i), c = TV.Load(cos + i), s = TV.Load(sin + i) * sign;
                 TV r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
-                if (backward)
+                if (accumulate)
                 {
                     r1 += TV.Load(o + i);
                     r2 += TV.Load(o + half + i);
@@ -149,8 +149,8 @@ public sealed unsafe partial class CpuBackend
             {
                 float x1 = x[i], x2 = x[half + i], c = cos[i], s = backward ? -sin[i] : sin[i];
                 float r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
-                o[i] = backward ? o[i] + r1 : r1;
-                o[half + i] = backward ? o[half + i] + r2 : r2;
+                o[i] = accumulate ? o[i] + r1 : r1;
+                o[half + i] = accumulate ? o[half + i] + r2 : r2;
             }
         }
     }

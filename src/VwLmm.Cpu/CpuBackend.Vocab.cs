@@ -11,20 +11,31 @@ namespace VwLmm.Cpu;
 /// </summary>
 public sealed unsafe partial class CpuBackend
 {
-    public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale)
+    public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale, bool accumulate)
     {
         int* t = I(targets);
         IndexChecks.Targets(nameof(CrossEntropy), new ReadOnlySpan<int>(t, N), V);
         // The work is split over the rows with a target: ignored rows come in runs (a sample's image positions), and
-        // an even split of all rows gave one thread a batch-1 sample's image and the other its text.
+        // an even split of all rows gave one thread a batch-1 sample's image and the other its text. A gradient that is
+        // stored gets its ignored rows (the list's tail) zeroed in a fork of their own, split evenly too.
         float* loss = F(losses);
         int* rows = (int*)Scratch(N);
-        int count = 0;
+        int count = 0, zeroed = N;
         for (int r = 0; r < N; r++)
-            if (t[r] == IndexChecks.IgnoreIndex) loss[r] = 0;
-            else rows[count++] = r;
-        var job = new CrossEntropyJob { Losses = loss, DLogits = F(dlogits), Logits = F(logits), Targets = t, Rows = rows, V = V, GradScale = gradScale };
+            if (t[r] != IndexChecks.IgnoreIndex) rows[count++] = r;
+            else
+            {
+                loss[r] = 0;
+                rows[--zeroed] = r;
+            }
+        var job = new CrossEntropyJob
+        {
+            Losses = loss, DLogits = F(dlogits), Logits = F(logits), Targets = t, Rows = rows, V = V, GradScale = gradScale,
+            Accumulate = accumulate,
+        };
         ParallelFor(count, job, MinTasksPerChunk(V));
+        if (dlogits is not null && !accumulate && count < N)
+            Pool.For(N - count, new ZeroRowsJob { X = F(dlogits), Rows = rows + count, C = V }, MinTasksPerChunk(V));
     }
 
     public void VisualWordKl(Tensor losses, Tensor? dLm, Tensor? dVm, Tensor lmLogits, Tensor vmLogits, Tensor pairs,
@@ -73,6 +84,7 @@ public sealed unsafe partial class CpuBackend
         public int* Targets, Rows;
         public int V;
         public float GradScale;
+        public bool Accumulate;
 
         public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
@@ -84,9 +96,22 @@ public sealed unsafe partial class CpuBackend
                 Losses[row] = lse - x[target];
                 if (DLogits == null) continue;
                 float* d = DLogits + (long)row * V;
-                SimdMath.AxpyExp<TV>(d, GradScale, x, V, lse);
+                SimdMath.AxpyExp<TV>(d, GradScale, x, V, lse, Accumulate);
                 d[target] -= GradScale;
             }
+        }
+    }
+
+    /// <summary>Rows Rows[start … end) of X [·, C] set to zero.</summary>
+    private struct ZeroRowsJob : IRangeJob
+    {
+        public float* X;
+        public int* Rows;
+        public int C;
+
+        public readonly void Execute(int start, int end)
+        {
+            for (int i = start; i < end; i++) new Span<float>(X + (long)Rows[i] * C, C).Clear();
         }
     }
 

@@ -262,14 +262,14 @@ internal static unsafe class SimdMath
         return sum;
     }
 
-    /// <summary>y[i] += alpha·exp(x[i] − shift) over [0..n).</summary>
-    public static void AxpyExp<TV>(float* y, float alpha, float* x, int n, float shift) where TV : unmanaged, IVec<TV>
+    /// <summary>y[i] += alpha·exp(x[i] − shift) over [0..n); y[i] = 0 + … without accumulate (y is not read).</summary>
+    public static void AxpyExp<TV>(float* y, float alpha, float* x, int n, float shift, bool accumulate) where TV : unmanaged, IVec<TV>
     {
         TV va = TV.Create(alpha), vs = TV.Create(shift);
         int i = 0;
         for (; i <= n - TV.Count; i += TV.Count)
-            TV.Fma(va, Exp(TV.Load(x + i) - vs), TV.Load(y + i)).Store(y + i);
-        for (; i < n; i++) y[i] = MathF.FusedMultiplyAdd(alpha, MathF.Exp(x[i] - shift), y[i]);
+            TV.Fma(va, Exp(TV.Load(x + i) - vs), accumulate ? TV.Load(y + i) : TV.Zero).Store(y + i);
+        for (; i < n; i++) y[i] = MathF.FusedMultiplyAdd(alpha, MathF.Exp(x[i] - shift), accumulate ? y[i] : 0f);
     }
 
     /// <summary>log Σ exp(x[i]) over [0..n), shifted by the row max so no term overflows; −∞ for n = 0.</summary>

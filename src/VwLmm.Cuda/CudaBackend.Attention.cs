@@ -54,14 +54,22 @@ public sealed unsafe partial class CudaBackend
     }
 
     public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse,
-                                  Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale)
+                                  Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale,
+                                  bool accumulate)
     {
         var kernels = AttentionKernelsFor(nameof(AttentionBackward), D);
-        if (B == 0 || Tq == 0 || H == 0 || Tk == 0 || (dq is null && dk is null && dv is null)) return;
+        if (B == 0 || Tq == 0 || H == 0 || Tk == 0 || (dq is null && dk is null && dv is null))
+        {
+            // Nothing flows, so a store is all zeros.
+            if (!accumulate)
+                foreach (var g in (ReadOnlySpan<Tensor?>)[dq, dk, dv])
+                    if (g is not null) Fill(g, 0f);
+            return;
+        }
         nint pdq = PtrOrNull(dq), pdk = PtrOrNull(dk), pdv = PtrOrNull(dv), pdo = dO.Ptr, pq = q.Ptr, pk = k.Ptr,
              pv = v.Ptr, po = o.Ptr, pl = lse.Ptr, pn = PtrOrNull(keyLengths);
         CheckAttentionAlignment(nameof(AttentionBackward), pdq, pdk, pdv);
-        int c = causal ? 1 : 0;
+        int c = causal ? 1 : 0, acc = accumulate ? 1 : 0;
         long rows = (long)B * Tq * H;
         nint pds = Scratch(rows);
 
@@ -69,13 +77,14 @@ public sealed unsafe partial class CudaBackend
         Launch(AttentionModule, "attention_dsum_f32", (CeilDiv(rows, DsumRowsPerBlock), 1, 1), (32 * DsumRowsPerBlock, 1, 1), 0, dsumArgs);
         if (dk is not null || dv is not null)
         {
-            ReadOnlySpan<KernelArg> args = [&pdk, &pdv, &pdo, &pq, &pk, &pv, &pl, &pds, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale];
-            Launch(AttentionModule, kernels.Dkdv, (CeilDiv(Tk, kernels.BKB), (uint)Hkv, (uint)B),
+            // A store covers all S rows: those no query sees are zeroed.
+            ReadOnlySpan<KernelArg> args = [&pdk, &pdv, &pdo, &pq, &pk, &pv, &pl, &pds, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale, &acc];
+            Launch(AttentionModule, kernels.Dkdv, (CeilDiv(accumulate ? Tk : S, kernels.BKB), (uint)Hkv, (uint)B),
                    ((uint)(4 * kernels.BKB), 1, 1), kernels.DkdvShared, args);
         }
         if (dq is not null)
         {
-            ReadOnlySpan<KernelArg> args = [&pdq, &pdo, &pq, &pk, &pv, &pl, &pds, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale];
+            ReadOnlySpan<KernelArg> args = [&pdq, &pdo, &pq, &pk, &pv, &pl, &pds, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale, &acc];
             Launch(AttentionModule, kernels.Dq, (CeilDiv(Tq, kernels.BQD), (uint)H, (uint)B),
                    ((uint)(4 * kernels.BQD), 1, 1), kernels.DqShared, args);
         }

@@ -120,10 +120,11 @@ public sealed unsafe partial class CudaBackend
         Pointwise(ActivationKernel(act, forward: true), n, args);
     }
 
-    public void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act)
+    public void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act, bool accumulate)
     {
         nint pdx = dx.Ptr, pdy = dy.Ptr, px = x.Ptr;
-        ReadOnlySpan<KernelArg> args = [&pdx, &pdy, &px, &n];
+        int acc = accumulate ? 1 : 0;
+        ReadOnlySpan<KernelArg> args = [&pdx, &pdy, &px, &n, &acc];
         Pointwise(ActivationKernel(act, forward: false), n, args);
     }
 
@@ -134,11 +135,12 @@ public sealed unsafe partial class CudaBackend
         Pointwise("swiglu_forward_f32", n, args);
     }
 
-    public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n)
+    public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n, bool accumulate)
     {
         if (dgate is null && dup is null) return;
         nint pdg = PtrOrNull(dgate), pdu = PtrOrNull(dup), pdy = dy.Ptr, pg = gate.Ptr, pu = up.Ptr;
-        ReadOnlySpan<KernelArg> args = [&pdg, &pdu, &pdy, &pg, &pu, &n];
+        int acc = accumulate ? 1 : 0;
+        ReadOnlySpan<KernelArg> args = [&pdg, &pdu, &pdy, &pg, &pu, &n, &acc];
         Pointwise("swiglu_backward_f32", n, args);
     }
 }

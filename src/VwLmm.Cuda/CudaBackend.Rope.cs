@@ -18,11 +18,12 @@ public sealed unsafe partial class CudaBackend
         Launch(RopeModule, "rope_forward_f32", (checked((uint)((long)B * T)), 1, 1), (RopeThreads(H, D), 1, 1), (uint)(D * sizeof(float)), args);
     }
 
-    public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta)
+    public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta, bool accumulate)
     {
         if (B == 0 || T == 0 || H == 0 || D == 0) return;
         nint pdx = dx.Ptr, pdy = dy.Ptr, pp = positions.Ptr;
-        ReadOnlySpan<KernelArg> args = [&pdx, &pdy, &pp, &H, &D, &theta];
+        int acc = accumulate ? 1 : 0;
+        ReadOnlySpan<KernelArg> args = [&pdx, &pdy, &pp, &H, &D, &theta, &acc];
         Launch(RopeModule, "rope_backward_f32", (checked((uint)((long)B * T)), 1, 1), (RopeThreads(H, D), 1, 1), (uint)(D * sizeof(float)), args);
     }
 }

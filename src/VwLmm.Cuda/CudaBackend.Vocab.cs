@@ -13,14 +13,15 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Threads per row: about one float4 per thread for short rows, 512 (16 warps) for vocabularies.</summary>
     private static uint VocabThreads(int V) => (uint)Math.Clamp((V / 4 + 31) / 32 * 32, 32, 512);
 
-    public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale)
+    public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale, bool accumulate)
     {
         if (N == 0) return;
         var t = HostInts(N);
         Download<int>(targets, t);
         IndexChecks.Targets(nameof(CrossEntropy), t, V);
         nint pl = losses.Ptr, pd = PtrOrNull(dlogits), px = logits.Ptr, pt = targets.Ptr;
-        ReadOnlySpan<KernelArg> args = [&pl, &pd, &px, &pt, &N, &V, &gradScale];
+        int acc = accumulate ? 1 : 0;
+        ReadOnlySpan<KernelArg> args = [&pl, &pd, &px, &pt, &N, &V, &gradScale, &acc];
         Launch(VocabModule, "cross_entropy_f32", ((uint)N, 1, 1), (VocabThreads(V), 1, 1), 0, args);
     }
 

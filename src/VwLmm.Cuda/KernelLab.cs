@@ -138,7 +138,7 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
                 () => backend.AttentionForward(o, lse, q, k, v, null, B, T, T, T, H, Hkv, D, causal, scale));
             yield return new Case($"attention bwd ({tower})", "attention", shape,
                 KernelCost.AttentionBackward(B, T, T, H, Hkv, D, causal),
-                () => backend.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, null, B, T, T, T, H, Hkv, D, causal, scale));
+                () => backend.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, null, B, T, T, T, H, Hkv, D, causal, scale, accumulate: true));
         }
     }
 
@@ -199,7 +199,7 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
         var losses = b.Zeros(rows);
         var targets = b.Ints(Enumerable.Range(0, rows).Select(i => (int)((long)i * 7919 % V)).ToArray());
         yield return new Case("cross-entropy + grad", "vocab", $"N={rows} V={V}", KernelCost.CrossEntropyWithGradient(rows, V),
-            () => backend.CrossEntropy(losses, dlogits, logits, targets, rows, V, 1f / rows));
+            () => backend.CrossEntropy(losses, dlogits, logits, targets, rows, V, 1f / rows, accumulate: true));
 
         // One pair per image token: the LM row at that token's position, the VM row of that token; no row repeats.
         int pairs = s.Batch * s.ImageTokens, lmRows = s.Batch * s.LlmTokens;
@@ -230,7 +230,7 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
         yield return new Case("rope fwd", "rope", shape, KernelCost.RopeForward(B, T, H, D),
             () => backend.RopeForward(y, x, positions, B, T, H, D, 10000f));
         yield return new Case("rope bwd", "rope", shape, KernelCost.RopeBackward(B, T, H, D),
-            () => backend.RopeBackward(dx, x, positions, B, T, H, D, 10000f));
+            () => backend.RopeBackward(dx, x, positions, B, T, H, D, 10000f, accumulate: true));
     }
 
     private IEnumerable<Case> Embedding(KernelLabShape s, Buffers b)
@@ -266,7 +266,7 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
         yield return new Case("quick_gelu fwd", "elementwise", $"n={nv}", KernelCost.ActivationForward(nv),
             () => backend.ActivationForward(y, x, nv, Activation.QuickGelu));
         yield return new Case("quick_gelu bwd", "elementwise", $"n={nv}", KernelCost.ActivationBackward(nv),
-            () => backend.ActivationBackward(dx, y, x, nv, Activation.QuickGelu));
+            () => backend.ActivationBackward(dx, y, x, nv, Activation.QuickGelu, accumulate: true));
 
         long nl = (long)s.Batch * s.LlmTokens * s.LlmFfn;
         var gate = b.Random(nl);
@@ -277,7 +277,7 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
         yield return new Case("swiglu fwd", "elementwise", $"n={nl}", KernelCost.SwiGluForward(nl),
             () => backend.SwiGluForward(yl, gate, up, nl));
         yield return new Case("swiglu bwd", "elementwise", $"n={nl}", KernelCost.SwiGluBackward(nl),
-            () => backend.SwiGluBackward(dGate, dUp, yl, gate, up, nl));
+            () => backend.SwiGluBackward(dGate, dUp, yl, gate, up, nl, accumulate: true));
     }
 
     private IEnumerable<Case> Optimizer(KernelLabShape s, Buffers b)

@@ -247,6 +247,58 @@ public class TapeTests : CpuFixture
         Assert.That(p3.Grad!.ToArray(), Is.EqualTo(dw3).Within(1e-5).AsCollection);
     }
 
+    /// <summary>
+    /// The q/k/v pattern: ops store through views into parts of one gradient (each Select of a LinearStack output) and
+    /// the parts no op reached are zeroed before the stack's backward reads it. A checked arena leaves every fresh
+    /// gradient NaN, so an unwritten element would reach the weight gradient.
+    /// </summary>
+    [TestCase(true)]
+    [TestCase(false)]
+    public void ViewsStoreTheirPartsOfAGradientAndTheRestIsZeroed(bool allViewsUsed)
+    {
+        const int M = 3, K = 4, N = 5, G = 3;
+        var rng = new Random(11);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        float[] ws = Rand(G * N * K), xs = Rand(M * K), seed = Rand(G * M * N);
+        int used = allViewsUsed ? G : G - 1;
+        using var p = Trainable("w", ws, G, N, K);
+
+        // dW[g] = Σ_m dz_g[m]ᵀ x[m] with dz_g = silu'(y_g)·seed_g for the views in use, 0 for the one left out.
+        var dz = new double[G * M * N];
+        for (int g = 0; g < used; g++)
+        for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++)
+        {
+            double y = 0;
+            for (int k = 0; k < K; k++) y += (double)xs[m * K + k] * ws[(g * N + n) * K + k];
+            double sg = 1 / (1 + Math.Exp(-y));
+            dz[(g * M + m) * N + n] = seed[(g * M + m) * N + n] * sg * (1 + y * (1 - sg));
+        }
+        var dw = new double[G * N * K];
+        for (int g = 0; g < G; g++)
+        for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) dw[(g * N + n) * K + k] += dz[(g * M + m) * N + n] * xs[m * K + k];
+
+        foreach (bool checkedArena in new[] { true, false })
+        {
+            Cpu.Fill(p.Grad!, 0f);
+            var profiled = new ProfilingBackend(Cpu);
+            using var arena = new Arena(profiled, 1 << 16, recycleHandles: !checkedArena);
+            var tape = new Tape(profiled, arena, record: true);
+            tape.Track(p);
+            var y = Ops.LinearStack(tape, Ops.Input(tape, xs, M, K), p.Value);
+            var outputs = Enumerable.Range(0, used).Select(g => Ops.Activation(tape, Ops.Select(tape, y, g), Activation.Silu)).ToArray();
+            for (int g = 0; g < used; g++) Cpu.Upload<float>(tape.Grad(outputs[g]), seed.AsSpan(g * M * N, M * N));
+            profiled.ResetCounters();
+            tape.Backward();
+            Assert.That(p.Grad!.ToArray(), Is.EqualTo(dw).Within(1e-5).AsCollection, $"checked arena {checkedArena}");
+            if (!checkedArena)
+                Assert.That(profiled.Table().Where(r => r.Op == "Fill").Sum(r => r.Calls), Is.EqualTo(allViewsUsed ? 0 : 1),
+                            "fills: none when the views cover the gradient, one for the part no view stored");
+        }
+    }
+
     private Parameter Trainable(string name, float[] values, params int[] dims)
     {
         var p = new Parameter(Cpu, name, new Shape(dims));

@@ -45,10 +45,6 @@ public abstract class AttentionOpTests : BackendOpTests
         for (int j = a.Tk; j < a.S; j++)
         for (int i = 0; i < a.Hkv * a.D; i++)
             k[(b * a.S + j) * a.Hkv * a.D + i] = v[(b * a.S + j) * a.Hkv * a.D + i] = 1e30f;
-        var dq0 = Random(5, nq);
-        var dk0 = Random(6, nkv);
-        var dv0 = Random(7, nkv);
-
         var (refO, refLse) = AttentionReference.Forward(a, ToDouble(q), ToDouble(k), ToDouble(v));
         var (refDq, refDk, refDv) = AttentionReference.Backward(a, ToDouble(q), ToDouble(k), ToDouble(v), ToDouble(dO));
 
@@ -60,13 +56,9 @@ public abstract class AttentionOpTests : BackendOpTests
         var lengths = a.KeyLengths is null ? null : s.UploadInts("keyLengths", a.KeyLengths, a.B);
         var o = s.Upload("o", Random(8, nq), a.B, a.Tq, a.H, a.D);
         var lse = s.New("lse", a.B, a.H, a.Tq);
-        var dq = s.Upload("dq", dq0, a.B, a.Tq, a.H, a.D);
-        var dk = s.Upload("dk", dk0, a.B, a.S, a.Hkv, a.D);
-        var dv = s.Upload("dv", dv0, a.B, a.S, a.Hkv, a.D);
         float scale = (float)a.Scale;
 
         Backend.AttentionForward(o, lse, tq, tk, tv, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
-        Backend.AttentionBackward(dq, dk, dv, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
         Backend.Synchronize();
         s.CheckGuards();
 
@@ -79,9 +71,26 @@ public abstract class AttentionOpTests : BackendOpTests
             else
                 Assert.That(gotLse[i], Is.EqualTo(refLse[i]).Within(1e-5 * Math.Max(1, Math.Abs(refLse[i]))), $"lse[{i}]");
         }
-        AssertClose("dq", Plus(dq0, refDq), dq.ToArray());
-        AssertClose("dk", Plus(dk0, refDk), dk.ToArray());
-        AssertClose("dv", Plus(dv0, refDv), dv.ToArray());
+        // Adding to what the gradients hold, then storing into NaN: a store must write every element, rows no query
+        // sees (padding, spare capacity [Tk, S)) as zeros.
+        foreach (bool accumulate in new[] { true, false })
+        {
+            var dq0 = GradientBefore(5, nq, accumulate);
+            var dk0 = GradientBefore(6, nkv, accumulate);
+            var dv0 = GradientBefore(7, nkv, accumulate);
+            var dq = s.Upload($"dq {accumulate}", dq0, a.B, a.Tq, a.H, a.D);
+            var dk = s.Upload($"dk {accumulate}", dk0, a.B, a.S, a.Hkv, a.D);
+            var dv = s.Upload($"dv {accumulate}", dv0, a.B, a.S, a.Hkv, a.D);
+            Backend.AttentionBackward(dq, dk, dv, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale, accumulate);
+            Backend.Synchronize();
+            s.CheckGuards();
+            AssertClose($"dq (accumulate {accumulate})", After(dq0, refDq, accumulate), dq.ToArray());
+            AssertClose($"dk (accumulate {accumulate})", After(dk0, refDk, accumulate), dk.ToArray());
+            AssertClose($"dv (accumulate {accumulate})", After(dv0, refDv, accumulate), dv.ToArray());
+            if (!accumulate)
+                AssertStoreEqualsAddToZeros("attention backward", m => Backend.AttentionBackward(
+                    dq, dk, dv, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale, m), dq, dk, dv);
+        }
     }
 
     [Test]
@@ -107,11 +116,11 @@ public abstract class AttentionOpTests : BackendOpTests
         Backend.AttentionForward(o, lse, tq, tk, tv, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
 
         var dq = s.Upload("dq", new float[nq], a.B, a.Tq, a.H, a.D);
-        Backend.AttentionBackward(dq, null, null, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        Backend.AttentionBackward(dq, null, null, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale, accumulate: true);
         var dk = s.Upload("dk", new float[nkv], a.B, a.S, a.Hkv, a.D);
-        Backend.AttentionBackward(null, dk, null, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        Backend.AttentionBackward(null, dk, null, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale, accumulate: true);
         var dv = s.Upload("dv", new float[nkv], a.B, a.S, a.Hkv, a.D);
-        Backend.AttentionBackward(null, null, dv, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+        Backend.AttentionBackward(null, null, dv, tdO, tq, tk, tv, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale, accumulate: true);
         Backend.Synchronize();
         s.CheckGuards();
         AssertClose("dq", refDq, dq.ToArray());
@@ -141,7 +150,7 @@ public abstract class AttentionOpTests : BackendOpTests
             var dq = s.Upload($"dq{run}", new float[nq], a.B, a.Tq, a.H, a.D);
             var dk = s.Upload($"dk{run}", new float[nkv], a.B, a.S, a.Hkv, a.D);
             var dv = s.Upload($"dv{run}", new float[nkv], a.B, a.S, a.Hkv, a.D);
-            Backend.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale);
+            Backend.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, lengths, a.B, a.Tq, a.Tk, a.S, a.H, a.Hkv, a.D, a.Causal, scale, accumulate: true);
             Backend.Synchronize();
             runs.Add([.. dq.ToArray(), .. dk.ToArray(), .. dv.ToArray()]);
         }

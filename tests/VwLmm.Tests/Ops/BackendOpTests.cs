@@ -32,6 +32,41 @@ public abstract class BackendOpTests
         return r;
     }
 
+    /// <summary>
+    /// A backward op's gradient before the call: random values it adds to, or NaN where it stores, so that a store that
+    /// reads the gradient, or leaves an element unwritten, shows.
+    /// </summary>
+    protected static float[] GradientBefore(int seed, long n, bool accumulate)
+    {
+        if (accumulate) return OpHarness.Random(seed, n);
+        var a = new float[n];
+        Array.Fill(a, float.NaN);
+        return a;
+    }
+
+    /// <summary>Expected gradient after the op: what was there plus its result when accumulating, the result alone when storing.</summary>
+    protected static double[] After(float[] before, double[] result, bool accumulate) => accumulate ? Plus(before, result) : result;
+
+    /// <summary>
+    /// Runs a backward op storing into NaN-filled gradients, then adding into zero-filled ones, and asserts the two equal
+    /// element for element (a zero's sign aside): the op contract's promise that a store changes no bit of training.
+    /// </summary>
+    protected void AssertStoreEqualsAddToZeros(string what, Action<bool> run, params Tensor[] grads)
+    {
+        foreach (var g in grads) Backend.Fill(g, float.NaN);
+        run(false);
+        var stored = Array.ConvertAll(grads, g => g.ToArray());
+        foreach (var g in grads) Backend.Fill(g, 0f);
+        run(true);
+        for (int k = 0; k < grads.Length; k++)
+        {
+            var added = grads[k].ToArray();
+            for (int i = 0; i < added.Length; i++)
+                if (!(stored[k][i] == added[i]))
+                    Assert.Fail($"{what}: gradient {k} element {i} stored {stored[k][i]:G9}, added to zero {added[i]:G9}");
+        }
+    }
+
     protected static void AssertBitIdentical(string what, float[] expected, float[] actual)
     {
         Assert.That(actual.Length, Is.EqualTo(expected.Length), $"{what}: length");

@@ -35,10 +35,10 @@ public sealed class CpuAllocationTests
         foreach (var act in new[] { Activation.Gelu, Activation.QuickGelu, Activation.Silu })
         {
             AssertAllocationFree($"{act} forward", () => _backend.ActivationForward(y, a, n, act));
-            AssertAllocationFree($"{act} backward", () => _backend.ActivationBackward(y, b, a, n, act));
+            AssertAllocationFree($"{act} backward", () => _backend.ActivationBackward(y, b, a, n, act, accumulate: false));
         }
         AssertAllocationFree("SwiGluForward", () => _backend.SwiGluForward(y, a, b, n));
-        AssertAllocationFree("SwiGluBackward", () => _backend.SwiGluBackward(y, y, b, a, b, n));
+        AssertAllocationFree("SwiGluBackward", () => _backend.SwiGluBackward(y, y, b, a, b, n, accumulate: true));
     }
 
     [Test]
@@ -97,7 +97,7 @@ public sealed class CpuAllocationTests
         var grad = s.Zeros("grad", B, T, H, D);
         AssertAllocationFree("AttentionForward", () => _backend.AttentionForward(o, lse, q, k, v, null, B, T, T, T, H, H, D, true, 0.125f));
         AssertAllocationFree("AttentionBackward", () =>
-            _backend.AttentionBackward(grad, grad, grad, q, q, k, v, o, lse, null, B, T, T, T, H, H, D, true, 0.125f));
+            _backend.AttentionBackward(grad, grad, grad, q, q, k, v, o, lse, null, B, T, T, T, H, H, D, true, 0.125f, accumulate: true));
     }
 
     [Test]
@@ -109,7 +109,7 @@ public sealed class CpuAllocationTests
         var y = s.New("y", B, T, H, D);
         var pos = s.UploadInts("positions", Enumerable.Range(0, B * T).ToArray(), B, T);
         AssertAllocationFree("RopeForward", () => _backend.RopeForward(y, x, pos, B, T, H, D, 10000f));
-        AssertAllocationFree("RopeBackward", () => _backend.RopeBackward(y, x, pos, B, T, H, D, 10000f));
+        AssertAllocationFree("RopeBackward", () => _backend.RopeBackward(y, x, pos, B, T, H, D, 10000f, accumulate: false));
     }
 
     [Test]
@@ -149,7 +149,7 @@ public sealed class CpuAllocationTests
         var losses = s.New("losses", N);
         var targets = s.UploadInts("targets", Enumerable.Range(0, N).Select(i => i % 7 == 0 ? -100 : i * 5 % V).ToArray(), N);
         var pairs = s.UploadInts("pairs", Enumerable.Range(0, N).SelectMany(i => new[] { i, N - 1 - i }).ToArray(), N, 2);
-        AssertAllocationFree("CrossEntropy", () => _backend.CrossEntropy(losses, dLm, lm, targets, N, V, 0.5f));
+        AssertAllocationFree("CrossEntropy", () => _backend.CrossEntropy(losses, dLm, lm, targets, N, V, 0.5f, accumulate: false));
         AssertAllocationFree("VisualWordKl", () => _backend.VisualWordKl(losses, dLm, dVm, lm, vm, pairs, N, V, false, 0.5f));
         AssertAllocationFree("SoftmaxForward", () => _backend.SoftmaxForward(dVm, vm, N, V));
         AssertAllocationFree("SoftmaxBackward", () => _backend.SoftmaxBackward(dLm, lm, dVm, N, V));

@@ -125,15 +125,18 @@ public abstract class ElementwiseOpTests : BackendOpTests
     }
 
     [Test]
-    public void ActivationBackwardAccumulates([Values] Activation act, [ValueSource(nameof(Sizes))] int n)
+    public void ActivationBackwardAddsOrStores([Values] Activation act, [ValueSource(nameof(Sizes))] int n, [Values] bool accumulate)
     {
         using var s = NewScope();
         var x = ActivationInputs(13, n);
         var dy = OpHarness.Random(14, n);
-        var dx0 = OpHarness.Random(15, n);
+        var dx0 = GradientBefore(15, n, accumulate);
         var dx = s.Upload("dx", dx0, n);
-        Backend.ActivationBackward(dx, s.Upload("dy", dy, n), s.Upload("x", x, n), n, act);
-        OpHarness.AssertClose($"{act} backward", ElementwiseReference.ActBackward(act, dx0, dy, x), dx.ToArray(), 1e-12);
+        Tensor tdy = s.Upload("dy", dy, n), tx = s.Upload("x", x, n);
+        Backend.ActivationBackward(dx, tdy, tx, n, act, accumulate);
+        var prior = accumulate ? dx0 : new float[n];
+        OpHarness.AssertClose($"{act} backward", ElementwiseReference.ActBackward(act, prior, dy, x), dx.ToArray(), 1e-12);
+        AssertStoreEqualsAddToZeros($"{act} backward", a => Backend.ActivationBackward(dx, tdy, tx, n, act, a), dx);
         s.CheckGuards();
     }
 
@@ -161,14 +164,14 @@ public abstract class ElementwiseOpTests : BackendOpTests
     }
 
     [Test]
-    public void SwiGluBackwardAccumulatesAndSkipsNulls([ValueSource(nameof(Sizes))] int n)
+    public void SwiGluBackwardAddsOrStoresAndSkipsNulls([ValueSource(nameof(Sizes))] int n, [Values] bool accumulate)
     {
         using var s = NewScope();
         var gate = ActivationInputs(20, n);
         var up = OpHarness.Random(21, n, 2f);
         var dy = OpHarness.Random(22, n);
-        var dg0 = OpHarness.Random(23, n);
-        var du0 = OpHarness.Random(24, n);
+        var dg0 = GradientBefore(23, n, accumulate);
+        var du0 = GradientBefore(24, n, accumulate);
         var (dg, du) = ElementwiseReference.SwiGluBackward(dy, gate, up);
         var tg = s.Upload("gate", gate, n);
         var tu = s.Upload("up", up, n);
@@ -176,21 +179,24 @@ public abstract class ElementwiseOpTests : BackendOpTests
         var tdg = s.Upload("dgate", dg0, n);
         var tdu = s.Upload("dup", du0, n);
 
-        Backend.SwiGluBackward(tdg, null, tdy, tg, tu, n);
+        Backend.SwiGluBackward(tdg, null, tdy, tg, tu, n, accumulate);
         var dgateAlone = tdg.ToArray();
-        OpHarness.AssertClose("dgate", Plus(dg0, dg), dgateAlone, 1e-12);
-        Backend.SwiGluBackward(null, tdu, tdy, tg, tu, n);
+        OpHarness.AssertClose("dgate", After(dg0, dg, accumulate), dgateAlone, 1e-12);
+        Backend.SwiGluBackward(null, tdu, tdy, tg, tu, n, accumulate);
         var dupAlone = tdu.ToArray();
-        OpHarness.AssertClose("dup", Plus(du0, du), dupAlone, 1e-12);
+        OpHarness.AssertClose("dup", After(du0, du, accumulate), dupAlone, 1e-12);
 
         Backend.Upload<float>(tdg, dg0);
         Backend.Upload<float>(tdu, du0);
-        Backend.SwiGluBackward(tdg, tdu, tdy, tg, tu, n);
-        OpHarness.AssertClose("dgate (both)", Plus(dg0, dg), tdg.ToArray(), 1e-12);
-        OpHarness.AssertClose("dup (both)", Plus(du0, du), tdu.ToArray(), 1e-12);
+        Backend.SwiGluBackward(tdg, tdu, tdy, tg, tu, n, accumulate);
+        OpHarness.AssertClose("dgate (both)", After(dg0, dg, accumulate), tdg.ToArray(), 1e-12);
+        OpHarness.AssertClose("dup (both)", After(du0, du, accumulate), tdu.ToArray(), 1e-12);
         // A gradient's bits must not depend on whether the other one is wanted (frozen up/gate weights).
         AssertBitIdentical("dgate (both) vs alone", dgateAlone, tdg.ToArray());
         AssertBitIdentical("dup (both) vs alone", dupAlone, tdu.ToArray());
+        AssertStoreEqualsAddToZeros("swiglu backward", a => Backend.SwiGluBackward(tdg, tdu, tdy, tg, tu, n, a), tdg, tdu);
+        AssertStoreEqualsAddToZeros("swiglu dgate alone", a => Backend.SwiGluBackward(tdg, null, tdy, tg, tu, n, a), tdg);
+        AssertStoreEqualsAddToZeros("swiglu dup alone", a => Backend.SwiGluBackward(null, tdu, tdy, tg, tu, n, a), tdu);
         s.CheckGuards();
     }
 

@@ -47,21 +47,24 @@ public abstract class RopeOpTests : BackendOpTests
 
     [TestCase(64)]
     [TestCase(32)]
-    public void BackwardAccumulatesInverseRotation(int D)
+    public void BackwardAddsOrStoresInverseRotation(int D)
     {
-        int n = B * T * H * D;
-        var dy = Random(3, n);
-        var dx0 = Random(4, n);
-        var expected = RopeReference.Rotate(ToDouble(dy), Positions, B, T, H, D, Theta, inverse: true);
-        for (int i = 0; i < n; i++) expected[i] += dx0[i];
-        using var s = new Scope(Backend);
-        var tdy = s.Upload("dy", dy, B, T, H, D);
-        var pos = s.UploadInts("positions", Positions, B, T);
-        var dx = s.Upload("dx", dx0, B, T, H, D);
-        Backend.RopeBackward(dx, tdy, pos, B, T, H, D, Theta);
-        Backend.Synchronize();
-        s.CheckGuards();
-        AssertClose("dx", expected, dx.ToArray());
+        foreach (bool accumulate in new[] { true, false })
+        {
+            int n = B * T * H * D;
+            var dy = Random(3, n);
+            var dx0 = GradientBefore(4, n, accumulate);
+            var expected = After(dx0, RopeReference.Rotate(ToDouble(dy), Positions, B, T, H, D, Theta, inverse: true), accumulate);
+            using var s = new Scope(Backend);
+            var tdy = s.Upload("dy", dy, B, T, H, D);
+            var pos = s.UploadInts("positions", Positions, B, T);
+            var dx = s.Upload("dx", dx0, B, T, H, D);
+            Backend.RopeBackward(dx, tdy, pos, B, T, H, D, Theta, accumulate);
+            Backend.Synchronize();
+            s.CheckGuards();
+            AssertClose($"dx (accumulate {accumulate})", expected, dx.ToArray());
+            AssertStoreEqualsAddToZeros("rope backward", a => Backend.RopeBackward(dx, tdy, pos, B, T, H, D, Theta, a), dx);
+        }
     }
 
     [TestCase(64)]
@@ -75,7 +78,7 @@ public abstract class RopeOpTests : BackendOpTests
         var y = s.New("y", B, T, H, D);
         var back = s.Upload("back", new float[x.Length], B, T, H, D);
         Backend.RopeForward(y, tx, pos, B, T, H, D, Theta);
-        Backend.RopeBackward(back, y, pos, B, T, H, D, Theta);
+        Backend.RopeBackward(back, y, pos, B, T, H, D, Theta, accumulate: true);
         Backend.Synchronize();
         s.CheckGuards();
         AssertClose("Rᵀ·R·x", ToDouble(x), back.ToArray(), 1e-12);
@@ -156,7 +159,7 @@ public sealed class CpuRopeOpTests : RopeOpTests
                 var y = s.New("y", 1, t, h, D);
                 var dx = s.Upload("dx", dx0, 1, t, h, D);
                 backend.RopeForward(y, s.Upload("x", x, 1, t, h, D), pos, 1, t, h, D, Theta);
-                backend.RopeBackward(dx, y, pos, 1, t, h, D, Theta);
+                backend.RopeBackward(dx, y, pos, 1, t, h, D, Theta, accumulate: true);
                 s.CheckGuards();
                 return (y.ToArray(), dx.ToArray());
             }

@@ -35,23 +35,28 @@ public abstract class VocabOpTests : BackendOpTests
         var rng = new Random(2);
         for (int i = 0; i < N; i++) targets[i] = i < leadingIgnored || i % 3 == 1 ? VocabReference.IgnoreIndex : rng.Next(V);
         targets[N - 1] = V - 1;
-        var d0 = Random(3, N * V);
         var (refLoss, refGrad) = VocabReference.CrossEntropy(ToDouble(logits), targets, N, V);
 
-        using var s = new Scope(Backend);
-        var tl = s.Upload("logits", logits, N, V);
-        var tt = s.UploadInts("targets", targets, N);
-        var losses = s.Upload("losses", Random(4, N), N);
-        var d = s.Upload("dlogits", d0, N, V);
-        Backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale);
-        Backend.Synchronize();
-        s.CheckGuards();
-        AssertClose("losses", refLoss, losses.ToArray());
-        AssertClose("dlogits", Accumulated(d0, refGrad, GradScale), d.ToArray());
+        foreach (bool accumulate in new[] { true, false })
+        {
+            var d0 = GradientBefore(3, N * V, accumulate);
+            using var s = new Scope(Backend);
+            var tl = s.Upload("logits", logits, N, V);
+            var tt = s.UploadInts("targets", targets, N);
+            var losses = s.Upload("losses", Random(4, N), N);
+            var d = s.Upload("dlogits", d0, N, V);
+            Backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale, accumulate);
+            Backend.Synchronize();
+            s.CheckGuards();
+            AssertClose("losses", refLoss, losses.ToArray());
+            // A store zeroes the ignored rows (the reference's gradient is 0 there).
+            AssertClose($"dlogits (accumulate {accumulate})", Accumulated(accumulate ? d0 : new float[N * V], refGrad, GradScale), d.ToArray());
+            AssertStoreEqualsAddToZeros("cross-entropy", a => Backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale, a), d);
+        }
     }
 
     [Test]
-    public void CrossEntropyAllIgnoredLeavesGradientsAlone()
+    public void CrossEntropyAllIgnoredLeavesGradientsAloneOrZeroes()
     {
         const int N = 3, V = 1001;
         var logits = Random(5, N * V, 4f);
@@ -61,11 +66,13 @@ public abstract class VocabOpTests : BackendOpTests
         var tt = s.UploadInts("targets", [-100, -100, -100], N);
         var losses = s.Upload("losses", [1f, 2f, 3f], N);
         var d = s.Upload("dlogits", d0, N, V);
-        Backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale);
+        Backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale, accumulate: true);
         Backend.Synchronize();
         s.CheckGuards();
         Assert.That(losses.ToArray(), Is.EqualTo(new float[N]));
         Assert.That(d.ToArray(), Is.EqualTo(d0));
+        Backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale, accumulate: false);
+        Assert.That(d.ToArray(), Is.EqualTo(new float[N * V]), "a store writes zeros");
     }
 
     [Test]
@@ -77,11 +84,11 @@ public abstract class VocabOpTests : BackendOpTests
         using var s = new Scope(Backend);
         var tl = s.Upload("logits", logits, N, V);
         var losses = s.New("losses", N);
-        Backend.CrossEntropy(losses, null, tl, s.UploadInts("targets", targets, N), N, V, 1f);
+        Backend.CrossEntropy(losses, null, tl, s.UploadInts("targets", targets, N), N, V, 1f, accumulate: false);
         Backend.Synchronize();
         AssertClose("losses", VocabReference.CrossEntropy(ToDouble(logits), targets, N, V).Losses, losses.ToArray());
         var bad = s.UploadInts("bad targets", [3, V], N);
-        Assert.Throws<ArgumentOutOfRangeException>(() => Backend.CrossEntropy(losses, null, tl, bad, N, V, 1f));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Backend.CrossEntropy(losses, null, tl, bad, N, V, 1f, accumulate: true));
         s.CheckGuards();
     }
 
@@ -215,7 +222,7 @@ public abstract class VocabOpTests : BackendOpTests
         var vm = s.Upload("vm", Floats("vm"), N, V);
         var ceLosses = s.New("ce losses", N);
         var ceGrad = s.Upload("ce grad", new float[N * V], N, V);
-        Backend.CrossEntropy(ceLosses, ceGrad, lm, s.UploadInts("targets", targets, N), N, V, 1f);
+        Backend.CrossEntropy(ceLosses, ceGrad, lm, s.UploadInts("targets", targets, N), N, V, 1f, accumulate: true);
         var klLosses = s.New("kl losses", N);
         var dLm = s.Upload("dLm", new float[N * V], N, V);
         var dVm = s.Upload("dVm", new float[N * V], N, V);

@@ -110,10 +110,10 @@ public sealed class LauncherSignatureTests
         foreach (var act in Enum.GetValues<Activation>())
         {
             yield return ($"ActivationForward {act}", () => be.ActivationForward(F(n), F(n), n, act));
-            yield return ($"ActivationBackward {act}", () => be.ActivationBackward(F(n), F(n), F(n), n, act));
+            yield return ($"ActivationBackward {act}", () => be.ActivationBackward(F(n), F(n), F(n), n, act, accumulate: false));
         }
         yield return ("SwiGluForward", () => be.SwiGluForward(F(n), F(n), F(n), n));
-        yield return ("SwiGluBackward", () => be.SwiGluBackward(F(n), F(n), F(n), F(n), F(n), n));
+        yield return ("SwiGluBackward", () => be.SwiGluBackward(F(n), F(n), F(n), F(n), F(n), n, accumulate: false));
         yield return ("LayerNormForward", () => be.LayerNormForward(F(N, C), F(N), F(N), F(N, C), F(C), F(C), N, C, 1e-5f));
         yield return ("LayerNormBackward", () => be.LayerNormBackward(F(N, C), F(C), F(C), F(N, C), F(N, C), F(C), F(N), F(N), N, C));
         yield return ("RmsNormForward", () => be.RmsNormForward(F(N, C), F(N), F(N, C), F(C), N, C, 1e-5f));
@@ -125,15 +125,15 @@ public sealed class LauncherSignatureTests
                 be.AttentionForward(F(B, T, H, d), F(B, H, T), F(B, T, H, d), F(B, T, Hkv, d), F(B, T, Hkv, d), I(B), B, T, T, T, H, Hkv, d, true, 0.125f));
             yield return ($"AttentionBackward D={d}", () =>
                 be.AttentionBackward(F(B, T, H, d), F(B, T, Hkv, d), F(B, T, Hkv, d), F(B, T, H, d), F(B, T, H, d), F(B, T, Hkv, d),
-                                     F(B, T, Hkv, d), F(B, T, H, d), F(B, H, T), null, B, T, T, T, H, Hkv, d, false, 0.125f));
+                                     F(B, T, Hkv, d), F(B, T, H, d), F(B, H, T), null, B, T, T, T, H, Hkv, d, false, 0.125f, accumulate: false));
         }
         yield return ("RopeForward", () => be.RopeForward(F(1, 2, 2, 8), F(1, 2, 2, 8), I(1, 2), 1, 2, 2, 8, 10000f));
-        yield return ("RopeBackward", () => be.RopeBackward(F(1, 2, 2, 8), F(1, 2, 2, 8), I(1, 2), 1, 2, 2, 8, 10000f));
+        yield return ("RopeBackward", () => be.RopeBackward(F(1, 2, 2, 8), F(1, 2, 2, 8), I(1, 2), 1, 2, 2, 8, 10000f, accumulate: false));
         yield return ("PatchEmbedForward", () => be.PatchEmbedForward(F(1, 4, C), F(1, 3, 4, 4), F(C, 3, 2, 2), 1, 3, 4, 4, 2, C));
         yield return ("PatchEmbedBackward", () => be.PatchEmbedBackward(F(C, 3, 2, 2), F(1, 4, C), F(1, 3, 4, 4), 1, 3, 4, 4, 2, C));
         yield return ("GatherRows", () => be.GatherRows(F(N, C), F(N, C), F(N, C), I(N), N, C));
         yield return ("GatherRowsBackward", () => be.GatherRowsBackward(F(N, C), F(N, C), F(N, C), I(N), N, C));
-        yield return ("CrossEntropy", () => be.CrossEntropy(F(N), F(N, C), F(N, C), I(N), N, C, 1f));
+        yield return ("CrossEntropy", () => be.CrossEntropy(F(N), F(N, C), F(N, C), I(N), N, C, 1f, accumulate: false));
         foreach (bool reverse in new[] { false, true })
             yield return ($"VisualWordKl reverse={reverse}", () => be.VisualWordKl(F(N), F(N, C), F(N, C), F(N, C), F(N, C), I(N, 2), N, C, reverse, 1f));
         yield return ("SoftmaxForward", () => be.SoftmaxForward(F(N, C), F(N, C), N, C));
