@@ -82,7 +82,7 @@ public interface IBackend : IDisposable
     void ActivationBackward(Tensor dx, Tensor dy, Tensor x, long n, Activation act, bool accumulate);
     /// <summary>y = silu(gate)·up (LLaMA MLP), all [n].</summary>
     void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n);
-    /// <summary>dgate += dy·up·silu'(gate), dup += dy·silu(gate) (= … unless accumulate), all [n].</summary>
+    /// <summary>dgate += dy·up·silu'(gate), dup += dy·silu(gate) (= … unless accumulate), all [n]; dgate and dup may be one buffer when accumulating.</summary>
     void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n, bool accumulate);
 
     // ---- attention ----

@@ -161,7 +161,9 @@ public sealed unsafe partial class CpuBackend
 
     public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n, bool accumulate)
     {
-        if (dgate is not null && dup is not null)
+        // The joint pass computes both before storing either (its tail through copies), so one buffer for both (the
+        // gradient of silu(x)·x) takes the two passes, the second adding to what the first left.
+        if (dgate is not null && dup is not null && dgate.Ptr != dup.Ptr)
         {
             var job = new SwiGluBackwardJob { DGate = F(dgate), DUp = F(dup), DY = F(dy), Gate = F(gate), Up = F(up), N = n, Accumulate = accumulate };
             ParallelFor(BlockCount(n), job, MinTasksPerChunk(ElementBlock));

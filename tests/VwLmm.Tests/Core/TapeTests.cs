@@ -299,6 +299,39 @@ public class TapeTests : CpuFixture
         }
     }
 
+    /// <summary>
+    /// An op whose two inputs share one gradient (silu(y)·y) must add both parts, not store one over the other: the
+    /// backward then asks for accumulating gradients (Ops.GradsOf) even though nothing reached y's before.
+    /// </summary>
+    [Test]
+    public void InputsSharingAGradientAreAddedNotStored()
+    {
+        const int M = 2, K = 3, N = 4;
+        var rng = new Random(12);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        float[] ws = Rand(N * K), xs = Rand(M * K), seed = Rand(M * N);
+        using var p = Trainable("w", ws, N, K);
+        using var arena = new Arena(Cpu, 1 << 16, recycleHandles: false);
+        var tape = new Tape(Cpu, arena, record: true);
+        tape.Track(p);
+        var y = Ops.Linear(tape, Ops.Input(tape, xs, M, K), p.Value);
+        var z = Ops.SwiGlu(tape, y, y);
+        Cpu.Upload<float>(tape.Grad(z), seed);
+        tape.Backward();
+
+        // d(silu(y)·y)/dy = silu'(y)·y + silu(y); dW = dyᵀ x.
+        var dw = new double[N * K];
+        for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++)
+        {
+            double v = 0;
+            for (int k = 0; k < K; k++) v += (double)xs[m * K + k] * ws[n * K + k];
+            double sg = 1 / (1 + Math.Exp(-v)), dy = seed[m * N + n] * (sg * (1 + v * (1 - sg)) * v + v * sg);
+            for (int k = 0; k < K; k++) dw[n * K + k] += dy * xs[m * K + k];
+        }
+        Assert.That(p.Grad!.ToArray(), Is.EqualTo(dw).Within(1e-5).AsCollection);
+    }
+
     private Parameter Trainable(string name, float[] values, params int[] dims)
     {
         var p = new Parameter(Cpu, name, new Shape(dims));

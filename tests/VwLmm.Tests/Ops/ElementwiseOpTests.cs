@@ -200,6 +200,22 @@ public abstract class ElementwiseOpTests : BackendOpTests
         s.CheckGuards();
     }
 
+    /// <summary>One buffer for both gradients (silu(x)·x): both parts are added, whichever path the length takes.</summary>
+    [Test]
+    public void SwiGluBackwardAddsBothPartsIntoOneBuffer([ValueSource(nameof(Sizes))] int n)
+    {
+        using var s = NewScope();
+        var x = ActivationInputs(25, n);
+        var dy = OpHarness.Random(26, n);
+        var d0 = OpHarness.Random(27, n);
+        var (dg, du) = ElementwiseReference.SwiGluBackward(dy, x, x);
+        var tx = s.Upload("x", x, n);
+        var d = s.Upload("d", d0, n);
+        Backend.SwiGluBackward(d, d, s.Upload("dy", dy, n), tx, tx, n, accumulate: true);
+        OpHarness.AssertClose("dgate + dup", Plus(d0, dg.Zip(du, (a, b) => a + b).ToArray()), d.ToArray(), 1e-12);
+        s.CheckGuards();
+    }
+
     [Test]
     public void SwiGluReferenceGradientMatchesFiniteDifferences()
     {
