@@ -332,6 +332,56 @@ public class TapeTests : CpuFixture
         Assert.That(p.Grad!.ToArray(), Is.EqualTo(dw).Within(1e-5).AsCollection);
     }
 
+    /// <summary>
+    /// A backward writing two gradients in one call, when another op reached one of them first: the fresh one must be
+    /// zeroed and both added to (Ops.GradsOf). Here SwiGLU's up is also the input of a SiLU recorded after it, whose
+    /// backward runs first; a checked arena leaves the fresh gate gradient NaN unless it is zeroed.
+    /// </summary>
+    [Test]
+    public void AnOpReachingSomeGradientsFirstZeroesThoseAndAdds()
+    {
+        const int M = 2, K = 3, N = 4;
+        var rng = new Random(13);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        float[] wa = Rand(N * K), wb = Rand(N * K), xs = Rand(M * K), gz = Rand(M * N), gu = Rand(M * N);
+        using var pa = Trainable("wa", wa, N, K);
+        using var pb = Trainable("wb", wb, N, K);
+        using var arena = new Arena(Cpu, 1 << 16, recycleHandles: false);
+        var tape = new Tape(Cpu, arena, record: true);
+        tape.Track([pa, pb]);
+        var x = Ops.Input(tape, xs, M, K);
+        Tensor a = Ops.Linear(tape, x, pa.Value), b = Ops.Linear(tape, x, pb.Value);
+        var z = Ops.SwiGlu(tape, a, b);
+        var u = Ops.Activation(tape, b, Activation.Silu);
+        Cpu.Upload<float>(tape.Grad(z), gz);
+        Cpu.Upload<float>(tape.Grad(u), gu);
+        tape.Backward();
+
+        // da = gz·b·silu'(a), db = gz·silu(a) + gu·silu'(b); dW = dᵀx.
+        static double Sig(double v) => 1 / (1 + Math.Exp(-v));
+        static double SiluGrad(double v) => Sig(v) * (1 + v * (1 - Sig(v)));
+        double[] dwa = new double[N * K], dwb = new double[N * K];
+        for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++)
+        {
+            double av = 0, bv = 0;
+            for (int k = 0; k < K; k++)
+            {
+                av += (double)xs[m * K + k] * wa[n * K + k];
+                bv += (double)xs[m * K + k] * wb[n * K + k];
+            }
+            int i = m * N + n;
+            double da = gz[i] * bv * SiluGrad(av), db = gz[i] * av * Sig(av) + gu[i] * SiluGrad(bv);
+            for (int k = 0; k < K; k++)
+            {
+                dwa[n * K + k] += da * xs[m * K + k];
+                dwb[n * K + k] += db * xs[m * K + k];
+            }
+        }
+        Assert.That(pa.Grad!.ToArray(), Is.EqualTo(dwa).Within(1e-5).AsCollection, "dWa");
+        Assert.That(pb.Grad!.ToArray(), Is.EqualTo(dwb).Within(1e-5).AsCollection, "dWb");
+    }
+
     private Parameter Trainable(string name, float[] values, params int[] dims)
     {
         var p = new Parameter(Cpu, name, new Shape(dims));

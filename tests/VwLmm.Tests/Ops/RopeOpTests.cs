@@ -63,7 +63,8 @@ public abstract class RopeOpTests : BackendOpTests
             Backend.Synchronize();
             s.CheckGuards();
             AssertClose($"dx (accumulate {accumulate})", expected, dx.ToArray());
-            AssertStoreEqualsAddToZeros("rope backward", a => Backend.RopeBackward(dx, tdy, pos, B, T, H, D, Theta, a), dx);
+            if (!accumulate)
+                AssertStoreEqualsAddToZeros("rope backward", a => Backend.RopeBackward(dx, tdy, pos, B, T, H, D, Theta, a), dx);
         }
     }
 

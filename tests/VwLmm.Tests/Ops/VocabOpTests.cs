@@ -51,7 +51,8 @@ public abstract class VocabOpTests : BackendOpTests
             AssertClose("losses", refLoss, losses.ToArray());
             // A store zeroes the ignored rows (the reference's gradient is 0 there).
             AssertClose($"dlogits (accumulate {accumulate})", Accumulated(accumulate ? d0 : new float[N * V], refGrad, GradScale), d.ToArray());
-            AssertStoreEqualsAddToZeros("cross-entropy", a => Backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale, a), d);
+            if (!accumulate)
+                AssertStoreEqualsAddToZeros("cross-entropy", a => Backend.CrossEntropy(losses, d, tl, tt, N, V, GradScale, a), d);
         }
     }
 
