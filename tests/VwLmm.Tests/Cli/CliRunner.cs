@@ -52,10 +52,6 @@ internal static class CliRunner
         foreach (var f in fragments) Assert.That(lines[0], Does.Contain(f));
     }
 
-    public static string TempDir()
-    {
-        string d = Path.Combine(Path.GetTempPath(), "vwlmm-cli-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(d);
-        return d;
-    }
+    /// <summary>A scratch directory, deleted when the test run ends.</summary>
+    public static string TempDir() => TempDirectories.Create("vwlmm-cli-");
 }
