@@ -259,6 +259,7 @@ public sealed class SentencePieceModel
     {
         private static readonly UTF8Encoding StrictUtf8 = new(false, throwOnInvalidBytes: true);
         private readonly CodedInputStream _in = new(data);
+        private readonly long _end = baseOffset + data.Length;
         private uint _tag;
         private long _tagOffset;
 
@@ -309,9 +310,12 @@ public sealed class SentencePieceModel
             }
             catch (InvalidProtocolBufferException e)
             {
-                string what = e.Message.Contains("ended unexpectedly") || e.Message.Contains("truncated")
-                    ? "truncated" : "malformed protobuf";
-                throw new InvalidDataException($"{source}: {what} at byte {baseOffset + _in.Position} in field {Join(name)}", e);
+                // The stream's position after a failed read says nothing useful; where the field began and where its
+                // message ends do.
+                bool truncated = e.Message.Contains("ended unexpectedly") || e.Message.Contains("truncated");
+                throw new InvalidDataException(truncated
+                    ? $"{source}: truncated at byte {_end} in field {Join(name)}, which starts at byte {_tagOffset}"
+                    : $"{source}: malformed protobuf in field {Join(name)}, which starts at byte {_tagOffset}", e);
             }
         }
     }
