@@ -90,7 +90,8 @@ public static class Program
     {
         while (e is AggregateException or TypeInitializationException && e.InnerException is not null)
             e = e.InnerException;
-        string msg = e.Message.ReplaceLineEndings(" ");
+        // ArgumentException appends " (Parameter 'name')": a C# parameter name tells a user nothing.
+        string msg = (e is ArgumentException { ParamName: { } p } ? e.Message.Replace($" (Parameter '{p}')", "") : e.Message).ReplaceLineEndings(" ");
         return e is CliException or IOException or InvalidDataException or FormatException or ArgumentException or UnauthorizedAccessException
             ? msg : $"{msg} ({e.GetType().Name})";
     }

@@ -24,6 +24,14 @@ public class CliTests
     }
 
     [Test]
+    public void ArgumentErrorsLeaveOutTheParameterName()
+    {
+        Assert.That(Program.OneLine(new ArgumentException("unknown conversation template 'x'", "name")), Is.EqualTo("unknown conversation template 'x'"));
+        var outOfRange = new ArgumentOutOfRangeException("rows", 9, "kv cache: sample 0 holds 4 rows");
+        Assert.That(Program.OneLine(outOfRange), Is.EqualTo("kv cache: sample 0 holds 4 rows Actual value was 9."));
+    }
+
+    [Test]
     public void UsageErrorsExitTwo()
     {
         AssertOneLineError(Run("frobnicate"), 2, "unknown command 'frobnicate'");
