@@ -90,8 +90,12 @@ public static class Program
     {
         while (e is AggregateException or TypeInitializationException && e.InnerException is not null)
             e = e.InnerException;
-        // ArgumentException appends " (Parameter 'name')": a C# parameter name tells a user nothing.
-        string msg = (e is ArgumentException { ParamName: { } p } ? e.Message.Replace($" (Parameter '{p}')", "") : e.Message).ReplaceLineEndings(" ");
+        // ArgumentException appends " (Parameter 'name')", and ArgumentOutOfRangeException a line "Actual value was
+        // v.": a C# parameter name tells a user nothing, and our messages name the value themselves.
+        string msg = e.Message;
+        if (e is ArgumentOutOfRangeException { ActualValue: { } v }) msg = msg.Replace($"{Environment.NewLine}Actual value was {v}.", "");
+        if (e is ArgumentException { ParamName: { } p }) msg = msg.Replace($" (Parameter '{p}')", "");
+        msg = msg.ReplaceLineEndings(" ");
         return e is CliException or IOException or InvalidDataException or FormatException or ArgumentException or UnauthorizedAccessException
             ? msg : $"{msg} ({e.GetType().Name})";
     }

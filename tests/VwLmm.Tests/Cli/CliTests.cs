@@ -28,7 +28,7 @@ public class CliTests
     {
         Assert.That(Program.OneLine(new ArgumentException("unknown conversation template 'x'", "name")), Is.EqualTo("unknown conversation template 'x'"));
         var outOfRange = new ArgumentOutOfRangeException("rows", 9, "kv cache: sample 0 holds 4 rows");
-        Assert.That(Program.OneLine(outOfRange), Is.EqualTo("kv cache: sample 0 holds 4 rows Actual value was 9."));
+        Assert.That(Program.OneLine(outOfRange), Is.EqualTo("kv cache: sample 0 holds 4 rows"));
     }
 
     [Test]
