@@ -276,6 +276,34 @@ public sealed class CpuAvx512GemmOpTests : GemmOpTests
         Check(transA, transB, M, N, K, 0.5f, -0.75f, batch: 1, pad: 0, gap: 0);
 
     /// <summary>
+    /// Products of up to 132 rows (a batch-1 forward's) pack each micro-panel of B just before its only use, in the
+    /// columns each thread takes: a stack of three linear layers (N not a multiple of the 32-column panel) with a bias
+    /// and an addend gives one thread's bits, every time.
+    /// </summary>
+    [TestCase(65, 200, 300)]
+    [TestCase(128, 256, 256)]
+    public void FewRowProductsGiveOneThreadsBits(int M, int N, int K)
+    {
+        const int Batch = 3;
+        using var one = new Cpu.CpuBackend(1, Cpu.CpuGemm.Avx512);
+        using var s1 = new OpHarness.Scope(one);
+        using var s = NewScope();
+        var x = OpHarness.Random(31, M * K);
+        var w = OpHarness.Random(32, Batch * N * K);
+        var bias = OpHarness.Random(33, Batch * N);
+        var addend = OpHarness.Random(34, Batch * M * N);
+        float[] Product(OpHarness.Scope sc)
+        {
+            var c = sc.New("c", Batch * M * N);
+            sc.Backend.Gemm(false, true, M, N, K, 1f, sc.Upload("x", x, M * K), K, 0, sc.Upload("w", w, Batch * N * K), K, (long)N * K,
+                            0f, c, N, (long)M * N, Batch, sc.Upload("bias", bias, Batch * N), N, sc.Upload("addend", addend, Batch * M * N));
+            return c.ToArray();
+        }
+        var expected = Product(s1);
+        for (int run = 0; run < 20; run++) AssertBitIdentical($"run {run}", expected, Product(s));
+    }
+
+    /// <summary>
     /// One thread or two, the whole product or a block of C's rows and columns on its own (offset pointers, the full
     /// leading dimensions): the same bits. So a train step does not depend on the thread count, and the bf16 GEMM's
     /// widened blocks give the one-block product.
