@@ -19,8 +19,8 @@ public interface IRangeJob
 /// polls the other's word for at most the pool's spin time, then blocks on a semaphore. A semaphore is only a wake-up
 /// hint, released when the other side said it was about to block (a full fence on both sides, so that one of them
 /// always sees the other's write), and every wait re-checks its word: a hand-off between polling threads is two cache
-/// lines, not two semaphore operations (a dispatch of two empty chunks fell from 2.0 µs to 1.0 µs). With no spin time (beside OpenBLAS,
-/// whose threads need the cores during GEMMs) both sides block at once.
+/// lines, not two semaphore operations (a dispatch of two empty chunks, old and new pool back to back: 1.0 → 0.27 µs).
+/// With no spin time (beside OpenBLAS, whose threads need the cores during GEMMs) both sides block at once.
 /// </para>
 /// </summary>
 public sealed class WorkerPool : IDisposable
