@@ -1,8 +1,8 @@
 // elementwise.cu — pointwise ops on flat fp32 arrays (fill, copy, add, axpy, scale, bias add, GELU / quick-GELU /
-// SiLU / SwiGLU forward and backward) and sum_rows_f32, the fixed-order column sums behind every deterministic
+// SiLU / SwiGLU forward and backward, dropout) and sum_rows_f32, the fixed-order column sums behind every deterministic
 // parameter-gradient reduction (bias, LayerNorm/RMSNorm γ and β).
 // Launch: pointwise kernels are 1-D grid-stride loops over a 64-bit n (any 1-D grid and block); sum_rows_f32 takes
-// grid (ceil(W/block), chunks). Saves nothing: activation backward recomputes from x. Backward kernels add to their
+// grid (ceil(W/block), chunks). Saves nothing: activation backward recomputes from x, dropout its mask from the seed. Backward kernels add to their
 // gradients, or store into them when accumulate = 0.
 #include "common.cuh"
 
@@ -127,6 +127,23 @@ extern "C" __global__ void swiglu_backward_f32(float* dgate, float* dup, const f
     }
 }
 
+// Inverted dropout, y = x·scale where element i is kept and 0 elsewhere (y += that with accumulate); backward is the
+// same kernel on dy. Element i is kept when the high word of SplitMix64 output i from `seed` is ≥ threshold
+// (DropoutMask in VwLmm.Core), so no mask is stored and every backend draws the same one.
+extern "C" __global__ void dropout_f32(float* y, const float* x, float scale, unsigned int threshold,
+                                       unsigned long long seed, long long n, int accumulate)
+{
+    GRID_STRIDE_LOOP(i, n)
+    {
+        unsigned long long z = seed + (unsigned long long)(i + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        float v = (unsigned int)(z >> 32) >= threshold ? x[i] * scale : 0.0f;
+        y[i] = accumulate ? y[i] + v : v;
+    }
+}
+
 VWLMM_KERNEL(fill_f32)
 VWLMM_KERNEL(copy_f32)
 VWLMM_KERNEL(add_f32)
@@ -142,3 +159,4 @@ VWLMM_KERNEL(silu_forward_f32)
 VWLMM_KERNEL(silu_backward_f32)
 VWLMM_KERNEL(swiglu_forward_f32)
 VWLMM_KERNEL(swiglu_backward_f32)
+VWLMM_KERNEL(dropout_f32)

@@ -29,7 +29,9 @@ not (T). docs/RESULTS.md, sessions 11 and 12.
 Usage: OMP_NUM_THREADS=1 /usr/bin/python3 scripts/pipeline_toy.py TOKENS.jsonl [--features F.f32]
        [--patches labels|tower|probes] [--question-first] [--one-question] [--drop-template] [--steps 2000]
        [--every 1000] [--seed 0] [--codes C.u8] [--additivity] [--lr 1e-3] [--weight-decay 0] [--layers 4]
-(--lr is the peak of the schedule; the three defaults are the demo's, docs/RESULTS.md session 19 varies them)
+       [--attention-dropout 0] [--residual-dropout 0]
+(--lr is the peak of the schedule; the three defaults are the demo's, docs/RESULTS.md session 19 varies them;
+session 30 the two dropouts)
 """
 import argparse
 import json
@@ -190,7 +192,7 @@ def additivity(features, train, test, held):
 
 
 class Model(torch.nn.Module):
-    def __init__(self, vocab, patches, feature_size, layers):
+    def __init__(self, vocab, patches, feature_size, layers, attention_dropout=0.0, residual_dropout=0.0):
         super().__init__()
         self.patches = patches
         self.colour, self.shape = torch.nn.Embedding(COLOURS + 1, D), torch.nn.Embedding(SHAPES + 1, D)
@@ -201,7 +203,8 @@ class Model(torch.nn.Module):
             "tower": torch.nn.Sequential(torch.nn.Linear(feature_size, D), torch.nn.GELU(), torch.nn.Linear(D, D)),
             "probes": torch.nn.Linear(COLOURS + SHAPES + GROUNDS + 2, D),
         }[patches]
-        self.blocks = torch.nn.ModuleList(LlamaBlock() for _ in range(layers))
+        self.blocks = torch.nn.ModuleList(LlamaBlock(attention_dropout=attention_dropout, residual_dropout=residual_dropout)
+                                          for _ in range(layers))
         self.norm, self.head = RmsNorm(D), torch.nn.Linear(D, vocab, bias=False)
 
     def forward(self, tokens, patches, features):
@@ -245,6 +248,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--attention-dropout", type=float, default=0.0)
+    ap.add_argument("--residual-dropout", type=float, default=0.0)
     args = ap.parse_args()
     random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -280,7 +285,7 @@ def main():
                 (x[:, COLOURS + 1:COLOURS + SHAPES + 2].argmax(-1) == torch.tensor([r[1] for r in rows])).float().mean(), len(rows)))
     print(f"{len(train)} training conversations, {len(test)} test questions, {len(prior)} prior contexts", flush=True)
 
-    model = Model(vocab, args.patches, 128, args.layers)
+    model = Model(vocab, args.patches, 128, args.layers, args.attention_dropout, args.residual_dropout)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     warmup = max(1, int(0.05 * args.steps))
     for step in range(args.steps + 1):
@@ -296,6 +301,7 @@ def main():
         opt.step()
         if step % args.every == 0:
             right = defaultdict(lambda: [0, 0])
+            model.eval()
             with torch.no_grad():
                 for i in range(0, len(test), 64):
                     chunk = test[i:i + 64]
@@ -306,6 +312,7 @@ def main():
                         score = right[f"{kind}/{'H' if held else 'T'}"]
                         score[0] += int(logits[j, at].argmax()) == labels[at + 1]
                         score[1] += 1
+            model.train()
             print(f"step {step} loss {loss.item():.3f} " + " ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(right.items())), flush=True)
 
 

@@ -108,11 +108,13 @@ def rope(x, theta=10000.0):
 
 
 class LlamaBlock(torch.nn.Module):
-    """The engine's decoder layer: RMSNorm, RoPE attention, SwiGLU, no biases."""
+    """The engine's decoder layer: RMSNorm, RoPE attention, SwiGLU, no biases; in training, optional dropout of the
+    attention probabilities and of the attention and MLP outputs before they join the residual stream."""
 
-    def __init__(self, heads=4, mlp=688):
+    def __init__(self, heads=4, mlp=688, attention_dropout=0.0, residual_dropout=0.0):
         super().__init__()
         self.heads = heads
+        self.attention_dropout, self.residual_dropout = attention_dropout, residual_dropout
         self.norm1, self.norm2 = RmsNorm(D), RmsNorm(D)
         self.q, self.k, self.v, self.o = (torch.nn.Linear(D, D, bias=False) for _ in range(4))
         self.gate, self.up = torch.nn.Linear(D, mlp, bias=False), torch.nn.Linear(D, mlp, bias=False)
@@ -123,9 +125,11 @@ class LlamaBlock(torch.nn.Module):
         x = self.norm1(h)
         q, k, v = (f(x).view(b, n, self.heads, -1).transpose(1, 2) for f in (self.q, self.k, self.v))
         w = torch.softmax(rope(q) @ rope(k).transpose(-1, -2) / q.shape[-1] ** 0.5 + mask, -1)
-        h = h + self.o((w @ v).transpose(1, 2).reshape(b, n, D))
+        w = torch.nn.functional.dropout(w, self.attention_dropout, self.training)
+        drop = lambda y: torch.nn.functional.dropout(y, self.residual_dropout, self.training)
+        h = h + drop(self.o((w @ v).transpose(1, 2).reshape(b, n, D)))
         x = self.norm2(h)
-        return h + self.down(torch.nn.functional.silu(self.gate(x)) * self.up(x))
+        return h + drop(self.down(torch.nn.functional.silu(self.gate(x)) * self.up(x)))
 
 
 class Model(torch.nn.Module):

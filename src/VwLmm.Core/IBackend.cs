@@ -84,6 +84,11 @@ public interface IBackend : IDisposable
     void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n);
     /// <summary>dgate += dy·up·silu'(gate), dup += dy·silu(gate) (= … unless accumulate), all [n]; dgate and dup may be one buffer when accumulating.</summary>
     void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n, bool accumulate);
+    /// <summary>
+    /// Inverted dropout over [n]: y = x·(1/(1 − rate)) where <see cref="DropoutMask.Keeps"/>(seed, i) and 0 elsewhere
+    /// (y += that when accumulate). Backward is the same call on dy with the same seed. y may alias x unless accumulating.
+    /// </summary>
+    void Dropout(Tensor y, Tensor x, long n, float rate, ulong seed, bool accumulate);
 
     // ---- attention ----
     /// <summary>

@@ -245,6 +245,32 @@ public static class Ops
         tape.Backend.SwiGluBackward(dgate, dup, dy, gate, up, gate.Numel, accumulate);
     }
 
+    /// <summary>
+    /// Inverted dropout of x, any shape → that shape: each element kept with probability 1 − rate and scaled by
+    /// 1/(1 − rate), by the mask <see cref="DropoutMask"/> draws from seed; backward recomputes the mask. Rate 0 returns x.
+    /// </summary>
+    public static Tensor Dropout(Tape tape, Tensor x, float rate, ulong seed)
+    {
+        const string op = "Dropout";
+        if (!(rate >= 0 && rate < 1)) throw new ArgumentOutOfRangeException(nameof(rate), rate, $"{op}: rate must be in [0, 1)");
+        if (rate == 0) return x;
+        using var range = Profiler.Range(tape.Backend, op);
+        Check.F32(op, "x", x);
+        bool grad = AnyGrad(tape, x);
+        var y = Output(tape, x.Shape, grad);
+        tape.Backend.Dropout(y, x, x.Numel, rate, seed, accumulate: false);
+        if (grad) tape.Record(new TapeNode { Backward = DropoutBackward, Output = y, X0 = x, F0 = rate, I0 = (int)(uint)seed, I1 = (int)(uint)(seed >> 32) });
+        return y;
+    }
+
+    private static void DropoutBackward(Tape tape, in TapeNode node)
+    {
+        var x = node.X0!;
+        ulong seed = (uint)node.I0 | (ulong)(uint)node.I1 << 32;
+        if (tape.GradOrNull(x, out bool overwrite) is { } dx)
+            tape.Backend.Dropout(dx, tape.Grad(node.Output), x.Numel, node.F0, seed, accumulate: !overwrite);
+    }
+
     /// <summary>a + b of one shape → that shape (the residual stream).</summary>
     public static Tensor Add(Tape tape, Tensor a, Tensor b)
     {

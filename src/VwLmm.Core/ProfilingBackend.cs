@@ -31,6 +31,7 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         "ActivationBackward",
         "SwiGluForward",
         "SwiGluBackward",
+        "Dropout",
         "AttentionForward",
         "AttentionBackward",
         "RopeForward",
@@ -91,14 +92,14 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     {
         long t = Begin();
         Inner.Upload(dst, src);
-        End(32, t);
+        End(33, t);
     }
 
     public void Download<T>(Tensor src, Span<T> dst) where T : unmanaged
     {
         long t = Begin();
         Inner.Download(src, dst);
-        End(33, t);
+        End(34, t);
     }
 
     public void Synchronize() => Inner.Synchronize();
@@ -219,123 +220,130 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         End(15, t);
     }
 
+    public void Dropout(Tensor y, Tensor x, long n, float rate, ulong seed, bool accumulate)
+    {
+        long t = Begin();
+        Inner.Dropout(y, x, n, rate, seed, accumulate);
+        End(16, t);
+    }
+
     public void AttentionForward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale)
     {
         long t = Begin();
         Inner.AttentionForward(o, lse, q, k, v, keyLengths, B, Tq, Tk, S, H, Hkv, D, causal, scale);
-        End(16, t);
+        End(17, t);
     }
 
     public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor? keyLengths, int B, int Tq, int Tk, int S, int H, int Hkv, int D, bool causal, float scale, bool accumulate)
     {
         long t = Begin();
         Inner.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, keyLengths, B, Tq, Tk, S, H, Hkv, D, causal, scale, accumulate);
-        End(17, t);
+        End(18, t);
     }
 
     public void RopeForward(Tensor y, Tensor x, Tensor positions, int B, int T, int H, int D, float theta)
     {
         long t = Begin();
         Inner.RopeForward(y, x, positions, B, T, H, D, theta);
-        End(18, t);
+        End(19, t);
     }
 
     public void RopeBackward(Tensor dx, Tensor dy, Tensor positions, int B, int T, int H, int D, float theta, bool accumulate)
     {
         long t = Begin();
         Inner.RopeBackward(dx, dy, positions, B, T, H, D, theta, accumulate);
-        End(19, t);
+        End(20, t);
     }
 
     public void PatchEmbedForward(Tensor y, Tensor img, Tensor w, int B, int Cin, int Hi, int Wi, int P, int C)
     {
         long t = Begin();
         Inner.PatchEmbedForward(y, img, w, B, Cin, Hi, Wi, P, C);
-        End(20, t);
+        End(21, t);
     }
 
     public void PatchEmbedBackward(Tensor dw, Tensor dy, Tensor img, int B, int Cin, int Hi, int Wi, int P, int C)
     {
         long t = Begin();
         Inner.PatchEmbedBackward(dw, dy, img, B, Cin, Hi, Wi, P, C);
-        End(21, t);
+        End(22, t);
     }
 
     public void GatherRows(Tensor y, Tensor srcA, Tensor? srcB, Tensor map, int R, int C)
     {
         long t = Begin();
         Inner.GatherRows(y, srcA, srcB, map, R, C);
-        End(22, t);
+        End(23, t);
     }
 
     public void GatherRowsBackward(Tensor? dSrcA, Tensor? dSrcB, Tensor dy, Tensor map, int R, int C)
     {
         long t = Begin();
         Inner.GatherRowsBackward(dSrcA, dSrcB, dy, map, R, C);
-        End(23, t);
+        End(24, t);
     }
 
     public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale, bool accumulate)
     {
         long t = Begin();
         Inner.CrossEntropy(losses, dlogits, logits, targets, N, V, gradScale, accumulate);
-        End(24, t);
+        End(25, t);
     }
 
     public void VisualWordKl(Tensor losses, Tensor? dLm, Tensor? dVm, Tensor lmLogits, Tensor vmLogits, Tensor pairs, int N, int V, bool reverse, float gradScale)
     {
         long t = Begin();
         Inner.VisualWordKl(losses, dLm, dVm, lmLogits, vmLogits, pairs, N, V, reverse, gradScale);
-        End(25, t);
+        End(26, t);
     }
 
     public void SoftmaxForward(Tensor y, Tensor x, int N, int V)
     {
         long t = Begin();
         Inner.SoftmaxForward(y, x, N, V);
-        End(26, t);
+        End(27, t);
     }
 
     public void SoftmaxBackward(Tensor dx, Tensor dy, Tensor y, int N, int V)
     {
         long t = Begin();
         Inner.SoftmaxBackward(dx, dy, y, N, V);
-        End(27, t);
+        End(28, t);
     }
 
     public void SumSquares(Tensor result, int slot, Tensor x, long n)
     {
         long t = Begin();
         Inner.SumSquares(result, slot, x, n);
-        End(28, t);
+        End(29, t);
     }
 
     public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, int step, float gradScale)
     {
         long t = Begin();
         Inner.AdamW(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, step, gradScale);
-        End(29, t);
+        End(30, t);
     }
 
     public void ZeroGradients(ParameterList list)
     {
         long t = Begin();
         Inner.ZeroGradients(list);
-        End(30, t);
+        End(31, t);
     }
 
     public void GradientSumsOfSquares(Tensor result, ParameterList list)
     {
         long t = Begin();
         Inner.GradientSumsOfSquares(result, list);
-        End(31, t);
+        End(32, t);
     }
 
     public void AdamW(ParameterList list, float lr, float beta1, float beta2, float eps, int step, float gradScale)
     {
         long t = Begin();
         Inner.AdamW(list, lr, beta1, beta2, eps, step, gradScale);
-        End(29, t);
+        End(30, t);
     }
 }
 

@@ -18,9 +18,19 @@ public sealed class Rng
         _s3 = SplitMix(ref x);
     }
 
-    private static ulong SplitMix(ref ulong x)
+    private const ulong Gamma = 0x9E3779B97F4A7C15UL;
+
+    private static ulong SplitMix(ref ulong x) => Finalize(x += Gamma);
+
+    /// <summary>
+    /// Output <paramref name="index"/> (0-based) of SplitMix64 started from state <paramref name="seed"/>, computed
+    /// without the outputs before it: a counter-based draw, which gives dropout the same mask on every backend and in
+    /// any order of elements (<see cref="DropoutMask"/>).
+    /// </summary>
+    public static ulong SplitMix64(ulong seed, long index) => Finalize(seed + (ulong)(index + 1) * Gamma);
+
+    private static ulong Finalize(ulong z)
     {
-        ulong z = x += 0x9E3779B97F4A7C15UL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
         return z ^ (z >> 31);

@@ -157,6 +157,36 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
+    private struct DropoutJob : IRangeJob
+    {
+        public float* Y, X;
+        public long N;
+        public ulong Seed;
+        public uint Threshold;
+        public float Scale;
+        public bool Accumulate;
+
+        public readonly void Execute(int start, int end)
+        {
+            long hi = Math.Min((long)end * ElementBlock, N);
+            for (long i = (long)start * ElementBlock; i < hi; i++)
+            {
+                float v = DropoutMask.Keeps(Seed, i, Threshold) ? X[i] * Scale : 0f;
+                Y[i] = Accumulate ? Y[i] + v : v;
+            }
+        }
+    }
+
+    public void Dropout(Tensor y, Tensor x, long n, float rate, ulong seed, bool accumulate)
+    {
+        var job = new DropoutJob
+        {
+            Y = F(y), X = F(x), N = n, Seed = seed, Threshold = DropoutMask.Threshold(rate), Scale = DropoutMask.Scale(rate),
+            Accumulate = accumulate,
+        };
+        Pool.For(BlockCount(n), job, MinTasksPerChunk(ElementBlock));
+    }
+
     public void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n) => Map(new SwiGluOp(), F(y), n, F(gate), F(up));
 
     public void SwiGluBackward(Tensor? dgate, Tensor? dup, Tensor dy, Tensor gate, Tensor up, long n, bool accumulate)

@@ -128,6 +128,17 @@ public sealed unsafe partial class CudaBackend
         Pointwise(ActivationKernel(act, forward: false), n, args);
     }
 
+    public void Dropout(Tensor y, Tensor x, long n, float rate, ulong seed, bool accumulate)
+    {
+        nint py = y.Ptr, px = x.Ptr;
+        float scale = DropoutMask.Scale(rate);
+        uint threshold = DropoutMask.Threshold(rate);
+        long seedBits = unchecked((long)seed);
+        int acc = accumulate ? 1 : 0;
+        ReadOnlySpan<KernelArg> args = [&py, &px, &scale, &threshold, &seedBits, &n, &acc];
+        Pointwise("dropout_f32", n, args);
+    }
+
     public void SwiGluForward(Tensor y, Tensor gate, Tensor up, long n)
     {
         nint py = y.Ptr, pg = gate.Ptr, pu = up.Ptr;

@@ -72,6 +72,9 @@ public readonly record struct KernelCost(double Bytes, double Flops)
     /// <summary>dgate, dup accumulated from dy, gate, up: 28 bytes, one exp + 8 flops per element.</summary>
     public static KernelCost SwiGluBackward(long n) => new(F * 7 * n, (Transcendental + 8) * n);
 
+    /// <summary>Dropout storing y: x read, y written; the mask's SplitMix64 counted as 8 operations per element.</summary>
+    public static KernelCost Dropout(long n) => new(F * 2 * n, 9 * n);
+
     /// <summary>Rotate-half RoPE of [B,T,H,D]: x read, y written, positions read; 6 flops per pair (3 per element).</summary>
     public static KernelCost RopeForward(int B, int T, int H, int D) => Rope(B, T, H, D, 2);
 

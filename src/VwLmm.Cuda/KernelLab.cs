@@ -278,6 +278,12 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
             () => backend.SwiGluForward(yl, gate, up, nl));
         yield return new Case("swiglu bwd", "elementwise", $"n={nl}", KernelCost.SwiGluBackward(nl),
             () => backend.SwiGluBackward(dGate, dUp, yl, gate, up, nl, accumulate: true));
+
+        long nd = (long)s.Batch * s.LlmTokens * s.LlmWidth;
+        var xd = b.Random(nd);
+        var yd = b.Zeros(nd);
+        yield return new Case("dropout", "elementwise", $"n={nd}", KernelCost.Dropout(nd),
+            () => backend.Dropout(yd, xd, nd, 0.1f, 7, accumulate: false));
     }
 
     private IEnumerable<Case> Optimizer(KernelLabShape s, Buffers b)

@@ -52,9 +52,11 @@ public sealed class LlamaDecoder
     /// x [B·L, d] spliced input embeddings → final-normed hidden states [B·L, d]. positions [B·L], keyLengths [B].
     /// With a cache, keys/values of row (b,t) go to cache slot cacheStart[b]+t and attention reads slots
     /// [0, cacheStart[b]+keyLengths… ) — see <see cref="KvCache"/>; without one, causal self-attention over the batch.
+    /// An active <paramref name="dropout"/> (training) drops elements of each attention and MLP output before it joins
+    /// the residual stream (sites 2i and 2i + 1 of layer i).
     /// </summary>
     public Tensor Forward(Tape tape, Tensor x, int b, int l, ReadOnlySpan<int> positions, ReadOnlySpan<int> keyLengths,
-                          KvCache? cache = null, ReadOnlySpan<int> cacheStart = default)
+                          KvCache? cache = null, ReadOnlySpan<int> cacheStart = default, DropoutPlan dropout = default)
     {
         int h = _c.NumAttentionHeads, hkv = _c.NumKeyValueHeads, hd = _c.HeadDim, d = _c.HiddenSize;
         float eps = (float)_c.RmsNormEps, theta = (float)_c.RopeTheta;
@@ -73,14 +75,20 @@ public sealed class LlamaDecoder
             Tensor o = cache is null
                 ? Ops.Attention(tape, q, k, v, keyLengths, causal: true)
                 : cache.Attend(tape, i, q, k, v, cacheStart, keyLengths);
-            x = Ops.Linear(tape, Ops.Reshape(tape, o, b * l, d), ly.O.Value, residual: x);
+            x = Residual(tape, Ops.Reshape(tape, o, b * l, d), ly.O.Value, x, dropout, 2 * i);
             var m = Ops.RmsNorm(tape, x, ly.PostNorm.Value, eps);
             var gateUp = Ops.LinearStack(tape, m, ly.GateUp.Value);
             var g = Ops.SwiGlu(tape, Ops.Select(tape, gateUp, 0), Ops.Select(tape, gateUp, 1));
-            x = Ops.Linear(tape, g, ly.Down.Value, residual: x);
+            x = Residual(tape, g, ly.Down.Value, x, dropout, 2 * i + 1);
         }
         return Ops.RmsNorm(tape, x, FinalNorm.Value, eps);
     }
+
+    /// <summary>x + branch·wᵀ: the residual stream added inside the GEMM, unless dropout has to act on the branch alone.</summary>
+    private static Tensor Residual(Tape tape, Tensor branch, Tensor w, Tensor x, DropoutPlan dropout, int site) =>
+        dropout.IsActive
+            ? Ops.Add(tape, x, Ops.Dropout(tape, Ops.Linear(tape, branch, w), dropout.Rate, dropout.SiteSeed(site)))
+            : Ops.Linear(tape, branch, w, residual: x);
 
     /// <summary>hidden [N, d] → next-token logits [N, V] (fp32).</summary>
     public Tensor Logits(Tape tape, Tensor hidden) => Ops.Linear(tape, hidden, LmHead.Value);

@@ -117,9 +117,11 @@ public sealed class VwLmmModel : IDisposable
     /// tape the losses' gradients are seeded, so tape.Backward() completes the step. The VM loss is skipped (0) when λ = 0
     /// (the config's, unless vmLossWeight overrides it) or the batch has no image position with a predecessor.
     /// textLogitBias [B·L, V], when given, is added to the logits the text loss sees (a training-only prior,
-    /// <see cref="Training.AnswerPrior"/>); the returned logits and the VM loss do not include it.
+    /// <see cref="Training.AnswerPrior"/>); the returned logits and the VM loss do not include it. dropout: the decoder's
+    /// residual dropout while training (<see cref="LlamaDecoder.Forward"/>); none by default.
     /// </summary>
-    public ModelOutput Forward(Tape tape, Batch batch, Tensor? pixels, double? vmLossWeight = null, Tensor? textLogitBias = null)
+    public ModelOutput Forward(Tape tape, Batch batch, Tensor? pixels, double? vmLossWeight = null, Tensor? textLogitBias = null,
+                               DropoutPlan dropout = default)
     {
         var cfg = Config;
         float lambda = (float)(vmLossWeight ?? cfg.VmLossWeight);
@@ -136,7 +138,7 @@ public sealed class VwLmmModel : IDisposable
             imageRows = DecoderImageRows(tape, x, ref vmLogits);
         }
         var inputs = Ops.Gather(tape, Decoder.EmbedTokens.Value, imageRows, batch.Map);
-        var hidden = Decoder.Forward(tape, inputs, batch.B, batch.L, batch.Positions, batch.KeyLengths);
+        var hidden = Decoder.Forward(tape, inputs, batch.B, batch.L, batch.Positions, batch.KeyLengths, dropout: dropout);
         var logits = Decoder.Logits(tape, hidden);
         var text = Ops.CrossEntropy(tape, textLogitBias is null ? logits : Ops.Add(tape, logits, textLogitBias), batch.Targets);
         var vm = vmLogits is not null && lambda > 0 && batch.VmPairCount > 0

@@ -45,6 +45,11 @@ public sealed record StageConfig
     /// 0: none. About the last 1/(1 − d) steps weigh in.
     /// </summary>
     public double EmaDecay { get; init; }
+    /// <summary>
+    /// Rate of the decoder's residual dropout in this stage (<see cref="LlamaDecoder.Forward"/>); 0: none. Each micro-batch
+    /// draws its masks from the run's seed and its position in the run, so a resumed run draws the same ones.
+    /// </summary>
+    public double Dropout { get; init; }
 
     /// <summary>Linear warmup, then cosine decay to MinLrRatio·Lr (HF's schedule when MinLrRatio = 0).</summary>
     public double LearningRate(int step)
@@ -104,6 +109,7 @@ public sealed record TrainConfig
                 throw new InvalidDataException($"{at}: 'answer_prior' must be a non-empty array of non-empty arrays of words");
             if (s.AnswerPriorSamples < 1) throw new InvalidDataException($"{at}: 'answer_prior_samples' must be ≥ 1");
             if (s.EmaDecay is < 0 or >= 1 || double.IsNaN(s.EmaDecay)) throw new InvalidDataException($"{at}: 'ema_decay' must be in [0,1)");
+            if (s.Dropout is < 0 or >= 1 || double.IsNaN(s.Dropout)) throw new InvalidDataException($"{at}: 'dropout' must be in [0,1)");
         }
         if (MaxLength < 2) throw new InvalidDataException($"{source}: 'max_length' must be ≥ 2");
         if (CheckpointEvery < 0) throw new InvalidDataException($"{source}: 'checkpoint_every' must be ≥ 0");
@@ -112,7 +118,7 @@ public sealed record TrainConfig
     /// <summary>Top-level keys: the run's own, plus those the caller interprets (model, data sources, tokenizer, output).</summary>
     public static readonly string[] TopKeys = ["seed", "stages", "max_length", "log_every", "checkpoint_every", "model", "shapesgrid", "datasets", "tokenizer", "out"];
     private static readonly string[] StageKeys =
-        ["name", "data", "trainable", "steps", "epochs", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head", "answer_prior", "answer_prior_samples", "ema_decay"];
+        ["name", "data", "trainable", "steps", "epochs", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head", "answer_prior", "answer_prior_samples", "ema_decay", "dropout"];
 
     /// <summary>Parses the run part of a train config (model/shapesgrid/datasets/tokenizer/out keys are the caller's).</summary>
     public static TrainConfig Parse(JsonElement root, string source)
@@ -150,6 +156,7 @@ public sealed record TrainConfig
                 AnswerPrior = WordClasses(s, "answer_prior", at),
                 AnswerPriorSamples = Int(s, "answer_prior_samples", at),
                 EmaDecay = Num(s, "ema_decay", at) ?? 0,
+                Dropout = Num(s, "dropout", at) ?? 0,
             });
         }
         var cfg = new TrainConfig

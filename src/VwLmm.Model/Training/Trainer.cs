@@ -135,7 +135,7 @@ public sealed class Trainer : IDisposable
             _tape.Track(_model.Parameters.All);
             var pixels = batch.ImageCount > 0 ? Ops.Input(_tape, GatherPixels(batch, examples), PixelShape(batch.ImageCount)) : null;
             var bias = prior is null ? null : Ops.Gather(_tape, Ops.Input(_tape, prior.Table, prior.Contexts, prior.Vocab), null, prior.RowMap(batch));
-            var output = _model.Forward(_tape, batch, pixels, stage.VmLossWeight, bias);
+            var output = _model.Forward(_tape, batch, pixels, stage.VmLossWeight, bias, DropoutFor(stage, micro));
             _tape.Backward();
             text += output.Text.Mean / stage.GradAccum;
             vm += output.Vm.Mean / stage.GradAccum;
@@ -152,6 +152,16 @@ public sealed class Trainer : IDisposable
         return new StepMetrics(stage.Name, _state.StageStep, stage.Steps, _state.GlobalStep, _config.TotalSteps, text, vm, total,
                                norm, lr, tokens / Math.Max(seconds, 1e-9), seconds, entropy, distinct);
     }
+
+    /// <summary>The stage's dropout for a micro-batch of this step: its seed follows from the run's seed, the global
+    /// step and the micro-batch alone, so a resumed run drops what the uninterrupted one did.</summary>
+    private DropoutPlan DropoutFor(StageConfig stage, int micro) =>
+        stage.Dropout > 0
+            ? new DropoutPlan((float)stage.Dropout, Rng.SplitMix64(Rng.SplitMix64(_config.Seed ^ DropoutStream, _state.GlobalStep), micro))
+            : DropoutPlan.None;
+
+    // Keeps the dropout seeds apart from the other draws made from the run's seed.
+    private const ulong DropoutStream = 0xD7_0900_75EE_D5UL;
 
     /// <summary>
     /// The stage's answer prior, counted once per stage on the examples the stage trains on, in training order (all of

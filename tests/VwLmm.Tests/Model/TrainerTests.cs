@@ -10,15 +10,15 @@ namespace VwLmm.Tests.Model;
 /// <summary>Staged training: losses fall, and a run resumed from a checkpoint repeats the uninterrupted run bit for bit.</summary>
 public class TrainerTests : CpuFixture
 {
-    private static TrainConfig Recipe(double emaDecay = 0) => new()
+    private static TrainConfig Recipe(double emaDecay = 0, double dropout = 0) => new()
     {
         Seed = 42,
         LogEvery = 1,
         MaxLength = 64,
         Stages =
         [
-            new StageConfig { Name = "align", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.VmHead], Steps = 3, Lr = 1e-2, BatchSize = 4, EmaDecay = emaDecay },
-            new StageConfig { Name = "tune", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = 4, Lr = 5e-3, BatchSize = 3, GradAccum = 2, EmaDecay = emaDecay },
+            new StageConfig { Name = "align", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.VmHead], Steps = 3, Lr = 1e-2, BatchSize = 4, EmaDecay = emaDecay, Dropout = dropout },
+            new StageConfig { Name = "tune", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = 4, Lr = 5e-3, BatchSize = 3, GradAccum = 2, EmaDecay = emaDecay, Dropout = dropout },
         ],
     };
 
@@ -37,17 +37,19 @@ public class TrainerTests : CpuFixture
     }
 
     /// <summary>With a moving average, the checkpoint (mid-way through the second stage) must carry it: the first stage's
-    /// average becomes the second stage's start, and the second's becomes the final weights.</summary>
-    [TestCase(0.0)]
-    [TestCase(0.6)]
-    public void ResumeReproducesTheUninterruptedRunBitForBit(double emaDecay)
+    /// average becomes the second stage's start, and the second's becomes the final weights. With dropout, the resumed
+    /// steps must draw the masks the uninterrupted ones drew.</summary>
+    [TestCase(0.0, 0.0)]
+    [TestCase(0.6, 0.0)]
+    [TestCase(0.0, 0.3)]
+    public void ResumeReproducesTheUninterruptedRunBitForBit(double emaDecay, double dropout)
     {
         var cfg = TinyWorld.Config();
         var source = new TinyWorld.Source(cfg, 23);
         List<double> full;
         float[][] fullWeights;
         using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
-        using (var t = new Trainer(m, Recipe(emaDecay), _ => source, 64 << 20))
+        using (var t = new Trainer(m, Recipe(emaDecay, dropout), _ => source, 64 << 20))
         {
             full = Run(t);
             fullWeights = [.. m.Parameters.All.Select(p => p.Value.ToArray())];
@@ -59,12 +61,12 @@ public class TrainerTests : CpuFixture
         {
             List<double> first, second;
             using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
-            using (var t = new Trainer(m, Recipe(emaDecay), _ => source, 64 << 20))
+            using (var t = new Trainer(m, Recipe(emaDecay, dropout), _ => source, 64 << 20))
                 first = Run(t, dir, stopAfter: 5);
             Assert.That(first, Has.Count.EqualTo(5));
             string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
             using (var m = ModelCheckpoint.Load(Cpu, ckpt))
-            using (var t = new Trainer(m, Recipe(emaDecay), _ => source, 64 << 20))
+            using (var t = new Trainer(m, Recipe(emaDecay, dropout), _ => source, 64 << 20))
             {
                 t.Resume(ckpt);
                 Assert.That(t.State.GlobalStep, Is.EqualTo(5));
@@ -78,6 +80,24 @@ public class TrainerTests : CpuFixture
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>Dropout acts in training (every step's loss moves) and draws the same masks in two runs of one seed.</summary>
+    [Test]
+    public void DropoutChangesEveryStepAndRepeatsWithTheSeed()
+    {
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 23);
+        List<double> Losses(double dropout)
+        {
+            using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
+            using var t = new Trainer(m, Recipe(dropout: dropout), _ => source, 64 << 20);
+            return Run(t);
+        }
+        var plain = Losses(0);
+        var dropped = Losses(0.3);
+        Assert.That(dropped, Is.EqualTo(Losses(0.3)));
+        for (int i = 0; i < plain.Count; i++) Assert.That(dropped[i], Is.Not.EqualTo(plain[i]), $"step {i + 1}");
     }
 
     [Test]

@@ -39,6 +39,7 @@ public sealed class CpuAllocationTests
         }
         AssertAllocationFree("SwiGluForward", () => _backend.SwiGluForward(y, a, b, n));
         AssertAllocationFree("SwiGluBackward", () => _backend.SwiGluBackward(y, y, b, a, b, n, accumulate: true));
+        AssertAllocationFree("Dropout", () => _backend.Dropout(y, a, n, 0.1f, 9, accumulate: true));
     }
 
     [Test]

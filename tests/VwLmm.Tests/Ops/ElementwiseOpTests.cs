@@ -235,6 +235,49 @@ public abstract class ElementwiseOpTests : BackendOpTests
     }
 
     [Test]
+    public void DropoutKeepsTheSplitMixMaskAndScalesIt([ValueSource(nameof(Sizes))] int n, [Values(0.1f, 0.5f)] float rate,
+                                                        [Values] bool accumulate)
+    {
+        using var s = NewScope();
+        const ulong seed = 0xD1CE_5EED_0000_0007UL;
+        var x = OpHarness.Random(29, n);
+        var y0 = GradientBefore(30, n, accumulate);
+        var keep = ElementwiseReference.DropoutKeeps(seed, n, rate);
+        var dropped = new double[n];
+        for (int i = 0; i < n; i++) dropped[i] = keep[i] ? x[i] * (double)(1f / (1f - rate)) : 0;
+        var y = s.Upload("y", y0, n);
+        Backend.Dropout(y, s.Upload("x", x, n), n, rate, seed, accumulate);
+        var got = y.ToArray();
+        OpHarness.AssertClose("dropout", After(y0, dropped, accumulate), got, 1e-14);
+        if (!accumulate)
+            for (int i = 0; i < n; i++)
+                Assert.That(got[i] == 0, Is.EqualTo(!keep[i]), $"element {i}: kept by the reference: {keep[i]}, value {got[i]}");
+        s.CheckGuards();
+    }
+
+    [Test]
+    public void DropoutDropsTheRateAndDependsOnTheSeed()
+    {
+        const int n = 2048 * 17 + 13;
+        const float rate = 0.25f;
+        using var s = NewScope();
+        var x = s.Upload("x", Enumerable.Repeat(1f, n).ToArray(), n);
+        var a = s.New("a", n);
+        var b = s.New("b", n);
+        Backend.Dropout(a, x, n, rate, 1, accumulate: false);
+        Backend.Dropout(b, x, n, rate, 2, accumulate: false);
+        float[] ma = a.ToArray(), mb = b.ToArray();
+        // Binomial: σ = √(n·p·(1 − p)) ≈ 80 drops; 6σ leaves no room for a wrong threshold or a biased bit.
+        int drops = ma.Count(v => v == 0), differ = ma.Zip(mb).Count(p => (p.First == 0) != (p.Second == 0));
+        Assert.That(drops, Is.InRange(n * rate - 480, n * rate + 480));
+        Assert.That(ma.Where(v => v != 0), Is.All.EqualTo(1f / (1f - rate)));
+        Assert.That(differ, Is.InRange(n * 2 * rate * (1 - rate) - 600, n * 2 * rate * (1 - rate) + 600), "masks of two seeds should be independent");
+        Backend.Dropout(x, x, n, rate, 1, accumulate: false);
+        AssertBitIdentical("dropout in place", ma, x.ToArray());
+        s.CheckGuards();
+    }
+
+    [Test]
     public void GeluIsBitIdenticalAcrossRuns()
     {
         const int n = 2048 * 17 + 13;

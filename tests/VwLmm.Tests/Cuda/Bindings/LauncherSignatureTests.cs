@@ -114,6 +114,7 @@ public sealed class LauncherSignatureTests
         }
         yield return ("SwiGluForward", () => be.SwiGluForward(F(n), F(n), F(n), n));
         yield return ("SwiGluBackward", () => be.SwiGluBackward(F(n), F(n), F(n), F(n), F(n), n, accumulate: false));
+        yield return ("Dropout", () => be.Dropout(F(n), F(n), n, 0.5f, 3, accumulate: true));
         yield return ("LayerNormForward", () => be.LayerNormForward(F(N, C), F(N), F(N), F(N, C), F(C), F(C), N, C, 1e-5f));
         yield return ("LayerNormBackward", () => be.LayerNormBackward(F(N, C), F(C), F(C), F(N, C), F(N, C), F(C), F(N), F(N), N, C));
         yield return ("RmsNormForward", () => be.RmsNormForward(F(N, C), F(N), F(N, C), F(C), N, C, 1e-5f));

@@ -27,6 +27,25 @@ public static class ElementwiseReference
 
     public static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
 
+    /// <summary>
+    /// Dropout's keep mask for elements [0, n) from the textbook sequential SplitMix64 (state += 0x9E3779B97F4A7C15,
+    /// then the finaliser, once per element): element i is kept when the high word of the i-th output is at least
+    /// round(rate·2³²).
+    /// </summary>
+    public static bool[] DropoutKeeps(ulong seed, int n, double rate)
+    {
+        ulong threshold = (ulong)Math.Round(rate * 4294967296.0), state = seed;
+        var keep = new bool[n];
+        for (int i = 0; i < n; i++)
+        {
+            ulong z = state += 0x9E3779B97F4A7C15UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            keep[i] = (z ^ (z >> 31)) >> 32 >= threshold;
+        }
+        return keep;
+    }
+
     public static double Act(Activation act, double x) => act switch
     {
         Activation.Gelu => 0.5 * x * (1 + Erf(x / Math.Sqrt(2))),
