@@ -18,7 +18,8 @@ public sealed class Rng
         _s3 = SplitMix(ref x);
     }
 
-    private const ulong Gamma = 0x9E3779B97F4A7C15UL;
+    /// <summary>SplitMix64's state increment and its finaliser's two multipliers (vector forms of the draw use them).</summary>
+    public const ulong Gamma = 0x9E3779B97F4A7C15UL, Mix1 = 0xBF58476D1CE4E5B9UL, Mix2 = 0x94D049BB133111EBUL;
 
     private static ulong SplitMix(ref ulong x) => Finalize(x += Gamma);
 
@@ -31,8 +32,8 @@ public sealed class Rng
 
     private static ulong Finalize(ulong z)
     {
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z = (z ^ (z >> 30)) * Mix1;
+        z = (z ^ (z >> 27)) * Mix2;
         return z ^ (z >> 31);
     }
 
