@@ -101,6 +101,19 @@ public class TrainerTests : CpuFixture
     }
 
     [Test]
+    public void DropoutIsReadFromTheConfigAndBadRatesAreErrors()
+    {
+        var doc = System.Text.Json.JsonDocument.Parse("""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"dropout":0.1}]}""");
+        Assert.That(TrainConfig.Parse(doc.RootElement, "train.json").Stages[0].Dropout, Is.EqualTo(0.1));
+        foreach (string bad in new[] { "1", "-0.1", "\"some\"" })
+        {
+            var badDoc = System.Text.Json.JsonDocument.Parse($$"""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"dropout":{{bad}}}]}""");
+            var e = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(badDoc.RootElement, "train.json"))!;
+            Assert.That(e.Message, Does.Contain("train.json").And.Contain("dropout"), bad);
+        }
+    }
+
+    [Test]
     public void ResumingAStageWithEmaDecayFromACheckpointWithoutTheAverageIsAnError()
     {
         var cfg = TinyWorld.Config();
