@@ -2,8 +2,8 @@
 // SiLU / SwiGLU forward and backward, dropout) and sum_rows_f32, the fixed-order column sums behind every deterministic
 // parameter-gradient reduction (bias, LayerNorm/RMSNorm γ and β).
 // Launch: pointwise kernels are 1-D grid-stride loops over a 64-bit n (any 1-D grid and block); sum_rows_f32 takes
-// grid (ceil(W/block), chunks). Saves nothing: activation backward recomputes from x, dropout its mask from the seed. Backward kernels add to their
-// gradients, or store into them when accumulate = 0.
+// grid (ceil(W/block), chunks). Saves nothing: activation backward recomputes from x, dropout its mask from the seed.
+// Backward kernels add to their gradients, or store into them when accumulate = 0.
 #include "common.cuh"
 
 extern "C" __global__ void fill_f32(float* x, float value, long long n)

@@ -19,12 +19,10 @@ public static class DropoutMask
 
 /// <summary>
 /// Dropout for one forward pass: the rate, and the seed from which each dropout site draws its own mask
-/// (<see cref="SiteSeed"/>). <see cref="None"/> (rate 0) leaves every site out; inference always passes it.
+/// (<see cref="SiteSeed"/>). Rate 0, as in the default value that inference passes, leaves every site out.
 /// </summary>
 public readonly record struct DropoutPlan(float Rate, ulong Seed)
 {
-    public static DropoutPlan None => default;
-
     public bool IsActive => Rate > 0;
 
     /// <summary>The mask seed of site <paramref name="site"/> (0, 1, … in the model's order): unrelated masks per site.</summary>

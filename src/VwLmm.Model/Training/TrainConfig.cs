@@ -108,11 +108,16 @@ public sealed record TrainConfig
             if (s.AnswerPrior is { } classes && (classes.Count == 0 || classes.Any(c => c.Count == 0 || c.Any(string.IsNullOrWhiteSpace))))
                 throw new InvalidDataException($"{at}: 'answer_prior' must be a non-empty array of non-empty arrays of words");
             if (s.AnswerPriorSamples < 1) throw new InvalidDataException($"{at}: 'answer_prior_samples' must be ≥ 1");
-            if (s.EmaDecay is < 0 or >= 1 || double.IsNaN(s.EmaDecay)) throw new InvalidDataException($"{at}: 'ema_decay' must be in [0,1)");
-            if (s.Dropout is < 0 or >= 1 || double.IsNaN(s.Dropout)) throw new InvalidDataException($"{at}: 'dropout' must be in [0,1)");
+            Fraction(s.EmaDecay, "ema_decay", at);
+            Fraction(s.Dropout, "dropout", at);
         }
         if (MaxLength < 2) throw new InvalidDataException($"{source}: 'max_length' must be ≥ 2");
         if (CheckpointEvery < 0) throw new InvalidDataException($"{source}: 'checkpoint_every' must be ≥ 0");
+    }
+
+    private static void Fraction(double value, string key, string at)
+    {
+        if (!(value is >= 0 and < 1)) throw new InvalidDataException($"{at}: '{key}' must be in [0,1)");
     }
 
     /// <summary>Top-level keys: the run's own, plus those the caller interprets (model, data sources, tokenizer, output).</summary>

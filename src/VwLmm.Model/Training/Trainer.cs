@@ -156,9 +156,7 @@ public sealed class Trainer : IDisposable
     /// <summary>The stage's dropout for a micro-batch of this step: its seed follows from the run's seed, the global
     /// step and the micro-batch alone, so a resumed run drops what the uninterrupted one did.</summary>
     private DropoutPlan DropoutFor(StageConfig stage, int micro) =>
-        stage.Dropout > 0
-            ? new DropoutPlan((float)stage.Dropout, Rng.SplitMix64(Rng.SplitMix64(_config.Seed ^ DropoutStream, _state.GlobalStep), micro))
-            : DropoutPlan.None;
+        new((float)stage.Dropout, Rng.SplitMix64(Rng.SplitMix64(_config.Seed ^ DropoutStream, _state.GlobalStep), micro));
 
     // Keeps the dropout seeds apart from the other draws made from the run's seed.
     private const ulong DropoutStream = 0xD7_0900_75EE_D5UL;

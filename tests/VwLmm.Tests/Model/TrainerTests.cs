@@ -100,16 +100,20 @@ public class TrainerTests : CpuFixture
         for (int i = 0; i < plain.Count; i++) Assert.That(dropped[i], Is.Not.EqualTo(plain[i]), $"step {i + 1}");
     }
 
-    [Test]
-    public void DropoutIsReadFromTheConfigAndBadRatesAreErrors()
+    /// <summary>The stage keys that take a fraction in [0, 1): read from the config, and anything else an error naming
+    /// the file and the key.</summary>
+    [TestCase("ema_decay")]
+    [TestCase("dropout")]
+    public void FractionKeysAreReadAndValuesOutsideZeroToOneAreErrors(string key)
     {
-        var doc = System.Text.Json.JsonDocument.Parse("""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"dropout":0.1}]}""");
-        Assert.That(TrainConfig.Parse(doc.RootElement, "train.json").Stages[0].Dropout, Is.EqualTo(0.1));
-        foreach (string bad in new[] { "1", "-0.1", "\"some\"" })
+        StageConfig Parse(string value) => TrainConfig.Parse(System.Text.Json.JsonDocument.Parse(
+            $$"""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"{{key}}":{{value}}}]}""").RootElement, "train.json").Stages[0];
+        var stage = Parse("0.25");
+        Assert.That(key == "dropout" ? stage.Dropout : stage.EmaDecay, Is.EqualTo(0.25));
+        foreach (string bad in new[] { "1", "-0.5", "\"high\"" })
         {
-            var badDoc = System.Text.Json.JsonDocument.Parse($$"""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"dropout":{{bad}}}]}""");
-            var e = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(badDoc.RootElement, "train.json"))!;
-            Assert.That(e.Message, Does.Contain("train.json").And.Contain("dropout"), bad);
+            var e = Assert.Throws<InvalidDataException>(() => Parse(bad))!;
+            Assert.That(e.Message, Does.Contain("train.json").And.Contain($"'{key}'"), bad);
         }
     }
 
@@ -173,15 +177,6 @@ public class TrainerTests : CpuFixture
             Assert.That(final, Is.Not.EqualTo(last[i]), $"{trained[i].Name}: the final weights are the average, not the last step's");
         }
         foreach (var (p, v) in frozen) Assert.That(p.Value.ToArray(), Is.EqualTo(v), $"{p.Name} is frozen and not averaged");
-
-        var doc = System.Text.Json.JsonDocument.Parse("""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"ema_decay":0.99}]}""");
-        Assert.That(TrainConfig.Parse(doc.RootElement, "train.json").Stages[0].EmaDecay, Is.EqualTo(0.99));
-        foreach (string bad in new[] { "1", "-0.5", "\"high\"" })
-        {
-            var badDoc = System.Text.Json.JsonDocument.Parse($$"""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"ema_decay":{{bad}}}]}""");
-            var e = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(badDoc.RootElement, "train.json"))!;
-            Assert.That(e.Message, Does.Contain("train.json").And.Contain("ema_decay"), bad);
-        }
     }
 
     [Test]
