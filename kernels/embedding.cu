@@ -1,5 +1,5 @@
-// embedding.cu — row gather (token embedding lookup, LLaVA splice of image rows into the text sequence) and its
-// deterministic scatter-add backward.
+// embedding.cu — row gather (token embedding lookup, LLaVA splice of image rows into the text sequence), its
+// deterministic scatter-add backward, and row scatter (a KV cache append).
 // gather_rows_f32: grid R (one block per output row), any 1-D block striding over C.
 // gather_rows_backward_f32: grid S, one block per destination row that receives gradient, any 1-D block striding over
 // C; the launcher hands it the source rows of every destination, grouped and in increasing r (a counting of the map
@@ -7,6 +7,9 @@
 // register, so repeated ids (an embedding row hit many times) sum exactly and in a fixed order, with no atomics, and
 // every destination row is read and written once. Saves nothing. Rows use float4 when C % 4 == 0 and all base
 // pointers are 16-byte aligned.
+// scatter_rows_f32: grid R (one block per source row), any 1-D block striding over C. The destination rows are read
+// on the device, so a decode step captured in a CUDA graph finds its cache slots in device memory; they are distinct,
+// so blocks never write the same row.
 #include "common.cuh"
 
 namespace
@@ -74,5 +77,19 @@ extern "C" __global__ void gather_rows_backward_f32(float* dSrcA, float* dSrcB, 
         add_rows<1>(dst, dy, rows, count, C);
 }
 
+// dst [·,C] row rows[r] = src [R,C] row r. Grid R.
+extern "C" __global__ void scatter_rows_f32(float* dst, const float* __restrict__ src, const int* __restrict__ rows,
+                                            int R, int C)
+{
+    if ((int)blockIdx.x >= R) return;
+    float* dr = dst + (long long)rows[blockIdx.x] * C;
+    const float* sr = src + (long long)blockIdx.x * C;
+    if (C % 4 == 0 && aligned16(dst) && aligned16(src))
+        copy_row<4>(dr, sr, C);
+    else
+        copy_row<1>(dr, sr, C);
+}
+
 VWLMM_KERNEL(gather_rows_f32)
 VWLMM_KERNEL(gather_rows_backward_f32)
+VWLMM_KERNEL(scatter_rows_f32)

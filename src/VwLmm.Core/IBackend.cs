@@ -133,6 +133,8 @@ public interface IBackend : IDisposable
     void GatherRows(Tensor y, Tensor srcA, Tensor? srcB, Tensor map, int R, int C);
     /// <summary>dSrcA[map[r]] += dy[r], dSrcB[−2−map[r]] += dy[r]; rows added in increasing r (deterministic, no atomics).</summary>
     void GatherRowsBackward(Tensor? dSrcA, Tensor? dSrcB, Tensor dy, Tensor map, int R, int C);
+    /// <summary>dst [*,C] row rows[r] = src [R,C] row r for r in [0,R) (rows I32 [R], distinct, each in range of dst): how a KV cache appends a step's keys at slots the device holds.</summary>
+    void ScatterRows(Tensor dst, Tensor src, Tensor rows, int R, int C);
 
     // ---- vocabulary-row ops (always fp32) ----
     /// <summary>

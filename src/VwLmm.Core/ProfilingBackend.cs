@@ -40,6 +40,7 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         "PatchEmbedBackward",
         "GatherRows",
         "GatherRowsBackward",
+        "ScatterRows",
         "CrossEntropy",
         "VisualWordKl",
         "SoftmaxForward",
@@ -92,14 +93,14 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     {
         long t = Begin();
         Inner.Upload(dst, src);
-        End(33, t);
+        End(34, t);
     }
 
     public void Download<T>(Tensor src, Span<T> dst) where T : unmanaged
     {
         long t = Begin();
         Inner.Download(src, dst);
-        End(34, t);
+        End(35, t);
     }
 
     public void Synchronize() => Inner.Synchronize();
@@ -283,67 +284,74 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         End(24, t);
     }
 
+    public void ScatterRows(Tensor dst, Tensor src, Tensor rows, int R, int C)
+    {
+        long t = Begin();
+        Inner.ScatterRows(dst, src, rows, R, C);
+        End(25, t);
+    }
+
     public void CrossEntropy(Tensor losses, Tensor? dlogits, Tensor logits, Tensor targets, int N, int V, float gradScale, bool accumulate)
     {
         long t = Begin();
         Inner.CrossEntropy(losses, dlogits, logits, targets, N, V, gradScale, accumulate);
-        End(25, t);
+        End(26, t);
     }
 
     public void VisualWordKl(Tensor losses, Tensor? dLm, Tensor? dVm, Tensor lmLogits, Tensor vmLogits, Tensor pairs, int N, int V, bool reverse, float gradScale)
     {
         long t = Begin();
         Inner.VisualWordKl(losses, dLm, dVm, lmLogits, vmLogits, pairs, N, V, reverse, gradScale);
-        End(26, t);
+        End(27, t);
     }
 
     public void SoftmaxForward(Tensor y, Tensor x, int N, int V)
     {
         long t = Begin();
         Inner.SoftmaxForward(y, x, N, V);
-        End(27, t);
+        End(28, t);
     }
 
     public void SoftmaxBackward(Tensor dx, Tensor dy, Tensor y, int N, int V)
     {
         long t = Begin();
         Inner.SoftmaxBackward(dx, dy, y, N, V);
-        End(28, t);
+        End(29, t);
     }
 
     public void SumSquares(Tensor result, int slot, Tensor x, long n)
     {
         long t = Begin();
         Inner.SumSquares(result, slot, x, n);
-        End(29, t);
+        End(30, t);
     }
 
     public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, int step, float gradScale)
     {
         long t = Begin();
         Inner.AdamW(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, step, gradScale);
-        End(30, t);
+        End(31, t);
     }
 
     public void ZeroGradients(ParameterList list)
     {
         long t = Begin();
         Inner.ZeroGradients(list);
-        End(31, t);
+        End(32, t);
     }
 
     public void GradientSumsOfSquares(Tensor result, ParameterList list)
     {
         long t = Begin();
         Inner.GradientSumsOfSquares(result, list);
-        End(32, t);
+        End(33, t);
     }
 
     public void AdamW(ParameterList list, float lr, float beta1, float beta2, float eps, int step, float gradScale)
     {
         long t = Begin();
         Inner.AdamW(list, lr, beta1, beta2, eps, step, gradScale);
-        End(30, t);
+        End(31, t);
     }
 }
 

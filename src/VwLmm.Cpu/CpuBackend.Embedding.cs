@@ -2,7 +2,7 @@ using VwLmm.Core;
 
 namespace VwLmm.Cpu;
 
-// Row gather (token embedding, LLaVA splice) and its scatter-add backward.
+// Row gather (token embedding, LLaVA splice), its scatter-add backward, and the row scatter of a KV cache append.
 public sealed unsafe partial class CpuBackend
 {
     // Scatter-add workers own disjoint column ranges of this many floats and walk all rows in increasing order, so
@@ -38,6 +38,15 @@ public sealed unsafe partial class CpuBackend
     {
         if (dSrcA is null && dSrcB is null) return;
         ScatterAddRows(F(dSrcA), F(dSrcB), I(map), 1, F(dy), R, C);
+    }
+
+    // Serial: a decode step scatters a few rows, less work than handing them to the pool.
+    public void ScatterRows(Tensor dst, Tensor src, Tensor rows, int R, int C)
+    {
+        float* d = F(dst), s = F(src);
+        int* slots = I(rows);
+        for (int r = 0; r < R; r++)
+            new Span<float>(s + (long)r * C, C).CopyTo(new Span<float>(d + (long)slots[r] * C, C));
     }
 
     /// <summary>

@@ -2,7 +2,7 @@ using VwLmm.Core;
 
 namespace VwLmm.Cuda;
 
-/// <summary>Launchers for kernels/embedding.cu (row gather and its deterministic scatter-add backward).</summary>
+/// <summary>Launchers for kernels/embedding.cu (row gather, its deterministic scatter-add backward, and row scatter).</summary>
 public sealed unsafe partial class CudaBackend
 {
     private const string EmbeddingModule = "embedding";
@@ -56,5 +56,13 @@ public sealed unsafe partial class CudaBackend
         nint order = scratch, start = scratch + count * sizeof(int), dstMap = scratch + (2 * count + 1) * sizeof(int);
         ReadOnlySpan<KernelArg> args = [&pda, &pdb, &pdy, &order, &start, &dstMap, &S, &C];
         Launch(EmbeddingModule, "gather_rows_backward_f32", ((uint)S, 1, 1), (NormThreads(C), 1, 1), 0, args);
+    }
+
+    public void ScatterRows(Tensor dst, Tensor src, Tensor rows, int R, int C)
+    {
+        if (R == 0) return;
+        nint pd = dst.Ptr, ps = src.Ptr, pr = rows.Ptr;
+        ReadOnlySpan<KernelArg> args = [&pd, &ps, &pr, &R, &C];
+        Launch(EmbeddingModule, "scatter_rows_f32", ((uint)R, 1, 1), (NormThreads(C), 1, 1), 0, args);
     }
 }

@@ -255,6 +255,14 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
             () => backend.GatherRows(y, table, features, mapTensor, R, C));
         yield return new Case("embedding scatter-add", "embedding", shape, KernelCost.GatherRowsBackward(R, C, destinations),
             () => backend.GatherRowsBackward(dTable, dFeatures, y, mapTensor, R, C));
+
+        // A decode step's keys of one layer into a cache holding every sample's whole sequence, at each sample's last position.
+        int B = s.Batch, T = s.LlmTokens, kv = s.LlmKvHeads * (s.LlmWidth / s.LlmHeads);
+        var cache = b.Zeros(B * T, kv);
+        var keys = b.Random(B, kv);
+        var slots = b.Ints(Enumerable.Range(0, B).Select(i => i * T + T - 1).ToArray());
+        yield return new Case("kv append (scatter)", "embedding", $"R={B} C={kv} (cache of {B}×{T} rows)", KernelCost.ScatterRows(B, kv),
+            () => backend.ScatterRows(cache, keys, slots, B, kv));
     }
 
     private IEnumerable<Case> Elementwise(KernelLabShape s, Buffers b)

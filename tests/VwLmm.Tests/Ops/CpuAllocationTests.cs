@@ -136,6 +136,8 @@ public sealed class CpuAllocationTests
         var y = s.New("y", R, C);
         AssertAllocationFree("GatherRows", () => _backend.GatherRows(y, table, extra, map, R, C));
         AssertAllocationFree("GatherRowsBackward", () => _backend.GatherRowsBackward(table, extra, y, map, R, C));
+        var slots = s.UploadInts("slots", Enumerable.Range(0, Rows).Select(r => (r * 7 + 3) % Rows).ToArray(), Rows);
+        AssertAllocationFree("ScatterRows", () => _backend.ScatterRows(y, table, slots, Rows, C));
     }
 
     [Test]

@@ -4,7 +4,7 @@ using VwLmm.Tests.Ops.Reference;
 
 namespace VwLmm.Tests.Ops;
 
-/// <summary>GatherRows (token lookup and LLaVA splice) and its deterministic scatter-add backward.</summary>
+/// <summary>GatherRows (token lookup and LLaVA splice), its deterministic scatter-add backward, and ScatterRows (KV cache append).</summary>
 public abstract class EmbeddingOpTests : BackendOpTests
 {
     private const int RowsA = 50, RowsB = 20;
@@ -66,6 +66,24 @@ public abstract class EmbeddingOpTests : BackendOpTests
         Backend.Upload<float>(tdb, db0);
         Backend.GatherRowsBackward(null, tdb, tdy, tmap, R, C);
         OpHarness.AssertClose("dB with dA skipped", Plus(db0, db), tdb.ToArray(), 1e-13);
+        s.CheckGuards();
+    }
+
+    /// <summary>A decode step's one row of keys, and many rows of an odd width; the slots are a random subset of the
+    /// destination's rows in random order.</summary>
+    [TestCase(1, 256, 64)]
+    [TestCase(37, 83, 100)]
+    public void ScatterReplacesTheNamedRowsOnly(int R, int C, int dstRows)
+    {
+        using var s = NewScope();
+        var dst0 = OpHarness.Random(13, dstRows * C);
+        var src = OpHarness.Random(14, R * C);
+        var slots = Enumerable.Range(0, dstRows).ToArray();
+        new Random(15).Shuffle(slots);
+        var rows = slots[..R];
+        var dst = s.Upload("dst", dst0, dstRows, C);
+        Backend.ScatterRows(dst, s.Upload("src", src, R, C), s.UploadInts("rows", rows, R), R, C);
+        AssertBitIdentical("scatter", EmbeddingReference.Scatter(dst0, src, rows, R, C), dst.ToArray());
         s.CheckGuards();
     }
 

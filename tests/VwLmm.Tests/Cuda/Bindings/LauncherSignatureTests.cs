@@ -134,6 +134,7 @@ public sealed class LauncherSignatureTests
         yield return ("PatchEmbedBackward", () => be.PatchEmbedBackward(F(C, 3, 2, 2), F(1, 4, C), F(1, 3, 4, 4), 1, 3, 4, 4, 2, C));
         yield return ("GatherRows", () => be.GatherRows(F(N, C), F(N, C), F(N, C), I(N), N, C));
         yield return ("GatherRowsBackward", () => be.GatherRowsBackward(F(N, C), F(N, C), F(N, C), I(N), N, C));
+        yield return ("ScatterRows", () => be.ScatterRows(F(N, C), F(1, C), I(1), 1, C));
         yield return ("CrossEntropy", () => be.CrossEntropy(F(N), F(N, C), F(N, C), I(N), N, C, 1f, accumulate: false));
         foreach (bool reverse in new[] { false, true })
             yield return ($"VisualWordKl reverse={reverse}", () => be.VisualWordKl(F(N), F(N, C), F(N, C), F(N, C), F(N, C), I(N, 2), N, C, reverse, 1f));

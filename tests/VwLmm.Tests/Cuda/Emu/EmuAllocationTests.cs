@@ -7,8 +7,9 @@ namespace VwLmm.Tests.Cuda.Emu;
 
 /// <summary>
 /// Warm calls of the CUDA launchers that read indices back to the host (targets, visual-word pairs, the embedding
-/// map) or pick a kernel by name allocate no managed memory: they stage in buffers the backend keeps. The launch path
-/// is the one a GPU gets; only the runtime under it is the emulator.
+/// map) or pick a kernel by name allocate no managed memory: they stage in buffers the backend keeps; nor does the KV
+/// cache's row scatter, launched every decoded token. The launch path is the one a GPU gets; only the runtime under it
+/// is the emulator.
 /// </summary>
 public sealed class EmuAllocationTests
 {
@@ -35,6 +36,8 @@ public sealed class EmuAllocationTests
         var dy = s.Upload("dy", Random(3, R * C), R, C);
         var tmap = s.UploadInts("map", map, R);
         AssertAllocationFree("GatherRowsBackward", () => backend.GatherRowsBackward(dsrc, null, dy, tmap, R, C));
+        var slots = s.UploadInts("slots", [4, 0, 3], 3);
+        AssertAllocationFree("ScatterRows", () => backend.ScatterRows(dsrc, dy, slots, 3, C));
 
         var x = s.Upload("x", Random(4, R * C), R * C);
         var y = s.New("y", R * C);

@@ -35,6 +35,8 @@ public class KernelCostTests
         Assert.That(KernelCost.AttentionBackward(2, 3, 3, 2, 2, 16, causal: true).Flops, Is.EqualTo(3.5 * fwd.Flops));
         // Zeroing 10 floats writes 40 bytes and computes nothing.
         Assert.That(KernelCost.Fill(10), Is.EqualTo(new KernelCost(40, 0)));
+        // Scattering 2 rows of 3 floats: 6 floats read, 6 written, 2 slot indices read; no arithmetic.
+        Assert.That(KernelCost.ScatterRows(2, 3), Is.EqualTo(new KernelCost(4 * (6 + 6 + 2), 0)));
     }
 
     // docs/KERNELS.md's worked bounds on an H100 SXM (3.35 TB/s).

@@ -1,6 +1,6 @@
 namespace VwLmm.Tests.Ops.Reference;
 
-/// <summary>Row gather/splice and its scatter-add backward in double.</summary>
+/// <summary>Row gather/splice and its scatter-add backward in double; row scatter, a copy, in float.</summary>
 public static class EmbeddingReference
 {
     /// <summary>y [R,C]: srcA[map[r]] (map ≥ 0), srcB[−2−map[r]] (map ≤ −2), zeros (map = −1).</summary>
@@ -29,5 +29,15 @@ public static class EmbeddingReference
             for (int c = 0; c < C; c++) dst[row * C + c] += dy[r * C + c];
         }
         return (da, db);
+    }
+
+    /// <summary>dst [·,C] with row rows[r] replaced by src [R,C] row r, every other row as it was.</summary>
+    public static float[] Scatter(float[] dst, float[] src, int[] rows, int R, int C)
+    {
+        var y = (float[])dst.Clone();
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++)
+                y[rows[r] * C + c] = src[r * C + c];
+        return y;
     }
 }
