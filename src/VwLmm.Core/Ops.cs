@@ -7,8 +7,9 @@ public readonly record struct LossResult(double Mean, int Count, Tensor? PerRow)
 /// The differentiable op layer: validates shapes (errors name the op and the shapes), allocates outputs in the tape's
 /// arena, calls the backend, and records a <see cref="TapeNode"/> (a static backward function and its operands) when an
 /// input requires a gradient. Shapes in and out are given on each op in one line. Index arguments (ids, maps, targets,
-/// positions) are host arrays: they are range checked here and uploaded into the arena. A warm op allocates no
-/// managed memory.
+/// positions) are host arrays: they are range checked here and uploaded into the arena. A few inference ops also take
+/// them as device tensors, for steps a backend replays from a recording, where whoever writes them checks them. A warm
+/// op allocates no managed memory.
 /// </summary>
 public static class Ops
 {
@@ -19,6 +20,20 @@ public static class Ops
         if (host.Length != t.Numel) throw new ArgumentException($"Input: {host.Length} values for shape {t.Shape}");
         tape.Backend.Upload(t, host);
         return t;
+    }
+
+    /// <summary>host I32 [n], each in [lo, hi) → a device tensor [max(1, n)] (equal values uploaded earlier in the step share one).</summary>
+    public static Tensor Indices(Tape tape, string name, ReadOnlySpan<int> host, int lo, int hi)
+    {
+        Check.Indices("Indices", name, host, lo, hi);
+        return tape.Indices(host);
+    }
+
+    /// <summary>An I32 tensor of at least n elements, or an error naming the op and argument.</summary>
+    private static void CheckIndexTensor(string op, string name, Tensor t, long n)
+    {
+        if (t.DType != DType.I32 || t.Numel < n)
+            throw new ArgumentException($"{op}: {name} is {t.DType} {t.Shape}, expected I32 with at least {n} elements");
     }
 
     private static bool AnyGrad(Tape tape, Tensor? a, Tensor? b = null, Tensor? c = null) =>
@@ -396,12 +411,12 @@ public static class Ops
     }
 
     /// <summary>
-    /// Inference attention over a KV cache: q [B,Tq,H,D], caches [B,S,Hkv,D] holding tk rows in use → o [B,Tq,H,D].
-    /// Sample b's query t sits at slot start[b]+t. One query per sample (decode) may sit at any slot and sees
-    /// keyLengths[b] slots; several (prefill) must share one start and attend causally.
+    /// Inference attention over a KV cache: q [B,Tq,H,D], caches [B,S,Hkv,D] holding tk rows in use, keyLengths I32 [B]
+    /// on the device (each ≤ tk, checked by the cache that wrote them) → o [B,Tq,H,D]. Query t of sample b sits at slot
+    /// tk − Tq + t and sees its first keyLengths[b] slots: one query per sample (decode) attends to any prefix; several
+    /// (prefill) attend causally.
     /// </summary>
-    public static Tensor AttentionCached(Tape tape, Tensor q, Tensor kCache, Tensor vCache, int tk,
-                                         ReadOnlySpan<int> start, ReadOnlySpan<int> keyLengths)
+    public static Tensor AttentionCached(Tape tape, Tensor q, Tensor kCache, Tensor vCache, int tk, Tensor keyLengths)
     {
         const string op = "AttentionCached";
         using var range = Profiler.Range(tape.Backend, op);
@@ -413,18 +428,10 @@ public static class Ops
         Check.Shape(op, "vCache", vCache, b, s, hkv, d);
         if (hkv == 0 || h % hkv != 0) throw new ArgumentException($"{op}: {h} query heads are not a multiple of {hkv} kv heads");
         if (tk < tq || tk > s) throw new ArgumentException($"{op}: {tk} keys in use for {tq} queries and capacity {s}");
-        Check.Count(op, "start", start.Length, b);
-        Check.Count(op, "keyLengths", keyLengths.Length, b);
-        Check.Indices(op, "keyLengths", keyLengths, 0, tk + 1);
-        bool causal = tq > 1;
-        if (causal)
-            for (int i = 1; i < b; i++)
-                if (start[i] != start[0])
-                    throw new ArgumentException($"{op}: a multi-token step needs one start for the batch (sample {i} starts at {start[i]}, sample 0 at {start[0]})");
-        var lens = tape.Indices(keyLengths);
+        CheckIndexTensor(op, "keyLengths", keyLengths, b);
         var o = tape.Arena.Allocate(q.Shape);
         var lse = tape.Arena.Allocate(b, h, tq);
-        tape.Backend.AttentionForward(o, lse, q, kCache, vCache, lens, b, tq, tk, s, h, hkv, d, causal, 1f / MathF.Sqrt(d));
+        tape.Backend.AttentionForward(o, lse, q, kCache, vCache, keyLengths, b, tq, tk, s, h, hkv, d, tq > 1, 1f / MathF.Sqrt(d));
         return o;
     }
 
@@ -432,18 +439,25 @@ public static class Ops
     public static Tensor Rope(Tape tape, Tensor x, ReadOnlySpan<int> positions, float theta)
     {
         const string op = "Rope";
+        Check.Rank(op, "x", x, 4);
+        Check.Count(op, "positions", positions.Length, x.Shape[0] * x.Shape[1]);
+        Check.Indices(op, "positions", positions, 0, int.MaxValue);
+        return Rope(tape, x, tape.Indices(positions), theta);
+    }
+
+    /// <summary>Rotate-half RoPE: x [B,T,H,D], positions I32 [B·T] on the device (non-negative) → [B,T,H,D].</summary>
+    public static Tensor Rope(Tape tape, Tensor x, Tensor positions, float theta)
+    {
+        const string op = "Rope";
         using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "x", x, 4);
         int b = x.Shape[0], t = x.Shape[1], h = x.Shape[2], d = x.Shape[3];
         if (d % 2 != 0) throw new ArgumentException($"{op}: head dim {d} must be even");
-        Check.Count(op, "positions", positions.Length, b * t);
-        Check.Indices(op, "positions", positions, 0, int.MaxValue);
-        var pos = tape.Indices(positions);
-        var be = tape.Backend;
+        CheckIndexTensor(op, "positions", positions, (long)b * t);
         bool grad = AnyGrad(tape, x);
         var y = Output(tape, x.Shape, grad);
-        be.RopeForward(y, x, pos, b, t, h, d, theta);
-        if (grad) tape.Record(new TapeNode { Backward = RopeBackward, Output = y, X0 = x, X1 = pos, I0 = b, I1 = t, I2 = h, I3 = d, F0 = theta });
+        tape.Backend.RopeForward(y, x, positions, b, t, h, d, theta);
+        if (grad) tape.Record(new TapeNode { Backward = RopeBackward, Output = y, X0 = x, X1 = positions, I0 = b, I1 = t, I2 = h, I3 = d, F0 = theta });
         return y;
     }
 
@@ -490,30 +504,34 @@ public static class Ops
     public static Tensor Gather(Tape tape, Tensor srcA, Tensor? srcB, ReadOnlySpan<int> map)
     {
         const string op = "Gather";
-        using var range = Profiler.Range(tape.Backend, op);
         Check.Rank(op, "srcA", srcA, 2);
-        int c = srcA.Shape[1];
-        int sb = 0;
-        if (srcB is not null)
-        {
-            Check.Rank(op, "srcB", srcB, 2);
-            if (srcB.Shape[1] != c) throw new ArgumentException($"{op}: srcA {srcA.Shape} and srcB {srcB.Shape} differ in width");
-            sb = srcB.Shape[0];
-        }
-        int sa = srcA.Shape[0];
+        int sa = srcA.Shape[0], sb = srcB?.Shape[0] ?? 0;
         for (int i = 0; i < map.Length; i++)
         {
             int m = map[i];
             if (m >= sa || (m <= -2 && -2 - m >= sb))
                 throw new ArgumentOutOfRangeException(nameof(map), $"{op}: map[{i}] = {m} is out of range (srcA has {sa} rows, srcB {sb})");
         }
-        int r = map.Length;
-        var idx = tape.Indices(map);
-        var be = tape.Backend;
+        return Gather(tape, srcA, srcB, tape.Indices(map), map.Length);
+    }
+
+    /// <summary>Row gather with map I32 [≥ rows] on the device, its values in range (not checked here) → [rows, C].</summary>
+    public static Tensor Gather(Tape tape, Tensor srcA, Tensor? srcB, Tensor map, int rows)
+    {
+        const string op = "Gather";
+        using var range = Profiler.Range(tape.Backend, op);
+        Check.Rank(op, "srcA", srcA, 2);
+        int c = srcA.Shape[1];
+        if (srcB is not null)
+        {
+            Check.Rank(op, "srcB", srcB, 2);
+            if (srcB.Shape[1] != c) throw new ArgumentException($"{op}: srcA {srcA.Shape} and srcB {srcB.Shape} differ in width");
+        }
+        CheckIndexTensor(op, "map", map, rows);
         bool grad = AnyGrad(tape, srcA, srcB);
-        var y = Output(tape, new Shape(r, c), grad);
-        be.GatherRows(y, srcA, srcB, idx, r, c);
-        if (grad) tape.Record(new TapeNode { Backward = GatherBackward, Output = y, X0 = srcA, X1 = srcB, X2 = idx, I0 = r, I1 = c });
+        var y = Output(tape, new Shape(rows, c), grad);
+        tape.Backend.GatherRows(y, srcA, srcB, map, rows, c);
+        if (grad) tape.Record(new TapeNode { Backward = GatherBackward, Output = y, X0 = srcA, X1 = srcB, X2 = map, I0 = rows, I1 = c });
         return y;
     }
 

@@ -6,8 +6,9 @@ namespace VwLmm.Cuda;
 /// The CUDA backend: kernels/*.cu launched through an <see cref="ICudaRuntime"/> (the driver on a GPU, the emulator on
 /// the CPU) and cuBLAS for GEMM. One partial file per kernel family (CudaBackend.&lt;Family&gt;.cs mirrors
 /// kernels/&lt;family&gt;.cu) packs the arguments and picks grid, block and shared sizes. Owns the runtime.
+/// Captures steps as CUDA graphs (<see cref="IStepCapture"/>).
 /// </summary>
-public sealed unsafe partial class CudaBackend : IBackend
+public sealed unsafe partial class CudaBackend : IBackend, IStepCapture
 {
     private sealed class RuntimeBuffer(ICudaRuntime runtime, nint ptr, long bytes) : DeviceBuffer(ptr, bytes)
     {
@@ -22,6 +23,8 @@ public sealed unsafe partial class CudaBackend : IBackend
     private int[] _hostInts = [];
     private long[] _hostKeys = [];
     private readonly HashSet<int> _seenRows = new();
+    private bool _capturing;
+    private int _liveGraphs;
 
     public CudaBackend(ICudaRuntime runtime) => Runtime = runtime;
 
@@ -38,6 +41,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         long bytes = (long)src.Length * sizeof(T);
         if (bytes > dst.Bytes) throw new ArgumentException($"Upload: {src.Length} elements do not fit tensor {dst.Shape} {dst.DType}");
+        RefuseWhileCapturing(nameof(Upload));
         fixed (T* s = src) Runtime.CopyHostToDevice(dst.Ptr, (nint)s, bytes);
     }
 
@@ -45,10 +49,71 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         long bytes = (long)dst.Length * sizeof(T);
         if (bytes > src.Bytes) throw new ArgumentException($"Download: {dst.Length} elements exceed tensor {src.Shape} {src.DType}");
+        RefuseWhileCapturing(nameof(Download));
         fixed (T* d = dst) Runtime.CopyDeviceToHost((nint)d, src.Ptr, bytes);
     }
 
-    public void Synchronize() => Runtime.Synchronize();
+    public void Synchronize()
+    {
+        RefuseWhileCapturing(nameof(Synchronize));
+        Runtime.Synchronize();
+    }
+
+    /// <summary>
+    /// Records <paramref name="step"/> as a CUDA graph. Scratch buffers must already be large enough: one that grew
+    /// during the capture, or while a graph lives, would leave the graph writing freed memory, so that throws.
+    /// </summary>
+    public ICapturedStep Capture(Action step)
+    {
+        if (_capturing) throw new InvalidOperationException("Capture: the backend is already capturing a step");
+        Runtime.BeginCapture();
+        _capturing = true;
+        try
+        {
+            step();
+        }
+        catch
+        {
+            _capturing = false;
+            try { Runtime.DestroyGraph(Runtime.EndCapture()); }
+            catch (CudaException) { } // the step's own exception says what went wrong; the capture it broke adds nothing
+            throw;
+        }
+        _capturing = false;
+        var graph = new Graph(this, Runtime.EndCapture());
+        _liveGraphs++;
+        return graph;
+    }
+
+    private sealed class Graph(CudaBackend backend, nint handle) : ICapturedStep
+    {
+        private bool _disposed;
+
+        public void Replay()
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            backend.RefuseWhileCapturing(nameof(Replay));
+            backend.Runtime.LaunchGraph(handle);
+            backend.GraphReplays++;
+        }
+
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            backend._liveGraphs--;
+            backend.Runtime.DestroyGraph(handle);
+        }
+    }
+
+    /// <summary>How many times a captured step was replayed on this backend.</summary>
+    public long GraphReplays { get; private set; }
+
+    private void RefuseWhileCapturing(string op)
+    {
+        if (_capturing)
+            throw new InvalidOperationException($"{op}: not permitted while a step is being captured (a graph replays device work only; copy to and from the host between replays)");
+    }
 
     public void Dispose()
     {
@@ -91,6 +156,8 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         if (buffer is null || buffer.Bytes < bytes)
         {
+            if (_capturing || _liveGraphs > 0)
+                throw new InvalidOperationException($"a scratch buffer of {buffer?.Bytes ?? 0} bytes must grow to {bytes} while a captured step holds its address: run the step once before capturing it");
             buffer?.Dispose();
             buffer = Allocate(Math.Max(bytes, 1 << 20));
         }

@@ -138,6 +138,36 @@ public sealed unsafe class DriverRuntime : ICudaRuntime
         Driver.Check(Driver.cuStreamSynchronize(_stream), "cuStreamSynchronize");
     }
 
+    public void BeginCapture()
+    {
+        MakeCurrent();
+        Driver.Check(Driver.cuStreamBeginCapture_v2(_stream, Driver.CaptureModeThreadLocal), "cuStreamBeginCapture");
+    }
+
+    public nint EndCapture()
+    {
+        MakeCurrent();
+        nint graph, exec;
+        Driver.Check(Driver.cuStreamEndCapture(_stream, &graph), "cuStreamEndCapture");
+        int rc = Driver.cuGraphInstantiateWithFlags(&exec, graph, 0);
+        // The executable graph is a copy: the captured one is not needed once instantiated.
+        Driver.Check(Driver.cuGraphDestroy(graph), "cuGraphDestroy");
+        Driver.Check(rc, "cuGraphInstantiate");
+        return exec;
+    }
+
+    public void LaunchGraph(nint graph)
+    {
+        MakeCurrent();
+        Driver.Check(Driver.cuGraphLaunch(graph, _stream), "cuGraphLaunch");
+    }
+
+    public void DestroyGraph(nint graph)
+    {
+        MakeCurrent();
+        Driver.Check(Driver.cuGraphExecDestroy(graph), "cuGraphExecDestroy");
+    }
+
     public nint GetFunction(string module, string kernel)
     {
         if (_functions.TryGetValue((module, kernel), out var f)) return f;

@@ -38,6 +38,17 @@ public interface ICudaRuntime : IDisposable
     float ElapsedMilliseconds(nint start, nint end);
     void DestroyEvent(nint evt);
 
+    /// <summary>
+    /// Stream capture: from here until <see cref="EndCapture"/>, launches, memsets, device copies and SGEMMs are recorded,
+    /// not run. Host copies and synchronisation during a capture are errors.
+    /// </summary>
+    void BeginCapture();
+    /// <summary>Ends the capture → an executable graph of what was recorded (also when it throws, the capture is over).</summary>
+    nint EndCapture();
+    /// <summary>Queues the graph's work on the stream.</summary>
+    void LaunchGraph(nint graph);
+    void DestroyGraph(nint graph);
+
     /// <summary>cuBLAS semantics: column-major strided-batched SGEMM, C = alpha·op(A)·op(B) + beta·C.</summary>
     void SgemmStridedBatched(bool transA, bool transB, int m, int n, int k, float alpha,
                              nint a, int lda, long strideA, nint b, int ldb, long strideB,

@@ -21,7 +21,9 @@ public sealed record SamplingOptions
 /// training), then one decode step per new token for every unfinished sample. The tape and its arena are reset every
 /// step, so memory is the cache plus one step's activations, and a decode step allocates no managed memory. The KV
 /// cache lives as long as the generator and is reused by later calls that fit in it; <see cref="Continue"/> also
-/// reuses its rows.
+/// reuses its rows. A decode step reads its token ids, positions and cache slots from device memory, uploaded in one
+/// copy per token, so on a backend that records steps (<see cref="IStepCapture"/>: CUDA graphs) the second decode
+/// step is recorded and every later token replays it: one launch where the decoder makes about fifty.
 /// </summary>
 public sealed class Generator : IDisposable
 {
@@ -33,6 +35,9 @@ public sealed class Generator : IDisposable
     private readonly List<int> _cachedIds = [];
     private float[] _cachedPixels = [];
     private bool _remembered;
+    // A decode step's inputs, I32 [4·B]: token ids, positions, cache rows, attended lengths. Outside the arena, which
+    // every step resets, and at one address for as long as a recorded step reads it.
+    private DeviceBuffer? _stepBuffer;
 
     public Generator(VwLmmModel model, long arenaBytes = 256L << 20) : this(model, new Arena(model.Backend, arenaBytes)) { }
 
@@ -62,6 +67,10 @@ public sealed class Generator : IDisposable
 
     /// <summary>Cache positions the last call kept instead of prefilling them (0 unless <see cref="Continue"/> found a shared prefix).</summary>
     public int ReusedPositions { get; private set; }
+
+    /// <summary>Whether decoding records one step and replays it where the backend can (default true); false runs every
+    /// step's ops, for comparing the two.</summary>
+    public bool UseGraphs { get; set; } = true;
 
     private int[][] Run(IReadOnlyList<TokenizedConversation> prompts, ReadOnlySpan<float> pixels, SamplingOptions options,
                         Action<int, int>? onToken, bool reuse)
@@ -106,7 +115,8 @@ public sealed class Generator : IDisposable
             }
             var inputs = Ops.Gather(tape, dec.EmbedTokens.Value, imageRows, batch.Map);
             var promptPositions = start == 0 ? batch.Positions : Array.ConvertAll(batch.Positions, t => t + start);
-            var hidden = dec.Forward(tape, inputs, b, batch.L, promptPositions, batch.KeyLengths, cache, cache.Lengths.ToArray());
+            var slots = cache.Place(tape, batch.L, cache.Lengths, batch.KeyLengths);
+            var hidden = dec.Forward(tape, inputs, b, batch.L, Ops.Indices(tape, "positions", promptPositions, 0, int.MaxValue), cache, slots);
             for (int i = 0; i < b; i++) last[i] = i * batch.L + batch.KeyLengths[i] - 1;
             be.Download<float>(dec.Logits(tape, Ops.Gather(tape, hidden, null, last)), logitsHost);
             cache.Advance(batch.KeyLengths);
@@ -114,30 +124,75 @@ public sealed class Generator : IDisposable
 
         var ones = new int[b];
         Array.Fill(ones, 1);
-        var next = new int[b];
-        var positions = new int[b];
         var scratch = new SamplingScratch(v);
-        for (int step = 0; step < options.MaxNewTokens; step++)
+        var stepHost = new int[4 * b];
+        var step = StepInputs(b);
+        var capture = UseGraphs ? be as IStepCapture : null;
+        ICapturedStep? recorded = null;
+        Tensor? logits = null;
+        try
         {
-            for (int i = 0; i < b; i++)
+            for (int token = 0; token < options.MaxNewTokens; token++)
             {
-                next[i] = Sample(logitsHost.AsSpan(i * v, v), options, rng, scratch);
-                if (done[i]) continue;
-                outputs[i].Add(next[i]);
-                onToken?.Invoke(i, next[i]);
-                if (options.StopIds.Contains(next[i])) done[i] = true;
+                for (int i = 0; i < b; i++)
+                {
+                    int next = Sample(logitsHost.AsSpan(i * v, v), options, rng, scratch);
+                    stepHost[i] = next;
+                    if (done[i]) continue;
+                    outputs[i].Add(next);
+                    onToken?.Invoke(i, next);
+                    if (options.StopIds.Contains(next)) done[i] = true;
+                }
+                if (Array.TrueForAll(done, d => d) || token == options.MaxNewTokens - 1) break;
+                using var range = Profiler.Range(be, "generate.decode");
+                int tk = cache.DecodeSlots(stepHost.AsSpan(b, b), stepHost.AsSpan(2 * b, b), stepHost.AsSpan(3 * b, b));
+                be.Upload<int>(step.All, stepHost);
+                if (recorded is not null) recorded.Replay();
+                // The first decode step runs eagerly, so that every scratch buffer the step needs has grown before
+                // the second is recorded; the recording attends over the whole cache, the lengths masking what is unused.
+                else if (capture is not null && token > 0)
+                {
+                    recorded = capture.Capture(() => logits = DecodeStep(step, b, cache, cache.Capacity));
+                    recorded.Replay();
+                }
+                else logits = DecodeStep(step, b, cache, tk);
+                be.Download<float>(logits!, logitsHost);
+                cache.Advance(ones);
             }
-            if (Array.TrueForAll(done, d => d) || step == options.MaxNewTokens - 1) break;
-            tape.Reset();
-            using var range = Profiler.Range(be, "generate.decode");
-            cache.Lengths.CopyTo(positions);
-            var x = Ops.Gather(tape, dec.EmbedTokens.Value, null, next);
-            var h = dec.Forward(tape, x, b, 1, positions, ones, cache, positions);
-            be.Download<float>(dec.Logits(tape, h), logitsHost);
-            cache.Advance(ones);
+        }
+        finally
+        {
+            recorded?.Dispose();
         }
         if (b == 1) Remember(prompts[0], pixels, outputs[0]);
         return Array.ConvertAll(outputs, o => o.ToArray());
+    }
+
+    /// <summary>A decode step's inputs on the device: All I32 [4·B] is uploaded at once; the others are its quarters.</summary>
+    private sealed record DecodeInputs(Tensor All, Tensor Ids, Tensor Positions, Tensor Rows, Tensor AttendLengths);
+
+    private DecodeInputs StepInputs(int b)
+    {
+        if (_stepBuffer is null || _stepBuffer.Bytes < 4L * b * sizeof(int))
+        {
+            _stepBuffer?.Dispose();
+            _stepBuffer = _model.Backend.Allocate(4L * b * sizeof(int));
+        }
+        var all = Tensor.FromBuffer(_model.Backend, _stepBuffer, new Shape(4 * b), DType.I32);
+        var quarter = new Shape(b);
+        return new DecodeInputs(all, all.View(0, quarter), all.View(b, quarter), all.View(2L * b, quarter), all.View(3L * b, quarter));
+    }
+
+    /// <summary>One decode step from <paramref name="step"/>'s inputs → the next token's logits [B, V]; the attention
+    /// spans the first tk cache slots.</summary>
+    private Tensor DecodeStep(DecodeInputs step, int b, KvCache cache, int tk)
+    {
+        var tape = _tape;
+        var dec = _model.Decoder;
+        tape.Reset();
+        var x = Ops.Gather(tape, dec.EmbedTokens.Value, null, step.Ids, b);
+        var h = dec.Forward(tape, x, b, 1, step.Positions, cache, new KvCache.Slots(step.Rows, step.AttendLengths, tk));
+        return dec.Logits(tape, h);
     }
 
     private int ImageFloats => _model.Config.Vision.NumChannels * _model.Config.Vision.ImageSize * _model.Config.Vision.ImageSize;
@@ -243,6 +298,7 @@ public sealed class Generator : IDisposable
     public void Dispose()
     {
         _cache?.Dispose();
+        _stepBuffer?.Dispose();
         _tape.Arena.Dispose();
     }
 }

@@ -13,8 +13,8 @@ public sealed class KvCache : IDisposable
     private readonly IBackend _backend;
     private readonly DeviceBuffer[] _buffers;
     private readonly Tensor[] _k, _v;
-    private readonly int[] _lengths;
-    private int[] _attendLengths = [];
+    private readonly int[] _lengths, _attendLengths;
+    private int[] _rows = [];
 
     public KvCache(IBackend backend, int layers, int batch, int capacity, int kvHeads, int headDim)
     {
@@ -35,6 +35,7 @@ public sealed class KvCache : IDisposable
             _v[i] = Tensor.FromBuffer(backend, _buffers[2 * i + 1], shape, DType.F32);
         }
         _lengths = new int[batch];
+        _attendLengths = new int[batch];
     }
 
     public int B { get; }
@@ -83,29 +84,70 @@ public sealed class KvCache : IDisposable
     }
 
     /// <summary>
-    /// Writes k, v [B,T,Hkv,D] of layer <paramref name="layer"/> at slots start[b]… and attends q [B,T,H,D] over the
-    /// cache: query row t of sample b sees slots ≤ start[b]+t (and &lt; start[b]+keyLengths[b]) → o [B,T,H,D].
+    /// Where a step's keys and values go and what its queries see, in device memory: Rows I32 [B·T] (the cache row,
+    /// b·Capacity + slot, of each new row), AttendLengths I32 [B] (slots sample b's queries see), and Tk, the slots in
+    /// use (at least every attended length, and every slot written).
     /// </summary>
-    internal Tensor Attend(Tape tape, int layer, Tensor q, Tensor k, Tensor v, ReadOnlySpan<int> start, ReadOnlySpan<int> keyLengths)
+    public readonly record struct Slots(Tensor Rows, Tensor AttendLengths, int Tk);
+
+    /// <summary>
+    /// The slots of a T-row step (a prefill, or the rest of a continued prompt): sample b's rows go to slots start[b]…
+    /// and its queries see slots &lt; start[b] + keyLengths[b]; several rows per sample need one start for the batch
+    /// (they attend causally). Checked on the host, then uploaded.
+    /// </summary>
+    public Slots Place(Tape tape, int t, ReadOnlySpan<int> start, ReadOnlySpan<int> keyLengths)
     {
-        int t = q.Shape[1], row = Hkv * D;
-        for (int b = 0; b < B; b++)
-        {
-            if (start[b] + t > Capacity)
-                throw new InvalidOperationException($"kv cache: sample {b} needs {start[b] + t} positions, capacity is {Capacity}");
-            long dst = ((long)b * Capacity + start[b]) * row, src = (long)b * t * row;
-            var rows = new Shape(t * row);
-            _backend.Copy(tape.Arena.View(_k[layer], dst, rows), tape.Arena.View(k, src, rows), rows.Numel);
-            _backend.Copy(tape.Arena.View(_v[layer], dst, rows), tape.Arena.View(v, src, rows), rows.Numel);
-        }
-        if (_attendLengths.Length != B) _attendLengths = new int[B];
+        const string op = "KvCache.Place";
+        if (start.Length != B || keyLengths.Length != B)
+            throw new ArgumentException($"{op}: {start.Length} starts and {keyLengths.Length} key lengths for a batch of {B}");
+        if (_rows.Length < B * t) _rows = new int[B * t];
         int tk = 0;
         for (int b = 0; b < B; b++)
         {
+            if (start[b] < 0 || start[b] + t > Capacity)
+                throw new InvalidOperationException($"kv cache: sample {b} needs {start[b] + t} positions, capacity is {Capacity}");
+            if ((uint)keyLengths[b] > (uint)t) throw new ArgumentOutOfRangeException(nameof(keyLengths), $"{op}: keyLengths[{b}] = {keyLengths[b]} is outside [0, {t}]");
+            if (t > 1 && start[b] != start[0])
+                throw new ArgumentException($"{op}: a multi-token step needs one start for the batch (sample {b} starts at {start[b]}, sample 0 at {start[0]})");
+            for (int i = 0; i < t; i++) _rows[b * t + i] = b * Capacity + start[b] + i;
             _attendLengths[b] = start[b] + keyLengths[b];
             tk = Math.Max(tk, start[b] + t);
         }
-        return Ops.AttentionCached(tape, q, _k[layer], _v[layer], tk, start, _attendLengths);
+        return new Slots(Ops.Indices(tape, "cache rows", _rows.AsSpan(0, B * t), 0, B * Capacity),
+                         Ops.Indices(tape, "attended lengths", _attendLengths, 0, tk + 1), tk);
+    }
+
+    /// <summary>
+    /// A one-token step's inputs on the host, to upload: each sample's position (its next slot), the cache row it
+    /// writes and the slots it sees. → the slots in use after the step.
+    /// </summary>
+    public int DecodeSlots(Span<int> positions, Span<int> rows, Span<int> attendLengths)
+    {
+        int tk = 0;
+        for (int b = 0; b < B; b++)
+        {
+            int slot = _lengths[b];
+            if (slot + 1 > Capacity) throw new InvalidOperationException($"kv cache: sample {b} needs {slot + 1} positions, capacity is {Capacity}");
+            positions[b] = slot;
+            rows[b] = b * Capacity + slot;
+            attendLengths[b] = slot + 1;
+            tk = Math.Max(tk, slot + 1);
+        }
+        return tk;
+    }
+
+    /// <summary>
+    /// Writes k, v [B,T,Hkv,D] of layer <paramref name="layer"/> to the cache rows <paramref name="slots"/> names and
+    /// attends q [B,T,H,D] over the cache → o [B,T,H,D]. Reads the slots on the device only, so a recorded step replays.
+    /// </summary>
+    internal Tensor Attend(Tape tape, int layer, Tensor q, Tensor k, Tensor v, in Slots slots)
+    {
+        int rows = q.Shape[0] * q.Shape[1], row = Hkv * D;
+        if (q.Shape[0] != B || slots.Rows.Numel < rows)
+            throw new ArgumentException($"kv cache: a step of {q.Shape} for a batch of {B} with {slots.Rows.Numel} slot rows");
+        _backend.ScatterRows(_k[layer], k, slots.Rows, rows, row);
+        _backend.ScatterRows(_v[layer], v, slots.Rows, rows, row);
+        return Ops.AttentionCached(tape, q, _k[layer], _v[layer], slots.Tk, slots.AttendLengths);
     }
 
     public void Dispose()

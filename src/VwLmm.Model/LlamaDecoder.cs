@@ -49,14 +49,27 @@ public sealed class LlamaDecoder
     public int LayerCount => _layers.Length;
 
     /// <summary>
-    /// x [B·L, d] spliced input embeddings → final-normed hidden states [B·L, d]. positions [B·L], keyLengths [B].
-    /// With a cache, keys/values of row (b,t) go to cache slot cacheStart[b]+t and attention reads slots
-    /// [0, cacheStart[b]+keyLengths… ) — see <see cref="KvCache"/>; without one, causal self-attention over the batch.
-    /// An active <paramref name="dropout"/> (training) drops elements of each attention and MLP output before it joins
-    /// the residual stream (sites 2i and 2i + 1 of layer i).
+    /// x [B·L, d] spliced input embeddings, positions [B·L], keyLengths [B] → final-normed hidden states [B·L, d], by
+    /// causal self-attention over the batch. An active <paramref name="dropout"/> (training) drops elements of each
+    /// attention and MLP output before it joins the residual stream (sites 2i and 2i + 1 of layer i).
     /// </summary>
     public Tensor Forward(Tape tape, Tensor x, int b, int l, ReadOnlySpan<int> positions, ReadOnlySpan<int> keyLengths,
-                          KvCache? cache = null, ReadOnlySpan<int> cacheStart = default, DropoutPlan dropout = default)
+                          DropoutPlan dropout = default)
+    {
+        if (positions.Length != b * l) throw new ArgumentException($"LlamaDecoder.Forward: {positions.Length} positions for {b}×{l} rows");
+        return Layers(tape, x, b, l, Ops.Indices(tape, "positions", positions, 0, int.MaxValue), keyLengths, null, default, dropout);
+    }
+
+    /// <summary>
+    /// x [B·L, d] → hidden states [B·L, d] attending over <paramref name="cache"/>: keys and values of the rows go to the
+    /// cache rows <paramref name="slots"/> names, positions I32 [B·L] on the device. Every index is read on the device,
+    /// so a backend may record this step once and replay it (<see cref="IStepCapture"/>).
+    /// </summary>
+    public Tensor Forward(Tape tape, Tensor x, int b, int l, Tensor positions, KvCache cache, in KvCache.Slots slots) =>
+        Layers(tape, x, b, l, positions, default, cache, slots, default);
+
+    private Tensor Layers(Tape tape, Tensor x, int b, int l, Tensor positions, ReadOnlySpan<int> keyLengths, KvCache? cache,
+                          in KvCache.Slots slots, DropoutPlan dropout)
     {
         int h = _c.NumAttentionHeads, hkv = _c.NumKeyValueHeads, hd = _c.HeadDim, d = _c.HiddenSize;
         float eps = (float)_c.RmsNormEps, theta = (float)_c.RopeTheta;
@@ -74,7 +87,7 @@ public sealed class LlamaDecoder
             var v = Ops.Reshape(tape, Ops.Select(tape, qkv, kAt + 1), b, l, hkv, hd);
             Tensor o = cache is null
                 ? Ops.Attention(tape, q, k, v, keyLengths, causal: true)
-                : cache.Attend(tape, i, q, k, v, cacheStart, keyLengths);
+                : cache.Attend(tape, i, q, k, v, slots);
             x = Residual(tape, Ops.Reshape(tape, o, b * l, d), ly.O.Value, x, dropout, 2 * i);
             var m = Ops.RmsNorm(tape, x, ly.PostNorm.Value, eps);
             var gateUp = Ops.LinearStack(tape, m, ly.GateUp.Value);

@@ -138,7 +138,7 @@ public sealed class VwLmmModel : IDisposable
             imageRows = DecoderImageRows(tape, x, ref vmLogits);
         }
         var inputs = Ops.Gather(tape, Decoder.EmbedTokens.Value, imageRows, batch.Map);
-        var hidden = Decoder.Forward(tape, inputs, batch.B, batch.L, batch.Positions, batch.KeyLengths, dropout: dropout);
+        var hidden = Decoder.Forward(tape, inputs, batch.B, batch.L, batch.Positions, batch.KeyLengths, dropout);
         var logits = Decoder.Logits(tape, hidden);
         var text = Ops.CrossEntropy(tape, textLogitBias is null ? logits : Ops.Add(tape, logits, textLogitBias), batch.Targets);
         var vm = vmLogits is not null && lambda > 0 && batch.VmPairCount > 0

@@ -28,7 +28,7 @@ public sealed class BenchCommand : ICommand
 
     public string Help => """
         usage: vwlmm bench [--preset bench-5m] [--device cpu|emu|cuda|auto] [--threads N] [--repeats R] [--warmup W] [--batch B]
-                           [--image-tokens N] [--text-tokens N] [--width D] [--decode-tokens N] [--weights bf16] [--model-bench] [--json] [--ops]
+                           [--image-tokens N] [--text-tokens N] [--width D] [--decode-tokens N] [--weights bf16] [--model-bench] [--no-graphs] [--json] [--ops]
 
         Builds the preset with random weights and a synthetic batch (one image at the start of each sample, random text
         ids, labels on the text) and reports medians over R repeats after W warm-up runs:
@@ -49,6 +49,8 @@ public sealed class BenchCommand : ICommand
                                auto: cuda when a GPU is usable, else cpu
           --model-bench        with --device cuda|emu: the model benchmark above on that device instead of the lab
                                (every timing waits for the device to finish)
+          --no-graphs          with --model-bench on cuda|emu: decode runs every step's ops instead of recording the
+                               second step as a CUDA graph and replaying it for each later token
           --threads N          worker and OpenBLAS threads (default 2)
           --repeats R          timed runs per metric (default 5)
           --warmup W           untimed runs first (default 5: the first steps run while the JIT recompiles hot methods)
@@ -73,7 +75,7 @@ public sealed class BenchCommand : ICommand
                  vwlmm bench --device cuda --model-bench --json
         """;
 
-    public IReadOnlyList<string> Flags { get; } = ["--json", "--ops", "--model-bench"];
+    public IReadOnlyList<string> Flags { get; } = ["--json", "--ops", "--model-bench", "--no-graphs"];
 
     public IReadOnlyList<string> Valued { get; } =
         ["--preset", "--device", "--threads", "--repeats", "--warmup", "--batch", "--image-tokens", "--text-tokens", "--width", "--decode-tokens", .. Shared.InferenceOptions];
@@ -100,7 +102,8 @@ public sealed class BenchCommand : ICommand
             _ => ("cpu", (double?)null),
         };
         var profiler = args.Has("--ops") ? new ProfilingBackend(compute) : null;
-        using var run = new BenchRun(profiler ?? compute, config, weights, batch, textTokens, decodeTokens, repeats, warmup);
+        using var run = new BenchRun(profiler ?? compute, config, weights, batch, textTokens, decodeTokens, repeats, warmup,
+                                    graphs: !args.Has("--no-graphs"));
         var result = run.Measure(threads, deviceName, peakGflops);
         // The CPU's peak is measured after the run: at start-up the JIT's background compilation takes a core.
         if (compute is CpuBackend cpu) result = result with { PeakGflops = CpuPeak.MeasureGflops(threads), CpuGemm = cpu.GemmKernel };
@@ -278,7 +281,7 @@ public sealed class BenchCommand : ICommand
 
     /// <summary>One model, its synthetic inputs and the measurements over them.</summary>
     private sealed class BenchRun(IBackend backend, VwLmmConfig config, DType weights, int batch, int textTokens, int decodeTokens,
-                                  int repeats, int warmup) : IDisposable
+                                  int repeats, int warmup, bool graphs) : IDisposable
     {
         private readonly VwLmmModel _model = CreateModel(backend, config, weights);
         private readonly TokenizedConversation[] _samples = Samples(config, batch, textTokens);
@@ -372,7 +375,7 @@ public sealed class BenchCommand : ICommand
             var forwardMs = Time(backend, new double[repeats], forward);
             var pixels1 = _pixels.AsMemory(0, PixelsPerImage);
 
-            using var generator = new Generator(_model, ArenaBytes(1));
+            using var generator = new Generator(_model, ArenaBytes(1)) { UseGraphs = graphs };
             var prompt = _samples[..1];
             var prefillOnly = new SamplingOptions { MaxNewTokens = 1 };
             var withDecode = new SamplingOptions { MaxNewTokens = 1 + decodeTokens };

@@ -96,6 +96,15 @@ internal static unsafe partial class Driver
     [LibraryImport(Lib)] public static partial int cuStreamDestroy_v2(nint stream);
     [LibraryImport(Lib)] public static partial int cuStreamSynchronize(nint stream);
 
+    // CUstreamCaptureMode: only this thread's unsafe calls (cuMemAlloc among them) fail during a capture.
+    public const int CaptureModeThreadLocal = 1;
+    [LibraryImport(Lib)] public static partial int cuStreamBeginCapture_v2(nint stream, int mode);
+    [LibraryImport(Lib)] public static partial int cuStreamEndCapture(nint stream, nint* graph);
+    [LibraryImport(Lib)] public static partial int cuGraphInstantiateWithFlags(nint* graphExec, nint graph, ulong flags);
+    [LibraryImport(Lib)] public static partial int cuGraphLaunch(nint graphExec, nint stream);
+    [LibraryImport(Lib)] public static partial int cuGraphExecDestroy(nint graphExec);
+    [LibraryImport(Lib)] public static partial int cuGraphDestroy(nint graph);
+
     [LibraryImport(Lib)] public static partial int cuEventCreate(nint* evt, uint flags);
     [LibraryImport(Lib)] public static partial int cuEventRecord(nint evt, nint stream);
     [LibraryImport(Lib)] public static partial int cuEventSynchronize(nint evt);

@@ -8,6 +8,7 @@
 #   model      the model side by side with PyTorch at bench-5m and a wider shape (run_side_by_side.py; when python3
 #              has torch), ours with fp32 and bf16 weights
 #   ops        the per-op profile of the model on the GPU
+#   graphs     decode with the recorded decode step (a CUDA graph) against every step's launches, alternating
 #   demo       the ShapesGrid demo trained and evaluated on the GPU (OUT/demo holds its report)
 # usage: ./gpu-session.sh [OUT]   (default ./gpu-session). A failed step does not stop the rest; the last lines say
 # which failed, and the exit status is 0 when none did.
@@ -47,6 +48,10 @@ else
   echo "== model: skipped (python3 has no torch with CUDA)" | tee -a "$out/model.log"
 fi
 step ops 120 ./vwlmm bench --device cuda --model-bench --ops --repeats 5
+for round in 1 2 3; do
+  step graphs 60 ./vwlmm bench --device cuda --model-bench --repeats 10 --json
+  step graphs 60 ./vwlmm bench --device cuda --model-bench --repeats 10 --json --no-graphs
+done
 step demo 300 ./vwlmm demo --device cuda --seed 1 --out "$out/demo" --cache "$out/cache" --quiet
 if [ -n "$failed" ]; then echo "failed:$failed"; exit 1; fi
 echo "every step passed; logs in $out"

@@ -1,6 +1,7 @@
 using NUnit.Framework;
 using VwLmm.Core;
 using VwLmm.Cpu;
+using VwLmm.Cuda;
 using VwLmm.Data.Conversations;
 using VwLmm.Model;
 using VwLmm.Model.Training;
@@ -107,6 +108,34 @@ public abstract class CudaModelTests
         var cuda = Generate(device);
         Assert.That(cuda, Is.EqualTo(cpu));
         Assert.That(cpu[0].Distinct().Count(), Is.GreaterThan(1), "degenerate model: pick another seed or scale");
+    }
+
+    /// <summary>
+    /// From the second decode step on, decoding records the step and replays it (a CUDA graph on a GPU): the tokens of
+    /// running every step's ops, samples of different lengths and sampling included.
+    /// </summary>
+    [Test]
+    public void RecordedDecodingPicksTheTokensOfEagerDecoding()
+    {
+        var cfg = Config();
+        int[] a = [1, 5, Llava.ImageTokenIndex, 7, 8];
+        int[] b = [1, 9, 10, 11, Llava.ImageTokenIndex, 12, 13, 14, 15];
+        var pixels = TinyWorld.Pixels(1, cfg, 1).Concat(TinyWorld.Pixels(1, cfg, 2)).ToArray();
+        var options = new SamplingOptions { MaxNewTokens = 10, Temperature = 0.8f, TopK = 20, Seed = 7 };
+        (int[][] Tokens, long Replays) Generate(bool graphs)
+        {
+            using var be = (CudaBackend)CreateCuda();
+            using var m = TinyWorld.Model(be, cfg, seed: 3, scale: 6);
+            using var gen = new Generator(m) { UseGraphs = graphs };
+            var tokens = gen.Generate([new(a, new int[a.Length]), new(b, new int[b.Length])], pixels, options);
+            return (tokens, be.GraphReplays);
+        }
+        var eager = Generate(false);
+        var recorded = Generate(true);
+        Assert.That(recorded.Tokens, Is.EqualTo(eager.Tokens));
+        Assert.That(eager.Replays, Is.Zero);
+        Assert.That(recorded.Replays, Is.EqualTo(options.MaxNewTokens - 2), "one eager step, then a replay for every later step");
+        Assert.That(eager.Tokens[0].Distinct().Count(), Is.GreaterThan(1), "degenerate model: pick another seed or scale");
     }
 
     /// <summary>A chat's turns on the device: kept rows, a cache grown by device copies, the CPU's tokens.</summary>
