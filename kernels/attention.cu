@@ -15,6 +15,15 @@
 //     4·BKB; a block owns its key rows and loops over the query tiles of all H/Hkv query heads of its group, so dk/dv
 //     are written once, in a fixed order;
 //   dQ: grid (ceil(Tq/BQD), H, B), block 4·BQD; a block owns its query rows and loops over the key tiles.
+// Decode (Tq = 1, split over keys as in flash-decoding): the forward's 32-row tiles would leave 31 rows idle and one
+// block per head walking every key tile in turn, so
+//   attention_decode_d<D>_f32: grid (ceil(Tk/DECODE_KEYS), H, B), block DECODE_THREADS; a block scores its chunk of
+//     keys (two threads per key), takes the chunk's max m and sum l of exp2(s − m) and its unnormalised output
+//     Σ p·v (D columns × G = DECODE_THREADS/D key groups, summed in group order), and saves (m, l, Σ p·v) in
+//     partial [B,H,chunks,D+2]; a chunk past the sample's keys saves l = 0 only;
+//   attention_decode_combine_f32: grid (H, B), any 1-D block; rescales the chunks to their common max in chunk order
+//     (deterministic; empty chunks skipped, so a grid sized for the whole cache gives the bits of one sized for the
+//     keys in use) and writes o and lse as the forward does.
 #include "common.cuh"
 
 #define VWLMM_LOG2E 1.4426950408889634f
@@ -159,6 +168,93 @@ __device__ void attention_forward(float* o, float* lse, const float* q, const fl
         *reinterpret_cast<float4*>(orow + 4 * part + 16 * c) =
             make_float4(acc[c].x * inv, acc[c].y * inv, acc[c].z * inv, acc[c].w * inv);
     if (part == 0) lse[((long long)b * sh.H + h) * sh.Tq + t] = l > 0.0f ? (m + log2f(l)) * VWLMM_LN2 : -INFINITY;
+}
+
+#define DECODE_KEYS 64
+#define DECODE_THREADS 128
+
+template <int D>
+__device__ void attention_decode(float* partial, const float* q, const float* k, const float* v, const int* keyLengths,
+                                 int Tk, int S, int H, int Hkv, float scale)
+{
+    constexpr int G = DECODE_THREADS / D >= 1 ? DECODE_THREADS / D : 1, WARPS = DECODE_THREADS / 32;
+    __shared__ float sq[D], sp[DECODE_KEYS], sacc[G][D], warpMax[WARPS], warpSum[WARPS];
+    int c = (int)blockIdx.x, h = (int)blockIdx.y, b = (int)blockIdx.z, tid = (int)threadIdx.x;
+    int j0 = c * DECODE_KEYS, n = min(DECODE_KEYS, key_limit(keyLengths, b, Tk) - j0);
+    float* out = partial + (((long long)b * H + h) * gridDim.x + c) * (D + 2);
+    if (n <= 0)
+    {
+        if (tid == 0) out[1] = 0.0f;
+        return;
+    }
+    long long kStride = (long long)Hkv * D;
+    long long base = ((long long)b * S + j0) * kStride + (long long)(h / (H / Hkv)) * D;
+    for (int d = tid; d < D; d += DECODE_THREADS) sq[d] = q[((long long)b * H + h) * D + d];
+    __syncthreads();
+
+    // Thread pair (2·key, 2·key + 1) sums the two halves of q·k.
+    int key = tid >> 1, half = tid & 1, warp = tid >> 5, lane = tid & 31;
+    float s = 0.0f;
+    if (key < n)
+    {
+        const float* kr = k + base + key * kStride + half * (D / 2);
+        for (int d = 0; d < D / 2; d++) s += sq[half * (D / 2) + d] * kr[d];
+    }
+    s += __shfl_xor_sync(VWLMM_FULL_MASK, s, 1);
+    s = key < n ? s * scale * VWLMM_LOG2E : -INFINITY;
+    float m = warp_reduce(s, MaxOp(), 32);
+    if (lane == 0) warpMax[warp] = m;
+    __syncthreads();
+    for (int w = 0; w < WARPS; w++) m = fmaxf(m, warpMax[w]);
+    float p = key < n ? exp2f(s - m) : 0.0f;
+    if (half == 0) sp[key] = p;
+    float l = warp_reduce(half == 0 ? p : 0.0f, SumOp(), 32);
+    if (lane == 0) warpSum[warp] = l;
+    __syncthreads();
+
+    int g = tid / D, d = tid - g * D;
+    if (g < G)
+    {
+        const float* vc = v + base + d;
+        float a = 0.0f;
+        for (int j = g; j < n; j += G) a += sp[j] * vc[j * kStride];
+        sacc[g][d] = a;
+    }
+    __syncthreads();
+    if (tid < D)
+    {
+        float a = sacc[0][tid];
+        for (int i = 1; i < G; i++) a += sacc[i][tid];
+        out[2 + tid] = a;
+    }
+    if (tid == 0)
+    {
+        float total = 0.0f;
+        for (int w = 0; w < WARPS; w++) total += warpSum[w];
+        out[0] = m;
+        out[1] = total;
+    }
+}
+
+extern "C" __global__ void attention_decode_combine_f32(float* o, float* lse, const float* __restrict__ partial, int chunks,
+                                                       int H, int D)
+{
+    int h = (int)blockIdx.x, b = (int)blockIdx.y;
+    const float* p = partial + ((long long)b * H + h) * chunks * (D + 2);
+    float m = -INFINITY, l = 0.0f;
+    for (int c = 0; c < chunks; c++)
+        if (p[c * (D + 2) + 1] > 0.0f) m = fmaxf(m, p[c * (D + 2)]);
+    for (int c = 0; c < chunks; c++)
+        if (p[c * (D + 2) + 1] > 0.0f) l += p[c * (D + 2) + 1] * exp2f(p[c * (D + 2)] - m);
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int d = (int)threadIdx.x; d < D; d += (int)blockDim.x)
+    {
+        float a = 0.0f;
+        for (int c = 0; c < chunks; c++)
+            if (p[c * (D + 2) + 1] > 0.0f) a += p[c * (D + 2) + 2 + d] * exp2f(p[c * (D + 2)] - m);
+        o[((long long)b * H + h) * D + d] = a * inv;
+    }
+    if (threadIdx.x == 0) lse[(long long)b * H + h] = l > 0.0f ? (m + log2f(l)) * VWLMM_LN2 : -INFINITY;
 }
 
 // dsum [B,H,Tq] = Σ_d dO·o per query row (row i of [B·Tq·H] rows); block = 8 warps, one row each.
@@ -367,6 +463,23 @@ extern "C" __global__ void attention_forward_d80_f32(ATTENTION_FORWARD_PARAMS)
 extern "C" __global__ void attention_forward_d128_f32(ATTENTION_FORWARD_PARAMS)
 { attention_forward<128>(ATTENTION_FORWARD_ARGS); }
 
+#define ATTENTION_DECODE_PARAMS                                                                                      \
+    float* partial, const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,            \
+        const int* __restrict__ keyLengths, int Tk, int S, int H, int Hkv, float scale
+#define ATTENTION_DECODE_ARGS partial, q, k, v, keyLengths, Tk, S, H, Hkv, scale
+
+extern "C" __global__ void attention_decode_d32_f32(ATTENTION_DECODE_PARAMS)
+{ attention_decode<32>(ATTENTION_DECODE_ARGS); }
+
+extern "C" __global__ void attention_decode_d64_f32(ATTENTION_DECODE_PARAMS)
+{ attention_decode<64>(ATTENTION_DECODE_ARGS); }
+
+extern "C" __global__ void attention_decode_d80_f32(ATTENTION_DECODE_PARAMS)
+{ attention_decode<80>(ATTENTION_DECODE_ARGS); }
+
+extern "C" __global__ void attention_decode_d128_f32(ATTENTION_DECODE_PARAMS)
+{ attention_decode<128>(ATTENTION_DECODE_ARGS); }
+
 extern "C" __global__ void attention_backward_dkdv_d32_f32(ATTENTION_DKDV_PARAMS)
 { attention_backward_dkdv<32>(ATTENTION_DKDV_ARGS); }
 
@@ -395,6 +508,11 @@ VWLMM_KERNEL(attention_forward_d32_f32)
 VWLMM_KERNEL(attention_forward_d64_f32)
 VWLMM_KERNEL(attention_forward_d80_f32)
 VWLMM_KERNEL(attention_forward_d128_f32)
+VWLMM_KERNEL(attention_decode_d32_f32)
+VWLMM_KERNEL(attention_decode_d64_f32)
+VWLMM_KERNEL(attention_decode_d80_f32)
+VWLMM_KERNEL(attention_decode_d128_f32)
+VWLMM_KERNEL(attention_decode_combine_f32)
 VWLMM_KERNEL(attention_backward_dkdv_d32_f32)
 VWLMM_KERNEL(attention_backward_dkdv_d64_f32)
 VWLMM_KERNEL(attention_backward_dkdv_d80_f32)

@@ -7,6 +7,8 @@ public sealed unsafe partial class CudaBackend
 {
     private const string AttentionModule = "attention";
     private const int DsumRowsPerBlock = 8;
+    // kernels/attention.cu's DECODE_KEYS and DECODE_THREADS.
+    private const int DecodeKeys = 64, DecodeThreads = 128;
 
     /// <summary>The entry points of one head dim and the tile sizes of kernels/attention.cu's AttnTiles&lt;D&gt;
     /// (forward BQ×BK, dQ BQD×BK, dK/dV BKB×BQB); every block has 4 threads per tile row.</summary>
@@ -15,6 +17,7 @@ public sealed unsafe partial class CudaBackend
         public string Forward { get; } = $"attention_forward_d{D}_f32";
         public string Dkdv { get; } = $"attention_backward_dkdv_d{D}_f32";
         public string Dq { get; } = $"attention_backward_dq_d{D}_f32";
+        public string Decode { get; } = $"attention_decode_d{D}_f32";
         private int LD => D + 4;
         public uint ForwardShared => (uint)(((BQ + 2 * BK) * LD + BQ * (BK + 1)) * sizeof(float));
         public uint DqShared => (uint)((2 * (BQD + BK) * LD + BQD * (BK + 1)) * sizeof(float));
@@ -47,10 +50,31 @@ public sealed unsafe partial class CudaBackend
         if (B == 0 || Tq == 0 || H == 0) return;
         nint po = o.Ptr, pl = lse.Ptr, pq = q.Ptr, pk = k.Ptr, pv = v.Ptr, pn = PtrOrNull(keyLengths);
         CheckAttentionAlignment(nameof(AttentionForward), po);
+        if (Tq == 1)
+        {
+            AttentionDecode(kernels, po, pl, pq, pk, pv, pn, B, Tk, S, H, Hkv, D, scale);
+            return;
+        }
         int c = causal ? 1 : 0;
         ReadOnlySpan<KernelArg> args = [&po, &pl, &pq, &pk, &pv, &pn, &Tq, &Tk, &S, &H, &Hkv, &c, &scale];
         Launch(AttentionModule, kernels.Forward, (CeilDiv(Tq, kernels.BQ), (uint)H, (uint)B),
                ((uint)(4 * kernels.BQ), 1, 1), kernels.ForwardShared, args);
+    }
+
+    /// <summary>
+    /// One query per sample, split over chunks of keys, then combined (kernels/attention.cu, "Decode"). The partials
+    /// take the scratch buffer sized for all S slots, so a step recorded with Tk = S finds it grown by an eager step
+    /// with fewer keys.
+    /// </summary>
+    private void AttentionDecode(AttentionKernels kernels, nint po, nint pl, nint pq, nint pk, nint pv, nint pn,
+                                 int B, int Tk, int S, int H, int Hkv, int D, float scale)
+    {
+        int chunks = Math.Max(1, (int)CeilDiv(Tk, DecodeKeys));
+        nint partial = Scratch((long)B * H * Math.Max(chunks, (int)CeilDiv(S, DecodeKeys)) * (D + 2));
+        ReadOnlySpan<KernelArg> args = [&partial, &pq, &pk, &pv, &pn, &Tk, &S, &H, &Hkv, &scale];
+        Launch(AttentionModule, kernels.Decode, ((uint)chunks, (uint)H, (uint)B), (DecodeThreads, 1, 1), 0, args);
+        ReadOnlySpan<KernelArg> combineArgs = [&po, &pl, &partial, &chunks, &H, &D];
+        Launch(AttentionModule, "attention_decode_combine_f32", ((uint)H, (uint)B, 1), (DecodeThreads, 1, 1), 0, combineArgs);
     }
 
     public void AttentionBackward(Tensor? dq, Tensor? dk, Tensor? dv, Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse,

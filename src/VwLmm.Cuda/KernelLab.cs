@@ -139,6 +139,14 @@ public sealed class KernelLab(CudaBackend backend, int repeats, int warmup)
             yield return new Case($"attention bwd ({tower})", "attention", shape,
                 KernelCost.AttentionBackward(B, T, T, H, Hkv, D, causal),
                 () => backend.AttentionBackward(dq, dk, dv, dO, q, k, v, o, lse, null, B, T, T, T, H, Hkv, D, causal, scale, accumulate: true));
+            if (!causal) continue;
+            // A decoded token of each sample over T cached keys: the split-key decode kernels.
+            var q1 = b.Random(B, 1, H, D);
+            var o1 = b.Zeros(B, 1, H, D);
+            var lse1 = b.Zeros(B, H, 1);
+            yield return new Case($"attention decode ({tower})", "attention", $"B={B} Tq=1 Tk={T} H={H}/{Hkv} D={D}",
+                KernelCost.AttentionForward(B, 1, T, H, Hkv, D, causal: false),
+                () => backend.AttentionForward(o1, lse1, q1, k, v, null, B, 1, T, T, H, Hkv, D, false, scale));
         }
     }
 

@@ -26,6 +26,11 @@ public abstract class AttentionOpTests : BackendOpTests
         yield return new TestCaseData(new AttentionProblem(2, 1, 9, 12, 4, 2, 32, true, null)).SetArgDisplayNames("decode_tq1_tk9");
         yield return new TestCaseData(new AttentionProblem(2, 3, 9, 12, 4, 1, 64, true, [9, 6])).SetArgDisplayNames("decode_tq3_tk9");
         yield return new TestCaseData(new AttentionProblem(2, 1, 70, 75, 4, 2, 80, true, [70, 33])).SetArgDisplayNames("decode_tq1_tk70_d80");
+        // One query per sample over several key chunks (the CUDA decode kernel's 64): a chunk cut short, a sample
+        // with no key, and a span past every sample's keys as a recorded decode step has.
+        yield return new TestCaseData(new AttentionProblem(3, 1, 300, 300, 4, 2, 64, true, [300, 129, 0])).SetArgDisplayNames("decode_tq1_tk300_chunks");
+        yield return new TestCaseData(new AttentionProblem(2, 1, 200, 256, 2, 1, 128, false, [1, 64])).SetArgDisplayNames("decode_tq1_d128_span_past_keys");
+        yield return new TestCaseData(new AttentionProblem(1, 1, 65, 65, 2, 2, 32, false, null)).SetArgDisplayNames("decode_tq1_d32_tk65");
         yield return new TestCaseData(new AttentionProblem(2, 5, 6, 10, 2, 2, 32, false, null)).SetArgDisplayNames("capacity_s10_tk6");
         yield return new TestCaseData(new AttentionProblem(2, 37, 37, 37, 4, 2, 80, true, [37, 20])).SetArgDisplayNames("d80_gqa_causal");
         yield return new TestCaseData(new AttentionProblem(2, 40, 5, 8, 2, 1, 64, true, [5, 3])).SetArgDisplayNames("causal_tq40_tk5");

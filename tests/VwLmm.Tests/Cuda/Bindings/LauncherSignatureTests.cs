@@ -124,6 +124,8 @@ public sealed class LauncherSignatureTests
             const int B = 1, T = 3, H = 2, Hkv = 1;
             yield return ($"AttentionForward D={d}", () =>
                 be.AttentionForward(F(B, T, H, d), F(B, H, T), F(B, T, H, d), F(B, T, Hkv, d), F(B, T, Hkv, d), I(B), B, T, T, T, H, Hkv, d, true, 0.125f));
+            yield return ($"AttentionForward decode D={d}", () =>
+                be.AttentionForward(F(B, 1, H, d), F(B, H, 1), F(B, 1, H, d), F(B, T, Hkv, d), F(B, T, Hkv, d), I(B), B, 1, T, T, H, Hkv, d, false, 0.125f));
             yield return ($"AttentionBackward D={d}", () =>
                 be.AttentionBackward(F(B, T, H, d), F(B, T, Hkv, d), F(B, T, Hkv, d), F(B, T, H, d), F(B, T, H, d), F(B, T, Hkv, d),
                                      F(B, T, Hkv, d), F(B, T, H, d), F(B, H, T), null, B, T, T, T, H, Hkv, d, false, 0.125f, accumulate: false));
