@@ -8,8 +8,8 @@ namespace VwLmm.Tests.Cuda.Emu;
 /// <summary>
 /// Warm calls of the CUDA launchers that read indices back to the host (targets, visual-word pairs, the embedding
 /// map) or pick a kernel by name allocate no managed memory: they stage in buffers the backend keeps; nor does the KV
-/// cache's row scatter, launched every decoded token. The launch path is the one a GPU gets; only the runtime under it
-/// is the emulator.
+/// cache's row scatter, launched every decoded token, nor a replay of a recorded step. The launch path is the one a GPU
+/// gets; only the runtime under it is the emulator.
 /// </summary>
 public sealed class EmuAllocationTests
 {
@@ -38,6 +38,9 @@ public sealed class EmuAllocationTests
         AssertAllocationFree("GatherRowsBackward", () => backend.GatherRowsBackward(dsrc, null, dy, tmap, R, C));
         var slots = s.UploadInts("slots", [4, 0, 3], 3);
         AssertAllocationFree("ScatterRows", () => backend.ScatterRows(dsrc, dy, slots, 3, C));
+
+        using (var step = backend.Capture(() => backend.ScatterRows(dsrc, dy, slots, 3, C)))
+            AssertAllocationFree("Replay", step.Replay);
 
         var x = s.Upload("x", Random(4, R * C), R * C);
         var y = s.New("y", R * C);
