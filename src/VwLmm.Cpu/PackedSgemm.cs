@@ -35,13 +35,18 @@ internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, i
 /// <see cref="CpuBackend"/> where Vector512 is accelerated (TV = V512), and the products inside fused attention at
 /// either width. A 12×(2·TV.Count) tile of C lives in 24 vector registers (zmm: 12×32); op(B) is packed KC×NR at a
 /// time (one L1-sized micro-panel, zero-padded past N); op(A) is read in place, each element broadcast from its row
-/// (transposed or not), so nothing of A is copied. The blocking (KC 256, MC 132 rows of A per L2 pass, NC 1024
+/// (transposed or not), so nothing of A is copied, unless its rows are a multiple of 4 KiB apart (below). The blocking (KC 256, MC 132 rows of A per L2 pass, NC 1024
 /// columns of packed B) follows BLIS's loop order. A bf16 B is widened as it is packed, exactly, so its products have
 /// the bits of the same product on the widened matrix. At 256 bits the tile needs more registers than AVX2 has; the
 /// spills cost speed, not correctness, and there the backend's own GEMMs go to OpenBLAS.
 /// <para>
 /// Why our own: OpenBLAS 0.3.21 predates Zen 5, and where it mis-detects the core the environment pins it to its
 /// Haswell (AVX2) kernels, which reach half of a full-width AVX-512 core's FMA rate (docs/BENCHMARKS.md, session 20).
+/// </para>
+/// <para>
+/// Rows of A a multiple of 4 KiB apart all map to one L1 set, and a 12-row tile's twelve lines then outnumber the ways
+/// of an 8-way L1 (Zen 4's): every k evicts lines the next k needs (1024³ ran at 70% of the peak, 512³ at 93%;
+/// docs/BENCHMARKS.md, session 31). Such an A is copied, a block of rows at a time, into tiles [kc][rows] instead.
 /// </para>
 /// <para>
 /// Every element of C is the same sum in the same order wherever it falls: per KC block of k, one FMA chain from
@@ -57,10 +62,10 @@ internal static unsafe class PackedSgemm
     public const int NR = 32;
 
     /// <summary>
-    /// Floats of per-thread scratch one task needs at either width: packed B, an edge block of A rows, an edge tile of
-    /// C, a square block of bf16 B widened for its transpose.
+    /// Floats of per-thread scratch one task needs at either width: packed B, a packed block of A rows (or an edge tile
+    /// of them), an edge tile of C, a square block of bf16 B widened for its transpose.
     /// </summary>
-    public const int ScratchFloats = KC * NC + MR * KC + MR * NR + 16 * 16;
+    public const int ScratchFloats = KC * NC + (MC + MR) * KC + MR * NR + 16 * 16;
 
     /// <summary>Whether the backend's GEMMs can run here at full speed: Vector512 accelerated.</summary>
     public static bool IsSupported => Vector512.IsHardwareAccelerated;
@@ -78,7 +83,9 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
     /// <summary>Rows [m0, m1) × columns [n0, n1) of C; <paramref name="scratch"/> holds <see cref="ScratchFloats"/>.</summary>
     public static void Run(in SgemmOperands o, int m0, int m1, int n0, int n1, float* scratch)
     {
-        float* packB = scratch, edgeA = scratch + KC * NC, edgeC = edgeA + MR * KC, square = edgeC + MR * NR;
+        float* packB = scratch, packA = scratch + KC * NC, edgeC = packA + (MC + MR) * KC, square = edgeC + MR * NR;
+        // A row pitch of a multiple of 1024 floats (4 KiB): see the class comment.
+        bool copyA = o.CsA == 1 && o.RsA % 1024 == 0;
         if (o.K == 0)
         {
             // No k to sum: C = beta·C, and exactly 0 for beta = 0 (C may hold anything then), as BLAS defines it.
@@ -109,6 +116,7 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                 for (int ic = m0; ic < m1; ic += MC)
                 {
                     int mc = Math.Min(MC, m1 - ic);
+                    if (copyA) PackA(o, ic, mc, pc, kc, packA);
                     for (int jr = 0; jr < nc; jr += NR)
                     {
                         int nr = Math.Min(NR, nc - jr);
@@ -118,14 +126,20 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                         {
                             // Twelve-row tiles, and four-row ones for up to 8 rows left: an edge of 1–8 rows then
                             // costs one or two short tiles, not a whole padded one (M 128 = 10 × 12 + 2 × 4).
-                            int left = mc - ir, tile = left > 8 ? MR : 4, mr = Math.Min(tile, left), i = ic + ir;
+                            int left = mc - ir, tile = TileRows(left), mr = Math.Min(tile, left), i = ic + ir;
                             float* pa = o.A + i * o.RsA + pc * o.CsA;
                             long rs = o.RsA, cs = o.CsA;
-                            if (mr < tile)
+                            if (copyA)
+                            {
+                                pa = packA + (long)ir * kc;
+                                rs = 1;
+                                cs = tile;
+                            }
+                            else if (mr < tile)
                             {
                                 // Rows past M would be read out of bounds: the edge rows go to a zero-padded copy.
-                                if (jr == 0) CopyEdgeRows(pa, rs, cs, mr, tile, kc, edgeA);
-                                pa = edgeA;
+                                if (jr == 0) CopyEdgeRows(pa, rs, cs, mr, tile, kc, packA);
+                                pa = packA;
                                 rs = kc;
                                 cs = 1;
                             }
@@ -216,6 +230,28 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
         int w = TV.Count;
         for (int r = 0; r < w; r++) TB.Load<TV>(src + r * ldb).Store(square + r * w);
         TV.Transpose(square, w, dst, NR);
+    }
+
+    /// <summary>The height of the tile at a block's row with <paramref name="left"/> rows to go: twelve, or four for up to eight.</summary>
+    private static int TileRows(int left) => left > 8 ? MR : 4;
+
+    /// <summary>
+    /// op(A) rows [ic, ic+mc) × [pc, pc+kc) as the tiles the loop over the block's rows takes, tile at row r stored
+    /// [kc][height] from dst + r·kc, rows past the block zero.
+    /// </summary>
+    private static void PackA(in SgemmOperands o, int ic, int mc, int pc, int kc, float* dst)
+    {
+        for (int ir = 0; ir < mc;)
+        {
+            int left = mc - ir, tile = TileRows(left), mr = Math.Min(tile, left);
+            float* panel = dst + (long)ir * kc;
+            for (int i = 0; i < tile; i++)
+            {
+                float* row = o.A + (ic + ir + i) * o.RsA + pc * o.CsA;
+                for (int k = 0; k < kc; k++) panel[k * tile + i] = i < mr ? row[k * o.CsA] : 0;
+            }
+            ir += mr;
+        }
     }
 
     private static void CopyEdgeRows(float* a, long rs, long cs, int mr, int tile, int kc, float* dst)

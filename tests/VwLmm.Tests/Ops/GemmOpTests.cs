@@ -276,6 +276,48 @@ public sealed class CpuAvx512GemmOpTests : GemmOpTests
         Check(transA, transB, M, N, K, 0.5f, -0.75f, batch: 1, pad: 0, gap: 0);
 
     /// <summary>
+    /// Rows of A 4 KiB apart (a pitch of 1024 floats) are copied into tiles before the products, which crowd one L1 set
+    /// otherwise: the bits of the same A read in place at a pitch of 1025, across a 132-row pass, an edge of seven rows,
+    /// two blocks of K and an edge of columns.
+    /// </summary>
+    [Test]
+    public void ARowPitchOf4KiBGivesTheBitsOfAPitchReadInPlace([Values] bool transB)
+    {
+        const int M = 139, N = 70, K = 300;
+        using var s = NewScope();
+        var a = OpHarness.Random(41, M * K);
+        var b = OpHarness.Random(42, K * N);
+        var c0 = OpHarness.Random(43, M * N);
+        float[] Product(int lda)
+        {
+            var pitched = new float[M * lda];
+            for (int i = 0; i < M; i++) Array.Copy(a, i * K, pitched, i * lda, K);
+            var c = s.Upload($"c{lda}", c0, M * N);
+            Backend.Gemm(false, transB, M, N, K, 0.5f, s.Upload($"a{lda}", pitched, M * lda), lda, 0,
+                         s.Upload($"b{lda}", b, K * N), transB ? K : N, 0, -0.75f, c, N, 0, 1);
+            return c.ToArray();
+        }
+        var copied = Product(1024);
+        AssertBitIdentical("pitch 1024 vs 1025", Product(1025), copied);
+        OpHarness.AssertClose("pitch 1024", GemmReference(a, b, c0, transB), copied);
+        s.CheckGuards();
+    }
+
+    private static double[] GemmReference(float[] a, float[] b, float[] c0, bool transB)
+    {
+        const int M = 139, N = 70, K = 300;
+        var c = new double[M * N];
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+            {
+                double sum = 0;
+                for (int k = 0; k < K; k++) sum += (double)a[i * K + k] * b[transB ? j * K + k : k * N + j];
+                c[i * N + j] = 0.5 * sum - 0.75 * c0[i * N + j];
+            }
+        return c;
+    }
+
+    /// <summary>
     /// Products of up to 132 rows (a batch-1 forward's) pack each micro-panel of B just before its only use, in the
     /// columns each thread takes: a stack of three linear layers (N not a multiple of the 32-column panel) with a bias
     /// and an addend gives one thread's bits, every time.
