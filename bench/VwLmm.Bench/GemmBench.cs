@@ -14,7 +14,7 @@ public class GemmBench : IThroughput
     }
 
     public static IEnumerable<Dims> Shapes =>
-        [new(256, 256, 256), new(512, 512, 512), new(1024, 1024, 1024), new(2048, 2048, 2048), new(1024, 2048, 256)];
+        [new(256, 256, 256), new(512, 512, 512), new(1024, 1024, 1024), new(2048, 2048, 2048), new(1024, 2048, 256), new(1024, 256, 2048)];
 
     [ParamsSource(nameof(Shapes))]
     public Dims Shape { get; set; }

@@ -46,7 +46,7 @@ internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, i
 /// <para>
 /// Rows of A a multiple of 4 KiB apart all map to one L1 set, and a 12-row tile's twelve lines then outnumber the ways
 /// of an 8-way L1 (Zen 4's): every k evicts lines the next k needs (1024³ ran at 70% of the peak, 512³ at 93%;
-/// docs/BENCHMARKS.md, session 31). Such an A is copied, a block of rows at a time, into tiles [kc][rows] instead.
+/// docs/BENCHMARKS.md, session 31). Such an A is copied, a block of rows at a time, to rows kc floats apart instead.
 /// </para>
 /// <para>
 /// Every element of C is the same sum in the same order wherever it falls: per KC block of k, one FMA chain from
@@ -132,8 +132,8 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                             if (copyA)
                             {
                                 pa = packA + (long)ir * kc;
-                                rs = 1;
-                                cs = tile;
+                                rs = kc;
+                                cs = 1;
                             }
                             else if (mr < tile)
                             {
@@ -236,28 +236,31 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
     private static int TileRows(int left) => left > 8 ? MR : 4;
 
     /// <summary>
-    /// op(A) rows [ic, ic+mc) × [pc, pc+kc) as the tiles the loop over the block's rows takes, tile at row r stored
-    /// [kc][height] from dst + r·kc, rows past the block zero.
+    /// op(A) rows [ic, ic+mc) × [pc, pc+kc), untransposed, as the tiles the loop over the block's rows takes: the tile at
+    /// row r holds its rows kc floats apart from dst + r·kc (1 KiB for a whole block of k: four L1 sets), rows past the
+    /// block zero.
     /// </summary>
     private static void PackA(in SgemmOperands o, int ic, int mc, int pc, int kc, float* dst)
     {
         for (int ir = 0; ir < mc;)
         {
             int left = mc - ir, tile = TileRows(left), mr = Math.Min(tile, left);
-            float* panel = dst + (long)ir * kc;
-            for (int i = 0; i < tile; i++)
-            {
-                float* row = o.A + (ic + ir + i) * o.RsA + pc * o.CsA;
-                for (int k = 0; k < kc; k++) panel[k * tile + i] = i < mr ? row[k * o.CsA] : 0;
-            }
+            CopyEdgeRows(o.A + (ic + ir) * o.RsA + pc, o.RsA, 1, mr, tile, kc, dst + (long)ir * kc);
             ir += mr;
         }
     }
 
+    /// <summary>Rows [0, mr) of the block at a (pitches rs, cs) → dst [tile][kc], rows past mr zero.</summary>
     private static void CopyEdgeRows(float* a, long rs, long cs, int mr, int tile, int kc, float* dst)
     {
         for (int i = 0; i < tile; i++)
-            for (int k = 0; k < kc; k++) dst[i * kc + k] = i < mr ? a[i * rs + k * cs] : 0;
+        {
+            var row = new Span<float>(dst + (long)i * kc, kc);
+            if (i >= mr) row.Clear();
+            else if (cs == 1) new ReadOnlySpan<float>(a + i * rs, kc).CopyTo(row);
+            else
+                for (int k = 0; k < kc; k++) row[k] = a[i * rs + k * cs];
+        }
     }
 
     // The bias (a pointer to the tile's columns) and the addend (its offset from C in floats; 0 for none, which C
