@@ -46,7 +46,8 @@ internal readonly unsafe struct SgemmOperands(bool transA, bool transB, int m, i
 /// <para>
 /// Rows of A a multiple of 4 KiB apart all map to one L1 set, and a 12-row tile's twelve lines then outnumber the ways
 /// of an 8-way L1 (Zen 4's): every k evicts lines the next k needs (1024³ ran at 70% of the peak, 512³ at 93%;
-/// docs/BENCHMARKS.md, session 31). Such an A is copied, a block of rows at a time, to rows kc floats apart instead.
+/// docs/BENCHMARKS.md, session 31). Such an A is copied, a block of rows at a time, to rows kc floats apart instead;
+/// a transposed A whose k lie 4 KiB apart likewise, to k one tile height apart.
 /// </para>
 /// <para>
 /// Every element of C is the same sum in the same order wherever it falls: per KC block of k, one FMA chain from
@@ -84,8 +85,8 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
     public static void Run(in SgemmOperands o, int m0, int m1, int n0, int n1, float* scratch)
     {
         float* packB = scratch, packA = scratch + KC * NC, edgeC = packA + (MC + MR) * KC, square = edgeC + MR * NR;
-        // A row pitch of a multiple of 1024 floats (4 KiB): see the class comment.
-        bool copyA = o.CsA == 1 && o.RsA % 1024 == 0;
+        // A pitch of a multiple of 1024 floats (4 KiB) between the elements a tile reads in turn: see the class comment.
+        bool copyA = Math.Max(o.RsA, o.CsA) % 1024 == 0;
         if (o.K == 0)
         {
             // No k to sum: C = beta·C, and exactly 0 for beta = 0 (C may hold anything then), as BLAS defines it.
@@ -132,8 +133,7 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
                             if (copyA)
                             {
                                 pa = packA + (long)ir * kc;
-                                rs = kc;
-                                cs = 1;
+                                (rs, cs) = o.CsA == 1 ? ((long)kc, 1L) : (1L, (long)tile);
                             }
                             else if (mr < tile)
                             {
@@ -236,16 +236,27 @@ internal static unsafe class PackedSgemm<TV> where TV : unmanaged, IVec<TV>
     private static int TileRows(int left) => left > 8 ? MR : 4;
 
     /// <summary>
-    /// op(A) rows [ic, ic+mc) × [pc, pc+kc), untransposed, as the tiles the loop over the block's rows takes: the tile at
-    /// row r holds its rows kc floats apart from dst + r·kc (1 KiB for a whole block of k: four L1 sets), rows past the
-    /// block zero.
+    /// op(A) rows [ic, ic+mc) × [pc, pc+kc) as the tiles the loop over the block's rows takes, the tile at row r from
+    /// dst + r·kc, rows past the block zero. Untransposed, a tile's rows lie kc floats apart (1 KiB for a whole block
+    /// of k: four L1 sets); transposed, its k lie one tile height apart, each a short contiguous copy.
     /// </summary>
     private static void PackA(in SgemmOperands o, int ic, int mc, int pc, int kc, float* dst)
     {
         for (int ir = 0; ir < mc;)
         {
             int left = mc - ir, tile = TileRows(left), mr = Math.Min(tile, left);
-            CopyEdgeRows(o.A + (ic + ir) * o.RsA + pc, o.RsA, 1, mr, tile, kc, dst + (long)ir * kc);
+            float* a = o.A + (ic + ir) * o.RsA + pc * o.CsA, panel = dst + (long)ir * kc;
+            if (o.CsA == 1) CopyEdgeRows(a, o.RsA, 1, mr, tile, kc, panel);
+            else if (mr == MR)
+                for (int k = 0; k < kc; k++)
+                {
+                    float* src = a + k * o.CsA, d = panel + k * MR;
+                    Vector256.Store(Vector256.Load(src), d);
+                    Vector128.Store(Vector128.Load(src + 8), d + 8);
+                }
+            else
+                for (int k = 0; k < kc; k++)
+                    for (int i = 0; i < tile; i++) panel[k * tile + i] = i < mr ? a[k * o.CsA + i] : 0;
             ir += mr;
         }
     }

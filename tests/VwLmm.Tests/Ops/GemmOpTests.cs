@@ -276,12 +276,12 @@ public sealed class CpuAvx512GemmOpTests : GemmOpTests
         Check(transA, transB, M, N, K, 0.5f, -0.75f, batch: 1, pad: 0, gap: 0);
 
     /// <summary>
-    /// Rows of A 4 KiB apart (a pitch of 1024 floats) are copied into tiles before the products, which crowd one L1 set
-    /// otherwise: the bits of the same A read in place at a pitch of 1025, across a 132-row pass, an edge of seven rows,
-    /// two blocks of K and an edge of columns.
+    /// Rows of A 4 KiB apart (a pitch of 1024 floats), or a transposed A's k, are copied before the products, which
+    /// crowd one L1 set otherwise: the bits of the same A read in place at a pitch of 1025, across a 132-row pass, an
+    /// edge of seven rows, two blocks of K and an edge of columns.
     /// </summary>
     [Test]
-    public void ARowPitchOf4KiBGivesTheBitsOfAPitchReadInPlace([Values] bool transB)
+    public void ARowPitchOf4KiBGivesTheBitsOfAPitchReadInPlace([Values] bool transA, [Values] bool transB)
     {
         const int M = 139, N = 70, K = 300;
         using var s = NewScope();
@@ -290,12 +290,15 @@ public sealed class CpuAvx512GemmOpTests : GemmOpTests
         var c0 = OpHarness.Random(43, M * N);
         float[] Product(int lda)
         {
-            var pitched = new float[M * lda];
-            for (int i = 0; i < M; i++) Array.Copy(a, i * K, pitched, i * lda, K);
-            var c = s.Upload($"c{lda}", c0, M * N);
-            Backend.Gemm(false, transB, M, N, K, 0.5f, s.Upload($"a{lda}", pitched, M * lda), lda, 0,
-                         s.Upload($"b{lda}", b, K * N), transB ? K : N, 0, -0.75f, c, N, 0, 1);
-            return c.ToArray();
+            // op(A) is a [M,K]: stored so, or as its transpose [K,M], a stored row every lda floats.
+            int rows = transA ? K : M, cols = transA ? M : K;
+            var pitched = new float[rows * lda];
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < cols; c++) pitched[r * lda + c] = transA ? a[c * K + r] : a[r * K + c];
+            var tc = s.Upload($"c{lda}", c0, M * N);
+            Backend.Gemm(transA, transB, M, N, K, 0.5f, s.Upload($"a{lda}", pitched, rows * lda), lda, 0,
+                         s.Upload($"b{lda}", b, K * N), transB ? K : N, 0, -0.75f, tc, N, 0, 1);
+            return tc.ToArray();
         }
         var copied = Product(1024);
         AssertBitIdentical("pitch 1024 vs 1025", Product(1025), copied);
