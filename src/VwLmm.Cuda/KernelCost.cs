@@ -114,8 +114,8 @@ public readonly record struct KernelCost(double Bytes, double Flops)
     /// <summary>Row gather / splice into y [R,C]: each row read and written, map read.</summary>
     public static KernelCost GatherRows(long R, long C) => new(F * (2.0 * R * C + R), 0);
 
-    /// <summary>Row scatter of src [R,C] into distinct rows of dst: each row read and written, the row indices read.</summary>
-    public static KernelCost ScatterRows(long R, long C) => new(F * (2.0 * R * C + R), 0);
+    /// <summary>Row scatter of src [R,C] into distinct rows of dst: the gather's traffic, the other way round.</summary>
+    public static KernelCost ScatterRows(long R, long C) => GatherRows(R, C);
 
     /// <summary>Scatter-add of dy [R,C] into <paramref name="destinations"/> distinct rows: dy read once, each destination
     /// accumulated once, the host-sorted grouping (12 bytes per row) uploaded and read; one add per element.</summary>
