@@ -25,7 +25,8 @@ public sealed class DemoCommand : ICommand
           about a held-out image, saved as OUT/test-N.png. A trained model is cached and reused (--retrain ignores it).
           --quick     the small budget CI uses (a couple of minutes)
           --variant   vwlmm (default: forward KL, target not detached, λ 1), baseline (λ 0: LLaVA), detach, pif,
-              reverse (reverse KL), lmhead (VM head initialised from lm_head instead of embed_tokens)
+              reverse (reverse KL), lmhead (VM head initialised from lm_head instead of embed_tokens),
+              pif-frozen (pif with the VM head frozen at its random initialisation, λ 0.1)
           --stages    lookup (default: instruction tuning on colour and shape questions), llava (LM pretraining, caption
                       alignment, captions, instruction tuning on every question kind: the session 2–6 recipe)
           --answer-prior  on (default): instruction tuning against a question-only answer prior (a product of experts,
@@ -44,22 +45,23 @@ public sealed class DemoCommand : ICommand
     /// <summary>Enough for any ShapesGrid answer.</summary>
     private const int AnswerTokens = 8;
 
+    /// <summary>--variant's names: also the variant's part of the run's cache and output folder names.</summary>
+    private static readonly (string Name, ShapesGridVariant? Variant)[] Variants =
+    [
+        ("vwlmm", ShapesGridVariant.VwLmm), ("baseline", ShapesGridVariant.Baseline), ("detach", ShapesGridVariant.Detach),
+        ("pif", ShapesGridVariant.Pif), ("reverse", ShapesGridVariant.Reverse), ("lmhead", ShapesGridVariant.LmHead),
+        ("pif-frozen", ShapesGridVariant.PifFrozenHead),
+    ];
+
     public int Run(CliArgs args, TextWriter stdout)
     {
         var sw = Stopwatch.StartNew();
         bool quick = args.Has("--quick"), quiet = args.Has("--quiet");
         ulong seed = (ulong)args.GetInt("--seed", 1, 0);
         var budget = quick ? ShapesGridBudget.Quick : ShapesGridBudget.Default;
-        var variant = args.Get("--variant") switch
-        {
-            null or "vwlmm" => ShapesGridVariant.VwLmm,
-            "baseline" => ShapesGridVariant.Baseline,
-            "detach" => ShapesGridVariant.Detach,
-            "pif" => ShapesGridVariant.Pif,
-            "reverse" => ShapesGridVariant.Reverse,
-            "lmhead" => ShapesGridVariant.LmHead,
-            var v => throw new UsageException($"--variant must be vwlmm, baseline, detach, pif, reverse or lmhead, not '{v}'"),
-        };
+        string variantName = args.Get("--variant") ?? "vwlmm";
+        var variant = Variants.FirstOrDefault(v => v.Name == variantName).Variant
+            ?? throw new UsageException($"--variant must be {string.Join(", ", Variants[..^1].Select(v => v.Name))} or {Variants[^1].Name}, not '{variantName}'");
         var stages = args.Get("--stages") switch
         {
             null or "lookup" => ShapesGridStages.Lookup,
@@ -72,7 +74,7 @@ public sealed class DemoCommand : ICommand
             "off" => false,
             var v => throw new UsageException($"--answer-prior must be on or off, not '{v}'"),
         };
-        string name = variant.ToString().ToLowerInvariant() + (answerPrior ? "" : "-noprior") + (stages == ShapesGridStages.Llava ? "-llava" : "");
+        string name = variantName + (answerPrior ? "" : "-noprior") + (stages == ShapesGridStages.Llava ? "-llava" : "");
         string outDir = args.Get("--out") ?? Path.Combine("runs", (quick ? "demo-quick" : "demo") + (name == "vwlmm" ? "" : "-" + name));
         string cache = ShapesGridRecipe.CacheDir(args.Get("--cache") ?? ".cache", seed);
         string runDir = Path.Combine(cache, (quick ? "quick-" : "default-") + name);
@@ -93,7 +95,7 @@ public sealed class DemoCommand : ICommand
         Say($"tokenizer: {tok.VocabSize} BPE pieces ({tokenizerFile})");
 
         string ckpt = Path.Combine(runDir, Trainer.CheckpointDirName);
-        var train = recipe.TrainConfig(budget, seed, answerPrior, stages);
+        var train = recipe.TrainConfig(budget, seed, answerPrior, stages, variant);
         VwLmmModel model;
         bool trained = !args.Has("--retrain") && IsFinished(ckpt, train);
         if (trained)

@@ -9,9 +9,11 @@ namespace VwLmm.Model.Recipes;
 
 /// <summary>
 /// METHOD §7.3's variants: A (λ = 0, the LLaVA baseline), B (VW-LMM as released), C (detached target), D (pif), E (B with
-/// reverse KL), F (B with the VM head initialised from lm_head instead of embed_tokens).
+/// reverse KL), F (B with the VM head initialised from lm_head instead of embed_tokens); and G, D with the VM head left
+/// at its random initialisation (frozen, METHOD §4.3's first unknown) and λ = <see cref="ShapesGridRecipe.FrozenHeadVmLossWeight"/>:
+/// D's own head saturates or flattens p and the decoder loses the image (docs/RESULTS.md, sessions 18 and 32).
 /// </summary>
-public enum ShapesGridVariant { Baseline, VwLmm, Detach, Pif, Reverse, LmHead }
+public enum ShapesGridVariant { Baseline, VwLmm, Detach, Pif, Reverse, LmHead, PifFrozenHead }
 
 /// <summary>Which stages a ShapesGrid run trains after the vision pretraining (<see cref="ShapesGridRecipe.TrainConfig"/>).</summary>
 public enum ShapesGridStages { Lookup, Llava }
@@ -93,12 +95,32 @@ public sealed class ShapesGridRecipe
         {
             Vision = VwLmmConfig.Presets.ShapesGrid.Vision with { ImageSize = World.Options.ImageSize, PatchSize = World.Options.PatchSize },
             Llm = VwLmmConfig.Presets.ShapesGrid.Llm with { VocabSize = tokenizer.VocabSize },
-            VmHeadInit = variant == ShapesGridVariant.LmHead ? VmHeadInit.LmHead : VmHeadInit.EmbedTokens,
+            VmHeadInit = variant switch
+            {
+                ShapesGridVariant.LmHead => VmHeadInit.LmHead,
+                ShapesGridVariant.PifFrozenHead => VmHeadInit.Random,
+                _ => VmHeadInit.EmbedTokens,
+            },
             VmKlDirection = variant == ShapesGridVariant.Reverse ? KlDirection.Reverse : KlDirection.Forward,
-            VmLossWeight = variant == ShapesGridVariant.Baseline ? 0 : 1,
+            VmLossWeight = variant switch
+            {
+                ShapesGridVariant.Baseline => 0,
+                ShapesGridVariant.PifFrozenHead => FrozenHeadVmLossWeight,
+                _ => 1,
+            },
             VmDetachTarget = variant == ShapesGridVariant.Detach,
-            UsePif = variant == ShapesGridVariant.Pif,
+            UsePif = variant is ShapesGridVariant.Pif or ShapesGridVariant.PifFrozenHead,
         };
+
+    /// <summary>
+    /// λ of <see cref="ShapesGridVariant.PifFrozenHead"/>. With the head frozen, the KL can still flatten p through the
+    /// projector: at λ = 1 it does, and the decoder loses the image as D's does; at 0.01 and 0 the text loss alone lets
+    /// p settle on a few words and colour is lost (seed 1, docs/RESULTS.md, session 32).
+    /// </summary>
+    public const double FrozenHeadVmLossWeight = 0.1;
+
+    /// <summary>Whether <paramref name="variant"/> trains the VM head (every variant but <see cref="ShapesGridVariant.PifFrozenHead"/>).</summary>
+    public static bool TrainsVmHead(ShapesGridVariant variant) => variant != ShapesGridVariant.PifFrozenHead;
 
     /// <summary>
     /// The stages after <see cref="PretrainVision"/>, with the tower frozen throughout. <see cref="ShapesGridStages.Lookup"/>
@@ -112,9 +134,19 @@ public sealed class ShapesGridRecipe
     /// <remarks>
     /// With answerPrior, instruction tuning trains against the frame-relative answer prior of
     /// <see cref="AnswerPriorClasses"/> (<see cref="AnswerPrior"/>): what the question's colour or shape word alone says
-    /// about the answer on the training combinations is explained by the prior, not learned.
+    /// about the answer on the training combinations is explained by the prior, not learned. A variant that does not
+    /// train the VM head (<see cref="TrainsVmHead"/>) has it taken out of every stage.
     /// </remarks>
-    public TrainConfig TrainConfig(ShapesGridBudget budget, ulong seed, bool answerPrior = false, ShapesGridStages stages = ShapesGridStages.Lookup) => new()
+    public TrainConfig TrainConfig(ShapesGridBudget budget, ulong seed, bool answerPrior = false, ShapesGridStages stages = ShapesGridStages.Lookup,
+                                   ShapesGridVariant variant = ShapesGridVariant.VwLmm)
+    {
+        var config = StageList(budget, seed, answerPrior, stages);
+        return TrainsVmHead(variant)
+            ? config
+            : config with { Stages = [.. config.Stages.Select(s => s with { Trainable = [.. s.Trainable.Where(g => g != ParameterGroup.VmHead)] })] };
+    }
+
+    private static TrainConfig StageList(ShapesGridBudget budget, ulong seed, bool answerPrior, ShapesGridStages stages) => new()
     {
         Seed = seed,
         MaxLength = 128,

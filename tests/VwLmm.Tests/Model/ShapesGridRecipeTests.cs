@@ -160,11 +160,28 @@ public class ShapesGridRecipeTests : CpuFixture
     [TestCase(ShapesGridVariant.Pif, 1.0, false, true, KlDirection.Forward, VmHeadInit.EmbedTokens)]
     [TestCase(ShapesGridVariant.Reverse, 1.0, false, false, KlDirection.Reverse, VmHeadInit.EmbedTokens)]
     [TestCase(ShapesGridVariant.LmHead, 1.0, false, false, KlDirection.Forward, VmHeadInit.LmHead)]
+    [TestCase(ShapesGridVariant.PifFrozenHead, ShapesGridRecipe.FrozenHeadVmLossWeight, false, true, KlDirection.Forward, VmHeadInit.Random)]
     public void EachVariantChangesItsOneSetting(ShapesGridVariant variant, double lambda, bool detach, bool pif, KlDirection kl, VmHeadInit init)
     {
         var (recipe, tok) = TinyWorld.ShapesGridSeed1;
         var c = recipe.ModelConfig(tok, variant);
         Assert.That((c.VmLossWeight, c.VmDetachTarget, c.UsePif, c.VmKlDirection, c.VmHeadInit), Is.EqualTo((lambda, detach, pif, kl, init)));
+    }
+
+    [TestCase(ShapesGridStages.Lookup)]
+    [TestCase(ShapesGridStages.Llava)]
+    public void OnlyTheFrozenHeadVariantLeavesTheVmHeadOutOfEveryStage(ShapesGridStages stages)
+    {
+        var (recipe, _) = TinyWorld.ShapesGridSeed1;
+        var released = recipe.TrainConfig(ShapesGridBudget.Quick, 1, stages: stages);
+        var frozen = recipe.TrainConfig(ShapesGridBudget.Quick, 1, stages: stages, variant: ShapesGridVariant.PifFrozenHead);
+        Assert.That(released.Stages.Any(s => s.Trainable.Contains(ParameterGroup.VmHead)), Is.True);
+        Assert.That(frozen.Stages.Select(s => s.Trainable), Is.EqualTo(released.Stages.Select(s => s.Trainable.Where(g => g != ParameterGroup.VmHead))));
+        Assert.That(frozen.Stages.Select(s => (s.Name, s.Data, s.Steps, s.Lr, s.InitVmHead)),
+                    Is.EqualTo(released.Stages.Select(s => (s.Name, s.Data, s.Steps, s.Lr, s.InitVmHead))));
+        foreach (var v in Enum.GetValues<ShapesGridVariant>().Where(v => v != ShapesGridVariant.PifFrozenHead))
+            Assert.That(recipe.TrainConfig(ShapesGridBudget.Quick, 1, stages: stages, variant: v).Stages.Select(s => s.Trainable),
+                        Is.EqualTo(released.Stages.Select(s => s.Trainable)), v.ToString());
     }
 
     [Test]
