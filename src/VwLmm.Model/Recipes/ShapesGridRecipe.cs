@@ -114,8 +114,8 @@ public sealed class ShapesGridRecipe
 
     /// <summary>
     /// λ of <see cref="ShapesGridVariant.PifFrozenHead"/>. With the head frozen, the KL can still flatten p through the
-    /// projector: at λ = 1 it does, and the decoder loses the image as D's does; at 0.01 and 0 the text loss alone lets
-    /// p settle on a few words and colour is lost (seed 1, docs/RESULTS.md, session 32).
+    /// projector: at λ ≥ 0.2 it does, and the decoder loses the image as D's does; at 0.01 and 0 the text loss alone lets
+    /// p settle on a few words and colour is lost; 0.05 lost most of the image too (seed 1, docs/RESULTS.md, session 32).
     /// </summary>
     public const double FrozenHeadVmLossWeight = 0.1;
 
