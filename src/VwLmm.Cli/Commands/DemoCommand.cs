@@ -46,7 +46,7 @@ public sealed class DemoCommand : ICommand
     private const int AnswerTokens = 8;
 
     /// <summary>--variant's names: also the variant's part of the run's cache and output folder names.</summary>
-    private static readonly (string Name, ShapesGridVariant? Variant)[] Variants =
+    private static readonly (string Name, ShapesGridVariant Variant)[] Variants =
     [
         ("vwlmm", ShapesGridVariant.VwLmm), ("baseline", ShapesGridVariant.Baseline), ("detach", ShapesGridVariant.Detach),
         ("pif", ShapesGridVariant.Pif), ("reverse", ShapesGridVariant.Reverse), ("lmhead", ShapesGridVariant.LmHead),
@@ -60,8 +60,10 @@ public sealed class DemoCommand : ICommand
         ulong seed = (ulong)args.GetInt("--seed", 1, 0);
         var budget = quick ? ShapesGridBudget.Quick : ShapesGridBudget.Default;
         string variantName = args.Get("--variant") ?? "vwlmm";
-        var variant = Variants.FirstOrDefault(v => v.Name == variantName).Variant
-            ?? throw new UsageException($"--variant must be {string.Join(", ", Variants[..^1].Select(v => v.Name))} or {Variants[^1].Name}, not '{variantName}'");
+        int known = Array.FindIndex(Variants, v => v.Name == variantName);
+        if (known < 0)
+            throw new UsageException($"--variant must be {string.Join(", ", Variants[..^1].Select(v => v.Name))} or {Variants[^1].Name}, not '{variantName}'");
+        var variant = Variants[known].Variant;
         var stages = args.Get("--stages") switch
         {
             null or "lookup" => ShapesGridStages.Lookup,
