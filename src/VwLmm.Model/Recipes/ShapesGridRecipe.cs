@@ -114,8 +114,9 @@ public sealed class ShapesGridRecipe
 
     /// <summary>
     /// λ of <see cref="ShapesGridVariant.PifFrozenHead"/>. With the head frozen, the KL can still flatten p through the
-    /// projector: at λ ≥ 0.2 it does, and the decoder loses the image as D's does; at 0.01 and 0 the text loss alone lets
-    /// p settle on a few words and colour is lost; 0.05 lost most of the image too (seed 1, docs/RESULTS.md, session 32).
+    /// projector: at λ = 1 and 0.3 it does, and the decoder loses the image as D's does; at 0.01 and 0 the text loss
+    /// alone lets p settle on a few words and colour is lost; 0.05 and 0.2 lost most of the image too (seed 1; seed 2
+    /// kept it at 0.05–0.2; docs/RESULTS.md, session 32).
     /// </summary>
     public const double FrozenHeadVmLossWeight = 0.1;
 
