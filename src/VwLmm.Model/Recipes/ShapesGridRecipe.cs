@@ -115,8 +115,8 @@ public sealed class ShapesGridRecipe
     /// <summary>
     /// λ of <see cref="ShapesGridVariant.PifFrozenHead"/>. With the head frozen, the KL can still flatten p through the
     /// projector: at λ = 1 and 0.3 it does, and the decoder loses the image as D's does; at 0.01 and 0 the text loss
-    /// alone lets p settle on a few words and colour is lost; 0.05 and 0.2 lost most of the image too (seed 1; seed 2
-    /// kept it at 0.05–0.2; docs/RESULTS.md, session 32).
+    /// alone lets p settle on a few words and colour is lost; 0.05 and 0.2 lost most of the image too (seed 1; 0.05
+    /// kept it in seeds 2 and 3, 0.2 in seed 2; 0.1 in all six seeds run; docs/RESULTS.md, session 32).
     /// </summary>
     public const double FrozenHeadVmLossWeight = 0.1;
 
