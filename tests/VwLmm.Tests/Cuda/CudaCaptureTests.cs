@@ -1,6 +1,7 @@
 using NUnit.Framework;
 using VwLmm.Core;
 using VwLmm.Cuda;
+using VwLmm.Tests.Ops.Reference;
 
 namespace VwLmm.Tests.Cuda;
 
@@ -23,18 +24,8 @@ public abstract class CudaCaptureTests
     }
 
     /// <summary>e = A·B + x and f = 2.5 everywhere, in double precision.</summary>
-    private static (double[] E, double[] F) Reference(float[] a, float[] b, float[] x)
-    {
-        var e = new double[M * N];
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++)
-            {
-                double sum = 0;
-                for (int k = 0; k < K; k++) sum += (double)a[i * K + k] * b[k * N + j];
-                e[i * N + j] = sum + x[i * N + j];
-            }
-        return (e, Enumerable.Repeat(2.5, M * N).ToArray());
-    }
+    private static (double[] E, double[] F) Reference(float[] a, float[] b, float[] x) =>
+        (GemmReference.Gemm(false, false, M, N, K, 1, a, K, 0, b, N, 0, 1, x, N, 0, 1), Enumerable.Repeat(2.5, M * N).ToArray());
 
     [Test]
     public void ARecordedStepRunsWhenReplayedOnTheInputsOfThatTime()
