@@ -68,6 +68,11 @@ public sealed record VwLmmConfig
     public KlDirection VmKlDirection { get; init; } = KlDirection.Forward;
     public VmHeadInit VmHeadInit { get; init; } = VmHeadInit.Random;
     public bool UsePif { get; init; }
+    /// <summary>
+    /// The conversation template the model was trained with (our key conversation_template; LLaVA leaves the choice to
+    /// its inference scripts' --conv-mode), the default of chat, eval and forward; null when not recorded.
+    /// </summary>
+    public string? ConversationTemplate { get; init; }
 
     /// <summary>Width of the projector input, the tower's hidden size.</summary>
     public int MmHiddenSize => Vision.HiddenSize;
@@ -159,6 +164,7 @@ public sealed record VwLmmConfig
             VmKlDirection = c.Enum("vm_kl_direction", KlNames) ?? KlDirection.Forward,
             VmHeadInit = c.Enum("vm_head_init", VmInitNames) ?? VmHeadInit.Random,
             UsePif = c.Bool("use_pif") ?? pifArchitecture,
+            ConversationTemplate = c.String("conversation_template"),
         };
         string? problem = config.FindProblem();
         if (problem is not null) throw new InvalidDataException($"{source}: {problem}");
@@ -236,6 +242,7 @@ public sealed record VwLmmConfig
             w.WriteString("vm_kl_direction", KlNames[VmKlDirection]);
             w.WriteString("vm_head_init", VmInitNames[VmHeadInit]);
             w.WriteBoolean("use_pif", UsePif);
+            if (ConversationTemplate is not null) w.WriteString("conversation_template", ConversationTemplate);
             w.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(ms.ToArray());
@@ -339,7 +346,9 @@ public sealed record VwLmmConfig
             ?? Positive("max_position_embeddings", l.MaxPositionEmbeddings)
             ?? (MmVisionSelectLayer < -(v.NumHiddenLayers + 1) || MmVisionSelectLayer > v.NumHiddenLayers
                 ? $"key 'mm_vision_select_layer': {MmVisionSelectLayer} is outside [-{v.NumHiddenLayers + 1}, {v.NumHiddenLayers}] for a {v.NumHiddenLayers}-layer tower" : null)
-            ?? (!(VmLossWeight >= 0 && double.IsFinite(VmLossWeight)) ? $"key 'vm_loss_weight': must be a non-negative finite number, got {VmLossWeight}" : null);
+            ?? (!(VmLossWeight >= 0 && double.IsFinite(VmLossWeight)) ? $"key 'vm_loss_weight': must be a non-negative finite number, got {VmLossWeight}" : null)
+            ?? (ConversationTemplate is { } t && !Data.Conversations.ConversationTemplate.Names.Contains(t)
+                ? $"key 'conversation_template': unknown template '{t}' (known: {string.Join(", ", Data.Conversations.ConversationTemplate.Names)})" : null);
     }
 
     private static VisionConfig ResolveVision(JsonFields c, JsonElement root, string source, string tower, string baseDirectory)

@@ -1,5 +1,6 @@
 using VwLmm.Core;
 using VwLmm.Data.Batching;
+using VwLmm.Data.Conversations;
 
 namespace VwLmm.Model;
 
@@ -44,8 +45,13 @@ public sealed class VwLmmModel : IDisposable
     }
 
     public IBackend Backend { get; }
-    public VwLmmConfig Config { get; }
+    public VwLmmConfig Config { get; private set; }
     public ParameterStore Parameters { get; }
+
+    /// <summary>Records the conversation template the model is trained with, so that its checkpoints name it (metadata
+    /// only: nothing the model computes reads it).</summary>
+    public void RecordConversationTemplate(ConversationTemplate template) =>
+        Config = Config with { ConversationTemplate = template.Name };
     public VisionTower Vision { get; }
     public Projector Projector { get; }
     public LlamaDecoder Decoder { get; }

@@ -18,7 +18,8 @@ public sealed class ChatCommand : ICommand
           Greedy by default (temperature 0). Without QUESTION, reads questions from standard input until EOF; each turn
           keeps the conversation so far, and prefills only what it adds (the image and earlier turns stay in the KV
           cache). The answer is printed as it is decoded.
-          --template   vicuna_v1 (default), mistral, plain, shapes_chat (what `vwlmm demo` trains with)
+          --template NAME  vicuna_v1, mistral, plain or shapes_chat (default: the one the model's config.json records
+                           as conversation_template — `vwlmm train` and `vwlmm demo` write it — else vicuna_v1)
           --max-new-tokens N   at most N new tokens (default: 128, or what is left of the model's context)
           --seed S     seeds the sampling of --temperature > 0 (default 1): the same seed gives the same answers
           --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
@@ -32,7 +33,7 @@ public sealed class ChatCommand : ICommand
 
     public int Run(CliArgs args, TextWriter stdout)
     {
-        var template = ConversationTemplate.Get(args.Get("--template") ?? "vicuna_v1");
+        var templateOption = Shared.TemplateOption(args);
         const int DefaultMaxNewTokens = 128;
         bool fixedLength = args.Has("--max-new-tokens");
         var options = new SamplingOptions
@@ -53,6 +54,7 @@ public sealed class ChatCommand : ICommand
         using (model)
         {
             var pixels = Shared.Preprocessor(model.Config).Process(image);
+            var template = Shared.Template(templateOption, model.Config);
             options = options with { StopIds = [tok.EosId] };
             using var gen = new Generator(model);
             var splice = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize);
@@ -65,7 +67,7 @@ public sealed class ChatCommand : ICommand
                 // Small models have short contexts (the demo's is 128): unless asked for a length, answer in what is left.
                 int context = model.Config.Llm.MaxPositionEmbeddings;
                 int left = context - splice.SplicedLength(prompt);
-                if (left < 1) throw new CliException($"the conversation fills the model's context of {context} positions");
+                if (left < 1) throw new CliException($"the conversation in template {template.Name} fills the model's context of {context} positions");
                 var turn = fixedLength ? options : options with { MaxNewTokens = Math.Min(DefaultMaxNewTokens, left) };
                 // The answer is printed as it is decoded: a 7B model on a CPU takes seconds per word.
                 var answer = new StringBuilder();

@@ -1,4 +1,5 @@
 using VwLmm.Core;
+using VwLmm.Data.Conversations;
 using VwLmm.Data.Images;
 using VwLmm.Data.Text;
 using VwLmm.Model;
@@ -36,6 +37,15 @@ internal static class Shared
         }
         return (model, tok);
     }
+
+    /// <summary>--template, checked before a model loads; null when not given.</summary>
+    public static ConversationTemplate? TemplateOption(CliArgs args) =>
+        args.Get("--template") is { } name ? ConversationTemplate.Get(name) : null;
+
+    /// <summary>The conversation template: --template, else the one config.json records (what the model was trained
+    /// with), else LLaVA-1.5's vicuna_v1.</summary>
+    public static ConversationTemplate Template(ConversationTemplate? option, VwLmmConfig c) =>
+        option ?? (c.ConversationTemplate is { } name ? ConversationTemplate.Get(name) : ConversationTemplate.VicunaV1);
 
     /// <summary>CLIP preprocessing as the model's config asks (size, LLaVA pad).</summary>
     public static ClipPreprocessor Preprocessor(VwLmmConfig c) =>

@@ -156,10 +156,11 @@ public sealed class DemoCommand : ICommand
             WriteOutputs(outDir, runDir, name, recipe, eval, results, train, budget, model, tok.VocabSize, sw.Elapsed.TotalSeconds, trainSeconds, trained, ablations);
             string image = Path.Combine(outDir, sample.Id + ".png");
             AtomicFile.WriteAllBytes(image, ImageCodec.EncodePng(sample.Image));
+            model.RecordConversationTemplate(ShapesGridRecipe.Template); // a cached model may predate the record
             string published = PublishModel(model, tokenizerFile, outDir);
             Say($"report: {Path.GetFullPath(Path.Combine(outDir, "report.html"))}");
             Say($"model: {Path.GetFullPath(published)}; ask it about the held-out image above:");
-            Say($"  ./vwlmm chat --model {ShellWord(published)} --image {ShellWord(image)} --template {ShapesGridRecipe.Template.Name} {ShellWord(asked[0].Question)}");
+            Say($"  ./vwlmm chat --model {ShellWord(published)} --image {ShellWord(image)} {ShellWord(asked[0].Question)}");
             return 0;
         }
     }

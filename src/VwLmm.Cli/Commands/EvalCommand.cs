@@ -18,13 +18,15 @@ public sealed class EvalCommand : ICommand
           the data (teacher forcing). A prediction is correct when it equals the reference after trimming and
           lower-casing. The question type is the question's first two words (VQA's convention). Prints one JSON object:
           {"overall", "by_type": {…}, "questions"}.
+          --template NAME  the conversation template (default: the one the model's config.json records as
+                           conversation_template — `vwlmm train` and `vwlmm demo` write it — else vicuna_v1)
           --out FILE   one JSON line per question (id, type, question, reference, prediction, correct);
                        default runs/eval/predictions.jsonl
           --batch N    questions generated together (default 8); with 1, a sample's later questions keep the KV-cache
                        rows of its image and earlier turns instead of prefilling them again
           --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
                           token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
-        example: vwlmm eval --model runs/demo/model --data world-test/data.json --template shapes_chat
+        example: vwlmm eval --model runs/demo/model --data world-test/data.json
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
     public IReadOnlyList<string> Valued => [.. Backends.Options, .. Shared.InferenceOptions, "--model", "--data", "--images", "--template", "--out", "--max-new-tokens", "--batch"];
@@ -39,7 +41,7 @@ public sealed class EvalCommand : ICommand
         string modelDir = args.Require("--model");
         string data = args.Require("--data");
         string outPath = args.Get("--out") ?? DefaultOut;
-        var template = ConversationTemplate.Get(args.Get("--template") ?? "vicuna_v1");
+        var templateOption = Shared.TemplateOption(args);
         int maxNew = args.GetInt("--max-new-tokens", 32, 1, 4096), batch = args.GetInt("--batch", 8, 1, 1024);
         var dataset = LlavaDataset.Load(data, args.Get("--images") ?? Path.GetDirectoryName(Path.GetFullPath(data))!);
         var weights = Shared.Weights(args);
@@ -48,6 +50,7 @@ public sealed class EvalCommand : ICommand
         using (model)
         {
             var pre = Shared.Preprocessor(model.Config);
+            var template = Shared.Template(templateOption, model.Config);
             var items = new List<Item>();
             foreach (var s in dataset.Samples)
                 for (int t = 0; t + 1 < s.Turns.Count; t += 2)

@@ -20,10 +20,12 @@ public sealed class ForwardCommand : ICommand
           model's λ (vm_loss_weight) is 0, and total = text + λ·vm.
           IDS.json: a JSON array of token ids with −200 where the image goes. LABELS.json: same length, −100 = ignored
           (default: the ids, with the image position ignored). --pixels: an already preprocessed [3,S,S] float32 .npy.
+          --template NAME  the conversation template (default: the one the model's config.json records as
+                           conversation_template — `vwlmm train` and `vwlmm demo` write it — else vicuna_v1)
           The ids, with the image expanded, must fit in the model's max_position_embeddings: nothing is truncated.
           --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
                           token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
-        example: vwlmm forward --model runs/demo/model --image a.png --prompt "what colour is the circle ?" --answer red --template shapes_chat --dump out
+        example: vwlmm forward --model runs/demo/model --image a.png --prompt "what colour is the circle ?" --answer red --dump out
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];
     public IReadOnlyList<string> Valued => [.. Backends.Options, .. Shared.InferenceOptions, "--model", "--image", "--pixels", "--ids", "--labels", "--prompt", "--answer", "--template", "--dump"];
@@ -38,6 +40,7 @@ public sealed class ForwardCommand : ICommand
         var (npyPixels, npyShape) = args.Get("--pixels") is { } npy ? Npy.Read<float>(npy) : (null, null);
         int[]? ids = args.Get("--ids") is { } idsFile ? ReadInts(idsFile) : null;
         int[]? labels = args.Get("--labels") is { } labelsFile ? ReadInts(labelsFile) : null;
+        var templateOption = Shared.TemplateOption(args);
         if (ids is not null && labels is not null && labels.Length != ids.Length)
             throw new CliException($"{args.Get("--labels")}: {labels.Length} labels for {ids.Length} ids");
         var weights = Shared.Weights(args);
@@ -56,7 +59,7 @@ public sealed class ForwardCommand : ICommand
             }
             else
             {
-                var template = ConversationTemplate.Get(args.Get("--template") ?? "vicuna_v1");
+                var template = Shared.Template(templateOption, c);
                 var human = new Turn(Speaker.Human, Llava.ImagePlaceholder + "\n" + args.Require("--prompt"));
                 sample = args.Get("--answer") is { } answer
                     ? template.Encode([human, new Turn(Speaker.Gpt, answer)], hasImage: true, tok)

@@ -31,8 +31,8 @@ public sealed class TrainCommand : ICommand
             "out": "runs/x", "seed": 1, "max_length": 2048, "log_every": 10, "checkpoint_every": 0,
             "stages": [{"name", "data", "trainable": ["vision","projector","llm","vm_head"], "steps" or "epochs": passes
                         over the data, ⌈epochs × examples / (batch_size × grad_accum)⌉ steps, "lr",
-                        "warmup_ratio", "min_lr_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip",
-                        "vm_loss_weight", "init_vm_head": re-apply vm_head_init at the stage start,
+                        "warmup_ratio", "min_lr_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip": the
+                        global gradient norm's cap (default 1, 0: none), "vm_loss_weight", "init_vm_head": re-apply vm_head_init at the stage start,
                         "answer_prior": [["red","blue"],["circle","square"]]: word classes of a product-of-experts
                         question-only prior (training only), "answer_prior_samples": how many of the examples the
                         stage trains on it is counted on (default: all), "ema_decay": d in [0,1): the stage ends
@@ -65,7 +65,8 @@ public sealed class TrainCommand : ICommand
         var root = doc.RootElement;
         var run = TrainConfig.Parse(root, configPath);
         if (args.Has("--seed")) run = run with { Seed = (ulong)args.GetInt("--seed", 0, min: 0) };
-        string outDir = args.Get("--out") ?? Str(root, "out", configPath) ?? "runs/train";
+        string? configOut = Str(root, "out", configPath);
+        string outDir = args.Get("--out") ?? configOut ?? "runs/train";
         // The backend options are checked before the lock creates OUT: a usage error leaves nothing behind.
         using var backend = Backends.Create(args, Console.Error);
         using var runLock = RunDirectoryLock.Acquire(outDir);
@@ -208,6 +209,9 @@ public sealed class TrainCommand : ICommand
         if (!root.TryGetProperty("model", out var m) || m.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{path}: 'model' must be an object with one of preset, config, init");
         TrainConfig.RejectUnknown(m, ["preset", "config", "init", "init_scheme", .. VmSwitches], path + ": model");
+        string[] sources = [.. new[] { "preset", "config", "init" }.Where(k => m.TryGetProperty(k, out _))];
+        if (sources.Length > 1)
+            throw new InvalidDataException($"{path}: model: '{sources[0]}' and '{sources[1]}' exclude each other; give one of preset, config, init");
         return m;
     }
 

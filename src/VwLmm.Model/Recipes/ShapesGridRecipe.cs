@@ -256,16 +256,20 @@ public sealed class ShapesGridRecipe
     {
         public int Count => SourceSize;
 
+        public ConversationTemplate Template => ConversationTemplate.Plain;
+
         public TrainingExample Get(int index)
         {
             var s = r.World.Sample(Split.Train, index);
-            return new TrainingExample(ConversationTemplate.Plain.Encode(s.CaptionConversation("image"), tok), r.Pixels(s.Image));
+            return new TrainingExample(Template.Encode(s.CaptionConversation("image"), tok), r.Pixels(s.Image));
         }
     }
 
     private sealed class QaSource(ShapesGridRecipe r, ITokenizer tok, QuestionKind[]? kinds) : ITrainingSource
     {
         public int Count => SourceSize;
+
+        public ConversationTemplate Template => ShapesGridRecipe.Template;
 
         public TrainingExample Get(int index)
         {

@@ -9,6 +9,8 @@ public sealed class LlavaSource(LlavaDataset dataset, ConversationTemplate templ
 {
     public int Count => dataset.Samples.Count;
 
+    public ConversationTemplate Template => template;
+
     public TrainingExample Get(int index)
     {
         var sample = dataset.Samples[index];

@@ -110,14 +110,23 @@ public sealed record TrainConfig
             if (s.AnswerPriorSamples < 1) throw new InvalidDataException($"{at}: 'answer_prior_samples' must be ≥ 1");
             Fraction(s.EmaDecay, "ema_decay", at);
             Fraction(s.Dropout, "dropout", at);
+            NonNegative(s.WeightDecay, "weight_decay", at);
+            NonNegative(s.GradClip, "grad_clip", at);
+            if (s.VmLossWeight is { } lambda) NonNegative(lambda, "vm_loss_weight", at);
         }
         if (MaxLength < 2) throw new InvalidDataException($"{source}: 'max_length' must be ≥ 2");
+        if (LogEvery < 1) throw new InvalidDataException($"{source}: 'log_every' must be ≥ 1");
         if (CheckpointEvery < 0) throw new InvalidDataException($"{source}: 'checkpoint_every' must be ≥ 0");
     }
 
     private static void Fraction(double value, string key, string at)
     {
         if (!(value is >= 0 and < 1)) throw new InvalidDataException($"{at}: '{key}' must be in [0,1)");
+    }
+
+    private static void NonNegative(double value, string key, string at)
+    {
+        if (!(value >= 0)) throw new InvalidDataException($"{at}: '{key}' must be ≥ 0");
     }
 
     /// <summary>Top-level keys: the run's own, plus those the caller interprets (model, data sources, tokenizer, output).</summary>
@@ -176,11 +185,19 @@ public sealed record TrainConfig
         return cfg;
     }
 
+    /// <summary>
+    /// An object's keys must be known and each given once: System.Text.Json keeps a repeated key, and which of its
+    /// values a lookup returns would then decide silently.
+    /// </summary>
     public static void RejectUnknown(JsonElement o, string[] known, string at)
     {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var p in o.EnumerateObject())
+        {
             if (Array.IndexOf(known, p.Name) < 0)
                 throw new InvalidDataException($"{at}: unknown key '{p.Name}' (known: {string.Join(", ", known)})");
+            if (!seen.Add(p.Name)) throw new InvalidDataException($"{at}: key '{p.Name}' is given twice");
+        }
     }
 
     private static string? Str(JsonElement o, string key, string at) =>
@@ -200,7 +217,8 @@ public sealed record TrainConfig
 
     private static double? Num(JsonElement o, string key, string at) =>
         !o.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null ? null
-        : v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw new InvalidDataException($"{at}: '{key}' must be a number");
+        : v.ValueKind == JsonValueKind.Number && double.IsFinite(v.GetDouble()) ? v.GetDouble()
+        : throw new InvalidDataException($"{at}: '{key}' must be a finite number");
 
     private static IReadOnlyList<IReadOnlyList<string>>? WordClasses(JsonElement o, string key, string at)
     {

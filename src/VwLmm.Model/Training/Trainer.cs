@@ -54,6 +54,9 @@ public sealed class Trainer : IDisposable
         _arena = new Arena(model.Backend, arenaBytes);
         _tape = new Tape(model.Backend, _arena, record: true);
         _state = new TrainerState(0, 0, 0, 0, config.Seed);
+        // Chat and eval default to the template the model answers in: that of the last stage with conversations.
+        if (_config.Stages.Select(s => sources(s.Data).Template).LastOrDefault(t => t is not null) is { } template)
+            model.RecordConversationTemplate(template);
     }
 
     public TrainerState State => _state;

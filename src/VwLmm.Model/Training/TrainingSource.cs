@@ -14,4 +14,7 @@ public interface ITrainingSource
     /// <summary>Get(index).Tokens, for readers that need no pixels (the answer prior); override where the tokens come
     /// cheaper than the whole example.</summary>
     TokenizedConversation Tokens(int index) => Get(index).Tokens;
+
+    /// <summary>The template its conversations are encoded with; null for plain text.</summary>
+    ConversationTemplate? Template => null;
 }

@@ -152,6 +152,10 @@ public class CliTests
         AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "init_scheme", "xavier");
         File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"shapesgrid":{"seed":1},"stages":[{"data":"qa:colour,size","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2}]}""");
         AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "'size'");
+        File.WriteAllText(cfg, """{"model":{"preset":"tiny","config":"elsewhere.json"},"shapesgrid":{"seed":1},"stages":[{"data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2}]}""");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "'preset' and 'config' exclude each other");
+        File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"out":7,"shapesgrid":{"seed":1},"stages":[{"data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2}]}""");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "'out' must be a string");
     }
 
     [Test]

@@ -86,14 +86,13 @@ public class DemoTests
         Assert.That(Directory.GetFiles(model).Select(Path.GetFileName),
                     Does.Contain("config.json").And.Contain("tokenizer.model").And.Some.EndsWith(".safetensors")
                         .And.None.Contains("optimizer").And.None.Contains("trainer_state"));
-        var chatLine = Regex.Match(r.Stdout, @"^\s*\./vwlmm chat --model (\S+) --image (\S+) --template (\S+) '([^']+)'$", RegexOptions.Multiline);
+        var chatLine = Regex.Match(r.Stdout, @"^\s*\./vwlmm chat --model (\S+) --image (\S+) '([^']+)'$", RegexOptions.Multiline);
         Assert.That(chatLine.Success, r.Stdout);
         Assert.That(chatLine.Groups[1].Value, Is.EqualTo(model));
-        string question = chatLine.Groups[4].Value;
+        string question = chatLine.Groups[3].Value;
         var demoAnswer = Regex.Match(r.Stdout, $@"Q \(test-\d+\): {Regex.Escape(question)}  →  (.*?)   \(truth");
         Assert.That(demoAnswer.Success, r.Stdout);
-        var chat = Run("chat", "--model", model, "--image", chatLine.Groups[2].Value, "--template", chatLine.Groups[3].Value,
-                       question, "--threads", "2");
+        var chat = Run("chat", "--model", model, "--image", chatLine.Groups[2].Value, question, "--threads", "2");
         Assert.That(chat.ExitCode, Is.Zero, chat.Stderr);
         Assert.That(chat.Stdout.Trim(), Is.EqualTo(demoAnswer.Groups[1].Value));
 

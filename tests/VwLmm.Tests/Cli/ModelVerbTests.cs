@@ -217,6 +217,22 @@ public class ModelVerbTests
         Assert.That(untold.ExitCode, Is.Zero, untold.Stderr);
         AssertOneLineError(Run([.. chat[..^3], "200", "--threads", "1"]), 1, "exceeds the context of 128");
 
+        // Without --template, chat takes the template config.json records: a copy of the model that records shapes_chat
+        // answers as the original does when told; the original records none, so chat falls back to vicuna_v1, whose
+        // system prompt alone leaves no room in 128 positions.
+        string recorded = Path.Combine(_dir, "recorded");
+        Directory.CreateDirectory(recorded);
+        foreach (var file in Directory.GetFiles(_model)) File.Copy(file, Path.Combine(recorded, Path.GetFileName(file)));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(recorded, "config.json")))!.AsObject();
+        Assert.That(config.ContainsKey("conversation_template"), Is.False);
+        config["conversation_template"] = "shapes_chat";
+        File.WriteAllText(Path.Combine(recorded, "config.json"), config.ToJsonString());
+        string[] noTemplate = [.. chat[..6], .. chat[8..]];
+        var told = Run([.. noTemplate[..2], recorded, .. noTemplate[3..]]);
+        Assert.That(told.ExitCode, Is.Zero, told.Stderr);
+        Assert.That(told.Stdout, Is.EqualTo(first.Stdout));
+        AssertOneLineError(Run(noTemplate), 1, "template vicuna_v1 fills the model's context of 128 positions");
+
         // Without a question, chat reads one per line until end of file (blank lines skipped), keeping the conversation:
         // its first answer is the one-shot answer.
         var session = RunWithInput("what colour is the circle ?\n\nis there a red square ?\n", chat[..5].Concat(chat[6..]).ToArray());

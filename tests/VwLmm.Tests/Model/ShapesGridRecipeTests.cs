@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using VwLmm.Core;
+using VwLmm.Data.Conversations;
 using VwLmm.Data.ShapesGrid;
 using VwLmm.Model;
 using VwLmm.Model.Recipes;
@@ -82,6 +83,16 @@ public class ShapesGridRecipeTests : CpuFixture
         pretraining.Train(steps: 40, batchSize: 8, lr: 2e-3);
         double after = pretraining.Evaluate(12).CodeError;
         Assert.That(after, Is.LessThan(0.5 * before), "the features move towards the sum of their classes' codes");
+    }
+
+    [Test]
+    public void SourcesNameTheTemplateTheirConversationsAreEncodedWith()
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        Assert.That(recipe.Source("text", tok).Template, Is.Null);
+        Assert.That(recipe.Source("captions", tok).Template, Is.SameAs(ConversationTemplate.Plain));
+        Assert.That(recipe.Source("qa", tok).Template, Is.SameAs(ConversationTemplate.ShapesChat));
+        Assert.That(recipe.Source("qa:colour", tok).Template, Is.SameAs(ConversationTemplate.ShapesChat));
     }
 
     [Test]

@@ -169,6 +169,40 @@ public class TrainerStageTests : CpuFixture
         }
     }
 
+    [Test]
+    public void CheckpointsRecordTheTemplateOfTheLastStageWithConversations()
+    {
+        var cfg = TinyWorld.Config();
+        var text = new TinyWorld.Source(cfg, 6);
+        var chat = new TemplatedSource(text, ConversationTemplate.Mistral);
+        var plain = new TemplatedSource(text, ConversationTemplate.Plain);
+        string dir = TempDir();
+        try
+        {
+            var run = RetrainRecipe() with
+            {
+                Stages = [.. RetrainRecipe().Stages.Select((s, i) => s with { Data = new[] { "plain", "chat", "text" }[i], Steps = 1 })],
+            };
+            using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
+            Assert.That(m.Config.ConversationTemplate, Is.Null);
+            using var t = new Trainer(m, run, name => name switch { "plain" => plain, "chat" => chat, _ => text }, 64 << 20);
+            t.Run(dir, CancellationToken.None);
+            Assert.That(m.Config.ConversationTemplate, Is.EqualTo("mistral"), "the text stage after it has no template");
+            Assert.That(VwLmmConfig.Load(Path.Combine(dir, Trainer.CheckpointDirName)).ConversationTemplate, Is.EqualTo("mistral"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private sealed class TemplatedSource(ITrainingSource inner, ConversationTemplate template) : ITrainingSource
+    {
+        public int Count => inner.Count;
+        public TrainingExample Get(int index) => inner.Get(index);
+        public ConversationTemplate Template => template;
+    }
+
     /// <summary>Every example: BOS, one word, the image, a three-word answer, EOS — so that any split of a batch into
     /// micro-batches gives each the same number of text targets and image tokens.</summary>
     private sealed class UniformSource(VwLmmConfig c, int count) : ITrainingSource
@@ -347,8 +381,9 @@ public class TrainerStageTests : CpuFixture
         {
             Llm = tiny.Llm with { VocabSize = written.Llm.VocabSize },
             VmLossWeight = 0, VmDetachTarget = true, VmKlDirection = KlDirection.Reverse, VmHeadInit = VmHeadInit.LmHead, UsePif = true,
+            ConversationTemplate = "vicuna_v1", // the dataset's, by default
         };
-        Assert.That(written, Is.EqualTo(expected), "the switches, and nothing else, differ from the preset");
+        Assert.That(written, Is.EqualTo(expected), "the switches and the data's template, and nothing else, differ from the preset");
         foreach (var line in File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement))
         {
             Assert.That(line.GetProperty("loss_text").GetDouble(), Is.GreaterThan(0));

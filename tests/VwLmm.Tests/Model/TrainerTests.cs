@@ -211,6 +211,38 @@ public class TrainerTests : CpuFixture
         Assert.That(TrainConfig.Parse(doc.RootElement, "train.json").Stages[0].InitVmHead, Is.True);
     }
 
+    /// <summary>Weight decay, the clip norm and λ are read as given, and a negative or non-finite value is an error
+    /// naming the file and the key (AdamW would otherwise grow the weights, or the clip silently switch off).</summary>
+    [TestCase("weight_decay")]
+    [TestCase("grad_clip")]
+    [TestCase("vm_loss_weight")]
+    public void NonNegativeStageKeysRejectNegativeValues(string key)
+    {
+        StageConfig Parse(string value) => TrainConfig.Parse(System.Text.Json.JsonDocument.Parse(
+            $$"""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"{{key}}":{{value}}}]}""").RootElement, "train.json").Stages[0];
+        double? Value(string value)
+        {
+            var stage = Parse(value);
+            return key switch { "weight_decay" => stage.WeightDecay, "grad_clip" => stage.GradClip, _ => stage.VmLossWeight };
+        }
+        Assert.That(Value("0"), Is.EqualTo(0));
+        Assert.That(Value("2.5"), Is.EqualTo(2.5));
+        foreach (string bad in new[] { "-1", "-1e-9", "1e400" })
+        {
+            var e = Assert.Throws<InvalidDataException>(() => Parse(bad))!;
+            Assert.That(e.Message, Does.Contain("train.json").And.Contain($"'{key}'"), bad);
+        }
+    }
+
+    [TestCase("""{"seed":1,"seed":2,"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1}]}""", "'seed' is given twice")]
+    [TestCase("""{"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1,"lr":0.2}]}""", "'lr' is given twice")]
+    [TestCase("""{"log_every":0,"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1}]}""", "'log_every' must be ≥ 1")]
+    public void RepeatedKeysAndAZeroLogIntervalAreErrors(string json, string message)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(System.Text.Json.JsonDocument.Parse(json).RootElement, "train.json"))!;
+        Assert.That(e.Message, Does.StartWith("train.json").And.Contain(message));
+    }
+
     [Test]
     public void UnknownConfigKeyIsAnError()
     {

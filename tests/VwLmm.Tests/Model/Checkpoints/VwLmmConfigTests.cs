@@ -33,6 +33,7 @@ public class VwLmmConfigTests
             VmKlDirection = KlDirection.Reverse,
             VmHeadInit = VmHeadInit.EmbedTokens,
             UsePif = true,
+            ConversationTemplate = "shapes_chat",
         };
         using var dir = new Scratch();
         config.Save(dir.Path);
@@ -98,6 +99,8 @@ public class VwLmmConfigTests
     [TestCase("vm_head_init", "\"zeros\"", "key 'vm_head_init'")]
     [TestCase("use_pif", "\"yes\"", "key 'use_pif': must be true or false")]
     [TestCase("sliding_window", "16", "key 'sliding_window'")]
+    [TestCase("conversation_template", "\"alpaca\"", "key 'conversation_template': unknown template 'alpaca'")]
+    [TestCase("conversation_template", "3", "key 'conversation_template': must be a string")]
     [TestCase("vision_config", "[]", "key 'vision_config': must be an object")]
     public void BadValueIsRejectedNamingTheKey(string key, string value, string message)
     {
