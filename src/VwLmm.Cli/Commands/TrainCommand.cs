@@ -132,7 +132,17 @@ public sealed class TrainCommand : ICommand
         using var metrics = new StreamWriter(Path.Combine(outDir, "metrics.jsonl"), append) { AutoFlush = true };
         using (var progress = new TrainingProgress(stdout, quiet))
         {
-            trainer.OnStep = progress.Report;
+            // LLaVA cuts long examples silently; a cut that drops an answer trains nothing on it, so say so once a stage.
+            string? warned = null;
+            trainer.OnStep = m =>
+            {
+                if (m.TruncatedExamples > 0 && m.Stage != warned)
+                {
+                    warned = m.Stage;
+                    Console.Error.WriteLine($"warning: stage '{m.Stage}', step {m.StageStep}: {m.TruncatedExamples} examples are longer than max_length with their images spliced in, and were cut (metrics.jsonl counts them as truncated_examples)");
+                }
+                progress.Report(m);
+            };
             trainer.Run(outDir, cts.Token, metrics);
         }
         if (received is { } sig)

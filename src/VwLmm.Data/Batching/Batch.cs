@@ -10,7 +10,7 @@ public readonly record struct ImageRef(int Sample, int Ordinal);
 public sealed class Batch
 {
     internal Batch(int b, int l, int imageTokens, int[] map, int[] targets, byte[] imageMask, int[] vmPairs, int[] positions,
-                   int[] keyLengths, ImageRef[] images, int textTargetCount, int imageTokenCount)
+                   int[] keyLengths, ImageRef[] images, int textTargetCount, int imageTokenCount, int truncatedCount)
     {
         B = b;
         L = l;
@@ -24,6 +24,7 @@ public sealed class Batch
         Images = images;
         TextTargetCount = textTargetCount;
         ImageTokenCount = imageTokenCount;
+        TruncatedCount = truncatedCount;
     }
 
     public int B { get; }
@@ -51,4 +52,6 @@ public sealed class Batch
     public int TextTargetCount { get; }
     /// <summary>Number of image positions kept in the batch.</summary>
     public int ImageTokenCount { get; }
+    /// <summary>Number of samples longer than the builder's MaxLength once spliced, and so cut.</summary>
+    public int TruncatedCount { get; }
 }

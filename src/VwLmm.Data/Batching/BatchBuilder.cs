@@ -39,10 +39,13 @@ public sealed class BatchBuilder
         if (samples.Count == 0) throw new ArgumentException("batch has no samples", nameof(samples));
         int b = samples.Count;
         var keyLengths = new int[b];
+        int truncated = 0;
         for (int s = 0; s < b; s++)
         {
             Validate(samples[s], s);
-            keyLengths[s] = Math.Min(SplicedLength(samples[s]), MaxLength);
+            int spliced = SplicedLength(samples[s]);
+            if (spliced > MaxLength) truncated++;
+            keyLengths[s] = Math.Min(spliced, MaxLength);
         }
         int l = keyLengths.Max();
 
@@ -95,7 +98,7 @@ public sealed class BatchBuilder
             }
         }
         return new Batch(b, l, ImageTokens, map, targets, mask, pairs.ToArray(), positions, keyLengths, images.ToArray(),
-                         textTargets, imageTokens);
+                         textTargets, imageTokens, truncated);
     }
 
     private void Validate(TokenizedConversation sample, int index)

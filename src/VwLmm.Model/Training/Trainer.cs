@@ -7,10 +7,12 @@ using VwLmm.Model.Checkpoints;
 
 namespace VwLmm.Model.Training;
 
-/// <summary>What one optimiser step measured (written as a JSONL line on log steps).</summary>
+/// <summary>What one optimiser step measured (written as a JSONL line on log steps); TruncatedExamples counts the
+/// step's examples that max_length cut once their images were spliced in.</summary>
 public sealed record StepMetrics(
     string Stage, int StageStep, int StageSteps, int GlobalStep, int TotalSteps, double LossText, double LossVm, double Loss,
-    double GradNorm, double Lr, double TokensPerSecond, double Seconds, double? VisualWordEntropy, int? DistinctVisualWords);
+    double GradNorm, double Lr, double TokensPerSecond, double Seconds, double? VisualWordEntropy, int? DistinctVisualWords,
+    int TruncatedExamples);
 
 /// <summary>Where a run stands: enough, with the saved parameters and moments, to continue it bit for bit.</summary>
 public sealed record TrainerState(int Stage, int StageStep, int GlobalStep, int AdamStep, ulong Seed);
@@ -123,6 +125,7 @@ public sealed class Trainer : IDisposable
         var builder = new BatchBuilder(_model.Vision.TokensPerImage, _config.MaxLength, _model.Config.Llm.VocabSize);
         double text = 0, vm = 0, total = 0;
         long tokens = 0;
+        int truncated = 0;
         double? entropy = null;
         int? distinct = null;
         bool logStep = (_state.StageStep + 1) % Math.Max(1, _config.LogEvery) == 0 || _state.StageStep + 1 == stage.Steps;
@@ -144,6 +147,7 @@ public sealed class Trainer : IDisposable
             vm += output.Vm.Mean / stage.GradAccum;
             total += output.Total / stage.GradAccum;
             tokens += batch.TextTargetCount + batch.ImageTokenCount;
+            truncated += batch.TruncatedCount;
             if (logStep && micro == 0 && output.VmLogits is not null)
                 (entropy, distinct) = VisualWordStatistics(output.VmLogits);
         }
@@ -153,7 +157,7 @@ public sealed class Trainer : IDisposable
         _state = _state with { StageStep = _state.StageStep + 1, GlobalStep = _state.GlobalStep + 1, AdamStep = adam.StepCount };
         double seconds = sw.Elapsed.TotalSeconds;
         return new StepMetrics(stage.Name, _state.StageStep, stage.Steps, _state.GlobalStep, _config.TotalSteps, text, vm, total,
-                               norm, lr, tokens / Math.Max(seconds, 1e-9), seconds, entropy, distinct);
+                               norm, lr, tokens / Math.Max(seconds, 1e-9), seconds, entropy, distinct, truncated);
     }
 
     /// <summary>The stage's dropout for a micro-batch of this step: its seed follows from the run's seed, the global

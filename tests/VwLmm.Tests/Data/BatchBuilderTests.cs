@@ -90,6 +90,7 @@ public class BatchBuilderTests
         Assert.That(batch.VmPairs, Is.EqualTo(new[] { 0, 0, 1, 1 }));
         Assert.That(batch.Images, Is.EqualTo(new[] { new ImageRef(0, 0) }));
         Assert.That(batch.ImageTokenCount, Is.EqualTo(2));
+        Assert.That(batch.TruncatedCount, Is.EqualTo(2));
     }
 
     [Test]
@@ -98,6 +99,8 @@ public class BatchBuilderTests
         var batch = new BatchBuilder(2, 5, 10).Build([Sample([1, S, 4, 5, 6], [I, I, 4, 5, 6])]);
         Assert.That(batch.Map, Is.EqualTo(new[] { 1, -2, -3, 4, 5 }));
         Assert.That(batch.Targets, Is.EqualTo(new[] { I, I, 4, 5, I }), "label 6 of the cut token is gone");
+        Assert.That(batch.TruncatedCount, Is.EqualTo(1));
+        Assert.That(new BatchBuilder(2, 6, 10).Build([Sample([1, S, 4, 5, 6], [I, I, 4, 5, 6])]).TruncatedCount, Is.Zero, "exactly MaxLength is not cut");
     }
 
     [Test]

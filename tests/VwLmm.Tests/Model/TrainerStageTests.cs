@@ -196,6 +196,28 @@ public class TrainerStageTests : CpuFixture
         }
     }
 
+    [Test]
+    public void StepsCountTheExamplesMaxLengthCuts()
+    {
+        // TinyWorld's examples are 2 + 16 image rows + 3–5 answer tokens + EOS = 22–24 positions (text-only ones 6–8).
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 10);
+        int Cut(int maxLength)
+        {
+            using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
+            var run = RetrainRecipe() with { MaxLength = maxLength, Stages = [RetrainRecipe().Stages[0] with { Steps = 1, BatchSize = 10 }] };
+            using var t = new Trainer(m, run, _ => source, 64 << 20);
+            int cut = -1;
+            t.OnStep = s => cut = s.TruncatedExamples;
+            t.Run(null, CancellationToken.None);
+            return cut;
+        }
+        int Longer(int maxLength) => Enumerable.Range(0, 10).Count(i => i % 5 != 4 && 2 + 16 + 3 + i % 3 + 1 > maxLength);
+        Assert.That(Cut(64), Is.Zero);
+        Assert.That(Cut(23), Is.EqualTo(Longer(23)).And.GreaterThan(0));
+        Assert.That(Cut(12), Is.EqualTo(8), "every example with an image");
+    }
+
     private sealed class TemplatedSource(ITrainingSource inner, ConversationTemplate template) : ITrainingSource
     {
         public int Count => inner.Count;
@@ -365,6 +387,26 @@ public class TrainerStageTests : CpuFixture
         Assert.That(Losses(Path.Combine(dir, "one-again")), Is.EqualTo(Losses(Path.Combine(dir, "one"))), "--seed equal to the config's changes nothing");
         AssertOneLineError(Run("train", "--config", cfg, "--out", Path.Combine(dir, "bad"), "--seed", "-3"), 2, "--seed");
         AssertOneLineError(Run("train", "--config", cfg, "--out", Path.Combine(dir, "two"), "--resume"), 1, "trainer_state.json", "seed 2", "seed is 1");
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [Test]
+    public void TrainWarnsOnceAStageWhenMaxLengthCutsExamples()
+    {
+        string cfg = TinyTrainConfig("""{"preset": "tiny"}""");
+        string dir = Path.GetDirectoryName(cfg)!;
+        var r = Run("train", "--config", cfg, "--out", Path.Combine(dir, "whole"), "--quiet");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        Assert.That(r.Stderr, Is.Empty, "max_length 512 cuts nothing");
+        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("\"max_length\": 512", "\"max_length\": 20"));
+        string outDir = Path.Combine(dir, "cut");
+        r = Run("train", "--config", cfg, "--out", outDir, "--quiet");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        var warnings = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(warnings, Has.Length.EqualTo(1), "once for the stage's three steps");
+        Assert.That(warnings[0], Does.StartWith("warning: stage 'stage1', step 1: 2 examples are longer than max_length"));
+        var cut = File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("truncated_examples").GetInt32());
+        Assert.That(cut, Has.All.GreaterThan(0));
         Directory.Delete(dir, recursive: true);
     }
 
