@@ -43,6 +43,7 @@ public sealed class InspectCommand : ICommand
         stdout.WriteLine($"llm         d={l.HiddenSize}, {l.NumHiddenLayers} layers, {l.NumAttentionHeads} heads / {l.NumKeyValueHeads} kv, ffn {l.IntermediateSize}, vocab {l.VocabSize}, rope θ {l.RopeTheta.ToString(ci)}, context {l.MaxPositionEmbeddings}");
         stdout.WriteLine($"vw-lmm      λ {config.VmLossWeight.ToString(ci)}, KL {config.VmKlDirection}, detach {config.VmDetachTarget}, vm_head init {config.VmHeadInit}, pif {config.UsePif}, image tokens {config.ImageTokens}");
         stdout.WriteLine($"vm_head     {(reader.Contains(HfNames.VmHead) ? "present" : "absent (initialised on load)")}");
+        stdout.WriteLine($"template    {config.ConversationTemplate ?? "not recorded (chat, eval and forward default to vicuna_v1)"}");
         // What loading allocates for the weights: the tensors the model runs (not the tower layers past the select layer).
         var loaded = HfNames.Expected(config).Where(t => t.Required).ToList();
         long f32 = loaded.Sum(t => 4 * t.Shape.Numel), bf16 = loaded.Sum(t => (t.Linear ? 2 : 4) * t.Shape.Numel);

@@ -46,6 +46,7 @@ public class ModelVerbTests
         var inspect = Run("inspect", _model);
         Assert.That(inspect.ExitCode, Is.Zero, inspect.Stderr);
         Assert.That(inspect.Stdout, Does.Contain("vm_head     present").And.Not.Contain("not used"));
+        Assert.That(inspect.Stdout, Does.Contain("template    not recorded (chat, eval and forward default to vicuna_v1)"));
 
         var (logits, ls) = Npy.Read<float>(Path.Combine(dump, "logits.npy"));
         var (p, ps) = Npy.Read<float>(Path.Combine(dump, "visual_words.npy"));
@@ -232,6 +233,7 @@ public class ModelVerbTests
         Assert.That(told.ExitCode, Is.Zero, told.Stderr);
         Assert.That(told.Stdout, Is.EqualTo(first.Stdout));
         AssertOneLineError(Run(noTemplate), 1, "template vicuna_v1 fills the model's context of 128 positions");
+        Assert.That(Run("inspect", recorded).Stdout, Does.Contain("template    shapes_chat\n"));
 
         // Without a question, chat reads one per line until end of file (blank lines skipped), keeping the conversation:
         // its first answer is the one-shot answer.
