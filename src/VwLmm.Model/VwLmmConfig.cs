@@ -70,7 +70,8 @@ public sealed record VwLmmConfig
     public bool UsePif { get; init; }
     /// <summary>
     /// The conversation template the model was trained with (our key conversation_template; LLaVA leaves the choice to
-    /// its inference scripts' --conv-mode), the default of chat, eval and forward; null when not recorded.
+    /// its inference scripts' --conv-mode), the default of chat, eval and forward; when absent, mistral for a Mistral
+    /// model_type and otherwise null (not recorded).
     /// </summary>
     public string? ConversationTemplate { get; init; }
 
@@ -164,7 +165,8 @@ public sealed record VwLmmConfig
             VmKlDirection = c.Enum("vm_kl_direction", KlNames) ?? KlDirection.Forward,
             VmHeadInit = c.Enum("vm_head_init", VmInitNames) ?? VmHeadInit.Random,
             UsePif = c.Bool("use_pif") ?? pifArchitecture,
-            ConversationTemplate = c.String("conversation_template"),
+            // A Mistral backbone was trained on Mistral's [INST] template (METHOD §1.5), whatever else the config says.
+            ConversationTemplate = c.String("conversation_template") ?? (modelType is "llava_mistral" or "vw_mistral" or "mistral" ? "mistral" : null),
         };
         string? problem = config.FindProblem();
         if (problem is not null) throw new InvalidDataException($"{source}: {problem}");

@@ -56,6 +56,19 @@ public class VwLmmConfigTests
         Assert.That(c.ImageTokens, Is.EqualTo(576));
         Assert.That(c.UsePif, Is.False);
         Assert.That(c.VmLossWeight, Is.EqualTo(1));
+        Assert.That(c.ConversationTemplate, Is.Null, "LLaVA records none: chat and eval fall back to vicuna_v1");
+    }
+
+    [TestCase("llava_mistral", null, "mistral")]
+    [TestCase("vw_mistral", null, "mistral")]
+    [TestCase("vw_mistral", "plain", "plain")]
+    [TestCase("llava_llama", null, null)]
+    public void AMistralModelTypeImpliesTheMistralTemplateUnlessOneIsRecorded(string modelType, string? recorded, string? expected)
+    {
+        var json = JsonNode.Parse(VwLmmConfig.Presets.Tiny.ToJson())!.AsObject();
+        json["model_type"] = modelType;
+        if (recorded is not null) json["conversation_template"] = recorded;
+        Assert.That(Parse(json.ToJsonString()).ConversationTemplate, Is.EqualTo(expected));
     }
 
     /// <summary>METHOD §1.2: Vicuna-7B 6,738,415,616 + CLIP-L/336 303,507,456 + mlp2x projector 20,979,712 + VM head 131,072,000.</summary>
