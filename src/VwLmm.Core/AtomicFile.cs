@@ -1,14 +1,29 @@
+using System.Runtime.InteropServices;
+
 namespace VwLmm.Core;
 
 /// <summary>
 /// Write-to-temp-then-rename, so readers see either the old file (or directory) or the complete new one — never a torn one.
 /// </summary>
-public static class AtomicFile
+public static unsafe partial class AtomicFile
 {
-    /// <summary>Runs <paramref name="write"/> on a temporary file beside <paramref name="path"/>, flushes it to disk and renames it over <paramref name="path"/>.</summary>
+    /// <summary>
+    /// Runs <paramref name="write"/> on a temporary file beside <paramref name="path"/>, flushes it to disk and renames it
+    /// over <paramref name="path"/>. A symbolic link is followed, so the file it names is replaced and the link kept; a
+    /// path that names no regular file (/dev/stdout, a FIFO) is written in place, as nothing could be renamed over it
+    /// without destroying it.
+    /// </summary>
     public static void Write(string path, Action<Stream> write)
     {
         string full = Path.GetFullPath(path);
+        if (IsSpecial(full))
+        {
+            using var target = new FileStream(full, FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 1 << 16);
+            write(target);
+            target.Flush();
+            return;
+        }
+        if (new FileInfo(full).LinkTarget is not null && File.ResolveLinkTarget(full, returnFinalTarget: true) is { } linked) full = linked.FullName;
         string? dir = Path.GetDirectoryName(full);
         if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
         string temp = $"{full}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
@@ -27,6 +42,37 @@ public static class AtomicFile
             throw;
         }
     }
+
+    /// <summary>
+    /// Whether <paramref name="path"/> exists, links included, as something other than a regular file or a directory
+    /// (a device, FIFO or socket). .NET reports these as ordinary files, so this asks stat(2), whose st_mode sits at a
+    /// fixed offset per architecture; where that is unknown or stat is not exported (glibc before 2.33) it answers
+    /// false, and the path is treated as a file.
+    /// </summary>
+    internal static bool IsSpecial(string path)
+    {
+        int offset = RuntimeInformation.ProcessArchitecture switch
+        {
+            Architecture.X64 => 24, // st_dev, st_ino, st_nlink (8 bytes each), then st_mode
+            Architecture.Arm64 => 16, // st_dev, st_ino, then st_mode
+            _ => -1,
+        };
+        if (offset < 0 || !OperatingSystem.IsLinux()) return false;
+        byte* buffer = stackalloc byte[256];
+        try
+        {
+            if (Stat(path, buffer) != 0) return false;
+        }
+        catch (EntryPointNotFoundException)
+        {
+            return false;
+        }
+        uint type = *(uint*)(buffer + offset) & 0xF000;
+        return type is not (0x8000 or 0x4000); // S_IFREG, S_IFDIR
+    }
+
+    [LibraryImport("libc", EntryPoint = "stat", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Stat(string path, byte* buffer);
 
     /// <summary>Atomically replaces <paramref name="path"/> with <paramref name="text"/> (UTF-8, no BOM).</summary>
     public static void WriteAllText(string path, string text) =>

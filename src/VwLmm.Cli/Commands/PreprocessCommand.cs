@@ -25,7 +25,8 @@ public sealed class PreprocessCommand : ICommand
         var image = ImageCodec.Decode(args.Require("--image"));
         var pixels = new ClipPreprocessor(new ClipPreprocessorOptions { Size = size, Pad = args.Has("--pad") }).Process(image);
         Npy.Write(output, pixels, [3, size, size]);
-        if (!args.Has("--quiet")) stdout.WriteLine($"wrote {output} [3,{size},{size}]");
+        // On stderr, as eval's: --out may be /dev/stdout, whose reader wants the .npy alone.
+        if (!args.Has("--quiet")) Console.Error.WriteLine($"wrote {output} [3,{size},{size}]");
         return 0;
     }
 }

@@ -51,7 +51,7 @@ public sealed class VisualizeCommand : ICommand
                 .Paragraph($"Model {modelDir}: each cell is one {c.PatchSize}×{c.PatchSize} patch of the {c.ImageSize}px model input, labelled with argmax softmax(W_vm·x). Hover for the top {topK}.")
                 .Maps([new VisualWordMap(Path.GetFileName(imagePath), shown, grid, cells)], Math.Max(24, 480 / grid))
                 .Save(output);
-            if (!args.Has("--quiet")) stdout.WriteLine($"wrote {output}");
+            if (!args.Has("--quiet")) Console.Error.WriteLine($"wrote {output}"); // --out may be /dev/stdout
             return 0;
         }
     }

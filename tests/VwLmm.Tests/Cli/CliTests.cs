@@ -79,6 +79,13 @@ public class CliTests
         var (data, shape) = VwLmm.Data.Npy.Read<float>(npy);
         Assert.That(shape, Is.EqualTo(new[] { 3, 24, 24 }));
         Assert.That(data.All(float.IsFinite), Is.True);
+        // To /dev/stdout, the .npy alone goes down the pipe (the note that it was written goes to stderr), and the link
+        // survives: a rename over it would have replaced it with a file.
+        var piped = Run("preprocess", "--image", Path.Combine(Fixtures, "images", "src", "grey_64x64.png"), "--size", "24", "--out", "/dev/stdout");
+        Assert.That(piped.ExitCode, Is.Zero, piped.Stderr);
+        Assert.That(piped.Stdout, Does.Contain("NUMPY").And.Not.Contain("wrote"));
+        Assert.That(piped.Stderr, Does.Contain("wrote /dev/stdout [3,24,24]"));
+        Assert.That(new FileInfo("/dev/stdout").LinkTarget, Is.Not.Null);
 
         string truncated = Path.Combine(dir, "cut.png");
         var png = File.ReadAllBytes(Path.Combine(Fixtures, "images", "src", "grey_64x64.png"));

@@ -1,0 +1,68 @@
+using System.Diagnostics;
+using NUnit.Framework;
+using VwLmm.Core;
+
+namespace VwLmm.Tests.Core;
+
+/// <summary>
+/// <see cref="AtomicFile.Write"/> on what is not a plain file: a symbolic link keeps linking to the replaced file, and a
+/// FIFO (like /dev/stdout, which renaming over would destroy) is written in place.
+/// </summary>
+public class AtomicFileTests
+{
+    private string _dir = "";
+
+    [SetUp]
+    public void Create() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), "vwlmm-atomicfile-" + Guid.NewGuid().ToString("N")));
+
+    [TearDown]
+    public void Remove() => Directory.Delete(_dir, recursive: true);
+
+    [Test]
+    public void ALinkKeepsPointingAtTheFileItReplaces()
+    {
+        string real = Path.Combine(_dir, "real.txt"), link = Path.Combine(_dir, "link.txt");
+        File.WriteAllText(real, "old");
+        File.CreateSymbolicLink(link, real);
+        AtomicFile.WriteAllText(link, "new");
+        Assert.That(new FileInfo(link).LinkTarget, Is.EqualTo(real));
+        Assert.That(File.ReadAllText(real), Is.EqualTo("new"));
+        Assert.That(Directory.GetFiles(_dir).Select(Path.GetFileName), Is.EquivalentTo(new[] { "real.txt", "link.txt" }), "no temporary left");
+        string dangling = Path.Combine(_dir, "dangling.txt"), later = Path.Combine(_dir, "later.txt");
+        File.CreateSymbolicLink(dangling, later);
+        AtomicFile.WriteAllText(dangling, "made");
+        Assert.That(File.ReadAllText(later), Is.EqualTo("made"), "a dangling link's file is created");
+        Assert.That(new FileInfo(dangling).LinkTarget, Is.EqualTo(later));
+    }
+
+    [Test]
+    public void AFifoIsWrittenInPlace()
+    {
+        string fifo = Path.Combine(_dir, "out.npy");
+        using (var mkfifo = Process.Start("mkfifo", [fifo]))
+        {
+            mkfifo.WaitForExit();
+            Assert.That(mkfifo.ExitCode, Is.Zero);
+        }
+        Assert.That(AtomicFile.IsSpecial(fifo), Is.True);
+        var reader = Task.Run(() => File.ReadAllText(fifo));
+        AtomicFile.WriteAllText(fifo, "through the pipe");
+        Assert.That(reader.Wait(TimeSpan.FromSeconds(30)), "the reader got the end of the data");
+        Assert.That(reader.Result, Is.EqualTo("through the pipe"));
+        Assert.That(AtomicFile.IsSpecial(fifo), Is.True, "still a FIFO, not a file renamed over it");
+        Assert.That(Directory.GetFileSystemEntries(_dir), Has.Length.EqualTo(1));
+    }
+
+    [Test]
+    public void OnlyDevicesFifosAndSocketsAreSpecial()
+    {
+        string file = Path.Combine(_dir, "plain.txt"), link = Path.Combine(_dir, "null-link");
+        File.WriteAllText(file, "x");
+        File.CreateSymbolicLink(link, "/dev/null");
+        Assert.That(AtomicFile.IsSpecial("/dev/null"), Is.True);
+        Assert.That(AtomicFile.IsSpecial(link), Is.True, "a link is followed");
+        Assert.That(AtomicFile.IsSpecial(file), Is.False);
+        Assert.That(AtomicFile.IsSpecial(_dir), Is.False);
+        Assert.That(AtomicFile.IsSpecial(Path.Combine(_dir, "absent")), Is.False);
+    }
+}
