@@ -89,11 +89,14 @@ public static unsafe partial class AtomicFile
     /// Runs <paramref name="build"/> on a new, empty directory beside <paramref name="path"/> (path.tmp-PID), then swaps it in
     /// for <paramref name="path"/>. A directory cannot be renamed over another, so the old one is moved aside first
     /// (path.old-PID) and deleted after: a crash between the two moves leaves it whole there. Once the swap is done,
-    /// directories older runs left aside or half-built beside <paramref name="path"/> are superseded and deleted.
+    /// directories older runs left aside or half-built beside <paramref name="path"/> are superseded and deleted. A
+    /// symbolic link is followed, as <see cref="Write"/> does: the directory it names is replaced and the link kept.
     /// </summary>
     public static void ReplaceDirectory(string path, Action<string> build)
     {
         string full = Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar);
+        if (new DirectoryInfo(full).LinkTarget is not null && Directory.ResolveLinkTarget(full, returnFinalTarget: true) is { } linked)
+            full = linked.FullName.TrimEnd(Path.DirectorySeparatorChar);
         string parent = Path.GetDirectoryName(full)!, name = Path.GetFileName(full);
         string temp = $"{full}.tmp-{Environment.ProcessId}", old = $"{full}.old-{Environment.ProcessId}";
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);

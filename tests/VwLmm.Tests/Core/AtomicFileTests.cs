@@ -48,6 +48,19 @@ public class AtomicFileTests
     }
 
     [Test]
+    public void ALinkKeepsPointingAtTheDirectoryItReplaces()
+    {
+        string real = Path.Combine(_dir, "disk", "model"), link = Path.Combine(_dir, "model");
+        Directory.CreateDirectory(real);
+        File.WriteAllText(Path.Combine(real, "old.txt"), "old");
+        Directory.CreateSymbolicLink(link, real);
+        AtomicFile.ReplaceDirectory(link, temp => File.WriteAllText(Path.Combine(temp, "new.txt"), "new"));
+        Assert.That(new DirectoryInfo(link).LinkTarget, Is.EqualTo(real));
+        Assert.That(Directory.GetFiles(real).Select(Path.GetFileName), Is.EquivalentTo(new[] { "new.txt" }));
+        Assert.That(Directory.GetFileSystemEntries(Path.Combine(_dir, "disk")), Is.EquivalentTo(new[] { real }), "nothing left beside it");
+    }
+
+    [Test]
     public void ALinkKeepsPointingAtTheFileItReplaces()
     {
         string real = Path.Combine(_dir, "real.txt"), link = Path.Combine(_dir, "link.txt");
