@@ -21,48 +21,68 @@ public static class Npy
 {
     private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
-    /// <summary>Reads an array whose dtype matches <typeparamref name="T"/>. → (data in C order, shape).</summary>
+    /// <summary>
+    /// Reads an array whose dtype matches <typeparamref name="T"/>. → (data in C order, shape). The file is read once,
+    /// front to back, so a pipe serves as well as a file (`--pixels <(…)`).
+    /// </summary>
     public static (T[] Data, int[] Shape) Read<T>(string path) where T : unmanaged
     {
         string descr = Descr<T>();
-        var header = ReadHeader(path);
+        using var stream = Open(path);
+        var header = ReadHeader(stream, path);
         if (header.Descr != descr) throw Bad(path, $"dtype '{header.Descr}' where {typeof(T).Name} ('{descr}') was expected");
         if (header.FortranOrder) throw Bad(path, "Fortran-order arrays are not supported");
-        long dataBytes = new FileInfo(path).Length - header.DataOffset;
-        if (header.Count * Marshal.SizeOf<T>() != dataBytes)
-            throw Bad(path, $"shape ({string.Join(", ", header.Shape)}) of '{descr}' needs {header.Count * Marshal.SizeOf<T>()} data bytes, the file has {dataBytes}");
         if (header.Count > Array.MaxLength) throw Bad(path, $"{header.Count} elements do not fit in one array");
         var data = new T[header.Count];
-        using var stream = File.OpenRead(path);
-        stream.Position = header.DataOffset;
-        stream.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
+        var bytes = MemoryMarshal.AsBytes(data.AsSpan());
+        long got = stream.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false);
+        if (got == bytes.Length)
+        {
+            Span<byte> rest = stackalloc byte[4096];
+            for (int n; (n = stream.Read(rest)) > 0;) got += n;
+        }
+        if (got != bytes.Length)
+            throw Bad(path, $"shape ({string.Join(", ", header.Shape)}) of '{descr}' needs {bytes.Length} data bytes, the file has {got}");
         return (data, header.Shape);
     }
 
     /// <summary>Parses the magic, version and header dictionary of a .npy file.</summary>
     public static NpyHeader ReadHeader(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"npy file not found: {path}", path);
-        using var stream = File.OpenRead(path);
-        Span<byte> prefix = stackalloc byte[12];
-        int got = stream.ReadAtLeast(prefix, prefix.Length, throwOnEndOfStream: false);
-        if (got < 10 || !prefix.StartsWith(Magic)) throw Bad(path, "not a .npy file (no \\x93NUMPY magic)");
+        using var stream = Open(path);
+        return ReadHeader(stream, path);
+    }
+
+    private static FileStream Open(string path) =>
+        File.Exists(path) ? File.OpenRead(path) : throw new FileNotFoundException($"npy file not found: {path}", path);
+
+    /// <summary>The header, read from the start of <paramref name="stream"/>, which is left at the first data byte.</summary>
+    private static NpyHeader ReadHeader(Stream stream, string path)
+    {
+        Span<byte> prefix = stackalloc byte[10];
+        int got = stream.ReadAtLeast(prefix[..8], 8, throwOnEndOfStream: false);
+        if (got < 8 || !prefix.StartsWith(Magic)) throw Bad(path, "not a .npy file (no \\x93NUMPY magic)");
         int major = prefix[6];
         if (major is < 1 or > 3) throw Bad(path, $"unsupported .npy format version {major}.{prefix[7]}");
         int lengthBytes = major == 1 ? 2 : 4;
-        if (got < 8 + lengthBytes) throw Bad(path, "truncated .npy preamble");
-        long headerLength = major == 1 ? BinaryPrimitives.ReadUInt16LittleEndian(prefix[8..]) : BinaryPrimitives.ReadUInt32LittleEndian(prefix[8..]);
-        int dataOffset = 8 + lengthBytes + (int)Math.Min(headerLength, int.MaxValue - 12);
-        if (dataOffset > stream.Length) throw Bad(path, $"header of {headerLength} bytes runs past the end of the file");
-        var text = new byte[dataOffset - 8 - lengthBytes];
-        stream.Position = 8 + lengthBytes;
-        stream.ReadExactly(text);
-        var (descr, fortran, shape) = new HeaderParser(Encoding.UTF8.GetString(text), path).Parse();
+        if (stream.ReadAtLeast(prefix[..lengthBytes], lengthBytes, throwOnEndOfStream: false) < lengthBytes) throw Bad(path, "truncated .npy preamble");
+        long headerLength = major == 1 ? BinaryPrimitives.ReadUInt16LittleEndian(prefix) : BinaryPrimitives.ReadUInt32LittleEndian(prefix);
+        if (headerLength > int.MaxValue - 12) throw Bad(path, $"header of {headerLength} bytes runs past the end of the file");
+        // Read in steps, so a header length that a damaged file overstates costs no more memory than the file has.
+        var text = new List<byte>();
+        Span<byte> chunk = stackalloc byte[4096];
+        while (text.Count < headerLength)
+        {
+            int n = stream.Read(chunk[..(int)Math.Min(chunk.Length, headerLength - text.Count)]);
+            if (n == 0) throw Bad(path, $"header of {headerLength} bytes runs past the end of the file");
+            text.AddRange(chunk[..n]);
+        }
+        var (descr, fortran, shape) = new HeaderParser(Encoding.UTF8.GetString([.. text]), path).Parse();
         long count = 1;
         foreach (int d in shape)
             if (d != 0 && count > Array.MaxLength / d) throw Bad(path, $"shape ({string.Join(", ", shape)}) has too many elements");
             else count *= d;
-        return new NpyHeader(descr, shape, fortran, dataOffset);
+        return new NpyHeader(descr, shape, fortran, 8 + lengthBytes + (int)headerLength);
     }
 
     /// <summary>Writes <paramref name="data"/> (C order, product(shape) elements) as a format 1.0 .npy.</summary>

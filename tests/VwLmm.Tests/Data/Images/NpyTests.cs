@@ -17,6 +17,17 @@ public class NpyTests
 
     private static IEnumerable<TestCaseData> NumpyCases() => ImageFixtures.Cases("npy");
 
+    [Test]
+    public void ReadsFromAPipe()
+    {
+        string file = Path.Combine(_dir, "a.npy"), pipe = Fifo.Make(Path.Combine(_dir, "pipe.npy"));
+        float[] values = [1.5f, -2, 3, 0.25f, 5, 6];
+        Npy.Write(file, values, [2, 3]);
+        var writer = Task.Run(() => File.WriteAllBytes(pipe, File.ReadAllBytes(file)));
+        Assert.That(Npy.Read<float>(pipe), Is.EqualTo((values, new[] { 2, 3 })));
+        Assert.That(writer.Wait(TimeSpan.FromSeconds(30)));
+    }
+
     [TestCaseSource(nameof(NumpyCases))]
     public void ReadsArraysWrittenByNumpy(JsonElement entry)
     {
