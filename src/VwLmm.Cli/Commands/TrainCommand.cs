@@ -90,6 +90,7 @@ public sealed class TrainCommand : ICommand
             : CreateModel(backend, root, configPath, baseDir, run.Seed, world, tok);
         if (tok.VocabSize != model.Config.Llm.VocabSize)
             throw new CliException($"{configPath}: tokenizer has {tok.VocabSize} pieces, the model's vocab_size is {model.Config.Llm.VocabSize}");
+        if (resumeFrom is not null) CheckResumedModel(ModelConfigOf(root, configPath, baseDir, world, tok), model.Config, configPath, resumeFrom);
         var datasets = Datasets(root, configPath, baseDir, tok, model.Config);
         ITrainingSource Source(string name)
         {
@@ -171,6 +172,24 @@ public sealed class TrainCommand : ICommand
     private static VwLmmModel CreateModel(IBackend backend, JsonElement root, string path, string baseDir, ulong seed,
                                           ShapesGridRecipe? world, SentencePieceTokenizer tok)
     {
+        var config = ModelConfigOf(root, path, baseDir, world, tok);
+        var m = ModelBlock(root, path);
+        string at = path + ": model";
+        if (Str(m, "init", at) is { } init) return ModelCheckpoint.Load(backend, Rooted(baseDir, init), log: Console.Error);
+        var scheme = Str(m, "init_scheme", at) switch
+        {
+            null or "hf" => InitScheme.Hf,
+            "torch" => InitScheme.Torch,
+            var other => throw new InvalidDataException($"{path}: model.init_scheme must be \"hf\" or \"torch\", not \"{other}\""),
+        };
+        var model = new VwLmmModel(backend, config);
+        model.InitializeRandom(seed, scheme);
+        return model;
+    }
+
+    /// <summary>The config of the model the "model" block describes (for model.init, that directory's config.json).</summary>
+    private static VwLmmConfig ModelConfigOf(JsonElement root, string path, string baseDir, ShapesGridRecipe? world, SentencePieceTokenizer tok)
+    {
         var m = ModelBlock(root, path);
         string at = path + ": model";
         var switches = m.EnumerateObject().Where(p => VmSwitches.Contains(p.Name)).ToList();
@@ -178,7 +197,7 @@ public sealed class TrainCommand : ICommand
         {
             if (switches.Count > 0)
                 throw new InvalidDataException($"{at}: '{switches[0].Name}' applies to a preset or config model; for model.init set it in {Path.Combine(Rooted(baseDir, init), VwLmmConfig.FileName)}");
-            return ModelCheckpoint.Load(backend, Rooted(baseDir, init), log: Console.Error);
+            return VwLmmConfig.Load(Rooted(baseDir, init));
         }
         VwLmmConfig config;
         if (Str(m, "preset", at) is { } preset)
@@ -191,15 +210,20 @@ public sealed class TrainCommand : ICommand
             config = VwLmmConfig.Load(Rooted(baseDir, file));
         else
             throw new InvalidDataException($"{path}: 'model' needs one of preset, config, init");
-        var scheme = Str(m, "init_scheme", at) switch
-        {
-            null or "hf" => InitScheme.Hf,
-            "torch" => InitScheme.Torch,
-            var other => throw new InvalidDataException($"{path}: model.init_scheme must be \"hf\" or \"torch\", not \"{other}\""),
-        };
-        var model = new VwLmmModel(backend, WithSwitches(config, switches, at));
-        model.InitializeRandom(seed, scheme);
-        return model;
+        return WithSwitches(config, switches, at);
+    }
+
+    /// <summary>
+    /// A resumed run continues the checkpoint's model, so the config's model block must describe that model (the
+    /// conversation template aside, which training records): otherwise the run would silently train another one.
+    /// </summary>
+    private static void CheckResumedModel(VwLmmConfig described, VwLmmConfig resumed, string configPath, string checkpoint)
+    {
+        var want = JsonNode.Parse((described with { ConversationTemplate = null }).ToJson())!.AsObject();
+        var have = JsonNode.Parse((resumed with { ConversationTemplate = null }).ToJson())!.AsObject();
+        foreach (var (key, value) in want)
+            if (!JsonNode.DeepEquals(value, have[key]))
+                throw new CliException($"--resume: {checkpoint}'s model has {key} {have[key]?.ToJsonString() ?? "unset"}, the model block of {configPath} gives {value?.ToJsonString()}");
     }
 
     private static VwLmmConfig Preset(string name, string at)

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using VwLmm.Core;
 using VwLmm.Data.Batching;
 using VwLmm.Data.Text;
@@ -280,9 +282,52 @@ public sealed class Trainer : IDisposable
                 for (int i = 0; i < avg.Parameters.Count; i++)
                     moments.Add(new SafetensorsEntry(avg.Parameters[i].Name + AverageSuffix, avg.Parameters[i].Shape, avg.Average(i).ToArray()));
             SafetensorsWriter.Write(Path.Combine(temp, OptimizerFile), moments);
-            AtomicFile.WriteAllText(Path.Combine(temp, StateFile), JsonSerializer.Serialize(_state, JsonOptions));
+            AtomicFile.WriteAllText(Path.Combine(temp, StateFile), StateJson());
             OnCheckpoint?.Invoke(temp);
         });
+    }
+
+    /// <summary>
+    /// trainer_state.json: the state, and the max_length and stages (as this run configured them) that the run has
+    /// begun, which a resumed run must repeat to repeat the bits (<see cref="Resume"/> checks them).
+    /// </summary>
+    private string StateJson()
+    {
+        var json = JsonSerializer.SerializeToNode(_state, JsonOptions)!.AsObject();
+        json["max_length"] = _config.MaxLength;
+        json["stages"] = JsonSerializer.SerializeToNode(_config.Stages.Take(BegunStages(_state)).ToList(), JsonOptions);
+        return json.ToJsonString();
+    }
+
+    private static int BegunStages(TrainerState s) => s.Stage + (s.StageStep > 0 ? 1 : 0);
+
+    /// <summary>
+    /// Throws when this run's config differs from the checkpoint's in a stage the checkpoint has begun, or in
+    /// max_length: resuming would then neither repeat that run nor be a run of this config. Stages not begun may
+    /// differ, and more may follow (that is how a finished run trains further). State files written before the stages
+    /// were recorded are not checked.
+    /// </summary>
+    private void CheckResumedConfig(JsonElement state, string statePath)
+    {
+        const string Advice = "a resumed run repeats the stages it has begun (add a stage to train further)";
+        if (state.TryGetProperty("max_length", out var maxLength) && maxLength.GetInt32() != _config.MaxLength)
+            throw new InvalidDataException($"{statePath}: the checkpoint's run had max_length {maxLength.GetInt32()}, this config {_config.MaxLength}: {Advice}");
+        if (!state.TryGetProperty("stages", out var begun)) return;
+        int i = 0;
+        foreach (var stored in begun.EnumerateArray())
+        {
+            string name = stored.GetProperty("name").GetString()!;
+            if (i >= _config.Stages.Count)
+                throw new InvalidDataException($"{statePath}: the checkpoint's run began stage {i} ('{name}'), this config has {_config.Stages.Count} stages: {Advice}");
+            var current = JsonSerializer.SerializeToElement(_config.Stages[i], JsonOptions);
+            foreach (var key in stored.EnumerateObject())
+            {
+                string now = current.TryGetProperty(key.Name, out var v) ? v.GetRawText() : "nothing";
+                if (now != key.Value.GetRawText())
+                    throw new InvalidDataException($"{statePath}: stage {i} ('{name}') ran with {key.Name} {key.Value.GetRawText()}, this config gives {now}: {Advice}");
+            }
+            i++;
+        }
     }
 
     /// <summary>
@@ -327,10 +372,11 @@ public sealed class Trainer : IDisposable
     {
         string statePath = Path.Combine(checkpointDir, StateFile);
         if (!File.Exists(statePath)) throw new FileNotFoundException($"{statePath}: no trainer state to resume from", statePath);
-        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), JsonOptions)
-            ?? throw new InvalidDataException($"{statePath}: empty trainer state");
+        using var doc = JsonDocument.Parse(File.ReadAllText(statePath));
+        var state = doc.RootElement.Deserialize<TrainerState>(JsonOptions) ?? throw new InvalidDataException($"{statePath}: empty trainer state");
         if (state.Seed != _config.Seed)
             throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, this run's seed is {_config.Seed}");
+        CheckResumedConfig(doc.RootElement, statePath);
         if (state.Stage > _config.Stages.Count)
             throw new InvalidDataException($"{statePath}: stage {state.Stage} is beyond the config's {_config.Stages.Count} stages");
         _state = state;
@@ -368,7 +414,11 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    private static readonly JsonSerializerOptions JsonOptions = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
 
     public void Dispose()
     {

@@ -66,6 +66,42 @@ public class TrainerStageTests : CpuFixture
     }
 
     [Test]
+    public void ResumeRefusesAConfigThatChangesABegunStageAndTakesNewOnes()
+    {
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 23);
+        string dir = TempDir();
+        try
+        {
+            var run = RetrainRecipe();
+            using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+            using (var t = new Trainer(m, run, _ => source, 64 << 20))
+                TrainerTests.Run(t, dir, stopAfter: 4); // in the middle of stage 1 ('align')
+            string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
+            int Resume(TrainConfig config)
+            {
+                using var m = ModelCheckpoint.Load(Cpu, ckpt);
+                using var t = new Trainer(m, config, _ => source, 64 << 20);
+                t.Resume(ckpt);
+                return TrainerTests.Run(t).Count;
+            }
+            string Refused(TrainConfig config) => Assert.Throws<InvalidDataException>(() => Resume(config))!.Message;
+            Assert.That(Refused(run with { Stages = [run.Stages[0], run.Stages[1] with { Lr = 2e-2 }, run.Stages[2]] }),
+                        Does.Contain("stage 1 ('align') ran with lr 0.01, this config gives 0.02"));
+            Assert.That(Refused(run with { Stages = [run.Stages[0] with { Trainable = [ParameterGroup.Llm, ParameterGroup.VmHead] }, .. run.Stages.Skip(1)] }),
+                        Does.Contain("stage 0 ('lm') ran with trainable [\"llm\"], this config gives [\"llm\",\"vm_head\"]"));
+            Assert.That(Refused(run with { Stages = [run.Stages[0]] }), Does.Contain("began stage 1 ('align'), this config has 1 stages"));
+            Assert.That(Refused(run with { MaxLength = 32 }), Does.Contain("max_length 64, this config 32"));
+            Assert.That(Resume(run with { Stages = [.. run.Stages.Take(2), run.Stages[2] with { Lr = 5e-3 }] }), Is.EqualTo(5),
+                        "a stage not yet begun may change: the rest of 'align' and all of the third");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
     public void ResumeFallsBackToTheCheckpointASaveMovedAside()
     {
         var cfg = TinyWorld.Config();
@@ -387,6 +423,18 @@ public class TrainerStageTests : CpuFixture
         Assert.That(Losses(Path.Combine(dir, "one-again")), Is.EqualTo(Losses(Path.Combine(dir, "one"))), "--seed equal to the config's changes nothing");
         AssertOneLineError(Run("train", "--config", cfg, "--out", Path.Combine(dir, "bad"), "--seed", "-3"), 2, "--seed");
         AssertOneLineError(Run("train", "--config", cfg, "--out", Path.Combine(dir, "two"), "--resume"), 1, "trainer_state.json", "seed 2", "seed is 1");
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [Test]
+    public void ResumeRefusesAModelBlockThatDescribesAnotherModel()
+    {
+        string cfg = TinyTrainConfig("""{"preset": "tiny"}""");
+        string dir = Path.GetDirectoryName(cfg)!, outDir = Path.Combine(dir, "run");
+        Train(cfg, outDir);
+        Train(cfg, outDir, "--resume");
+        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("""{"preset": "tiny"}""", """{"preset": "tiny", "vm_loss_weight": 0.5}"""));
+        AssertOneLineError(Run("train", "--config", cfg, "--out", outDir, "--resume"), 1, "--resume", "model has vm_loss_weight 1", "gives 0.5");
         Directory.Delete(dir, recursive: true);
     }
 

@@ -131,6 +131,13 @@ public class TrainerTests : CpuFixture
             string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
             using var model = ModelCheckpoint.Load(Cpu, ckpt);
             using var trainer = new Trainer(model, Recipe(emaDecay: 0.6), _ => source, 64 << 20);
+            var changed = Assert.Throws<InvalidDataException>(() => trainer.Resume(ckpt))!;
+            Assert.That(changed.Message, Does.Contain("stage 0 ('align') ran with ema_decay 0, this config gives 0.6"));
+            // A state file that does not record its stages (written before they were) reaches the optimiser file.
+            string state = Path.Combine(ckpt, "trainer_state.json");
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(state))!.AsObject();
+            json.Remove("stages");
+            File.WriteAllText(state, json.ToJsonString());
             var e = Assert.Throws<InvalidDataException>(() => trainer.Resume(ckpt))!;
             Assert.That(e.Message, Does.Contain("optimizer.safetensors").And.Contain(".ema").And.Contain("'tune'"));
         }
