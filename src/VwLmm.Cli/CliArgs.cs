@@ -66,6 +66,13 @@ public sealed class CliArgs
 
     public string Require(string name) => Get(name) ?? throw new UsageException($"missing required option {name}");
 
+    /// <summary>
+    /// <paramref name="path"/>, where a verb writes a directory, unless it names an existing file: the writes would
+    /// otherwise fail deep inside with an I/O message about some path below it.
+    /// </summary>
+    public static string NotAFile(string source, string path) =>
+        File.Exists(path) ? throw new CliException($"{source}: '{path}' is a file, not a directory") : path;
+
     public int GetInt(string name, int fallback, int min = int.MinValue, int max = int.MaxValue)
     {
         var s = Get(name);

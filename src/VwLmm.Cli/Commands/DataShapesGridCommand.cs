@@ -21,7 +21,7 @@ public sealed class DataShapesGridCommand : ICommand
 
     public int Run(CliArgs args, TextWriter stdout)
     {
-        string dir = args.Require("--out");
+        string dir = CliArgs.NotAFile("--out", args.Require("--out"));
         int n = args.GetInt("--n", 100, 1, 10_000_000);
         ulong seed = (ulong)args.GetInt("--seed", 1, 0);
         var split = args.Get("--split") switch

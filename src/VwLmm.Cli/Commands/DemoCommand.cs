@@ -77,8 +77,8 @@ public sealed class DemoCommand : ICommand
             var v => throw new UsageException($"--answer-prior must be on or off, not '{v}'"),
         };
         string name = variantName + (answerPrior ? "" : "-noprior") + (stages == ShapesGridStages.Llava ? "-llava" : "");
-        string outDir = args.Get("--out") ?? Path.Combine("runs", (quick ? "demo-quick" : "demo") + (name == "vwlmm" ? "" : "-" + name));
-        string cache = ShapesGridRecipe.CacheDir(args.Get("--cache") ?? ".cache", seed);
+        string outDir = CliArgs.NotAFile("--out", args.Get("--out") ?? Path.Combine("runs", (quick ? "demo-quick" : "demo") + (name == "vwlmm" ? "" : "-" + name)));
+        string cache = ShapesGridRecipe.CacheDir(CliArgs.NotAFile("--cache", args.Get("--cache") ?? ".cache"), seed);
         string runDir = Path.Combine(cache, (quick ? "quick-" : "default-") + name);
         var ablations = args.Get("--ablations") is { } ablationsFile ? AblationTable.Load(ablationsFile) : null;
         // Created before anything is written: it is what checks --device and --threads, and a usage error must leave no trace.

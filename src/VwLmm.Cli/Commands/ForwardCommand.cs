@@ -32,7 +32,7 @@ public sealed class ForwardCommand : ICommand
 
     public int Run(CliArgs args, TextWriter stdout)
     {
-        string dump = args.Require("--dump");
+        string dump = CliArgs.NotAFile("--dump", args.Require("--dump"));
         if (args.Has("--image") == args.Has("--pixels")) throw new UsageException("give exactly one of --image and --pixels");
         if (args.Has("--ids") == args.Has("--prompt")) throw new UsageException("give exactly one of --ids and --prompt");
         // Inputs are read before the model loads: a wrong path should not cost loading gigabytes of weights first.

@@ -18,6 +18,7 @@ public sealed class PtxCommand : ICommand
     public int Run(CliArgs args, TextWriter stdout)
     {
         string? arch = args.Get("--arch");
+        string? dir = args.Get("--out") is { } o ? CliArgs.NotAFile("--out", o) : null;
         if (arch is not null && arch is not ("sm_80" or "sm_90"))
             throw new UsageException($"--arch must be sm_80 or sm_90, not '{arch}'");
         var rows = KernelModules.Resources().Where(r => arch is null || r.Arch == arch).ToList();
@@ -25,7 +26,7 @@ public sealed class PtxCommand : ICommand
         stdout.WriteLine($"{"module",-12} {"kernel",-34} {"arch",-6} {"regs",5} {"smem B",7} {"spill",6}");
         foreach (var r in rows.OrderBy(r => r.Module).ThenBy(r => r.Kernel).ThenBy(r => r.Arch))
             stdout.WriteLine($"{r.Module,-12} {r.Kernel,-34} {r.Arch,-6} {r.Registers,5} {r.SharedBytes,7} {r.SpillStoreBytes + r.SpillLoadBytes,6}");
-        if (args.Get("--out") is { } dir)
+        if (dir is not null)
         {
             Directory.CreateDirectory(dir);
             foreach (string module in KernelModules.Names)

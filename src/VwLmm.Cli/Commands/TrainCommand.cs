@@ -66,7 +66,7 @@ public sealed class TrainCommand : ICommand
         var run = TrainConfig.Parse(root, configPath);
         if (args.Has("--seed")) run = run with { Seed = (ulong)args.GetInt("--seed", 0, min: 0) };
         string? configOut = Str(root, "out", configPath);
-        string outDir = args.Get("--out") ?? configOut ?? "runs/train";
+        string outDir = CliArgs.NotAFile(args.Has("--out") ? "--out" : $"{configPath}: 'out'", args.Get("--out") ?? configOut ?? "runs/train");
         // The backend options are checked before the lock creates OUT: a usage error leaves nothing behind.
         using var backend = Backends.Create(args, Console.Error);
         using var runLock = RunDirectoryLock.Acquire(outDir);

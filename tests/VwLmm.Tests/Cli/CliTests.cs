@@ -142,6 +142,22 @@ public class CliTests
     }
 
     [Test]
+    public void AFileWhereADirectoryGoesIsNamedBeforeAnythingRuns()
+    {
+        string dir = TempDir(), file = Path.Combine(dir, "taken");
+        File.WriteAllText(file, "keep me");
+        AssertOneLineError(Run("data", "shapesgrid", "--out", file, "--n", "1"), 1, "--out", file, "is a file, not a directory");
+        AssertOneLineError(Run("forward", "--model", dir, "--image", "a.png", "--prompt", "hi", "--dump", file), 1, "--dump", file);
+        AssertOneLineError(Run("demo", "--quick", "--out", file, "--cache", dir), 1, "--out", file);
+        AssertOneLineError(Run("demo", "--quick", "--out", dir, "--cache", file), 1, "--cache", file);
+        AssertOneLineError(Run("ptx", "--out", file), 1, "--out", file);
+        string cfg = Path.Combine(dir, "train.json");
+        File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"shapesgrid":{"seed":1},"stages":[{"data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2}]}""");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", file), 1, "--out", file);
+        Assert.That(File.ReadAllText(file), Is.EqualTo("keep me"));
+    }
+
+    [Test]
     public void TrainConfigErrorsNameTheFileAndKey()
     {
         string dir = TempDir();
