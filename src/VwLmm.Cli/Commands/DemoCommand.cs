@@ -5,6 +5,7 @@ using VwLmm.Cli.Reports;
 using VwLmm.Core;
 using VwLmm.Data.Images;
 using VwLmm.Data.ShapesGrid;
+using VwLmm.Data.Text;
 using VwLmm.Model;
 using VwLmm.Model.Checkpoints;
 using VwLmm.Model.Recipes;
@@ -22,7 +23,8 @@ public sealed class DemoCommand : ICommand
           tuning with the visual-word loss), evaluates on held-out colour×shape combinations,
           writes OUT/report.html (loss curves, accuracy, visual-word maps), OUT/results.json, OUT/predictions.jsonl,
           OUT/metrics.jsonl (the training log) and OUT/model (what chat, eval and visualize load), and answers two questions
-          about a held-out image, saved as OUT/test-N.png. A trained model is cached and reused (--retrain ignores it).
+          about a held-out image, saved as OUT/test-N.png. A trained model is cached and reused (--retrain ignores it);
+          a training that Ctrl-C or SIGTERM stopped continues from its checkpoint when the same command runs again.
           --quick     the small budget CI uses (a couple of minutes)
           --variant   vwlmm (default: forward KL, target not detached, λ 1), baseline (λ 0: LLaVA), detach, pif,
               reverse (reverse KL), lmhead (VM head initialised from lm_head instead of embed_tokens),
@@ -99,7 +101,7 @@ public sealed class DemoCommand : ICommand
         string ckpt = Path.Combine(runDir, Trainer.CheckpointDirName);
         var train = recipe.TrainConfig(budget, seed, answerPrior, stages, variant);
         VwLmmModel model;
-        bool trained = !args.Has("--retrain") && IsFinished(ckpt, train);
+        bool retrain = args.Has("--retrain"), trained = !retrain && IsFinished(ckpt, train);
         if (trained)
         {
             Say($"reusing the trained model in {ckpt} (--retrain to train again)");
@@ -107,26 +109,36 @@ public sealed class DemoCommand : ICommand
         }
         else
         {
-            model = new VwLmmModel(backend, recipe.ModelConfig(tok, variant));
-            model.InitializeRandom(seed, ShapesGridRecipe.Init(stages));
-            Say($"model: {model.Parameters.All.Sum(p => p.Numel):N0} parameters on {backend.Name}; {budget.VisionSteps} vision pretraining steps, then {train.TotalSteps} steps in {train.Stages.Count} stages");
-            VisionProbeAccuracy probe;
-            using (var progress = new TrainingProgress(stdout, quiet))
+            ITrainingSource Source(string name) => recipe.Source(name, tok);
+            var (resumed, trainer) = retrain ? (null, null) : ResumeInterrupted(backend, runDir, train, Source, tok, Say);
+            if (resumed is null)
             {
-                var start = Stopwatch.StartNew();
-                probe = recipe.PretrainVision(model, budget, seed, (step, loss) => progress.Report("vision", step, budget.VisionSteps, step, budget.VisionSteps,
-                    string.Create(CultureInfo.InvariantCulture, $"probe loss {loss:0.0000}  {step * ShapesGridBudget.VisionBatchSize / start.Elapsed.TotalSeconds:0} img/s")));
+                resumed = new VwLmmModel(backend, recipe.ModelConfig(tok, variant));
+                resumed.InitializeRandom(seed, ShapesGridRecipe.Init(stages));
+                Say($"model: {resumed.Parameters.All.Sum(p => p.Numel):N0} parameters on {backend.Name}; {budget.VisionSteps} vision pretraining steps, then {train.TotalSteps} steps in {train.Stages.Count} stages");
+                VisionProbeAccuracy probe;
+                using (var progress = new TrainingProgress(stdout, quiet))
+                {
+                    var start = Stopwatch.StartNew();
+                    probe = recipe.PretrainVision(resumed, budget, seed, (step, loss) => progress.Report("vision", step, budget.VisionSteps, step, budget.VisionSteps,
+                        string.Create(CultureInfo.InvariantCulture, $"probe loss {loss:0.0000}  {step * ShapesGridBudget.VisionBatchSize / start.Elapsed.TotalSeconds:0} img/s")));
+                }
+                AtomicFile.WriteAllText(Path.Combine(runDir, VisionProbeFile), JsonSerializer.Serialize(probe));
+                Say(string.Create(CultureInfo.InvariantCulture, $"vision tower: held-out patches read as colour {probe.Colour:P1}, shape {probe.Shape:P1}, background {probe.Background:P1}; objects in held-out combinations colour {probe.HeldOutColour:P1}, shape {probe.HeldOutShape:P1}"));
+                trainer = new Trainer(resumed, train, Source, tokenizer: tok);
             }
-            AtomicFile.WriteAllText(Path.Combine(runDir, VisionProbeFile), JsonSerializer.Serialize(probe));
-            Say(string.Create(CultureInfo.InvariantCulture, $"vision tower: held-out patches read as colour {probe.Colour:P1}, shape {probe.Shape:P1}, background {probe.Background:P1}; objects in held-out combinations colour {probe.HeldOutColour:P1}, shape {probe.HeldOutShape:P1}"));
-            using var trainer = new Trainer(model, train, name => recipe.Source(name, tok), tokenizer: tok);
-            var tokBytes = File.ReadAllBytes(tokenizerFile);
-            trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
-            int rc = TrainCommand.RunTrainer(trainer, runDir, quiet, stdout, append: false);
-            if (rc != 0)
+            model = resumed;
+            using (trainer)
             {
-                model.Dispose();
-                return rc;
+                var tokBytes = File.ReadAllBytes(tokenizerFile);
+                trainer!.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
+                int rc = TrainCommand.RunTrainer(trainer, runDir, quiet, stdout, append: trainer.State.GlobalStep > 0,
+                                                 continueWith: "the same vwlmm demo command continues from there");
+                if (rc != 0)
+                {
+                    model.Dispose();
+                    return rc;
+                }
             }
         }
         using (model)
@@ -184,6 +196,33 @@ public sealed class DemoCommand : ICommand
     private static string ShellWord(string s) =>
         s.Length > 0 && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '/' or '.' or '_' or '-' or '+' or ',' or ':' or '=')
             ? s : "'" + s.Replace("'", "'\\''") + "'";
+
+    /// <summary>
+    /// The model and trainer of a run that Ctrl-C or SIGTERM interrupted, restored from its checkpoint so that it ends
+    /// as the uninterrupted run would have; (null, null) when there is none, or when it cannot be resumed (a checkpoint
+    /// of other stages: said, and the demo trains again).
+    /// </summary>
+    private static (VwLmmModel?, Trainer?) ResumeInterrupted(IBackend backend, string runDir, TrainConfig train,
+                                                             Func<string, ITrainingSource> sources, ITokenizer tok, Action<string> say)
+    {
+        if (Trainer.ResumableCheckpoint(runDir, TextWriter.Null) is not { } partial || !File.Exists(Path.Combine(runDir, VisionProbeFile)))
+            return (null, null);
+        var model = ModelCheckpoint.Load(backend, partial);
+        var trainer = new Trainer(model, train, sources, tokenizer: tok);
+        try
+        {
+            trainer.Resume(partial);
+            say($"resuming the interrupted training at step {trainer.State.GlobalStep} of {train.TotalSteps} from {partial} (--retrain to start over)");
+            return (model, trainer);
+        }
+        catch (InvalidDataException e)
+        {
+            say($"not resuming {partial}: {e.Message}; training again");
+            trainer.Dispose();
+            model.Dispose();
+            return (null, null);
+        }
+    }
 
     private static bool IsFinished(string ckpt, TrainConfig train)
     {

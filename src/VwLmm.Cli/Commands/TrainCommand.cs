@@ -110,7 +110,7 @@ public sealed class TrainCommand : ICommand
         var tokBytes = File.ReadAllBytes(tokenizerPath);
         trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
         if (resumeFrom is not null) trainer.Resume(resumeFrom);
-        return RunTrainer(trainer, outDir, args.Has("--quiet"), stdout, append: args.Has("--resume"));
+        return RunTrainer(trainer, outDir, args.Has("--quiet"), stdout, append: args.Has("--resume"), continueWith: "continue with --resume");
     }
 
     /// <summary>
@@ -118,7 +118,7 @@ public sealed class TrainCommand : ICommand
     /// signal's number (130, 143), with progress and JSONL metrics. SIGTERM is what job schedulers and container
     /// runtimes send before they kill a process; a process started in the background by a shell ignores SIGINT.
     /// </summary>
-    internal static int RunTrainer(Trainer trainer, string outDir, bool quiet, TextWriter stdout, bool append)
+    internal static int RunTrainer(Trainer trainer, string outDir, bool quiet, TextWriter stdout, bool append, string continueWith)
     {
         using var cts = new CancellationTokenSource();
         PosixSignal? received = null;
@@ -149,7 +149,7 @@ public sealed class TrainCommand : ICommand
         if (received is { } sig)
         {
             bool term = sig == PosixSignal.SIGTERM;
-            stdout.WriteLine($"interrupted at step {trainer.State.GlobalStep} ({(term ? "SIGTERM" : "Ctrl-C")}): saved {Path.Combine(outDir, Trainer.CheckpointDirName)} (continue with --resume)");
+            stdout.WriteLine($"interrupted at step {trainer.State.GlobalStep} ({(term ? "SIGTERM" : "Ctrl-C")}): saved {Path.Combine(outDir, Trainer.CheckpointDirName)} ({continueWith})");
             return term ? 143 : 130;
         }
         if (!quiet) stdout.WriteLine($"done: {trainer.State.GlobalStep} steps, model in {Path.Combine(outDir, Trainer.CheckpointDirName)}");

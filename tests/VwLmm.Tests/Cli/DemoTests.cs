@@ -105,6 +105,24 @@ public class DemoTests
         double baseline = new ShapesGridEvaluator(untrained, tok, recipe).Evaluate(ShapesGridBudget.Quick.EvalImages).QaAccuracy;
         Assert.That(trained, Is.GreaterThan(baseline + 0.15), $"trained {trained:P1} vs untrained {baseline:P1}");
 
+        // A demo that SIGTERM stops mid-training says how to continue; running it again resumes from its checkpoint and
+        // ends with the bits of the run above. (A signal that lands too late for a checkpoint is tried again.)
+        string cache2 = Path.Combine(dir, "cache2"), out2 = Path.Combine(dir, "out2");
+        string run2 = Path.Combine(ShapesGridRecipe.CacheDir(cache2, 1), "quick-vwlmm");
+        string[] demo2 = ["demo", "--quick", "--out", out2, "--cache", cache2, "--threads", "2"];
+        var (exit, output) = (0, "");
+        for (int attempt = 0; attempt < 3 && exit != 143; attempt++)
+        {
+            if (Directory.Exists(cache2)) Directory.Delete(cache2, recursive: true);
+            (exit, output) = RunUntilInterrupted(demo2, Path.Combine(run2, "metrics.jsonl"), SigTerm, afterLines: 3);
+        }
+        Assert.That(exit, Is.EqualTo(143), output);
+        Assert.That(output, Does.Contain("(the same vwlmm demo command continues from there)"));
+        var resumed = Run(demo2);
+        Assert.That(resumed.ExitCode, Is.Zero, resumed.Stderr);
+        Assert.That(resumed.Stdout, Does.Contain("resuming the interrupted training at step").And.Not.Contain("vision pretraining steps"));
+        Assert.That(File.ReadAllBytes(Path.Combine(out2, "model", "model.safetensors")), Is.EqualTo(File.ReadAllBytes(Path.Combine(model, "model.safetensors"))));
+
         // A second run into the same folder reuses the cached model instead of training again, replaces the published
         // model whole, and with --ablations adds the ablation table to the report.
         string stale = Path.Combine(model, "stale.txt");

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using NUnit.Framework;
 using static VwLmm.Tests.Cli.CliRunner;
@@ -40,7 +38,7 @@ public class TrainInterruptTests
             for (int attempt = 0; attempt < 5 && exit == 0; attempt++)
             {
                 if (Directory.Exists(cut)) Directory.Delete(cut, recursive: true);
-                (exit, stdout) = RunUntilInterrupted(config, cut, signal, afterSteps: 3);
+                (exit, stdout) = RunUntilInterrupted(["train", "--config", config, "--out", cut, "--threads", "1", "--quiet"], Path.Combine(cut, "metrics.jsonl"), signal, afterLines: 3);
             }
             Assert.That(exit, Is.EqualTo(expectedExit), stdout);
             Assert.That(stdout, Does.Contain("interrupted at step").And.Contain($"({named})").And.Contain("--resume"));
@@ -74,70 +72,6 @@ public class TrainInterruptTests
         finally
         {
             Directory.Delete(dir, recursive: true);
-        }
-    }
-
-    /// <summary>Starts `train`, sends <paramref name="signal"/> once metrics.jsonl has <paramref name="afterSteps"/> lines, waits for the exit.</summary>
-    private static (int Exit, string Stdout) RunUntilInterrupted(string config, string outDir, int signal, int afterSteps)
-    {
-        bool restore = IgnoredHere(SigInt);
-        var psi = new ProcessStartInfo(restore ? "env" : "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (restore)
-        {
-            psi.ArgumentList.Add("--default-signal=INT");
-            psi.ArgumentList.Add("dotnet");
-        }
-        foreach (string a in (string[])[Path.Combine(TestContext.CurrentContext.TestDirectory, "vwlmm.dll"), "train", "--config", config, "--out", outDir, "--threads", "1", "--quiet"])
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        string metrics = Path.Combine(outDir, "metrics.jsonl");
-        var clock = Stopwatch.StartNew();
-        while (!p.HasExited && LineCount(metrics) < afterSteps && clock.Elapsed < TimeSpan.FromMinutes(3)) Thread.Sleep(20);
-        if (!p.HasExited) Assert.That(kill(p.Id, signal), Is.Zero, $"kill({signal})");
-        Assert.That(p.WaitForExit(180_000), $"train did not exit after signal {signal}");
-        return (p.ExitCode, stdout.Result + stderr.Result);
-    }
-
-    private const int SigInt = 2, SigTerm = 15;
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int kill(int pid, int signal);
-
-    /// <summary>Whether env can start a child with SIGINT's default action (it execs, so the child keeps env's pid).</summary>
-    private static bool CanRestoreSigInt()
-    {
-        try
-        {
-            using var p = Process.Start(new ProcessStartInfo("env", ["--default-signal=INT", "true"]) { RedirectStandardError = true, UseShellExecute = false })!;
-            p.WaitForExit();
-            return p.ExitCode == 0;
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            return false;
-        }
-    }
-
-    /// <summary>Whether this process ignores the signal (the SigIgn mask of /proc/self/status, bit signal − 1).</summary>
-    private static bool IgnoredHere(int signal)
-    {
-        string line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("SigIgn:"));
-        return (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) >> (signal - 1) & 1) != 0;
-    }
-
-    private static int LineCount(string path)
-    {
-        try
-        {
-            using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            using var r = new StreamReader(s);
-            return r.ReadToEnd().Count(c => c == '\n');
-        }
-        catch (IOException)
-        {
-            return 0;
         }
     }
 
