@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using VwLmm.Core;
+using VwLmm.Data.Batching;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.Images;
 using VwLmm.Model;
@@ -60,12 +61,17 @@ public sealed class EvalCommand : ICommand
                 }
             var options = new SamplingOptions { MaxNewTokens = maxNew, StopIds = [tok.EosId] };
             using var gen = new Generator(model);
+            var splice = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize);
             var predictions = new List<(Item Item, string Predicted, bool Correct)>();
             // Text-only and image samples cannot share a batch's pixel list shape, so batch them separately.
             foreach (var group in items.GroupBy(i => i.Sample.HasImage))
                 foreach (var chunk in group.Chunk(batch))
                 {
                     var prompts = chunk.Select(i => template.EncodePrompt(i.Sample.Turns.Take(i.Turn + 1).ToList(), i.Sample.HasImage, tok)).ToList();
+                    // Said before any image of the chunk is decoded, with what the user can change.
+                    foreach (var (item, prompt) in chunk.Zip(prompts))
+                        if (splice.SplicedLength(prompt) is var length && length + maxNew > model.Config.Llm.MaxPositionEmbeddings)
+                            throw new CliException($"{data}: sample {item.Sample.Id}, question {item.Turn / 2 + 1}: {length} positions in template {template.Name} + {maxNew} new tokens exceed the model's context of {model.Config.Llm.MaxPositionEmbeddings} (see --template, --max-new-tokens)");
                     float[] pixels = group.Key ? chunk.SelectMany(i => pre.Process(ImageCodec.Decode(dataset.ImagePath(i.Sample)))).ToArray() : [];
                     // One at a time, a sample's later questions repeat its earlier turns: Continue keeps their cache rows.
                     var outs = chunk.Length == 1 ? [gen.Continue(prompts[0], pixels, options)] : gen.Generate(prompts, pixels, options);

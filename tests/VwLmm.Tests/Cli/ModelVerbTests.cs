@@ -249,6 +249,8 @@ public class ModelVerbTests
         var r = Run("eval", "--model", _model, "--data", Path.Combine(data, "data.json"), "--template", "shapes_chat", "--out", predictions,
                     "--max-new-tokens", "3", "--threads", "1");
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        AssertOneLineError(Run("eval", "--model", _model, "--data", Path.Combine(data, "data.json"), "--out", predictions, "--threads", "1"),
+                           1, "data.json: sample test-0, question 1:", "in template vicuna_v1 + 32 new tokens exceed the model's context of 128");
         using var summary = JsonDocument.Parse(r.Stdout);
         int questions = summary.RootElement.GetProperty("questions").GetInt32();
         using var source = JsonDocument.Parse(File.ReadAllText(Path.Combine(data, "data.json")));
