@@ -110,24 +110,24 @@ public sealed class DemoCommand : ICommand
         else
         {
             ITrainingSource Source(string name) => recipe.Source(name, tok);
-            var (resumed, trainer) = retrain ? (null, null) : ResumeInterrupted(backend, runDir, train, Source, tok, Say);
-            if (resumed is null)
+            var (trainee, trainer) = retrain ? (null, null) : ResumeInterrupted(backend, runDir, train, Source, tok, Say);
+            if (trainee is null)
             {
-                resumed = new VwLmmModel(backend, recipe.ModelConfig(tok, variant));
-                resumed.InitializeRandom(seed, ShapesGridRecipe.Init(stages));
-                Say($"model: {resumed.Parameters.All.Sum(p => p.Numel):N0} parameters on {backend.Name}; {budget.VisionSteps} vision pretraining steps, then {train.TotalSteps} steps in {train.Stages.Count} stages");
+                trainee = new VwLmmModel(backend, recipe.ModelConfig(tok, variant));
+                trainee.InitializeRandom(seed, ShapesGridRecipe.Init(stages));
+                Say($"model: {trainee.Parameters.All.Sum(p => p.Numel):N0} parameters on {backend.Name}; {budget.VisionSteps} vision pretraining steps, then {train.TotalSteps} steps in {train.Stages.Count} stages");
                 VisionProbeAccuracy probe;
                 using (var progress = new TrainingProgress(stdout, quiet))
                 {
                     var start = Stopwatch.StartNew();
-                    probe = recipe.PretrainVision(resumed, budget, seed, (step, loss) => progress.Report("vision", step, budget.VisionSteps, step, budget.VisionSteps,
+                    probe = recipe.PretrainVision(trainee, budget, seed, (step, loss) => progress.Report("vision", step, budget.VisionSteps, step, budget.VisionSteps,
                         string.Create(CultureInfo.InvariantCulture, $"probe loss {loss:0.0000}  {step * ShapesGridBudget.VisionBatchSize / start.Elapsed.TotalSeconds:0} img/s")));
                 }
                 AtomicFile.WriteAllText(Path.Combine(runDir, VisionProbeFile), JsonSerializer.Serialize(probe));
                 Say(string.Create(CultureInfo.InvariantCulture, $"vision tower: held-out patches read as colour {probe.Colour:P1}, shape {probe.Shape:P1}, background {probe.Background:P1}; objects in held-out combinations colour {probe.HeldOutColour:P1}, shape {probe.HeldOutShape:P1}"));
-                trainer = new Trainer(resumed, train, Source, tokenizer: tok);
+                trainer = new Trainer(trainee, train, Source, tokenizer: tok);
             }
-            model = resumed;
+            model = trainee;
             using (trainer)
             {
                 var tokBytes = File.ReadAllBytes(tokenizerFile);
@@ -200,26 +200,28 @@ public sealed class DemoCommand : ICommand
     /// <summary>
     /// The model and trainer of a run that Ctrl-C or SIGTERM interrupted, restored from its checkpoint so that it ends
     /// as the uninterrupted run would have; (null, null) when there is none, or when it cannot be resumed (a checkpoint
-    /// of other stages: said, and the demo trains again).
+    /// of other stages, or a damaged one: said, and the demo trains again).
     /// </summary>
     private static (VwLmmModel?, Trainer?) ResumeInterrupted(IBackend backend, string runDir, TrainConfig train,
                                                              Func<string, ITrainingSource> sources, ITokenizer tok, Action<string> say)
     {
         if (Trainer.ResumableCheckpoint(runDir, TextWriter.Null) is not { } partial || !File.Exists(Path.Combine(runDir, VisionProbeFile)))
             return (null, null);
-        var model = ModelCheckpoint.Load(backend, partial);
-        var trainer = new Trainer(model, train, sources, tokenizer: tok);
+        VwLmmModel? model = null;
+        Trainer? trainer = null;
         try
         {
+            model = ModelCheckpoint.Load(backend, partial);
+            trainer = new Trainer(model, train, sources, tokenizer: tok);
             trainer.Resume(partial);
             say($"resuming the interrupted training at step {trainer.State.GlobalStep} of {train.TotalSteps} from {partial} (--retrain to start over)");
             return (model, trainer);
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is InvalidDataException or IOException)
         {
             say($"not resuming {partial}: {e.Message}; training again");
-            trainer.Dispose();
-            model.Dispose();
+            trainer?.Dispose();
+            model?.Dispose();
             return (null, null);
         }
     }

@@ -122,6 +122,15 @@ public class DemoTests
         Assert.That(resumed.ExitCode, Is.Zero, resumed.Stderr);
         Assert.That(resumed.Stdout, Does.Contain("resuming the interrupted training at step").And.Not.Contain("vision pretraining steps"));
         Assert.That(File.ReadAllBytes(Path.Combine(out2, "model", "model.safetensors")), Is.EqualTo(File.ReadAllBytes(Path.Combine(model, "model.safetensors"))));
+        // An unfinished checkpoint that cannot be loaded (here: cut short) is said, and the demo trains again.
+        string checkpoint2 = Path.Combine(run2, "checkpoint");
+        File.WriteAllText(Path.Combine(checkpoint2, "trainer_state.json"), """{"stage": 0, "stage_step": 100, "global_step": 100, "adam_step": 100, "seed": 1}""");
+        var weights2 = Path.Combine(checkpoint2, "model.safetensors");
+        File.WriteAllBytes(weights2, File.ReadAllBytes(weights2)[..1000]);
+        var again2 = Run(demo2);
+        Assert.That(again2.ExitCode, Is.Zero, again2.Stderr);
+        Assert.That(again2.Stdout, Does.Contain($"not resuming {checkpoint2}: ").And.Contain("; training again").And.Contain("vision pretraining steps"));
+        Assert.That(File.ReadAllBytes(Path.Combine(out2, "model", "model.safetensors")), Is.EqualTo(File.ReadAllBytes(Path.Combine(model, "model.safetensors"))));
 
         // A second run into the same folder reuses the cached model instead of training again, replaces the published
         // model whole, and with --ablations adds the ablation table to the report.
