@@ -91,7 +91,19 @@ public sealed class Trainer : IDisposable
                     if (outDir is not null) SaveCheckpoint(outDir);
                     return;
                 }
-                var m = Step(stage, source);
+                StepMetrics m;
+                try
+                {
+                    m = Step(stage, source);
+                }
+                // A bad example (an image that does not decode, a file gone) surfaces while its batch is read, before the
+                // step changes any weight: the last step's state is whole, so it is saved, and the run can go on once
+                // the data is fixed instead of starting over.
+                catch (Exception e) when (e is InvalidDataException or IOException && outDir is not null && _state.GlobalStep > 0)
+                {
+                    SaveCheckpoint(outDir);
+                    throw new InvalidDataException($"{e.Message} (saved {Path.Combine(outDir, CheckpointDirName)} at step {_state.GlobalStep}: fix the data, then --resume)", e);
+                }
                 if (metricsLog is not null && (m.StageStep % Math.Max(1, _config.LogEvery) == 0 || m.StageStep == stage.Steps))
                     metricsLog.WriteLine(JsonSerializer.Serialize(m, JsonOptions));
                 OnStep?.Invoke(m);

@@ -102,6 +102,52 @@ public class TrainerStageTests : CpuFixture
     }
 
     [Test]
+    public void ABadExampleSavesTheLastStepsStateAndTheFixedRunResumesToTheUninterruptedOne()
+    {
+        var cfg = TinyWorld.Config();
+        var good = new TinyWorld.Source(cfg, 23);
+        var bad = new BrokenSource(good, brokenIndex: 13);
+        List<double> full;
+        using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+        using (var t = new Trainer(m, RetrainRecipe(), _ => good, 64 << 20))
+            full = TrainerTests.Run(t);
+        string dir = TempDir();
+        try
+        {
+            List<double> first = [];
+            using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+            using (var t = new Trainer(m, RetrainRecipe(), _ => bad, 64 << 20))
+            {
+                t.OnStep = s => first.Add(s.Loss);
+                var e = Assert.Throws<InvalidDataException>(() => t.Run(dir, CancellationToken.None))!;
+                Assert.That(first, Has.Count.InRange(1, 8), "some step of the run reads example 13");
+                Assert.That(e.Message, Does.StartWith("example 13 is damaged (saved ").And.EndWith($"at step {first.Count}: fix the data, then --resume)"));
+            }
+            string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
+            List<double> second;
+            using (var m = ModelCheckpoint.Load(Cpu, ckpt))
+            using (var t = new Trainer(m, RetrainRecipe(), _ => good, 64 << 20))
+            {
+                t.Resume(ckpt);
+                second = TrainerTests.Run(t);
+            }
+            Assert.That(first.Concat(second).ToList(), Is.EqualTo(full), "the failed step leaves no trace in the saved state");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>An image that does not decode, as a source reports it: the example at brokenIndex throws.</summary>
+    private sealed class BrokenSource(ITrainingSource inner, int brokenIndex) : ITrainingSource
+    {
+        public int Count => inner.Count;
+        public TrainingExample Get(int index) =>
+            index == brokenIndex ? throw new InvalidDataException($"example {index} is damaged") : inner.Get(index);
+    }
+
+    [Test]
     public void ResumeFallsBackToTheCheckpointASaveMovedAside()
     {
         var cfg = TinyWorld.Config();
