@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using VwLmm.Core;
 using VwLmm.Data;
 using VwLmm.Data.Batching;
@@ -38,6 +39,8 @@ public sealed class ForwardCommand : ICommand
         // Inputs are read before the model loads: a wrong path should not cost loading gigabytes of weights first.
         var image = args.Get("--image") is { } imagePath ? ImageCodec.Decode(imagePath) : null;
         var (npyPixels, npyShape) = args.Get("--pixels") is { } npy ? Npy.Read<float>(npy) : (null, null);
+        if (npyPixels is not null && Array.FindIndex(npyPixels, x => !float.IsFinite(x)) is var bad and >= 0)
+            throw new CliException($"{args.Get("--pixels")}: element {bad} is {npyPixels[bad]}; preprocessed pixels are finite");
         int[]? ids = args.Get("--ids") is { } idsFile ? ReadInts(idsFile) : null;
         int[]? labels = args.Get("--labels") is { } labelsFile ? ReadInts(labelsFile) : null;
         var templateOption = Shared.TemplateOption(args);
@@ -89,12 +92,16 @@ public sealed class ForwardCommand : ICommand
             Npy.Write<float>(Path.Combine(dump, "visual_words.npy"), p.ToArray(), [p.Shape[0], v]);
             Npy.Write<float>(Path.Combine(dump, "text_loss.npy"), output.Text.PerRow!.ToArray(), [batch.L]);
             AtomicFile.WriteAllText(Path.Combine(dump, "losses.json"),
-                JsonSerializer.Serialize(new { text = output.Text.Mean, vm = output.Vm.Mean, total }));
+                JsonSerializer.Serialize(new { text = output.Text.Mean, vm = output.Vm.Mean, total }, LossesJson));
             if (!args.Has("--quiet"))
                 stdout.WriteLine($"L={batch.L} text {output.Text.Mean:0.######} vm {output.Vm.Mean:0.######} total {total:0.######} → {dump}");
             return 0;
         }
     }
+
+    /// <summary>A loss that overflowed (weights gone to NaN or ±∞) is written as the string "NaN", "Infinity" or
+    /// "-Infinity": JSON has no such numbers, and the dump is most useful exactly then.</summary>
+    private static readonly JsonSerializerOptions LossesJson = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     /// <summary>Every value is <paramref name="special"/> or a token id in [0, V).</summary>
     private static void CheckRange(string path, string what, int[] values, int special, int V)

@@ -104,6 +104,10 @@ public sealed class Trainer : IDisposable
                     SaveCheckpoint(outDir);
                     throw new InvalidDataException($"{e.Message} (saved {Path.Combine(outDir, CheckpointDirName)} at step {_state.GlobalStep}: fix the data, then --resume)", e);
                 }
+                // NaN gradients have reached every weight the step updated: nothing after this step can recover, and
+                // nothing is saved over the last good checkpoint.
+                if (!double.IsFinite(m.Loss))
+                    throw new InvalidDataException($"stage '{stage.Name}', step {m.StageStep}: the loss is {m.Loss} (L_text {m.LossText}, L_vm {m.LossVm}); training diverged or the data holds non-finite values (a lower lr or grad_clip may help)");
                 if (metricsLog is not null && (m.StageStep % Math.Max(1, _config.LogEvery) == 0 || m.StageStep == stage.Steps))
                     metricsLog.WriteLine(JsonSerializer.Serialize(m, JsonOptions));
                 OnStep?.Invoke(m);

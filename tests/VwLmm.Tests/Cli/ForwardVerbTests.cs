@@ -111,6 +111,25 @@ public class ForwardVerbTests
         Assert.That(d.Text, Is.EqualTo(text).Within(1e-4 * text));
     }
 
+    [Test]
+    public void NonFinitePixelsAreRefusedAndOverflowingLossesAreWrittenAsStrings()
+    {
+        int size = (int)Math.Sqrt(_patches) * 8;  // ShapesGrid: 8-pixel patches
+        int[] ids = [_tok.BosId, Llava.ImageTokenIndex, .. _tok.Encode("what colour is the circle ?", addBos: false), _tok.EosId];
+        string idsFile = Json("overflow-ids.json", ids), pixels = Path.Combine(_dir, "pixels.npy"), dump = Path.Combine(_dir, "dump-overflow");
+        var values = new float[3 * size * size];
+        values[7] = float.NaN;
+        Npy.Write<float>(pixels, values, [3, size, size]);
+        AssertOneLineError(Run("forward", "--model", _lambdaZero, "--pixels", pixels, "--ids", idsFile, "--dump", dump), 1, pixels, "element 7 is NaN");
+        // Finite, but far past what a preprocessed image holds: the patch embedding overflows and every loss is NaN.
+        Array.Fill(values, 3e38f);
+        Npy.Write<float>(pixels, values, [3, size, size]);
+        var r = Run("forward", "--model", _lambdaZero, "--pixels", pixels, "--ids", idsFile, "--dump", dump, "--threads", "1");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        using var losses = JsonDocument.Parse(File.ReadAllText(Path.Combine(dump, "losses.json")));
+        Assert.That(losses.RootElement.GetProperty("text").GetString(), Is.EqualTo("NaN"));
+    }
+
     private sealed record Dump(NpyArray Logits, NpyArray VisualWords, NpyArray TextLoss, double Text, double Vm, double Total);
 
     private sealed record NpyArray(float[] Data, int[] Shape);

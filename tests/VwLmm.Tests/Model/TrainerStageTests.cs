@@ -139,6 +139,43 @@ public class TrainerStageTests : CpuFixture
         }
     }
 
+    [Test]
+    public void ANonFiniteLossStopsTheRunWithoutSavingOverTheLastCheckpoint()
+    {
+        var cfg = TinyWorld.Config();
+        var good = new TinyWorld.Source(cfg, 23);
+        string dir = TempDir();
+        try
+        {
+            using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
+            var source = new NanPixelsSource(good, fromStep: 4, batch: 3);
+            using var t = new Trainer(m, RetrainRecipe() with { CheckpointEvery = 2 }, _ => source, 64 << 20);
+            var steps = new List<StepMetrics>();
+            t.OnStep = steps.Add;
+            var e = Assert.Throws<InvalidDataException>(() => t.Run(dir, CancellationToken.None))!;
+            Assert.That(e.Message, Does.StartWith("stage 'align', step 2: the loss is NaN").And.Contain("diverged"));
+            Assert.That(steps, Has.Count.EqualTo(4), "the step with the NaN loss is not reported as done");
+            using var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, Trainer.CheckpointDirName, "trainer_state.json")));
+            Assert.That(state.RootElement.GetProperty("global_step").GetInt32(), Is.EqualTo(4), "the last good checkpoint stays");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>Every image NaN from the examples of step <paramref name="fromStep"/> + 1 on (batches of <paramref name="batch"/>).</summary>
+    private sealed class NanPixelsSource(ITrainingSource inner, int fromStep, int batch) : ITrainingSource
+    {
+        private int _reads;
+        public int Count => inner.Count;
+        public TrainingExample Get(int index)
+        {
+            var e = inner.Get(index);
+            return _reads++ < fromStep * batch || e.Pixels is null ? e : e with { Pixels = [.. e.Pixels.Select(_ => float.NaN)] };
+        }
+    }
+
     /// <summary>An image that does not decode, as a source reports it: the example at brokenIndex throws.</summary>
     private sealed class BrokenSource(ITrainingSource inner, int brokenIndex) : ITrainingSource
     {
