@@ -16,8 +16,10 @@ public sealed class TrainCommand : ICommand
     public string Name => "train";
     public string Summary => "run a staged training recipe from a JSON config (resumable; Ctrl-C or SIGTERM saves)";
     public string Help => """
-        usage: vwlmm train --config FILE.json [--out DIR] [--seed S] [--resume] [--device D] [--threads N] [--quiet]
-          --seed S    overrides the config's "seed" (initialisation and data order; --resume needs the checkpoint's)
+        usage: vwlmm train --config FILE.json [--out DIR] [--seed S] [--resume | --overwrite] [--device D] [--threads N] [--quiet]
+          --seed S     overrides the config's "seed" (initialisation and data order; --resume needs the checkpoint's)
+          --overwrite  start over in an OUT that holds a checkpoint, replacing it (without it or --resume, that is an
+                       error: a forgotten --resume would lose the run)
           Config (snake_case; unknown keys are errors):
             "model":      {"preset": "tiny|shapesgrid|bench-5m|llava-7b"} | {"config": "config.json"} | {"init": "model dir"}
                           and "init_scheme": "hf" (N(0, 0.02), default) | "torch" (PyTorch's defaults, tower at hf);
@@ -45,12 +47,13 @@ public sealed class TrainCommand : ICommand
           Ctrl-C (SIGINT) or SIGTERM saves OUT/checkpoint mid-stage and exits 130 or 143.
         example: vwlmm train --config recipes/shapesgrid.json --out runs/sg
         """;
-    public IReadOnlyList<string> Flags => ["--resume"];
+    public IReadOnlyList<string> Flags => ["--resume", "--overwrite"];
     public IReadOnlyList<string> Valued => [.. Backends.Options, "--config", "--out", "--seed"];
 
     public int Run(CliArgs args, TextWriter stdout)
     {
         string configPath = args.Require("--config");
+        if (args.Has("--resume") && args.Has("--overwrite")) throw new UsageException("--resume and --overwrite exclude each other");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: file not found", configPath);
         JsonDocument doc;
         try
@@ -76,6 +79,8 @@ public sealed class TrainCommand : ICommand
         string? tokenizerPath = ResolveTokenizer(root, configPath, baseDir, world, outDir);
 
         string? resumeFrom = null;
+        if (!args.Has("--resume") && !args.Has("--overwrite") && Trainer.ResumableCheckpoint(outDir, TextWriter.Null) is { } existing)
+            throw new CliException($"{existing} holds a run: --resume continues it, --overwrite starts over and replaces it");
         if (args.Has("--resume"))
         {
             resumeFrom = Trainer.ResumableCheckpoint(outDir, Console.Error)

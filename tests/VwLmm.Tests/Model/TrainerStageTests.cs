@@ -510,6 +510,23 @@ public class TrainerStageTests : CpuFixture
     }
 
     [Test]
+    public void ASecondRunIntoAFolderWithACheckpointNeedsResumeOrOverwrite()
+    {
+        string cfg = TinyTrainConfig("""{"preset": "tiny"}""");
+        string dir = Path.GetDirectoryName(cfg)!, outDir = Path.Combine(dir, "run");
+        Train(cfg, outDir);
+        string state = Path.Combine(outDir, Trainer.CheckpointDirName, "trainer_state.json");
+        string saved = File.ReadAllText(state);
+        AssertOneLineError(Run("train", "--config", cfg, "--out", outDir, "--seed", "2"), 1, Path.Combine(outDir, Trainer.CheckpointDirName), "--resume", "--overwrite");
+        Assert.That(File.ReadAllText(state), Is.EqualTo(saved), "the earlier run's checkpoint is untouched");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", Path.Combine(dir, "new"), "--resume", "--overwrite"), 2, "exclude each other");
+        Assert.That(Directory.Exists(Path.Combine(dir, "new")), Is.False);
+        Train(cfg, outDir, "--seed", "2", "--overwrite");
+        Assert.That(File.ReadAllText(state), Does.Contain("\"seed\":2"), "--overwrite replaced it");
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [Test]
     public void ResumeRefusesAModelBlockThatDescribesAnotherModel()
     {
         string cfg = TinyTrainConfig("""{"preset": "tiny"}""");
