@@ -102,6 +102,14 @@ public sealed class DemoCommand : ICommand
         var train = recipe.TrainConfig(budget, seed, answerPrior, stages, variant);
         VwLmmModel model;
         bool retrain = args.Has("--retrain"), trained = !retrain && IsFinished(ckpt, train);
+        // The cache is named by the recipe's version; the stages the checkpoint recorded catch a recipe that changed
+        // without a new version.
+        if (trained && Trainer.DifferenceFrom(ckpt, train) is { } changed)
+        {
+            Say($"not reusing {ckpt}: {changed}; training again");
+            trained = false;
+            retrain = true;
+        }
         if (trained)
         {
             Say($"reusing the trained model in {ckpt} (--retrain to train again)");

@@ -318,32 +318,38 @@ public sealed class Trainer : IDisposable
     private static int BegunStages(TrainerState s) => s.Stage + (s.StageStep > 0 ? 1 : 0);
 
     /// <summary>
-    /// Throws when this run's config differs from the checkpoint's in a stage the checkpoint has begun, or in
-    /// max_length: resuming would then neither repeat that run nor be a run of this config. Stages not begun may
-    /// differ, and more may follow (that is how a finished run trains further). State files written before the stages
-    /// were recorded are not checked.
+    /// How <paramref name="config"/> (its steps resolved from epochs) differs from the run that wrote the checkpoint
+    /// in <paramref name="checkpointDir"/>, in a stage that run has begun or in max_length; null when it does not.
+    /// Resuming across such a difference would neither repeat that run nor be a run of this config. Stages not begun
+    /// may differ, and more may follow (that is how a finished run trains further). State files written before the
+    /// stages were recorded are not checked.
     /// </summary>
-    private void CheckResumedConfig(JsonElement state, string statePath)
+    public static string? DifferenceFrom(string checkpointDir, TrainConfig config)
     {
-        const string Advice = "a resumed run repeats the stages it has begun (add a stage to train further)";
-        if (state.TryGetProperty("max_length", out var maxLength) && maxLength.GetInt32() != _config.MaxLength)
-            throw new InvalidDataException($"{statePath}: the checkpoint's run had max_length {maxLength.GetInt32()}, this config {_config.MaxLength}: {Advice}");
-        if (!state.TryGetProperty("stages", out var begun)) return;
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(checkpointDir, StateFile)));
+        return DifferenceFrom(doc.RootElement, config);
+    }
+
+    private static string? DifferenceFrom(JsonElement state, TrainConfig config)
+    {
+        if (state.TryGetProperty("max_length", out var maxLength) && maxLength.GetInt32() != config.MaxLength)
+            return $"the checkpoint's run had max_length {maxLength.GetInt32()}, this config {config.MaxLength}";
+        if (!state.TryGetProperty("stages", out var begun)) return null;
         int i = 0;
         foreach (var stored in begun.EnumerateArray())
         {
             string name = stored.GetProperty("name").GetString()!;
-            if (i >= _config.Stages.Count)
-                throw new InvalidDataException($"{statePath}: the checkpoint's run began stage {i} ('{name}'), this config has {_config.Stages.Count} stages: {Advice}");
-            var current = JsonSerializer.SerializeToElement(_config.Stages[i], JsonOptions);
+            if (i >= config.Stages.Count) return $"the checkpoint's run began stage {i} ('{name}'), this config has {config.Stages.Count} stages";
+            var current = JsonSerializer.SerializeToElement(config.Stages[i], JsonOptions);
             foreach (var key in stored.EnumerateObject())
             {
                 string now = current.TryGetProperty(key.Name, out var v) ? v.GetRawText() : "nothing";
                 if (now != key.Value.GetRawText())
-                    throw new InvalidDataException($"{statePath}: stage {i} ('{name}') ran with {key.Name} {key.Value.GetRawText()}, this config gives {now}: {Advice}");
+                    return $"stage {i} ('{name}') ran with {key.Name} {key.Value.GetRawText()}, this config gives {now}";
             }
             i++;
         }
+        return null;
     }
 
     /// <summary>
@@ -392,7 +398,8 @@ public sealed class Trainer : IDisposable
         var state = doc.RootElement.Deserialize<TrainerState>(JsonOptions) ?? throw new InvalidDataException($"{statePath}: empty trainer state");
         if (state.Seed != _config.Seed)
             throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, this run's seed is {_config.Seed}");
-        CheckResumedConfig(doc.RootElement, statePath);
+        if (DifferenceFrom(doc.RootElement, _config) is { } difference)
+            throw new InvalidDataException($"{statePath}: {difference}: a resumed run repeats the stages it has begun (add a stage to train further)");
         if (state.Stage > _config.Stages.Count)
             throw new InvalidDataException($"{statePath}: stage {state.Stage} is beyond the config's {_config.Stages.Count} stages");
         _state = state;

@@ -155,6 +155,15 @@ public class DemoTests
         lines[1] = lines[1][..^1] + lines[2];
         File.WriteAllLines(metrics, lines);
         AssertOneLineError(Run("demo", "--quick", "--out", Path.Combine(dir, "out4"), "--cache", Path.Combine(dir, "cache")), 1, metrics, "line 2");
+
+        // A cached model whose recorded stages differ from the recipe's (a recipe changed without a new version) is
+        // said and trained again, not reused.
+        string state = Path.Combine(runDir, "checkpoint", "trainer_state.json");
+        File.WriteAllText(state, Regex.Replace(File.ReadAllText(state), "\"batch_size\":\\d+", "\"batch_size\":5"));
+        var stale2 = Run("demo", "--quick", "--out", Path.Combine(dir, "out5"), "--cache", Path.Combine(dir, "cache"), "--threads", "2");
+        Assert.That(stale2.ExitCode, Is.Zero, stale2.Stderr);
+        Assert.That(stale2.Stdout, Does.Contain("not reusing ").And.Contain($"('instruct') ran with batch_size 5, this config gives {ShapesGridBudget.Quick.BatchSize}").And.Contain("training again"));
+        Assert.That(File.ReadAllBytes(Path.Combine(dir, "out5", "model", "model.safetensors")), Is.EqualTo(File.ReadAllBytes(Path.Combine(model, "model.safetensors"))));
         Directory.Delete(dir, recursive: true);
     }
 }

@@ -92,6 +92,9 @@ public class TrainerStageTests : CpuFixture
                         Does.Contain("stage 0 ('lm') ran with trainable [\"llm\"], this config gives [\"llm\",\"vm_head\"]"));
             Assert.That(Refused(run with { Stages = [run.Stages[0]] }), Does.Contain("began stage 1 ('align'), this config has 1 stages"));
             Assert.That(Refused(run with { MaxLength = 32 }), Does.Contain("max_length 64, this config 32"));
+            // The same comparison, for callers that reuse a finished checkpoint (the demo's cache) rather than resume it.
+            Assert.That(Trainer.DifferenceFrom(ckpt, run), Is.Null);
+            Assert.That(Trainer.DifferenceFrom(ckpt, run with { MaxLength = 32 }), Is.EqualTo("the checkpoint's run had max_length 64, this config 32"));
             Assert.That(Resume(run with { Stages = [.. run.Stages.Take(2), run.Stages[2] with { Lr = 5e-3 }] }), Is.EqualTo(5),
                         "a stage not yet begun may change: the rest of 'align' and all of the third");
         }
