@@ -224,11 +224,10 @@ public sealed class TrainCommand : ICommand
     /// </summary>
     private static void CheckResumedModel(VwLmmConfig described, VwLmmConfig resumed, string configPath, string checkpoint)
     {
-        var want = JsonNode.Parse((described with { ConversationTemplate = null }).ToJson())!.AsObject();
-        var have = JsonNode.Parse((resumed with { ConversationTemplate = null }).ToJson())!.AsObject();
-        foreach (var (key, value) in want)
-            if (!JsonNode.DeepEquals(value, have[key]))
-                throw new CliException($"--resume: {checkpoint}'s model has {key} {have[key]?.ToJsonString() ?? "unset"}, the model block of {configPath} gives {value?.ToJsonString()}");
+        using var want = JsonDocument.Parse((described with { ConversationTemplate = null }).ToJson());
+        using var have = JsonDocument.Parse((resumed with { ConversationTemplate = null }).ToJson());
+        if (JsonDifference.First(want.RootElement, have.RootElement) is { } d)
+            throw new CliException($"--resume: {checkpoint}'s model has {d.Key} {d.Now}, the model block of {configPath} gives {d.Was}");
     }
 
     private static VwLmmConfig Preset(string name, string at)

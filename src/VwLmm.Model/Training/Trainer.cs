@@ -340,13 +340,8 @@ public sealed class Trainer : IDisposable
         {
             string name = stored.GetProperty("name").GetString()!;
             if (i >= config.Stages.Count) return $"the checkpoint's run began stage {i} ('{name}'), this config has {config.Stages.Count} stages";
-            var current = JsonSerializer.SerializeToElement(config.Stages[i], JsonOptions);
-            foreach (var key in stored.EnumerateObject())
-            {
-                string now = current.TryGetProperty(key.Name, out var v) ? v.GetRawText() : "nothing";
-                if (now != key.Value.GetRawText())
-                    return $"stage {i} ('{name}') ran with {key.Name} {key.Value.GetRawText()}, this config gives {now}";
-            }
+            if (JsonDifference.First(stored, JsonSerializer.SerializeToElement(config.Stages[i], JsonOptions)) is { } d)
+                return $"stage {i} ('{name}') ran with {d.Key} {d.Was}, this config gives {d.Now}";
             i++;
         }
         return null;
