@@ -43,26 +43,13 @@ public class TrainerStageTests : CpuFixture
         Assert.That(full, Has.Count.EqualTo(9));
 
         string dir = TempDir();
-        try
-        {
-            List<double> first, second;
-            using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
-            using (var t = new Trainer(m, RetrainRecipe(), _ => source, 64 << 20))
-                first = TrainerTests.Run(t, dir, stopAfter: 4);
-            string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
-            using (var m = ModelCheckpoint.Load(Cpu, ckpt))
-            using (var t = new Trainer(m, RetrainRecipe(), _ => source, 64 << 20))
-            {
-                t.Resume(ckpt);
-                Assert.That((t.State.Stage, t.State.StageStep), Is.EqualTo((1, 1)), "the checkpoint is in the middle stage");
-                second = TrainerTests.Run(t);
-            }
-            Assert.That(first.Concat(second).ToList(), Is.EqualTo(full), "losses after resume differ from the uninterrupted run");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        List<double> first, second;
+        using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+        using (var t = new Trainer(m, RetrainRecipe(), _ => source, 64 << 20))
+            first = TrainerTests.Run(t, dir, stopAfter: 4);
+        string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
+        second = ResumeAndRun(ckpt, RetrainRecipe(), source, t => Assert.That((t.State.Stage, t.State.StageStep), Is.EqualTo((1, 1)), "the checkpoint is in the middle stage"));
+        Assert.That(first.Concat(second).ToList(), Is.EqualTo(full), "losses after resume differ from the uninterrupted run");
     }
 
     [Test]
@@ -71,37 +58,24 @@ public class TrainerStageTests : CpuFixture
         var cfg = TinyWorld.Config();
         var source = new TinyWorld.Source(cfg, 23);
         string dir = TempDir();
-        try
-        {
-            var run = RetrainRecipe();
-            using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
-            using (var t = new Trainer(m, run, _ => source, 64 << 20))
-                TrainerTests.Run(t, dir, stopAfter: 4); // in the middle of stage 1 ('align')
-            string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
-            int Resume(TrainConfig config)
-            {
-                using var m = ModelCheckpoint.Load(Cpu, ckpt);
-                using var t = new Trainer(m, config, _ => source, 64 << 20);
-                t.Resume(ckpt);
-                return TrainerTests.Run(t).Count;
-            }
-            string Refused(TrainConfig config) => Assert.Throws<InvalidDataException>(() => Resume(config))!.Message;
-            Assert.That(Refused(run with { Stages = [run.Stages[0], run.Stages[1] with { Lr = 2e-2 }, run.Stages[2]] }),
-                        Does.Contain("stage 1 ('align') ran with lr 0.01, this config gives 0.02"));
-            Assert.That(Refused(run with { Stages = [run.Stages[0] with { Trainable = [ParameterGroup.Llm, ParameterGroup.VmHead] }, .. run.Stages.Skip(1)] }),
-                        Does.Contain("stage 0 ('lm') ran with trainable [\"llm\"], this config gives [\"llm\",\"vm_head\"]"));
-            Assert.That(Refused(run with { Stages = [run.Stages[0]] }), Does.Contain("began stage 1 ('align'), this config has 1 stages"));
-            Assert.That(Refused(run with { MaxLength = 32 }), Does.Contain("max_length 64, this config 32"));
-            // The same comparison, for callers that reuse a finished checkpoint (the demo's cache) rather than resume it.
-            Assert.That(Trainer.DifferenceFrom(ckpt, run), Is.Null);
-            Assert.That(Trainer.DifferenceFrom(ckpt, run with { MaxLength = 32 }), Is.EqualTo("the checkpoint's run had max_length 64, this config 32"));
-            Assert.That(Resume(run with { Stages = [.. run.Stages.Take(2), run.Stages[2] with { Lr = 5e-3 }] }), Is.EqualTo(5),
-                        "a stage not yet begun may change: the rest of 'align' and all of the third");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        var run = RetrainRecipe();
+        using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+        using (var t = new Trainer(m, run, _ => source, 64 << 20))
+            TrainerTests.Run(t, dir, stopAfter: 4); // in the middle of stage 1 ('align')
+        string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
+        int Resume(TrainConfig config) => ResumeAndRun(ckpt, config, source).Count;
+        string Refused(TrainConfig config) => Assert.Throws<InvalidDataException>(() => Resume(config))!.Message;
+        Assert.That(Refused(run with { Stages = [run.Stages[0], run.Stages[1] with { Lr = 2e-2 }, run.Stages[2]] }),
+                    Does.Contain("stage 1 ('align') ran with lr 0.01, this config gives 0.02"));
+        Assert.That(Refused(run with { Stages = [run.Stages[0] with { Trainable = [ParameterGroup.Llm, ParameterGroup.VmHead] }, .. run.Stages.Skip(1)] }),
+                    Does.Contain("stage 0 ('lm') ran with trainable [\"llm\"], this config gives [\"llm\",\"vm_head\"]"));
+        Assert.That(Refused(run with { Stages = [run.Stages[0]] }), Does.Contain("began stage 1 ('align'), this config has 1 stages"));
+        Assert.That(Refused(run with { MaxLength = 32 }), Does.Contain("max_length 64, this config 32"));
+        // The same comparison, for callers that reuse a finished checkpoint (the demo's cache) rather than resume it.
+        Assert.That(Trainer.DifferenceFrom(ckpt, run), Is.Null);
+        Assert.That(Trainer.DifferenceFrom(ckpt, run with { MaxLength = 32 }), Is.EqualTo("the checkpoint's run had max_length 64, this config 32"));
+        Assert.That(Resume(run with { Stages = [.. run.Stages.Take(2), run.Stages[2] with { Lr = 5e-3 }] }), Is.EqualTo(5),
+                    "a stage not yet begun may change: the rest of 'align' and all of the third");
     }
 
     [Test]
@@ -115,31 +89,28 @@ public class TrainerStageTests : CpuFixture
         using (var t = new Trainer(m, RetrainRecipe(), _ => good, 64 << 20))
             full = TrainerTests.Run(t);
         string dir = TempDir();
-        try
+        List<double> first = [];
+        using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+        using (var t = new Trainer(m, RetrainRecipe(), _ => bad, 64 << 20))
         {
-            List<double> first = [];
-            using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
-            using (var t = new Trainer(m, RetrainRecipe(), _ => bad, 64 << 20))
-            {
-                t.OnStep = s => first.Add(s.Loss);
-                var e = Assert.Throws<InvalidDataException>(() => t.Run(dir, CancellationToken.None))!;
-                Assert.That(first, Has.Count.InRange(1, 8), "some step of the run reads example 13");
-                Assert.That(e.Message, Does.StartWith("example 13 is damaged (saved ").And.EndWith($"at step {first.Count}: fix the data, then --resume)"));
-            }
-            string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
-            List<double> second;
-            using (var m = ModelCheckpoint.Load(Cpu, ckpt))
-            using (var t = new Trainer(m, RetrainRecipe(), _ => good, 64 << 20))
-            {
-                t.Resume(ckpt);
-                second = TrainerTests.Run(t);
-            }
-            Assert.That(first.Concat(second).ToList(), Is.EqualTo(full), "the failed step leaves no trace in the saved state");
+            t.OnStep = s => first.Add(s.Loss);
+            var e = Assert.Throws<InvalidDataException>(() => t.Run(dir, CancellationToken.None))!;
+            Assert.That(first, Has.Count.InRange(1, 8), "some step of the run reads example 13");
+            Assert.That(e.Message, Does.StartWith("example 13 is damaged (saved ").And.EndWith($"at step {first.Count}: fix the data, then --resume)"));
         }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
+        Assert.That(first.Concat(ResumeAndRun(ckpt, RetrainRecipe(), good)).ToList(), Is.EqualTo(full), "the failed step leaves no trace in the saved state");
+    }
+
+    /// <summary>Loads the checkpoint, resumes <paramref name="run"/> from it (then shows the trainer to
+    /// <paramref name="resumed"/>) and runs it to the end → the losses of the steps it took.</summary>
+    private List<double> ResumeAndRun(string ckpt, TrainConfig run, ITrainingSource source, Action<Trainer>? resumed = null)
+    {
+        using var m = ModelCheckpoint.Load(Cpu, ckpt);
+        using var t = new Trainer(m, run, _ => source, 64 << 20);
+        t.Resume(ckpt);
+        resumed?.Invoke(t);
+        return TrainerTests.Run(t);
     }
 
     [Test]
@@ -148,23 +119,16 @@ public class TrainerStageTests : CpuFixture
         var cfg = TinyWorld.Config();
         var good = new TinyWorld.Source(cfg, 23);
         string dir = TempDir();
-        try
-        {
-            using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
-            var source = new NanPixelsSource(good, fromStep: 4, batch: 3);
-            using var t = new Trainer(m, RetrainRecipe() with { CheckpointEvery = 2 }, _ => source, 64 << 20);
-            var steps = new List<StepMetrics>();
-            t.OnStep = steps.Add;
-            var e = Assert.Throws<InvalidDataException>(() => t.Run(dir, CancellationToken.None))!;
-            Assert.That(e.Message, Does.StartWith("stage 'align', step 2: the loss is NaN").And.Contain("diverged"));
-            Assert.That(steps, Has.Count.EqualTo(4), "the step with the NaN loss is not reported as done");
-            using var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, Trainer.CheckpointDirName, "trainer_state.json")));
-            Assert.That(state.RootElement.GetProperty("global_step").GetInt32(), Is.EqualTo(4), "the last good checkpoint stays");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
+        var source = new NanPixelsSource(good, fromStep: 4, batch: 3);
+        using var t = new Trainer(m, RetrainRecipe() with { CheckpointEvery = 2 }, _ => source, 64 << 20);
+        var steps = new List<StepMetrics>();
+        t.OnStep = steps.Add;
+        var e = Assert.Throws<InvalidDataException>(() => t.Run(dir, CancellationToken.None))!;
+        Assert.That(e.Message, Does.StartWith("stage 'align', step 2: the loss is NaN").And.Contain("diverged"));
+        Assert.That(steps, Has.Count.EqualTo(4), "the step with the NaN loss is not reported as done");
+        using var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, Trainer.CheckpointDirName, "trainer_state.json")));
+        Assert.That(state.RootElement.GetProperty("global_step").GetInt32(), Is.EqualTo(4), "the last good checkpoint stays");
     }
 
     /// <summary>Every image NaN from the examples of step <paramref name="fromStep"/> + 1 on (batches of <paramref name="batch"/>).</summary>
@@ -193,41 +157,34 @@ public class TrainerStageTests : CpuFixture
         var cfg = TinyWorld.Config();
         var source = new TinyWorld.Source(cfg, 23);
         string dir = TempDir();
-        try
-        {
-            var log = new StringWriter();
-            Assert.That(Trainer.ResumableCheckpoint(dir, log), Is.Null, "an empty folder has nothing to resume");
-            using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
-            using (var t = new Trainer(m, RetrainRecipe(), _ => source, 64 << 20))
-                TrainerTests.Run(t, dir, stopAfter: 4);
-            // What a crash between the save's two moves leaves: the previous checkpoint under its aside name, and an
-            // older aside checkpoint half deleted.
-            string aside = Path.Combine(dir, Trainer.CheckpointDirName + ".old-4242");
-            Directory.Move(Path.Combine(dir, Trainer.CheckpointDirName), aside);
-            string partial = Path.Combine(dir, Trainer.CheckpointDirName + ".old-99999");
-            Directory.CreateDirectory(partial);
-            File.Copy(Path.Combine(aside, "trainer_state.json"), Path.Combine(partial, "trainer_state.json"));
+        var log = new StringWriter();
+        Assert.That(Trainer.ResumableCheckpoint(dir, log), Is.Null, "an empty folder has nothing to resume");
+        using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+        using (var t = new Trainer(m, RetrainRecipe(), _ => source, 64 << 20))
+            TrainerTests.Run(t, dir, stopAfter: 4);
+        // What a crash between the save's two moves leaves: the previous checkpoint under its aside name, and an
+        // older aside checkpoint half deleted.
+        string aside = Path.Combine(dir, Trainer.CheckpointDirName + ".old-4242");
+        Directory.Move(Path.Combine(dir, Trainer.CheckpointDirName), aside);
+        string partial = Path.Combine(dir, Trainer.CheckpointDirName + ".old-99999");
+        Directory.CreateDirectory(partial);
+        File.Copy(Path.Combine(aside, "trainer_state.json"), Path.Combine(partial, "trainer_state.json"));
 
-            string? found = Trainer.ResumableCheckpoint(dir, log);
-            Assert.That(found, Is.EqualTo(aside));
-            var lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            Assert.That(lines, Has.Length.EqualTo(1));
-            Assert.That(lines[0], Does.Contain(aside));
+        string? found = Trainer.ResumableCheckpoint(dir, log);
+        Assert.That(found, Is.EqualTo(aside));
+        var lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(1));
+        Assert.That(lines[0], Does.Contain(aside));
 
-            using (var m = ModelCheckpoint.Load(Cpu, found!))
-            using (var t = new Trainer(m, RetrainRecipe(), _ => source, 64 << 20))
-            {
-                t.Resume(found!);
-                Assert.That(t.State.GlobalStep, Is.EqualTo(4));
-                TrainerTests.Run(t, dir);
-            }
-            Assert.That(Directory.GetDirectories(dir).Select(Path.GetFileName), Is.EqualTo(new[] { Trainer.CheckpointDirName }),
-                        "the next save supersedes what the crash left");
-        }
-        finally
+        using (var m = ModelCheckpoint.Load(Cpu, found!))
+        using (var t = new Trainer(m, RetrainRecipe(), _ => source, 64 << 20))
         {
-            Directory.Delete(dir, recursive: true);
+            t.Resume(found!);
+            Assert.That(t.State.GlobalStep, Is.EqualTo(4));
+            TrainerTests.Run(t, dir);
         }
+        Assert.That(Directory.GetDirectories(dir).Select(Path.GetFileName), Is.EqualTo(new[] { Trainer.CheckpointDirName }),
+                    "the next save supersedes what the crash left");
     }
 
     private static JsonElement Json(string text) => JsonDocument.Parse(text).RootElement;
@@ -274,21 +231,14 @@ public class TrainerStageTests : CpuFixture
         var cfg = TinyWorld.Config();
         var source = new TinyWorld.Source(cfg, 23);
         string dir = TempDir();
-        try
-        {
-            var saved = new List<int>();
-            using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
-            using var t = new Trainer(m, RetrainRecipe() with { CheckpointEvery = 4 }, _ => source, 64 << 20);
-            t.OnCheckpoint = temp => saved.Add(JsonDocument.Parse(File.ReadAllText(Path.Combine(temp, "trainer_state.json"))).RootElement.GetProperty("global_step").GetInt32());
-            t.Run(dir, CancellationToken.None);
-            Assert.That(saved, Is.EqualTo(new[] { 4, 8, 9 }), "every 4 of the 9 global steps, across stage boundaries, and the final state");
-            var negative = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(Json("""{"checkpoint_every": -1, "stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1}]}"""), "train.json"))!;
-            Assert.That(negative.Message, Does.Contain("train.json").And.Contain("'checkpoint_every'"));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        var saved = new List<int>();
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
+        using var t = new Trainer(m, RetrainRecipe() with { CheckpointEvery = 4 }, _ => source, 64 << 20);
+        t.OnCheckpoint = temp => saved.Add(JsonDocument.Parse(File.ReadAllText(Path.Combine(temp, "trainer_state.json"))).RootElement.GetProperty("global_step").GetInt32());
+        t.Run(dir, CancellationToken.None);
+        Assert.That(saved, Is.EqualTo(new[] { 4, 8, 9 }), "every 4 of the 9 global steps, across stage boundaries, and the final state");
+        var negative = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(Json("""{"checkpoint_every": -1, "stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.1}]}"""), "train.json"))!;
+        Assert.That(negative.Message, Does.Contain("train.json").And.Contain("'checkpoint_every'"));
     }
 
     [Test]
@@ -299,23 +249,16 @@ public class TrainerStageTests : CpuFixture
         var chat = new TemplatedSource(text, ConversationTemplate.Mistral);
         var plain = new TemplatedSource(text, ConversationTemplate.Plain);
         string dir = TempDir();
-        try
+        var run = RetrainRecipe() with
         {
-            var run = RetrainRecipe() with
-            {
-                Stages = [.. RetrainRecipe().Stages.Select((s, i) => s with { Data = new[] { "plain", "chat", "text" }[i], Steps = 1 })],
-            };
-            using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
-            Assert.That(m.Config.ConversationTemplate, Is.Null);
-            using var t = new Trainer(m, run, name => name switch { "plain" => plain, "chat" => chat, _ => text }, 64 << 20);
-            t.Run(dir, CancellationToken.None);
-            Assert.That(m.Config.ConversationTemplate, Is.EqualTo("mistral"), "the text stage after it has no template");
-            Assert.That(VwLmmConfig.Load(Path.Combine(dir, Trainer.CheckpointDirName)).ConversationTemplate, Is.EqualTo("mistral"));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+            Stages = [.. RetrainRecipe().Stages.Select((s, i) => s with { Data = new[] { "plain", "chat", "text" }[i], Steps = 1 })],
+        };
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
+        Assert.That(m.Config.ConversationTemplate, Is.Null);
+        using var t = new Trainer(m, run, name => name switch { "plain" => plain, "chat" => chat, _ => text }, 64 << 20);
+        t.Run(dir, CancellationToken.None);
+        Assert.That(m.Config.ConversationTemplate, Is.EqualTo("mistral"), "the text stage after it has no template");
+        Assert.That(VwLmmConfig.Load(Path.Combine(dir, Trainer.CheckpointDirName)).ConversationTemplate, Is.EqualTo("mistral"));
     }
 
     [Test]
