@@ -12,14 +12,13 @@ public sealed class ChatCommand : ICommand
 {
     public string Name => "chat";
     public string Summary => "ask a model about an image (one question, or an interactive loop without one)";
-    public string Help => """
+    public string Help => $$"""
         usage: vwlmm chat --model DIR --image X [QUESTION] [--template NAME] [--max-new-tokens N]
                           [--temperature T] [--top-k K] [--top-p P] [--seed S] [--weights bf16] [--device D] [--threads N]
           Greedy by default (temperature 0). Without QUESTION, reads questions from standard input until EOF; each turn
           keeps the conversation so far, and prefills only what it adds (the image and earlier turns stay in the KV
           cache). The answer is printed as it is decoded.
-          --template NAME  vicuna_v1, mistral, plain or shapes_chat (default: the one the model's config.json records
-                           as conversation_template — `vwlmm train` and `vwlmm demo` write it — else vicuna_v1)
+          {{Shared.TemplateHelp}}
           --max-new-tokens N   at most N new tokens (default: 128, or what is left of the model's context)
           --seed S     seeds the sampling of --temperature > 0 (default 1): the same seed gives the same answers
           --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded

@@ -38,6 +38,11 @@ internal static class Shared
         return (model, tok);
     }
 
+    /// <summary>The --template lines of the help of the verbs that take it (indented as the help's option lines).</summary>
+    public const string TemplateHelp =
+        "--template NAME  vicuna_v1, mistral, plain or shapes_chat (default: the one the model's config.json records\n" +
+        "                   as conversation_template — `vwlmm train` and `vwlmm demo` write it — else vicuna_v1)";
+
     /// <summary>--template, checked before a model loads; null when not given.</summary>
     public static ConversationTemplate? TemplateOption(CliArgs args) =>
         args.Get("--template") is { } name ? ConversationTemplate.Get(name) : null;

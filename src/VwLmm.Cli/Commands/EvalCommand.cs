@@ -12,15 +12,14 @@ public sealed class EvalCommand : ICommand
 {
     public string Name => "eval";
     public string Summary => "exact-match accuracy of a model on LLaVA-format QA (overall and per question type)";
-    public string Help => """
+    public string Help => $$"""
         usage: vwlmm eval --model DIR --data FILE.json [--images DIR] [--template NAME] [--out PREDICTIONS.jsonl]
                           [--max-new-tokens N] [--batch N] [--weights bf16] [--device D] [--threads N]
           Every human turn is a question and the gpt turn after it the reference answer; earlier turns are given as in
           the data (teacher forcing). A prediction is correct when it equals the reference after trimming and
           lower-casing. The question type is the question's first two words (VQA's convention). Prints one JSON object:
           {"overall", "by_type": {…}, "questions"}.
-          --template NAME  the conversation template (default: the one the model's config.json records as
-                           conversation_template — `vwlmm train` and `vwlmm demo` write it — else vicuna_v1)
+          {{Shared.TemplateHelp}}
           --out FILE   one JSON line per question (id, type, question, reference, prediction, correct);
                        default runs/eval/predictions.jsonl
           --batch N    questions generated together (default 8); with 1, a sample's later questions keep the KV-cache

@@ -12,7 +12,7 @@ public sealed class ForwardCommand : ICommand
 {
     public string Name => "forward";
     public string Summary => "one forward pass; dump logits, visual words and losses as .npy/.json for parity checks";
-    public string Help => """
+    public string Help => $$"""
         usage: vwlmm forward --model DIR (--image X | --pixels P.npy) (--ids IDS.json [--labels LABELS.json]
                              | --prompt TEXT [--answer TEXT] [--template NAME]) --dump OUT [--weights bf16] [--device D] [--threads N]
           Writes OUT/logits.npy (f32 [L,V], every position after image expansion), OUT/visual_words.npy (f32 [N_img,V],
@@ -21,8 +21,7 @@ public sealed class ForwardCommand : ICommand
           model's λ (vm_loss_weight) is 0, and total = text + λ·vm.
           IDS.json: a JSON array of token ids with −200 where the image goes. LABELS.json: same length, −100 = ignored
           (default: the ids, with the image position ignored). --pixels: an already preprocessed [3,S,S] float32 .npy.
-          --template NAME  the conversation template (default: the one the model's config.json records as
-                           conversation_template — `vwlmm train` and `vwlmm demo` write it — else vicuna_v1)
+          {{Shared.TemplateHelp}}
           The ids, with the image expanded, must fit in the model's max_position_embeddings: nothing is truncated.
           --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
                           token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
