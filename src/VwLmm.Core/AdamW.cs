@@ -53,10 +53,13 @@ public sealed class AdamW : IDisposable
         return Math.Sqrt(s);
     }
 
-    /// <summary>One update of every trainable parameter; gradients are clipped to maxNorm (≤ 0: no clipping). Returns the pre-clip norm.</summary>
+    /// <summary>One update of every trainable parameter; gradients are clipped to maxNorm (≤ 0: no clipping). Returns the
+    /// pre-clip norm. A non-finite norm (a NaN or ∞ in some gradient) updates nothing, so the weights and moments stay
+    /// those of the last good step for the caller to keep.</summary>
     public double Step(float lr, float maxNorm = 0f, float gradScale = 1f)
     {
         double norm = GradNorm() * gradScale;
+        if (!double.IsFinite(norm)) return norm;
         float scale = gradScale;
         if (maxNorm > 0 && norm > maxNorm) scale = (float)(gradScale * maxNorm / norm);
         StepCount++;

@@ -9,8 +9,9 @@ using VwLmm.Model.Checkpoints;
 
 namespace VwLmm.Model.Training;
 
-/// <summary>What one optimiser step measured (written as a JSONL line on log steps); TruncatedExamples counts the
-/// step's examples that max_length cut once their images were spliced in.</summary>
+/// <summary>What one optimiser step measured (written as a JSONL line on log steps); TokensPerSecond counts every
+/// position the step's batches ran (prompt, image and answer; not padding); TruncatedExamples counts the step's
+/// examples that max_length cut once their images were spliced in.</summary>
 public sealed record StepMetrics(
     string Stage, int StageStep, int StageSteps, int GlobalStep, int TotalSteps, double LossText, double LossVm, double Loss,
     double GradNorm, double Lr, double TokensPerSecond, double Seconds, double? VisualWordEntropy, int? DistinctVisualWords,
@@ -104,10 +105,10 @@ public sealed class Trainer : IDisposable
                     SaveCheckpoint(outDir);
                     throw new InvalidDataException($"{e.Message} (saved {Path.Combine(outDir, CheckpointDirName)} at step {_state.GlobalStep}: fix the data, then --resume)", e);
                 }
-                // NaN gradients have reached every weight the step updated: nothing after this step can recover, and
-                // nothing is saved over the last good checkpoint.
-                if (!double.IsFinite(m.Loss))
-                    throw new InvalidDataException($"stage '{stage.Name}', step {m.StageStep}: the loss is {m.Loss} (L_text {m.LossText}, L_vm {m.LossVm}); training diverged or the data holds non-finite values (a lower lr or grad_clip may help)");
+                // A non-finite loss or gradient ends the run: AdamW skipped the update, and nothing is saved over the
+                // last good checkpoint.
+                if (!double.IsFinite(m.Loss) || !double.IsFinite(m.GradNorm))
+                    throw new InvalidDataException($"stage '{stage.Name}', step {m.StageStep}: the {(double.IsFinite(m.Loss) ? $"gradient norm is {m.GradNorm}" : $"loss is {m.Loss}")} (L_text {m.LossText}, L_vm {m.LossVm}); training diverged or the data holds non-finite values (a lower lr or grad_clip may help)");
                 if (metricsLog is not null && (m.StageStep % Math.Max(1, _config.LogEvery) == 0 || m.StageStep == stage.Steps))
                     metricsLog.WriteLine(JsonSerializer.Serialize(m, JsonOptions));
                 OnStep?.Invoke(m);
@@ -164,7 +165,7 @@ public sealed class Trainer : IDisposable
             text += output.Text.Mean / stage.GradAccum;
             vm += output.Vm.Mean / stage.GradAccum;
             total += output.Total / stage.GradAccum;
-            tokens += batch.TextTargetCount + batch.ImageTokenCount;
+            tokens += batch.KeyLengths.Sum();
             truncated += batch.TruncatedCount;
             if (logStep && micro == 0 && output.VmLogits is not null)
                 (entropy, distinct) = VisualWordStatistics(output.VmLogits);
@@ -410,9 +411,11 @@ public sealed class Trainer : IDisposable
             reader.ReadFloat(name, host);
             _model.Backend.Upload<float>(into, host);
         }
+        // At a stage's first step the saved moments are the previous stage's (a finished run resumed with a stage
+        // added): the new stage's optimiser starts from zero, as it does in a run that never stopped.
         foreach (var p in _model.Parameters.All)
         {
-            if (!p.Trainable || !reader.Contains(p.Name + ".exp_avg")) continue;
+            if (_state.StageStep == 0 || !p.Trainable || !reader.Contains(p.Name + ".exp_avg")) continue;
             var (m, v) = p.Moments();
             Restore(p.Name + ".exp_avg", m);
             Restore(p.Name + ".exp_avg_sq", v);

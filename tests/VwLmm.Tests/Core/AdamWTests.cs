@@ -45,6 +45,26 @@ public class AdamWTests : CpuFixture
         Assert.That(a.Value.ToArray(), Is.Not.EqualTo(a1));
     }
 
+    [TestCase(float.NaN)]
+    [TestCase(float.PositiveInfinity)]
+    public void ANonFiniteGradientUpdatesNothing(float bad)
+    {
+        using var a = Param("a", 2, 3);
+        using var b = Param("b", 4);
+        using var adam = new AdamW(Cpu, [a, b], weightDecay: 0.1f);
+        adam.ZeroGrad();
+        SetGrad(a, 1f);
+        SetGrad(b, 1f);
+        adam.Step(0.1f, maxNorm: 1f);
+        var (am, av) = a.Moments();
+        float[] a1 = a.Value.ToArray(), b1 = b.Value.ToArray(), m1 = am.ToArray(), v1 = av.ToArray();
+        SetGrad(b, bad);
+        Assert.That(adam.Step(0.1f, maxNorm: 1f), Is.NaN.Or.EqualTo(double.PositiveInfinity));
+        Assert.That((a.Value.ToArray(), b.Value.ToArray(), am.ToArray(), av.ToArray()), Is.EqualTo((a1, b1, m1, v1)),
+                    "weights and moments stay those of the last good step (clipping alone would scale a by 0 or NaN)");
+        Assert.That(adam.StepCount, Is.EqualTo(1));
+    }
+
     [Test]
     public void ParameterListRejectsEntriesThatDoNotLineUp()
     {

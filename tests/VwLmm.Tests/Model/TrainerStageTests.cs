@@ -53,6 +53,27 @@ public class TrainerStageTests : CpuFixture
     }
 
     [Test]
+    public void AFinishedRunResumedWithAStageAddedReproducesTheRunThatHadItFromTheStart()
+    {
+        // The added stage trains what the last finished one trained, whose moments the final checkpoint holds.
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 23);
+        var run = RetrainRecipe();
+        var longer = run with { Stages = [.. run.Stages.Take(2), run.Stages[1] with { Name = "more" }] };
+        List<double> full;
+        using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+        using (var t = new Trainer(m, longer, _ => source, 64 << 20))
+            full = TrainerTests.Run(t);
+        string dir = TempDir();
+        List<double> first;
+        using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+        using (var t = new Trainer(m, run with { Stages = [.. run.Stages.Take(2)] }, _ => source, 64 << 20))
+            first = TrainerTests.Run(t, dir);
+        var added = ResumeAndRun(Path.Combine(dir, Trainer.CheckpointDirName), longer, source);
+        Assert.That(first.Concat(added).ToList(), Is.EqualTo(full), "the added stage starts from zero moments, as in the longer run");
+    }
+
+    [Test]
     public void ResumeRefusesAConfigThatChangesABegunStageAndTakesNewOnes()
     {
         var cfg = TinyWorld.Config();
