@@ -229,14 +229,19 @@ public sealed class Generator : IDisposable
     }
 
     /// <summary>Per-vocabulary buffers of the sampler, allocated once per generation rather than per token.</summary>
-    public sealed class SamplingScratch(int v)
+    public sealed class SamplingScratch(int v) : IComparer<int>
     {
         internal readonly double[] Weights = new double[v];
-        internal readonly double[] Keys = new double[v];
         internal readonly int[] Order = new int[v];
+
+        /// <summary>Descending weight, ties to the lower id (greedy's rule), so that top-k 1 is greedy.</summary>
+        int IComparer<int>.Compare(int a, int b) => Weights[b].CompareTo(Weights[a]) is var c && c != 0 ? c : a.CompareTo(b);
     }
 
-    /// <summary>Greedy (ties → lowest id) or temperature sampling after top-k / top-p filtering.</summary>
+    /// <summary>
+    /// Greedy (ties → lowest id) or temperature sampling after top-k, then top-p filtering (as HF's warpers chain them:
+    /// top-p keeps the fewest most likely tokens whose share of what top-k kept reaches p).
+    /// </summary>
     public static int Sample(ReadOnlySpan<float> logits, SamplingOptions o, Rng rng, SamplingScratch scratch)
     {
         int v = logits.Length;
@@ -245,24 +250,21 @@ public sealed class Generator : IDisposable
         for (int i = 0; i < v; i++) max = Math.Max(max, logits[i]);
         var w = scratch.Weights;
         var order = scratch.Order;
-        double sum = 0;
         for (int i = 0; i < v; i++)
         {
-            sum += w[i] = Math.Exp((logits[i] - max) / o.Temperature);
-            scratch.Keys[i] = -w[i];
+            w[i] = Math.Exp((logits[i] - max) / o.Temperature);
             order[i] = i;
         }
-        // Descending weight; the sort is deterministic for equal inputs, so sampling stays reproducible per seed.
-        Array.Sort(scratch.Keys, order, 0, v);
+        Array.Sort(order, 0, v, scratch);
         int keep = o.TopK > 0 ? Math.Min(o.TopK, v) : v;
-        double kept = 0;
+        double topK = 0;
+        for (int r = 0; r < keep; r++) topK += w[order[r]];
+        double total = 0;
         for (int r = 0; r < keep; r++)
         {
-            kept += w[order[r]];
-            if (kept >= o.TopP * sum) { keep = r + 1; break; }
+            total += w[order[r]];
+            if (total >= o.TopP * topK) { keep = r + 1; break; }
         }
-        double total = 0;
-        for (int r = 0; r < keep; r++) total += w[order[r]];
         double u = rng.NextDouble() * total;
         for (int r = 0; r < keep; r++)
         {

@@ -19,8 +19,11 @@ public sealed class ChatCommand : ICommand
           keeps the conversation so far, and prefills only what it adds (the image and earlier turns stay in the KV
           cache). The answer is printed as it is decoded.
           {{Shared.TemplateHelp}}
-          --max-new-tokens N   at most N new tokens (default: 128, or what is left of the model's context)
-          --seed S     seeds the sampling of --temperature > 0 (default 1): the same seed gives the same answers
+          --max-new-tokens N   at most N new tokens (default 128), and at most what is left of the model's context
+          --temperature T, --top-k K, --top-p P   sample from softmax(logits / T) (T > 0), restricted to the K most
+                       likely tokens, then to the fewest of those whose share of them reaches P
+          --seed S     seeds the sampling (default 1): the same seed gives the same answers; each turn of a
+                       conversation draws from its own stream
           --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
                           token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
         example: vwlmm chat --model llava-v1.5-7b --image cat.jpg "What is in the picture?"
@@ -34,7 +37,6 @@ public sealed class ChatCommand : ICommand
     {
         var templateOption = Shared.TemplateOption(args);
         const int DefaultMaxNewTokens = 128;
-        bool fixedLength = args.Has("--max-new-tokens");
         var options = new SamplingOptions
         {
             MaxNewTokens = args.GetInt("--max-new-tokens", DefaultMaxNewTokens, 1, 1 << 20),
@@ -44,6 +46,8 @@ public sealed class ChatCommand : ICommand
             Seed = (ulong)args.GetInt("--seed", 1, 0),
         };
         if (options.Temperature < 0 || options.TopP is <= 0 or > 1) throw new UsageException("--temperature must be ≥ 0 and --top-p in (0, 1]");
+        if (options.Temperature == 0 && (args.Has("--top-k") || args.Has("--top-p") || args.Has("--seed")))
+            Console.Error.WriteLine("warning: --top-k, --top-p and --seed shape sampling, which needs --temperature > 0; decoding greedily");
         string modelDir = args.Require("--model");
         // Decoded before the model loads: a wrong image path should not cost loading gigabytes of weights first.
         var image = ImageCodec.Decode(args.Require("--image"));
@@ -54,7 +58,8 @@ public sealed class ChatCommand : ICommand
         {
             var pixels = Shared.Preprocessor(model.Config).Process(image);
             var template = Shared.Template(templateOption, model.Config);
-            options = options with { StopIds = [tok.EosId] };
+            var stops = template.StopIds(tok);
+            options = options with { StopIds = stops };
             using var gen = new Generator(model);
             var splice = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize);
             var turns = new List<Turn>();
@@ -63,11 +68,12 @@ public sealed class ChatCommand : ICommand
             {
                 turns.Add(new Turn(Speaker.Human, (turns.Count == 0 ? Llava.ImagePlaceholder + "\n" : "") + question));
                 var prompt = template.EncodePrompt(turns, hasImage: true, tok);
-                // Small models have short contexts (the demo's is 128): unless asked for a length, answer in what is left.
+                // Small models have short contexts (the demo's is 128): an answer gets at most what is left of it. Each
+                // turn samples from its own stream, so that asking again draws anew.
                 int context = model.Config.Llm.MaxPositionEmbeddings;
                 int left = context - splice.SplicedLength(prompt);
                 if (left < 1) throw new CliException($"the conversation in template {template.Name} fills the model's context of {context} positions");
-                var turn = fixedLength ? options : options with { MaxNewTokens = Math.Min(DefaultMaxNewTokens, left) };
+                var turn = options with { MaxNewTokens = Math.Min(options.MaxNewTokens, left), Seed = options.Seed + (ulong)(turns.Count / 2) };
                 // The answer is printed as it is decoded: a 7B model on a CPU takes seconds per word.
                 var answer = new StringBuilder();
                 void Print(string text)
@@ -79,7 +85,7 @@ public sealed class ChatCommand : ICommand
                 // Each turn's prompt repeats the conversation so far: Continue prefills only what the cache lacks.
                 gen.Continue(prompt, pixels, turn, (_, id) =>
                 {
-                    if (id != tok.EosId) Print(stream.Push(id));
+                    if (!stops.Contains(id)) Print(stream.Push(id));
                 });
                 Print(stream.Finish());
                 stdout.WriteLine();

@@ -34,7 +34,7 @@ public sealed class EvalCommand : ICommand
     /// <summary>Beside demo's runs/demo, so a bare eval leaves its predictions where the other verbs' outputs go.</summary>
     private const string DefaultOut = "runs/eval/predictions.jsonl";
 
-    private sealed record Item(ConversationSample Sample, int Turn, string Type, string Question, string Reference);
+    private sealed record Item(ConversationSample Sample, int Turn, string Type, string Question, string Reference, TokenizedConversation Prompt);
 
     public int Run(CliArgs args, TextWriter stdout)
     {
@@ -51,32 +51,34 @@ public sealed class EvalCommand : ICommand
         {
             var pre = Shared.Preprocessor(model.Config);
             var template = Shared.Template(templateOption, model.Config);
+            var splice = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize);
             var items = new List<Item>();
             foreach (var s in dataset.Samples)
                 for (int t = 0; t + 1 < s.Turns.Count; t += 2)
                 {
                     string q = s.Turns[t].Value.Replace(Llava.ImagePlaceholder, "").Trim();
-                    items.Add(new Item(s, t, TypeOf(q), q, s.Turns[t + 1].Value));
+                    var prompt = template.EncodePrompt(s.Turns.Take(t + 1).ToList(), s.HasImage, tok);
+                    // Said before any answer is generated: a long sample late in the data would otherwise end a long
+                    // run with nothing written.
+                    if (splice.SplicedLength(prompt) is var length && length + maxNew > model.Config.Llm.MaxPositionEmbeddings)
+                        throw new CliException($"{data}: sample {s.Id}, question {t / 2 + 1}: {length} positions in template {template.Name} + {maxNew} new tokens exceed the model's context of {model.Config.Llm.MaxPositionEmbeddings} (see --template, --max-new-tokens)");
+                    items.Add(new Item(s, t, TypeOf(q), q, s.Turns[t + 1].Value, prompt));
                 }
-            var options = new SamplingOptions { MaxNewTokens = maxNew, StopIds = [tok.EosId] };
+            var stops = template.StopIds(tok);
+            var options = new SamplingOptions { MaxNewTokens = maxNew, StopIds = stops };
             using var gen = new Generator(model);
-            var splice = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize);
             var predictions = new List<(Item Item, string Predicted, bool Correct)>();
             // Text-only and image samples cannot share a batch's pixel list shape, so batch them separately.
             foreach (var group in items.GroupBy(i => i.Sample.HasImage))
                 foreach (var chunk in group.Chunk(batch))
                 {
-                    var prompts = chunk.Select(i => template.EncodePrompt(i.Sample.Turns.Take(i.Turn + 1).ToList(), i.Sample.HasImage, tok)).ToList();
-                    // Said before any image of the chunk is decoded, with what the user can change.
-                    foreach (var (item, prompt) in chunk.Zip(prompts))
-                        if (splice.SplicedLength(prompt) is var length && length + maxNew > model.Config.Llm.MaxPositionEmbeddings)
-                            throw new CliException($"{data}: sample {item.Sample.Id}, question {item.Turn / 2 + 1}: {length} positions in template {template.Name} + {maxNew} new tokens exceed the model's context of {model.Config.Llm.MaxPositionEmbeddings} (see --template, --max-new-tokens)");
+                    var prompts = chunk.Select(i => i.Prompt).ToList();
                     float[] pixels = group.Key ? chunk.SelectMany(i => pre.Process(ImageCodec.Decode(dataset.ImagePath(i.Sample)))).ToArray() : [];
                     // One at a time, a sample's later questions repeat its earlier turns: Continue keeps their cache rows.
                     var outs = chunk.Length == 1 ? [gen.Continue(prompts[0], pixels, options)] : gen.Generate(prompts, pixels, options);
                     for (int j = 0; j < chunk.Length; j++)
                     {
-                        string p = tok.Decode(outs[j].Where(id => id != tok.EosId).ToArray()).Trim();
+                        string p = tok.Decode(outs[j].Where(id => !stops.Contains(id)).ToArray()).Trim();
                         predictions.Add((chunk[j], p, Normal(p) == Normal(chunk[j].Reference)));
                     }
                 }

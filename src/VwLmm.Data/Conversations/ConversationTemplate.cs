@@ -86,6 +86,19 @@ public sealed class ConversationTemplate
         return sb.ToString();
     }
 
+    /// <summary>
+    /// The ids after which a generated answer is complete: EOS, and for a template whose answers end in text instead
+    /// (plain's "\n") every id whose text ends with it, as LLaVA's stopping criterion stops on the separator.
+    /// </summary>
+    public IReadOnlySet<int> StopIds(ITokenizer tokenizer)
+    {
+        var ids = new HashSet<int> { tokenizer.EosId };
+        if (EndsAnswerWithEos || AnswerSuffix.Length == 0) return ids;
+        for (int id = 0; id < tokenizer.VocabSize; id++)
+            if (tokenizer.Decode([id]).EndsWith(AnswerSuffix, StringComparison.Ordinal)) ids.Add(id);
+        return ids;
+    }
+
     /// <summary>Ids and labels of a complete conversation (ending with gpt) for training: ids [n], labels [n].</summary>
     public TokenizedConversation Encode(ConversationSample sample, ITokenizer tokenizer) =>
         Encode(sample.Turns, sample.HasImage, tokenizer);

@@ -212,11 +212,16 @@ public class ModelVerbTests
         Assert.That(first.Stdout.Trim(), Is.Not.Empty);
         Assert.That(Run(chat).Stdout, Is.EqualTo(first.Stdout), "greedy decoding is deterministic");
         AssertOneLineError(Run("chat", "--model", _model, "--image", _image, "hi", "--top-p", "1.5"), 2, "--top-p");
-        // The model's context is 128 positions: without --max-new-tokens chat answers in what the prompt leaves (the
-        // default of 128 new tokens alone would not fit); an explicit length that does not fit is an error.
+        // The model's context is 128 positions: chat answers in what the prompt leaves, whether the length is the
+        // default of 128 new tokens or asked for, which alone would not fit.
         var untold = Run(chat[..^4].Append("--threads").Append("1").ToArray());
         Assert.That(untold.ExitCode, Is.Zero, untold.Stderr);
-        AssertOneLineError(Run([.. chat[..^3], "200", "--threads", "1"]), 1, "exceeds the context of 128");
+        var asked = Run([.. chat[..^3], "200", "--threads", "1"]);
+        Assert.That(asked.ExitCode, Is.Zero, asked.Stderr);
+        Assert.That(asked.Stdout, Is.EqualTo(untold.Stdout));
+        var ignored = Run([.. chat, "--top-k", "5"]);
+        Assert.That((ignored.ExitCode, ignored.Stdout), Is.EqualTo((0, first.Stdout)), "greedy all the same");
+        Assert.That(ignored.Stderr, Does.Contain("warning: --top-k, --top-p and --seed shape sampling, which needs --temperature > 0"));
 
         // Without --template, chat takes the template config.json records: a copy of the model that records shapes_chat
         // answers as the original does when told; the original records none, so chat falls back to vicuna_v1, whose

@@ -36,6 +36,20 @@ public class ConversationTemplateTests
     }
 
     [Test]
+    public void GenerationStopsWhereTrainingEndedTheAnswer()
+    {
+        // A LLaMA-like model (byte fallback: "\n" is <0x0A>).
+        var tok = VwLmm.Data.Text.SentencePieceTokenizer.Load(Tokenizer.SentencePieceFixtureTests.FixturePath("llama_like.model"));
+        Assert.That(ConversationTemplate.VicunaV1.StopIds(tok), Is.EquivalentTo(new[] { tok.EosId }), "vicuna's answers end with EOS");
+        var stops = ConversationTemplate.Plain.StopIds(tok);
+        var caption = new Turn[] { new(Speaker.Human, "<image>"), new(Speaker.Gpt, "a red circle") };
+        int[] trained = ConversationTemplate.Plain.Encode(caption, hasImage: true, tok).InputIds;
+        Assert.That(stops, Does.Contain(tok.EosId).And.Contain(trained[^1]), "plain's answers end with the \n it trains");
+        Assert.That(trained.SkipLast(1).Where(stops.Contains), Is.Empty, "nothing before the end stops the caption");
+        Assert.That(stops.All(id => id == tok.EosId || tok.Decode([id]).EndsWith('\n')), Is.True);
+    }
+
+    [Test]
     public void UnknownTemplateNamesTheValidOnes()
     {
         var e = Assert.Throws<ArgumentException>(() => ConversationTemplate.Get("vicuna"))!;

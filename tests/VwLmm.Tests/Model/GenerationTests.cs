@@ -204,7 +204,24 @@ public class GenerationTests : CpuFixture
             Assert.That(counts[k] / (double)draws, Is.EqualTo(Math.Exp(logits[k] / 0.7) / z).Within(0.01), $"token {k}");
         Assert.That(Enumerable.Range(0, 200).Select(_ => Generator.Sample(logits, t with { TopK = 2 }, rng, scratch)).Distinct().Order(),
                     Is.EqualTo(new[] { 1, 3 }), "top-k 2 keeps the two largest");
-        Assert.That(Enumerable.Range(0, 50).All(_ => Generator.Sample(logits, t with { TopP = 0.01f }, rng, scratch) is 1 or 3), Is.True);
+        Assert.That(Enumerable.Range(0, 50).Select(_ => Generator.Sample(logits, t with { TopP = 0.01f }, rng, scratch)).Distinct(),
+                    Is.EqualTo(new[] { 1 }), "the smallest top-p set: one of the tied two, the lower id");
+        Assert.That(Enumerable.Range(0, 50).Select(_ => Generator.Sample(logits, t with { TopK = 1 }, rng, scratch)).Distinct(),
+                    Is.EqualTo(new[] { 1 }), "top-k 1 is greedy, ties included");
         Assert.That(Generator.Sample(logits, new SamplingOptions(), rng, scratch), Is.EqualTo(1), "greedy takes the lowest id of a tie");
+    }
+
+    [Test]
+    public void TopPMeasuresItsShareOfWhatTopKKept()
+    {
+        // p = 0.5, 0.3, 0.2: top-k 2 leaves 0.625 and 0.375, so top-p 0.6 keeps the first alone (over the whole
+        // vocabulary the first two would be needed to reach 0.6).
+        float[] logits = [MathF.Log(0.3f), MathF.Log(0.5f), MathF.Log(0.2f)];
+        var scratch = new Generator.SamplingScratch(logits.Length);
+        var rng = new VwLmm.Core.Rng(4);
+        var o = new SamplingOptions { Temperature = 1, TopK = 2, TopP = 0.6f };
+        Assert.That(Enumerable.Range(0, 200).Select(_ => Generator.Sample(logits, o, rng, scratch)).Distinct(), Is.EqualTo(new[] { 1 }));
+        Assert.That(Enumerable.Range(0, 200).Select(_ => Generator.Sample(logits, o with { TopP = 0.7f }, rng, scratch)).Distinct().Order(),
+                    Is.EqualTo(new[] { 0, 1 }), "0.7 of the kept 0.8 needs both");
     }
 }
