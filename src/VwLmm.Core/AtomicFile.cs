@@ -110,7 +110,13 @@ public static unsafe partial class AtomicFile
             if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
             throw;
         }
-        if (Directory.Exists(full)) Directory.Move(full, old);
+        if (Directory.Exists(full))
+        {
+            // A run that crashed while deleting its old copy, under the same process id (PID 1 in every container),
+            // left one: superseded by the complete directory at path, which is about to take its place.
+            if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+            Directory.Move(full, old);
+        }
         Directory.Move(temp, full);
         foreach (string stale in Directory.GetDirectories(parent, name + ".old-*").Concat(Directory.GetDirectories(parent, name + ".tmp-*")))
             Directory.Delete(stale, recursive: true);

@@ -445,7 +445,10 @@ public sealed record VwLmmConfig
         public string? String(string key)
         {
             if (Get(key) is not { } e) return null;
-            return e.ValueKind == JsonValueKind.String ? e.GetString() : throw Fail(key, $"must be a string, got {e.GetRawText()}");
+            if (e.ValueKind != JsonValueKind.String) throw Fail(key, $"must be a string, got {e.GetRawText()}");
+            // An escaped lone surrogate ("\udc00") parses, and fails only here.
+            try { return e.GetString(); }
+            catch (InvalidOperationException x) { throw Fail(key, $"is not valid Unicode: {x.Message}"); }
         }
 
         public T? Enum<T>(string key, Dictionary<T, string> names) where T : struct

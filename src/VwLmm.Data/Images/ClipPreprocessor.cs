@@ -76,6 +76,8 @@ public sealed class ClipPreprocessor
     {
         if (image.Width == image.Height) return image;
         int side = Math.Max(image.Width, image.Height), left = (side - image.Width) / 2, top = (side - image.Height) / 2;
+        if (3L * side * side > Array.MaxLength)
+            throw new InvalidDataException($"a {image.Width}x{image.Height} image padded to a square ({side}x{side}) needs more than {Array.MaxLength / 3} pixels; crop or resize it first");
         var square = new RgbImage(side, side);
         for (int i = 0; i < square.Pixels.Length; i += 3)
         {

@@ -170,16 +170,13 @@ public static unsafe class ImageCodec
                     // libjpeg cannot convert CMYK to RGB; TurboJPEG hands back the stored (Adobe-inverted) CMYK.
                     var cmyk = new byte[width * height * 4];
                     fixed (byte* output = cmyk)
-                        if (TurboJpeg.Decompress2(tj, input, size, output, width, 0, height, TurboJpeg.PixelFormatCmyk, 0) != 0)
-                            throw Bad(name, JpegError(tj));
+                        Decompress(tj, input, size, output, width, height, TurboJpeg.PixelFormatCmyk, name);
                     InvertedCmykToRgb(cmyk, image.Pixels);
                 }
                 else
                 {
-                    // A nonzero return includes warnings (e.g. premature end of data), after which the pixels are padding.
                     fixed (byte* output = image.Pixels)
-                        if (TurboJpeg.Decompress2(tj, input, size, output, width, 0, height, TurboJpeg.PixelFormatRgb, 0) != 0)
-                            throw Bad(name, JpegError(tj));
+                        Decompress(tj, input, size, output, width, height, TurboJpeg.PixelFormatRgb, name);
                 }
                 return image;
             }
@@ -203,6 +200,19 @@ public static unsafe class ImageCodec
                 rgb[i + c] = (byte)(notK - (((t >> 8) + t) >> 8));
             }
         }
+    }
+
+    /// <summary>
+    /// Decodes into output, or throws naming the file. libjpeg's warnings (stray bytes before a marker, a data segment
+    /// that ends early) leave a whole image, and PIL ignores them, so they pass; running out of file is a warning to
+    /// libjpeg, which pads the missing rows, and an error to PIL ("image file is truncated"), so it throws.
+    /// </summary>
+    private static void Decompress(nint tj, byte* input, CULong size, byte* output, int width, int height, int format, string name)
+    {
+        if (TurboJpeg.Decompress2(tj, input, size, output, width, 0, height, format, 0) == 0) return;
+        string error = JpegError(tj);
+        if (TurboJpeg.GetErrorCode(tj) != TurboJpeg.ErrorWarning || error.StartsWith("Premature end of JPEG file", StringComparison.Ordinal))
+            throw Bad(name, error);
     }
 
     private static string JpegError(nint tj) => Marshal.PtrToStringUTF8(TurboJpeg.GetErrorStr2(tj)) ?? "unknown TurboJPEG error";

@@ -125,35 +125,49 @@ public sealed class CheckpointReader : IDisposable
     private static CheckpointReader OpenIndex(string path)
     {
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
+        // Read as text, as config.json is: a byte-order mark (an index edited on Windows) is not JSON.
+        try { doc = JsonDocument.Parse(File.ReadAllText(path)); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON: {e.Message}"); }
-        using (doc)
+        try
         {
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: root is not an object");
-            if (!root.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
-                throw new InvalidDataException($"{path}: missing object 'weight_map'");
-
-            var shardOf = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var p in map.EnumerateObject())
-            {
-                string? shard = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() : null;
-                // A shard must sit beside the index: a path in the map would let a checkpoint read arbitrary files.
-                if (string.IsNullOrEmpty(shard) || shard != System.IO.Path.GetFileName(shard) || shard is "." or "..")
-                    throw new InvalidDataException($"{path}: weight_map entry '{p.Name}' is not a plain shard file name");
-                if (!shardOf.TryAdd(p.Name, shard)) throw new InvalidDataException($"{path}: weight_map lists '{p.Name}' twice");
-            }
-
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            if (root.TryGetProperty("metadata", out var meta) && meta.ValueKind == JsonValueKind.Object)
-                foreach (var p in meta.EnumerateObject())
-                    metadata[p.Name] = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()! : p.Value.GetRawText();
-
-            string directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
-            foreach (string shard in shardOf.Values.Distinct())
-                if (!File.Exists(System.IO.Path.Combine(directory, shard)))
-                    throw new FileNotFoundException($"{path}: shard {shard} not found", System.IO.Path.Combine(directory, shard));
-            return new CheckpointReader(path, directory, shardOf, metadata);
+            return FromIndex(path, doc);
         }
+        catch (InvalidOperationException e)
+        {
+            throw new InvalidDataException($"{path}: a string is not valid Unicode: {e.Message}");
+        }
+        finally
+        {
+            doc.Dispose();
+        }
+    }
+
+    private static CheckpointReader FromIndex(string path, JsonDocument doc)
+    {
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: root is not an object");
+        if (!root.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{path}: missing object 'weight_map'");
+
+        var shardOf = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var p in map.EnumerateObject())
+        {
+            string? shard = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() : null;
+            // A shard must sit beside the index: a path in the map would let a checkpoint read arbitrary files.
+            if (string.IsNullOrEmpty(shard) || shard != System.IO.Path.GetFileName(shard) || shard is "." or "..")
+                throw new InvalidDataException($"{path}: weight_map entry '{p.Name}' is not a plain shard file name");
+            if (!shardOf.TryAdd(p.Name, shard)) throw new InvalidDataException($"{path}: weight_map lists '{p.Name}' twice");
+        }
+
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (root.TryGetProperty("metadata", out var meta) && meta.ValueKind == JsonValueKind.Object)
+            foreach (var p in meta.EnumerateObject())
+                metadata[p.Name] = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()! : p.Value.GetRawText();
+
+        string directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
+        foreach (string shard in shardOf.Values.Distinct())
+            if (!File.Exists(System.IO.Path.Combine(directory, shard)))
+                throw new FileNotFoundException($"{path}: shard {shard} not found", System.IO.Path.Combine(directory, shard));
+        return new CheckpointReader(path, directory, shardOf, metadata);
     }
 }

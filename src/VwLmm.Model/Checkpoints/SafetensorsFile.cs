@@ -169,6 +169,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     private static (List<SafetensorsTensorInfo>, Dictionary<string, string>) ParseHeader(string path, ReadOnlySpan<byte> header, long dataLength)
     {
         if (header.Length == 0 || header[0] != (byte)'{') throw Bad(path, "header does not start with '{'");
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw Bad(path, "header is not valid UTF-8");
         JsonDocument doc;
         try
         {
@@ -182,36 +183,56 @@ public sealed unsafe class SafetensorsFile : IDisposable
             throw Bad(path, $"header is not valid JSON: {e.Message}");
         }
 
-        using (doc)
+        // An escaped lone surrogate ("\ud800") parses, and fails only when the string is read.
+        try
         {
-            var tensors = new List<SafetensorsTensorInfo>();
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var prop in doc.RootElement.EnumerateObject())
-            {
-                if (!seen.Add(prop.Name)) throw Bad(path, $"duplicate key '{prop.Name}' in header");
-                if (prop.Name == MetadataKey)
-                {
-                    if (prop.Value.ValueKind != JsonValueKind.Object) throw Bad(path, "__metadata__ is not an object");
-                    foreach (var m in prop.Value.EnumerateObject())
-                    {
-                        if (m.Value.ValueKind != JsonValueKind.String)
-                            throw Bad(path, $"__metadata__ value of '{m.Name}' is not a string");
-                        if (!metadata.TryAdd(m.Name, m.Value.GetString()!)) throw Bad(path, $"duplicate __metadata__ key '{m.Name}'");
-                    }
-                    continue;
-                }
-                tensors.Add(ParseTensor(path, prop.Name, prop.Value, dataLength));
-            }
-            CheckCoverage(path, tensors, dataLength);
-            return (tensors, metadata);
+            return ParseEntries(path, doc, dataLength);
         }
+        catch (InvalidOperationException e)
+        {
+            throw Bad(path, $"header holds a string that is not valid Unicode: {e.Message}");
+        }
+        finally
+        {
+            doc.Dispose();
+        }
+    }
+
+    private static (List<SafetensorsTensorInfo>, Dictionary<string, string>) ParseEntries(string path, JsonDocument doc, long dataLength)
+    {
+        var tensors = new List<SafetensorsTensorInfo>();
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var prop in doc.RootElement.EnumerateObject())
+        {
+            if (!seen.Add(prop.Name)) throw Bad(path, $"duplicate key '{prop.Name}' in header");
+            if (prop.Name == MetadataKey)
+            {
+                // The reference reads it as an optional map: null is no metadata.
+                if (prop.Value.ValueKind == JsonValueKind.Null) continue;
+                if (prop.Value.ValueKind != JsonValueKind.Object) throw Bad(path, "__metadata__ is not an object");
+                foreach (var m in prop.Value.EnumerateObject())
+                {
+                    if (m.Value.ValueKind != JsonValueKind.String)
+                        throw Bad(path, $"__metadata__ value of '{m.Name}' is not a string");
+                    if (!metadata.TryAdd(m.Name, m.Value.GetString()!)) throw Bad(path, $"duplicate __metadata__ key '{m.Name}'");
+                }
+                continue;
+            }
+            tensors.Add(ParseTensor(path, prop.Name, prop.Value, dataLength));
+        }
+        CheckCoverage(path, tensors, dataLength);
+        return (tensors, metadata);
     }
 
     private static SafetensorsTensorInfo ParseTensor(string path, string name, JsonElement e, long dataLength)
     {
         InvalidDataException BadTensor(string what) => Bad(path, $"tensor '{name}': {what}");
         if (e.ValueKind != JsonValueKind.Object) throw BadTensor("entry is not an object");
+        // TryGetProperty would take one of two same-named fields; the reference refuses them.
+        var fields = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var field in e.EnumerateObject())
+            if (!fields.Add(field.Name)) throw BadTensor($"duplicate field '{field.Name}'");
         if (!e.TryGetProperty("dtype", out var dtypeEl) || dtypeEl.ValueKind != JsonValueKind.String)
             throw BadTensor("missing string field 'dtype'");
         string dtypeName = dtypeEl.GetString()!;

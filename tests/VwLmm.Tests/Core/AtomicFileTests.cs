@@ -25,6 +25,9 @@ public class AtomicFileTests
         File.WriteAllText(Path.Combine(path, "stale.txt"), "old");
         Directory.CreateDirectory(path + ".old-1");
         Directory.CreateDirectory(path + ".tmp-2");
+        // One left by an earlier process with this one's id (containers reuse PID 1), not empty.
+        Directory.CreateDirectory(path + $".old-{Environment.ProcessId}");
+        File.WriteAllText(Path.Combine(path + $".old-{Environment.ProcessId}", "older.txt"), "older");
         Directory.CreateDirectory(Path.Combine(_dir, "modelling"));
         AtomicFile.ReplaceDirectory(path, temp => File.WriteAllText(Path.Combine(temp, "new.txt"), "new"));
         Assert.That(Directory.GetFiles(path).Select(Path.GetFileName), Is.EquivalentTo(new[] { "new.txt" }));

@@ -27,6 +27,12 @@ internal static unsafe partial class TurboJpeg
     [LibraryImport(Lib, EntryPoint = "tjGetErrorStr2")]
     public static partial nint GetErrorStr2(nint handle);
 
+    /// <summary>What the last error of the handle was: <see cref="ErrorWarning"/> (libjpeg decoded on) or fatal.</summary>
+    [LibraryImport(Lib, EntryPoint = "tjGetErrorCode")]
+    public static partial int GetErrorCode(nint handle);
+
+    public const int ErrorWarning = 0;   // TJERR_WARNING
+
     [LibraryImport(Lib, EntryPoint = "tjDestroy")]
     public static partial int Destroy(nint handle);
 }

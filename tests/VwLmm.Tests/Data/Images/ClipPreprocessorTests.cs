@@ -69,6 +69,14 @@ public class ClipPreprocessorTests
     }
 
     [Test]
+    public void ASquareTooLargeToHoldIsNamedWithItsSize()
+    {
+        var strip = new RgbImage(30_000, 1);
+        Assert.That(Assert.Throws<InvalidDataException>(() => ClipPreprocessor.ExpandToSquare(strip, (0, 0, 0)))!.Message,
+                    Does.StartWith("a 30000x1 image padded to a square (30000x30000) needs more than"));
+    }
+
+    [Test]
     public void DefaultsAreLlava15()
     {
         var pre = new ClipPreprocessor();

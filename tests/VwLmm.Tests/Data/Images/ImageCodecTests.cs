@@ -106,6 +106,18 @@ public class ImageCodecTests
         }
     }
 
+    /// <summary>libjpeg warns of stray bytes before a marker and decodes on; PIL ignores the warning and so do we.</summary>
+    [TestCase("rgb420_40x30.jpg")]
+    [TestCase("progressive_150x97.jpg")]
+    [TestCase("cmyk_24x18.jpg")]
+    public void JpegWithStrayBytesBeforeEoiDecodesAsTheCleanFile(string file)
+    {
+        byte[] bytes = File.ReadAllBytes(ImageFixtures.PathOf("src", file));
+        Assert.That(bytes[^2..], Is.EqualTo(new byte[] { 0xFF, 0xD9 }));
+        byte[] stray = [.. bytes[..^2], 0x12, 0x34, .. bytes[^2..]];
+        Assert.That(ImageCodec.Decode(stray, "stray.jpg").Pixels, Is.EqualTo(ImageCodec.Decode(bytes, file).Pixels));
+    }
+
     /// <summary>libpng's simplified reader stops after the last row, like PIL: a lost IEND costs no pixels.</summary>
     [Test]
     public void PngCutInsideIendStillDecodesFully()

@@ -126,6 +126,62 @@ public class SafetensorsReaderTests
         Assert.That(ex!.Message, Does.StartWith(path + ": ").And.Contain(message).And.Not.Contain("\n"));
     }
 
+    /// <summary>A file of one F32 [1] tensor 'a' (value 2) under the given header bytes.</summary>
+    private static string Handmade(Scratch dir, byte[] header)
+    {
+        string path = dir["handmade.safetensors"];
+        System.IO.File.WriteAllBytes(path, [.. BitConverter.GetBytes((long)header.Length), .. header, .. BitConverter.GetBytes(2f)]);
+        return path;
+    }
+
+    private const string Entry = "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}";
+
+    [TestCase("{\"__metadata__\":{\"k\":\"\\ud800\"}," + Entry + "}", "header holds a string that is not valid Unicode")]
+    [TestCase("{\"a\":{\"dtype\":\"I32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "tensor 'a': duplicate field 'dtype'")]
+    public void HeaderTextTheReferenceRefusesIsOneLineNamingTheFile(string header, string message)
+    {
+        using var dir = new Scratch();
+        string path = Handmade(dir, System.Text.Encoding.UTF8.GetBytes(header));
+        var ex = Assert.Throws<InvalidDataException>(() => SafetensorsFile.Open(path));
+        Assert.That(ex!.Message, Does.StartWith(path + ": ").And.Contain(message).And.Not.Contain("\n"));
+    }
+
+    [Test]
+    public void HeaderBytesThatAreNotUtf8AreOneLineNamingTheFile()
+    {
+        using var dir = new Scratch();
+        byte[] header = System.Text.Encoding.UTF8.GetBytes("{\"__metadata__\":{\"k\":\"v?\"}," + Entry + "}");
+        header[Array.IndexOf(header, (byte)'?')] = 0xFF;
+        string path = Handmade(dir, header);
+        Assert.That(Assert.Throws<InvalidDataException>(() => SafetensorsFile.Open(path))!.Message, Is.EqualTo(path + ": header is not valid UTF-8"));
+    }
+
+    [Test]
+    public void NullMetadataIsNoMetadataAsTheReferenceReadsIt()
+    {
+        using var dir = new Scratch();
+        using var f = SafetensorsFile.Open(Handmade(dir, System.Text.Encoding.UTF8.GetBytes("{\"__metadata__\":null," + Entry + "}")));
+        Assert.That(f.Metadata, Is.Empty);
+        var a = new float[1];
+        f.ReadFloat("a", a);
+        Assert.That(a, Is.EqualTo(new[] { 2f }));
+    }
+
+    [Test]
+    public void AnIndexWithAByteOrderMarkOpensAndABrokenStringInItIsNamed()
+    {
+        using var dir = new Scratch();
+        System.IO.File.Copy(File("f32.safetensors"), dir["one.safetensors"]);
+        string index = dir[CheckpointReader.IndexFileName];
+        System.IO.File.WriteAllText(index, "{\"weight_map\": {\"a\": \"one.safetensors\"}}", new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true));
+        Assert.That(System.IO.File.ReadAllBytes(index)[..3], Is.EqualTo(new byte[] { 0xEF, 0xBB, 0xBF }));
+        using (var r = CheckpointReader.Open(dir.Path))
+            Assert.That(r.Names, Is.EqualTo(new[] { "a" }));
+        System.IO.File.WriteAllText(index, "{\"weight_map\": {\"a\\udc00\": \"one.safetensors\"}}");
+        Assert.That(Assert.Throws<InvalidDataException>(() => CheckpointReader.Open(dir.Path))!.Message,
+                    Does.StartWith(index + ": a string is not valid Unicode"));
+    }
+
     [Test]
     public void MissingFileIsFileNotFound() =>
         Assert.Throws<FileNotFoundException>(() => SafetensorsFile.Open(File("no_such.safetensors")));

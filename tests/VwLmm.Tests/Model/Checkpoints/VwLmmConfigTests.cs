@@ -123,6 +123,16 @@ public class VwLmmConfigTests
         Assert.That(ex!.Message, Does.StartWith("cfg.json: ").And.Contain(message));
     }
 
+    [Test]
+    public void AnEscapedLoneSurrogateIsRejectedNamingTheKey()
+    {
+        // JSON that parses: the escape fails only when the string is read.
+        var json = JsonNode.Parse(VwLmmConfig.Presets.Tiny.ToJson())!.AsObject();
+        json["mm_vision_tower"] = "SURROGATE";
+        var ex = Assert.Throws<InvalidDataException>(() => Parse(json.ToJsonString().Replace("SURROGATE", "\\udc00")));
+        Assert.That(ex!.Message, Does.StartWith("cfg.json: key 'mm_vision_tower': is not valid Unicode"));
+    }
+
     [TestCase("hidden_act", "\"relu\"", "key 'vision_config.hidden_act': 'relu' is not supported")]
     [TestCase("num_attention_heads", "3", "key 'vision_config.num_attention_heads': 3 does not divide hidden_size 32")]
     [TestCase("patch_size", "7", "key 'vision_config.image_size': 32 is not a multiple of patch_size 7")]
