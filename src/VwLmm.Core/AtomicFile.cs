@@ -35,6 +35,7 @@ public static unsafe partial class AtomicFile
                 stream.Flush(flushToDisk: true);
             }
             File.Move(temp, full, overwrite: true);
+            SyncDirectory(Path.GetDirectoryName(full)!);
         }
         catch
         {
@@ -74,6 +75,35 @@ public static unsafe partial class AtomicFile
     [LibraryImport("libc", EntryPoint = "stat", StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Stat(string path, byte* buffer);
 
+    /// <summary>
+    /// Flushes a directory's entries to disk (fsync(2) on the directory), so that a rename the caller reported done
+    /// survives a power loss: fsync of the file alone makes its bytes durable, not its new name. Best effort: where the
+    /// file system or platform cannot, the rename stands as the kernel has it.
+    /// </summary>
+    private static void SyncDirectory(string directory)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        try
+        {
+            int fd = Open(directory, 0); // O_RDONLY: fsync needs no write access, and a directory opens no other way
+            if (fd < 0) return;
+            FileSync(fd);
+            Close(fd);
+        }
+        catch (EntryPointNotFoundException)
+        {
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync")]
+    private static partial int FileSync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    private static partial int Close(int fd);
+
     /// <summary>Atomically replaces <paramref name="path"/> with <paramref name="text"/> (UTF-8, no BOM).</summary>
     public static void WriteAllText(string path, string text) =>
         Write(path, s => s.Write(System.Text.Encoding.UTF8.GetBytes(text)));
@@ -110,6 +140,8 @@ public static unsafe partial class AtomicFile
             if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
             throw;
         }
+        // The new tree's files are flushed by whoever wrote them; its own entries and the two renames below are not.
+        SyncDirectory(temp);
         if (Directory.Exists(full))
         {
             // A run that crashed while deleting its old copy, under the same process id (PID 1 in every container),
@@ -118,6 +150,7 @@ public static unsafe partial class AtomicFile
             Directory.Move(full, old);
         }
         Directory.Move(temp, full);
+        SyncDirectory(parent);
         foreach (string stale in Directory.GetDirectories(parent, name + ".old-*").Concat(Directory.GetDirectories(parent, name + ".tmp-*")))
             Directory.Delete(stale, recursive: true);
     }
