@@ -50,6 +50,8 @@ __device__ void row_stats(const float* x, int V, float& m, float& s)
     {
         Vec<W> v = Vec<W>::load(x, i);
         s *= raise_max(m, v);
+        // Only masked (−∞) logits so far: each adds exp(−∞) = 0, where exp(−∞ − m) with m = −∞ would be NaN.
+        if (m == -INFINITY) continue;
         for (int k = 0; k < W; k++) s += expf(v.v[k] - m);
     }
     block_merge(m, s);

@@ -136,6 +136,8 @@ public sealed record VwLmmConfig
             RopeTheta = c.Double("rope_theta") ?? llm.RopeTheta,
             MaxPositionEmbeddings = c.Int("max_position_embeddings") ?? llm.MaxPositionEmbeddings,
         };
+        if (c.Int("head_dim") is { } headDim && headDim * llm.NumAttentionHeads != llm.HiddenSize)
+            throw c.Fail("head_dim", $"{headDim} is not hidden_size / num_attention_heads ({llm.HiddenSize} / {llm.NumAttentionHeads}); only that head size is supported");
         int? slidingWindow = c.Int("sliding_window");
         if (slidingWindow < llm.MaxPositionEmbeddings)
             throw c.Fail("sliding_window", $"{slidingWindow} is shorter than max_position_embeddings {llm.MaxPositionEmbeddings}; sliding-window attention is not supported");
@@ -146,8 +148,10 @@ public sealed record VwLmmConfig
         if (mmHidden is not null && mmHidden != vision.HiddenSize)
             throw c.Fail("mm_hidden_size", $"{mmHidden} differs from the vision tower's hidden_size {vision.HiddenSize}");
 
-        bool pifArchitecture = doc.RootElement.TryGetProperty("architectures", out var arch) && arch.ValueKind == JsonValueKind.Array
-            && arch.EnumerateArray().Any(a => a.ValueKind == JsonValueKind.String && a.GetString()!.Contains("Pif", StringComparison.Ordinal));
+        bool Architecture(string part) => doc.RootElement.TryGetProperty("architectures", out var arch) && arch.ValueKind == JsonValueKind.Array
+            && arch.EnumerateArray().Any(a => a.ValueKind == JsonValueKind.String && a.GetString()!.Contains(part, StringComparison.Ordinal));
+        // VW-LMM's Mistral model keeps model_type "llava": its architecture names the backbone.
+        bool mistral = modelType is "llava_mistral" or "vw_mistral" or "mistral" || Architecture("Mistral");
 
         var config = new VwLmmConfig
         {
@@ -164,9 +168,9 @@ public sealed record VwLmmConfig
             VmDetachTarget = c.Bool("vm_detach_target") ?? false,
             VmKlDirection = c.Enum("vm_kl_direction", KlNames) ?? KlDirection.Forward,
             VmHeadInit = c.Enum("vm_head_init", VmInitNames) ?? VmHeadInit.Random,
-            UsePif = c.Bool("use_pif") ?? pifArchitecture,
+            UsePif = c.Bool("use_pif") ?? Architecture("Pif"),
             // A Mistral backbone was trained on Mistral's [INST] template (METHOD §1.5), whatever else the config says.
-            ConversationTemplate = c.String("conversation_template") ?? (modelType is "llava_mistral" or "vw_mistral" or "mistral" ? "mistral" : null),
+            ConversationTemplate = c.String("conversation_template") ?? (mistral ? "mistral" : null),
         };
         string? problem = config.FindProblem();
         if (problem is not null) throw new InvalidDataException($"{source}: {problem}");
@@ -182,7 +186,30 @@ public sealed record VwLmmConfig
         var root = doc.RootElement;
         bool full = root.TryGetProperty("vision_config", out var vc);
         if (full && vc.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{file}: key 'vision_config': must be an object");
-        return ParseVision(new JsonFields(file, full ? vc : root, full ? "vision_config." : ""));
+        var vision = ParseVision(new JsonFields(file, full ? vc : root, full ? "vision_config." : ""));
+        CheckPreprocessing(Path.Combine(directory, PreprocessorFileName), vision.ImageSize);
+        return vision;
+    }
+
+    /// <summary>The image processor's settings beside a local CLIP tower, which LLaVA preprocesses with.</summary>
+    public const string PreprocessorFileName = "preprocessor_config.json";
+
+    /// <summary>
+    /// Refuses a tower whose preprocessor_config.json asks for other preprocessing than ours (OpenAI CLIP's mean and
+    /// std, which also give LLaVA's pad colour; the short side resized to image_size and cropped to it): its images would
+    /// reach the tower in other numbers than it was trained on.
+    /// </summary>
+    private static void CheckPreprocessing(string file, int imageSize)
+    {
+        if (!File.Exists(file)) return;
+        using var doc = ParseObject(File.ReadAllText(file), file);
+        var p = new JsonFields(file, doc.RootElement, "");
+        var openAi = new VwLmm.Data.Images.ClipPreprocessorOptions();
+        p.RequireAbsentOrClose("image_mean", openAi.Mean);
+        p.RequireAbsentOrClose("image_std", openAi.Std);
+        p.RequireAbsentOrSize("crop_size", "height", imageSize);
+        p.RequireAbsentOrSize("crop_size", "width", imageSize);
+        p.RequireAbsentOrSize("size", "shortest_edge", imageSize);
     }
 
     /// <summary>The tower's local directory (absolute, or relative to <paramref name="baseDirectory"/>), or null when mm_vision_tower is not one.</summary>
@@ -462,6 +489,24 @@ public sealed record VwLmmConfig
         public void RequireAbsentOrEqual(string key, string expected)
         {
             if (String(key) is { } s && s != expected) throw Fail(key, $"'{s}' is not supported (only '{expected}')");
+        }
+
+        /// <summary>A number list that is absent or equals <paramref name="expected"/> to float precision.</summary>
+        public void RequireAbsentOrClose(string key, IReadOnlyList<double> expected)
+        {
+            if (Get(key) is not { } e) return;
+            if (e.ValueKind != JsonValueKind.Array || e.GetArrayLength() != expected.Count
+                || e.EnumerateArray().Select((x, i) => x.ValueKind == JsonValueKind.Number && Math.Abs(x.GetDouble() - expected[i]) <= 1e-7).Contains(false))
+                throw Fail(key, $"{e.GetRawText()} is not supported (only OpenAI CLIP's [{string.Join(", ", expected)}])");
+        }
+
+        /// <summary>An image size given as a number or as an object's <paramref name="field"/> that is absent or <paramref name="expected"/>.</summary>
+        public void RequireAbsentOrSize(string key, string field, int expected)
+        {
+            if (Get(key) is not { } e) return;
+            var value = e.ValueKind == JsonValueKind.Object ? (e.TryGetProperty(field, out var f) ? f : (JsonElement?)null) : e;
+            if (value is { } v && !(v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int n) && n == expected))
+                throw Fail(key, $"{e.GetRawText()} is not supported (the tower's image_size is {expected})");
         }
 
         public void RequireAbsentOrEqual(string key, bool expected)

@@ -59,14 +59,17 @@ public class VwLmmConfigTests
         Assert.That(c.ConversationTemplate, Is.Null, "LLaVA records none: chat and eval fall back to vicuna_v1");
     }
 
-    [TestCase("llava_mistral", null, "mistral")]
-    [TestCase("vw_mistral", null, "mistral")]
-    [TestCase("vw_mistral", "plain", "plain")]
-    [TestCase("llava_llama", null, null)]
-    public void AMistralModelTypeImpliesTheMistralTemplateUnlessOneIsRecorded(string modelType, string? recorded, string? expected)
+    [TestCase("llava_mistral", null, null, "mistral")]
+    [TestCase("vw_mistral", null, null, "mistral")]
+    [TestCase("vw_mistral", null, "plain", "plain")]
+    [TestCase("llava_llama", null, null, null)]
+    [TestCase("llava", "vwMistralForCausalLM", null, "mistral")]
+    [TestCase("llava", "LlavaLlamaForCausalLM", null, null)]
+    public void AMistralModelTypeOrArchitectureImpliesTheMistralTemplateUnlessOneIsRecorded(string modelType, string? architecture, string? recorded, string? expected)
     {
         var json = JsonNode.Parse(VwLmmConfig.Presets.Tiny.ToJson())!.AsObject();
         json["model_type"] = modelType;
+        if (architecture is not null) json["architectures"] = new JsonArray(architecture);
         if (recorded is not null) json["conversation_template"] = recorded;
         Assert.That(Parse(json.ToJsonString()).ConversationTemplate, Is.EqualTo(expected));
     }
@@ -111,6 +114,7 @@ public class VwLmmConfigTests
     [TestCase("vm_kl_direction", "\"sideways\"", "key 'vm_kl_direction'")]
     [TestCase("vm_head_init", "\"zeros\"", "key 'vm_head_init'")]
     [TestCase("use_pif", "\"yes\"", "key 'use_pif': must be true or false")]
+    [TestCase("head_dim", "16", "key 'head_dim': 16 is not hidden_size / num_attention_heads (32 / 4)")]
     [TestCase("sliding_window", "16", "key 'sliding_window'")]
     [TestCase("conversation_template", "\"alpaca\"", "key 'conversation_template': unknown template 'alpaca'")]
     [TestCase("conversation_template", "3", "key 'conversation_template': must be a string")]
@@ -194,6 +198,21 @@ public class VwLmmConfigTests
             ImageSize = 48, PatchSize = 16, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 2,
             LayerNormEps = 1e-6, HiddenAct = VisionHiddenAct.Gelu, NumChannels = 3,
         }));
+
+        // Its image processor, when there is one, must preprocess as we do.
+        string processor = Path.Combine(dir["clip_vision"], VwLmmConfig.PreprocessorFileName);
+        json["mm_vision_tower"] = "clip_vision";
+        System.IO.File.WriteAllText(processor, """
+            {"crop_size": {"height": 32, "width": 32}, "size": {"shortest_edge": 32}, "do_center_crop": true,
+             "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
+            """);
+        Assert.That(Parse(json.ToJsonString(), dir.Path).Vision.ImageSize, Is.EqualTo(32));
+        System.IO.File.WriteAllText(processor, """{"crop_size": 32, "size": 32, "image_mean": [0.5, 0.5, 0.5]}""");
+        Assert.That(Assert.Throws<InvalidDataException>(() => Parse(json.ToJsonString(), dir.Path))!.Message,
+            Is.EqualTo($"{processor}: key 'image_mean': [0.5, 0.5, 0.5] is not supported (only OpenAI CLIP's [0.48145466, 0.4578275, 0.40821073])"));
+        System.IO.File.WriteAllText(processor, """{"crop_size": {"height": 28, "width": 28}}""");
+        Assert.That(Assert.Throws<InvalidDataException>(() => Parse(json.ToJsonString(), dir.Path))!.Message,
+            Does.StartWith($"{processor}: key 'crop_size': ").And.EndWith("is not supported (the tower's image_size is 32)"));
 
         json["mm_vision_tower"] = "someone/unknown-clip";
         Assert.That(Assert.Throws<InvalidDataException>(() => Parse(json.ToJsonString(), dir.Path))!.Message,
