@@ -87,9 +87,11 @@ public sealed class Arena : IDisposable
         return Handle(of.Buffer, of.ByteOffset + elementOffset * of.DType.Size(), shape, of.DType);
     }
 
-    /// <summary>Allocates and zero-fills (gradient buffers: every backward op accumulates).</summary>
+    /// <summary>Allocates and zero-fills (gradient buffers: every backward op accumulates); 4-byte dtypes, which
+    /// <see cref="IBackend.Fill"/> writes.</summary>
     public Tensor Zeros(Shape shape, DType dtype = DType.F32)
     {
+        if (dtype.Size() != 4) throw new ArgumentException($"Zeros fills 4-byte elements, not {dtype}", nameof(dtype));
         var t = Reserve(shape, dtype);
         _backend.Fill(t, 0f);
         return t;

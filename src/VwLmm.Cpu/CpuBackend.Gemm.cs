@@ -176,7 +176,7 @@ public sealed unsafe partial class CpuBackend
         /// </summary>
         public readonly void Execute<TV>(int start, int end) where TV : unmanaged, IVec<TV>
         {
-            int slice = M == 1 ? N : (int)Math.Clamp(GemvSliceBytes / ((long)K * sizeof(TB)), 1, N);
+            int slice = M == 1 ? N : (int)Math.Clamp(GemvSliceBytes / Math.Max(1L, (long)K * sizeof(TB)), 1, N);
             while (start < end)
             {
                 int i = start / N, n0 = start - i * N, n1 = Math.Min(N, n0 + end - start);

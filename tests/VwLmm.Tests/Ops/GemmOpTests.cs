@@ -65,6 +65,7 @@ public abstract class GemmOpTests : BackendOpTests
     [TestCase(false, true, 1, 70, 300, 0f, 0, false, true)]
     [TestCase(true, false, 130, 45, 300, 0.5f, 45, true, true)]
     [TestCase(false, false, 13, 33, 0, 0.5f, 33, true, true)]
+    [TestCase(false, true, 3, 70, 0, 0f, 70, true, true)]
     [TestCase(false, true, 65, 128, 128, 0f, 128, true, false)]
     [TestCase(false, true, 128, 256, 768, 0f, 0, false, true)]
     public void BiasAndAddendAreAddedAfterTheProduct(bool transA, bool transB, int M, int N, int K, float beta, int strideBias,
