@@ -15,6 +15,7 @@ public sealed class CheckpointReader : IDisposable
     private readonly Dictionary<string, string> _shardOf;
     private readonly Dictionary<string, SafetensorsFile> _open = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
+    private bool _disposed;
 
     private CheckpointReader(string path, string directory, Dictionary<string, string> shardOf, IReadOnlyDictionary<string, string> metadata)
     {
@@ -92,6 +93,7 @@ public sealed class CheckpointReader : IDisposable
         {
             foreach (var f in _open.Values) f.Dispose();
             _open.Clear();
+            _disposed = true;
         }
     }
 
@@ -101,6 +103,8 @@ public sealed class CheckpointReader : IDisposable
         SafetensorsFile file;
         lock (_lock)
         {
+            // A read after Dispose would map the shard again, and nothing would unmap it.
+            ObjectDisposedException.ThrowIf(_disposed, this);
             if (!_open.TryGetValue(shard, out file!))
             {
                 file = SafetensorsFile.Open(System.IO.Path.Combine(_directory, shard));

@@ -33,7 +33,10 @@ public static class SafetensorsWriter
     /// Writes a checkpoint into <paramref name="directory"/>: <c>model.safetensors</c> when everything fits in
     /// <paramref name="maxShardBytes"/>, otherwise <c>model-0000i-of-0000n.safetensors</c> shards filled greedily in list
     /// order (a tensor larger than the limit gets a shard of its own) plus <c>model.safetensors.index.json</c>, written
-    /// last so that it only ever names complete shards. A stale file of the other layout is removed. Returns the files written.
+    /// last so that it only ever names complete shards. Over an earlier checkpoint, its index goes first (no reader can
+    /// then take old and new shards for one model) and its files this one does not reuse go last; a caller that needs the
+    /// earlier checkpoint readable until the new one is whole builds in a fresh directory
+    /// (<see cref="AtomicFile.ReplaceDirectory"/>, as training does). Returns the files written.
     /// </summary>
     public static IReadOnlyList<string> WriteCheckpoint(string directory, IReadOnlyList<SafetensorsEntry> tensors,
         IReadOnlyDictionary<string, string>? metadata = null, SafetensorsDType dtype = SafetensorsDType.F32,
@@ -44,6 +47,8 @@ public static class SafetensorsWriter
         Directory.CreateDirectory(directory);
         string single = Path.Combine(directory, CheckpointReader.SingleFileName);
         string index = Path.Combine(directory, CheckpointReader.IndexFileName);
+        var earlier = EarlierShards(index);
+        File.Delete(index);
 
         var shards = new List<List<SafetensorsEntry>> { new() };
         long shardBytes = 0, totalBytes = 0;
@@ -63,7 +68,7 @@ public static class SafetensorsWriter
         if (shards.Count == 1)
         {
             Write(single, tensors, metadata, dtype);
-            File.Delete(index);
+            DeleteAllBut(directory, earlier, [single]);
             return [single];
         }
 
@@ -89,9 +94,33 @@ public static class SafetensorsWriter
             w.WriteEndObject();
             w.WriteEndObject();
         });
-        File.Delete(single);
         written.Add(index);
+        DeleteAllBut(directory, [.. earlier, CheckpointReader.SingleFileName], written);
         return written;
+    }
+
+    /// <summary>The shard files an existing index names (none when there is no index, or one that does not parse).</summary>
+    private static IReadOnlyList<string> EarlierShards(string index)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(index));
+            return doc.RootElement.GetProperty("weight_map").EnumerateObject()
+                .Select(p => p.Value.GetString()!).Where(f => f == Path.GetFileName(f)).Distinct().ToList();
+        }
+        catch (Exception e) when (e is IOException or JsonException or InvalidOperationException or KeyNotFoundException)
+        {
+            return [];
+        }
+    }
+
+    private static void DeleteAllBut(string directory, IEnumerable<string> names, IReadOnlyList<string> kept)
+    {
+        foreach (string name in names)
+        {
+            string path = Path.Combine(directory, name);
+            if (!kept.Contains(path)) File.Delete(path);
+        }
     }
 
     private static void CheckEntries(IReadOnlyList<SafetensorsEntry> tensors, SafetensorsDType dtype)

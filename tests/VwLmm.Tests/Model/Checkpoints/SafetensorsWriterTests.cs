@@ -103,12 +103,24 @@ public class SafetensorsWriterTests
             foreach (var t in tensors) Assert.That(r.ReadFloat(t.Name), Is.EqualTo(t.Data.ToArray()), t.Name);
         }
 
-        // Rewriting as one file removes the now-stale index, so readers cannot pick up the old shards.
+        // Fewer shards over more: the index names the new ones, and the shards it no longer names are gone.
+        SafetensorsWriter.WriteCheckpoint(dir.Path, tensors, maxShardBytes: 100);
+        Assert.That(Directory.GetFiles(dir.Path).Select(Path.GetFileName).Order(), Is.EqualTo(new[]
+        {
+            "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors",
+            "model.safetensors.index.json",
+        }));
+        using (var r = CheckpointReader.Open(dir.Path))
+            foreach (var t in tensors) Assert.That(r.ReadFloat(t.Name), Is.EqualTo(t.Data.ToArray()), t.Name);
+
+        // Rewriting as one file removes the now-stale index and its shards, so readers cannot pick up the old shards.
         SafetensorsWriter.WriteCheckpoint(dir.Path, tensors[..2]);
-        Assert.That(System.IO.File.Exists(dir[CheckpointReader.IndexFileName]), Is.False);
-        using var single = CheckpointReader.Open(dir.Path);
+        Assert.That(Directory.GetFiles(dir.Path).Select(Path.GetFileName), Is.EqualTo(new[] { CheckpointReader.SingleFileName }));
+        var single = CheckpointReader.Open(dir.Path);
         Assert.That(single.Path, Does.EndWith(CheckpointReader.SingleFileName));
         Assert.That(single.Names, Is.EqualTo(new[] { "a", "b" }));
+        single.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => single.ReadFloat("a"), "a disposed reader maps nothing again");
     }
 
     [Test]
