@@ -30,7 +30,8 @@ public sealed class TrainCommand : ICommand
                           (only those question kinds); tokenizer trained if absent
             "datasets":   {"NAME": {"json": "data.json", "images": "dir", "template": "vicuna_v1"}}   LLaVA-format data
             "tokenizer":  "tokenizer.model" (else beside model.init, or the ShapesGrid one)
-            "out": "runs/x", "seed": 1, "max_length": 2048, "log_every": 10, "checkpoint_every": 0,
+            "out": "runs/x", "seed": 1, "log_every": 10, "checkpoint_every": 0,
+            "max_length": positions an example may take, images spliced in (default and most: the model's context)
             "stages": [{"name", "data", "trainable": ["vision","projector","llm","vm_head"], "steps" or "epochs": passes
                         over the data, ⌈epochs × examples / (batch_size × grad_accum)⌉ steps, "lr",
                         "warmup_ratio", "min_lr_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip": the

@@ -69,7 +69,9 @@ public sealed record TrainConfig
 {
     public ulong Seed { get; init; } = 1;
     public required IReadOnlyList<StageConfig> Stages { get; init; }
-    public int MaxLength { get; init; } = 2048;
+    /// <summary>Longest example in positions, images spliced in; longer ones are cut. Null: the model's context
+    /// (max_position_embeddings), which it may not exceed.</summary>
+    public int? MaxLength { get; init; }
     public int LogEvery { get; init; } = 10;
     /// <summary>Save a resumable checkpoint every N global steps (0: only at the end of the run).</summary>
     public int CheckpointEvery { get; init; }
@@ -177,7 +179,7 @@ public sealed record TrainConfig
         {
             Stages = list,
             Seed = (ulong)(NonNegative(root, "seed", source) ?? 1),
-            MaxLength = Int(root, "max_length", source) ?? 2048,
+            MaxLength = Int(root, "max_length", source),
             LogEvery = Int(root, "log_every", source) ?? 10,
             CheckpointEvery = Int(root, "checkpoint_every", source) ?? 0,
         };

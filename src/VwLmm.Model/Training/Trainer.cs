@@ -53,7 +53,11 @@ public sealed class Trainer : IDisposable
     public Trainer(VwLmmModel model, TrainConfig config, Func<string, ITrainingSource> sources, long arenaBytes = 1L << 30, ITokenizer? tokenizer = null)
     {
         _model = model;
-        _config = config.WithEpochsResolved(name => sources(name).Count);
+        // Positions past the context were never trained, and generation refuses prompts that reach them.
+        int context = model.Config.Llm.MaxPositionEmbeddings;
+        if (config.MaxLength > context)
+            throw new InvalidDataException($"max_length {config.MaxLength} exceeds the model's context of {context} positions (max_position_embeddings)");
+        _config = config.WithEpochsResolved(name => sources(name).Count) with { MaxLength = config.MaxLength ?? context };
         _sources = sources;
         _tokenizer = tokenizer;
         _arena = new Arena(model.Backend, arenaBytes);
@@ -141,7 +145,7 @@ public sealed class Trainer : IDisposable
     {
         var sw = Stopwatch.StartNew();
         var adam = _adam!;
-        var builder = new BatchBuilder(_model.Vision.TokensPerImage, _config.MaxLength, _model.Config.Llm.VocabSize);
+        var builder = new BatchBuilder(_model.Vision.TokensPerImage, _config.MaxLength!.Value, _model.Config.Llm.VocabSize);
         double text = 0, vm = 0, total = 0;
         long tokens = 0;
         int truncated = 0;
@@ -333,7 +337,7 @@ public sealed class Trainer : IDisposable
 
     private static string? DifferenceFrom(JsonElement state, TrainConfig config)
     {
-        if (state.TryGetProperty("max_length", out var maxLength) && maxLength.GetInt32() != config.MaxLength)
+        if (state.TryGetProperty("max_length", out var maxLength) && config.MaxLength is { } given && maxLength.GetInt32() != given)
             return $"the checkpoint's run had max_length {maxLength.GetInt32()}, this config {config.MaxLength}";
         if (!state.TryGetProperty("stages", out var begun)) return null;
         int i = 0;

@@ -74,6 +74,22 @@ public class TrainerStageTests : CpuFixture
     }
 
     [Test]
+    public void MaxLengthDefaultsToTheModelsContextWhichItMayNotExceed()
+    {
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 23);
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
+        var run = RetrainRecipe() with { Stages = [RetrainRecipe().Stages[0] with { Steps = 1 }] };
+        Assert.That(Assert.Throws<InvalidDataException>(() => new Trainer(m, run with { MaxLength = 65 }, _ => source, 64 << 20))!.Message,
+                    Is.EqualTo("max_length 65 exceeds the model's context of 64 positions (max_position_embeddings)"));
+        string dir = TempDir();
+        using (var t = new Trainer(m, run with { MaxLength = null }, _ => source, 64 << 20))
+            t.Run(dir, CancellationToken.None);
+        using var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, Trainer.CheckpointDirName, "trainer_state.json")));
+        Assert.That(state.RootElement.GetProperty("max_length").GetInt32(), Is.EqualTo(cfg.Llm.MaxPositionEmbeddings));
+    }
+
+    [Test]
     public void ResumeRefusesAConfigThatChangesABegunStageAndTakesNewOnes()
     {
         var cfg = TinyWorld.Config();
@@ -445,7 +461,7 @@ public class TrainerStageTests : CpuFixture
              {"id": "e", "image": "grey.png", "conversations": [{"from": "human", "value": "<image>\ndescribe"}, {"from": "gpt", "value": "a grey square"}]}]
             """);
         string cfg = Path.Combine(dir, "train.json");
-        File.WriteAllText(cfg, """{"model": """ + model + """, "tokenizer": "x.model", "datasets": {"d": {"json": "d.json"}}, "seed": 1, "max_length": 512, "log_every": 1, "stages": """ + stages + "}");
+        File.WriteAllText(cfg, """{"model": """ + model + """, "tokenizer": "x.model", "datasets": {"d": {"json": "d.json", "template": "shapes_chat"}}, "seed": 1, "log_every": 1, "stages": """ + stages + "}");
         return cfg;
     }
 
@@ -512,8 +528,8 @@ public class TrainerStageTests : CpuFixture
         string dir = Path.GetDirectoryName(cfg)!;
         var r = Run("train", "--config", cfg, "--out", Path.Combine(dir, "whole"), "--quiet");
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
-        Assert.That(r.Stderr, Is.Empty, "max_length 512 cuts nothing");
-        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("\"max_length\": 512", "\"max_length\": 20"));
+        Assert.That(r.Stderr, Is.Empty, "the model's context, the default max_length, cuts nothing");
+        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("\"seed\": 1,", "\"seed\": 1, \"max_length\": 20,"));
         string outDir = Path.Combine(dir, "cut");
         r = Run("train", "--config", cfg, "--out", outDir, "--quiet");
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
@@ -538,7 +554,7 @@ public class TrainerStageTests : CpuFixture
         {
             Llm = tiny.Llm with { VocabSize = written.Llm.VocabSize },
             VmLossWeight = 0, VmDetachTarget = true, VmKlDirection = KlDirection.Reverse, VmHeadInit = VmHeadInit.LmHead, UsePif = true,
-            ConversationTemplate = "vicuna_v1", // the dataset's, by default
+            ConversationTemplate = "shapes_chat", // the dataset's
         };
         Assert.That(written, Is.EqualTo(expected), "the switches and the data's template, and nothing else, differ from the preset");
         foreach (var line in File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement))
@@ -638,7 +654,7 @@ public class TrainerStageTests : CpuFixture
         // No "tokenizer" key: the one the first run saved beside its weights is used, and saved again.
         string second = Path.Combine(dir, "second.json");
         File.WriteAllText(second, """
-            {"model": {"init": "first/checkpoint"}, "datasets": {"d": {"json": "d.json"}}, "max_length": 512,
+            {"model": {"init": "first/checkpoint"}, "datasets": {"d": {"json": "d.json"}},
              "stages": [{"data": "d", "trainable": ["llm"], "steps": 1, "lr": 0.01, "batch_size": 2}]}
             """);
         Train(second, Path.Combine(dir, "second"));
