@@ -24,8 +24,8 @@ public sealed class ChatCommand : ICommand
                        likely tokens, then to the fewest of those whose share of them reaches P
           --seed S     seeds the sampling (default 1): the same seed gives the same answers; each turn of a
                        conversation draws from its own stream
-          --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
-                          token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
+          {{Shared.WeightsHelp}}
+          {{Shared.AllowUnusedHelp}}
         example: vwlmm chat --model llava-v1.5-7b --image cat.jpg "What is in the picture?"
                  (`vwlmm demo` ends by printing a chat line for its own model, runs/demo/model)
         """;

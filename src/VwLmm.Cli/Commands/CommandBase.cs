@@ -43,6 +43,16 @@ internal static class Shared
         "--template NAME  vicuna_v1, mistral, plain or shapes_chat (default: the one the model's config.json records\n" +
         "                   as conversation_template — `vwlmm train` and `vwlmm demo` write it — else vicuna_v1)";
 
+    /// <summary>The --weights lines of the help of the verbs that load a model for inference.</summary>
+    public const string WeightsHelp =
+        "--weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded\n" +
+        "                   token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)";
+
+    /// <summary>The --allow-unused lines of the help of the verbs that read a checkpoint.</summary>
+    public const string AllowUnusedHelp =
+        "--allow-unused  accept tensors the model does not use (listed, then skipped) instead of refusing the\n" +
+        "                   checkpoint: e.g. weights of heads another code base added";
+
     /// <summary>--template, checked before a model loads; null when not given.</summary>
     public static ConversationTemplate? TemplateOption(CliArgs args) =>
         args.Get("--template") is { } name ? ConversationTemplate.Get(name) : null;

@@ -19,6 +19,8 @@ public sealed class DemoCommand : ICommand
     public string Summary => "the main job: train VW-LMM on the built-in ShapesGrid world, evaluate, write a report";
     public string Help => """
         usage: vwlmm demo [--quick] [--variant V] [--stages S] [--answer-prior on|off] [--out DIR] [--cache DIR] [--seed S] [--device D] [--threads N] [--retrain] [--ablations FILE] [--quiet]
+          OUT defaults to runs/demo, or runs/demo[-quick]-VARIANT[-noprior][-llava] for other settings; the checkpoint
+          (with trainer state) stays in the cache, .cache by default.
           Generates the ShapesGrid world, trains its tokenizer, runs the staged recipe (vision pretraining, then instruction
           tuning with the visual-word loss), evaluates on held-out colour×shape combinations,
           writes OUT/report.html (loss curves, accuracy, visual-word maps), OUT/results.json, OUT/predictions.jsonl,

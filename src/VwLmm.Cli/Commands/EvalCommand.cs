@@ -24,8 +24,8 @@ public sealed class EvalCommand : ICommand
                        default runs/eval/predictions.jsonl
           --batch N    questions generated together (default 8); with 1, a sample's later questions keep the KV-cache
                        rows of its image and earlier turns instead of prefilling them again
-          --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
-                          token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
+          {{Shared.WeightsHelp}}
+          {{Shared.AllowUnusedHelp}}
         example: vwlmm eval --model runs/demo/model --data world-test/data.json
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];

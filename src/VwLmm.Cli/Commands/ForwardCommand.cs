@@ -23,8 +23,8 @@ public sealed class ForwardCommand : ICommand
           (default: the ids, with the image position ignored). --pixels: an already preprocessed [3,S,S] float32 .npy.
           {{Shared.TemplateHelp}}
           The ids, with the image expanded, must fit in the model's max_position_embeddings: nothing is truncated.
-          --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
-                          token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
+          {{Shared.WeightsHelp}}
+          {{Shared.AllowUnusedHelp}}
         example: vwlmm forward --model runs/demo/model --image a.png --prompt "what colour is the circle ?" --answer red --dump out
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];

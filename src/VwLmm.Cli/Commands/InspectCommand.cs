@@ -8,10 +8,11 @@ public sealed class InspectCommand : ICommand
 {
     public string Name => "inspect";
     public string Summary => "summarise a model directory: config, parameters per module, dtypes";
-    public string Help => """
-        usage: vwlmm inspect DIR | --model DIR
+    public string Help => $$"""
+        usage: vwlmm inspect DIR | --model DIR [--allow-unused]
           Reads config.json and the safetensors headers (no weights are loaded) and checks them against each other;
           says how much memory the weights take when loaded, as f32 and with --weights bf16.
+          {{Shared.AllowUnusedHelp}}
         example: vwlmm inspect runs/demo/model
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];

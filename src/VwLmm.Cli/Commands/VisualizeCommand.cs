@@ -8,11 +8,11 @@ public sealed class VisualizeCommand : ICommand
 {
     public string Name => "visualize";
     public string Summary => "map each image patch to its visual word (VM-head argmax), as an HTML page";
-    public string Help => """
+    public string Help => $$"""
         usage: vwlmm visualize --model DIR --image X [--out map.html] [--top-k K] [--weights bf16] [--device D] [--threads N]
           Labels every patch with argmax softmax(W_vm·x); hovering a cell shows its top-K words (default 5).
-          --weights bf16  keep the linear layers' weights in bf16: half the memory and of the bytes each decoded
-                          token reads, computed in f32 (default f32: as stored, F16/BF16 checkpoints widened)
+          {{Shared.WeightsHelp}}
+          {{Shared.AllowUnusedHelp}}
         example: vwlmm visualize --model runs/demo/model --image world/images/0003.png --out map.html
         """;
     public IReadOnlyList<string> Flags => ["--allow-unused"];

@@ -36,7 +36,7 @@ public static class CheckpointValidator
         var problems = new List<string>();
         if (missing.Count > 0) problems.Add($"{Count(missing.Count, "missing tensor")}: {string.Join(", ", missing)}");
         if (mismatched.Count > 0) problems.Add($"{Count(mismatched.Count, "mismatched tensor")} (vs config.json): {string.Join(", ", mismatched)}");
-        if (unexpected.Count > 0 && !allowUnused) problems.Add($"{Count(unexpected.Count, "unexpected tensor")}: {string.Join(", ", unexpected)}");
+        if (unexpected.Count > 0 && !allowUnused) problems.Add($"{Count(unexpected.Count, "unexpected tensor")} (skipped when unused tensors are allowed, --allow-unused): {string.Join(", ", unexpected)}");
         if (problems.Count > 0) throw new InvalidDataException($"{reader.Path}: {string.Join("; ", problems)}");
 
         if (allowUnused) unused.AddRange(unexpected);

@@ -139,7 +139,7 @@ public class HfNamesTests
         using var r = CheckpointReader.Open(dir.Path);
         var ex = Assert.Throws<InvalidDataException>(() => CheckpointValidator.Validate(r, expected));
         Assert.That(ex!.Message, Does.Contain("1 mismatched tensor (vs config.json): model.layers.0.self_attn.k_proj.weight expected [16,32] got [32,32]")
-            .And.Contain("1 unexpected tensor: model.extra.weight"));
+            .And.Contain("1 unexpected tensor (skipped when unused tensors are allowed, --allow-unused): model.extra.weight"));
     }
 
     [Test]
