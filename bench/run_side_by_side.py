@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Runs `vwlmm bench --json` and bench/reference/torch_peer.py --json alternately, round after round, and prints each
-metric's median over the rounds, the ratio ours/torch and whether the issue's target is met. Plain Python, no deps.
+metric's median over the rounds (allocations: the largest), the ratio ours/torch and whether the issue's target is
+met; which side runs first alternates by round. Plain Python, no deps.
 Each round also runs ours with --weights bf16 (linear weights stored in bf16, computed in f32; inference only) and
 prints its forward and decode rows against the same fp32 PyTorch run, labelled as such.
 
@@ -52,12 +53,21 @@ def alternate(cli, rounds, repeats, shape, out=None, verbose=False, with_bf16=Tr
     ours_cmd = (["dotnet", cli] if cli.endswith(".dll") else [cli]) + ["bench", "--json", "--repeats", str(repeats)] + on_device + shape
     peer_cmd = [python, PEER, "--json", "--repeats", str(repeats), "--device", device] + shape
     ours, torch, bf16 = [], [], []
-    for i in range(rounds):
-        ours.append(run_json(ours_cmd))
-        # The same peak for both: ours measured this machine's FMA rate just before (CpuPeak), or read the GPU's from
-        # its peak table (none for a GPU the table lacks).
+
+    def run_peer():
+        # The same peak for both: ours measured this machine's FMA rate (CpuPeak) in its latest run, or read the GPU's
+        # from its peak table (none for a GPU the table lacks).
         peak = ours[-1].get("peak_gflops")
         torch.append(run_json(peer_cmd + (["--peak-gflops", str(peak)] if peak is not None else [])))
+
+    for i in range(rounds):
+        # Who goes first alternates, so that neither side always meets the machine as the other left it.
+        if i % 2 == 0:
+            ours.append(run_json(ours_cmd))
+            run_peer()
+        else:
+            run_peer()
+            ours.append(run_json(ours_cmd))
         if with_bf16:
             bf16.append(run_json(ours_cmd + ["--weights", "bf16"]))
         if verbose:
@@ -71,7 +81,8 @@ def alternate(cli, rounds, repeats, shape, out=None, verbose=False, with_bf16=Tr
 
 def median(rows, key):
     vals = [r[key] for r in rows if r.get(key) is not None]
-    return statistics.median(vals) if vals else None
+    # Allocations are a claim about every step: a round that allocated must not hide behind the others' median.
+    return (max if key == "allocs_per_step" else statistics.median)(vals) if vals else None
 
 
 def fmt(x):

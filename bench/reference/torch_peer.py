@@ -8,7 +8,10 @@ AdamW (weight decay on matrices only) after clipping the gradient norm to 1.
 
 Run with Debian's torch: `/usr/bin/python3 bench/reference/torch_peer.py --json`. The script re-executes itself with
 OMP_WAIT_POLICY=PASSIVE (else torch's two OpenMP pools spin against each other on a 2-core machine) and raised glibc
-malloc thresholds (see MALLOC_ENV) unless the caller set them. `--device cuda` runs the same on the GPU, in fp32 with
+malloc thresholds (see MALLOC_ENV) unless the caller set them, and gives the OpenBLAS that torch's GEMMs run on
+(Debian's torch is built against the generic BLAS) what `vwlmm bench` gives its own: --threads threads, the same idle
+spin, and on a CPU with AVX-512 the AVX-512 kernels, where the environment may pin an older core type (see
+openblas_env); the JSON says which kernels ran ("blas"). `--device cuda` runs the same on the GPU, in fp32 with
 TF32 off (as `vwlmm bench --device cuda --model-bench`), waiting for the GPU before each clock read.
 """
 import argparse
@@ -23,8 +26,27 @@ import time
 # activations each step: the page faults cost 1.5-3x in train step and decode here. Raising the thresholds (as jemalloc
 # or tcmalloc would do) gives torch its best case; glibc reads them only at start-up, hence the re-exec.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296", "OMP_WAIT_POLICY": "PASSIVE"}
-if any(k not in os.environ for k in MALLOC_ENV):
-    os.execve(sys.executable, [sys.executable] + sys.argv, {**MALLOC_ENV, **os.environ})
+
+
+def openblas_env(argv):
+    """OpenBLAS settings equal to ours: torch.set_num_threads reaches OpenMP, not OpenBLAS's own pool, so its thread
+    count is set here; its idle threads spin as long as ours (src/VwLmm.Cpu/Native/OpenBlas.cs: 2^18 cycles, not
+    2^28); and where the environment pins a core type (OPENBLAS_CORETYPE, set on some machines because OpenBLAS
+    0.3.21 mis-detects newer CPUs) on a CPU with AVX-512, the pin becomes SkylakeX, the AVX-512 SGEMM, instead of an
+    AVX2 core that would run the peer at half the FMA rate our GEMM gets. main() checks the product once against
+    float64 before it times anything."""
+    threads = argv[argv.index("--threads") + 1] if "--threads" in argv[:-1] else "2"
+    forced = {"OPENBLAS_NUM_THREADS": threads}
+    with open("/proc/cpuinfo") as f:
+        avx512 = " avx512f " in f.read()
+    if avx512 and os.environ.get("OPENBLAS_CORETYPE", "").lower() not in ("", "skylakex", "cooperlake", "sapphirerapids"):
+        forced["OPENBLAS_CORETYPE"] = "SkylakeX"
+    # Defaults a caller's own setting overrides, as for the malloc thresholds; the thread count and core type not.
+    return {**MALLOC_ENV, "OPENBLAS_THREAD_TIMEOUT": "18", **os.environ, **forced, "VWLMM_PEER_ENV": "1"}
+
+
+if "VWLMM_PEER_ENV" not in os.environ:
+    os.execve(sys.executable, [sys.executable] + sys.argv, openblas_env(sys.argv))
 import torch  # noqa: E402  (OMP_WAIT_POLICY must be set before the import)
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -207,6 +229,30 @@ def step_flops(v, l, batch, text_tokens):
     return linear, patch, attn
 
 
+def blas_config():
+    """The loaded BLAS as OpenBLAS describes itself (build, core kernels, threads), found in this process's mappings."""
+    import ctypes
+    with open("/proc/self/maps") as f:
+        paths = sorted({line.split()[-1] for line in f if "blas" in line.split()[-1].lower() and ".so" in line})
+    for path in paths:
+        lib = ctypes.CDLL(path)
+        if hasattr(lib, "openblas_get_config"):
+            lib.openblas_get_config.restype = lib.openblas_get_corename.restype = ctypes.c_char_p
+            return (f"{lib.openblas_get_config().decode()}; core {lib.openblas_get_corename().decode()}; "
+                    f"{lib.openblas_get_num_threads()} threads ({os.path.basename(path)})")
+    return ", ".join(paths) or "no BLAS library mapped"
+
+
+def check_blas(dev):
+    """A product against float64, so that a core type pinned by openblas_env cannot time wrong arithmetic."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 257, generator=g), torch.randn(257, 190, generator=g)
+    got, want = (x.to(dev) @ y.to(dev)).cpu().double(), x.double() @ y.double()
+    err = ((got - want).abs().max() / want.abs().max()).item()
+    if not err < 1e-5:
+        sys.exit(f"torch_peer.py: float32 matmul is off by {err:.2e} (relative) from float64 with {blas_config()}")
+
+
 def peak_rss_mb():
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -249,6 +295,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(SEED)
     dev = torch.device(a.device)
+    check_blas(dev)
     sync = (lambda: None) if a.device == "cpu" else torch.cuda.synchronize
     if a.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -288,6 +335,7 @@ def main():
     peak = a.peak_gflops or (PEAK_GFLOPS_PER_THREAD * a.threads if a.device == "cpu" else None)
     r = {
         "engine": f"torch {torch.__version__}",
+        "blas": blas_config(),
         "device": "cpu" if a.device == "cpu" else torch.cuda.get_device_name(),
         "threads": a.threads, "batch": a.batch, "image_tokens": a.image_tokens, "text_tokens": a.text_tokens,
         "width": l["width"], "params": params, "train_gflop_per_step": train_flop / 1e9,
