@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using VwLmm.Core;
@@ -32,7 +33,11 @@ public static class Npy
         var header = ReadHeader(stream, path);
         if (header.Descr != descr) throw Bad(path, $"dtype '{header.Descr}' where {typeof(T).Name} ('{descr}') was expected");
         if (header.FortranOrder) throw Bad(path, "Fortran-order arrays are not supported");
-        if (header.Count > Array.MaxLength) throw Bad(path, $"{header.Count} elements do not fit in one array");
+        long needed = header.Count * Unsafe.SizeOf<T>();
+        if (needed > Array.MaxLength) throw Bad(path, $"shape ({string.Join(", ", header.Shape)}) of '{descr}' needs {needed} bytes, more than one array holds");
+        // A damaged header must not cost more memory than the file has: a file says its length before it is read.
+        if (stream.CanSeek && stream.Length - stream.Position is var left && left < needed)
+            throw Bad(path, $"shape ({string.Join(", ", header.Shape)}) of '{descr}' needs {needed} data bytes, the file has {left}");
         var data = new T[header.Count];
         var bytes = MemoryMarshal.AsBytes(data.AsSpan());
         long got = stream.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false);

@@ -53,7 +53,10 @@ public sealed class EvalCommand : ICommand
             var template = Shared.Template(templateOption, model.Config);
             var splice = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize);
             var items = new List<Item>();
-            foreach (var s in dataset.Samples)
+            foreach (var (s, entry) in dataset.Samples.Select((s, i) => (s, i)))
+            {
+                if (template.Problem(s.Turns, s.HasImage, endsWithAnswer: true) is { } problem)
+                    throw new CliException($"{data}: entry {entry} (id {s.Id}): {problem} (see --template)");
                 for (int t = 0; t + 1 < s.Turns.Count; t += 2)
                 {
                     string q = s.Turns[t].Value.Replace(Llava.ImagePlaceholder, "").Trim();
@@ -64,6 +67,7 @@ public sealed class EvalCommand : ICommand
                         throw new CliException($"{data}: sample {s.Id}, question {t / 2 + 1}: {length} positions in template {template.Name} + {maxNew} new tokens exceed the model's context of {model.Config.Llm.MaxPositionEmbeddings} (see --template, --max-new-tokens)");
                     items.Add(new Item(s, t, TypeOf(q), q, s.Turns[t + 1].Value, prompt));
                 }
+            }
             var stops = template.StopIds(tok);
             var options = new SamplingOptions { MaxNewTokens = maxNew, StopIds = stops };
             using var gen = new Generator(model);

@@ -115,14 +115,21 @@ public sealed class ConversationTemplate
         return prompt;
     }
 
+    /// <summary>Why the turns cannot be encoded in this template, or null: what loaders check before a run begins.</summary>
+    public string? Problem(IReadOnlyList<Turn> turns, bool hasImage, bool endsWithAnswer)
+    {
+        if (ConversationRules.Problem(turns, hasImage, endsWithAnswer) is { } problem) return $"template {Name}: {problem}";
+        if (!ImageOnlyUserTurn) return null;
+        // LLaVA's preprocess_plain asserts one image-bearing round and keeps only the placeholder of the user text.
+        if (!hasImage) return $"template {Name} needs an image";
+        if (turns.Count > 2) return $"template {Name} takes one round, got {turns.Count} turns";
+        return null;
+    }
+
     private IReadOnlyList<Turn> Prepare(IReadOnlyList<Turn> turns, bool hasImage, bool endsWithAnswer)
     {
-        if (ConversationRules.Problem(turns, hasImage, endsWithAnswer) is { } problem)
-            throw new ArgumentException($"template {Name}: {problem}", nameof(turns));
+        if (Problem(turns, hasImage, endsWithAnswer) is { } problem) throw new ArgumentException(problem, nameof(turns));
         if (!ImageOnlyUserTurn) return ConversationRules.NormalizeImagePlaceholder(turns, hasImage);
-        // LLaVA's preprocess_plain asserts one image-bearing round and keeps only the placeholder of the user text.
-        if (!hasImage) throw new ArgumentException($"template {Name} needs an image", nameof(turns));
-        if (turns.Count > 2) throw new ArgumentException($"template {Name} takes one round, got {turns.Count} turns", nameof(turns));
         var result = turns.ToArray();
         result[0] = result[0] with { Value = Llava.ImagePlaceholder };
         return result;

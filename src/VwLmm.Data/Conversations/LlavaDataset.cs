@@ -50,7 +50,12 @@ public sealed class LlavaDataset
             int index = 0;
             foreach (var entry in doc.RootElement.EnumerateArray())
             {
-                samples.Add(ReadEntry(jsonPath, imageFolder, index, entry));
+                // An escaped lone surrogate, or bytes that are not UTF-8, parse; reading the string fails.
+                try { samples.Add(ReadEntry(jsonPath, imageFolder, index, entry)); }
+                catch (InvalidOperationException e)
+                {
+                    throw new InvalidDataException($"{jsonPath}: entry {index}: a string is not valid text ({e.Message})", e);
+                }
                 index++;
             }
             return new LlavaDataset(jsonPath, imageFolder, samples);

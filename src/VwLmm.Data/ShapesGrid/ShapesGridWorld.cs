@@ -112,9 +112,11 @@ public sealed class ShapesGridWorld
         for (long i = start; ; i++) yield return Sample(split, i);
     }
 
-    /// <summary>Whether instruction sample <paramref name="index"/> is text-only (see <see cref="InstructionConversation"/>).</summary>
+    /// <summary>Whether instruction sample <paramref name="index"/> is text-only (see <see cref="InstructionConversation"/>);
+    /// never in the test split, the demo's evaluation set of images, where a text-only sample's caption would state a
+    /// held-out pair and answer its own question.</summary>
     public bool IsTextOnly(Split split, long index) =>
-        Streams.Derive(Seed, TextOnlyChoiceStream, (ulong)split, (ulong)index).NextDouble() < Options.TextOnlyFraction;
+        split == Split.Train && Streams.Derive(Seed, TextOnlyChoiceStream, (ulong)split, (ulong)index).NextDouble() < Options.TextOnlyFraction;
 
     /// <summary>
     /// Stage-2 sample <paramref name="index"/>: the image QA conversation of <see cref="Sample"/> (image at

@@ -90,6 +90,17 @@ public class LlavaDatasetTests
     }
 
     [Test]
+    public void TextThatIsNotUtf8IsNamedWithItsEntry()
+    {
+        string path = Path.Combine(_dir, "bytes.json");
+        byte[] json = System.Text.Encoding.UTF8.GetBytes("[{\"conversations\": [" + Ok + "]}, {\"conversations\": [{\"from\": \"human\", \"value\": \"q?\"}, {\"from\": \"gpt\", \"value\": \"a\"}]}]");
+        json[Array.LastIndexOf(json, (byte)'?')] = 0xC3; // a lead byte with no continuation
+        File.WriteAllBytes(path, json);
+        var e = Assert.Throws<InvalidDataException>(() => LlavaDataset.Load(path, Path.Combine(_dir, "img")))!;
+        Assert.That(e.Message, Does.StartWith(path + ": entry 1: a string is not valid text").And.Not.Contain("\n"));
+    }
+
+    [Test]
     public void MissingImageFileIsNamed()
     {
         string path = WriteJson("[{\"image\": \"nope.png\", \"conversations\": [" + Ok + "]}]");

@@ -273,29 +273,30 @@ public class ShapesGridWorldTests
         Assert.Throws<ArgumentException>(() => _ = new ShapesGridWorld(1, new ShapesGridOptions { ImageSize = imageSize, PatchSize = patchSize }));
 
     [Test]
-    public void WriterOutputReadsBackThroughLlavaReader()
+    public void WriterOutputReadsBackThroughLlavaReader([Values] Split split)
     {
         string dir = Path.Combine(Path.GetTempPath(), "vwlmm-shapes-" + Guid.NewGuid().ToString("N"));
         try
         {
             var options = new ShapesGridOptions { TextOnlyFraction = 0.2 };
-            ShapesGridWriter.Write(dir, 30, 17, FakePng.Save, Split.Test, options);
+            ShapesGridWriter.Write(dir, 30, 17, FakePng.Save, split, options);
             var world = new ShapesGridWorld(17, options);
             var data = LlavaDataset.Load(Path.Combine(dir, ShapesGridWriter.DataFile), dir);
             var captions = LlavaDataset.Load(Path.Combine(dir, ShapesGridWriter.CaptionsFile), dir);
             var labels = ShapesGridWriter.ReadPatchLabels(Path.Combine(dir, ShapesGridWriter.PatchLabelsFile));
             Assert.That(data.Samples, Has.Count.EqualTo(30));
-            Assert.That(data.Samples.Count(s => !s.HasImage), Is.GreaterThan(0));
+            // The test split is the demo's evaluation images, all of them.
+            Assert.That(data.Samples.Count(s => !s.HasImage), split == Split.Train ? Is.GreaterThan(0) : Is.Zero);
             Assert.That(captions.Samples, Has.Count.EqualTo(data.Samples.Count(s => s.HasImage)));
             Assert.That(labels.HeldOut, Is.EqualTo(world.HeldOut.Select(c => c.ToString())));
             var tok = new PieceTestTokenizer();
             for (int i = 0; i < 30; i++)
             {
-                var expected = world.InstructionConversation(Split.Test, i, $"images/{i:D4}.png");
+                var expected = world.InstructionConversation(split, i, $"images/{i:D4}.png");
                 Assert.That(data.Samples[i].Turns, Is.EqualTo(expected.Turns));
                 Assert.That(data.Samples[i].Image, Is.EqualTo(expected.Image));
                 if (!expected.HasImage) continue;
-                var sample = world.Sample(Split.Test, i);
+                var sample = world.Sample(split, i);
                 Assert.That(FakePng.Load(data.ImagePath(data.Samples[i])).Pixels, Is.EqualTo(sample.Image.Pixels));
                 Assert.That(labels.Patches[expected.Image!], Is.EqualTo(sample.Scene.PatchWords()));
                 var caption = captions.Samples.Single(s => s.Image == expected.Image);

@@ -522,6 +522,18 @@ public class TrainerStageTests : CpuFixture
     }
 
     [Test]
+    public void ASampleTheTemplateCannotEncodeStopsTrainBeforeItStarts()
+    {
+        // plain takes one round with an image; entry 2 ('c') has none.
+        string cfg = TinyTrainConfig("""{"preset": "tiny"}""");
+        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("\"template\": \"shapes_chat\"", "\"template\": \"plain\""));
+        string outDir = Path.Combine(Path.GetDirectoryName(cfg)!, "out");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", outDir, "--quiet"), 1, "d.json: entry 2 (id c): template plain needs an image");
+        Assert.That(File.Exists(Path.Combine(outDir, "metrics.jsonl")), Is.False, "no step ran");
+        Directory.Delete(Path.GetDirectoryName(cfg)!, recursive: true);
+    }
+
+    [Test]
     public void TrainWarnsOnceAStageWhenMaxLengthCutsExamples()
     {
         string cfg = TinyTrainConfig("""{"preset": "tiny"}""");

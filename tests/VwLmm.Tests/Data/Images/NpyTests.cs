@@ -117,6 +117,9 @@ public class NpyTests
         yield return new TestCaseData(File10("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)", 8), "expected '}'").SetArgDisplayNames("unterminated");
         yield return new TestCaseData(File10("{'descr': '<f4', 'fortran_order': False, 'shape': (2147483647, 2147483647, 4), }", 8), "too many elements").SetArgDisplayNames("huge");
         yield return new TestCaseData(File10("{'descr': '<f4'}", 0, major: 7), "version 7").SetArgDisplayNames("version");
+        // Said before the array is allocated: 1.2 GB for a 70-byte file, and more than one array holds.
+        yield return new TestCaseData(File10("{'descr': '<f4', 'fortran_order': False, 'shape': (300000000,), }", 8), "needs 1200000000 data bytes, the file has 8").SetArgDisplayNames("overstated");
+        yield return new TestCaseData(File10("{'descr': '<f4', 'fortran_order': False, 'shape': (600000000,), }", 8), "needs 2400000000 bytes, more than one array holds").SetArgDisplayNames("over-2-GiB");
         byte[] cut = File10("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 8);
         yield return new TestCaseData(cut[..30], "runs past the end").SetArgDisplayNames("truncated-header");
     }
