@@ -253,12 +253,17 @@ def check_blas(dev):
         sys.exit(f"torch_peer.py: float32 matmul is off by {err:.2e} (relative) from float64 with {blas_config()}")
 
 
-def peak_rss_mb():
+def status_mb(key="VmHWM:"):
+    """A kB line of /proc/self/status (VmHWM: the peak resident set; VmRSS:) in MiB."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+# What torch holds once imported, before any model: vwlmm bench reports its runtime's the same way.
+STARTUP_RSS_MB = status_mb("VmRSS:")
 
 
 def timed(n, fn, sync=lambda: None):
@@ -342,7 +347,8 @@ def main():
         "train_step_ms": train_ms, "forward_ms": forward_ms, "prefill_ms": statistics.median(prefill),
         "decode_tokens_per_s": a.decode_tokens / (statistics.median(decode) / 1000),
         "gflops": gflops, "percent_of_peak": 100 * gflops / peak if peak else None,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": status_mb(),
+        "startup_rss_mb": STARTUP_RSS_MB,
         # no managed-heap counterpart: torch's tensors come from its C++ allocator, Python objects from pymalloc.
         "allocs_per_step": None,
     }

@@ -40,7 +40,8 @@ public sealed class BenchCommand : ICommand
           gflops, percent_of_peak  train step work (analytic, see docs/BENCHMARKS.md) / time; on the CPU against
                                peak_gflops, the FMA rate of the bench's threads measured after the run (CpuPeak),
                                on a GPU against its fp32 peak from the peak table; cpu_gemm names the GEMM that ran
-          peak_rss_mb          VmHWM of the process, next to params+grads+moments+activations
+          peak_rss_mb          VmHWM of the process, next to params+grads+moments+activations; startup_rss_mb: the
+                               resident set before the model was built (the runtime's own)
           allocs_per_step      managed bytes allocated per steady-state train step (all threads)
 
           --preset NAME        model preset (default bench-5m)
@@ -92,6 +93,8 @@ public sealed class BenchCommand : ICommand
         int decodeTokens = args.GetInt("--decode-tokens", 64, 1, 1 << 20);
         var config = Configure(args, textTokens, decodeTokens);
         var weights = Shared.Weights(args);
+        // What the runtime holds before the model exists, so that a peak can be read net of it beside another engine's.
+        double startupRssMb = StatusMb("VmRSS:");
 
         // Bench's own thread default (2, the side-by-side's), not every core as other verbs.
         using var compute = Backends.Create(device, threads);
@@ -107,6 +110,7 @@ public sealed class BenchCommand : ICommand
         var result = run.Measure(threads, deviceName, peakGflops);
         // The CPU's peak is measured after the run: at start-up the JIT's background compilation takes a core.
         if (compute is CpuBackend cpu) result = result with { PeakGflops = CpuPeak.MeasureGflops(threads), CpuGemm = cpu.GemmKernel };
+        result = result with { StartupRssMb = startupRssMb };
         var ops = profiler is null ? null : run.Profile(profiler);
 
         if (args.Has("--json")) stdout.WriteLine(ToJson(result, ops));
@@ -260,6 +264,7 @@ public sealed class BenchCommand : ICommand
         StepFlops Flops, TrainResult? Train, double ForwardMs, double PrefillMs, double DecodeTokensPerSecond, double PeakRssMb, double ModelMemoryMb)
     {
         public CpuGemm? CpuGemm { get; init; }
+        public double StartupRssMb { get; init; } = double.NaN;
 
         public double? Gflops => Flops.Train / (Train?.StepMs * 1e6);
         public double? PercentOfPeak => 100 * Gflops / PeakGflops;
@@ -584,14 +589,17 @@ public sealed class BenchCommand : ICommand
     }
 
     /// <summary>VmHWM (peak resident set) from /proc/self/status, in MiB; the runtime's peak working set elsewhere.</summary>
-    private static double PeakRssMb()
+    private static double PeakRssMb() => StatusMb("VmHWM:") is var mb && !double.IsNaN(mb) ? mb : Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0;
+
+    /// <summary>A kB line of /proc/self/status (VmRSS:, VmHWM:) in MiB; NaN where there is none.</summary>
+    private static double StatusMb(string key)
     {
         const string status = "/proc/self/status";
         if (File.Exists(status))
             foreach (var line in File.ReadLines(status))
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                    return long.Parse(line[6..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024.0;
-        return Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0;
+                if (line.StartsWith(key, StringComparison.Ordinal))
+                    return long.Parse(line[key.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024.0;
+        return double.NaN;
     }
 
     private static string ToJson(Result r, OpProfiles? ops)
@@ -620,6 +628,7 @@ public sealed class BenchCommand : ICommand
             Number(w, "peak_gflops", r.PeakGflops);
             if (r.CpuGemm is { } gemm) w.WriteString("cpu_gemm", gemm == CpuGemm.Avx512 ? "avx512" : "openblas");
             w.WriteNumber("peak_rss_mb", r.PeakRssMb);
+            Number(w, "startup_rss_mb", double.IsNaN(r.StartupRssMb) ? null : r.StartupRssMb);
             w.WriteNumber("model_memory_mb", r.ModelMemoryMb);
             Number(w, "activation_mb", t?.ActivationMb);
             Number(w, "allocs_per_step", t?.AllocatedBytesPerStep);
