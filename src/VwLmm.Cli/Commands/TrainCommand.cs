@@ -40,7 +40,8 @@ public sealed class TrainCommand : ICommand
                         "answer_prior": [["red","blue"],["circle","square"]]: word classes of a product-of-experts
                         question-only prior (training only), "answer_prior_samples": how many of the examples the
                         stage trains on it is counted on (default: all), "ema_decay": d in [0,1): the stage ends
-                        with the moving average a ← d·a + (1 − d)·θ of its weights over its steps (default 0: none),
+                        with the moving average a ← d·a + (1 − d)·θ of its weights over its steps, started from
+                        its first weights (default 0: none),
                         "dropout": p in [0,1): the decoder's attention and MLP outputs dropped at rate p before they
                         join the residual stream (default 0)}]
           Each stage starts a fresh AdamW (zero moments). Writes OUT/checkpoint (HF layout + tokenizer + trainer state)
