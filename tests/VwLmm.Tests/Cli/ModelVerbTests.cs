@@ -211,6 +211,11 @@ public class ModelVerbTests
         Assert.That(first.ExitCode, Is.Zero, first.Stderr);
         Assert.That(first.Stdout.Trim(), Is.Not.Empty);
         Assert.That(Run(chat).Stdout, Is.EqualTo(first.Stdout), "greedy decoding is deterministic");
+        foreach (string[] filter in new[] { new[] { "--top-k", "1" }, ["--top-p", "0.000001"] })
+        {
+            var sampled = Run([.. chat, "--temperature", "1", .. filter]);
+            Assert.That((sampled.ExitCode, sampled.Stdout), Is.EqualTo((0, first.Stdout)), $"{filter[0]} keeping one token samples greedily");
+        }
         AssertOneLineError(Run("chat", "--model", _model, "--image", _image, "hi", "--top-p", "1.5"), 2, "--top-p");
         // The model's context is 128 positions: chat answers in what the prompt leaves, whether the length is the
         // default of 128 new tokens or asked for, which alone would not fit.
@@ -265,6 +270,46 @@ public class ModelVerbTests
         Assert.That(rows, Has.Count.EqualTo(questions));
         Assert.That(summary.RootElement.GetProperty("overall").GetDouble(),
             Is.EqualTo(rows.Count(x => x.GetProperty("correct").GetBoolean()) / (double)questions).Within(1e-12));
+
+        // Scoring, against the rule eval states (exact match after trimming and lower-casing; the type is the question's
+        // first two words): one question per sample, so that no reference enters a prompt, then the same samples with
+        // the model's own answers as references, upper-cased and padded, which must all count.
+        string Single(string name, Func<string, string, string> reference)
+        {
+            var samples = new System.Text.Json.Nodes.JsonArray();
+            foreach (var s in source.RootElement.EnumerateArray())
+            {
+                var turns = s.GetProperty("conversations").EnumerateArray().Take(2).ToArray();
+                string id = s.GetProperty("id").GetString()!, question = turns[0].GetProperty("value").GetString()!;
+                samples.Add(new System.Text.Json.Nodes.JsonObject
+                {
+                    ["id"] = id, ["image"] = s.GetProperty("image").GetString(),
+                    ["conversations"] = new System.Text.Json.Nodes.JsonArray(
+                        new System.Text.Json.Nodes.JsonObject { ["from"] = "human", ["value"] = question },
+                        new System.Text.Json.Nodes.JsonObject { ["from"] = "gpt", ["value"] = reference(id, turns[1].GetProperty("value").GetString()!) }),
+                });
+            }
+            string path = Path.Combine(data, name);
+            File.WriteAllText(path, samples.ToJsonString());
+            return path;
+        }
+        List<JsonElement> Eval(string json)
+        {
+            string outPath = json + ".jsonl";
+            var run = Run("eval", "--model", _model, "--data", json, "--template", "shapes_chat", "--out", outPath, "--max-new-tokens", "3", "--threads", "1");
+            Assert.That(run.ExitCode, Is.Zero, run.Stderr);
+            return File.ReadAllLines(outPath).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        }
+        var scored = Eval(Single("single.json", (_, truth) => truth));
+        foreach (var row in scored)
+        {
+            string Text(string key) => row.GetProperty(key).GetString()!;
+            Assert.That(row.GetProperty("correct").GetBoolean(), Is.EqualTo(Text("prediction").Trim().ToLowerInvariant() == Text("reference").Trim().ToLowerInvariant()));
+            Assert.That(Text("type"), Is.EqualTo(string.Join(" ", Text("question").ToLowerInvariant().Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(2))));
+        }
+        var own = scored.ToDictionary(row => row.GetProperty("id").GetString()!, row => row.GetProperty("prediction").GetString()!);
+        var mirrored = Eval(Single("mirrored.json", (id, _) => "  " + own[id].ToUpperInvariant() + " "));
+        Assert.That(mirrored.Select(row => row.GetProperty("correct").GetBoolean()), Has.All.True, "its own answers, cased and padded otherwise");
 
         // One question at a time, a sample's later questions keep its earlier turns' cache rows: the same answers.
         string single = Path.Combine(_dir, "single.jsonl");

@@ -45,6 +45,21 @@ public class AdamWTests : CpuFixture
         Assert.That(a.Value.ToArray(), Is.Not.EqualTo(a1));
     }
 
+    /// <summary>Decoupled weight decay: with a zero gradient Adam's step is 0, so a matrix becomes θ(1 − lr·wd) and a
+    /// vector (norms, biases) stays as it was.</summary>
+    [Test]
+    public void WeightDecayShrinksMatricesOnly()
+    {
+        using var a = Param("a", 2, 3);
+        using var b = Param("b", 4);
+        using var adam = new AdamW(Cpu, [a, b], weightDecay: 0.25f);
+        adam.ZeroGrad();
+        float[] a0 = a.Value.ToArray(), b0 = b.Value.ToArray();
+        adam.Step(0.1f);
+        Assert.That(a.Value.ToArray(), Is.EqualTo(a0.Select(x => x * (1 - 0.1 * 0.25))).Within(1e-6));
+        Assert.That(b.Value.ToArray(), Is.EqualTo(b0));
+    }
+
     [TestCase(float.NaN)]
     [TestCase(float.PositiveInfinity)]
     public void ANonFiniteGradientUpdatesNothing(float bad)

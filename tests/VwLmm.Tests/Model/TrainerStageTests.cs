@@ -415,6 +415,19 @@ public class TrainerStageTests : CpuFixture
     }
 
     [Test]
+    public void TheScheduleWarmsUpThenDecaysToTheMinimumRatioAsItsKeysSay()
+    {
+        var stage = TrainConfig.Parse(Json("""{"stages":[{"data":"d","trainable":["llm"],"steps":7,"lr":0.02,"warmup_ratio":0.3,"min_lr_ratio":0.1}]}"""), "t.json").Stages[0];
+        // Warmup over ⌈0.3 · 7⌉ = 3 steps, then 0.1 + 0.9 · ½(1 + cos(π · k / 4)) of lr over the other 4.
+        double[] expected = [0.02 / 3, 0.02 * 2 / 3, 0.02, .. Enumerable.Range(0, 4).Select(k => 0.02 * (0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * k / 4))))];
+        Assert.That(Enumerable.Range(0, 7).Select(stage.LearningRate), Is.EqualTo(expected).Within(1e-15));
+        Assert.That(stage.LearningRate(6), Is.GreaterThan(0.02 * 0.1), "the floor is reached after the last step");
+        foreach (var (key, bad) in new[] { ("warmup_ratio", "1.5"), ("min_lr_ratio", "-0.1") })
+            Assert.That(Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(Json($$"""{"stages":[{"data":"d","trainable":["llm"],"steps":7,"lr":0.02,"{{key}}":{{bad}}}]}"""), "t.json"))!.Message,
+                        Does.Contain($"'{key}' must be in [0,1]"));
+    }
+
+    [Test]
     public void MetricsLinesCarryEveryFieldWithinItsRange()
     {
         var cfg = TinyWorld.Config();
