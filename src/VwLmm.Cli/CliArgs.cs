@@ -38,6 +38,8 @@ public sealed class CliArgs
                 string? value = null;
                 int eq = a.IndexOf('=');
                 if (eq > 0) { name = a[..eq]; value = a[(eq + 1)..]; }
+                // The last of two would win silently, and which one the user meant is a guess.
+                if (r._options.ContainsKey(name)) throw new UsageException($"option {name} is given twice");
                 if (flagSet.Contains(name))
                 {
                     if (value is not null) throw new UsageException($"option {name} takes no value");
@@ -50,6 +52,8 @@ public sealed class CliArgs
                         if (i + 1 >= args.Count) throw new UsageException($"option {name} needs a value");
                         value = args[++i];
                     }
+                    // "--out=" would otherwise write into the current directory, or fail deep inside naming nothing.
+                    if (value.Length == 0) throw new UsageException($"option {name} needs a value, not an empty one");
                     r._options[name] = value;
                 }
                 else throw new UsageException($"unknown option {name}");
@@ -72,6 +76,11 @@ public sealed class CliArgs
     /// </summary>
     public static string NotAFile(string source, string path) =>
         File.Exists(path) ? throw new CliException($"{source}: '{path}' is a file, not a directory") : path;
+
+    /// <summary><paramref name="path"/>, where a verb writes a file, unless it names an existing directory: said
+    /// before any work, rather than by the final rename in an I/O message that names no option.</summary>
+    public static string NotADirectory(string source, string path) =>
+        Directory.Exists(path) ? throw new CliException($"{source}: '{path}' is a directory, not a file") : path;
 
     public int GetInt(string name, int fallback, int min = int.MinValue, int max = int.MaxValue)
     {

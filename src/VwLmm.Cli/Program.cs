@@ -29,6 +29,9 @@ public static class Program
     /// <summary>Entry point shared by Main and in-process tests. Exit codes: 0 ok, 1 runtime error, 2 usage error.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
+        // Global options may come before the verb as well as after it; the verb's parser reads them either way.
+        int globals = args.TakeWhile(a => a is "--verbose" or "--quiet").Count();
+        if (globals > 0 && globals < args.Length) args = [.. args[globals..], .. args[..globals]];
         bool verbose = args.Contains("--verbose");
         if (args.Length == 0)
         {
@@ -48,13 +51,17 @@ public static class Program
         var cmd = FindCommand(args, out int consumed);
         if (cmd is null)
         {
-            stderr.WriteLine($"vwlmm: unknown command '{args[0]}' (see vwlmm --help)");
+            // A two-word verb's first word alone ("vwlmm data --help") names the verbs it starts.
+            var started = Commands.Where(c => c.Name.StartsWith(args[0] + " ", StringComparison.Ordinal)).Select(c => c.Name).ToList();
+            stderr.WriteLine(started.Count > 0
+                ? $"vwlmm: '{args[0]}' needs a second word: {string.Join(", ", started)} (see vwlmm {started[0]} --help)"
+                : $"vwlmm: unknown command '{args[0]}' (see vwlmm --help)");
             return 2;
         }
         try
         {
             var parsed = CliArgs.Parse(args.Skip(consumed).ToArray(), cmd.Flags, cmd.Valued, cmd.MaxPositionals);
-            if (parsed.Has("--help"))
+            if (parsed.Has("--help") || parsed.Positionals is ["-h"])
             {
                 stdout.Write(cmd.Help.TrimEnd() + Environment.NewLine);
                 return 0;

@@ -19,12 +19,12 @@ public sealed class DemoCommand : ICommand
     public string Summary => "the main job: train VW-LMM on the built-in ShapesGrid world, evaluate, write a report";
     public string Help => """
         usage: vwlmm demo [--quick] [--variant V] [--stages S] [--answer-prior on|off] [--out DIR] [--cache DIR] [--seed S] [--device D] [--threads N] [--retrain] [--ablations FILE] [--quiet]
-          OUT defaults to runs/demo, or runs/demo[-quick]-VARIANT[-noprior][-llava] for other settings; the checkpoint
+          OUT defaults to runs/demo, or runs/demo[-quick][-VARIANT][-noprior][-llava][-seedS] for other settings; the checkpoint
           (with trainer state) stays in the cache, .cache by default.
           Generates the ShapesGrid world, trains its tokenizer, runs the staged recipe (vision pretraining, then instruction
           tuning with the visual-word loss), evaluates on held-out colour×shape combinations,
           writes OUT/report.html (loss curves, accuracy, visual-word maps), OUT/results.json, OUT/predictions.jsonl,
-          OUT/metrics.jsonl (the training log) and OUT/model (what chat, eval and visualize load), and answers two questions
+          OUT/metrics.jsonl (the training log) and OUT/model (what chat, eval and visualize load), and answers up to two questions
           about a held-out image, saved as OUT/test-N.png. A trained model is cached and reused (--retrain ignores it);
           a training that Ctrl-C or SIGTERM stopped continues from its checkpoint when the same command runs again.
           --quick     the small budget CI uses (a couple of minutes)
@@ -81,7 +81,9 @@ public sealed class DemoCommand : ICommand
             var v => throw new UsageException($"--answer-prior must be on or off, not '{v}'"),
         };
         string name = variantName + (answerPrior ? "" : "-noprior") + (stages == ShapesGridStages.Llava ? "-llava" : "");
-        string outDir = CliArgs.NotAFile("--out", args.Get("--out") ?? Path.Combine("runs", (quick ? "demo-quick" : "demo") + (name == "vwlmm" ? "" : "-" + name)));
+        // Another seed's run gets its own folder, as it gets its own cache: it would otherwise replace seed 1's report.
+        string defaultOut = (quick ? "demo-quick" : "demo") + (name == "vwlmm" ? "" : "-" + name) + (seed == 1 ? "" : $"-seed{seed}");
+        string outDir = CliArgs.NotAFile("--out", args.Get("--out") ?? Path.Combine("runs", defaultOut));
         string cache = ShapesGridRecipe.CacheDir(CliArgs.NotAFile("--cache", args.Get("--cache") ?? ".cache"), seed);
         string runDir = Path.Combine(cache, (quick ? "quick-" : "default-") + name);
         var ablations = args.Get("--ablations") is { } ablationsFile ? AblationTable.Load(ablationsFile) : null;

@@ -40,7 +40,7 @@ public sealed class EvalCommand : ICommand
     {
         string modelDir = args.Require("--model");
         string data = args.Require("--data");
-        string outPath = args.Get("--out") ?? DefaultOut;
+        string outPath = CliArgs.NotADirectory("--out", args.Get("--out") ?? DefaultOut);
         var templateOption = Shared.TemplateOption(args);
         int maxNew = args.GetInt("--max-new-tokens", 32, 1, 4096), batch = args.GetInt("--batch", 8, 1, 1024);
         var dataset = LlavaDataset.Load(data, args.Get("--images") ?? Path.GetDirectoryName(Path.GetFullPath(data))!);

@@ -21,7 +21,7 @@ public sealed class PreprocessCommand : ICommand
     public int Run(CliArgs args, TextWriter stdout)
     {
         int size = args.GetInt("--size", 336, 1, 8192);
-        string output = args.Require("--out");
+        string output = CliArgs.NotADirectory("--out", args.Require("--out"));
         var image = ImageCodec.Decode(args.Require("--image"));
         var pixels = new ClipPreprocessor(new ClipPreprocessorOptions { Size = size, Pad = args.Has("--pad") }).Process(image);
         Npy.Write(output, pixels, [3, size, size]);

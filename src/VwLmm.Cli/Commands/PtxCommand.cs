@@ -9,7 +9,8 @@ public sealed class PtxCommand : ICommand
     public string Help => """
         usage: vwlmm ptx [--arch sm_80|sm_90] [--out DIR]
           Prints the resource report of the embedded kernels for the arch (both when omitted); with --out also writes
-          DIR/<module>.<compute_XX>.ptx and DIR/resources.txt.
+          that arch's PTX (sm_80 runs compute_80's, sm_90 compute_90's) as DIR/<module>.<compute_XX>.ptx, and
+          DIR/resources.txt (both archs).
         example: vwlmm ptx --arch sm_90 --out ptx
         """;
     public IReadOnlyList<string> Flags => [];
@@ -29,11 +30,14 @@ public sealed class PtxCommand : ICommand
         if (dir is not null)
         {
             Directory.CreateDirectory(dir);
+            // sm_80 runs compute_80's PTX, sm_90 compute_90's.
+            var archs = PtxCompiler.PtxArchs.Where(p => arch is null || p.EndsWith(arch[3..], StringComparison.Ordinal)).ToList();
             foreach (string module in KernelModules.Names)
-                foreach (string ptxArch in PtxCompiler.PtxArchs)
+                foreach (string ptxArch in archs)
                     VwLmm.Core.AtomicFile.WriteAllText(Path.Combine(dir, $"{module}.{ptxArch}.ptx"), KernelModules.GetPtx(module, ptxArch));
             VwLmm.Core.AtomicFile.WriteAllText(Path.Combine(dir, "resources.txt"), KernelModules.ResourceReport!);
-            stdout.WriteLine($"wrote PTX for {KernelModules.Names.Count} modules to {dir}");
+            // On stderr: stdout is the table, which a redirect may be collecting.
+            Console.Error.WriteLine($"wrote PTX for {KernelModules.Names.Count} modules ({string.Join(", ", archs)}) to {dir}");
         }
         return 0;
     }

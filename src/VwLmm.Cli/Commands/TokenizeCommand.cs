@@ -10,7 +10,7 @@ public sealed class TokenizeCommand : ICommand
     public string Help => """
         usage: vwlmm tokenize --tokenizer PATH [--no-bos] TEXT
                vwlmm tokenize --tokenizer PATH --decode IDS
-          Prints the ids as a JSON array; with --decode, IDS is a JSON array (or space-separated ids) and the text is printed.
+          Prints the ids as a JSON array; with --decode, IDS is a JSON array (or ids separated by white space) and the text is printed.
           --tokenizer PATH   a SentencePiece tokenizer.model (BPE)
           --no-bos           do not prepend BOS
         example: vwlmm tokenize --tokenizer model/tokenizer.model "a red circle"
@@ -25,6 +25,8 @@ public sealed class TokenizeCommand : ICommand
         string text = string.Join(" ", args.Positionals);
         if (args.Has("--decode"))
         {
+            if (args.Has("--no-bos")) throw new UsageException("--no-bos shapes encoding; --decode prints the ids given");
+            if (args.Positionals.Count == 0) throw new UsageException("give the IDS to decode");
             int[] ids = ParseIds(text);
             stdout.WriteLine(tok.Decode(ids));
             return 0;
@@ -40,7 +42,7 @@ public sealed class TokenizeCommand : ICommand
         try
         {
             if (s.StartsWith('[')) return JsonSerializer.Deserialize<int[]>(s) ?? [];
-            return s.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+            return s.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
         }
         catch (Exception e) when (e is JsonException or FormatException or OverflowException)
         {

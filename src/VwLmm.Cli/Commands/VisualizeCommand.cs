@@ -22,7 +22,7 @@ public sealed class VisualizeCommand : ICommand
     {
         string imagePath = args.Require("--image");
         string modelDir = args.Require("--model");
-        string output = args.Get("--out") ?? "map.html";
+        string output = CliArgs.NotADirectory("--out", args.Get("--out") ?? "map.html");
         int topK = args.GetInt("--top-k", 5, 1, 100);
         // Decoded before the model loads: a wrong image path should not cost loading gigabytes of weights first.
         var image = ImageCodec.Decode(imagePath);

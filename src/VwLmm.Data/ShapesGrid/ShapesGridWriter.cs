@@ -11,7 +11,8 @@ public sealed record PatchLabelFile(int Grid, int PatchSize, IReadOnlyList<strin
 /// <summary>
 /// Writes a ShapesGrid dataset folder readable by <see cref="LlavaDataset"/> (image folder = the folder itself):
 /// images/NNNN.png, data.json (stage-2 QA, text-only entries included), captions.json (stage-1 plain captions of the
-/// image entries) and patch_labels.json (per-patch words, held-out combinations). JSON files are written atomically.
+/// image entries) and patch_labels.json (per-patch words, held-out combinations). JSON files are written atomically, and
+/// images/ is built aside and swapped in whole, so that a smaller set written over a larger one leaves no image of it.
 /// </summary>
 public static class ShapesGridWriter
 {
@@ -23,25 +24,29 @@ public static class ShapesGridWriter
     {
         if (n < 0) throw new ArgumentException($"sample count {n} must be ≥ 0", nameof(n));
         var world = new ShapesGridWorld(seed, options);
-        Directory.CreateDirectory(Path.Combine(dir, "images"));
+        Directory.CreateDirectory(dir);
         string format = "D" + Math.Max(4, (n - 1).ToString(System.Globalization.CultureInfo.InvariantCulture).Length);
         var data = new List<ConversationSample>(n);
         var captions = new List<ConversationSample>(n);
         var patches = new List<(string Image, string[] Words)>(n);
-        for (int i = 0; i < n; i++)
+        AtomicFile.ReplaceDirectory(Path.Combine(dir, "images"), images =>
         {
-            if (world.IsTextOnly(split, i))
+            for (int i = 0; i < n; i++)
             {
-                data.Add(world.TextOnlyConversation(split, i));
-                continue;
+                if (world.IsTextOnly(split, i))
+                {
+                    data.Add(world.TextOnlyConversation(split, i));
+                    continue;
+                }
+                var sample = world.Sample(split, i);
+                string file = i.ToString(format, System.Globalization.CultureInfo.InvariantCulture) + ".png";
+                savePng(sample.Image, Path.Combine(images, file));
+                string imageRef = "images/" + file;
+                data.Add(sample.QaConversation(imageRef));
+                captions.Add(sample.CaptionConversation(imageRef));
+                patches.Add((imageRef, sample.Scene.PatchWords()));
             }
-            var sample = world.Sample(split, i);
-            string imageRef = "images/" + i.ToString(format, System.Globalization.CultureInfo.InvariantCulture) + ".png";
-            savePng(sample.Image, Path.Combine(dir, imageRef));
-            data.Add(sample.QaConversation(imageRef));
-            captions.Add(sample.CaptionConversation(imageRef));
-            patches.Add((imageRef, sample.Scene.PatchWords()));
-        }
+        });
         LlavaDataset.Write(Path.Combine(dir, DataFile), data);
         LlavaDataset.Write(Path.Combine(dir, CaptionsFile), captions);
         AtomicFile.Write(Path.Combine(dir, PatchLabelsFile), stream =>

@@ -43,6 +43,22 @@ public class CliTests
         AssertOneLineError(Run("demo", "--variant", "ema"), 2, "--variant", "ema", "lmhead or pif-frozen");
         AssertOneLineError(Run("demo", "--answer-prior", "yes"), 2, "--answer-prior", "yes");
         AssertOneLineError(Run("preprocess", "--size", "32", "--out", "x.npy"), 2, "missing required option --image");
+        AssertOneLineError(Run("preprocess", "--image", "a.png", "--out="), 2, "option --out needs a value, not an empty one");
+        AssertOneLineError(Run("preprocess", "--image", "a.png", "--out", "x.npy", "--out", "y.npy"), 2, "option --out is given twice");
+        AssertOneLineError(Run("data", "--help"), 2, "'data' needs a second word: data shapesgrid");
+        string model = Path.Combine(Fixtures, "tokenizer", "llama_like.model");
+        AssertOneLineError(Run("tokenize", "--tokenizer", model, "--decode"), 2, "give the IDS to decode");
+        AssertOneLineError(Run("tokenize", "--tokenizer", model, "--decode", "--no-bos", "1 2"), 2, "--no-bos");
+    }
+
+    [Test]
+    public void GlobalOptionsMayComeBeforeTheVerb()
+    {
+        var r = Run("--quiet", "tokenize", "--tokenizer", Path.Combine(Fixtures, "tokenizer", "llama_like.model"), "a red circle");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        Assert.That(r.Stdout, Does.StartWith("[1,"));
+        var h = Run("inspect", "-h");
+        Assert.That((h.ExitCode, h.Stdout), Is.EqualTo((0, Run("inspect", "--help").Stdout)));
     }
 
     [Test]
@@ -56,6 +72,8 @@ public class CliTests
         Assert.That(JsonSerializer.Deserialize<int[]>(Run("tokenize", "--tokenizer", model, "--no-bos", "a red circle").Stdout), Is.EqualTo(ids[1..]));
         var dec = Run("tokenize", "--tokenizer", model, "--decode", enc.Stdout.Trim());
         Assert.That(dec.Stdout.Trim(), Is.EqualTo("a red circle"));
+        string lines = string.Join("\n", ids);
+        Assert.That(Run("tokenize", "--tokenizer", model, "--decode", lines).Stdout.Trim(), Is.EqualTo("a red circle"), "ids a line each");
     }
 
     [Test]
@@ -116,6 +134,9 @@ public class CliTests
         Assert.That(image.Pixels, Is.EqualTo(expected.Image.Pixels));
         Assert.That(first.Turns[0].Value, Does.EndWith(expected.Questions[0].Question));
         AssertOneLineError(Run("data", "shapesgrid", "--out", dir, "--n", "2", "--split", "dev"), 2, "--split");
+        // Fewer samples over more: the images folder holds the new set only.
+        Assert.That(Run("data", "shapesgrid", "--out", dir, "--n", "2", "--seed", "3", "--split", "test").ExitCode, Is.Zero);
+        Assert.That(Directory.GetFiles(Path.Combine(dir, "images")).Select(Path.GetFileName).Order(), Is.EqualTo(new[] { "0000.png", "0001.png" }));
     }
 
     [Test]
@@ -151,6 +172,8 @@ public class CliTests
         AssertOneLineError(Run("demo", "--quick", "--out", file, "--cache", dir), 1, "--out", file);
         AssertOneLineError(Run("demo", "--quick", "--out", dir, "--cache", file), 1, "--cache", file);
         AssertOneLineError(Run("ptx", "--out", file), 1, "--out", file);
+        AssertOneLineError(Run("preprocess", "--image", "a.png", "--out", dir), 1, "--out", dir, "is a directory, not a file");
+        AssertOneLineError(Run("visualize", "--model", dir, "--image", "a.png", "--out", dir), 1, "--out", dir, "is a directory");
         string cfg = Path.Combine(dir, "train.json");
         File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"shapesgrid":{"seed":1},"stages":[{"data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2}]}""");
         AssertOneLineError(Run("train", "--config", cfg, "--out", file), 1, "--out", file);
