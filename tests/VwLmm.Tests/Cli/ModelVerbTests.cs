@@ -108,6 +108,41 @@ public class ModelVerbTests
         Assert.That(Npy.Read<float>(Path.Combine(dump2, "logits.npy")).Data, Is.EqualTo(logits));
     }
 
+    /// <summary>A checkpoint with a tensor the model does not use (another code base's head): refused by name, and
+    /// with --allow-unused loaded to the very logits of the clean checkpoint.</summary>
+    [Test]
+    public void AllowUnusedSkipsATensorTheModelDoesNotUseAndChangesNothingElse()
+    {
+        string extra = Path.Combine(_dir, "extra");
+        Directory.CreateDirectory(extra);
+        foreach (var file in Directory.GetFiles(_model)) File.Copy(file, Path.Combine(extra, Path.GetFileName(file)));
+        var entries = new List<VwLmm.Model.Checkpoints.SafetensorsEntry>();
+        using (var st = VwLmm.Model.Checkpoints.SafetensorsFile.Open(Path.Combine(_model, "model.safetensors")))
+            foreach (var t in st.Tensors)
+            {
+                var values = new float[t.Shape.Numel];
+                st.ReadFloat(t.Name, values);
+                entries.Add(new(t.Name, t.Shape, values));
+            }
+        entries.Add(new("model.other_head.weight", new VwLmm.Core.Shape(3, 2), new float[] { 1, 2, 3, 4, 5, 6 }));
+        VwLmm.Model.Checkpoints.SafetensorsWriter.Write(Path.Combine(extra, "model.safetensors"), entries);
+
+        string idsPath = Path.Combine(_dir, "allow-ids.json");
+        File.WriteAllText(idsPath, JsonSerializer.Serialize<int[]>([_tok.BosId, Llava.ImageTokenIndex, .. _tok.Encode("what colour ?", addBos: false)]));
+        string Dump(string model, string name, params string[] more)
+        {
+            string dump = Path.Combine(_dir, name);
+            var r = Run(["forward", "--model", model, "--image", _image, "--ids", idsPath, "--dump", dump, "--threads", "1", .. more]);
+            Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+            return Path.Combine(dump, "logits.npy");
+        }
+        AssertOneLineError(Run("forward", "--model", extra, "--image", _image, "--ids", idsPath, "--dump", Path.Combine(_dir, "refused"), "--threads", "1"),
+                           1, "1 unexpected tensor (skipped when unused tensors are allowed, --allow-unused): model.other_head.weight");
+        AssertOneLineError(Run("inspect", extra), 1, "model.other_head.weight");
+        Assert.That(Run("inspect", extra, "--allow-unused").ExitCode, Is.Zero);
+        Assert.That(File.ReadAllBytes(Dump(extra, "allowed", "--allow-unused")), Is.EqualTo(File.ReadAllBytes(Dump(_model, "clean"))));
+    }
+
     [Test]
     public void ForwardBadInputsAreOneLineErrors()
     {
