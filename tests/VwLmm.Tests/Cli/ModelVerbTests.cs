@@ -106,6 +106,27 @@ public class ModelVerbTests
         string dump2 = Path.Combine(_dir, "dump2");
         Assert.That(Run("forward", "--model", _model, "--pixels", pixels, "--ids", idsPath, "--dump", dump2, "--threads", "1").ExitCode, Is.Zero);
         Assert.That(Npy.Read<float>(Path.Combine(dump2, "logits.npy")).Data, Is.EqualTo(logits));
+
+        // config.json's vm_kl_direction "reverse" turns the loss of the same rows into KL(q ‖ p), q the logits before each patch.
+        string reverse = Path.Combine(_dir, "reverse");
+        Directory.CreateDirectory(reverse);
+        foreach (var file in Directory.GetFiles(_model)) File.Copy(file, Path.Combine(reverse, Path.GetFileName(file)));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(reverse, "config.json")))!.AsObject();
+        config["vm_kl_direction"] = "reverse";
+        File.WriteAllText(Path.Combine(reverse, "config.json"), config.ToJsonString());
+        string dump3 = Path.Combine(_dir, "dump3");
+        Assert.That(Run("forward", "--model", reverse, "--image", _image, "--ids", idsPath, "--dump", dump3, "--threads", "1").ExitCode, Is.Zero);
+        double reverseSum = 0;
+        for (int j = 0; j < _patches; j++)
+            for (int v = 0; v < V; v++)
+            {
+                double logQ = LogSoftmax(j, v);
+                reverseSum += Math.Exp(logQ) * (logQ - Math.Log(p[j * V + v]));
+            }
+        using var reversed = JsonDocument.Parse(File.ReadAllText(Path.Combine(dump3, "losses.json")));
+        double vmReverse = reversed.RootElement.GetProperty("vm").GetDouble();
+        Assert.That(vmReverse, Is.EqualTo(reverseSum / _patches).Within(1e-3 * vmReverse + 1e-6));
+        Assert.That(vmReverse, Is.Not.EqualTo(vm).Within(1e-3 * vm), "a direction the loss did not change would pass the line above only by chance");
     }
 
     /// <summary>A checkpoint with a tensor the model does not use (another code base's head): refused by name, and
