@@ -373,6 +373,18 @@ public class ModelVerbTests
                       "--max-new-tokens", "3", "--threads", "1", "--batch", "1");
         Assert.That(one.ExitCode, Is.Zero, one.Stderr);
         Assert.That(File.ReadAllLines(single), Is.EqualTo(File.ReadAllLines(predictions)));
+
+        // The JSON apart from its images: --images names their root.
+        string apart = Path.Combine(_dir, "apart");
+        Directory.CreateDirectory(apart);
+        File.Copy(Path.Combine(data, "data.json"), Path.Combine(apart, "data.json"));
+        string elsewhere = Path.Combine(_dir, "elsewhere.jsonl");
+        var moved = Run("eval", "--model", _model, "--data", Path.Combine(apart, "data.json"), "--images", data, "--template", "shapes_chat",
+                        "--out", elsewhere, "--max-new-tokens", "3", "--threads", "1");
+        Assert.That(moved.ExitCode, Is.Zero, moved.Stderr);
+        Assert.That(File.ReadAllLines(elsewhere), Is.EqualTo(File.ReadAllLines(predictions)));
+        AssertOneLineError(Run("eval", "--model", _model, "--data", Path.Combine(apart, "data.json"), "--template", "shapes_chat", "--threads", "1"),
+                           1, "data.json: entry 0", "not found");
         AssertOneLineError(Run("eval", "--model", _model, "--data", Path.Combine(data, "absent.json")), 1, "absent.json");
     }
 }
