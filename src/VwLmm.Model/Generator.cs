@@ -250,10 +250,24 @@ public sealed class Generator : IDisposable
         for (int i = 0; i < v; i++) max = Math.Max(max, logits[i]);
         var w = scratch.Weights;
         var order = scratch.Order;
+        double sum = 0;
         for (int i = 0; i < v; i++)
         {
-            w[i] = Math.Exp((logits[i] - max) / o.Temperature);
+            sum += w[i] = Math.Exp((logits[i] - max) / o.Temperature);
             order[i] = i;
+        }
+        // Without a filter the draw needs no order: a 32,000-word sort per token would cost more than a small model's step.
+        if ((o.TopK is 0 || o.TopK >= v) && o.TopP >= 1)
+        {
+            double x = rng.NextDouble() * sum;
+            int last = 0;
+            for (int i = 0; i < v; i++)
+            {
+                if (w[i] == 0) continue;
+                last = i;
+                if ((x -= w[i]) < 0) return i;
+            }
+            return last; // rounding left a sliver past the last weight
         }
         Array.Sort(order, 0, v, scratch);
         int keep = o.TopK > 0 ? Math.Min(o.TopK, v) : v;
