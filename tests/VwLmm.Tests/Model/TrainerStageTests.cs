@@ -427,6 +427,25 @@ public class TrainerStageTests : CpuFixture
                         Does.Contain($"'{key}' must be in [0,1]"));
     }
 
+    /// <summary>A VM head of zeros labels every patch with the uniform distribution: entropy ln V, and one argmax
+    /// word (id 0, greedy's tie rule) in the whole batch.</summary>
+    [Test]
+    public void AUniformVisualWordHasEntropyLnVAndOneDistinctWord()
+    {
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 23);
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
+        Cpu.Upload<float>(m.VmHead.Value, new float[m.VmHead.Numel]);
+        var stage = new StageConfig { Name = "s", Data = "d", Trainable = [ParameterGroup.Projector], Steps = 2, Lr = 1e-2, BatchSize = 3 };
+        using var t = new Trainer(m, new TrainConfig { Seed = 4, LogEvery = 1, Stages = [stage] }, _ => source, 64 << 20);
+        var steps = new List<StepMetrics>();
+        t.OnStep = steps.Add;
+        t.Run(null, CancellationToken.None);
+        int vocab = cfg.Llm.VocabSize;
+        Assert.That(steps.Select(s => s.VisualWordEntropy!.Value), Is.All.EqualTo(Math.Log(vocab)).Within(1e-9 * Math.Log(vocab)));
+        Assert.That(steps.Select(s => s.DistinctVisualWords), Is.All.EqualTo(1));
+    }
+
     [Test]
     public void MetricsLinesCarryEveryFieldWithinItsRange()
     {
