@@ -417,13 +417,13 @@ public sealed class Trainer : IDisposable
         }
         // At a stage's first step the saved moments are the previous stage's (a finished run resumed with a stage
         // added): the new stage's optimiser starts from zero, as it does in a run that never stopped.
-        foreach (var p in _model.Parameters.All)
-        {
-            if (_state.StageStep == 0 || !p.Trainable || !reader.Contains(p.Name + ".exp_avg")) continue;
-            var (m, v) = p.Moments();
-            Restore(p.Name + ".exp_avg", m);
-            Restore(p.Name + ".exp_avg_sq", v);
-        }
+        if (_state.StageStep > 0)
+            foreach (var p in _model.Parameters.All.Where(p => p.Trainable && reader.Contains(p.Name + ".exp_avg")))
+            {
+                var (m, v) = p.Moments();
+                Restore(p.Name + ".exp_avg", m);
+                Restore(p.Name + ".exp_avg_sq", v);
+            }
         _average?.Dispose();
         _average = null;
         if (stage.EmaDecay > 0 && _state.StageStep > 0)

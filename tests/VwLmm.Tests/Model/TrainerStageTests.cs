@@ -521,7 +521,6 @@ public class TrainerStageTests : CpuFixture
         Assert.That(Losses(Path.Combine(dir, "one-again")), Is.EqualTo(Losses(Path.Combine(dir, "one"))), "--seed equal to the config's changes nothing");
         AssertOneLineError(Run("train", "--config", cfg, "--out", Path.Combine(dir, "bad"), "--seed", "-3"), 2, "--seed");
         AssertOneLineError(Run("train", "--config", cfg, "--out", Path.Combine(dir, "two"), "--resume"), 1, "trainer_state.json", "seed 2", "seed is 1");
-        Directory.Delete(dir, recursive: true);
     }
 
     [Test]
@@ -538,7 +537,6 @@ public class TrainerStageTests : CpuFixture
         Assert.That(Directory.Exists(Path.Combine(dir, "new")), Is.False);
         Train(cfg, outDir, "--seed", "2", "--overwrite");
         Assert.That(File.ReadAllText(state), Does.Contain("\"seed\":2"), "--overwrite replaced it");
-        Directory.Delete(dir, recursive: true);
     }
 
     [Test]
@@ -550,7 +548,6 @@ public class TrainerStageTests : CpuFixture
         Train(cfg, outDir, "--resume");
         File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("""{"preset": "tiny"}""", """{"preset": "tiny", "vm_loss_weight": 0.5}"""));
         AssertOneLineError(Run("train", "--config", cfg, "--out", outDir, "--resume"), 1, "--resume", "model has vm_loss_weight 1", "gives 0.5");
-        Directory.Delete(dir, recursive: true);
     }
 
     [Test]
@@ -562,7 +559,6 @@ public class TrainerStageTests : CpuFixture
         string outDir = Path.Combine(Path.GetDirectoryName(cfg)!, "out");
         AssertOneLineError(Run("train", "--config", cfg, "--out", outDir, "--quiet"), 1, "d.json: entry 2 (id c): template plain needs an image");
         Assert.That(File.Exists(Path.Combine(outDir, "metrics.jsonl")), Is.False, "no step ran");
-        Directory.Delete(Path.GetDirectoryName(cfg)!, recursive: true);
     }
 
     [Test]
@@ -582,7 +578,6 @@ public class TrainerStageTests : CpuFixture
         Assert.That(warnings[0], Does.StartWith("warning: stage 'stage1', step 1: 2 examples are longer than max_length"));
         var cut = File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("truncated_examples").GetInt32());
         Assert.That(cut, Has.All.GreaterThan(0));
-        Directory.Delete(dir, recursive: true);
     }
 
     [Test]
@@ -620,7 +615,6 @@ public class TrainerStageTests : CpuFixture
             AssertOneLineError(Run("train", "--config", bad, "--out", Path.Combine(Path.GetDirectoryName(bad)!, "run")), 1, [bad, .. fragments]);
             Directory.Delete(Path.GetDirectoryName(bad)!, recursive: true);
         }
-        Directory.Delete(dir, recursive: true);
     }
 
     [Test]
@@ -639,8 +633,7 @@ public class TrainerStageTests : CpuFixture
         {
             string cfg = stages is null ? TinyTrainConfig(model) : TinyTrainConfig(model, stages);
             AssertOneLineError(Run("train", "--config", cfg, "--out", Path.Combine(Path.GetDirectoryName(cfg)!, "run")), 1, [cfg, .. fragments]);
-            Directory.Delete(Path.GetDirectoryName(cfg)!, recursive: true);
-        }
+            }
     }
 
     [Test]
@@ -655,7 +648,6 @@ public class TrainerStageTests : CpuFixture
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         Assert.That(r.Stderr, Does.Contain(Trainer.CheckpointDirName + ".old-777"), "says which checkpoint it resumed from");
         Assert.That(Directory.Exists(Path.Combine(outDir, Trainer.CheckpointDirName)), Is.True);
-        Directory.Delete(dir, recursive: true);
     }
 
     private static string RepoFile(string relative)
@@ -686,7 +678,6 @@ public class TrainerStageTests : CpuFixture
         var lines = File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
         Assert.That(lines.Select(l => l.GetProperty("stage").GetString()), Is.EqualTo(run.Stages.Select(s => s.Name)));
         Assert.That(lines.Select(l => l.GetProperty("loss").GetDouble()), Has.All.GreaterThan(0).And.All.Matches<double>(double.IsFinite));
-        Directory.Delete(dir, recursive: true);
     }
 
     [Test]
@@ -704,6 +695,5 @@ public class TrainerStageTests : CpuFixture
         Train(second, Path.Combine(dir, "second"));
         Assert.That(File.ReadAllBytes(Path.Combine(dir, "second", Trainer.CheckpointDirName, "tokenizer.model")),
                     Is.EqualTo(File.ReadAllBytes(Path.Combine(dir, "x.model"))));
-        Directory.Delete(dir, recursive: true);
     }
 }
