@@ -43,7 +43,10 @@ public sealed class TrainCommand : ICommand
                         with the moving average a ← d·a + (1 − d)·θ of its weights over its steps, started from
                         its first weights (default 0: none),
                         "dropout": p in [0,1): the decoder's attention and MLP outputs dropped at rate p before they
-                        join the residual stream (default 0)}]
+                        join the residual stream (default 0), "branches": N, "branch_from": S in [0, steps): the
+                        stage's steps past S run N times, each branch from the weights, moments and average of step
+                        S and on its own data order past it, and the stage ends with the mean of the N branches'
+                        final weights (default 1: none; each further branch costs steps − S steps)}]
           Each stage starts a fresh AdamW (zero moments). Writes OUT/checkpoint (HF layout + tokenizer + trainer state)
           and OUT/metrics.jsonl. --resume continues OUT/checkpoint (or, when a crash interrupted a save, the
           OUT/checkpoint.old-PID it left) and reproduces the uninterrupted run's losses bit for bit on the CPU.

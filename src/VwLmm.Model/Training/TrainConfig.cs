@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using VwLmm.Core;
 
 namespace VwLmm.Model.Training;
@@ -50,6 +51,19 @@ public sealed record StageConfig
     /// draws its masks from the run's seed and its position in the run, so a resumed run draws the same ones.
     /// </summary>
     public double Dropout { get; init; }
+    /// <summary>
+    /// Runs the stage's steps from <see cref="BranchFrom"/> on this many times, each branch from the weights, AdamW
+    /// moments and moving average the first had at that step, and on its own order of the data past it; the stage ends
+    /// with the mean of the branches' final weights (a "model soup" of one trajectory's forks: Wortsman et al. 2022).
+    /// 1: no branches. Each further branch costs steps − branch_from steps.
+    /// </summary>
+    public int Branches { get; init; } = 1;
+    /// <summary>The stage step at which the branches fork, in [0, steps).</summary>
+    public int BranchFrom { get; init; }
+
+    /// <summary>Optimiser steps the stage runs, every branch's counted.</summary>
+    [JsonIgnore]
+    public int TotalSteps => Steps + (Branches - 1) * (Steps - BranchFrom);
 
     /// <summary>Linear warmup, then cosine decay to MinLrRatio·Lr (HF's schedule when MinLrRatio = 0).</summary>
     public double LearningRate(int step)
@@ -76,7 +90,7 @@ public sealed record TrainConfig
     /// <summary>Save a resumable checkpoint every N global steps (0: only at the end of the run).</summary>
     public int CheckpointEvery { get; init; }
 
-    public int TotalSteps => Stages.Sum(s => s.Steps);
+    public int TotalSteps => Stages.Sum(s => s.TotalSteps);
 
     /// <summary>This config with the steps of every stage given in epochs, from its data source's size.</summary>
     public TrainConfig WithEpochsResolved(Func<string, int> examples) => this with
@@ -115,6 +129,10 @@ public sealed record TrainConfig
             NonNegative(s.WeightDecay, "weight_decay", at);
             NonNegative(s.GradClip, "grad_clip", at);
             if (s.VmLossWeight is { } lambda) NonNegative(lambda, "vm_loss_weight", at);
+            if (s.Branches < 1) throw new InvalidDataException($"{at}: 'branches' must be ≥ 1");
+            if (s.BranchFrom < 0 || s.Branches > 1 && s.Epochs is null && s.BranchFrom >= s.Steps)
+                throw new InvalidDataException($"{at}: 'branch_from' must be in [0, steps) ({s.Steps} steps)");
+            if (s.BranchFrom > 0 && s.Branches == 1) throw new InvalidDataException($"{at}: 'branch_from' needs 'branches' > 1");
         }
         if (MaxLength < 2) throw new InvalidDataException($"{source}: 'max_length' must be ≥ 2");
         if (LogEvery < 1) throw new InvalidDataException($"{source}: 'log_every' must be ≥ 1");
@@ -134,7 +152,7 @@ public sealed record TrainConfig
     /// <summary>Top-level keys: the run's own, plus those the caller interprets (model, data sources, tokenizer, output).</summary>
     public static readonly string[] TopKeys = ["seed", "stages", "max_length", "log_every", "checkpoint_every", "model", "shapesgrid", "datasets", "tokenizer", "out"];
     private static readonly string[] StageKeys =
-        ["name", "data", "trainable", "steps", "epochs", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head", "answer_prior", "answer_prior_samples", "ema_decay", "dropout"];
+        ["name", "data", "trainable", "steps", "epochs", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head", "answer_prior", "answer_prior_samples", "ema_decay", "dropout", "branches", "branch_from"];
 
     /// <summary>Parses the run part of a train config (model/shapesgrid/datasets/tokenizer/out keys are the caller's).</summary>
     public static TrainConfig Parse(JsonElement root, string source)
@@ -173,6 +191,8 @@ public sealed record TrainConfig
                 AnswerPriorSamples = Int(s, "answer_prior_samples", at),
                 EmaDecay = Num(s, "ema_decay", at) ?? 0,
                 Dropout = Num(s, "dropout", at) ?? 0,
+                Branches = Int(s, "branches", at) ?? 1,
+                BranchFrom = Int(s, "branch_from", at) ?? 0,
             });
         }
         var cfg = new TrainConfig

@@ -11,19 +11,20 @@ namespace VwLmm.Model.Training;
 
 /// <summary>What one optimiser step measured (written as a JSONL line on log steps); TokensPerSecond counts every
 /// position the step's batches ran (prompt, image and answer; not padding); TruncatedExamples counts the step's
-/// examples that max_length cut once their images were spliced in.</summary>
+/// examples that max_length cut once their images were spliced in; Branch is the stage's branch the step belongs to
+/// (<see cref="StageConfig.Branches"/>; 0 in a stage without).</summary>
 public sealed record StepMetrics(
     string Stage, int StageStep, int StageSteps, int GlobalStep, int TotalSteps, double LossText, double LossVm, double Loss,
     double GradNorm, double Lr, double TokensPerSecond, double Seconds, double? VisualWordEntropy, int? DistinctVisualWords,
-    int TruncatedExamples);
+    int TruncatedExamples, int Branch);
 
 /// <summary>Where a run stands: enough, with the saved parameters and moments, to continue it bit for bit.</summary>
-public sealed record TrainerState(int Stage, int StageStep, int GlobalStep, int AdamStep, ulong Seed);
+public sealed record TrainerState(int Stage, int StageStep, int GlobalStep, int AdamStep, ulong Seed, int Branch = 0);
 
 /// <summary>
 /// Runs a staged recipe: per stage, the trainable groups, a fresh AdamW (zero moments even for groups an earlier stage
 /// trained), warmup + cosine LR, gradient accumulation
-/// and clipping. The data order is a function of (seed, stage, step) alone, so a resumed run sees the same batches;
+/// and clipping. The data order is a function of (seed, stage, branch, step) alone, so a resumed run sees the same batches;
 /// with the parameters and AdamW moments saved exactly (F32), the CPU losses after resume equal the uninterrupted
 /// run's bit for bit.
 /// </summary>
@@ -44,8 +45,9 @@ public sealed class Trainer : IDisposable
     private TrainerState _state;
     private AdamW? _adam;
     private ParameterAverage? _average;
+    private StageBranches? _branches;
     private int[] _order = [];
-    private (int stage, int epoch) _orderKey = (-1, -1);
+    private (int stage, int epoch, int branch) _orderKey = (-1, -1, -1);
     private (int stage, AnswerPrior? prior) _prior = (-1, null);
 
     /// <summary>The tokenizer is needed only by stages with an answer prior (to find their class words). Stages given in
@@ -58,6 +60,8 @@ public sealed class Trainer : IDisposable
         if (config.MaxLength > context)
             throw new InvalidDataException($"max_length {config.MaxLength} exceeds the model's context of {context} positions (max_position_embeddings)");
         _config = config.WithEpochsResolved(name => sources(name).Count) with { MaxLength = config.MaxLength ?? context };
+        foreach (var s in _config.Stages.Where(s => s.Branches > 1 && s.BranchFrom >= s.Steps))
+            throw new InvalidDataException($"stage '{s.Name}': branch_from {s.BranchFrom} is not below its {s.Steps} steps");
         _sources = sources;
         _tokenizer = tokenizer;
         _arena = new Arena(model.Backend, arenaBytes);
@@ -86,11 +90,16 @@ public sealed class Trainer : IDisposable
             var source = _sources(stage.Data);
             if (source.Count == 0) throw new InvalidDataException($"stage '{stage.Name}': data source '{stage.Data}' is empty");
             _model.Parameters.SetTrainable(stage.Trainable);
-            if (stage.InitVmHead && _state.StageStep == 0) _model.ApplyVmHeadInit();
+            if (stage.InitVmHead && _state.StageStep == 0 && _state.Branch == 0) _model.ApplyVmHeadInit();
             _adam ??= NewOptimizer(stage);
             if (stage.EmaDecay > 0) _average ??= NewAverage(stage);
             while (_state.StageStep < stage.Steps)
             {
+                if (stage.Branches > 1 && _branches is null && _state.StageStep == stage.BranchFrom)
+                {
+                    _branches = NewBranches(stage);
+                    _branches.Fork(_average);
+                }
                 if (cancel.IsCancellationRequested)
                 {
                     if (outDir is not null) SaveCheckpoint(outDir);
@@ -120,9 +129,24 @@ public sealed class Trainer : IDisposable
                     SaveCheckpoint(outDir);
             }
             _average?.CopyToParameters();
+            if (_branches is not null)
+            {
+                _branches.Add(_state.Branch);
+                if (_state.Branch + 1 < stage.Branches)
+                {
+                    // The next branch: from the fork's weights, moments, average and step, on its own data order.
+                    _branches.Restart(_average);
+                    _adam!.StepCount = stage.BranchFrom;
+                    _state = _state with { Branch = _state.Branch + 1, StageStep = stage.BranchFrom, AdamStep = stage.BranchFrom };
+                    continue;
+                }
+                _branches.SetMean(stage.Branches);
+                _branches.Dispose();
+                _branches = null;
+            }
             _average?.Dispose();
             _average = null;
-            _state = _state with { Stage = _state.Stage + 1, StageStep = 0, AdamStep = 0 };
+            _state = _state with { Stage = _state.Stage + 1, StageStep = 0, AdamStep = 0, Branch = 0 };
             _adam?.Dispose();
             _adam = null;
         }
@@ -141,6 +165,10 @@ public sealed class Trainer : IDisposable
     private ParameterAverage NewAverage(StageConfig stage) =>
         new(_model.Backend, _model.Parameters.All.Where(p => p.Trainable), (float)stage.EmaDecay);
 
+    /// <summary>The buffers of a stage with branches, over the same parameters as its average.</summary>
+    private StageBranches NewBranches(StageConfig stage) =>
+        new(_model.Backend, _model.Parameters.All.Where(p => p.Trainable), average: stage.EmaDecay > 0);
+
     private StepMetrics Step(StageConfig stage, ITrainingSource source)
     {
         var sw = Stopwatch.StartNew();
@@ -158,7 +186,7 @@ public sealed class Trainer : IDisposable
         {
             var examples = new TrainingExample[stage.BatchSize];
             long first = ((long)_state.StageStep * stage.GradAccum + micro) * stage.BatchSize;
-            for (int i = 0; i < examples.Length; i++) examples[i] = source.Get(IndexAt(source, first + i));
+            for (int i = 0; i < examples.Length; i++) examples[i] = source.Get(IndexAt(source, stage, _state.Branch, first + i));
             var batch = builder.Build(examples.Select(e => e.Tokens).ToList());
             _tape.Reset();
             _tape.Track(_model.Parameters.All);
@@ -180,7 +208,7 @@ public sealed class Trainer : IDisposable
         _state = _state with { StageStep = _state.StageStep + 1, GlobalStep = _state.GlobalStep + 1, AdamStep = adam.StepCount };
         double seconds = sw.Elapsed.TotalSeconds;
         return new StepMetrics(stage.Name, _state.StageStep, stage.Steps, _state.GlobalStep, _config.TotalSteps, text, vm, total,
-                               norm, lr, tokens / Math.Max(seconds, 1e-9), seconds, entropy, distinct, truncated);
+                               norm, lr, tokens / Math.Max(seconds, 1e-9), seconds, entropy, distinct, truncated, _state.Branch);
     }
 
     /// <summary>The stage's dropout for a micro-batch of this step: its seed follows from the run's seed, the global
@@ -193,8 +221,8 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// The stage's answer prior, counted once per stage on the examples the stage trains on, in training order (all of
-    /// them, or the first <see cref="StageConfig.AnswerPriorSamples"/>; a resumed run counts the same); null when the
-    /// stage has none or no context names a class word.
+    /// them, or the first <see cref="StageConfig.AnswerPriorSamples"/>; those of the first branch in a stage with
+    /// branches; a resumed run counts the same); null when the stage has none or no context names a class word.
     /// </summary>
     private AnswerPrior? PriorFor(StageConfig stage, ITrainingSource source, BatchBuilder builder)
     {
@@ -214,21 +242,24 @@ public sealed class Trainer : IDisposable
         long visited = (long)stage.Steps * stage.GradAccum * stage.BatchSize;
         int n = (int)Math.Min(visited, stage.AnswerPriorSamples ?? int.MaxValue);
         var batches = Enumerable.Range(0, (n + stage.BatchSize - 1) / stage.BatchSize).Select(i =>
-            builder.Build(Enumerable.Range(i * stage.BatchSize, Math.Min(stage.BatchSize, n - i * stage.BatchSize)).Select(k => source.Tokens(IndexAt(source, k))).ToList()));
+            builder.Build(Enumerable.Range(i * stage.BatchSize, Math.Min(stage.BatchSize, n - i * stage.BatchSize)).Select(k => source.Tokens(IndexAt(source, stage, 0, k))).ToList()));
         var prior = AnswerPrior.Count(batches, classOf, _model.Config.Llm.VocabSize);
         _prior = (_state.Stage, prior.Contexts > 0 ? prior : null);
         return _prior.prior;
     }
 
-    // Epoch e of stage s visits the source in a permutation drawn from (seed, s, e).
-    private int IndexAt(ITrainingSource source, long k)
+    // Epoch e of stage s visits the source in a permutation drawn from (seed, s, e); branch b > 0 of a stage with
+    // branches draws the examples of its steps past the fork from a permutation of its own, (seed, s, e, b).
+    private int IndexAt(ITrainingSource source, StageConfig stage, int branch, long k)
     {
         int epoch = (int)(k / source.Count);
-        if (_orderKey != (_state.Stage, epoch) || _order.Length != source.Count)
+        if (k < (long)stage.BranchFrom * stage.GradAccum * stage.BatchSize) branch = 0;
+        if (_orderKey != (_state.Stage, epoch, branch) || _order.Length != source.Count)
         {
             _order = Enumerable.Range(0, source.Count).ToArray();
-            new Rng(_config.Seed ^ ((ulong)(_state.Stage + 1) << 48) ^ ((ulong)epoch << 16)).Shuffle<int>(_order);
-            _orderKey = (_state.Stage, epoch);
+            ulong salt = (ulong)branch * 0x9E37_79B9_7F4A_7C15UL;
+            new Rng(_config.Seed ^ ((ulong)(_state.Stage + 1) << 48) ^ ((ulong)epoch << 16) ^ salt).Shuffle<int>(_order);
+            _orderKey = (_state.Stage, epoch, branch);
         }
         return _order[(int)(k % source.Count)];
     }
@@ -284,7 +315,7 @@ public sealed class Trainer : IDisposable
     /// <summary>
     /// Writes outDir/checkpoint: the model in HF layout, trainer_state.json and optimizer.safetensors (AdamW moments
     /// as &lt;param&gt;.exp_avg / .exp_avg_sq; mid-stage, the moving average of a stage with ema_decay as &lt;param&gt;.ema,
-    /// while the model files hold the last step's weights). Built in a temporary directory and swapped in, so a crash mid-save keeps
+    /// while the model files hold the last step's weights; past a branched stage's fork, <see cref="StageBranches.Saved"/>). Built in a temporary directory and swapped in, so a crash mid-save keeps
     /// the previous checkpoint (as checkpoint.old-PID when it falls between the two moves: see <see cref="ResumableCheckpoint"/>).
     /// </summary>
     public void SaveCheckpoint(string outDir)
@@ -302,6 +333,9 @@ public sealed class Trainer : IDisposable
             if (_average is { } avg)
                 for (int i = 0; i < avg.Parameters.Count; i++)
                     moments.Add(new SafetensorsEntry(avg.Parameters[i].Name + AverageSuffix, avg.Parameters[i].Shape, avg.Average(i).ToArray()));
+            if (_branches is { } branches)
+                foreach (var (name, value) in branches.Saved(_state.Branch))
+                    moments.Add(new SafetensorsEntry(name, value.Shape, value.ToArray()));
             SafetensorsWriter.Write(Path.Combine(temp, OptimizerFile), moments);
             AtomicFile.WriteAllText(Path.Combine(temp, StateFile), StateJson());
             OnCheckpoint?.Invoke(temp);
@@ -402,6 +436,8 @@ public sealed class Trainer : IDisposable
             throw new InvalidDataException($"{statePath}: {difference}: a resumed run repeats the stages it has begun (add a stage to train further)");
         if (state.Stage > _config.Stages.Count)
             throw new InvalidDataException($"{statePath}: stage {state.Stage} is beyond the config's {_config.Stages.Count} stages");
+        if (state.Branch != 0 && (state.Stage >= _config.Stages.Count || state.Branch >= _config.Stages[state.Stage].Branches))
+            throw new InvalidDataException($"{statePath}: branch {state.Branch} is beyond the stage's branches");
         _state = state;
         if (Finished) return;
         var stage = _config.Stages[_state.Stage];
@@ -437,6 +473,20 @@ public sealed class Trainer : IDisposable
                 Restore(name, _average.Average(i));
             }
         }
+        _branches?.Dispose();
+        _branches = null;
+        // Past the first branch's fork the fork and the finished branches' sum are saved; at the fork, the first branch
+        // takes it again from the weights it resumes with.
+        if (stage.Branches > 1 && (_state.Branch > 0 || _state.StageStep > stage.BranchFrom))
+        {
+            _branches = NewBranches(stage);
+            foreach (var (name, value) in _branches.Saved(_state.Branch))
+            {
+                if (!reader.Contains(name))
+                    throw new InvalidDataException($"{Path.Combine(checkpointDir, OptimizerFile)}: no '{name}': stage '{stage.Name}' has branches but the checkpoint has no fork");
+                Restore(name, value);
+            }
+        }
     }
 
     private static readonly JsonSerializerOptions JsonOptions = new()
@@ -449,6 +499,7 @@ public sealed class Trainer : IDisposable
     {
         _adam?.Dispose();
         _average?.Dispose();
+        _branches?.Dispose();
         _arena.Dispose();
     }
 }

@@ -10,7 +10,7 @@ namespace VwLmm.Tests.Model;
 /// <summary>Staged training: losses fall, and a run resumed from a checkpoint repeats the uninterrupted run bit for bit.</summary>
 public class TrainerTests : CpuFixture
 {
-    private static TrainConfig Recipe(double emaDecay = 0, double dropout = 0) => new()
+    private static TrainConfig Recipe(double emaDecay = 0, double dropout = 0, int branches = 1) => new()
     {
         Seed = 42,
         LogEvery = 1,
@@ -18,7 +18,8 @@ public class TrainerTests : CpuFixture
         Stages =
         [
             new StageConfig { Name = "align", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.VmHead], Steps = 3, Lr = 1e-2, BatchSize = 4, EmaDecay = emaDecay, Dropout = dropout },
-            new StageConfig { Name = "tune", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = 4, Lr = 5e-3, BatchSize = 3, GradAccum = 2, EmaDecay = emaDecay, Dropout = dropout },
+            new StageConfig { Name = "tune", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = 4, Lr = 5e-3, BatchSize = 3, GradAccum = 2, EmaDecay = emaDecay, Dropout = dropout,
+                              Branches = branches, BranchFrom = branches > 1 ? 2 : 0 },
         ],
     };
 
@@ -42,34 +43,49 @@ public class TrainerTests : CpuFixture
     [TestCase(0.0, 0.0)]
     [TestCase(0.6, 0.0)]
     [TestCase(0.0, 0.3)]
-    public void ResumeReproducesTheUninterruptedRunBitForBit(double emaDecay, double dropout)
+    public void ResumeReproducesTheUninterruptedRunBitForBit(double emaDecay, double dropout) =>
+        AssertResumeRepeatsTheRun(Recipe(emaDecay, dropout), steps: 7, stopAfter: 5);
+
+    /// <summary>
+    /// A stage with three branches (forking at its step 2 of 4: 4 + 2 + 2 steps) stopped at the fork, in the first
+    /// branch past it, as the second branch starts (the fork and one finished branch in the checkpoint), and in the
+    /// third: each resumed run ends with the uninterrupted run's losses and weights, bit for bit.
+    /// </summary>
+    [TestCase(5)]
+    [TestCase(6)]
+    [TestCase(7)]
+    [TestCase(10)]
+    public void ResumeWithinABranchedStageReproducesTheUninterruptedRunBitForBit(int stopAfter) =>
+        AssertResumeRepeatsTheRun(Recipe(emaDecay: 0.6, branches: 3), steps: 11, stopAfter);
+
+    private void AssertResumeRepeatsTheRun(TrainConfig recipe, int steps, int stopAfter)
     {
         var cfg = TinyWorld.Config();
         var source = new TinyWorld.Source(cfg, 23);
         List<double> full;
         float[][] fullWeights;
         using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
-        using (var t = new Trainer(m, Recipe(emaDecay, dropout), _ => source, 64 << 20))
+        using (var t = new Trainer(m, recipe, _ => source, 64 << 20))
         {
             full = Run(t);
             fullWeights = [.. m.Parameters.All.Select(p => p.Value.ToArray())];
         }
-        Assert.That(full, Has.Count.EqualTo(7));
+        Assert.That(full, Has.Count.EqualTo(steps));
 
         string dir = Path.Combine(Path.GetTempPath(), "vwlmm-resume-" + Guid.NewGuid().ToString("N"));
         try
         {
             List<double> first, second;
             using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
-            using (var t = new Trainer(m, Recipe(emaDecay, dropout), _ => source, 64 << 20))
-                first = Run(t, dir, stopAfter: 5);
-            Assert.That(first, Has.Count.EqualTo(5));
+            using (var t = new Trainer(m, recipe, _ => source, 64 << 20))
+                first = Run(t, dir, stopAfter);
+            Assert.That(first, Has.Count.EqualTo(stopAfter));
             string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
             using (var m = ModelCheckpoint.Load(Cpu, ckpt))
-            using (var t = new Trainer(m, Recipe(emaDecay, dropout), _ => source, 64 << 20))
+            using (var t = new Trainer(m, recipe, _ => source, 64 << 20))
             {
                 t.Resume(ckpt);
-                Assert.That(t.State.GlobalStep, Is.EqualTo(5));
+                Assert.That(t.State.GlobalStep, Is.EqualTo(stopAfter));
                 second = Run(t);
                 foreach (var (p, i) in m.Parameters.All.Select((p, i) => (p, i)))
                     Assert.That(p.Value.ToArray(), Is.EqualTo(fullWeights[i]), $"{p.Name} after resume differs from the uninterrupted run");
@@ -80,6 +96,112 @@ public class TrainerTests : CpuFixture
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// Branches over data whose every example is the same draw the same batches, so each repeats the first branch's
+    /// steps from the fork only if it starts from the fork's weights, moments, moving average and step: their losses
+    /// repeat the first branch's, and the mean of two equal weights ((θ + θ)·½, exact) is the weights of the run without
+    /// branches, bit for bit.
+    /// </summary>
+    [Test]
+    public void BranchesOverOneRepeatedExampleRepeatTheFirstBranch()
+    {
+        var cfg = TinyWorld.Config();
+        var one = new OneExample(new TinyWorld.Source(cfg, 23));
+        (List<StepMetrics> steps, float[][] weights) Train(int branches)
+        {
+            using var m = TinyWorld.Model(Cpu, cfg, seed: 5);
+            using var t = new Trainer(m, Recipe(emaDecay: 0.6, branches: branches), _ => one, 64 << 20);
+            var steps = new List<StepMetrics>();
+            t.OnStep = steps.Add;
+            t.Run(null, CancellationToken.None);
+            return (steps, [.. m.Parameters.All.Select(p => p.Value.ToArray())]);
+        }
+        var (plainSteps, plain) = Train(1);
+        var (steps, branched) = Train(2);
+        Assert.That(steps.Select(s => (s.Stage, s.Branch, s.StageStep)), Is.EqualTo(new[]
+        {
+            ("align", 0, 1), ("align", 0, 2), ("align", 0, 3),
+            ("tune", 0, 1), ("tune", 0, 2), ("tune", 0, 3), ("tune", 0, 4), ("tune", 1, 3), ("tune", 1, 4),
+        }));
+        Assert.That(steps.Select(s => s.GlobalStep), Is.EqualTo(Enumerable.Range(1, 9)));
+        Assert.That(steps.Select(s => s.TotalSteps).Distinct(), Is.EqualTo(new[] { 9 }));
+        Assert.That(steps.Take(7).Select(s => s.Loss), Is.EqualTo(plainSteps.Select(s => s.Loss)));
+        Assert.That(steps.Skip(7).Select(s => s.Loss), Is.EqualTo(plainSteps.Skip(5).Select(s => s.Loss)), "the second branch's losses");
+        for (int i = 0; i < plain.Length; i++) Assert.That(branched[i], Is.EqualTo(plain[i]), $"parameter {i}");
+    }
+
+    /// <summary>
+    /// Over varied data each branch takes its own examples past the fork and ends elsewhere; the stage ends with the
+    /// mean of the three branches' final weights (a double reference over the weights recorded at each branch's last
+    /// step), and the parameters the stage does not train are left alone.
+    /// </summary>
+    [Test]
+    public void ABranchedStageEndsWithTheMeanOfItsBranches()
+    {
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 23);
+        var recipe = new TrainConfig
+        {
+            Seed = 4,
+            MaxLength = 64,
+            Stages = [new StageConfig { Name = "tune", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm], Steps = 5, Lr = 1e-2, BatchSize = 3, Branches = 3, BranchFrom = 2 }],
+        };
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 6);
+        m.Parameters.SetTrainable(recipe.Stages[0].Trainable);
+        var trained = m.Parameters.All.Where(p => p.Trainable).ToArray();
+        var frozen = m.Parameters.All.Where(p => !p.Trainable).Select(p => (p, v: p.Value.ToArray())).ToArray();
+        var ends = new List<float[][]>();
+        using var t = new Trainer(m, recipe, _ => source, 64 << 20);
+        t.OnStep = s =>
+        {
+            if (s.StageStep == s.StageSteps) ends.Add([.. trained.Select(p => p.Value.ToArray())]);
+        };
+        t.Run(null, CancellationToken.None);
+        Assert.That(ends, Has.Count.EqualTo(3));
+        for (int i = 0; i < trained.Length; i++)
+        {
+            Assert.That(ends[1][i], Is.Not.EqualTo(ends[0][i]), $"{trained[i].Name}: branches 0 and 1 end alike");
+            Assert.That(ends[2][i], Is.Not.EqualTo(ends[1][i]), $"{trained[i].Name}: branches 1 and 2 end alike");
+            var mean = Enumerable.Range(0, ends[0][i].Length).Select(j => ((double)ends[0][i][j] + ends[1][i][j] + ends[2][i][j]) / 3).ToArray();
+            OpHarness.AssertClose($"{trained[i].Name}: the stage's final weights against the branches' mean", mean, trained[i].Value.ToArray(), 1e-6);
+        }
+        foreach (var (p, v) in frozen) Assert.That(p.Value.ToArray(), Is.EqualTo(v), $"{p.Name} is frozen and not averaged");
+    }
+
+    [TestCase("\"branches\":0", "'branches' must be ≥ 1")]
+    [TestCase("\"branches\":2,\"branch_from\":4", "'branch_from' must be in [0, steps) (4 steps)")]
+    [TestCase("\"branches\":2,\"branch_from\":-1", "'branch_from' must be in [0, steps) (4 steps)")]
+    [TestCase("\"branch_from\":2", "'branch_from' needs 'branches' > 1")]
+    public void BranchKeysOutOfRangeAreErrors(string keys, string message)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(System.Text.Json.JsonDocument.Parse(
+            $$"""{"stages":[{"name":"tune","data":"d","trainable":["llm"],"steps":4,"lr":0.1,{{keys}}}]}""").RootElement, "train.json"))!;
+        Assert.That(e.Message, Is.EqualTo($"train.json: stages[0] ('tune'): {message}"));
+    }
+
+    /// <summary>A stage given in epochs learns its step count from its data: a fork at or past it is refused then.</summary>
+    [Test]
+    public void ABranchPointPastAStageGivenInEpochsIsAnError()
+    {
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 23);
+        var recipe = new TrainConfig
+        {
+            MaxLength = 64,
+            Stages = [new StageConfig { Name = "tune", Data = "d", Trainable = [ParameterGroup.Llm], Steps = 0, Epochs = 1, Lr = 1e-2, BatchSize = 4, Branches = 2, BranchFrom = 6 }],
+        };
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 6);
+        var e = Assert.Throws<InvalidDataException>(() => new Trainer(m, recipe, _ => source, 64 << 20))!;
+        Assert.That(e.Message, Is.EqualTo("stage 'tune': branch_from 6 is not below its 6 steps"));
+    }
+
+    /// <summary>Every index the same example: a source whose data order cannot matter.</summary>
+    private sealed class OneExample(ITrainingSource inner) : ITrainingSource
+    {
+        public int Count => inner.Count;
+        public TrainingExample Get(int index) => inner.Get(0);
     }
 
     /// <summary>Dropout acts in training (every step's loss moves) and draws the same masks in two runs of one seed.</summary>
