@@ -48,7 +48,7 @@ public sealed class Trainer : IDisposable
     private StageBranches? _branches;
     private int[] _order = [];
     private (int stage, int epoch, int branch) _orderKey = (-1, -1, -1);
-    private (int stage, AnswerPrior? prior) _prior = (-1, null);
+    private (int stage, int branch, AnswerPrior? prior) _prior = (-1, -1, null);
 
     /// <summary>The tokenizer is needed only by stages with an answer prior (to find their class words). Stages given in
     /// epochs get their step counts here, from their sources' sizes.</summary>
@@ -221,13 +221,13 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// The stage's answer prior, counted once per stage on the examples the stage trains on, in training order (all of
-    /// them, or the first <see cref="StageConfig.AnswerPriorSamples"/>; those of the first branch in a stage with
-    /// branches; a resumed run counts the same); null when the stage has none or no context names a class word.
+    /// them, or the first <see cref="StageConfig.AnswerPriorSamples"/>; in a stage with branches, each branch's own,
+    /// counted as it starts; a resumed run counts the same); null when the stage has none or no context names a class word.
     /// </summary>
     private AnswerPrior? PriorFor(StageConfig stage, ITrainingSource source, BatchBuilder builder)
     {
         if (stage.AnswerPrior is null) return null;
-        if (_prior.stage == _state.Stage) return _prior.prior;
+        if ((_prior.stage, _prior.branch) == (_state.Stage, _state.Branch)) return _prior.prior;
         var tok = _tokenizer ?? throw new InvalidOperationException($"stage '{stage.Name}': answer_prior needs the trainer's tokenizer");
         var classOf = new Dictionary<int, int>();
         foreach (var (words, c) in stage.AnswerPrior.Select((w, c) => (w, c)))
@@ -242,9 +242,9 @@ public sealed class Trainer : IDisposable
         long visited = (long)stage.Steps * stage.GradAccum * stage.BatchSize;
         int n = (int)Math.Min(visited, stage.AnswerPriorSamples ?? int.MaxValue);
         var batches = Enumerable.Range(0, (n + stage.BatchSize - 1) / stage.BatchSize).Select(i =>
-            builder.Build(Enumerable.Range(i * stage.BatchSize, Math.Min(stage.BatchSize, n - i * stage.BatchSize)).Select(k => source.Tokens(IndexAt(source, stage, 0, k))).ToList()));
+            builder.Build(Enumerable.Range(i * stage.BatchSize, Math.Min(stage.BatchSize, n - i * stage.BatchSize)).Select(k => source.Tokens(IndexAt(source, stage, _state.Branch, k))).ToList()));
         var prior = AnswerPrior.Count(batches, classOf, _model.Config.Llm.VocabSize);
-        _prior = (_state.Stage, prior.Contexts > 0 ? prior : null);
+        _prior = (_state.Stage, _state.Branch, prior.Contexts > 0 ? prior : null);
         return _prior.prior;
     }
 
