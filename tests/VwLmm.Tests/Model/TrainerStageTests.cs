@@ -466,6 +466,7 @@ public class TrainerStageTests : CpuFixture
             Assert.That(l.GetProperty("stage").GetString(), Is.EqualTo("tune"));
             Assert.That(l.GetProperty("stage_step").GetInt32(), Is.EqualTo(i + 1));
             Assert.That(l.GetProperty("global_step").GetInt32(), Is.EqualTo(i + 1));
+            Assert.That(l.GetProperty("branch").GetInt32(), Is.Zero, "a stage without branches");
             Assert.That(Num("loss_text"), Is.GreaterThan(0));
             Assert.That(Num("loss_vm"), Is.GreaterThan(0));
             Assert.That(Num("loss"), Is.EqualTo(Num("loss_text") + Num("loss_vm")).Within(1e-9), "λ = 1");
@@ -477,6 +478,23 @@ public class TrainerStageTests : CpuFixture
             double expected = i < 2 ? 1e-2 * (i + 1) / 2 : 1e-2 * 0.5 * (1 + Math.Cos(Math.PI * (i - 2) / 3));
             Assert.That(Num("lr"), Is.EqualTo(expected).Within(1e-15), $"lr at step {i + 1}");
         }
+    }
+
+    /// <summary>
+    /// `vwlmm train` runs a stage with branches from its config: the first branch's three steps, then the second's two
+    /// past the fork, logged with their branch and counted in the global step, the last one's at the run's total.
+    /// </summary>
+    [Test]
+    public void TrainRunsAndLogsABranchedStage()
+    {
+        string cfg = TinyTrainConfig("""{"preset": "tiny"}""",
+            """[{"name": "tune", "data": "d", "trainable": ["projector", "llm", "vm_head"], "steps": 3, "lr": 0.01, "batch_size": 2, "branches": 2, "branch_from": 1}]""");
+        string outDir = Path.Combine(Path.GetDirectoryName(cfg)!, "out");
+        Train(cfg, outDir);
+        var lines = File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.That(lines.Select(l => (l.GetProperty("branch").GetInt32(), l.GetProperty("stage_step").GetInt32(), l.GetProperty("global_step").GetInt32())),
+                    Is.EqualTo(new[] { (0, 1, 1), (0, 2, 2), (0, 3, 3), (1, 2, 4), (1, 3, 5) }));
+        Assert.That(lines.Select(l => l.GetProperty("total_steps").GetInt32()), Is.All.EqualTo(5));
     }
 
     /// <summary>A folder with a tiny LLaVA dataset (four examples, three with an image), the fixture tokenizer and
