@@ -65,7 +65,7 @@ internal sealed class StageBranches : IDisposable
         }
     }
 
-    /// <summary>Adds the weights a branch ended with to the sum (the first branch's start it).</summary>
+    /// <summary>Adds the weights a branch ended with to the sum (the first branch's weights become it).</summary>
     public void Add(int branch)
     {
         for (int i = 0; i < _params.Length; i++)
