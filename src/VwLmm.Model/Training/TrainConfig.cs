@@ -107,7 +107,9 @@ public sealed record TrainConfig
             : throw new InvalidDataException($"stage '{s.Name}': {epochs} epochs of {examples} examples are more than {int.MaxValue} steps");
     }
 
-    public void Validate(string source)
+    /// <summary>Throws on the first key out of range, naming source, stage and key. A stage given in epochs has its
+    /// steps only once its source is known (<see cref="WithEpochsResolved"/>): the trainer validates again then.</summary>
+    public void Validate(string source, bool stepsResolved = false)
     {
         if (Stages.Count == 0) throw new InvalidDataException($"{source}: 'stages' is empty");
         foreach (var (s, i) in Stages.Select((s, i) => (s, i)))
@@ -130,7 +132,7 @@ public sealed record TrainConfig
             NonNegative(s.GradClip, "grad_clip", at);
             if (s.VmLossWeight is { } lambda) NonNegative(lambda, "vm_loss_weight", at);
             if (s.Branches < 1) throw new InvalidDataException($"{at}: 'branches' must be ≥ 1");
-            if (s.BranchFrom < 0 || s.Branches > 1 && s.Epochs is null && s.BranchFrom >= s.Steps)
+            if (s.BranchFrom < 0 || s.Branches > 1 && (s.Epochs is null || stepsResolved) && s.BranchFrom >= s.Steps)
                 throw new InvalidDataException($"{at}: 'branch_from' must be in [0, steps) ({s.Steps} steps)");
             if (s.BranchFrom > 0 && s.Branches == 1) throw new InvalidDataException($"{at}: 'branch_from' needs 'branches' > 1");
         }

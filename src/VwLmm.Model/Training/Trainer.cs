@@ -60,8 +60,7 @@ public sealed class Trainer : IDisposable
         if (config.MaxLength > context)
             throw new InvalidDataException($"max_length {config.MaxLength} exceeds the model's context of {context} positions (max_position_embeddings)");
         _config = config.WithEpochsResolved(name => sources(name).Count) with { MaxLength = config.MaxLength ?? context };
-        foreach (var s in _config.Stages.Where(s => s.Branches > 1 && s.BranchFrom >= s.Steps))
-            throw new InvalidDataException($"stage '{s.Name}': branch_from {s.BranchFrom} is not below its {s.Steps} steps");
+        _config.Validate("train config", stepsResolved: true);
         _sources = sources;
         _tokenizer = tokenizer;
         _arena = new Arena(model.Backend, arenaBytes);

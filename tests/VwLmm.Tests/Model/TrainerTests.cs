@@ -194,7 +194,7 @@ public class TrainerTests : CpuFixture
         };
         using var m = TinyWorld.Model(Cpu, cfg, seed: 6);
         var e = Assert.Throws<InvalidDataException>(() => new Trainer(m, recipe, _ => source, 64 << 20))!;
-        Assert.That(e.Message, Is.EqualTo("stage 'tune': branch_from 6 is not below its 6 steps"));
+        Assert.That(e.Message, Is.EqualTo("train config: stages[0] ('tune'): 'branch_from' must be in [0, steps) (6 steps)"));
     }
 
     /// <summary>Every index the same example: a source whose data order cannot matter.</summary>
