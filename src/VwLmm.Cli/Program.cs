@@ -104,6 +104,7 @@ public static class Program
         if (e is ArgumentException { ParamName: { } p }) msg = msg.Replace($" (Parameter '{p}')", "");
         msg = msg.ReplaceLineEndings(" ");
         return e is CliException or IOException or InvalidDataException or FormatException or ArgumentException or UnauthorizedAccessException
+                 or InsufficientMemoryException
             ? msg : $"{msg} ({e.GetType().Name})";
     }
 

@@ -28,7 +28,7 @@ public sealed class LlamaDecoder
         _layers = new Layer[c.NumHiddenLayers];
         for (int i = 0; i < _layers.Length; i++)
         {
-            string p = $"model.layers.{i}.";
+            string p = $"{HfNames.DecoderLayerPrefix}{i}.";
             var inNorm = store.Add(p + "input_layernorm.weight", d);
             string q = p + "self_attn.q_proj.weight", k = p + "self_attn.k_proj.weight", v = p + "self_attn.v_proj.weight";
             var qAlone = kv == d ? null : store.Add(q, d, d);

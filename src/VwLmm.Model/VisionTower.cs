@@ -36,7 +36,7 @@ public sealed class VisionTower
         _rangeNames = Enumerable.Range(0, _blocks.Length).Select(i => $"vision.layer{i}").ToArray();
         for (int i = 0; i < _blocks.Length; i++)
         {
-            string p = $"{prefix}encoder.layers.{i}.";
+            string p = $"{prefix}{HfNames.VisionLayerInfix}{i}.";
             var ln1 = (store.Add(p + "layer_norm1.weight", c), store.Add(p + "layer_norm1.bias", c));
             string[] qkv = [p + "self_attn.q_proj.", p + "self_attn.k_proj.", p + "self_attn.v_proj."];
             var (w, b) = store.AddLinearStack([.. qkv.Select(m => m + "weight")], [.. qkv.Select(m => m + "bias")], c, c);

@@ -84,6 +84,13 @@ public sealed record VwLmmConfig
     /// <summary>Image rows spliced into the sequence per image: patches, plus CLS for cls_patch.</summary>
     public int ImageTokens => Vision.NumPatches + (MmVisionSelectFeature == VisionSelectFeature.ClsPatch ? 1 : 0);
 
+    /// <summary>
+    /// The most layers a decoder or vision tower may have: far past any published model (the largest LLaMA has 126),
+    /// so a larger count is a damaged config.json, which would otherwise cost minutes of listing the tensors it expects
+    /// before the checkpoint is refused.
+    /// </summary>
+    public const int MaxLayers = 1024;
+
     /// <summary>Throws ArgumentException naming the first out-of-range key.</summary>
     public void Validate()
     {
@@ -351,12 +358,14 @@ public sealed record VwLmmConfig
         var l = Llm;
         static string? Positive(string key, long value) => value > 0 ? null : $"key '{key}': must be positive, got {value}";
         static string? PositiveFinite(string key, double value) => value > 0 && double.IsFinite(value) ? null : $"key '{key}': must be a positive finite number, got {value}";
+        static string? Layers(string key, int value) => value > MaxLayers ? $"key '{key}': {value} layers is more than the {MaxLayers} this engine accepts" : null;
         return Positive("vision_config.image_size", v.ImageSize)
             ?? Positive("vision_config.patch_size", v.PatchSize)
             ?? (v.ImageSize % v.PatchSize != 0 ? $"key 'vision_config.image_size': {v.ImageSize} is not a multiple of patch_size {v.PatchSize}" : null)
             ?? Positive("vision_config.hidden_size", v.HiddenSize)
             ?? Positive("vision_config.intermediate_size", v.IntermediateSize)
             ?? Positive("vision_config.num_hidden_layers", v.NumHiddenLayers)
+            ?? Layers("vision_config.num_hidden_layers", v.NumHiddenLayers)
             ?? Positive("vision_config.num_attention_heads", v.NumAttentionHeads)
             ?? (v.HiddenSize % v.NumAttentionHeads != 0 ? $"key 'vision_config.num_attention_heads': {v.NumAttentionHeads} does not divide hidden_size {v.HiddenSize}" : null)
             ?? PositiveFinite("vision_config.layer_norm_eps", v.LayerNormEps)
@@ -364,6 +373,7 @@ public sealed record VwLmmConfig
             ?? Positive("hidden_size", l.HiddenSize)
             ?? Positive("intermediate_size", l.IntermediateSize)
             ?? Positive("num_hidden_layers", l.NumHiddenLayers)
+            ?? Layers("num_hidden_layers", l.NumHiddenLayers)
             ?? Positive("num_attention_heads", l.NumAttentionHeads)
             ?? Positive("num_key_value_heads", l.NumKeyValueHeads)
             ?? (l.HiddenSize % l.NumAttentionHeads != 0 ? $"key 'num_attention_heads': {l.NumAttentionHeads} does not divide hidden_size {l.HiddenSize}" : null)
@@ -377,7 +387,35 @@ public sealed record VwLmmConfig
                 ? $"key 'mm_vision_select_layer': {MmVisionSelectLayer} is outside [-{v.NumHiddenLayers + 1}, {v.NumHiddenLayers}] for a {v.NumHiddenLayers}-layer tower" : null)
             ?? (!(VmLossWeight >= 0 && double.IsFinite(VmLossWeight)) ? $"key 'vm_loss_weight': must be a non-negative finite number, got {VmLossWeight}" : null)
             ?? (ConversationTemplate is { } t && !Data.Conversations.ConversationTemplate.Names.Contains(t)
-                ? $"key 'conversation_template': unknown template '{t}' (known: {string.Join(", ", Data.Conversations.ConversationTemplate.Names)})" : null);
+                ? $"key 'conversation_template': unknown template '{t}' (known: {string.Join(", ", Data.Conversations.ConversationTemplate.Names)})" : null)
+            ?? OversizedTensor();
+    }
+
+    /// <summary>
+    /// The first key that makes a tensor hold more than <see cref="int.MaxValue"/> elements, the most one tensor may
+    /// hold (kernels and host copies index with 32-bit integers); each tensor is named by the key that sizes it last.
+    /// </summary>
+    private string? OversizedTensor()
+    {
+        var v = Vision;
+        var l = Llm;
+        // In doubles: four sizes of up to 2³¹ multiply past a long.
+        double grid = v.ImageSize / v.PatchSize, w = v.HiddenSize, d = l.HiddenSize;
+        (string Key, string Tensor, double Numel)[] sizes =
+        [
+            ("vision_config.num_channels", "patch_embedding", w * v.NumChannels * v.PatchSize * v.PatchSize),
+            ("vision_config.image_size", "position_embedding", (grid * grid + 1) * w),
+            ("vision_config.hidden_size", "self_attn.q_proj", w * w),
+            ("vision_config.intermediate_size", "mlp.fc1", v.IntermediateSize * w),
+            ("hidden_size", "self_attn.q_proj", d * d),
+            ("hidden_size", "mm_projector", d * w),
+            ("intermediate_size", "mlp.gate_proj", l.IntermediateSize * d),
+            ("vocab_size", "lm_head", l.VocabSize * d),
+        ];
+        foreach (var (key, tensor, numel) in sizes)
+            if (numel > int.MaxValue)
+                return $"key '{key}': {tensor} would hold {numel:N0} elements, more than the {int.MaxValue:N0} one tensor may hold";
+        return null;
     }
 
     private static VisionConfig ResolveVision(JsonFields c, JsonElement root, string source, string tower, string baseDirectory)

@@ -36,12 +36,22 @@ public sealed class VwLmmModel : IDisposable
         config.Validate();
         Backend = backend;
         Config = config;
-        Parameters = new ParameterStore(backend, weights,
-            Checkpoints.HfNames.Expected(config).Where(t => t.Linear).Select(t => t.Name).ToHashSet(StringComparer.Ordinal));
-        Vision = new VisionTower(Parameters, config);
-        Projector = new Projector(Parameters, config);
-        Decoder = new LlamaDecoder(Parameters, config.Llm);
-        VmHead = Parameters.Add(Checkpoints.HfNames.VmHead, config.Llm.VocabSize, config.Llm.HiddenSize);
+        var expected = Checkpoints.HfNames.Expected(config);
+        Parameters = new ParameterStore(backend, weights, expected.Where(t => t.Linear).Select(t => t.Name).ToHashSet(StringComparer.Ordinal));
+        try
+        {
+            Vision = new VisionTower(Parameters, config);
+            Projector = new Projector(Parameters, config);
+            Decoder = new LlamaDecoder(Parameters, config.Llm);
+            VmHead = Parameters.Add(Checkpoints.HfNames.VmHead, config.Llm.VocabSize, config.Llm.HiddenSize);
+        }
+        catch (OutOfMemoryException)
+        {
+            Parameters.Dispose();
+            double mib = expected.Sum(t => (double)t.Shape.Numel * (t.Linear ? weights.Size() : sizeof(float))) / (1 << 20);
+            throw new InsufficientMemoryException(
+                $"the model's {config.ParameterCount():N0} parameters ({mib:N1} MiB) do not fit in the {backend.Name} backend's memory");
+        }
     }
 
     public IBackend Backend { get; }

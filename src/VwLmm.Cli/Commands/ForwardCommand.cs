@@ -67,8 +67,8 @@ public sealed class ForwardCommand : ICommand
                     ? template.Encode([human, new Turn(Speaker.Gpt, answer)], hasImage: true, tok)
                     : template.EncodePrompt([human], hasImage: true, tok);
             }
-            if (sample.InputIds.Count(i => i == Llava.ImageTokenIndex) != 1)
-                throw new CliException("the ids must contain exactly one image sentinel −200");
+            if (sample.InputIds.Count(i => i == Llava.ImageTokenIndex) is var images and not 1)
+                throw new CliException($"{(ids is not null ? args.Require("--ids") : "--prompt")}: {images} image sentinels −200 where a forward pass takes exactly one");
             var builder = new BatchBuilder(model.Vision.TokensPerImage, c.Llm.MaxPositionEmbeddings, c.Llm.VocabSize);
             // A parity dump of a silently truncated sequence would compare against the other implementation's full one.
             int length = builder.SplicedLength(sample);

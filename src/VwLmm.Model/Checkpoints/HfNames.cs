@@ -16,6 +16,11 @@ public static class HfNames
     /// <summary>Where a standalone HF CLIP directory (CLIPVisionModel or CLIPModel) keeps it.</summary>
     public const string ClipVisionPrefix = "vision_model.";
 
+    /// <summary>What a decoder layer's tensor names start with, before the layer index.</summary>
+    public const string DecoderLayerPrefix = "model.layers.";
+    /// <summary>What follows the vision prefix in a tower layer's tensor names, before the layer index.</summary>
+    public const string VisionLayerInfix = "encoder.layers.";
+
     public const string EmbedTokens = "model.embed_tokens.weight";
     public const string FinalNorm = "model.norm.weight";
     public const string LmHead = "lm_head.weight";
@@ -39,7 +44,7 @@ public static class HfNames
         var list = new List<ExpectedTensor> { new(EmbedTokens, new Shape(l.VocabSize, d)) };
         for (int i = 0; i < l.NumHiddenLayers; i++)
         {
-            string p = $"model.layers.{i}.";
+            string p = $"{DecoderLayerPrefix}{i}.";
             list.Add(new(p + "self_attn.q_proj.weight", new Shape(d, d), Linear: true));
             list.Add(new(p + "self_attn.k_proj.weight", new Shape(kv, d), Linear: true));
             list.Add(new(p + "self_attn.v_proj.weight", new Shape(kv, d), Linear: true));
@@ -92,7 +97,7 @@ public static class HfNames
         };
         for (int i = 0; i < v.NumHiddenLayers; i++)
         {
-            string p = $"{prefix}encoder.layers.{i}.";
+            string p = $"{prefix}{VisionLayerInfix}{i}.";
             bool required = i < used;
             foreach (string proj in (string[])["q_proj", "k_proj", "v_proj", "out_proj"])
             {

@@ -68,10 +68,6 @@ public static class ModelCheckpoint
     }
 
     /// <summary>
-    /// Checks a checkpoint against its config (<see cref="CheckpointValidator"/>), with vm_head allowed to be absent: a
-    /// plain LLaVA checkpoint has none and gets one on load. Returns the present tensors the model will not load.
-    /// </summary>
-    /// <summary>
     /// The CLIP directory that mm_vision_tower names, for a checkpoint in <paramref name="dir"/> without embedded tower
     /// tensors: opened and checked against the tower the config describes (the text half of a CLIPModel is ignored).
     /// </summary>
@@ -82,6 +78,7 @@ public static class ModelCheckpoint
         var clip = CheckpointReader.Open(clipDir);
         try
         {
+            CheckLayerCount(clip, HfNames.ClipVisionPrefix + HfNames.VisionLayerInfix, config.VisionLayersUsed, "vision_config.num_hidden_layers");
             CheckpointValidator.Validate(clip, HfNames.VisionTower(config, HfNames.ClipVisionPrefix), allowUnused: true,
                                          ignore: HfNames.IsClipNonVision);
             return clip;
@@ -93,13 +90,38 @@ public static class ModelCheckpoint
         }
     }
 
+    /// <summary>
+    /// Checks a checkpoint against its config (<see cref="CheckpointValidator"/>), with vm_head allowed to be absent: a
+    /// plain LLaVA checkpoint has none and gets one on load. Returns the present tensors the model will not load.
+    /// </summary>
     public static IReadOnlyList<string> Validate(CheckpointReader reader, VwLmmConfig config, bool embedded, bool allowUnused)
     {
+        CheckLayerCount(reader, HfNames.DecoderLayerPrefix, config.Llm.NumHiddenLayers, "num_hidden_layers");
+        if (embedded) CheckLayerCount(reader, HfNames.EmbeddedVisionPrefix + HfNames.VisionLayerInfix, config.VisionLayersUsed, "vision_config.num_hidden_layers");
         var expected = HfNames.Expected(config, embedded)
             .Select(e => e.Name == HfNames.VmHead ? e with { Required = false } : e).ToList();
         // The validator counts a present optional tensor as not loaded (tower layers past the select layer); vm_head is
         // the one optional tensor that is loaded when present.
         return CheckpointValidator.Validate(reader, expected, allowUnused).Where(n => n != HfNames.VmHead).ToList();
+    }
+
+    /// <summary>
+    /// Refuses a config that asks for more layers under <paramref name="prefix"/> than the checkpoint holds, in one line
+    /// naming both counts: the validator would list every tensor of every missing layer.
+    /// </summary>
+    private static void CheckLayerCount(CheckpointReader reader, string prefix, int needed, string key)
+    {
+        int held = 0;
+        foreach (string name in reader.Names)
+        {
+            if (!name.StartsWith(prefix, StringComparison.Ordinal)) continue;
+            int dot = name.IndexOf('.', prefix.Length);
+            if (dot > prefix.Length && int.TryParse(name.AsSpan(prefix.Length, dot - prefix.Length), System.Globalization.NumberStyles.None,
+                                                    System.Globalization.CultureInfo.InvariantCulture, out int i))
+                held = Math.Max(held, i + 1);
+        }
+        if (needed > held)
+            throw new InvalidDataException($"{reader.Path}: config.json's {key} needs {needed} layers, the checkpoint holds {held} ({prefix}N)");
     }
 
     // A plain LLaVA checkpoint has no VM head: copy a loaded head or draw N(0, 0.02) from a fixed seed.

@@ -52,6 +52,21 @@ public class ForwardVerbTests
     }
 
     [Test]
+    public void AnythingButOneImageSentinelIsAOneLineErrorNamingItsSource()
+    {
+        string dump = Path.Combine(_dir, "sentinels");
+        string none = Json("no-image.json", [_tok.BosId, 5, 6]);
+        AssertOneLineError(Run("forward", "--model", _lambdaZero, "--image", _image, "--ids", none, "--dump", dump, "--threads", "1"),
+                           1, none + ": 0 image sentinels −200 where a forward pass takes exactly one");
+        string two = Json("two-images.json", [_tok.BosId, Llava.ImageTokenIndex, 5, Llava.ImageTokenIndex]);
+        AssertOneLineError(Run("forward", "--model", _lambdaZero, "--image", _image, "--ids", two, "--dump", dump, "--threads", "1"),
+                           1, two + ": 2 image sentinels");
+        AssertOneLineError(Run("forward", "--model", _lambdaZero, "--image", _image, "--prompt", "<image> and", "--template", "plain", "--dump", dump, "--threads", "1"),
+                           1, "2 <image> placeholders; at most one image per sample");
+        Assert.That(Directory.Exists(dump), Is.False);
+    }
+
+    [Test]
     public void SequencesLongerThanMaxPositionEmbeddingsAreOneLineErrors()
     {
         int text = _maxPositions - _patches;  // with BOS and the image: one position too many

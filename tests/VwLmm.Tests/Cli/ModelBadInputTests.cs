@@ -45,6 +45,26 @@ public class ModelBadInputTests
     }
 
     [Test]
+    public void AConfigAskingForMoreLayersThanTheWeightsHoldNamesBothCounts()
+    {
+        using (var cpu = new VwLmm.Cpu.CpuBackend(1))
+        using (var model = new VwLmmModel(cpu, Tiny))
+            ModelCheckpoint.Save(model, _dir);
+        string config = Path.Combine(_dir, "config.json");
+        // One line naming the two counts, where the tensor list would name each of 998 layers' nine tensors.
+        var json = System.Text.Json.Nodes.JsonNode.Parse(Tiny.ToJson())!;
+        json["num_hidden_layers"] = 1000;
+        File.WriteAllText(config, json.ToJsonString());
+        AssertOneLineError(Run("inspect", _dir), 1, "model.safetensors: config.json's num_hidden_layers needs 1000 layers, the checkpoint holds 2 (model.layers.N)");
+        // The tower's select layer −2 of 901 layers runs 900 of them.
+        json["num_hidden_layers"] = 2;
+        json["vision_config"]!["num_hidden_layers"] = 901;
+        File.WriteAllText(config, json.ToJsonString());
+        AssertOneLineError(Run("inspect", _dir), 1,
+            "config.json's vision_config.num_hidden_layers needs 900 layers, the checkpoint holds 1 (model.vision_tower.vision_tower.vision_model.encoder.layers.N)");
+    }
+
+    [Test]
     public void AShardIndexNamingAMissingShardIsNamed()
     {
         File.WriteAllText(Path.Combine(_dir, "config.json"), Tiny.ToJson());

@@ -161,6 +161,29 @@ public class VwLmmConfigTests
         Assert.Throws<FileNotFoundException>(() => VwLmmConfig.Load(File("no_such_config.json")));
     }
 
+    [TestCase("num_hidden_layers", "1025", "", "key 'num_hidden_layers': 1025 layers is more than the 1024")]
+    [TestCase("num_hidden_layers", "1024", "", null)]
+    [TestCase("num_hidden_layers", "2", "num_hidden_layers", "key 'vision_config.num_hidden_layers': 2147483647 layers")]
+    // 32 × 67,108,864 = 2³¹ elements: one past the limit; one fewer vocabulary entry fits.
+    [TestCase("vocab_size", "67108864", "", "key 'vocab_size': lm_head would hold 2,147,483,648 elements, more than the 2,147,483,647")]
+    [TestCase("vocab_size", "67108863", "", null)]
+    [TestCase("intermediate_size", "67108864", "", "key 'intermediate_size': mlp.gate_proj would hold 2,147,483,648")]
+    [TestCase("intermediate_size", "2", "intermediate_size", "key 'vision_config.intermediate_size': mlp.fc1 would hold")]
+    [TestCase("intermediate_size", "2", "num_channels", "key 'vision_config.num_channels': patch_embedding would hold")]
+    public void SizesPastWhatTheEngineHoldsAreNamed(string key, string value, string visionKey, string? message)
+    {
+        // The tiny preset: hidden_size 32; a vision key given sets that key of vision_config to 2³¹ − 1.
+        var json = JsonNode.Parse(VwLmmConfig.Presets.Tiny.ToJson())!.AsObject();
+        json[key] = JsonNode.Parse(value);
+        if (visionKey != "") json["vision_config"]![visionKey] = int.MaxValue;
+        if (message is null)
+        {
+            Assert.That(() => Parse(json.ToJsonString()), Throws.Nothing);
+            return;
+        }
+        Assert.That(Assert.Throws<InvalidDataException>(() => Parse(json.ToJsonString()))!.Message, Does.StartWith("cfg.json: " + message));
+    }
+
     [Test]
     public void VisionComesFromALocalClipDirectoryInEitherHfForm()
     {
