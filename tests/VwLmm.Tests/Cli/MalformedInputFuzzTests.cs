@@ -141,6 +141,7 @@ public class MalformedInputFuzzTests
             Console.SetError(console);
             File.WriteAllBytes(file, original);
         }
+        TestContext.Out.WriteLine($"{Path.GetFileName(file)}: {runs} mutations");
         Assert.That(runs, Is.GreaterThan(20));
         Assert.That(failures, Is.Empty);
     }
