@@ -362,10 +362,27 @@ public sealed class Trainer : IDisposable
     /// may differ, and more may follow (that is how a finished run trains further). State files written before the
     /// stages were recorded are not checked.
     /// </summary>
-    public static string? DifferenceFrom(string checkpointDir, TrainConfig config)
+    public static string? DifferenceFrom(string checkpointDir, TrainConfig config) => ReadState(Path.Combine(checkpointDir, StateFile), config).Difference;
+
+    /// <summary>
+    /// A checkpoint's trainer_state.json and how the stages it began differ from <paramref name="config"/>'s (null: they
+    /// do not); a file that is not such a state, a key of the wrong kind or a negative count included, is an
+    /// InvalidDataException naming it.
+    /// </summary>
+    private static (TrainerState State, string? Difference) ReadState(string statePath, TrainConfig config)
     {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(checkpointDir, StateFile)));
-        return DifferenceFrom(doc.RootElement, config);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(statePath));
+            var state = doc.RootElement.Deserialize<TrainerState>(JsonOptions) ?? throw new InvalidDataException($"{statePath}: empty trainer state");
+            if (Math.Min(Math.Min(state.Stage, state.StageStep), Math.Min(Math.Min(state.GlobalStep, state.AdamStep), state.Branch)) < 0)
+                throw new InvalidDataException($"{statePath}: a negative stage, step or branch ({state})");
+            return (state, DifferenceFrom(doc.RootElement, config));
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException)
+        {
+            throw new InvalidDataException($"{statePath}: not a trainer state that vwlmm train writes: {e.Message}");
+        }
     }
 
     private static string? DifferenceFrom(JsonElement state, TrainConfig config)
@@ -427,16 +444,17 @@ public sealed class Trainer : IDisposable
     {
         string statePath = Path.Combine(checkpointDir, StateFile);
         if (!File.Exists(statePath)) throw new FileNotFoundException($"{statePath}: no trainer state to resume from", statePath);
-        using var doc = JsonDocument.Parse(File.ReadAllText(statePath));
-        var state = doc.RootElement.Deserialize<TrainerState>(JsonOptions) ?? throw new InvalidDataException($"{statePath}: empty trainer state");
+        var (state, difference) = ReadState(statePath, _config);
         if (state.Seed != _config.Seed)
             throw new InvalidDataException($"{statePath}: checkpoint was trained with seed {state.Seed}, this run's seed is {_config.Seed}");
-        if (DifferenceFrom(doc.RootElement, _config) is { } difference)
+        if (difference is not null)
             throw new InvalidDataException($"{statePath}: {difference}: a resumed run repeats the stages it has begun (add a stage to train further)");
         if (state.Stage > _config.Stages.Count)
             throw new InvalidDataException($"{statePath}: stage {state.Stage} is beyond the config's {_config.Stages.Count} stages");
         if (state.Branch != 0 && (state.Stage >= _config.Stages.Count || state.Branch >= _config.Stages[state.Stage].Branches))
             throw new InvalidDataException($"{statePath}: branch {state.Branch} is beyond the stage's branches");
+        if (state.Stage < _config.Stages.Count && state.StageStep > _config.Stages[state.Stage].Steps)
+            throw new InvalidDataException($"{statePath}: stage_step {state.StageStep} is past stage {state.Stage}'s {_config.Stages[state.Stage].Steps} steps");
         _state = state;
         if (Finished) return;
         var stage = _config.Stages[_state.Stage];

@@ -87,14 +87,7 @@ public class MalformedInputFuzzTests
     [Test]
     public void TrainConfigAndTheModelConfigItTrainsFrom()
     {
-        string dir = Path.Combine(_dir, "train");
-        Directory.CreateDirectory(dir);
-        File.Copy(Path.Combine(Fixtures, "images", "src", "grey_64x64.png"), Path.Combine(dir, "grey.png"), overwrite: true);
-        File.Copy(Path.Combine(Fixtures, "tokenizer", "llama_like.model"), Path.Combine(dir, "x.model"), overwrite: true);
-        File.WriteAllText(Path.Combine(dir, "d.json"), """
-            [{"id": "a", "image": "grey.png", "conversations": [{"from": "human", "value": "<image>\nwhat colour ?"}, {"from": "gpt", "value": "a grey one"}]},
-             {"id": "c", "conversations": [{"from": "human", "value": "say hello"}, {"from": "gpt", "value": "hello there"}]}]
-            """);
+        string dir = TinyTrainFolder("train");
         string modelConfig = Path.Combine(dir, VwLmmConfig.FileName);
         File.WriteAllText(modelConfig, (VwLmmConfig.Presets.Tiny with { Llm = VwLmmConfig.Presets.Tiny.Llm with { VocabSize = 500 } }).ToJson());
         string config = Path.Combine(dir, "train.json");
@@ -110,6 +103,59 @@ public class MalformedInputFuzzTests
         }
         AssertEveryRunEndsCleanly(config, JsonMutations(File.ReadAllText(config), new Random(7), share: 0.3), train, Fresh);
         AssertEveryRunEndsCleanly(modelConfig, JsonMutations(File.ReadAllText(modelConfig), new Random(8), share: 0.3), train, Fresh);
+    }
+
+    [Test]
+    public void TrainerStateOfACheckpointToResume()
+    {
+        // A finished run of two stages, the second with a moving average and branches: a mutated state resumes it from
+        // any stage, step or branch, into every restore path.
+        string dir = TinyTrainFolder("resume");
+        string config = Path.Combine(dir, "train.json");
+        File.WriteAllText(config, """
+            {"model": {"preset": "tiny"}, "tokenizer": "x.model", "datasets": {"d": {"json": "d.json", "template": "shapes_chat"}}, "seed": 1,
+             "stages": [{"name": "s", "data": "d", "trainable": ["projector", "llm", "vm_head"], "steps": 2, "lr": 0.01, "batch_size": 2},
+                        {"name": "t", "data": "d", "trainable": ["projector", "llm"], "steps": 4, "lr": 0.01, "batch_size": 2, "ema_decay": 0.5, "branches": 2, "branch_from": 2}]}
+            """);
+        string finished = Path.Combine(dir, "finished"), output = Path.Combine(dir, "out");
+        Assert.That(Program.Run(["train", "--config", config, "--out", finished, "--quiet", "--threads", "1"], new StringWriter(), new StringWriter()), Is.Zero);
+        string state = Path.Combine(output, "checkpoint", "trainer_state.json");
+        void Fresh()
+        {
+            if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
+            foreach (string f in Directory.GetFiles(finished, "*", SearchOption.AllDirectories))
+            {
+                string to = Path.Combine(output, Path.GetRelativePath(finished, f));
+                Directory.CreateDirectory(Path.GetDirectoryName(to)!);
+                File.Copy(f, to);
+            }
+        }
+        string[] resume = ["train", "--config", config, "--out", output, "--resume", "--quiet", "--threads", "1"];
+        Fresh();
+        AssertEveryRunEndsCleanly(state, JsonMutations(File.ReadAllText(state), new Random(9), share: 0.4), resume, Fresh);
+        // Two keys at once, which the sweep does not draw: a step past the stage's end.
+        Fresh();
+        var past = JsonNode.Parse(File.ReadAllText(state))!;
+        past["stage"] = 1;
+        past["stage_step"] = 5;
+        File.WriteAllText(state, past.ToJsonString());
+        var stderr = new StringWriter();
+        Assert.That(Program.Run(resume, new StringWriter(), stderr), Is.EqualTo(1));
+        Assert.That(stderr.ToString().Trim(), Is.EqualTo($"vwlmm train: {state}: stage_step 5 is past stage 1's 4 steps"));
+    }
+
+    /// <summary>A folder with a two-example LLaVA dataset d.json (one with an image) and the fixture tokenizer x.model.</summary>
+    private string TinyTrainFolder(string name)
+    {
+        string dir = Path.Combine(_dir, name);
+        Directory.CreateDirectory(dir);
+        File.Copy(Path.Combine(Fixtures, "images", "src", "grey_64x64.png"), Path.Combine(dir, "grey.png"), overwrite: true);
+        File.Copy(Path.Combine(Fixtures, "tokenizer", "llama_like.model"), Path.Combine(dir, "x.model"), overwrite: true);
+        File.WriteAllText(Path.Combine(dir, "d.json"), """
+            [{"id": "a", "image": "grey.png", "conversations": [{"from": "human", "value": "<image>\nwhat colour ?"}, {"from": "gpt", "value": "a grey one"}]},
+             {"id": "c", "conversations": [{"from": "human", "value": "say hello"}, {"from": "gpt", "value": "hello there"}]}]
+            """);
+        return dir;
     }
 
     /// <summary>Runs <paramref name="args"/> with <paramref name="file"/> replaced by each mutation in turn (then restored)
