@@ -29,9 +29,9 @@ not (T). docs/RESULTS.md, sessions 11 and 12.
 Usage: OMP_NUM_THREADS=1 /usr/bin/python3 scripts/pipeline_toy.py TOKENS.jsonl [--features F.f32]
        [--patches labels|tower|probes] [--question-first] [--one-question] [--drop-template] [--steps 2000]
        [--every 1000] [--seed 0] [--codes C.u8] [--additivity] [--lr 1e-3] [--weight-decay 0] [--layers 4]
-       [--attention-dropout 0] [--residual-dropout 0]
-(--lr is the peak of the schedule; the three defaults are the demo's, docs/RESULTS.md session 19 varies them;
-session 30 the two dropouts)
+       [--heads 4] [--attention-dropout 0] [--residual-dropout 0]
+(--lr is the peak of the schedule; the defaults are the demo's, docs/RESULTS.md session 19 varies lr, weight decay
+and layers, session 30 the two dropouts, session 36 the heads)
 """
 import argparse
 import json
@@ -192,7 +192,7 @@ def additivity(features, train, test, held):
 
 
 class Model(torch.nn.Module):
-    def __init__(self, vocab, patches, feature_size, layers, attention_dropout=0.0, residual_dropout=0.0):
+    def __init__(self, vocab, patches, feature_size, layers, attention_dropout=0.0, residual_dropout=0.0, heads=4):
         super().__init__()
         self.patches = patches
         self.colour, self.shape = torch.nn.Embedding(COLOURS + 1, D), torch.nn.Embedding(SHAPES + 1, D)
@@ -203,7 +203,7 @@ class Model(torch.nn.Module):
             "tower": torch.nn.Sequential(torch.nn.Linear(feature_size, D), torch.nn.GELU(), torch.nn.Linear(D, D)),
             "probes": torch.nn.Linear(COLOURS + SHAPES + GROUNDS + 2, D),
         }[patches]
-        self.blocks = torch.nn.ModuleList(LlamaBlock(attention_dropout=attention_dropout, residual_dropout=residual_dropout)
+        self.blocks = torch.nn.ModuleList(LlamaBlock(heads=heads, attention_dropout=attention_dropout, residual_dropout=residual_dropout)
                                           for _ in range(layers))
         self.norm, self.head = RmsNorm(D), torch.nn.Linear(D, vocab, bias=False)
 
@@ -248,6 +248,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--attention-dropout", type=float, default=0.0)
     ap.add_argument("--residual-dropout", type=float, default=0.0)
     args = ap.parse_args()
@@ -285,7 +286,7 @@ def main():
                 (x[:, COLOURS + 1:COLOURS + SHAPES + 2].argmax(-1) == torch.tensor([r[1] for r in rows])).float().mean(), len(rows)))
     print(f"{len(train)} training conversations, {len(test)} test questions, {len(prior)} prior contexts", flush=True)
 
-    model = Model(vocab, args.patches, 128, args.layers, args.attention_dropout, args.residual_dropout)
+    model = Model(vocab, args.patches, 128, args.layers, args.attention_dropout, args.residual_dropout, args.heads)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     warmup = max(1, int(0.05 * args.steps))
     for step in range(args.steps + 1):
