@@ -17,7 +17,8 @@ public sealed class ChatCommand : ICommand
                           [--temperature T] [--top-k K] [--top-p P] [--seed S] [--weights bf16] [--device D] [--threads N]
           Greedy by default (temperature 0). Without QUESTION, reads questions from standard input until EOF; each turn
           keeps the conversation so far, and prefills only what it adds (the image and earlier turns stay in the KV
-          cache). The answer is printed as it is decoded.
+          cache). The answer is printed as it is decoded. A question that leaves no room in the model's context is
+          skipped with a note on stderr, the next one is read, and the exit code at the end is 1.
           {{Shared.TemplateHelp}}
           --max-new-tokens N   at most N new tokens (default 128), and at most what is left of the model's context
           --temperature T, --top-k K, --top-p P   sample from softmax(logits / T) (T > 0), restricted to the K most
@@ -64,15 +65,21 @@ public sealed class ChatCommand : ICommand
             var splice = new BatchBuilder(model.Vision.TokensPerImage, int.MaxValue, model.Config.Llm.VocabSize);
             var turns = new List<Turn>();
             var stream = new StreamingDecoder(tok);
-            void Ask(string question)
+            // Null once answered; else why the question was not asked (the conversation stays as it was).
+            string? Ask(string question)
             {
                 turns.Add(new Turn(Speaker.Human, (turns.Count == 0 ? Llava.ImagePlaceholder + "\n" : "") + question));
                 var prompt = template.EncodePrompt(turns, hasImage: true, tok);
                 // Small models have short contexts (the demo's is 128): an answer gets at most what is left of it. Each
                 // turn samples from its own stream, so that asking again draws anew.
                 int context = model.Config.Llm.MaxPositionEmbeddings;
-                int left = context - splice.SplicedLength(prompt);
-                if (left < 1) throw new CliException($"the conversation in template {template.Name} fills the model's context of {context} positions");
+                int used = splice.SplicedLength(prompt);
+                if (used >= context)
+                {
+                    turns.RemoveAt(turns.Count - 1);
+                    return $"the conversation in template {template.Name} fills the model's context of {context} positions ({used} with this question)";
+                }
+                int left = context - used;
                 var turn = options with { MaxNewTokens = Math.Min(options.MaxNewTokens, left), Seed = options.Seed + (ulong)(turns.Count / 2) };
                 // The answer is printed as it is decoded: a 7B model on a CPU takes seconds per word.
                 var answer = new StringBuilder();
@@ -90,19 +97,24 @@ public sealed class ChatCommand : ICommand
                 Print(stream.Finish());
                 stdout.WriteLine();
                 turns.Add(new Turn(Speaker.Gpt, answer.ToString()));
+                return null;
             }
             if (args.Positionals.Count > 0)
-            {
-                Ask(string.Join(" ", args.Positionals));
-                return 0;
-            }
+                return Ask(string.Join(" ", args.Positionals)) is { } why ? throw new CliException(why) : 0;
+            // A question that does not fit is said and skipped, and the next one is read: a shorter one may fit. The exit
+            // code still tells a script that one went unasked.
+            bool skipped = false;
             while (true)
             {
                 if (!Console.IsInputRedirected) stdout.Write("> ");
                 string? line = Console.In.ReadLine();
-                if (line is null) return 0;
+                if (line is null) return skipped ? 1 : 0;
                 if (line.Trim().Length == 0) continue;
-                Ask(line.Trim());
+                if (Ask(line.Trim()) is { } why)
+                {
+                    Console.Error.WriteLine($"vwlmm chat: {why}; not asked");
+                    skipped = true;
+                }
             }
         }
     }

@@ -107,7 +107,8 @@ public static class ModelCheckpoint
 
     /// <summary>
     /// Refuses a config that asks for more layers under <paramref name="prefix"/> than the checkpoint holds, in one line
-    /// naming both counts: the validator would list every tensor of every missing layer.
+    /// naming both counts, where the validator would list every tensor of every missing layer. A checkpoint with no
+    /// such layer at all is left to the validator, whose list then says what else is missing.
     /// </summary>
     private static void CheckLayerCount(CheckpointReader reader, string prefix, int needed, string key)
     {
@@ -120,7 +121,7 @@ public static class ModelCheckpoint
                                                     System.Globalization.CultureInfo.InvariantCulture, out int i))
                 held = Math.Max(held, i + 1);
         }
-        if (needed > held)
+        if (held > 0 && needed > held)
             throw new InvalidDataException($"{reader.Path}: config.json's {key} needs {needed} layers, the checkpoint holds {held} ({prefix}N)");
     }
 

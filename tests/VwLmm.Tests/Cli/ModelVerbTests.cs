@@ -298,7 +298,7 @@ public class ModelVerbTests
         var told = Run([.. noTemplate[..2], recorded, .. noTemplate[3..]]);
         Assert.That(told.ExitCode, Is.Zero, told.Stderr);
         Assert.That(told.Stdout, Is.EqualTo(first.Stdout));
-        AssertOneLineError(Run(noTemplate), 1, "template vicuna_v1 fills the model's context of 128 positions");
+        AssertOneLineError(Run(noTemplate), 1, "template vicuna_v1 fills the model's context of 128 positions (");
         Assert.That(Run("inspect", recorded).Stdout, Does.Contain("template    shapes_chat\n"));
 
         // Without a question, chat reads one per line until end of file (blank lines skipped), keeping the conversation:
@@ -308,6 +308,13 @@ public class ModelVerbTests
         var answers = session.Stdout.Split('\n');
         Assert.That(answers, Has.Length.EqualTo(3), "two answers, one per line");
         Assert.That(answers[0] + "\n", Is.EqualTo(first.Stdout.ReplaceLineEndings("\n")));
+        // A question too long for the context is said, skipped and left out of the conversation: the next one is
+        // answered as if it had never been asked, and the exit code tells that one was not.
+        string tooLong = string.Join(" ", Enumerable.Repeat("red", 200));
+        var skipping = RunWithInput($"what colour is the circle ?\n{tooLong}\nis there a red square ?\n", chat[..5].Concat(chat[6..]).ToArray());
+        Assert.That(skipping.ExitCode, Is.EqualTo(1));
+        Assert.That(skipping.Stdout, Is.EqualTo(session.Stdout));
+        Assert.That(skipping.Stderr.Trim(), Does.Match(@"^vwlmm chat: the conversation in template shapes_chat fills the model's context of 128 positions \(\d+ with this question\); not asked$"));
 
         string data = Path.Combine(_dir, "world");
         Assert.That(Run("data", "shapesgrid", "--out", data, "--n", "3", "--split", "test").ExitCode, Is.Zero);
