@@ -41,6 +41,9 @@ public sealed class ForwardCommand : ICommand
         if (npyPixels is not null && Array.FindIndex(npyPixels, x => !float.IsFinite(x)) is var bad and >= 0)
             throw new CliException($"{args.Get("--pixels")}: element {bad} is {npyPixels[bad]}; preprocessed pixels are finite");
         int[]? ids = args.Get("--ids") is { } idsFile ? ReadInts(idsFile) : null;
+        // A --prompt gets its one image from the template, which refuses a second.
+        if (ids is not null && ids.Count(i => i == Llava.ImageTokenIndex) is var images and not 1)
+            throw new CliException($"{args.Get("--ids")}: {images} image sentinels −200 where a forward pass takes exactly one");
         int[]? labels = args.Get("--labels") is { } labelsFile ? ReadInts(labelsFile) : null;
         var templateOption = Shared.TemplateOption(args);
         if (ids is not null && labels is not null && labels.Length != ids.Length)
@@ -67,8 +70,6 @@ public sealed class ForwardCommand : ICommand
                     ? template.Encode([human, new Turn(Speaker.Gpt, answer)], hasImage: true, tok)
                     : template.EncodePrompt([human], hasImage: true, tok);
             }
-            if (sample.InputIds.Count(i => i == Llava.ImageTokenIndex) is var images and not 1)
-                throw new CliException($"{(ids is not null ? args.Require("--ids") : "--prompt")}: {images} image sentinels −200 where a forward pass takes exactly one");
             var builder = new BatchBuilder(model.Vision.TokensPerImage, c.Llm.MaxPositionEmbeddings, c.Llm.VocabSize);
             // A parity dump of a silently truncated sequence would compare against the other implementation's full one.
             int length = builder.SplicedLength(sample);

@@ -375,7 +375,7 @@ public sealed class Trainer : IDisposable
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(statePath));
             var state = doc.RootElement.Deserialize<TrainerState>(JsonOptions) ?? throw new InvalidDataException($"{statePath}: empty trainer state");
-            if (Math.Min(Math.Min(state.Stage, state.StageStep), Math.Min(Math.Min(state.GlobalStep, state.AdamStep), state.Branch)) < 0)
+            if (state.Stage < 0 || state.StageStep < 0 || state.GlobalStep < 0 || state.AdamStep < 0 || state.Branch < 0)
                 throw new InvalidDataException($"{statePath}: a negative stage, step or branch ({state})");
             return (state, DifferenceFrom(doc.RootElement, config));
         }
