@@ -1,3 +1,5 @@
+using VwLmm.Core;
+
 namespace VwLmm.Cli;
 
 /// <summary>A usage mistake: printed as one line, exit code 2.</summary>
@@ -81,6 +83,23 @@ public sealed class CliArgs
     /// before any work, rather than by the final rename in an I/O message that names no option.</summary>
     public static string NotADirectory(string source, string path) =>
         Directory.Exists(path) ? throw new CliException($"{source}: '{path}' is a directory, not a file") : path;
+
+    /// <summary>
+    /// Creates the directory <paramref name="path"/> a verb writes into (named by <paramref name="source"/>), or says in
+    /// one line why it cannot.
+    /// </summary>
+    public static string CreateDirectory(string source, string path)
+    {
+        try
+        {
+            Directory.CreateDirectory(path);
+            return path;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CliException($"{source}: cannot create the folder {path}: {AtomicFile.WhyNotCreated(path, e)}");
+        }
+    }
 
     public int GetInt(string name, int fallback, int min = int.MinValue, int max = int.MaxValue)
     {

@@ -13,10 +13,13 @@ internal sealed class RunDirectoryLock : IDisposable
 
     private RunDirectoryLock(FileStream file) => _file = file;
 
-    /// <summary>Creates <paramref name="dir"/> if needed and locks it; a folder another process holds is a one-line error.</summary>
-    public static RunDirectoryLock Acquire(string dir)
+    /// <summary>
+    /// Creates <paramref name="dir"/> (named by <paramref name="source"/>) if needed and locks it; a folder another process
+    /// holds is a one-line error.
+    /// </summary>
+    public static RunDirectoryLock Acquire(string source, string dir)
     {
-        Directory.CreateDirectory(dir);
+        CliArgs.CreateDirectory(source, dir);
         string path = Path.Combine(dir, FileName);
         try
         {

@@ -25,11 +25,20 @@ public static unsafe partial class AtomicFile
         }
         if (new FileInfo(full).LinkTarget is not null && File.ResolveLinkTarget(full, returnFinalTarget: true) is { } linked) full = linked.FullName;
         string? dir = Path.GetDirectoryName(full);
-        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
         string temp = $"{full}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        FileStream stream;
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+            stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"cannot write {path}: {WhyNotCreated(full, e)}", e);
+        }
+        try
+        {
+            using (stream)
             {
                 write(stream);
                 stream.Flush(flushToDisk: true);
@@ -37,11 +46,32 @@ public static unsafe partial class AtomicFile
             File.Move(temp, full, overwrite: true);
             SyncDirectory(Path.GetDirectoryName(full)!);
         }
-        catch
+        catch (Exception e)
         {
             File.Delete(temp);
+            // A full disk is said of the file asked for: the temporary name is ours, and it is gone.
+            if (e is IOException && e.Message.Contains(temp, StringComparison.Ordinal))
+                throw new IOException($"cannot write {path}: {e.Message.Replace(temp, full, StringComparison.Ordinal)}", e);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Why <paramref name="path"/>, or the folder it goes in, could not be created, from the exception that stopped it:
+    /// in .NET's own words a folder under a file is "Could not find a part of the path", and a folder that holds no new
+    /// entries (/proc) "Could not find file".
+    /// </summary>
+    public static string WhyNotCreated(string path, Exception e)
+    {
+        string? above = Path.GetDirectoryName(Path.GetFullPath(path));
+        while (above is not null && !Directory.Exists(above) && !File.Exists(above)) above = Path.GetDirectoryName(above);
+        if (above is not null && File.Exists(above)) return $"{above} is a file, not a folder";
+        return e switch
+        {
+            UnauthorizedAccessException => "permission denied",
+            FileNotFoundException or DirectoryNotFoundException => "nothing can be created in that folder",
+            _ => e.Message,
+        };
     }
 
     /// <summary>

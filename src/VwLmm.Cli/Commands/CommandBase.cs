@@ -21,12 +21,16 @@ internal static class Shared
         var w => throw new UsageException($"--weights must be f32 or bf16, not '{w}'"),
     };
 
+    /// <summary>Refuses a model folder that is absent or a file (one of the model's own files, most likely).</summary>
+    public static string ModelDirectory(string dir) => Directory.Exists(dir) ? dir : throw new CliException(
+        File.Exists(dir) ? $"--model: '{dir}' is a file; a model is the folder it lies in" : $"--model: directory '{dir}' does not exist");
+
     /// <summary>A model directory: config.json, safetensors weights and tokenizer.model beside them.</summary>
     public static (VwLmmModel Model, SentencePieceTokenizer Tokenizer) LoadModel(IBackend backend, string dir, bool allowUnused, TextWriter log,
                                                                                  DType weights = DType.F32)
     {
         string tokPath = Path.Combine(dir, "tokenizer.model");
-        if (!Directory.Exists(dir)) throw new CliException($"--model: directory '{dir}' does not exist");
+        ModelDirectory(dir);
         if (!File.Exists(tokPath)) throw new CliException($"--model: '{tokPath}' is missing (the tokenizer must sit beside the weights)");
         var tok = SentencePieceTokenizer.Load(tokPath);
         var model = ModelCheckpoint.Load(backend, dir, allowUnused, log, weights);

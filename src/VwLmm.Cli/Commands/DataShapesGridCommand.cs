@@ -30,7 +30,7 @@ public sealed class DataShapesGridCommand : ICommand
             "test" => Split.Test,
             var s => throw new UsageException($"--split must be train or test, not '{s}'"),
         };
-        ShapesGridWriter.Write(dir, n, seed, ImageCodec.SavePng, split, ShapesGridRecipe.DefaultOptions);
+        ShapesGridWriter.Write(CliArgs.CreateDirectory("--out", dir), n, seed, ImageCodec.SavePng, split, ShapesGridRecipe.DefaultOptions);
         if (!args.Has("--quiet")) stdout.WriteLine($"wrote {n} {split.ToString().ToLowerInvariant()} samples to {dir}");
         return 0;
     }

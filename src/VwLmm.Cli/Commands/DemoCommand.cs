@@ -89,8 +89,8 @@ public sealed class DemoCommand : ICommand
         var ablations = args.Get("--ablations") is { } ablationsFile ? AblationTable.Load(ablationsFile) : null;
         // Created before anything is written: it is what checks --device and --threads, and a usage error must leave no trace.
         using var backend = Backends.Create(args, Console.Error);
-        Directory.CreateDirectory(outDir);
-        using var runLock = RunDirectoryLock.Acquire(runDir);
+        CliArgs.CreateDirectory("--out", outDir);
+        using var runLock = RunDirectoryLock.Acquire("--cache", runDir);
         void Say(string s)
         {
             if (!quiet) stdout.WriteLine(s);

@@ -44,6 +44,8 @@ public sealed class EvalCommand : ICommand
         var templateOption = Shared.TemplateOption(args);
         int maxNew = args.GetInt("--max-new-tokens", 32, 1, 4096), batch = args.GetInt("--batch", 8, 1, 1024);
         var dataset = LlavaDataset.Load(data, args.Get("--images") ?? Path.GetDirectoryName(Path.GetFullPath(data))!);
+        // An accuracy over no questions is no number at all: said before a large model spends minutes loading.
+        if (dataset.Samples.Count == 0) throw new CliException($"{data}: no samples, so no questions to evaluate");
         var weights = Shared.Weights(args);
         using var backend = Backends.Create(args, Console.Error);
         var (model, tok) = Shared.LoadModel(backend, modelDir, args.Has("--allow-unused"), Console.Error, weights);
@@ -93,7 +95,7 @@ public sealed class EvalCommand : ICommand
             }) + "\n")));
             var summary = new
             {
-                overall = predictions.Count == 0 ? 0 : predictions.Average(p => p.Correct ? 1.0 : 0.0),
+                overall = predictions.Average(p => p.Correct ? 1.0 : 0.0),
                 by_type = predictions.GroupBy(p => p.Item.Type).OrderBy(g => g.Key, StringComparer.Ordinal)
                     .ToDictionary(g => g.Key, g => g.Average(p => p.Correct ? 1.0 : 0.0)),
                 questions = predictions.Count,

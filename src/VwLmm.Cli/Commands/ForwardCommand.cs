@@ -86,7 +86,7 @@ public sealed class ForwardCommand : ICommand
             double total = output.Text.Mean + (float)c.VmLossWeight * output.Vm.Mean;
             var vmLogits = output.VmLogits ?? model.VisualWordLogits(tape, output.ImageFeatures!);
             var p = Ops.Softmax(tape, vmLogits);
-            Directory.CreateDirectory(dump);
+            CliArgs.CreateDirectory("--dump", dump);
             int v = c.Llm.VocabSize;
             Npy.Write<float>(Path.Combine(dump, "logits.npy"), output.Logits.ToArray(), [batch.L, v]);
             Npy.Write<float>(Path.Combine(dump, "visual_words.npy"), p.ToArray(), [p.Shape[0], v]);

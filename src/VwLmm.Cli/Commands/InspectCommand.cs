@@ -28,7 +28,7 @@ public sealed class InspectCommand : ICommand
             (null, _) => throw new UsageException("give the model directory (DIR or --model DIR)"),
             _ => throw new UsageException($"give the model directory once, as DIR or --model DIR, not both ('{args.Positionals[0]}')"),
         };
-        if (!Directory.Exists(dir)) throw new CliException($"model directory '{dir}' does not exist");
+        Shared.ModelDirectory(dir);
         var config = VwLmmConfig.Load(Path.Combine(dir, VwLmmConfig.FileName));
         using var reader = CheckpointReader.Open(dir);
         bool embedded = reader.Names.Any(n => n.StartsWith(HfNames.EmbeddedVisionPrefix, StringComparison.Ordinal));

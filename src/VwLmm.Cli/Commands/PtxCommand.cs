@@ -29,7 +29,7 @@ public sealed class PtxCommand : ICommand
             stdout.WriteLine($"{r.Module,-12} {r.Kernel,-34} {r.Arch,-6} {r.Registers,5} {r.SharedBytes,7} {r.SpillStoreBytes + r.SpillLoadBytes,6}");
         if (dir is not null)
         {
-            Directory.CreateDirectory(dir);
+            CliArgs.CreateDirectory("--out", dir);
             // sm_80 runs compute_80's PTX, sm_90 compute_90's.
             var archs = PtxCompiler.PtxArchs.Where(p => arch is null || p.EndsWith(arch[3..], StringComparison.Ordinal)).ToList();
             foreach (string module in KernelModules.Names)

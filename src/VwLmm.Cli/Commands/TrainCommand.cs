@@ -75,10 +75,11 @@ public sealed class TrainCommand : ICommand
         var run = TrainConfig.Parse(root, configPath);
         if (args.Has("--seed")) run = run with { Seed = (ulong)args.GetInt("--seed", 0, min: 0) };
         string? configOut = Str(root, "out", configPath);
-        string outDir = CliArgs.NotAFile(args.Has("--out") ? "--out" : $"{configPath}: 'out'", args.Get("--out") ?? configOut ?? "runs/train");
+        string outSource = args.Has("--out") ? "--out" : $"{configPath}: 'out'";
+        string outDir = CliArgs.NotAFile(outSource, args.Get("--out") ?? configOut ?? "runs/train");
         // The backend options are checked before the lock creates OUT: a usage error leaves nothing behind.
         using var backend = Backends.Create(args, Console.Error);
-        using var runLock = RunDirectoryLock.Acquire(outDir);
+        using var runLock = RunDirectoryLock.Acquire(outSource, outDir);
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(configPath))!;
 
         ShapesGridRecipe? world = root.TryGetProperty("shapesgrid", out var sg) ? new ShapesGridRecipe((ulong)Int(sg, "seed", configPath + ": shapesgrid", ["seed"], 1)) : null;

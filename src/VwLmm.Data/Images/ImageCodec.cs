@@ -23,7 +23,8 @@ public static unsafe class ImageCodec
     /// <summary>Reads and decodes a PNG or JPEG file, format from its magic bytes. → [H,W,3] RGB8.</summary>
     public static RgbImage Decode(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"image file not found: {path}", path);
+        if (!File.Exists(path))
+            throw new FileNotFoundException(Directory.Exists(path) ? $"{path} is a folder, not an image file" : $"image file not found: {path}", path);
         return Decode(File.ReadAllBytes(path), path);
     }
 

@@ -111,6 +111,33 @@ public class CliConsistencyTests
                                "--dump", dump), 1, "absent");
         AssertOneLineError(Run("eval", "--data", Path.Combine(_dir, "absent.json")), 2, "--model");
         AssertOneLineError(Run("chat", "--image", absentImage, "hi"), 2, "--model");
+        // The two mix-ups of a file for a folder: one of the model's own files given as the model, a folder as the image.
+        string config = Path.Combine(_model, "config.json");
+        AssertOneLineError(Run("inspect", config), 1, $"--model: '{config}' is a file; a model is the folder it lies in");
+        AssertOneLineError(Run("chat", "--model", config, "--image", _image, "hi"), 1, $"--model: '{config}' is a file; a model is the folder it lies in");
+        AssertOneLineError(Run("chat", "--model", _model, "--image", _dir, "hi"), 1, $"{_dir} is a folder, not an image file");
+    }
+
+    /// <summary>A folder under a file cannot be made: every verb that writes one says so naming its option and the file.</summary>
+    [Test]
+    public void AnOutputFolderThatCannotBeMadeIsNamedByItsOption()
+    {
+        string file = Path.Combine(_dir, "a-file");
+        File.WriteAllText(file, "");
+        string under = Path.Combine(file, "out"), why = $"cannot create the folder {under}: {file} is a file, not a folder";
+        AssertOneLineError(Run("data", "shapesgrid", "--out", under, "--n", "1"), 1, "--out: " + why);
+        AssertOneLineError(Run("ptx", "--arch", "sm_90", "--out", under), 1, "--out: " + why);
+        AssertOneLineError(Run("forward", "--model", _model, "--image", _image, "--prompt", "hi", "--template", "plain", "--threads", "1",
+                               "--dump", under), 1, "--dump: " + why);
+        string config = Path.Combine(_dir, "train-under-a-file.json");
+        File.WriteAllText(config, """{"model": {"preset": "tiny"}, "shapesgrid": {"seed": 1}, "stages": [{"name": "s", "data": "text", "trainable": ["llm"], "steps": 1, "lr": 0.001}]}""");
+        AssertOneLineError(Run("train", "--config", config, "--out", under), 1, "--out: " + why);
+        AssertOneLineError(Run("demo", "--quick", "--out", under), 1, "--out: " + why);
+        AssertOneLineError(Run("demo", "--quick", "--out", Path.Combine(_dir, "demo-beside"), "--cache", under), 1,
+                           $"--cache: cannot create the folder {under}{Path.DirectorySeparatorChar}", $": {file} is a file, not a folder");
+        string npy = Path.Combine(under, "x.npy");
+        AssertOneLineError(Run("preprocess", "--image", _image, "--size", "8", "--out", npy), 1, $"cannot write {npy}: {file} is a file, not a folder");
+        Assert.That(File.ReadAllText(file), Is.Empty, "the file in the way is left as it was");
     }
 
     [Test]

@@ -393,5 +393,8 @@ public class ModelVerbTests
         AssertOneLineError(Run("eval", "--model", _model, "--data", Path.Combine(apart, "data.json"), "--template", "shapes_chat", "--threads", "1"),
                            1, "data.json: entry 0", "not found");
         AssertOneLineError(Run("eval", "--model", _model, "--data", Path.Combine(data, "absent.json")), 1, "absent.json");
+        string empty = Path.Combine(_dir, "empty.json");
+        File.WriteAllText(empty, "[]");
+        AssertOneLineError(Run("eval", "--model", _model, "--data", empty), 1, "empty.json: no samples, so no questions to evaluate");
     }
 }

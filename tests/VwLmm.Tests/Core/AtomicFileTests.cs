@@ -93,6 +93,23 @@ public class AtomicFileTests
     }
 
     [Test]
+    public void AFailedWriteNamesThePathAskedForNotTheTemporary()
+    {
+        string file = Path.Combine(_dir, "plain.txt"), under = Path.Combine(file, "x.npy"), full = Path.Combine(_dir, "full.npy");
+        File.WriteAllText(file, "kept");
+        string Message(string path, Action<Stream> write) => Assert.Throws<IOException>(() => AtomicFile.Write(path, write))!.Message;
+        Assert.That(Message(under, _ => { }), Is.EqualTo($"cannot write {under}: {file} is a file, not a folder"));
+        Assert.That(Message(Path.Combine(under, "deeper", "x.npy"), _ => { }), Does.EndWith($": {file} is a file, not a folder"));
+        if (OperatingSystem.IsLinux())
+            Assert.That(Message("/proc/vwlmm-out.npy", _ => { }), Is.EqualTo("cannot write /proc/vwlmm-out.npy: nothing can be created in that folder"));
+        // .NET's words for ENOSPC, which name the file the bytes were going to: our temporary.
+        Assert.That(Message(full, s => throw new IOException($"No space left on device : '{((FileStream)s).Name}'")),
+                    Is.EqualTo($"cannot write {full}: No space left on device : '{full}'"));
+        Assert.That(Directory.GetFileSystemEntries(_dir), Is.EquivalentTo(new[] { file }), "no temporary left");
+        Assert.That(File.ReadAllText(file), Is.EqualTo("kept"));
+    }
+
+    [Test]
     public void OnlyDevicesFifosAndSocketsAreSpecial()
     {
         string file = Path.Combine(_dir, "plain.txt"), link = Path.Combine(_dir, "null-link");
