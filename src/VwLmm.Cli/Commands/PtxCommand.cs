@@ -24,12 +24,13 @@ public sealed class PtxCommand : ICommand
             throw new UsageException($"--arch must be sm_80 or sm_90, not '{arch}'");
         var rows = KernelModules.Resources().Where(r => arch is null || r.Arch == arch).ToList();
         if (rows.Count == 0) throw new CliException("no embedded PTX: build with ./build.sh (it compiles kernels/*.cu with NVRTC or nvcc)");
+        // Before the table: a folder that cannot be made is the whole answer, not a line after it.
+        if (dir is not null) CliArgs.CreateDirectory("--out", dir);
         stdout.WriteLine($"{"module",-12} {"kernel",-34} {"arch",-6} {"regs",5} {"smem B",7} {"spill",6}");
         foreach (var r in rows.OrderBy(r => r.Module).ThenBy(r => r.Kernel).ThenBy(r => r.Arch))
             stdout.WriteLine($"{r.Module,-12} {r.Kernel,-34} {r.Arch,-6} {r.Registers,5} {r.SharedBytes,7} {r.SpillStoreBytes + r.SpillLoadBytes,6}");
         if (dir is not null)
         {
-            CliArgs.CreateDirectory("--out", dir);
             // sm_80 runs compute_80's PTX, sm_90 compute_90's.
             var archs = PtxCompiler.PtxArchs.Where(p => arch is null || p.EndsWith(arch[3..], StringComparison.Ordinal)).ToList();
             foreach (string module in KernelModules.Names)

@@ -126,7 +126,9 @@ public class CliConsistencyTests
         File.WriteAllText(file, "");
         string under = Path.Combine(file, "out"), why = $"cannot create the folder {under}: {file} is a file, not a folder";
         AssertOneLineError(Run("data", "shapesgrid", "--out", under, "--n", "1"), 1, "--out: " + why);
-        AssertOneLineError(Run("ptx", "--arch", "sm_90", "--out", under), 1, "--out: " + why);
+        var ptx = Run("ptx", "--arch", "sm_90", "--out", under);
+        AssertOneLineError(ptx, 1, "--out: " + why);
+        Assert.That(ptx.Stdout, Is.Empty, "no resource table before the error");
         AssertOneLineError(Run("forward", "--model", _model, "--image", _image, "--prompt", "hi", "--template", "plain", "--threads", "1",
                                "--dump", under), 1, "--dump: " + why);
         string config = Path.Combine(_dir, "train-under-a-file.json");
