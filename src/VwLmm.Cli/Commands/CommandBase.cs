@@ -22,8 +22,11 @@ internal static class Shared
     };
 
     /// <summary>Refuses a model folder that is absent or a file (one of the model's own files, most likely).</summary>
-    public static string ModelDirectory(string dir) => Directory.Exists(dir) ? dir : throw new CliException(
-        File.Exists(dir) ? $"--model: '{dir}' is a file; a model is the folder it lies in" : $"--model: directory '{dir}' does not exist");
+    public static void ModelDirectory(string dir)
+    {
+        if (!Directory.Exists(dir))
+            throw new CliException(File.Exists(dir) ? $"--model: '{dir}' is a file; a model is the folder it lies in" : $"--model: directory '{dir}' does not exist");
+    }
 
     /// <summary>A model directory: config.json, safetensors weights and tokenizer.model beside them.</summary>
     public static (VwLmmModel Model, SentencePieceTokenizer Tokenizer) LoadModel(IBackend backend, string dir, bool allowUnused, TextWriter log,
