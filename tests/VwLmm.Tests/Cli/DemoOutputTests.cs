@@ -133,8 +133,76 @@ public class DemoOutputTests
             ablations.write_json(sys.argv[4], s)
             print(ablations.markdown(s))
             """;
+        var (exitCode, markdown, errors) = Python("-c", script, Path.Combine(RepositoryRoot(), "scripts"), first, second, summary);
+        Assert.That(exitCode, Is.Zero, errors);
+
+        var rows = AblationTable.Load(summary).Rows();
+        Assert.That(rows, Has.Count.EqualTo(2));
+        var cells = rows[0].Zip(rows[1]).ToDictionary(c => c.First, c => c.Second);
+        Assert.That(cells["variant (seeds)"], Is.EqualTo("vwlmm (1, 2)"));
+        Assert.That(cells["QA overall"], Is.EqualTo("60.0 ± 14.1"));
+        Assert.That(cells["wrong answers naming another object"], Is.EqualTo("25.0 (n = 1)"));
+        Assert.That(cells["unseen training images: colour"], Is.EqualTo("80.0 ± 0.0"));
+        Assert.That(cells["logit lens E·x"], Is.EqualTo("–"), "absent from both runs");
+        Assert.That(cells["colour, held-out pairs"], Is.EqualTo("75.0 (n = 1)"));
+        Assert.That(cells["shape, held-out pairs"], Is.EqualTo("0.0 (n = 1)"));
+        Assert.That(cells["shape, training pairs"], Is.EqualTo("–"), "none asked");
+        var markdownRow = markdown.Split('\n').Single(l => l.StartsWith("| vwlmm |", StringComparison.Ordinal));
+        Assert.That(markdownRow, Is.EqualTo("| " + string.Join(" | ", ["vwlmm", .. rows[1].Skip(1)]) + " |"), "the same cells as the report's");
+        Directory.Delete(dir, recursive: true);
+    }
+
+    /// <summary>
+    /// scripts/held_out_pairs.py on two hand-made runs: held-out questions grouped by how many training partners the
+    /// named attribute keeps, and wrong answers that are such a partner against the count chance gives.
+    /// </summary>
+    [Test]
+    public void HeldOutPairsScriptGroupsQuestionsByTheNamedAttributesTrainingPartners()
+    {
+        string dir = TempDir();
+        string Run(string name, params string[] lines)
+        {
+            string run = Directory.CreateDirectory(Path.Combine(dir, name)).FullName;
+            File.WriteAllLines(Path.Combine(run, "predictions.jsonl"), lines);
+            return run;
+        }
+        static string Q(int kind, string question, string expected, string predicted, bool heldOut) =>
+            $$"""{"Id":"t","Kind":{{kind}},"Question":"{{question}}","Expected":"{{expected}}","Predicted":"{{predicted}}","Correct":{{(expected == predicted ? "true" : "false")}},"InvolvesHeldOut":{{(heldOut ? "true" : "false")}},"NamesAnotherObject":false}""";
+        // Run a holds out (blue, cross) and (blue, triangle): blue keeps circle and square, cross and triangle keep five colours.
+        string a = Run("a",
+            Q(1, "what shape is the blue object ?", "cross", "circle", true),
+            Q(1, "what shape is the blue object ?", "triangle", "triangle", true),
+            Q(0, "what colour is the cross ?", "blue", "red", true),
+            Q(1, "what shape is the red object ?", "cross", "square", false),
+            Q(2, "how many circles ?", "1", "1", false));
+        // Run b holds out (red, square) only, asked once in each kind: red keeps three shapes, square five colours.
+        string b = Run("b",
+            Q(1, "what shape is the red object ?", "square", "triangle", true),
+            Q(0, "what colour is the square ?", "red", "red", true));
+
+        var (exitCode, output, errors) = Python(Path.Combine(RepositoryRoot(), "scripts", "held_out_pairs.py"), a, b);
+        Assert.That(exitCode, Is.Zero, errors);
+        var lines = output.Split('\n');
+        Assert.That(lines, Does.Contain($"{a}: held-out pairs blue cross, blue triangle"));
+        Assert.That(lines, Does.Contain($"{b}: held-out pairs red square"));
+        // Blue's wrong "circle" is one of its two partners; a wrong answer drawn from the three other shapes would be one
+        // two times in three.
+        Assert.That(lines, Does.Contain("| shape, held-out pair | 2 shapes per colour | 1/2 (50%) | 1/1 | 0.7 |"));
+        Assert.That(lines, Does.Contain("| shape, held-out pair | 3 shapes per colour | 0/1 (0%) | 1/1 | 1.0 |"));
+        // Both colour questions name a shape with five training colours; red is one of cross's.
+        Assert.That(lines, Does.Contain("| colour, held-out pair | 5 colours per shape | 1/2 (50%) | 1/1 | 1.0 |"));
+
+        var (missingExit, _, missingErrors) = Python(Path.Combine(RepositoryRoot(), "scripts", "held_out_pairs.py"), Path.Combine(dir, "none"));
+        Assert.That(missingExit, Is.Not.Zero);
+        Assert.That(missingErrors.Trim(), Is.EqualTo(Path.Combine(dir, "none", "predictions.jsonl") + ": no such file or directory"));
+        Directory.Delete(dir, recursive: true);
+    }
+
+    /// <summary>Runs python3 with these arguments: exit code, standard output and error; the test is ignored where python3 is missing.</summary>
+    private static (int ExitCode, string Output, string Errors) Python(params string[] args)
+    {
         var psi = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "-c", script, Path.Combine(RepositoryRoot(), "scripts"), first, second, summary }) psi.ArgumentList.Add(a);
+        foreach (var a in args) psi.ArgumentList.Add(a);
         Process p;
         try
         {
@@ -143,29 +211,15 @@ public class DemoOutputTests
         catch (Win32Exception)
         {
             Assert.Ignore("python3 is not installed");
-            return;
+            throw;
         }
         using (p)
         {
-            string markdown = p.StandardOutput.ReadToEnd(), errors = p.StandardError.ReadToEnd();
+            var errors = p.StandardError.ReadToEndAsync();
+            string output = p.StandardOutput.ReadToEnd();
             p.WaitForExit();
-            Assert.That(p.ExitCode, Is.Zero, errors);
-
-            var rows = AblationTable.Load(summary).Rows();
-            Assert.That(rows, Has.Count.EqualTo(2));
-            var cells = rows[0].Zip(rows[1]).ToDictionary(c => c.First, c => c.Second);
-            Assert.That(cells["variant (seeds)"], Is.EqualTo("vwlmm (1, 2)"));
-            Assert.That(cells["QA overall"], Is.EqualTo("60.0 ± 14.1"));
-            Assert.That(cells["wrong answers naming another object"], Is.EqualTo("25.0 (n = 1)"));
-            Assert.That(cells["unseen training images: colour"], Is.EqualTo("80.0 ± 0.0"));
-            Assert.That(cells["logit lens E·x"], Is.EqualTo("–"), "absent from both runs");
-            Assert.That(cells["colour, held-out pairs"], Is.EqualTo("75.0 (n = 1)"));
-            Assert.That(cells["shape, held-out pairs"], Is.EqualTo("0.0 (n = 1)"));
-            Assert.That(cells["shape, training pairs"], Is.EqualTo("–"), "none asked");
-            var markdownRow = markdown.Split('\n').Single(l => l.StartsWith("| vwlmm |", StringComparison.Ordinal));
-            Assert.That(markdownRow, Is.EqualTo("| " + string.Join(" | ", ["vwlmm", .. rows[1].Skip(1)]) + " |"), "the same cells as the report's");
+            return (p.ExitCode, output, errors.Result);
         }
-        Directory.Delete(dir, recursive: true);
     }
 
     private static string RepositoryRoot()
