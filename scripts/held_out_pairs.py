@@ -7,9 +7,11 @@ Reads each run's predictions.jsonl. The asked-about object's colour x shape pair
 reference ("what shape is the blue object ?" -> "cross" is (blue, cross)); a run's held-out pairs are those of its
 questions marked InvolvesHeldOut. Questions about held-out pairs are then grouped by how many partners the named
 attribute keeps in training: a shape question names a colour, and a colour seen with only two shapes in training gives
-the decoder a two-way choice to learn for it; a colour question names a shape, seen with two to five colours. For the
-wrong answers it counts those that are such a training partner (a shape the named colour had in training), against
-the count expected if a wrong answer were any other attribute of the question's kind.
+the decoder a two-way choice to learn for it; a colour question names a shape, seen with however many colours the
+split left it. Of the wrong answers that are an attribute of the question's kind (a colour, a shape), it counts those
+that are such a training partner (a shape the named colour had in training), against the count expected if a wrong
+answer were any other attribute of that kind. COLOURS and SHAPES mirror ObjectColour and ObjectShape in
+src/VwLmm.Data/ShapesGrid/Scene.cs (a test keeps them equal).
 """
 import json
 import os
@@ -83,7 +85,7 @@ def main(argv):
     if not argv:
         sys.exit(__doc__.strip().splitlines()[2].strip())
     runs = [load(run) for run in argv]
-    for run, (asked, held) in zip(argv, runs):
+    for run, (_, held) in zip(argv, runs):
         print(f"{run}: held-out pairs {', '.join(f'{c} {s}' for c, s in sorted(held)) or 'none asked about'}")
     print(markdown(tally(runs)))
 

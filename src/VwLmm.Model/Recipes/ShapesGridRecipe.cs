@@ -31,7 +31,8 @@ public sealed record ShapesGridBudget(int VisionSteps, int TextSteps, int AlignS
     /// weigh in the average: held-out answers swing by ten to fifteen questions between checkpoints 250 steps apart, and the average
     /// answered more held-out colour questions over six seeds (docs/RESULTS.md, session 25). Twice version 6's
     /// instruction steps with weight decay 0.1 answered more held-out colour questions over six seeds and as many shape
-    /// ones (session 37), where 3,000 steps without decay had lost held-out shape (session 25).
+    /// ones (session 37); it takes both, as 3,000 steps without decay lost held-out shape (session 25) and the decay over
+    /// 2,000 steps lost held-out colour (session 38).
     /// </summary>
     public static ShapesGridBudget Default { get; } = new(2400, 120, 200, 400, 4000, 16, 200, QaAverageDecay: 0.999, QaWeightDecay: 0.1);
     /// <summary>

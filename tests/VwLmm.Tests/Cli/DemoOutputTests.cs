@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net;
 using NUnit.Framework;
 using VwLmm.Cli.Reports;
+using VwLmm.Data.ShapesGrid;
 using static VwLmm.Tests.Cli.CliRunner;
 
 namespace VwLmm.Tests.Cli;
@@ -191,6 +192,16 @@ public class DemoOutputTests
         Assert.That(lines, Does.Contain("| shape, held-out pair | 3 shapes per colour | 0/1 (0%) | 1/1 | 1.0 |"));
         // Both colour questions name a shape with five training colours; red is one of cross's.
         Assert.That(lines, Does.Contain("| colour, held-out pair | 5 colours per shape | 1/2 (50%) | 1/1 | 1.0 |"));
+
+        // The script's attribute lists are the world's, in the words questions use.
+        var (listsExit, lists, listsErrors) = Python("-c", "import sys; sys.path.insert(0, sys.argv[1]); import held_out_pairs as h; print(' '.join(h.COLOURS)); print(' '.join(h.SHAPES))",
+                                                     Path.Combine(RepositoryRoot(), "scripts"));
+        Assert.That(listsExit, Is.Zero, listsErrors);
+        Assert.That(lists.Split('\n', StringSplitOptions.RemoveEmptyEntries), Is.EqualTo(new[]
+        {
+            string.Join(' ', Enum.GetValues<ObjectColour>().Select(Words.Of)),
+            string.Join(' ', Enum.GetValues<ObjectShape>().Select(Words.Of)),
+        }));
 
         var (missingExit, _, missingErrors) = Python(Path.Combine(RepositoryRoot(), "scripts", "held_out_pairs.py"), Path.Combine(dir, "none"));
         Assert.That(missingExit, Is.Not.Zero);
