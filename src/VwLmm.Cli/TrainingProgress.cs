@@ -42,7 +42,7 @@ public sealed class TrainingProgress : IDisposable
     }
 
     public void Report(StepMetrics m) => Report(m.Branch > 0 ? $"{m.Stage}, branch {m.Branch + 1}" : m.Stage, m.StageStep, m.StageSteps, m.GlobalStep, m.TotalSteps,
-        string.Create(CultureInfo.InvariantCulture, $"loss {m.Loss:0.000}  L_text {m.LossText:0.000}  L_vm {m.LossVm:0.000}  {m.TokensPerSecond:0} tok/s"));
+        string.Create(CultureInfo.InvariantCulture, $"loss {m.Loss:0.000}  L_text {m.LossText:0.000}  L_vm {m.LossVm:0.000}{(m.LossTwin is { } twin ? $"  L_twin {twin:0.000}" : "")}  {m.TokensPerSecond:0} tok/s"));
 
     /// <summary>One step of any stage; <paramref name="measures"/> is what the stage has to say about it.</summary>
     public void Report(string stage, int stageStep, int stageSteps, int globalStep, int totalSteps, string measures)

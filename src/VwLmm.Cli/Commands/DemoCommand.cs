@@ -30,7 +30,9 @@ public sealed class DemoCommand : ICommand
           --quick     the small budget CI uses (a couple of minutes)
           --variant   vwlmm (default: forward KL, target not detached, λ 1), baseline (λ 0: LLaVA), detach, pif,
               reverse (reverse KL), lmhead (VM head initialised from lm_head instead of embed_tokens),
-              pif-frozen (pif with the VM head frozen at its random initialisation, λ 0.1)
+              pif-frozen (pif with the VM head frozen at its random initialisation, λ 0.1), twins (each colour and
+              shape question trained beside its counterfactual twin: the asked object with another colour or shape,
+              the same answer, and a loss on the difference of the two answers' logits; needs the answer prior)
           --stages    lookup (default: instruction tuning on colour and shape questions), llava (LM pretraining, caption
                       alignment, captions, instruction tuning on every question kind: the session 2–6 recipe)
           --answer-prior  on (default): instruction tuning against a question-only answer prior (a product of experts,
@@ -54,7 +56,7 @@ public sealed class DemoCommand : ICommand
     [
         ("vwlmm", ShapesGridVariant.VwLmm), ("baseline", ShapesGridVariant.Baseline), ("detach", ShapesGridVariant.Detach),
         ("pif", ShapesGridVariant.Pif), ("reverse", ShapesGridVariant.Reverse), ("lmhead", ShapesGridVariant.LmHead),
-        ("pif-frozen", ShapesGridVariant.PifFrozenHead),
+        ("pif-frozen", ShapesGridVariant.PifFrozenHead), ("twins", ShapesGridVariant.Twins),
     ];
 
     public int Run(CliArgs args, TextWriter stdout)
@@ -80,6 +82,8 @@ public sealed class DemoCommand : ICommand
             "off" => false,
             var v => throw new UsageException($"--answer-prior must be on or off, not '{v}'"),
         };
+        if (variant == ShapesGridVariant.Twins && !answerPrior)
+            throw new UsageException("--variant twins needs --answer-prior on: the twins compare the logits of its words");
         string name = variantName + (answerPrior ? "" : "-noprior") + (stages == ShapesGridStages.Llava ? "-llava" : "");
         // Another seed's run gets its own folder, as it gets its own cache: it would otherwise replace seed 1's report.
         string defaultOut = (quick ? "demo-quick" : "demo") + (name == "vwlmm" ? "" : "-" + name) + (seed == 1 ? "" : $"-seed{seed}");
@@ -344,6 +348,9 @@ public sealed class DemoCommand : ICommand
             .LossChart([
                 new Series("L_text", "#2166ac", metrics.Select(m => (m.GlobalStep, m.LossText)).ToList()),
                 new Series("L_vm", "#d73027", metrics.Where(m => m.LossVm > 0).Select(m => (m.GlobalStep, m.LossVm)).ToList()),
+                .. metrics.Any(m => m.LossTwin is not null)
+                    ? [new Series("L_twin", "#1a9850", metrics.Where(m => m.LossTwin is not null).Select(m => (m.GlobalStep, m.LossTwin!.Value)).ToList())]
+                    : Array.Empty<Series>(),
             ], stages);
         if (ablations is not null)
         {

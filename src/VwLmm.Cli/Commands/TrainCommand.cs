@@ -43,7 +43,11 @@ public sealed class TrainCommand : ICommand
                         with the moving average a ← d·a + (1 − d)·θ of its weights over its steps, started from
                         its first weights (default 0: none),
                         "dropout": p in [0,1): the decoder's attention and MLP outputs dropped at rate p before they
-                        join the residual stream (default 0), "branches": N, "branch_from": S in [0, steps): the
+                        join the residual stream (default 0), "twin_weight": β ≥ 0: examples the data source has
+                        a counterfactual twin for (the "qa…" sources of "shapesgrid": the asked object with
+                        another colour or shape, the same answer) train beside it, and β × the squared difference
+                        of their answers' logits over the answer_prior words is added to the loss (default 0: none;
+                        needs answer_prior), "branches": N, "branch_from": S in [0, steps): the
                         stage's steps past S run N times, each branch from the weights, moments and average of step
                         S and on its own data order past it, and the stage ends with the mean of the N branches'
                         final weights (default 1: none; each further branch costs steps − S steps)}]

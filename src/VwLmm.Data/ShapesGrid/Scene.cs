@@ -24,8 +24,9 @@ public readonly record struct GridObject(int Row, int Column, ObjectColour Colou
     public Combo Combo => new(Colour, Shape);
 }
 
-/// <summary>One question with its short answer; <paramref name="InvolvesHeldOut"/> when it is about a held-out combination.</summary>
-public sealed record QaPair(QuestionKind Kind, string Question, string Answer, bool InvolvesHeldOut);
+/// <summary>One question with its short answer; <paramref name="InvolvesHeldOut"/> when it is about a held-out combination;
+/// <paramref name="Subject"/>: the object a colour or shape question asks about.</summary>
+public sealed record QaPair(QuestionKind Kind, string Question, string Answer, bool InvolvesHeldOut, GridObject? Subject = null);
 
 /// <summary>
 /// The ground truth of one image: a Grid×Grid board whose rows above <see cref="Horizon"/> are sky and the rest
@@ -33,8 +34,9 @@ public sealed record QaPair(QuestionKind Kind, string Question, string Answer, b
 /// </summary>
 public sealed class Scene
 {
-    /// <summary>Streams under <see cref="Seed"/>: the questions asked about the scene, and its pixel noise.</summary>
-    internal const ulong QuestionStream = 1, PixelStream = 2;
+    /// <summary>Streams under <see cref="Seed"/>: the questions asked about the scene, its pixel noise, and its twin's change
+    /// (<see cref="ShapesGridWorld.Twin"/>).</summary>
+    internal const ulong QuestionStream = 1, PixelStream = 2, TwinStream = 3;
 
     public Scene(int grid, int horizon, Background ground, IReadOnlyList<GridObject> objects, ulong seed)
     {

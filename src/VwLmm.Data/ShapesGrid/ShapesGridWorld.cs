@@ -41,6 +41,13 @@ public sealed record ShapesGridSample(Split Split, long Index, Scene Scene, RgbI
 }
 
 /// <summary>
+/// A counterfactual twin of a training conversation (<see cref="ShapesGridWorld.Twin"/>): <paramref name="Conversation"/>
+/// asks one question about <paramref name="Scene"/>, whose answer is that of the original's question number
+/// <paramref name="Question"/> (0-based).
+/// </summary>
+public sealed record ShapesGridTwin(ConversationSample Conversation, Scene Scene, int Question);
+
+/// <summary>
 /// The ShapesGrid world (METHOD §7.1): a deterministic, seeded generator of Grid×Grid board images, their per-patch
 /// ground truth and text. Every sample is a pure function of (seed, options, split, index).
 /// <para>
@@ -130,12 +137,49 @@ public sealed class ShapesGridWorld
     /// scene allows none of them — when every colour and every shape in it repeats). Built from the scene alone: the
     /// image is not rendered.
     /// </summary>
-    public ConversationSample QaConversation(Split split, long index, string imageRef, IReadOnlyCollection<QuestionKind> kinds)
+    public ConversationSample QaConversation(Split split, long index, string imageRef, IReadOnlyCollection<QuestionKind> kinds) =>
+        new(ShapesGridSample.IdOf(split, index), imageRef, QaTurns(Llava.ImagePlaceholder + "\n", QaQuestions(SceneAt(split, index), split, kinds)));
+
+    private IReadOnlyList<QaPair> QaQuestions(Scene scene, Split split, IReadOnlyCollection<QuestionKind> kinds)
     {
-        var scene = SceneAt(split, index);
         var questions = Questions(scene, split, [.. kinds]);
-        if (questions.Count == 0) questions = Questions(scene, split, AllKinds);
-        return new ConversationSample(ShapesGridSample.IdOf(split, index), imageRef, QaTurns(Llava.ImagePlaceholder + "\n", questions));
+        return questions.Count > 0 ? questions : Questions(scene, split, AllKinds);
+    }
+
+    /// <summary>
+    /// The counterfactual twin of training image conversation <paramref name="index"/> (<see cref="QaConversation"/> with
+    /// the same kinds): its first colour or shape question whose subject can take another value of the attribute the
+    /// question names — one no other object in the scene has, that makes a training pair with the subject's other
+    /// attribute, and beside which no other object makes a held-out pair (<see cref="Ask"/>'s rule) — asked alone about
+    /// the scene with the subject so changed. "what shape is the blue object ?" about a blue circle becomes "what shape is
+    /// the red object ?" about the same circle in red: the same answer, so a model that answers from the subject's shape
+    /// alone answers both alike, and one that leans on the colour (blue circles and squares only, never blue crosses) does
+    /// not. Null when no question allows a change. Built from the scene alone: nothing is rendered.
+    /// </summary>
+    public ShapesGridTwin? Twin(long index, string imageRef, IReadOnlyCollection<QuestionKind> kinds)
+    {
+        var scene = SceneAt(Split.Train, index);
+        var questions = QaQuestions(scene, Split.Train, kinds);
+        var rng = Streams.Derive(scene.Seed, Scene.TwinStream);
+        for (int k = 0; k < questions.Count; k++)
+        {
+            if (questions[k].Subject is not { } o) continue;
+            bool shape = questions[k].Kind == QuestionKind.Shape;
+            var options = (shape
+                    ? Enum.GetValues<ObjectColour>().Select(c => o with { Colour = c })
+                    : Enum.GetValues<ObjectShape>().Select(s => o with { Shape = s }))
+                .Where(t => t != o && !IsHeldOut(t.Combo) && scene.Objects.All(p => p == o || (shape
+                    ? p.Colour != t.Colour && !IsHeldOut(new Combo(t.Colour, p.Shape))
+                    : p.Shape != t.Shape && !IsHeldOut(new Combo(p.Colour, t.Shape)))))
+                .ToArray();
+            if (options.Length == 0) continue;
+            var twin = rng.Pick(options);
+            var changed = new Scene(scene.Grid, scene.Horizon, scene.Ground, scene.Objects.Select(p => p == o ? twin : p).ToArray(), scene.Seed);
+            var qa = shape ? ShapeQuestion(twin) : ColourQuestion(twin);
+            var id = $"{ShapesGridSample.IdOf(Split.Train, index)}-twin";
+            return new ShapesGridTwin(new ConversationSample(id, imageRef, QaTurns(Llava.ImagePlaceholder + "\n", [qa])), changed, k);
+        }
+        return null;
     }
 
     /// <summary>A text-only QA conversation: the first question is preceded by a caption of an unseen scene that answers it.</summary>
@@ -259,16 +303,14 @@ public sealed class ShapesGridWorld
                 var unique = objects.Where(o => objects.Count(p => p.Shape == o.Shape) == 1)
                     .Where(o => split == Split.Test || objects.All(p => p == o || !IsHeldOut(new Combo(p.Colour, o.Shape)))).ToArray();
                 if (unique.Length == 0) return null;
-                var o = rng.Pick(unique);
-                return new QaPair(kind, $"what colour is the {Words.Of(o.Shape)} ?", Words.Of(o.Colour), IsHeldOut(o.Combo));
+                return ColourQuestion(rng.Pick(unique));
             }
             case QuestionKind.Shape:
             {
                 var unique = objects.Where(o => objects.Count(p => p.Colour == o.Colour) == 1)
                     .Where(o => split == Split.Test || objects.All(p => p == o || !IsHeldOut(new Combo(o.Colour, p.Shape)))).ToArray();
                 if (unique.Length == 0) return null;
-                var o = rng.Pick(unique);
-                return new QaPair(kind, $"what shape is the {Words.Of(o.Colour)} object ?", Words.Of(o.Shape), IsHeldOut(o.Combo));
+                return ShapeQuestion(rng.Pick(unique));
             }
             case QuestionKind.Count:
                 if (rng.NextInt(2) == 0)
@@ -306,6 +348,12 @@ public sealed class ShapesGridWorld
             }
         }
     }
+
+    private QaPair ColourQuestion(GridObject o) =>
+        new(QuestionKind.Colour, $"what colour is the {Words.Of(o.Shape)} ?", Words.Of(o.Colour), IsHeldOut(o.Combo), o);
+
+    private QaPair ShapeQuestion(GridObject o) =>
+        new(QuestionKind.Shape, $"what shape is the {Words.Of(o.Colour)} object ?", Words.Of(o.Shape), IsHeldOut(o.Combo), o);
 
     private static string Digits(int n) => n.ToString(System.Globalization.CultureInfo.InvariantCulture);
 

@@ -11,9 +11,11 @@ namespace VwLmm.Model.Recipes;
 /// METHOD §7.3's variants: A (λ = 0, the LLaVA baseline), B (VW-LMM as released), C (detached target), D (pif), E (B with
 /// reverse KL), F (B with the VM head initialised from lm_head instead of embed_tokens); and G, D with the VM head left
 /// at its random initialisation (frozen, METHOD §4.3's first unknown) and λ = <see cref="ShapesGridRecipe.FrozenHeadVmLossWeight"/>:
-/// D's own head saturates or flattens p and the decoder loses the image (docs/RESULTS.md, sessions 18 and 32).
+/// D's own head saturates or flattens p and the decoder loses the image (docs/RESULTS.md, sessions 18 and 32); and Twins,
+/// B with every colour and shape question of instruction tuning trained beside its counterfactual twin
+/// (<see cref="ShapesGridWorld.Twin"/>, <see cref="StageConfig.TwinWeight"/> = <see cref="ShapesGridRecipe.TwinLossWeight"/>).
 /// </summary>
-public enum ShapesGridVariant { Baseline, VwLmm, Detach, Pif, Reverse, LmHead, PifFrozenHead }
+public enum ShapesGridVariant { Baseline, VwLmm, Detach, Pif, Reverse, LmHead, PifFrozenHead, Twins }
 
 /// <summary>Which stages a ShapesGrid run trains after the vision pretraining (<see cref="ShapesGridRecipe.TrainConfig"/>).</summary>
 public enum ShapesGridStages { Lookup, Llava }
@@ -123,6 +125,13 @@ public sealed class ShapesGridRecipe
     /// </summary>
     public const double FrozenHeadVmLossWeight = 0.1;
 
+    /// <summary>
+    /// β of <see cref="ShapesGridVariant.Twins"/>, in the stages with an answer prior. Over every word of the vocabulary
+    /// (not just the classes') β = 0.1 and 1 kept the decoder from reading the image at all (seed 1, docs/RESULTS.md,
+    /// session 39).
+    /// </summary>
+    public const double TwinLossWeight = 0.1;
+
     /// <summary>Whether <paramref name="variant"/> trains the VM head (every variant but <see cref="ShapesGridVariant.PifFrozenHead"/>).</summary>
     public static bool TrainsVmHead(ShapesGridVariant variant) => variant != ShapesGridVariant.PifFrozenHead;
 
@@ -136,6 +145,7 @@ public sealed class ShapesGridRecipe
     /// pair features that do not transfer to the held-out pairs; docs/RESULTS.md has the measurements.
     /// </summary>
     /// <remarks>
+    /// <see cref="ShapesGridVariant.Twins"/> gives the stages with an answer prior their twins (none without one).
     /// With answerPrior, instruction tuning trains against the frame-relative answer prior of
     /// <see cref="AnswerPriorClasses"/> (<see cref="AnswerPrior"/>): what the question's colour or shape word alone says
     /// about the answer on the training combinations is explained by the prior, not learned. A variant that does not
@@ -145,6 +155,8 @@ public sealed class ShapesGridRecipe
                                    ShapesGridVariant variant = ShapesGridVariant.VwLmm)
     {
         var config = StageList(budget, seed, answerPrior, stages);
+        if (variant == ShapesGridVariant.Twins)
+            config = config with { Stages = [.. config.Stages.Select(s => s.AnswerPrior is null ? s : s with { TwinWeight = TwinLossWeight })] };
         return TrainsVmHead(variant)
             ? config
             : config with { Stages = [.. config.Stages.Select(s => s with { Trainable = [.. s.Trainable.Where(g => g != ParameterGroup.VmHead)] })] };
@@ -279,6 +291,12 @@ public sealed class ShapesGridRecipe
             var conv = Conversation(index);
             return new TrainingExample(Template.Encode(conv, tok), conv.HasImage ? r.Pixels(r.World.Render(r.World.SceneAt(Split.Train, index))) : null);
         }
+
+        public TwinExample? Twin(int index) =>
+            kinds is null && r.World.IsTextOnly(Split.Train, index) ? null
+            : r.World.Twin(index, "image", kinds ?? Enum.GetValues<QuestionKind>()) is { } twin
+                ? new TwinExample(new TrainingExample(Template.Encode(twin.Conversation, tok), r.Pixels(r.World.Render(twin.Scene))), twin.Question)
+                : null;
 
         // The answer prior counts every example a stage trains on: without rendering and preprocessing their images.
         public TokenizedConversation Tokens(int index) => Template.Encode(Conversation(index), tok);

@@ -52,6 +52,13 @@ public sealed record StageConfig
     /// </summary>
     public double Dropout { get; init; }
     /// <summary>
+    /// Weight β of the counterfactual twin loss (<see cref="TwinLoss"/>): every example the source has a twin for
+    /// (<see cref="ITrainingSource.Twin"/>) is trained with its twin beside it in the micro-batch, and β times the squared
+    /// difference of the two answers' logits over the <see cref="AnswerPrior"/> classes' words (centred within each class,
+    /// summed over the words, averaged over the pairs) is added to the loss; 0: none. Needs <see cref="AnswerPrior"/>.
+    /// </summary>
+    public double TwinWeight { get; init; }
+    /// <summary>
     /// Runs the stage's steps from <see cref="BranchFrom"/> on this many times, each branch from the weights, AdamW
     /// moments and moving average the first had at that step, and on its own order of the data past it; the stage ends
     /// with the mean of the branches' final weights (a "model soup" of one trajectory's forks: Wortsman et al. 2022).
@@ -131,6 +138,9 @@ public sealed record TrainConfig
             NonNegative(s.WeightDecay, "weight_decay", at);
             NonNegative(s.GradClip, "grad_clip", at);
             if (s.VmLossWeight is { } lambda) NonNegative(lambda, "vm_loss_weight", at);
+            NonNegative(s.TwinWeight, "twin_weight", at);
+            if (s.TwinWeight > 0 && s.AnswerPrior is null)
+                throw new InvalidDataException($"{at}: 'twin_weight' needs 'answer_prior' (its classes are the words whose logits twins compare)");
             if (s.Branches < 1) throw new InvalidDataException($"{at}: 'branches' must be ≥ 1");
             if (s.BranchFrom < 0 || s.Branches > 1 && (s.Epochs is null || stepsResolved) && s.BranchFrom >= s.Steps)
                 throw new InvalidDataException($"{at}: 'branch_from' must be in [0, steps) ({s.Steps} steps)");
@@ -154,7 +164,7 @@ public sealed record TrainConfig
     /// <summary>Top-level keys: the run's own, plus those the caller interprets (model, data sources, tokenizer, output).</summary>
     public static readonly string[] TopKeys = ["seed", "stages", "max_length", "log_every", "checkpoint_every", "model", "shapesgrid", "datasets", "tokenizer", "out"];
     private static readonly string[] StageKeys =
-        ["name", "data", "trainable", "steps", "epochs", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head", "answer_prior", "answer_prior_samples", "ema_decay", "dropout", "branches", "branch_from"];
+        ["name", "data", "trainable", "steps", "epochs", "lr", "min_lr_ratio", "warmup_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip", "vm_loss_weight", "init_vm_head", "answer_prior", "answer_prior_samples", "ema_decay", "dropout", "twin_weight", "branches", "branch_from"];
 
     /// <summary>Parses the run part of a train config (model/shapesgrid/datasets/tokenizer/out keys are the caller's).</summary>
     public static TrainConfig Parse(JsonElement root, string source)
@@ -193,6 +203,7 @@ public sealed record TrainConfig
                 AnswerPriorSamples = Int(s, "answer_prior_samples", at),
                 EmaDecay = Num(s, "ema_decay", at) ?? 0,
                 Dropout = Num(s, "dropout", at) ?? 0,
+                TwinWeight = Num(s, "twin_weight", at) ?? 0,
                 Branches = Int(s, "branches", at) ?? 1,
                 BranchFrom = Int(s, "branch_from", at) ?? 0,
             });

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
@@ -9,14 +10,15 @@ using VwLmm.Model.Checkpoints;
 
 namespace VwLmm.Model.Training;
 
-/// <summary>What one optimiser step measured (written as a JSONL line on log steps); TokensPerSecond counts every
+/// <summary>What one optimiser step measured (written as a JSONL line on log steps); Loss = LossText + λ·LossVm +
+/// LossTwin (the twin loss with its weight, <see cref="TwinLoss"/>; null in a stage without); TokensPerSecond counts every
 /// position the step's batches ran (prompt, image and answer; not padding); TruncatedExamples counts the step's
 /// examples that max_length cut once their images were spliced in; Branch is the stage's branch the step belongs to
 /// (<see cref="StageConfig.Branches"/>; 0 in a stage without).</summary>
 public sealed record StepMetrics(
     string Stage, int StageStep, int StageSteps, int GlobalStep, int TotalSteps, double LossText, double LossVm, double Loss,
     double GradNorm, double Lr, double TokensPerSecond, double Seconds, double? VisualWordEntropy, int? DistinctVisualWords,
-    int TruncatedExamples, int Branch);
+    int TruncatedExamples, int Branch, double? LossTwin = null);
 
 /// <summary>Where a run stands: enough, with the saved parameters and moments, to continue it bit for bit.</summary>
 public sealed record TrainerState(int Stage, int StageStep, int GlobalStep, int AdamStep, ulong Seed, int Branch = 0);
@@ -49,6 +51,9 @@ public sealed class Trainer : IDisposable
     private int[] _order = [];
     private (int stage, int epoch, int branch) _orderKey = (-1, -1, -1);
     private (int stage, int branch, AnswerPrior? prior) _prior = (-1, -1, null);
+    private (int stage, TwinLoss? loss) _twins = (-1, null);
+    private readonly List<(int sample, int answer, int twin)> _pairs = [];
+    private readonly List<int> _rowsA = [], _rowsB = [];
 
     /// <summary>The tokenizer is needed only by stages with an answer prior (to find their class words). Stages given in
     /// epochs get their step counts here, from their sources' sizes.</summary>
@@ -180,22 +185,25 @@ public sealed class Trainer : IDisposable
         int? distinct = null;
         bool logStep = (_state.StageStep + 1) % Math.Max(1, _config.LogEvery) == 0 || _state.StageStep + 1 == stage.Steps;
         var prior = PriorFor(stage, source, builder);
+        var twinLoss = TwinLossFor(stage);
+        double? twin = twinLoss is null ? null : 0;
         adam.ZeroGrad();
         for (int micro = 0; micro < stage.GradAccum; micro++)
         {
-            var examples = new TrainingExample[stage.BatchSize];
             long first = ((long)_state.StageStep * stage.GradAccum + micro) * stage.BatchSize;
-            for (int i = 0; i < examples.Length; i++) examples[i] = source.Get(IndexAt(source, stage, _state.Branch, first + i));
+            var examples = Examples(stage, source, first, twinLoss is not null);
             var batch = builder.Build(examples.Select(e => e.Tokens).ToList());
             _tape.Reset();
             _tape.Track(_model.Parameters.All);
             var pixels = batch.ImageCount > 0 ? Ops.Input(_tape, GatherPixels(batch, examples), PixelShape(batch.ImageCount)) : null;
             var bias = prior is null ? null : Ops.Gather(_tape, Ops.Input(_tape, prior.Table, prior.Contexts, prior.Vocab), null, prior.RowMap(batch));
             var output = _model.Forward(_tape, batch, pixels, stage.VmLossWeight, bias, DropoutFor(stage, micro));
+            double twinTerm = twinLoss is null ? 0 : AddTwinLoss(twinLoss, stage, batch, output.Logits);
             _tape.Backward();
             text += output.Text.Mean / stage.GradAccum;
             vm += output.Vm.Mean / stage.GradAccum;
-            total += output.Total / stage.GradAccum;
+            total += (output.Total + twinTerm) / stage.GradAccum;
+            twin += twinTerm / stage.GradAccum;
             tokens += batch.KeyLengths.Sum();
             truncated += batch.TruncatedCount;
             if (logStep && micro == 0 && output.VmLogits is not null)
@@ -207,7 +215,65 @@ public sealed class Trainer : IDisposable
         _state = _state with { StageStep = _state.StageStep + 1, GlobalStep = _state.GlobalStep + 1, AdamStep = adam.StepCount };
         double seconds = sw.Elapsed.TotalSeconds;
         return new StepMetrics(stage.Name, _state.StageStep, stage.Steps, _state.GlobalStep, _config.TotalSteps, text, vm, total,
-                               norm, lr, tokens / Math.Max(seconds, 1e-9), seconds, entropy, distinct, truncated, _state.Branch);
+                               norm, lr, tokens / Math.Max(seconds, 1e-9), seconds, entropy, distinct, truncated, _state.Branch, twin);
+    }
+
+    /// <summary>The micro-batch's examples from position first of the stage's order; with twins, each example the source
+    /// has a twin for is followed by it, and _pairs says where they are.</summary>
+    private TrainingExample[] Examples(StageConfig stage, ITrainingSource source, long first, bool twins)
+    {
+        _pairs.Clear();
+        if (!twins)
+        {
+            var examples = new TrainingExample[stage.BatchSize];
+            for (int i = 0; i < examples.Length; i++) examples[i] = source.Get(IndexAt(source, stage, _state.Branch, first + i));
+            return examples;
+        }
+        var list = new List<TrainingExample>(2 * stage.BatchSize);
+        for (int i = 0; i < stage.BatchSize; i++)
+        {
+            int index = IndexAt(source, stage, _state.Branch, first + i);
+            list.Add(source.Get(index));
+            if (source.Twin(index) is not { } twin) continue;
+            _pairs.Add((list.Count - 1, twin.Answer, list.Count));
+            list.Add(twin.Example);
+        }
+        return [.. list];
+    }
+
+    /// <summary>Adds the twin loss of the micro-batch's pairs (<see cref="Examples"/>) to the tape; returns its value.</summary>
+    private double AddTwinLoss(TwinLoss loss, StageConfig stage, Batch batch, Tensor logits)
+    {
+        _rowsA.Clear();
+        _rowsB.Clear();
+        foreach (var (sample, answer, twin) in _pairs)
+            if (TwinLoss.AnswerRow(batch, sample, answer) is int a && TwinLoss.AnswerRow(batch, twin, 0) is int b)
+            {
+                _rowsA.Add(a);
+                _rowsB.Add(b);
+            }
+        return loss.Add(_tape, logits, CollectionsMarshal.AsSpan(_rowsA), CollectionsMarshal.AsSpan(_rowsB), (float)stage.TwinWeight);
+    }
+
+    /// <summary>The stage's twin loss over its answer prior's words; null when the stage has no twin weight.</summary>
+    private TwinLoss? TwinLossFor(StageConfig stage)
+    {
+        if (!(stage.TwinWeight > 0)) return null;
+        if (_twins.stage != _state.Stage)
+            _twins = (_state.Stage, new TwinLoss(_model.Config.Llm.VocabSize, ClassTokens(stage)));
+        return _twins.loss;
+    }
+
+    /// <summary>The token of each word of the stage's answer prior classes, class by class; each word must be one token.</summary>
+    private int[][] ClassTokens(StageConfig stage)
+    {
+        var tok = _tokenizer ?? throw new InvalidOperationException($"stage '{stage.Name}': answer_prior needs the trainer's tokenizer");
+        return [.. stage.AnswerPrior!.Select(words => words.Select(word =>
+        {
+            var ids = tok.Encode(word, addBos: false);
+            return ids.Length == 1 ? ids[0]
+                : throw new InvalidDataException($"stage '{stage.Name}': answer_prior word '{word}' is {ids.Length} tokens; each must be one token");
+        }).ToArray())];
     }
 
     /// <summary>The stage's dropout for a micro-batch of this step: its seed follows from the run's seed, the global
@@ -227,17 +293,11 @@ public sealed class Trainer : IDisposable
     {
         if (stage.AnswerPrior is null) return null;
         if ((_prior.stage, _prior.branch) == (_state.Stage, _state.Branch)) return _prior.prior;
-        var tok = _tokenizer ?? throw new InvalidOperationException($"stage '{stage.Name}': answer_prior needs the trainer's tokenizer");
         var classOf = new Dictionary<int, int>();
-        foreach (var (words, c) in stage.AnswerPrior.Select((w, c) => (w, c)))
-            foreach (string word in words)
-            {
-                var ids = tok.Encode(word, addBos: false);
-                if (ids.Length != 1)
-                    throw new InvalidDataException($"stage '{stage.Name}': answer_prior word '{word}' is {ids.Length} tokens; each must be one token");
-                if (!classOf.TryAdd(ids[0], c))
+        foreach (var (ids, c) in ClassTokens(stage).Select((ids, c) => (ids, c)))
+            foreach (var (id, word) in ids.Zip(stage.AnswerPrior[c]))
+                if (!classOf.TryAdd(id, c))
                     throw new InvalidDataException($"stage '{stage.Name}': answer_prior word '{word}' is in two classes");
-            }
         long visited = (long)stage.Steps * stage.GradAccum * stage.BatchSize;
         int n = (int)Math.Min(visited, stage.AnswerPriorSamples ?? int.MaxValue);
         var batches = Enumerable.Range(0, (n + stage.BatchSize - 1) / stage.BatchSize).Select(i =>

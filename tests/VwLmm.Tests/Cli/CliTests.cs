@@ -40,7 +40,7 @@ public class CliTests
         AssertOneLineError(Run("preprocess", "--image", "a.png", "--size", "abc", "--out", "x.npy"), 2, "--size", "abc");
         AssertOneLineError(Run("demo", "--device", "tpu"), 2, "--device", "tpu");
         AssertOneLineError(Run("demo", "--stages", "all"), 2, "--stages", "all");
-        AssertOneLineError(Run("demo", "--variant", "ema"), 2, "--variant", "ema", "lmhead or pif-frozen");
+        AssertOneLineError(Run("demo", "--variant", "ema"), 2, "--variant", "ema", "pif-frozen or twins");
         AssertOneLineError(Run("demo", "--answer-prior", "yes"), 2, "--answer-prior", "yes");
         AssertOneLineError(Run("preprocess", "--size", "32", "--out", "x.npy"), 2, "missing required option --image");
         AssertOneLineError(Run("preprocess", "--image", "a.png", "--out="), 2, "option --out needs a value, not an empty one");

@@ -1,9 +1,11 @@
+using System.Text.Json;
 using NUnit.Framework;
 using VwLmm.Core;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.ShapesGrid;
 using VwLmm.Model;
 using VwLmm.Model.Recipes;
+using VwLmm.Model.Training;
 
 namespace VwLmm.Tests.Model;
 
@@ -173,6 +175,7 @@ public class ShapesGridRecipeTests : CpuFixture
     [TestCase(ShapesGridVariant.Reverse, 1.0, false, false, KlDirection.Reverse, VmHeadInit.EmbedTokens)]
     [TestCase(ShapesGridVariant.LmHead, 1.0, false, false, KlDirection.Forward, VmHeadInit.LmHead)]
     [TestCase(ShapesGridVariant.PifFrozenHead, 0.1, false, true, KlDirection.Forward, VmHeadInit.Random)]
+    [TestCase(ShapesGridVariant.Twins, 1.0, false, false, KlDirection.Forward, VmHeadInit.EmbedTokens)]
     public void EachVariantChangesItsOneSetting(ShapesGridVariant variant, double lambda, bool detach, bool pif, KlDirection kl, VmHeadInit init)
     {
         var (recipe, tok) = TinyWorld.ShapesGridSeed1;
@@ -194,6 +197,71 @@ public class ShapesGridRecipeTests : CpuFixture
         foreach (var v in Enum.GetValues<ShapesGridVariant>().Where(v => v != ShapesGridVariant.PifFrozenHead))
             Assert.That(recipe.TrainConfig(ShapesGridBudget.Quick, 1, stages: stages, variant: v).Stages.Select(s => s.Trainable),
                         Is.EqualTo(released.Stages.Select(s => s.Trainable)), v.ToString());
+    }
+
+    [TestCase(ShapesGridStages.Lookup)]
+    [TestCase(ShapesGridStages.Llava)]
+    public void OnlyTheTwinsVariantGivesTwinsAndOnlyToStagesWithAnAnswerPrior(ShapesGridStages stages)
+    {
+        var (recipe, _) = TinyWorld.ShapesGridSeed1;
+        var twins = recipe.TrainConfig(ShapesGridBudget.Quick, 1, answerPrior: true, stages: stages, variant: ShapesGridVariant.Twins);
+        var released = recipe.TrainConfig(ShapesGridBudget.Quick, 1, answerPrior: true, stages: stages);
+        Assert.That(twins.Stages.Select(s => s.TwinWeight), Is.EqualTo(twins.Stages.Select(s => s.AnswerPrior is null ? 0 : ShapesGridRecipe.TwinLossWeight)));
+        Assert.That(twins.Stages.Count(s => s.TwinWeight > 0), Is.EqualTo(1), "instruction tuning");
+        Assert.That(twins.Stages.Select(s => JsonSerializer.Serialize(s with { TwinWeight = 0 })), Is.EqualTo(released.Stages.Select(s => JsonSerializer.Serialize(s))));
+        Assert.That(recipe.TrainConfig(ShapesGridBudget.Quick, 1, answerPrior: false, stages: stages, variant: ShapesGridVariant.Twins).Stages.Select(s => s.TwinWeight), Is.All.Zero);
+        foreach (var v in Enum.GetValues<ShapesGridVariant>().Where(v => v != ShapesGridVariant.Twins))
+            Assert.That(recipe.TrainConfig(ShapesGridBudget.Quick, 1, answerPrior: true, stages: stages, variant: v).Stages.Select(s => s.TwinWeight), Is.All.Zero, v.ToString());
+    }
+
+    /// <summary>
+    /// The lookup source's twins train beside their examples: the logged loss adds their term. A source whose twins are
+    /// its examples themselves pays nothing for them and trains as without twins (a duplicate leaves every mean as it
+    /// was), so the pairs join the right rows.
+    /// </summary>
+    [Test]
+    public void TwinsTrainBesideTheirExamplesAndATwinThatIsItsExampleCostsNothing()
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        var source = recipe.Source("qa:colour,shape", tok);
+        var cfg = VwLmmConfig.Presets.Tiny with { Llm = VwLmmConfig.Presets.Tiny.Llm with { VocabSize = tok.VocabSize, MaxPositionEmbeddings = 128 } };
+        List<StepMetrics> Run(ITrainingSource src, double twinWeight)
+        {
+            var stage = new StageConfig
+            {
+                Name = "instruct", Data = "qa:colour,shape", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead],
+                Steps = 3, Lr = 1e-3, BatchSize = 4, AnswerPrior = ShapesGridRecipe.AnswerPriorClasses, AnswerPriorSamples = 64, TwinWeight = twinWeight,
+            };
+            using var m = TinyWorld.Model(Cpu, cfg, seed: 3);
+            using var t = new Trainer(m, new TrainConfig { Seed = 2, MaxLength = 128, Stages = [stage] }, _ => src, 64 << 20, tok);
+            var steps = new List<StepMetrics>();
+            t.OnStep = steps.Add;
+            t.Run(null, CancellationToken.None);
+            return steps;
+        }
+        var twins = Run(source, 0.5);
+        Assert.That(twins.Select(m => m.LossTwin), Is.All.GreaterThan(0));
+        foreach (var m in twins) Assert.That(m.Loss, Is.EqualTo(m.LossText + m.LossVm + m.LossTwin!.Value).Within(1e-12));
+        var plain = Run(source, 0);
+        Assert.That(plain.Select(m => m.LossTwin), Is.All.Null);
+        var selves = Run(new SelfTwins(source), 0.5);
+        for (int i = 0; i < plain.Count; i++)
+        {
+            Assert.That(selves[i].LossTwin, Is.EqualTo(0).Within(1e-12), $"step {i + 1}");
+            Assert.That(selves[i].LossText, Is.EqualTo(plain[i].LossText).Within(1e-5 * plain[i].LossText), $"L_text, step {i + 1}");
+            Assert.That(selves[i].LossVm, Is.EqualTo(plain[i].LossVm).Within(1e-5 * plain[i].LossVm), $"L_vm, step {i + 1}");
+        }
+        Assert.That(twins[^1].LossText, Is.Not.EqualTo(plain[^1].LossText).Within(1e-3 * plain[^1].LossText), "real twins train otherwise");
+    }
+
+    /// <summary>Every example its own twin.</summary>
+    private sealed class SelfTwins(ITrainingSource inner) : ITrainingSource
+    {
+        public int Count => inner.Count;
+        public TrainingExample Get(int index) => inner.Get(index);
+        public TokenizedConversation Tokens(int index) => inner.Tokens(index);
+        public ConversationTemplate? Template => inner.Template;
+        public TwinExample? Twin(int index) => new(inner.Get(index), 0);
     }
 
     [Test]

@@ -174,7 +174,9 @@ public class TrainerTests : CpuFixture
     [TestCase("\"branches\":2,\"branch_from\":4", "'branch_from' must be in [0, steps) (4 steps)")]
     [TestCase("\"branches\":2,\"branch_from\":-1", "'branch_from' must be in [0, steps) (4 steps)")]
     [TestCase("\"branch_from\":2", "'branch_from' needs 'branches' > 1")]
-    public void BranchKeysOutOfRangeAreErrors(string keys, string message)
+    [TestCase("\"twin_weight\":-0.1", "'twin_weight' must be ≥ 0")]
+    [TestCase("\"twin_weight\":0.1", "'twin_weight' needs 'answer_prior' (its classes are the words whose logits twins compare)")]
+    public void StageKeysOutOfRangeOrWithoutWhatTheyNeedAreErrors(string keys, string message)
     {
         var e = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(System.Text.Json.JsonDocument.Parse(
             $$"""{"stages":[{"name":"tune","data":"d","trainable":["llm"],"steps":4,"lr":0.1,{{keys}}}]}""").RootElement, "train.json"))!;
