@@ -149,6 +149,36 @@ public class ShapesGridRecipeTests : CpuFixture
         Assert.That(images, Is.GreaterThan(50));
     }
 
+    /// <summary>A QA source's twin is the world's, rendered; "qa" has none for its text-only samples.</summary>
+    [TestCase("qa")]
+    [TestCase("qa:colour,shape")]
+    public void QaSourceTwinsAreTheWorldsTwinsRendered(string name)
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        var source = recipe.Source(name, tok);
+        QuestionKind[] kinds = name == "qa" ? Enum.GetValues<QuestionKind>() : [QuestionKind.Colour, QuestionKind.Shape];
+        int twins = 0, textOnly = 0;
+        for (int i = 0; i < 80; i++)
+        {
+            var twin = source.Twin(i);
+            if (name == "qa" && recipe.World.IsTextOnly(Split.Train, i))
+            {
+                Assert.That(twin, Is.Null, $"text-only sample {i}");
+                textOnly++;
+                continue;
+            }
+            var expected = recipe.World.Twin(i, "image", kinds);
+            Assert.That(twin is null, Is.EqualTo(expected is null), $"sample {i}");
+            if (twin is null || expected is null) continue;
+            twins++;
+            Assert.That(twin.Answer, Is.EqualTo(expected.Question));
+            Assert.That(twin.Example.Tokens.InputIds, Is.EqualTo(ShapesGridRecipe.Template.Encode(expected.Conversation, tok).InputIds));
+            Assert.That(twin.Example.Pixels, Is.EqualTo(recipe.Pixels(recipe.World.Render(expected.Scene))));
+        }
+        Assert.That(twins, Is.GreaterThan(20));
+        if (name == "qa") Assert.That(textOnly, Is.GreaterThan(0));
+    }
+
     [Test]
     public void UnseenTrainingSamplesComeFromTheTrainingDistributionPastEveryIndexTrainingReads()
     {
