@@ -30,9 +30,9 @@ public sealed class DemoCommand : ICommand
           --quick     the small budget CI uses (a couple of minutes)
           --variant   vwlmm (default: forward KL, target not detached, λ 1), baseline (λ 0: LLaVA), detach, pif,
               reverse (reverse KL), lmhead (VM head initialised from lm_head instead of embed_tokens),
-              pif-frozen (pif with the VM head frozen at its random initialisation, λ 0.1), twins (each colour and
-              shape question trained beside its counterfactual twin: the asked object with another colour or shape,
-              the same answer, and a loss on the difference of the two answers' logits; needs the answer prior)
+              pif-frozen (pif with the VM head frozen at its random initialisation, λ 0.1), twins (each shape question
+              trained beside its counterfactual twin: the asked object in another colour, the same answer, and a
+              loss on the difference of the two answers' logits; needs the answer prior)
           --stages    lookup (default: instruction tuning on colour and shape questions), llava (LM pretraining, caption
                       alignment, captions, instruction tuning on every question kind: the session 2–6 recipe)
           --answer-prior  on (default): instruction tuning against a question-only answer prior (a product of experts,

@@ -44,8 +44,8 @@ public sealed class TrainCommand : ICommand
                         its first weights (default 0: none),
                         "dropout": p in [0,1): the decoder's attention and MLP outputs dropped at rate p before they
                         join the residual stream (default 0), "twin_weight": β ≥ 0: examples the data source has
-                        a counterfactual twin for (the "qa…" sources of "shapesgrid": the asked object with
-                        another colour or shape, the same answer) train beside it, and β × the squared difference
+                        a counterfactual twin for (the "qa…" sources of "shapesgrid": a shape question's
+                        object in another colour, the same answer) train beside it, and β × the squared difference
                         of their answers' logits over the answer_prior words is added to the loss (default 0: none;
                         needs answer_prior), "branches": N, "branch_from": S in [0, steps): the
                         stage's steps past S run N times, each branch from the weights, moments and average of step

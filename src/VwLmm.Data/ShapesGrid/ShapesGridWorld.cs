@@ -148,13 +148,14 @@ public sealed class ShapesGridWorld
 
     /// <summary>
     /// The counterfactual twin of training image conversation <paramref name="index"/> (<see cref="QaConversation"/> with
-    /// the same kinds): its first colour or shape question whose subject can take another value of the attribute the
-    /// question names — one no other object in the scene has, that makes a training pair with the subject's other
-    /// attribute, and beside which no other object makes a held-out pair (<see cref="Ask"/>'s rule) — asked alone about
-    /// the scene with the subject so changed. "what shape is the blue object ?" about a blue circle becomes "what shape is
-    /// the red object ?" about the same circle in red: the same answer, so a model that answers from the subject's shape
-    /// alone answers both alike, and one that leans on the colour (blue circles and squares only, never blue crosses) does
-    /// not. Null when no question allows a change. Built from the scene alone: nothing is rendered.
+    /// the same kinds): its first shape question whose subject can take another colour — one no other object in the
+    /// scene has, that makes a training pair with the subject's shape, and beside which no other object makes a held-out
+    /// pair (<see cref="Ask"/>'s rule) — asked alone about the scene with the subject so recoloured. "what shape is the
+    /// blue object ?" about a blue circle becomes "what shape is the red object ?" about the same circle in red: the same
+    /// answer, so a model that answers from the subject's shape alone answers both alike, and one that leans on the colour
+    /// (blue circles and squares only, never blue crosses) does not. Colour questions get no twin: twins of them (the
+    /// subject's shape changed) cost held-out colour answers (docs/RESULTS.md, session 39). Null when no question allows
+    /// a change. Built from the scene alone: nothing is rendered.
     /// </summary>
     public ShapesGridTwin? Twin(long index, string imageRef, IReadOnlyCollection<QuestionKind> kinds)
     {
@@ -163,21 +164,16 @@ public sealed class ShapesGridWorld
         var rng = Streams.Derive(scene.Seed, Scene.TwinStream);
         for (int k = 0; k < questions.Count; k++)
         {
-            if (questions[k].Subject is not { } o) continue;
-            bool shape = questions[k].Kind == QuestionKind.Shape;
-            var options = (shape
-                    ? Enum.GetValues<ObjectColour>().Select(c => o with { Colour = c })
-                    : Enum.GetValues<ObjectShape>().Select(s => o with { Shape = s }))
-                .Where(t => t != o && !IsHeldOut(t.Combo) && scene.Objects.All(p => p == o || (shape
-                    ? p.Colour != t.Colour && !IsHeldOut(new Combo(t.Colour, p.Shape))
-                    : p.Shape != t.Shape && !IsHeldOut(new Combo(p.Colour, t.Shape)))))
+            if (questions[k].Kind != QuestionKind.Shape || questions[k].Subject is not { } o) continue;
+            var options = Enum.GetValues<ObjectColour>().Select(c => o with { Colour = c })
+                .Where(t => t != o && !IsHeldOut(t.Combo) &&
+                            scene.Objects.All(p => p == o || p.Colour != t.Colour && !IsHeldOut(new Combo(t.Colour, p.Shape))))
                 .ToArray();
             if (options.Length == 0) continue;
             var twin = rng.Pick(options);
             var changed = new Scene(scene.Grid, scene.Horizon, scene.Ground, scene.Objects.Select(p => p == o ? twin : p).ToArray(), scene.Seed);
-            var qa = shape ? ShapeQuestion(twin) : ColourQuestion(twin);
             var id = $"{ShapesGridSample.IdOf(Split.Train, index)}-twin";
-            return new ShapesGridTwin(new ConversationSample(id, imageRef, QaTurns(Llava.ImagePlaceholder + "\n", [qa])), changed, k);
+            return new ShapesGridTwin(new ConversationSample(id, imageRef, QaTurns(Llava.ImagePlaceholder + "\n", [ShapeQuestion(twin)])), changed, k);
         }
         return null;
     }

@@ -12,7 +12,7 @@ namespace VwLmm.Model.Recipes;
 /// reverse KL), F (B with the VM head initialised from lm_head instead of embed_tokens); and G, D with the VM head left
 /// at its random initialisation (frozen, METHOD §4.3's first unknown) and λ = <see cref="ShapesGridRecipe.FrozenHeadVmLossWeight"/>:
 /// D's own head saturates or flattens p and the decoder loses the image (docs/RESULTS.md, sessions 18 and 32); and Twins,
-/// B with every colour and shape question of instruction tuning trained beside its counterfactual twin
+/// B with the shape questions of instruction tuning trained beside their counterfactual twins
 /// (<see cref="ShapesGridWorld.Twin"/>, <see cref="StageConfig.TwinWeight"/> = <see cref="ShapesGridRecipe.TwinLossWeight"/>).
 /// </summary>
 public enum ShapesGridVariant { Baseline, VwLmm, Detach, Pif, Reverse, LmHead, PifFrozenHead, Twins }
