@@ -165,13 +165,13 @@ public sealed class ShapesGridWorld
         for (int k = 0; k < questions.Count; k++)
         {
             if (questions[k].Kind != QuestionKind.Shape || questions[k].Subject is not { } o) continue;
+            GridObject[] Recoloured(GridObject t) => [.. scene.Objects.Select(p => p == o ? t : p)];
             var options = Enum.GetValues<ObjectColour>().Select(c => o with { Colour = c })
-                .Where(t => t != o && !IsHeldOut(t.Combo) &&
-                            scene.Objects.All(p => p == o || p.Colour != t.Colour && !IsHeldOut(new Combo(t.Colour, p.Shape))))
+                .Where(t => t != o && !IsHeldOut(t.Combo) && MayAskShapeOf(Recoloured(t), t, Split.Train))
                 .ToArray();
             if (options.Length == 0) continue;
             var twin = rng.Pick(options);
-            var changed = new Scene(scene.Grid, scene.Horizon, scene.Ground, scene.Objects.Select(p => p == o ? twin : p).ToArray(), scene.Seed);
+            var changed = new Scene(scene.Grid, scene.Horizon, scene.Ground, Recoloured(twin), scene.Seed);
             var id = $"{ShapesGridSample.IdOf(Split.Train, index)}-twin";
             return new ShapesGridTwin(new ConversationSample(id, imageRef, QaTurns(Llava.ImagePlaceholder + "\n", [ShapeQuestion(twin)])), changed, k);
         }
@@ -303,8 +303,7 @@ public sealed class ShapesGridWorld
             }
             case QuestionKind.Shape:
             {
-                var unique = objects.Where(o => objects.Count(p => p.Colour == o.Colour) == 1)
-                    .Where(o => split == Split.Test || objects.All(p => p == o || !IsHeldOut(new Combo(o.Colour, p.Shape)))).ToArray();
+                var unique = objects.Where(o => MayAskShapeOf(objects, o, split)).ToArray();
                 if (unique.Length == 0) return null;
                 return ShapeQuestion(rng.Pick(unique));
             }
@@ -344,6 +343,12 @@ public sealed class ShapesGridWorld
             }
         }
     }
+
+    /// <summary>Whether a shape question may ask about o among objects: its colour is unique, and in training no other
+    /// object's shape makes a held-out pair with it (<see cref="Ask"/>'s remarks).</summary>
+    private bool MayAskShapeOf(IReadOnlyList<GridObject> objects, GridObject o, Split split) =>
+        objects.Count(p => p.Colour == o.Colour) == 1 &&
+        (split == Split.Test || objects.All(p => p == o || !IsHeldOut(new Combo(o.Colour, p.Shape))));
 
     private QaPair ColourQuestion(GridObject o) =>
         new(QuestionKind.Colour, $"what colour is the {Words.Of(o.Shape)} ?", Words.Of(o.Colour), IsHeldOut(o.Combo), o);

@@ -42,6 +42,7 @@ public class CliTests
         AssertOneLineError(Run("demo", "--stages", "all"), 2, "--stages", "all");
         AssertOneLineError(Run("demo", "--variant", "ema"), 2, "--variant", "ema", "pif-frozen or twins");
         AssertOneLineError(Run("demo", "--answer-prior", "yes"), 2, "--answer-prior", "yes");
+        AssertOneLineError(Run("demo", "--variant", "twins", "--answer-prior", "off"), 2, "--variant twins needs --answer-prior on");
         AssertOneLineError(Run("preprocess", "--size", "32", "--out", "x.npy"), 2, "missing required option --image");
         AssertOneLineError(Run("preprocess", "--image", "a.png", "--out="), 2, "option --out needs a value, not an empty one");
         AssertOneLineError(Run("preprocess", "--image", "a.png", "--out", "x.npy", "--out", "y.npy"), 2, "option --out is given twice");
