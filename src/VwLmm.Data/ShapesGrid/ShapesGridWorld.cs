@@ -165,13 +165,14 @@ public sealed class ShapesGridWorld
         for (int k = 0; k < questions.Count; k++)
         {
             if (questions[k].Kind != QuestionKind.Shape || questions[k].Subject is not { } o) continue;
-            GridObject[] Recoloured(GridObject t) => [.. scene.Objects.Select(p => p == o ? t : p)];
             var options = Enum.GetValues<ObjectColour>().Select(c => o with { Colour = c })
-                .Where(t => t != o && !IsHeldOut(t.Combo) && MayAskShapeOf(Recoloured(t), t, Split.Train))
+                .Where(t => t != o && !IsHeldOut(t.Combo))
+                .Select(t => (Subject: t, Objects: scene.Objects.Select(p => p == o ? t : p).ToArray()))
+                .Where(t => MayAskShapeOf(t.Objects, t.Subject, Split.Train))
                 .ToArray();
             if (options.Length == 0) continue;
-            var twin = rng.Pick(options);
-            var changed = new Scene(scene.Grid, scene.Horizon, scene.Ground, Recoloured(twin), scene.Seed);
+            var (twin, objects) = rng.Pick(options);
+            var changed = new Scene(scene.Grid, scene.Horizon, scene.Ground, objects, scene.Seed);
             var id = $"{ShapesGridSample.IdOf(Split.Train, index)}-twin";
             return new ShapesGridTwin(new ConversationSample(id, imageRef, QaTurns(Llava.ImagePlaceholder + "\n", [ShapeQuestion(twin)])), changed, k);
         }
