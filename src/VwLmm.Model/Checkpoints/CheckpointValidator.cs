@@ -44,5 +44,6 @@ public static class CheckpointValidator
         return unused;
     }
 
-    private static string Count(int n, string noun) => n == 1 ? $"1 {noun}" : $"{n} {noun}s";
+    /// <summary>"1 noun" or "n nouns".</summary>
+    public static string Count(int n, string noun) => n == 1 ? $"1 {noun}" : $"{n} {noun}s";
 }

@@ -9,6 +9,9 @@ namespace VwLmm.Model.Checkpoints;
 /// </summary>
 public static class ModelCheckpoint
 {
+    // A CLIP tower read to its select layer leaves the later blocks' tensors unused: the note names a few, not all.
+    private const int UnusedNamesShown = 5;
+
     /// <summary>Reads dir/config.json and the weights; every problem is one InvalidDataException naming the file.</summary>
     /// <param name="weights">Storage of the linear layers' weights (<see cref="VwLmmModel(IBackend, VwLmmConfig, DType)"/>):
     /// BF16 tensors load as stored, others are rounded to nearest even.</param>
@@ -24,7 +27,9 @@ public static class ModelCheckpoint
         {
             if (!embedded) clip = OpenVisionTower(config, dir);
             var unused = Validate(reader, config, embedded, allowUnused);
-            if (unused.Count > 0) log?.WriteLine($"note: {unused.Count} tensors in the checkpoint are not used by this model");
+            if (unused.Count > 0)
+                log?.WriteLine($"note: skipped {CheckpointValidator.Count(unused.Count, "tensor")} the model does not use: " +
+                               string.Join(", ", unused.Take(UnusedNamesShown)) + (unused.Count > UnusedNamesShown ? ", …" : ""));
 
             var model = new VwLmmModel(backend, config, weights);
             try
