@@ -122,11 +122,24 @@ public sealed class TrainCommand : ICommand
                 throw new CliException($"{configPath}: {e.Message}");
             }
         }
-        using var trainer = new Trainer(model, run, Source, tokenizer: tok);
+        using var trainer = NewTrainer(model, run, Source, tok, configPath);
         var tokBytes = File.ReadAllBytes(tokenizerPath);
         trainer.OnCheckpoint = dir => AtomicFile.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), tokBytes);
         if (resumeFrom is not null) trainer.Resume(resumeFrom);
         return RunTrainer(trainer, outDir, args.Has("--quiet"), stdout, append: args.Has("--resume"), continueWith: "continue with --resume");
+    }
+
+    /// <summary>The trainer, whose checks of the config against the model and tokenizer name the config file.</summary>
+    private static Trainer NewTrainer(VwLmmModel model, TrainConfig run, Func<string, ITrainingSource> sources, ITokenizer tok, string configPath)
+    {
+        try
+        {
+            return new Trainer(model, run, sources, tokenizer: tok);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new CliException($"{configPath}: {e.Message}");
+        }
     }
 
     /// <summary>

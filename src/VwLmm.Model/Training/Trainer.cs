@@ -68,6 +68,8 @@ public sealed class Trainer : IDisposable
         _config.Validate("train config", stepsResolved: true);
         _sources = sources;
         _tokenizer = tokenizer;
+        // A prior word that is not one token would stop the run when its stage begins, maybe hours in: refuse it now.
+        foreach (var stage in _config.Stages.Where(s => s.AnswerPrior is not null)) ClassTokens(stage);
         _arena = new Arena(model.Backend, arenaBytes);
         _tape = new Tape(model.Backend, _arena, record: true);
         _state = new TrainerState(0, 0, 0, 0, config.Seed);

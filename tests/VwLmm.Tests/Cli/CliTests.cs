@@ -203,6 +203,11 @@ public class CliTests
         AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "'preset' and 'config' exclude each other");
         File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"out":7,"shapesgrid":{"seed":1},"stages":[{"data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2}]}""");
         AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "'out' must be a string");
+        // Found before the first stage trains a step, so nothing is written.
+        string late = Path.Combine(dir, "late");
+        File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"shapesgrid":{"seed":1},"stages":[{"data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2},{"name":"later","data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2,"answer_prior":[["red","zzzq"]]}]}""");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", late), 1, cfg, "stage 'later'", "'zzzq'", "must be one token");
+        Assert.That(Directory.Exists(late) ? Directory.GetFileSystemEntries(late) : [], Has.None.Contains("checkpoint"));
     }
 
     [Test]

@@ -218,15 +218,20 @@ public class AnswerPriorTests : CpuFixture
         Assert.That(Math.Abs(debiased), Is.LessThan(plain / 2), "with the prior the question alone should decide the colour far less");
     }
 
+    /// <summary>Checked when the trainer is made, before any step of any stage: here the prior is the second stage's.</summary>
     [Test]
     public void PriorWordsMustBeSingleTokensAndNeedATokenizer()
     {
         using var m = TinyWorld.Model(Cpu, TinyWorld.Config(lambda: 0), seed: 3);
-        using (var t = new Trainer(m, OneStage([["red circle"]]), _ => new ShapeColourSource(), 64 << 20, ToyTokenizer))
-            Assert.That(Assert.Throws<InvalidDataException>(() => t.Run(null, CancellationToken.None))!.Message,
-                Does.Contain("'qa'").And.Contain("'red circle' is 2 tokens"));
-        using (var t = new Trainer(m, OneStage([["red"]]), _ => new ShapeColourSource(), 64 << 20))
-            Assert.That(Assert.Throws<InvalidOperationException>(() => t.Run(null, CancellationToken.None))!.Message, Does.Contain("tokenizer"));
+        TrainConfig SecondStageWith(IReadOnlyList<IReadOnlyList<string>> prior)
+        {
+            var config = OneStage(null);
+            return config with { Stages = [config.Stages[0], config.Stages[0] with { Name = "later", AnswerPrior = prior }] };
+        }
+        Assert.That(Assert.Throws<InvalidDataException>(() => new Trainer(m, SecondStageWith([["red circle"]]), _ => new ShapeColourSource(), 64 << 20, ToyTokenizer))!.Message,
+            Does.Contain("'later'").And.Contain("'red circle' is 2 tokens"));
+        Assert.That(Assert.Throws<InvalidOperationException>(() => new Trainer(m, SecondStageWith([["red"]]), _ => new ShapeColourSource(), 64 << 20))!.Message,
+            Does.Contain("tokenizer"));
     }
 
     [Test]
