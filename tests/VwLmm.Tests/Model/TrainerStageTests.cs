@@ -235,6 +235,8 @@ public class TrainerStageTests : CpuFixture
         Assert.That(neither.Message, Does.Contain("train.json: stages[0]").And.Contain("'steps'").And.Contain("'epochs'"));
         var zero = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(Json("""{"stages":[{"data":"d","trainable":["llm"],"epochs":0,"lr":0.1}]}"""), "train.json"))!;
         Assert.That(zero.Message, Does.Contain("train.json: stages[0]").And.Contain("'epochs'"));
+        var huge = Assert.Throws<InvalidDataException>(() => TrainConfig.Parse(Json("""{"stages":[{"data":"d","trainable":["llm"],"steps":1e12,"lr":0.1}]}"""), "train.json"))!;
+        Assert.That(huge.Message, Does.Contain("train.json: stages[0]: 'steps' must be an integer that fits 32 bits, got 1e12"));
     }
 
     [Test]
