@@ -480,7 +480,7 @@ public sealed record VwLmmConfig
         public int? Int(string key, bool allowNegative = false)
         {
             if (Get(key) is not { } e) return null;
-            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int v)) throw Fail(key, $"must be an integer that fits 32 bits, got {e.GetRawText()}");
+            int v = JsonInt.Read(e, out string problem) ?? throw Fail(key, problem);
             if (!allowNegative && v <= 0) throw Fail(key, $"must be positive, got {v}");
             return v;
         }

@@ -241,7 +241,7 @@ public sealed record TrainConfig
 
     private static int? Int(JsonElement o, string key, string at) =>
         !o.TryGetProperty(key, out var v) ? null
-        : v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int x) ? x : throw new InvalidDataException($"{at}: '{key}' must be an integer that fits 32 bits, got {v.GetRawText()}");
+        : JsonInt.Read(v, out string problem) ?? throw new InvalidDataException($"{at}: '{key}' {problem}");
 
     private static int? NonNegative(JsonElement o, string key, string at) =>
         Int(o, key, at) is not { } x ? null : x >= 0 ? x : throw new InvalidDataException($"{at}: '{key}' must be a non-negative integer");

@@ -95,7 +95,8 @@ public class VwLmmConfigTests
     }
 
     [TestCase("hidden_size", "-3", "key 'hidden_size': must be positive")]
-    [TestCase("vocab_size", "64.5", "key 'vocab_size': must be an integer that fits 32 bits, got 64.5")]
+    [TestCase("vocab_size", "64.5", "key 'vocab_size': must be an integer, got 64.5")]
+    [TestCase("vocab_size", "\"64\"", "key 'vocab_size': must be an integer, got \"64\"")]
     [TestCase("intermediate_size", "4294967296", "key 'intermediate_size': must be an integer that fits 32 bits, got 4294967296")]
     [TestCase("num_key_value_heads", "3", "key 'num_key_value_heads': 3 does not divide num_attention_heads 4")]
     [TestCase("num_attention_heads", "3", "key 'num_attention_heads': 3 does not divide hidden_size 32")]
