@@ -334,6 +334,7 @@ public sealed class TrainCommand : ICommand
         if (o.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{at}: expected an object");
         TrainConfig.RejectUnknown(o, known, at);
         if (!o.TryGetProperty(key, out var v)) return fallback;
-        return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int x) && x >= 0 ? x : throw new InvalidDataException($"{at}: '{key}' must be a non-negative integer");
+        int x = JsonInt.Read(v, out string problem) ?? throw new InvalidDataException($"{at}: '{key}' {problem}");
+        return x >= 0 ? x : throw new InvalidDataException($"{at}: '{key}' must be a non-negative integer");
     }
 }

@@ -52,6 +52,9 @@ public sealed class Trainer : IDisposable
     private (int stage, int epoch, int branch) _orderKey = (-1, -1, -1);
     private (int stage, int branch, AnswerPrior? prior) _prior = (-1, -1, null);
     private (int stage, TwinLoss? loss) _twins = (-1, null);
+    // Per stage, the token of each word of its answer prior's classes (null without a prior): made when the trainer is,
+    // so a bad word stops the run before its first step, not when its stage begins.
+    private readonly int[][]?[] _classTokens;
     private readonly List<(int sample, int answer, int twin)> _pairs = [];
     private readonly List<int> _rowsA = [], _rowsB = [];
 
@@ -68,8 +71,7 @@ public sealed class Trainer : IDisposable
         _config.Validate("train config", stepsResolved: true);
         _sources = sources;
         _tokenizer = tokenizer;
-        // A prior word that is not one token would stop the run when its stage begins, maybe hours in: refuse it now.
-        foreach (var stage in _config.Stages.Where(s => s.AnswerPrior is not null)) ClassTokens(stage);
+        _classTokens = [.. _config.Stages.Select(s => s.AnswerPrior is null ? null : ClassTokens(s))];
         _arena = new Arena(model.Backend, arenaBytes);
         _tape = new Tape(model.Backend, _arena, record: true);
         _state = new TrainerState(0, 0, 0, 0, config.Seed);
@@ -262,19 +264,24 @@ public sealed class Trainer : IDisposable
     {
         if (!(stage.TwinWeight > 0)) return null;
         if (_twins.stage != _state.Stage)
-            _twins = (_state.Stage, new TwinLoss(_model.Config.Llm.VocabSize, ClassTokens(stage)));
+            _twins = (_state.Stage, new TwinLoss(_model.Config.Llm.VocabSize, _classTokens[_state.Stage]!));
         return _twins.loss;
     }
 
-    /// <summary>The token of each word of the stage's answer prior classes, class by class; each word must be one token.</summary>
+    /// <summary>The token of each word of the stage's answer prior classes, class by class; each word must be one token,
+    /// and no token may be listed twice.</summary>
     private int[][] ClassTokens(StageConfig stage)
     {
         var tok = _tokenizer ?? throw new InvalidOperationException($"stage '{stage.Name}': answer_prior needs the trainer's tokenizer");
-        return [.. stage.AnswerPrior!.Select(words => words.Select(word =>
+        var classOf = new Dictionary<int, int>();
+        return [.. stage.AnswerPrior!.Select((words, c) => words.Select(word =>
         {
             var ids = tok.Encode(word, addBos: false);
-            return ids.Length == 1 ? ids[0]
-                : throw new InvalidDataException($"stage '{stage.Name}': answer_prior word '{word}' is {ids.Length} tokens; each must be one token");
+            if (ids.Length != 1)
+                throw new InvalidDataException($"stage '{stage.Name}': answer_prior word '{word}' is {ids.Length} tokens; each must be one token");
+            if (!classOf.TryAdd(ids[0], c))
+                throw new InvalidDataException($"stage '{stage.Name}': answer_prior word '{word}' is {(classOf[ids[0]] == c ? "listed twice" : "in two classes")}");
+            return ids[0];
         }).ToArray())];
     }
 
@@ -296,10 +303,8 @@ public sealed class Trainer : IDisposable
         if (stage.AnswerPrior is null) return null;
         if ((_prior.stage, _prior.branch) == (_state.Stage, _state.Branch)) return _prior.prior;
         var classOf = new Dictionary<int, int>();
-        foreach (var (ids, c) in ClassTokens(stage).Select((ids, c) => (ids, c)))
-            foreach (var (id, word) in ids.Zip(stage.AnswerPrior[c]))
-                if (!classOf.TryAdd(id, c))
-                    throw new InvalidDataException($"stage '{stage.Name}': answer_prior word '{word}' is in two classes");
+        foreach (var (ids, c) in _classTokens[_state.Stage]!.Select((ids, c) => (ids, c)))
+            foreach (int id in ids) classOf.Add(id, c);
         long visited = (long)stage.Steps * stage.GradAccum * stage.BatchSize;
         int n = (int)Math.Min(visited, stage.AnswerPriorSamples ?? int.MaxValue);
         var batches = Enumerable.Range(0, (n + stage.BatchSize - 1) / stage.BatchSize).Select(i =>

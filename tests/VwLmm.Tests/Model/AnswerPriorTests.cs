@@ -230,6 +230,10 @@ public class AnswerPriorTests : CpuFixture
         }
         Assert.That(Assert.Throws<InvalidDataException>(() => new Trainer(m, SecondStageWith([["red circle"]]), _ => new ShapeColourSource(), 64 << 20, ToyTokenizer))!.Message,
             Does.Contain("'later'").And.Contain("'red circle' is 2 tokens"));
+        Assert.That(Assert.Throws<InvalidDataException>(() => new Trainer(m, SecondStageWith([["red", "blue"], ["circle", "red"]]), _ => new ShapeColourSource(), 64 << 20, ToyTokenizer))!.Message,
+            Does.Contain("'later'").And.Contain("'red' is in two classes"));
+        Assert.That(Assert.Throws<InvalidDataException>(() => new Trainer(m, SecondStageWith([["red", "blue", "red"]]), _ => new ShapeColourSource(), 64 << 20, ToyTokenizer))!.Message,
+            Does.Contain("'later'").And.Contain("'red' is listed twice"));
         Assert.That(Assert.Throws<InvalidOperationException>(() => new Trainer(m, SecondStageWith([["red"]]), _ => new ShapeColourSource(), 64 << 20))!.Message,
             Does.Contain("tokenizer"));
     }
