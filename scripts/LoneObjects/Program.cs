@@ -28,7 +28,6 @@ string outDir = args[1];
 var world = new ShapesGridRecipe(seed).World;
 int grid = world.Options.Grid;
 var rng = new Random(unchecked((int)seed * 7919 + 13));
-Background[] grounds = [Background.Grass, Background.Water, Background.Sand];
 Directory.CreateDirectory(Path.Combine(outDir, "images"));
 var samples = new List<object>();
 int images = 0;
@@ -45,7 +44,7 @@ void Add(string group, Combo subject, Combo? distractor)
     var objects = new List<GridObject> { new(cells[0] / grid, cells[0] % grid, subject.Colour, subject.Shape, ObjectSize.Large) };
     if (distractor is { } d) objects.Add(new(cells[1] / grid, cells[1] % grid, d.Colour, d.Shape, ObjectSize.Large));
     objects.Sort((a, b) => (a.Row * grid + a.Column).CompareTo(b.Row * grid + b.Column));
-    var scene = new Scene(grid, rng.Next(1, grid - 1), grounds[rng.Next(grounds.Length)], objects, (ulong)rng.NextInt64());
+    var scene = new Scene(grid, rng.Next(1, grid - 1), ShapesGridWorld.Grounds[rng.Next(ShapesGridWorld.Grounds.Count)], objects, (ulong)rng.NextInt64());
     string file = $"{images:D5}.png";
     File.WriteAllBytes(Path.Combine(outDir, "images", file), ImageCodec.EncodePng(world.Render(scene)));
     string colour = Words.Of(subject.Colour), shape = Words.Of(subject.Shape), other = distractor?.ToString() ?? "-";

@@ -333,8 +333,6 @@ public sealed class TrainCommand : ICommand
     {
         if (o.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{at}: expected an object");
         TrainConfig.RejectUnknown(o, known, at);
-        if (!o.TryGetProperty(key, out var v)) return fallback;
-        int x = JsonInt.Read(v, out string problem) ?? throw new InvalidDataException($"{at}: '{key}' {problem}");
-        return x >= 0 ? x : throw new InvalidDataException($"{at}: '{key}' must be a non-negative integer");
+        return TrainConfig.NonNegative(o, key, at) ?? fallback;
     }
 }

@@ -70,7 +70,8 @@ public sealed class ShapesGridWorld
     public const int Version = 2;
 
     private const ulong SceneStream = 1, TextOnlyChoiceStream = 2, TextOnlyStream = 3, PretrainStream = 4, HeldOutStream = 5;
-    private static readonly Background[] Grounds = [Background.Grass, Background.Water, Background.Sand];
+    /// <summary>The backgrounds below the horizon (sky is above it).</summary>
+    public static IReadOnlyList<Background> Grounds { get; } = [Background.Grass, Background.Water, Background.Sand];
     private static readonly QuestionKind[] AllKinds = Enum.GetValues<QuestionKind>();
     private static readonly QuestionKind[] TextKinds = AllKinds.Where(k => k != QuestionKind.Position).ToArray();
 

@@ -243,7 +243,8 @@ public sealed record TrainConfig
         !o.TryGetProperty(key, out var v) ? null
         : JsonInt.Read(v, out string problem) ?? throw new InvalidDataException($"{at}: '{key}' {problem}");
 
-    private static int? NonNegative(JsonElement o, string key, string at) =>
+    /// <summary>o's key as a non-negative 32-bit integer, null when absent; otherwise a one-line error naming at and key.</summary>
+    public static int? NonNegative(JsonElement o, string key, string at) =>
         Int(o, key, at) is not { } x ? null : x >= 0 ? x : throw new InvalidDataException($"{at}: '{key}' must be a non-negative integer");
 
     private static bool? Bool(JsonElement o, string key, string at) =>

@@ -52,9 +52,9 @@ public sealed class Trainer : IDisposable
     private (int stage, int epoch, int branch) _orderKey = (-1, -1, -1);
     private (int stage, int branch, AnswerPrior? prior) _prior = (-1, -1, null);
     private (int stage, TwinLoss? loss) _twins = (-1, null);
-    // Per stage, the token of each word of its answer prior's classes (null without a prior): made when the trainer is,
-    // so a bad word stops the run before its first step, not when its stage begins.
-    private readonly int[][]?[] _classTokens;
+    // Per stage, its answer prior's words as tokens, class by class, and each token's class (null without a prior):
+    // made when the trainer is, so a bad word stops the run before its first step, not when its stage begins.
+    private readonly (int[][] Tokens, Dictionary<int, int> ClassOf)?[] _classTokens;
     private readonly List<(int sample, int answer, int twin)> _pairs = [];
     private readonly List<int> _rowsA = [], _rowsB = [];
 
@@ -71,7 +71,7 @@ public sealed class Trainer : IDisposable
         _config.Validate("train config", stepsResolved: true);
         _sources = sources;
         _tokenizer = tokenizer;
-        _classTokens = [.. _config.Stages.Select(s => s.AnswerPrior is null ? null : ClassTokens(s))];
+        _classTokens = [.. _config.Stages.Select(s => s.AnswerPrior is null ? ((int[][], Dictionary<int, int>)?)null : ClassTokens(s))];
         _arena = new Arena(model.Backend, arenaBytes);
         _tape = new Tape(model.Backend, _arena, record: true);
         _state = new TrainerState(0, 0, 0, 0, config.Seed);
@@ -264,17 +264,17 @@ public sealed class Trainer : IDisposable
     {
         if (!(stage.TwinWeight > 0)) return null;
         if (_twins.stage != _state.Stage)
-            _twins = (_state.Stage, new TwinLoss(_model.Config.Llm.VocabSize, _classTokens[_state.Stage]!));
+            _twins = (_state.Stage, new TwinLoss(_model.Config.Llm.VocabSize, _classTokens[_state.Stage]!.Value.Tokens));
         return _twins.loss;
     }
 
-    /// <summary>The token of each word of the stage's answer prior classes, class by class; each word must be one token,
-    /// and no token may be listed twice.</summary>
-    private int[][] ClassTokens(StageConfig stage)
+    /// <summary>The token of each word of the stage's answer prior classes, class by class, and each token's class; each
+    /// word must be one token, and no token may be listed twice.</summary>
+    private (int[][] Tokens, Dictionary<int, int> ClassOf) ClassTokens(StageConfig stage)
     {
         var tok = _tokenizer ?? throw new InvalidOperationException($"stage '{stage.Name}': answer_prior needs the trainer's tokenizer");
         var classOf = new Dictionary<int, int>();
-        return [.. stage.AnswerPrior!.Select((words, c) => words.Select(word =>
+        int[][] tokens = [.. stage.AnswerPrior!.Select((words, c) => words.Select(word =>
         {
             var ids = tok.Encode(word, addBos: false);
             if (ids.Length != 1)
@@ -283,6 +283,7 @@ public sealed class Trainer : IDisposable
                 throw new InvalidDataException($"stage '{stage.Name}': answer_prior word '{word}' is {(classOf[ids[0]] == c ? "listed twice" : "in two classes")}");
             return ids[0];
         }).ToArray())];
+        return (tokens, classOf);
     }
 
     /// <summary>The stage's dropout for a micro-batch of this step: its seed follows from the run's seed, the global
@@ -302,14 +303,11 @@ public sealed class Trainer : IDisposable
     {
         if (stage.AnswerPrior is null) return null;
         if ((_prior.stage, _prior.branch) == (_state.Stage, _state.Branch)) return _prior.prior;
-        var classOf = new Dictionary<int, int>();
-        foreach (var (ids, c) in _classTokens[_state.Stage]!.Select((ids, c) => (ids, c)))
-            foreach (int id in ids) classOf.Add(id, c);
         long visited = (long)stage.Steps * stage.GradAccum * stage.BatchSize;
         int n = (int)Math.Min(visited, stage.AnswerPriorSamples ?? int.MaxValue);
         var batches = Enumerable.Range(0, (n + stage.BatchSize - 1) / stage.BatchSize).Select(i =>
             builder.Build(Enumerable.Range(i * stage.BatchSize, Math.Min(stage.BatchSize, n - i * stage.BatchSize)).Select(k => source.Tokens(IndexAt(source, stage, _state.Branch, k))).ToList()));
-        var prior = AnswerPrior.Count(batches, classOf, _model.Config.Llm.VocabSize);
+        var prior = AnswerPrior.Count(batches, _classTokens[_state.Stage]!.Value.ClassOf, _model.Config.Llm.VocabSize);
         _prior = (_state.Stage, _state.Branch, prior.Contexts > 0 ? prior : null);
         return _prior.prior;
     }
