@@ -49,6 +49,43 @@ public sealed class LlamaDecoder
     public int LayerCount => _layers.Length;
 
     /// <summary>
+    /// Called by the uncached forward with each layer's index, its RoPE-rotated queries [B,L,H,D] and keys [B,L,Hkv,D],
+    /// for inspection (<see cref="AttentionProbabilities"/>; `vwlmm forward --attention`); null in training and
+    /// generation.
+    /// </summary>
+    public Action<int, Tensor, Tensor>? AttentionProbe { get; set; }
+
+    /// <summary>
+    /// One sample's causal attention weights, what the fused attention op never stores: q [L,H,D] and k [L,Hkv,D] as
+    /// <see cref="AttentionProbe"/> sees them (B = 1) → softmax(q·kᵀ/√D) [H,L,L] in double, row t zero past key t.
+    /// </summary>
+    public static float[] AttentionProbabilities(ReadOnlySpan<float> q, ReadOnlySpan<float> k, int l, int h, int hkv, int hd)
+    {
+        if (q.Length != l * h * hd || k.Length != l * hkv * hd || hkv == 0 || h % hkv != 0)
+            throw new ArgumentException($"AttentionProbabilities: q of {q.Length} and k of {k.Length} floats for L {l}, H {h}, Hkv {hkv}, D {hd}");
+        var p = new float[h * l * l];
+        var row = new double[l];
+        double scale = 1 / Math.Sqrt(hd);
+        for (int head = 0; head < h; head++)
+        for (int t = 0; t < l; t++)
+        {
+            var qt = q.Slice((t * h + head) * hd, hd);
+            double max = double.NegativeInfinity, sum = 0;
+            for (int j = 0; j <= t; j++)
+            {
+                var kj = k.Slice((j * hkv + head / (h / hkv)) * hd, hd);
+                double dot = 0;
+                for (int e = 0; e < hd; e++) dot += (double)qt[e] * kj[e];
+                row[j] = dot * scale;
+                max = Math.Max(max, row[j]);
+            }
+            for (int j = 0; j <= t; j++) sum += row[j] = Math.Exp(row[j] - max);
+            for (int j = 0; j <= t; j++) p[(head * l + t) * l + j] = (float)(row[j] / sum);
+        }
+        return p;
+    }
+
+    /// <summary>
     /// x [B·L, d] spliced input embeddings, positions [B·L], keyLengths [B] → final-normed hidden states [B·L, d], by
     /// causal self-attention over the batch. An active <paramref name="dropout"/> (training) drops elements of each
     /// attention and MLP output before it joins the residual stream (sites 2i and 2i + 1 of layer i).
@@ -85,6 +122,7 @@ public sealed class LlamaDecoder
             var q = Ops.Rope(tape, Ops.Reshape(tape, qAlone ?? Ops.Select(tape, qkv, 0), b, l, h, hd), positions, theta);
             var k = Ops.Rope(tape, Ops.Reshape(tape, Ops.Select(tape, qkv, kAt), b, l, hkv, hd), positions, theta);
             var v = Ops.Reshape(tape, Ops.Select(tape, qkv, kAt + 1), b, l, hkv, hd);
+            if (cache is null) AttentionProbe?.Invoke(i, q, k);
             Tensor o = cache is null
                 ? Ops.Attention(tape, q, k, v, keyLengths, causal: true)
                 : cache.Attend(tape, i, q, k, v, slots);

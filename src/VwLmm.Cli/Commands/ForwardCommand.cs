@@ -5,6 +5,7 @@ using VwLmm.Data;
 using VwLmm.Data.Batching;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.Images;
+using VwLmm.Model;
 
 namespace VwLmm.Cli.Commands;
 
@@ -14,11 +15,13 @@ public sealed class ForwardCommand : ICommand
     public string Summary => "one forward pass; dump logits, visual words and losses as .npy/.json for parity checks";
     public string Help => $$"""
         usage: vwlmm forward --model DIR (--image X | --pixels P.npy) (--ids IDS.json [--labels LABELS.json]
-                             | --prompt TEXT [--answer TEXT] [--template NAME]) --dump OUT [--weights bf16] [--device D] [--threads N]
+                             | --prompt TEXT [--answer TEXT] [--template NAME]) --dump OUT [--attention] [--weights bf16] [--device D] [--threads N]
           Writes OUT/logits.npy (f32 [L,V], every position after image expansion), OUT/visual_words.npy (f32 [N_img,V],
           p = softmax(W_vm·x)), OUT/text_loss.npy (f32 [L]: loss of logits at t against label t+1, 0 where ignored) and
           OUT/losses.json ({"text","vm","total"}). "vm" is the unweighted visual-word KL, measured even when the
           model's λ (vm_loss_weight) is 0, and total = text + λ·vm.
+          --attention also writes OUT/attention.npy (f32 [layers,H,L,L]: each decoder layer's causal attention weights,
+          row t over keys 0…t and zero after, as HF's output_attentions stacks them).
           IDS.json: a JSON array of token ids with −200 where the image goes. LABELS.json: same length, −100 = ignored
           (default: the ids, with the image position ignored). --pixels: an already preprocessed [3,S,S] float32 .npy.
           {{Shared.TemplateHelp}}
@@ -27,7 +30,7 @@ public sealed class ForwardCommand : ICommand
           {{Shared.AllowUnusedHelp}}
         example: vwlmm forward --model runs/demo/model --image a.png --prompt "what colour is the circle ?" --answer red --dump out
         """;
-    public IReadOnlyList<string> Flags => ["--allow-unused"];
+    public IReadOnlyList<string> Flags => ["--allow-unused", "--attention"];
     public IReadOnlyList<string> Valued => [.. Backends.Options, .. Shared.InferenceOptions, "--model", "--image", "--pixels", "--ids", "--labels", "--prompt", "--answer", "--template", "--dump"];
 
     public int Run(CliArgs args, TextWriter stdout)
@@ -81,6 +84,11 @@ public sealed class ForwardCommand : ICommand
             var px = Ops.Input(tape, pixels, 1, c.Vision.NumChannels, c.Vision.ImageSize, c.Vision.ImageSize);
             // Weight 1 makes the model measure the KL whatever the checkpoint's λ: at λ = 0 it would skip it, and the
             // dump exists to compare it with another implementation's. Nothing records, so the weight scales no gradient.
+            var attention = new List<float[]>();
+            var llm = c.Llm;
+            if (args.Has("--attention"))
+                model.Decoder.AttentionProbe = (_, q, k) => attention.Add(LlamaDecoder.AttentionProbabilities(
+                    q.ToArray(), k.ToArray(), batch.L, llm.NumAttentionHeads, llm.NumKeyValueHeads, llm.HeadDim));
             var output = model.Forward(tape, batch, px, vmLossWeight: 1);
             // λ as the float the model weighs with, so a λ > 0 total equals training's.
             double total = output.Text.Mean + (float)c.VmLossWeight * output.Vm.Mean;
@@ -91,6 +99,9 @@ public sealed class ForwardCommand : ICommand
             Npy.Write<float>(Path.Combine(dump, "logits.npy"), output.Logits.ToArray(), [batch.L, v]);
             Npy.Write<float>(Path.Combine(dump, "visual_words.npy"), p.ToArray(), [p.Shape[0], v]);
             Npy.Write<float>(Path.Combine(dump, "text_loss.npy"), output.Text.PerRow!.ToArray(), [batch.L]);
+            if (attention.Count > 0)
+                Npy.Write<float>(Path.Combine(dump, "attention.npy"), attention.SelectMany(a => a).ToArray(),
+                    [attention.Count, llm.NumAttentionHeads, batch.L, batch.L]);
             AtomicFile.WriteAllText(Path.Combine(dump, "losses.json"),
                 JsonSerializer.Serialize(new { text = output.Text.Mean, vm = output.Vm.Mean, total }, LossesJson));
             if (!args.Has("--quiet"))

@@ -4,6 +4,7 @@ using NUnit.Framework;
 using VwLmm.Data;
 using VwLmm.Data.Conversations;
 using VwLmm.Data.Text;
+using VwLmm.Model;
 using static VwLmm.Tests.Cli.CliRunner;
 
 namespace VwLmm.Tests.Cli;
@@ -30,6 +31,31 @@ public class ModelVerbTests
 
     [OneTimeTearDown]
     public void Remove() => Directory.Delete(_dir, recursive: true);
+
+    [Test]
+    public void ForwardWritesAttentionWeightsWhenAsked()
+    {
+        int[] ids = [_tok.BosId, Llava.ImageTokenIndex, .. _tok.Encode("what shape is the red object ?", addBos: false)];
+        string idsPath = Path.Combine(_dir, "attention-ids.json"), plain = Path.Combine(_dir, "no-attention"), dump = Path.Combine(_dir, "attention");
+        File.WriteAllText(idsPath, JsonSerializer.Serialize(ids));
+        Assert.That(Run("forward", "--model", _model, "--image", _image, "--ids", idsPath, "--dump", plain, "--threads", "1").ExitCode, Is.Zero);
+        Assert.That(File.Exists(Path.Combine(plain, "attention.npy")), Is.False, "only with --attention");
+        var r = Run("forward", "--model", _model, "--image", _image, "--ids", idsPath, "--dump", dump, "--attention", "--threads", "1");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        var config = VwLmmConfig.Load(Path.Combine(_model, "config.json"));
+        var (a, shape) = Npy.Read<float>(Path.Combine(dump, "attention.npy"));
+        int layers = config.Llm.NumHiddenLayers, h = config.Llm.NumAttentionHeads, L = ids.Length - 1 + _patches;
+        Assert.That(shape, Is.EqualTo(new[] { layers, h, L, L }));
+        for (int row = 0; row < layers * h * L; row++)
+        {
+            int t = row % L;
+            var weights = a.AsSpan(row * L, L);
+            Assert.That(weights[..(t + 1)].ToArray().Sum(v => (double)v), Is.EqualTo(1).Within(1e-5), $"row {row} sums to 1");
+            Assert.That(weights[(t + 1)..].ToArray().All(v => v == 0), $"row {row}: no weight on later keys");
+        }
+        // The logits do not depend on whether the weights were asked for.
+        Assert.That(Npy.Read<float>(Path.Combine(dump, "logits.npy")).Data, Is.EqualTo(Npy.Read<float>(Path.Combine(plain, "logits.npy")).Data));
+    }
 
     [Test]
     public void ForwardDumpsLogitsVisualWordsAndLossesThatAgreeWithEachOther()
