@@ -108,12 +108,14 @@ void WhereTheModelLooks(string modelDir)
     var builder = new BatchBuilder(n, c.MaxPositionEmbeddings, c.VocabSize);
     using var arena = new Arena(backend, 64L << 20);
     // Per group and outcome: questions, and per layer the mean weight over heads and question tokens on all image
-    // positions; per (layer, head, question token) the summed weight on the subject's and on the distractor's patch.
+    // positions; per (layer, head, question token) the summed weight on the subject's and on the distractor's patch;
+    // per layer the mean over heads of those two at the prompt's last token, whose logits give the answer.
     // Tokens are named by their piece, the asked colour's as COLOUR, so that questions of every colour line up.
     var counts = new SortedDictionary<string, int>(StringComparer.Ordinal);
     var image = new Dictionary<(string, int), double>();
     var onSubject = new Dictionary<(string, int, int, string), double>();
     var onDistractor = new Dictionary<(string, int, int, string), double>();
+    var atLast = new Dictionary<(string, int, int), double>();
     foreach (var q in shapeQuestions)
     {
         var prompt = ShapesGridRecipe.Template.EncodePrompt([new Turn(Speaker.Human, Llava.ImagePlaceholder + "\n" + q.Question)], hasImage: true, tok);
@@ -144,12 +146,17 @@ void WhereTheModelLooks(string modelDir)
             double all = 0;
             for (int j = first; j < after; j++) all += row[j];
             image[(key, layer)] = image.GetValueOrDefault((key, layer)) + all / (c.NumAttentionHeads * (l - after));
+            if (t == l - 1)
+            {
+                atLast[(key, layer, 0)] = atLast.GetValueOrDefault((key, layer, 0)) + row[first + q.Subject] / c.NumAttentionHeads;
+                if (q.Distractor >= 0) atLast[(key, layer, 1)] = atLast.GetValueOrDefault((key, layer, 1)) + row[first + q.Distractor] / c.NumAttentionHeads;
+            }
             onSubject[(key, layer, h, token)] = onSubject.GetValueOrDefault((key, layer, h, token)) + row[first + q.Subject];
             if (q.Distractor >= 0) onDistractor[(key, layer, h, token)] = onDistractor.GetValueOrDefault((key, layer, h, token)) + row[first + q.Distractor];
         }
     }
     Console.WriteLine($"where {modelDir} looks from the shape question's tokens (uniform over the image: {1.0 / n:0.000} per patch)");
-    Console.WriteLine("| group: first answer token | questions | " + string.Join(" | ", Enumerable.Range(0, c.NumHiddenLayers).Select(i => $"layer {i}: image; subject / distractor at the head and token most on the subject")) + " |");
+    Console.WriteLine("| group: first answer token | questions | " + string.Join(" | ", Enumerable.Range(0, c.NumHiddenLayers).Select(i => $"layer {i}: image; subject / distractor at the head and token most on the subject; at the last token")) + " |");
     Console.WriteLine("|---|---:|" + string.Concat(Enumerable.Repeat("---|", c.NumHiddenLayers)));
     foreach (var (key, count) in counts)
     {
@@ -157,7 +164,8 @@ void WhereTheModelLooks(string modelDir)
         {
             var best = onSubject.Where(e => e.Key.Item1 == key && e.Key.Item2 == layer).MaxBy(e => e.Value).Key;
             string distractor = onDistractor.TryGetValue(best, out double d) ? $"{d / count:0.00}" : "–";
-            return $"{image[(key, layer)] / count:0.00}; {onSubject[best] / count:0.00} / {distractor} (head {best.Item3}, '{best.Item4}')";
+            string last = $"{atLast[(key, layer, 0)] / count:0.00} / " + (atLast.TryGetValue((key, layer, 1), out double ld) ? $"{ld / count:0.00}" : "–");
+            return $"{image[(key, layer)] / count:0.00}; {onSubject[best] / count:0.00} / {distractor} (head {best.Item3}, '{best.Item4}'); {last}";
         }
         Console.WriteLine($"| {key} | {count} | " + string.Join(" | ", Enumerable.Range(0, c.NumHiddenLayers).Select(Layer)) + " |");
     }
