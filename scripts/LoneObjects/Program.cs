@@ -29,8 +29,9 @@ using VwLmm.Model.Recipes;
 // With MODEL_DIR (a demo model of the same seed), it also prints where that model looks (docs/RESULTS.md, session
 // 43): the shape question of every image (not the misnamed ones) runs through the model once, and the decoder's
 // attention weights (LlamaDecoder.AttentionProbe) from the prompt's tokens after the image give, per group, first
-// answer token (right, the distractor's shape, another word) and layer: the mean weight on the image, and the head and
-// token that weigh the asked-about object's patch most, with that weight and the distractor patch's.
+// answer token (right, the distractor's shape, another word) and layer: the mean weight on the image; the head and
+// token that weigh the asked-about object's patch most, with that weight and the distractor patch's; and the weights
+// on the two patches at the asked colour's word and at the last token, mean over heads.
 if (args.Length is not (3 or 4) || !ulong.TryParse(args[0], out ulong seed) || !int.TryParse(args[2], out int perPair) || perPair < 1)
 {
     Console.Error.WriteLine("usage: LoneObjects SEED OUT_DIR PER_PAIR [MODEL_DIR]");
@@ -109,13 +110,15 @@ void WhereTheModelLooks(string modelDir)
     using var arena = new Arena(backend, 64L << 20);
     // Per group and outcome: questions, and per layer the mean weight over heads and question tokens on all image
     // positions; per (layer, head, question token) the summed weight on the subject's and on the distractor's patch;
-    // per layer the mean over heads of those two at the prompt's last token, whose logits give the answer.
+    // per layer the mean over heads of those two at the asked colour's word (by the knockouts of docs/RESULTS.md,
+    // session 43, where version 7 reads the image; its first piece) and at the prompt's last token, whose logits give
+    // the answer.
     // Tokens are named by their piece, the asked colour's as COLOUR, so that questions of every colour line up.
     var counts = new SortedDictionary<string, int>(StringComparer.Ordinal);
     var image = new Dictionary<(string, int), double>();
     var onSubject = new Dictionary<(string, int, int, string), double>();
     var onDistractor = new Dictionary<(string, int, int, string), double>();
-    var atLast = new Dictionary<(string, int, int), double>();
+    var atToken = new Dictionary<(string, int, int), double>();
     foreach (var q in shapeQuestions)
     {
         var prompt = ShapesGridRecipe.Template.EncodePrompt([new Turn(Speaker.Human, Llava.ImagePlaceholder + "\n" + q.Question)], hasImage: true, tok);
@@ -135,28 +138,31 @@ void WhereTheModelLooks(string modelDir)
             : q.DistractorShape is { } ds && answer == tok.Encode(ds, addBos: false)[0] ? "the distractor's shape" : "another word";
         string key = $"{q.Group}: {outcome}";
         counts[key] = counts.GetValueOrDefault(key) + 1;
-        var colourPieces = tok.Encode(q.Question.Split(' ')[3], addBos: false).Select(tok.IdToPiece).ToHashSet();
+        int[] colourIds = tok.Encode(q.Question.Split(' ')[3], addBos: false);
+        int colourAt = Enumerable.Range(after, l - after - colourIds.Length + 1)
+            .FirstOrDefault(i => batch.Map.AsSpan(i, colourIds.Length).SequenceEqual(colourIds), -1);
+        if (colourAt < 0) throw new InvalidOperationException($"'{q.Question}': the colour word's pieces are not a run of the prompt's");
         for (int layer = 0; layer < weights.Count; layer++)
         for (int h = 0; h < c.NumAttentionHeads; h++)
         for (int t = after; t < l; t++)
         {
-            string piece = tok.IdToPiece(batch.Map[t]);
-            string token = colourPieces.Contains(piece) ? "COLOUR" : piece;
+            string token = t >= colourAt && t < colourAt + colourIds.Length ? "COLOUR" : tok.IdToPiece(batch.Map[t]);
             var row = weights[layer].AsSpan((h * l + t) * l, l);
             double all = 0;
             for (int j = first; j < after; j++) all += row[j];
             image[(key, layer)] = image.GetValueOrDefault((key, layer)) + all / (c.NumAttentionHeads * (l - after));
-            if (t == l - 1)
+            int at = t == l - 1 ? 2 : t == colourAt ? 0 : -1;
+            if (at >= 0)
             {
-                atLast[(key, layer, 0)] = atLast.GetValueOrDefault((key, layer, 0)) + row[first + q.Subject] / c.NumAttentionHeads;
-                if (q.Distractor >= 0) atLast[(key, layer, 1)] = atLast.GetValueOrDefault((key, layer, 1)) + row[first + q.Distractor] / c.NumAttentionHeads;
+                atToken[(key, layer, at)] = atToken.GetValueOrDefault((key, layer, at)) + row[first + q.Subject] / c.NumAttentionHeads;
+                if (q.Distractor >= 0) atToken[(key, layer, at + 1)] = atToken.GetValueOrDefault((key, layer, at + 1)) + row[first + q.Distractor] / c.NumAttentionHeads;
             }
             onSubject[(key, layer, h, token)] = onSubject.GetValueOrDefault((key, layer, h, token)) + row[first + q.Subject];
             if (q.Distractor >= 0) onDistractor[(key, layer, h, token)] = onDistractor.GetValueOrDefault((key, layer, h, token)) + row[first + q.Distractor];
         }
     }
     Console.WriteLine($"where {modelDir} looks from the shape question's tokens (uniform over the image: {1.0 / n:0.000} per patch)");
-    Console.WriteLine("| group: first answer token | questions | " + string.Join(" | ", Enumerable.Range(0, c.NumHiddenLayers).Select(i => $"layer {i}: image; subject / distractor at the head and token most on the subject; at the last token")) + " |");
+    Console.WriteLine("| group: first answer token | questions | " + string.Join(" | ", Enumerable.Range(0, c.NumHiddenLayers).Select(i => $"layer {i}: image; subject / distractor at the head and token most on the subject; at the colour word; at the last token")) + " |");
     Console.WriteLine("|---|---:|" + string.Concat(Enumerable.Repeat("---|", c.NumHiddenLayers)));
     foreach (var (key, count) in counts)
     {
@@ -164,8 +170,8 @@ void WhereTheModelLooks(string modelDir)
         {
             var best = onSubject.Where(e => e.Key.Item1 == key && e.Key.Item2 == layer).MaxBy(e => e.Value).Key;
             string distractor = onDistractor.TryGetValue(best, out double d) ? $"{d / count:0.00}" : "–";
-            string last = $"{atLast[(key, layer, 0)] / count:0.00} / " + (atLast.TryGetValue((key, layer, 1), out double ld) ? $"{ld / count:0.00}" : "–");
-            return $"{image[(key, layer)] / count:0.00}; {onSubject[best] / count:0.00} / {distractor} (head {best.Item3}, '{best.Item4}'); {last}";
+            string At(int at) => $"{atToken[(key, layer, at)] / count:0.00} / " + (atToken.TryGetValue((key, layer, at + 1), out double ad) ? $"{ad / count:0.00}" : "–");
+            return $"{image[(key, layer)] / count:0.00}; {onSubject[best] / count:0.00} / {distractor} (head {best.Item3}, '{best.Item4}'); {At(0)}; {At(2)}";
         }
         Console.WriteLine($"| {key} | {count} | " + string.Join(" | ", Enumerable.Range(0, c.NumHiddenLayers).Select(Layer)) + " |");
     }
