@@ -82,13 +82,13 @@ public sealed class ForwardCommand : ICommand
             using var arena = new Arena(backend, 1L << 30);
             var tape = new Tape(backend, arena, record: false);
             var px = Ops.Input(tape, pixels, 1, c.Vision.NumChannels, c.Vision.ImageSize, c.Vision.ImageSize);
-            // Weight 1 makes the model measure the KL whatever the checkpoint's λ: at λ = 0 it would skip it, and the
-            // dump exists to compare it with another implementation's. Nothing records, so the weight scales no gradient.
             var attention = new List<float[]>();
             var llm = c.Llm;
             if (args.Has("--attention"))
                 model.Decoder.AttentionProbe = (_, q, k) => attention.Add(LlamaDecoder.AttentionProbabilities(
                     q.ToArray(), k.ToArray(), batch.L, llm.NumAttentionHeads, llm.NumKeyValueHeads, llm.HeadDim));
+            // Weight 1 makes the model measure the KL whatever the checkpoint's λ: at λ = 0 it would skip it, and the
+            // dump exists to compare it with another implementation's. Nothing records, so the weight scales no gradient.
             var output = model.Forward(tape, batch, px, vmLossWeight: 1);
             // λ as the float the model weighs with, so a λ > 0 total equals training's.
             double total = output.Text.Mean + (float)c.VmLossWeight * output.Vm.Mean;
