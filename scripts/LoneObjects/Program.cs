@@ -43,8 +43,11 @@ int grid = world.Options.Grid;
 var rng = new Random(unchecked((int)seed * 7919 + 13));
 Directory.CreateDirectory(Path.Combine(outDir, "images"));
 var samples = new List<object>();
-var shapeQuestions = new List<(string Group, RgbImage Image, string Question, string Answer, int Subject, int Distractor, string? DistractorShape)>();
+// Per image, what WhereTheModelLooks asks about it: the subject's and the distractor's cell (−1: none).
+var shapeQuestions = new List<(string Group, RgbImage Image, string Colour, string Answer, int Subject, int Distractor, string? DistractorShape)>();
 int images = 0;
+
+static string ShapeQuestion(string colour) => $"what shape is the {colour} object ?";
 
 Combo DistractorFor(Combo subject)
 {
@@ -69,15 +72,12 @@ void Add(string group, Combo subject, Combo? distractor)
         image = file,
         conversations = new[] { new { from = "human", value = "<image>\n" + question }, new { from = "gpt", value = answer } },
     });
-    Ask(group, "shape", colour, $"what shape is the {colour} object ?", shape);
-    int Cell(GridObject o) => o.Row * grid + o.Column;
-    var subjectObject = objects.Single(o => o.Colour == subject.Colour && o.Shape == subject.Shape);
-    shapeQuestions.Add((group, image, $"what shape is the {colour} object ?", shape, Cell(subjectObject),
-        distractor is null ? -1 : Cell(objects.Single(o => o != subjectObject)), distractor is { } ds ? Words.Of(ds.Shape) : null));
+    Ask(group, "shape", colour, ShapeQuestion(colour), shape);
+    shapeQuestions.Add((group, image, colour, shape, cells[0], distractor is null ? -1 : cells[1], distractor is { } ds ? Words.Of(ds.Shape) : null));
     Ask(group, "colour", shape, $"what colour is the {shape} ?", colour);
     if (group == "lone-heldout")
         foreach (var c in world.TrainCombos.Where(t => t.Shape == subject.Shape && t.Colour != subject.Colour).Select(t => Words.Of(t.Colour)))
-            Ask("lone-misnamed", "shape", c, $"what shape is the {c} object ?", shape);
+            Ask("lone-misnamed", "shape", c, ShapeQuestion(c), shape);
     images++;
 }
 
@@ -121,7 +121,7 @@ void WhereTheModelLooks(string modelDir)
     var atToken = new Dictionary<(string, int, int), double>();
     foreach (var q in shapeQuestions)
     {
-        var prompt = ShapesGridRecipe.Template.EncodePrompt([new Turn(Speaker.Human, Llava.ImagePlaceholder + "\n" + q.Question)], hasImage: true, tok);
+        var prompt = ShapesGridRecipe.Template.EncodePrompt([new Turn(Speaker.Human, Llava.ImagePlaceholder + "\n" + ShapeQuestion(q.Colour))], hasImage: true, tok);
         var batch = builder.Build([prompt]);
         int first = Array.IndexOf(batch.ImageMask, (byte)1), l = batch.L, after = first + n;
         var weights = new List<float[]>();
@@ -138,10 +138,10 @@ void WhereTheModelLooks(string modelDir)
             : q.DistractorShape is { } ds && answer == tok.Encode(ds, addBos: false)[0] ? "the distractor's shape" : "another word";
         string key = $"{q.Group}: {outcome}";
         counts[key] = counts.GetValueOrDefault(key) + 1;
-        int[] colourIds = tok.Encode(q.Question.Split(' ')[3], addBos: false);
+        int[] colourIds = tok.Encode(q.Colour, addBos: false);
         int colourAt = Enumerable.Range(after, l - after - colourIds.Length + 1)
             .FirstOrDefault(i => batch.Map.AsSpan(i, colourIds.Length).SequenceEqual(colourIds), -1);
-        if (colourAt < 0) throw new InvalidOperationException($"'{q.Question}': the colour word's pieces are not a run of the prompt's");
+        if (colourAt < 0) throw new InvalidOperationException($"'{ShapeQuestion(q.Colour)}': the colour word's pieces are not a run of the prompt's");
         for (int layer = 0; layer < weights.Count; layer++)
         for (int h = 0; h < c.NumAttentionHeads; h++)
         for (int t = after; t < l; t++)
