@@ -44,7 +44,7 @@ static void WriteTokens(ShapesGridRecipe recipe, string cacheDir, string outPath
     foreach (var s in images)
     {
         var conversations = s.Split == Split.Train
-            ? [world.QaConversation(s.Split, s.Index, "image", kinds).Turns]
+            ? [world.QaConversation(s.Split, s.Index, "image", kinds, cellQuestions: true).Turns]
             : s.Questions.Where(q => q.Kind is QuestionKind.Colour or QuestionKind.Shape)
                 .Select(q => (IReadOnlyList<Turn>)[new(Speaker.Human, Llava.ImagePlaceholder + "\n" + q.Question), new(Speaker.Gpt, q.Answer)]);
         var questions = s.Split == Split.Train ? null : s.Questions.Where(q => q.Kind is QuestionKind.Colour or QuestionKind.Shape).ToArray();

@@ -33,7 +33,8 @@ public sealed class DemoCommand : ICommand
               pif-frozen (pif with the VM head frozen at its random initialisation, λ 0.1), twins (each shape question
               trained beside its counterfactual twin: the asked object in another colour, the same answer, and a
               loss on the difference of the two answers' logits; needs the answer prior)
-          --stages    lookup (default: instruction tuning on colour and shape questions), llava (LM pretraining, caption
+          --stages    lookup (default: instruction tuning on colour and shape questions, each image's followed by a
+                      colour and a shape question that name their objects by cell), llava (LM pretraining, caption
                       alignment, captions, instruction tuning on every question kind: the session 2–6 recipe)
           --answer-prior  on (default): instruction tuning against a question-only answer prior (a product of experts,
                       training only, docs/RESULTS.md); off: plain cross-entropy (with --stages llava: the session 2–6 recipe)

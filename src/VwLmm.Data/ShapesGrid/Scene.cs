@@ -34,9 +34,10 @@ public sealed record QaPair(QuestionKind Kind, string Question, string Answer, b
 /// </summary>
 public sealed class Scene
 {
-    /// <summary>Streams under <see cref="Seed"/>: the questions asked about the scene, its pixel noise, and its twin's change
-    /// (<see cref="ShapesGridWorld.Twin"/>).</summary>
-    internal const ulong QuestionStream = 1, PixelStream = 2, TwinStream = 3;
+    /// <summary>Streams under <see cref="Seed"/>: the questions asked about the scene, its pixel noise, its twin's change
+    /// (<see cref="ShapesGridWorld.Twin"/>), and the objects its cell questions ask about (the scratch build that measured
+    /// them drew from stream 99).</summary>
+    internal const ulong QuestionStream = 1, PixelStream = 2, TwinStream = 3, CellQuestionStream = 99;
 
     public Scene(int grid, int horizon, Background ground, IReadOnlyList<GridObject> objects, ulong seed)
     {

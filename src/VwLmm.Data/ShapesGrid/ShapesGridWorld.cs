@@ -135,11 +135,41 @@ public sealed class ShapesGridWorld
 
     /// <summary>
     /// Image sample <paramref name="index"/> asked only questions of the given kinds (the questions of any kind when its
-    /// scene allows none of them — when every colour and every shape in it repeats). Built from the scene alone: the
-    /// image is not rendered.
+    /// scene allows none of them — when every colour and every shape in it repeats); with <paramref name="cellQuestions"/>
+    /// then <see cref="CellQuestions"/>' two. Built from the scene alone: the image is not rendered.
     /// </summary>
-    public ConversationSample QaConversation(Split split, long index, string imageRef, IReadOnlyCollection<QuestionKind> kinds) =>
-        new(ShapesGridSample.IdOf(split, index), imageRef, QaTurns(Llava.ImagePlaceholder + "\n", QaQuestions(SceneAt(split, index), split, kinds)));
+    public ConversationSample QaConversation(Split split, long index, string imageRef, IReadOnlyCollection<QuestionKind> kinds,
+                                             bool cellQuestions = false)
+    {
+        var scene = SceneAt(split, index);
+        var questions = QaQuestions(scene, split, kinds);
+        if (cellQuestions) questions = [.. questions, .. CellQuestions(scene, questions)];
+        return new(ShapesGridSample.IdOf(split, index), imageRef, QaTurns(Llava.ImagePlaceholder + "\n", questions));
+    }
+
+    /// <summary>
+    /// "what shape is in row R column C ?" and "what colour is in row R column C ?", in random order: each names its object
+    /// by its cell, so neither has the other attribute's word to answer from. They ask about two objects that
+    /// <paramref name="asked"/> does not, where the scene has them (else any). A shape question that names its object by
+    /// colour is otherwise answered through a readout keyed on that colour word, learned on that colour's training
+    /// shapes only (docs/RESULTS.md, session 42); these questions make the decoder read the attribute itself. Asked
+    /// beside the other questions rather than instead of half of them, they keep most of their lookup; a shape question
+    /// alone costs the colour questions theirs (session 44).
+    /// </summary>
+    public static IReadOnlyList<QaPair> CellQuestions(Scene scene, IReadOnlyList<QaPair> asked)
+    {
+        var rng = Streams.Derive(scene.Seed, Scene.CellQuestionStream);
+        var all = scene.Objects.ToArray();
+        var fresh = all.Where(o => asked.All(q => q.Subject != o)).ToArray();
+        var s = rng.Pick(fresh.Length > 0 ? fresh : all);
+        var rest = fresh.Where(o => o != s).ToArray();
+        var c = rng.Pick(rest.Length > 0 ? rest : all);
+        QaPair shape = new(QuestionKind.Shape, $"what shape is in {Cell(s)} ?", Words.Of(s.Shape), false, s),
+               colour = new(QuestionKind.Colour, $"what colour is in {Cell(c)} ?", Words.Of(c.Colour), false, c);
+        return rng.NextInt(2) == 0 ? [shape, colour] : [colour, shape];
+
+        static string Cell(GridObject o) => $"row {o.Row + 1} column {o.Column + 1}";
+    }
 
     private IReadOnlyList<QaPair> QaQuestions(Scene scene, Split split, IReadOnlyCollection<QuestionKind> kinds)
     {

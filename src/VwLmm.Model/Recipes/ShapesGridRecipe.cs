@@ -78,7 +78,7 @@ public sealed class ShapesGridRecipe
     public static string CacheDir(string root, ulong seed) => Path.Combine(root, $"shapesgrid-v{ShapesGridWorld.Version}.{Version}-seed{seed}");
 
     /// <summary>Bumped whenever the stages change, so a model trained by an older recipe is never reused.</summary>
-    public const int Version = 7;
+    public const int Version = 8;
 
     public static ConversationTemplate Template => ConversationTemplate.ShapesChat;
 
@@ -138,8 +138,9 @@ public sealed class ShapesGridRecipe
 
     /// <summary>
     /// The stages after <see cref="PretrainVision"/>, with the tower frozen throughout. <see cref="ShapesGridStages.Lookup"/>
-    /// (the default): instruction tuning of projector, LLM and VM head on colour and shape questions only, from
-    /// <see cref="InitScheme.Torch"/>. <see cref="ShapesGridStages.Llava"/>: LLaVA's recipe on top of a text-pretrained
+    /// (the default): instruction tuning of projector, LLM and VM head on colour and shape questions only, each training
+    /// image's followed by a colour and a shape question that name their objects by cell
+    /// (<see cref="ShapesGridWorld.CellQuestions"/>; version 8), from <see cref="InitScheme.Torch"/>. <see cref="ShapesGridStages.Llava"/>: LLaVA's recipe on top of a text-pretrained
     /// LLM — alignment trains the projector and the VM head (started from the trained embed_tokens) under the frozen LLM,
     /// a second caption stage adds the LLM, instruction tuning asks every question kind. Text that names colour×shape
     /// pairs (the world's sentences, captions, "is there a red triangle ?", "red triangle" answers) teaches the decoder
@@ -171,7 +172,7 @@ public sealed class ShapesGridRecipe
         Stages = stages == ShapesGridStages.Lookup
             ?
             [
-                new StageConfig { Name = "instruct", Data = "qa:colour,shape", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize, InitVmHead = true,
+                new StageConfig { Name = "instruct", Data = "qa:colour,shape+cells", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm, ParameterGroup.VmHead], Steps = budget.QaSteps, Lr = 1e-3, WarmupRatio = 0.05, MinLrRatio = 0.1, BatchSize = budget.BatchSize, InitVmHead = true,
                                   WeightDecay = budget.QaWeightDecay, AnswerPrior = answerPrior ? AnswerPriorClasses : null, EmaDecay = budget.QaAverageDecay },
             ]
             :
@@ -224,22 +225,26 @@ public sealed class ShapesGridRecipe
 
     /// <summary>
     /// The training sources the stages name: "text", "captions", "qa" (every question kind, 5% text-only), and
-    /// "qa:KIND,KIND…" (image conversations asking only those kinds: colour, shape, count, existence, position).
+    /// "qa:KIND,KIND…" (image conversations asking only those kinds: colour, shape, count, existence, position), with
+    /// "+cells" at the end each followed by <see cref="ShapesGridWorld.CellQuestions"/>.
     /// </summary>
     public ITrainingSource Source(string name, ITokenizer tokenizer) => name switch
     {
         "text" => new TextSource(this, tokenizer),
         "captions" => new CaptionSource(this, tokenizer),
-        "qa" => new QaSource(this, tokenizer, null),
-        _ when name.StartsWith("qa:", StringComparison.Ordinal) => new QaSource(this, tokenizer, ParseKinds(name)),
-        _ => throw new ArgumentException($"ShapesGrid has no data source '{name}' (text, captions, qa, qa:KIND,…)"),
+        "qa" => new QaSource(this, tokenizer, null, false),
+        _ when name.StartsWith("qa:", StringComparison.Ordinal) =>
+            new QaSource(this, tokenizer, ParseKinds(name), name.EndsWith(CellsSuffix, StringComparison.Ordinal)),
+        _ => throw new ArgumentException($"ShapesGrid has no data source '{name}' (text, captions, qa, qa:KIND,…[{CellsSuffix}])"),
     };
+
+    private const string CellsSuffix = "+cells";
 
     /// <summary>Whether <paramref name="name"/> is one of <see cref="Source"/>'s names (its kinds unchecked).</summary>
     public static bool IsSourceName(string name) => name is "text" or "captions" or "qa" || name.StartsWith("qa:", StringComparison.Ordinal);
 
     private static QuestionKind[] ParseKinds(string name) =>
-        name["qa:".Length..].Split(',').Select(k => Enum.TryParse<QuestionKind>(k, ignoreCase: true, out var kind) && !int.TryParse(k, out _)
+        name["qa:".Length..(name.EndsWith(CellsSuffix, StringComparison.Ordinal) ? ^CellsSuffix.Length : ^0)].Split(',').Select(k => Enum.TryParse<QuestionKind>(k, ignoreCase: true, out var kind) && !int.TryParse(k, out _)
             ? kind
             : throw new ArgumentException($"data source '{name}': '{k}' is not a question kind (colour, shape, count, existence, position)")).Distinct().ToArray();
 
@@ -281,7 +286,7 @@ public sealed class ShapesGridRecipe
         }
     }
 
-    private sealed class QaSource(ShapesGridRecipe r, ITokenizer tok, QuestionKind[]? kinds) : ITrainingSource
+    private sealed class QaSource(ShapesGridRecipe r, ITokenizer tok, QuestionKind[]? kinds, bool cellQuestions) : ITrainingSource
     {
         public int Count => SourceSize;
 
@@ -304,6 +309,6 @@ public sealed class ShapesGridRecipe
 
         private ConversationSample Conversation(int index) => kinds is null
             ? r.World.InstructionConversation(Split.Train, index, "image")
-            : r.World.QaConversation(Split.Train, index, "image", kinds);
+            : r.World.QaConversation(Split.Train, index, "image", kinds, cellQuestions);
     }
 }

@@ -186,6 +186,48 @@ public class ShapesGridWorldTests
     }
 
     [Test]
+    public void CellQuestionsFollowTheKindsQuestionsAndAskAboutObjectsTheyDoNot()
+    {
+        var world = new ShapesGridWorld(9);
+        QuestionKind[] kinds = [QuestionKind.Colour, QuestionKind.Shape];
+        int fresh = 0, colourFirst = 0;
+        for (int i = 0; i < 300; i++)
+        {
+            var scene = world.SceneAt(Split.Train, i);
+            var plain = world.QaConversation(Split.Train, i, "img", kinds).Turns;
+            var conv = world.QaConversation(Split.Train, i, "img", kinds, cellQuestions: true).Turns;
+            Assert.That(conv.Take(plain.Count).Select(t => t.Value), Is.EqualTo(plain.Select(t => t.Value)), $"sample {i}: the kinds' questions first, unchanged");
+            Assert.That(conv, Has.Count.EqualTo(plain.Count + 4), $"sample {i}");
+            var cells = new[] { conv[^4].Value, conv[^2].Value };
+            Assert.That(cells.Count(q => q.StartsWith("what colour is in row ")), Is.EqualTo(1), $"sample {i}: {string.Join(" | ", cells)}");
+            Assert.That(cells.Count(q => q.StartsWith("what shape is in row ")), Is.EqualTo(1), $"sample {i}: {string.Join(" | ", cells)}");
+            Assert.That(Solve(cells[0], scene), Is.EqualTo(conv[^3].Value), cells[0]);
+            Assert.That(Solve(cells[1], scene), Is.EqualTo(conv[^1].Value), cells[1]);
+            colourFirst += cells[0].StartsWith("what colour") ? 1 : 0;
+            // With two objects the other questions did not name, the cell questions take both; asked objects only otherwise.
+            var named = Enumerable.Range(0, plain.Count / 2).Select(t => plain[2 * t].Value.Replace(Llava.ImagePlaceholder + "\n", ""))
+                .Where(q => q.StartsWith("what colour is the ") || q.StartsWith("what shape is the ")).Select(q => Asked(q, scene)).ToHashSet();
+            var picked = cells.Select(q => CellOf(q, scene)).ToArray();
+            if (scene.Objects.Count(o => !named.Contains(o)) >= 2)
+            {
+                Assert.That(picked.Any(named.Contains), Is.False, $"sample {i}");
+                Assert.That(picked[0], Is.Not.EqualTo(picked[1]), $"sample {i}");
+                fresh++;
+            }
+        }
+        Assert.That(fresh, Is.GreaterThan(30));
+        Assert.That(colourFirst, Is.InRange(100, 200), "either order, about as often");
+        Assert.That(world.QaConversation(Split.Train, 7, "img", kinds, cellQuestions: true).Turns.Select(t => t.Value),
+            Is.EqualTo(new ShapesGridWorld(9).QaConversation(Split.Train, 7, "img", kinds, cellQuestions: true).Turns.Select(t => t.Value)));
+
+        static GridObject CellOf(string question, Scene scene)
+        {
+            var m = Regex.Match(question, "row (\\d+) column (\\d+)");
+            return scene.Objects.Single(o => o.Row == int.Parse(m.Groups[1].Value) - 1 && o.Column == int.Parse(m.Groups[2].Value) - 1);
+        }
+    }
+
+    [Test]
     public void TrainingLookupsHaveNoDistractorWithAnAttributeTheAskedOneNeverComesWith()
     {
         var world = new ShapesGridWorld(9);
@@ -490,6 +532,11 @@ public class ShapesGridWorldTests
             return scene.Objects.Count(o => PluralNames[(int)o.Shape] == m.Groups[1].Value).ToString();
         if ((m = Regex.Match(question, "^is there a (\\w+) (\\w+) \\?$")).Success)
             return scene.Objects.Any(o => Colour(o) == m.Groups[1].Value && Shape(o) == m.Groups[2].Value) ? "yes" : "no";
+        if ((m = Regex.Match(question, "^what (colour|shape) is in row (\\d+) column (\\d+) \\?$")).Success)
+        {
+            var o = scene.Objects.Single(o => o.Row == int.Parse(m.Groups[2].Value) - 1 && o.Column == int.Parse(m.Groups[3].Value) - 1);
+            return m.Groups[1].Value == "colour" ? Colour(o) : Shape(o);
+        }
         if ((m = Regex.Match(question, "^what is in row (\\d+) column (\\d+) \\?$")).Success)
         {
             int r = int.Parse(m.Groups[1].Value) - 1, c = int.Parse(m.Groups[2].Value) - 1;

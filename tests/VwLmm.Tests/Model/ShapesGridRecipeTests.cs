@@ -87,6 +87,23 @@ public class ShapesGridRecipeTests : CpuFixture
         Assert.That(after, Is.LessThan(0.5 * before), "the features move towards the sum of their classes' codes");
     }
 
+    /// <summary>"+cells" appends the world's two cell questions to each conversation of the kinds' source.</summary>
+    [Test]
+    public void QaSourceWithCellsAppendsTheWorldsCellQuestions()
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        var cells = recipe.Source("qa:colour,shape+cells", tok);
+        var plain = recipe.Source("qa:colour,shape", tok);
+        for (int i = 0; i < 40; i++)
+        {
+            var conv = recipe.World.QaConversation(Split.Train, i, "image", [QuestionKind.Colour, QuestionKind.Shape], cellQuestions: true);
+            Assert.That(cells.Get(i).Tokens.InputIds, Is.EqualTo(ShapesGridRecipe.Template.Encode(conv, tok).InputIds), $"sample {i}");
+            Assert.That(cells.Get(i).Pixels, Is.EqualTo(plain.Get(i).Pixels), $"sample {i}'s image");
+            string text = tok.Decode(cells.Get(i).Tokens.InputIds.Where(t => t >= 0).ToArray());
+            Assert.That(text, Does.Contain("what colour is in row").And.Contain("what shape is in row"), $"sample {i}");
+        }
+    }
+
     [Test]
     public void SourcesNameTheTemplateTheirConversationsAreEncodedWith()
     {
@@ -117,6 +134,10 @@ public class ShapesGridRecipeTests : CpuFixture
         Assert.That(allOtherKinds, Is.GreaterThan(100));
         var e = Assert.Throws<ArgumentException>(() => recipe.Source("qa:colour,size", tok))!;
         Assert.That(e.Message, Does.Contain("'size'"));
+        e = Assert.Throws<ArgumentException>(() => recipe.Source("qa:colour,size+cells", tok))!;
+        Assert.That(e.Message, Does.Contain("'size'"));
+        e = Assert.Throws<ArgumentException>(() => recipe.Source("qa:colour+cellz", tok))!;
+        Assert.That(e.Message, Does.Contain("'colour+cellz'"));
 
         static int CountOtherKinds(string text) =>
             new[] { "how many", "is there", "what is in row" }.Sum(q => (text.Length - text.Replace(q, "").Length) / q.Length);
@@ -128,6 +149,7 @@ public class ShapesGridRecipeTests : CpuFixture
     /// </summary>
     [TestCase("qa")]
     [TestCase("qa:colour,shape")]
+    [TestCase("qa:colour,shape+cells")]
     public void QaSourceTokensAndPixelsAreTheSamples(string name)
     {
         var (recipe, tok) = TinyWorld.ShapesGridSeed1;
