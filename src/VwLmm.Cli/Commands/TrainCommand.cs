@@ -28,8 +28,9 @@ public sealed class TrainCommand : ICommand
                           "random|lm_head|embed_tokens", "use_pif"
             "shapesgrid": {"seed": 1}      the built-in world: stage data "text", "captions", "qa", "qa:colour,shape"
                           (only those question kinds; "+cells" at the end adds a colour and a shape question about
-                          objects named by cell, "what shape is in row 2 column 3 ?"); tokenizer trained if absent; with it, preset "shapesgrid" is
-                          the demo's model: the world's image size and patch, vm_head_init "embed_tokens"
+                          objects named by cell, "what shape is in row 2 column 3 ?"); tokenizer trained if absent;
+                          with it, preset "shapesgrid" is the demo's model: the world's image size and patch,
+                          vm_head_init "embed_tokens"
             "datasets":   {"NAME": {"json": "data.json", "images": "dir", "template": "vicuna_v1"}}   LLaVA-format data
             "tokenizer":  "tokenizer.model" (else beside model.init, or the ShapesGrid one)
             "out": "runs/x", "seed": 1, "log_every": 10, "checkpoint_every": 0,

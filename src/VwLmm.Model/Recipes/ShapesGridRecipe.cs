@@ -140,9 +140,10 @@ public sealed class ShapesGridRecipe
     /// The stages after <see cref="PretrainVision"/>, with the tower frozen throughout. <see cref="ShapesGridStages.Lookup"/>
     /// (the default): instruction tuning of projector, LLM and VM head on colour and shape questions only, each training
     /// image's followed by a colour and a shape question that name their objects by cell
-    /// (<see cref="ShapesGridWorld.CellQuestions"/>; version 8), from <see cref="InitScheme.Torch"/>. <see cref="ShapesGridStages.Llava"/>: LLaVA's recipe on top of a text-pretrained
-    /// LLM — alignment trains the projector and the VM head (started from the trained embed_tokens) under the frozen LLM,
-    /// a second caption stage adds the LLM, instruction tuning asks every question kind. Text that names colour×shape
+    /// (<see cref="ShapesGridWorld.CellQuestions"/>; version 8), from <see cref="InitScheme.Torch"/>.
+    /// <see cref="ShapesGridStages.Llava"/>: LLaVA's recipe on top of a text-pretrained LLM — alignment trains the
+    /// projector and the VM head (started from the trained embed_tokens) under the frozen LLM, a second caption stage
+    /// adds the LLM, instruction tuning asks every question kind. Text that names colour×shape
     /// pairs (the world's sentences, captions, "is there a red triangle ?", "red triangle" answers) teaches the decoder
     /// pair features that do not transfer to the held-out pairs; docs/RESULTS.md has the measurements.
     /// </summary>
