@@ -8,7 +8,8 @@ using VwLmm.Model.Checkpoints;
 using VwLmm.Model.Recipes;
 
 // Exports what the demo's instruction stage trains on, for scripts/pipeline_toy.py (docs/RESULTS.md, session 11):
-//   tokens   SEED CACHE_DIR OUT.jsonl TRAIN TEST  the recipe's colour/shape conversations of train images 0..TRAIN-1 and
+//   tokens   SEED CACHE_DIR OUT.jsonl TRAIN TEST  the recipe's colour/shape conversations of train images 0..TRAIN-1
+//            (with their two cell questions, as recipe version 8 trains: "qa:colour,shape+cells") and
 //            one conversation per colour/shape question of test images 0..TEST-1, token ids as the trainer sees them
 //            (the tokenizer from CACHE_DIR/tokenizer.model), with each image's per-patch ground truth.
 //   features SEED CHECKPOINT OUT.f32 TRAIN TEST  the frozen tower's patch features [TRAIN + TEST, N, C] of the same

@@ -93,6 +93,8 @@ public static class Words
     public static string Of(Background b) => b.ToString().ToLowerInvariant();
     public static string Of(ObjectSize s) => s.ToString().ToLowerInvariant();
     public static string Plural(ObjectShape s) => s == ObjectShape.Cross ? "crosses" : Of(s) + "s";
+    /// <summary>A cell as the questions and sentences name it, 1-based: "row 2 column 3".</summary>
+    public static string Cell(int row, int column) => $"row {row + 1} column {column + 1}";
     /// <summary>Number word used in captions ("two blue squares"); answers use digits.</summary>
     public static string Number(int n) => Numbers[n];
     public const int MaxNumberWord = 9;

@@ -164,11 +164,9 @@ public sealed class ShapesGridWorld
         var s = rng.Pick(fresh.Length > 0 ? fresh : all);
         var rest = fresh.Where(o => o != s).ToArray();
         var c = rng.Pick(rest.Length > 0 ? rest : all);
-        QaPair shape = new(QuestionKind.Shape, $"what shape is in {Cell(s)} ?", Words.Of(s.Shape), false, s),
-               colour = new(QuestionKind.Colour, $"what colour is in {Cell(c)} ?", Words.Of(c.Colour), false, c);
+        QaPair shape = new(QuestionKind.Shape, $"what shape is in {Words.Cell(s.Row, s.Column)} ?", Words.Of(s.Shape), false, s),
+               colour = new(QuestionKind.Colour, $"what colour is in {Words.Cell(c.Row, c.Column)} ?", Words.Of(c.Colour), false, c);
         return rng.NextInt(2) == 0 ? [shape, colour] : [colour, shape];
-
-        static string Cell(GridObject o) => $"row {o.Row + 1} column {o.Column + 1}";
     }
 
     private IReadOnlyList<QaPair> QaQuestions(Scene scene, Split split, IReadOnlyCollection<QuestionKind> kinds)
@@ -226,7 +224,7 @@ public sealed class ShapesGridWorld
         var sentences = new List<string> { Caption(scene) + " ." };
         foreach (var o in scene.Objects)
             sentences.Add(rng.NextInt(2) == 0
-                ? $"row {o.Row + 1} column {o.Column + 1} is a {o.Combo} ."
+                ? $"{Words.Cell(o.Row, o.Column)} is a {o.Combo} ."
                 : $"the {o.Combo} is at {Words.Region(o.Row, o.Column, scene.Grid)} .");
         foreach (var group in scene.Objects.GroupBy(o => o.Shape).Where(g => g.Count() > 1))
             sentences.Add($"there are {Words.Number(group.Count())} {Words.Plural(group.Key)} .");
@@ -371,7 +369,7 @@ public sealed class ShapesGridWorld
                 else
                     (row, column) = (rng.NextInt(scene.Grid), rng.NextInt(scene.Grid));
                 bool heldOut = scene.ObjectAt(row, column) is { } hit && IsHeldOut(hit.Combo);
-                return new QaPair(kind, $"what is in row {row + 1} column {column + 1} ?", scene.CellWords(row, column), heldOut);
+                return new QaPair(kind, $"what is in {Words.Cell(row, column)} ?", scene.CellWords(row, column), heldOut);
             }
         }
     }

@@ -234,8 +234,9 @@ public sealed class ShapesGridRecipe
         "text" => new TextSource(this, tokenizer),
         "captions" => new CaptionSource(this, tokenizer),
         "qa" => new QaSource(this, tokenizer, null, false),
-        _ when name.StartsWith("qa:", StringComparison.Ordinal) =>
-            new QaSource(this, tokenizer, ParseKinds(name), name.EndsWith(CellsSuffix, StringComparison.Ordinal)),
+        _ when name.StartsWith("qa:", StringComparison.Ordinal) && name.EndsWith(CellsSuffix, StringComparison.Ordinal) =>
+            new QaSource(this, tokenizer, ParseKinds(name, name["qa:".Length..^CellsSuffix.Length]), true),
+        _ when name.StartsWith("qa:", StringComparison.Ordinal) => new QaSource(this, tokenizer, ParseKinds(name, name["qa:".Length..]), false),
         _ => throw new ArgumentException($"ShapesGrid has no data source '{name}' (text, captions, qa, qa:KIND,…[{CellsSuffix}])"),
     };
 
@@ -244,8 +245,8 @@ public sealed class ShapesGridRecipe
     /// <summary>Whether <paramref name="name"/> is one of <see cref="Source"/>'s names (its kinds unchecked).</summary>
     public static bool IsSourceName(string name) => name is "text" or "captions" or "qa" || name.StartsWith("qa:", StringComparison.Ordinal);
 
-    private static QuestionKind[] ParseKinds(string name) =>
-        name["qa:".Length..(name.EndsWith(CellsSuffix, StringComparison.Ordinal) ? ^CellsSuffix.Length : ^0)].Split(',').Select(k => Enum.TryParse<QuestionKind>(k, ignoreCase: true, out var kind) && !int.TryParse(k, out _)
+    private static QuestionKind[] ParseKinds(string name, string kinds) =>
+        kinds.Split(',').Select(k => Enum.TryParse<QuestionKind>(k, ignoreCase: true, out var kind) && !int.TryParse(k, out _)
             ? kind
             : throw new ArgumentException($"data source '{name}': '{k}' is not a question kind (colour, shape, count, existence, position)")).Distinct().ToArray();
 

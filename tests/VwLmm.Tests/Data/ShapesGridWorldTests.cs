@@ -207,7 +207,7 @@ public class ShapesGridWorldTests
             // With two objects the other questions did not name, the cell questions take both; asked objects only otherwise.
             var named = Enumerable.Range(0, plain.Count / 2).Select(t => plain[2 * t].Value.Replace(Llava.ImagePlaceholder + "\n", ""))
                 .Where(q => q.StartsWith("what colour is the ") || q.StartsWith("what shape is the ")).Select(q => Asked(q, scene)).ToHashSet();
-            var picked = cells.Select(q => CellOf(q, scene)).ToArray();
+            var picked = cells.Select(q => ObjectInCell(q, scene)).ToArray();
             if (scene.Objects.Count(o => !named.Contains(o)) >= 2)
             {
                 Assert.That(picked.Any(named.Contains), Is.False, $"sample {i}");
@@ -219,12 +219,6 @@ public class ShapesGridWorldTests
         Assert.That(colourFirst, Is.InRange(100, 200), "either order, about as often");
         Assert.That(world.QaConversation(Split.Train, 7, "img", kinds, cellQuestions: true).Turns.Select(t => t.Value),
             Is.EqualTo(new ShapesGridWorld(9).QaConversation(Split.Train, 7, "img", kinds, cellQuestions: true).Turns.Select(t => t.Value)));
-
-        static GridObject CellOf(string question, Scene scene)
-        {
-            var m = Regex.Match(question, "row (\\d+) column (\\d+)");
-            return scene.Objects.Single(o => o.Row == int.Parse(m.Groups[1].Value) - 1 && o.Column == int.Parse(m.Groups[2].Value) - 1);
-        }
     }
 
     [Test]
@@ -517,6 +511,13 @@ public class ShapesGridWorldTests
     }
 
     /// <summary>Answers a question by reading the scene's objects directly.</summary>
+    /// <summary>The object in the cell "row R column C" of a question names (1-based).</summary>
+    private static GridObject ObjectInCell(string question, Scene scene)
+    {
+        var m = Regex.Match(question, "row (\\d+) column (\\d+)");
+        return scene.Objects.Single(o => o.Row == int.Parse(m.Groups[1].Value) - 1 && o.Column == int.Parse(m.Groups[2].Value) - 1);
+    }
+
     private static string Solve(string question, Scene scene)
     {
         Match m;
@@ -532,11 +533,8 @@ public class ShapesGridWorldTests
             return scene.Objects.Count(o => PluralNames[(int)o.Shape] == m.Groups[1].Value).ToString();
         if ((m = Regex.Match(question, "^is there a (\\w+) (\\w+) \\?$")).Success)
             return scene.Objects.Any(o => Colour(o) == m.Groups[1].Value && Shape(o) == m.Groups[2].Value) ? "yes" : "no";
-        if ((m = Regex.Match(question, "^what (colour|shape) is in row (\\d+) column (\\d+) \\?$")).Success)
-        {
-            var o = scene.Objects.Single(o => o.Row == int.Parse(m.Groups[2].Value) - 1 && o.Column == int.Parse(m.Groups[3].Value) - 1);
-            return m.Groups[1].Value == "colour" ? Colour(o) : Shape(o);
-        }
+        if ((m = Regex.Match(question, "^what (colour|shape) is in row \\d+ column \\d+ \\?$")).Success)
+            return m.Groups[1].Value == "colour" ? Colour(ObjectInCell(question, scene)) : Shape(ObjectInCell(question, scene));
         if ((m = Regex.Match(question, "^what is in row (\\d+) column (\\d+) \\?$")).Success)
         {
             int r = int.Parse(m.Groups[1].Value) - 1, c = int.Parse(m.Groups[2].Value) - 1;
