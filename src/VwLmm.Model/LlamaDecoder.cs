@@ -1,3 +1,4 @@
+using System.Buffers;
 using VwLmm.Core;
 using VwLmm.Model.Checkpoints;
 
@@ -86,15 +87,48 @@ public sealed class LlamaDecoder
     }
 
     /// <summary>
-    /// x [B·L, d] spliced input embeddings, positions [B·L], keyLengths [B] → final-normed hidden states [B·L, d], by
-    /// causal self-attention over the batch. An active <paramref name="dropout"/> (training) drops elements of each
+    /// x [B·L, d] spliced input embeddings, positions [B·L], keyLengths [B] → final-normed hidden states [B·L, d] (zero
+    /// rows past each sample's key length: the padding is left out of every product but attention), by causal
+    /// self-attention over the batch. An active <paramref name="dropout"/> (training) drops elements of each
     /// attention and MLP output before it joins the residual stream (sites 2i and 2i + 1 of layer i).
     /// </summary>
     public Tensor Forward(Tape tape, Tensor x, int b, int l, ReadOnlySpan<int> positions, ReadOnlySpan<int> keyLengths,
                           DropoutPlan dropout = default)
     {
         if (positions.Length != b * l) throw new ArgumentException($"LlamaDecoder.Forward: {positions.Length} positions for {b}×{l} rows");
-        return Layers(tape, x, b, l, Ops.Indices(tape, "positions", positions, 0, int.MaxValue), keyLengths, null, default, dropout);
+        var rows = RowPacking.Of(tape, b, l, keyLengths);
+        return Layers(tape, x, b, l, Ops.Indices(tape, "positions", positions, 0, int.MaxValue), keyLengths, null, default, dropout, rows);
+    }
+
+    /// <summary>
+    /// The rows of a right-padded batch that hold tokens: Pack I32 [Count] lists them, Unpack I32 [B·L] gives each row's
+    /// place among them or −1 for padding. Every row-wise product then runs on the Count token rows alone, and only
+    /// attention, which needs the [B,L] layout, sees the padding (as zero rows its key lengths mask).
+    /// </summary>
+    private sealed record RowPacking(Tensor Pack, Tensor Unpack, int Count)
+    {
+        /// <summary>The packing of a batch with padding; null when every row holds a token (nothing to gain).</summary>
+        public static RowPacking? Of(Tape tape, int b, int l, ReadOnlySpan<int> keyLengths)
+        {
+            if (keyLengths.IsEmpty) return null;
+            int count = 0;
+            foreach (int n in keyLengths) count += n;
+            if (count == b * l) return null;
+            var maps = ArrayPool<int>.Shared.Rent(count + b * l);
+            try
+            {
+                Span<int> pack = maps.AsSpan(0, count), unpack = maps.AsSpan(count, b * l);
+                unpack.Fill(-1);
+                for (int s = 0, at = 0; s < b; s++)
+                    for (int t = 0; t < keyLengths[s]; t++, at++)
+                        unpack[pack[at] = s * l + t] = at;
+                return new RowPacking(Ops.Indices(tape, "pack", pack, 0, b * l), Ops.Indices(tape, "unpack", unpack, -1, count), count);
+            }
+            finally
+            {
+                ArrayPool<int>.Shared.Return(maps);
+            }
+        }
     }
 
     /// <summary>
@@ -106,10 +140,13 @@ public sealed class LlamaDecoder
         Layers(tape, x, b, l, positions, default, cache, slots, default);
 
     private Tensor Layers(Tape tape, Tensor x, int b, int l, Tensor positions, ReadOnlySpan<int> keyLengths, KvCache? cache,
-                          in KvCache.Slots slots, DropoutPlan dropout)
+                          in KvCache.Slots slots, DropoutPlan dropout, RowPacking? rows = null)
     {
         int h = _c.NumAttentionHeads, hkv = _c.NumKeyValueHeads, hd = _c.HeadDim, d = _c.HiddenSize;
         float eps = (float)_c.RmsNormEps, theta = (float)_c.RopeTheta;
+        Tensor Packed(Tensor padded) => rows is null ? padded : Ops.Gather(tape, padded, null, rows.Pack, rows.Count);
+        Tensor Padded(Tensor packed) => rows is null ? packed : Ops.Gather(tape, packed, null, rows.Unpack, b * l);
+        x = Packed(x);
         for (int i = 0; i < _layers.Length; i++)
         {
             var ly = _layers[i];
@@ -119,20 +156,20 @@ public sealed class LlamaDecoder
             var qAlone = ly.Q is null ? null : Ops.Linear(tape, a, ly.Q.Value);
             var qkv = Ops.LinearStack(tape, a, ly.Qkv.Value);
             int kAt = qAlone is null ? 1 : 0;
-            var q = Ops.Rope(tape, Ops.Reshape(tape, qAlone ?? Ops.Select(tape, qkv, 0), b, l, h, hd), positions, theta);
-            var k = Ops.Rope(tape, Ops.Reshape(tape, Ops.Select(tape, qkv, kAt), b, l, hkv, hd), positions, theta);
-            var v = Ops.Reshape(tape, Ops.Select(tape, qkv, kAt + 1), b, l, hkv, hd);
+            var q = Ops.Rope(tape, Ops.Reshape(tape, Padded(qAlone ?? Ops.Select(tape, qkv, 0)), b, l, h, hd), positions, theta);
+            var k = Ops.Rope(tape, Ops.Reshape(tape, Padded(Ops.Select(tape, qkv, kAt)), b, l, hkv, hd), positions, theta);
+            var v = Ops.Reshape(tape, Padded(Ops.Select(tape, qkv, kAt + 1)), b, l, hkv, hd);
             if (cache is null) AttentionProbe?.Invoke(i, q, k);
             Tensor o = cache is null
                 ? Ops.Attention(tape, q, k, v, keyLengths, causal: true)
                 : cache.Attend(tape, i, q, k, v, slots);
-            x = Residual(tape, Ops.Reshape(tape, o, b * l, d), ly.O.Value, x, dropout, 2 * i);
+            x = Residual(tape, Packed(Ops.Reshape(tape, o, b * l, d)), ly.O.Value, x, dropout, 2 * i);
             var m = Ops.RmsNorm(tape, x, ly.PostNorm.Value, eps);
             var gateUp = Ops.LinearStack(tape, m, ly.GateUp.Value);
             var g = Ops.SwiGlu(tape, Ops.Select(tape, gateUp, 0), Ops.Select(tape, gateUp, 1));
             x = Residual(tape, g, ly.Down.Value, x, dropout, 2 * i + 1);
         }
-        return Ops.RmsNorm(tape, x, FinalNorm.Value, eps);
+        return Padded(Ops.RmsNorm(tape, x, FinalNorm.Value, eps));
     }
 
     /// <summary>x + branch·wᵀ: the residual stream added inside the GEMM, unless dropout has to act on the branch alone.</summary>

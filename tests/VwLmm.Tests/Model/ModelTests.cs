@@ -178,6 +178,46 @@ public class ModelTests : CpuFixture
         Assert.That(aligned, Is.GreaterThan(10));
     }
 
+    /// <summary>
+    /// The decoder leaves the padding out of its row-wise products: each sample of a padded batch (lengths 29, 22 and
+    /// 5: the shorter image sample padded by 7 rows, the text-only one by 24) gets the logits it gets alone, where
+    /// nothing is padded, and the padding rows get zeros. The tiny decoder has GQA, so q takes its own projection.
+    /// </summary>
+    [Test]
+    public void PaddedBatchGivesEachSampleTheLogitsItGetsAlone()
+    {
+        using var m = TinyWorld.Model(Cpu, TinyWorld.Config(), seed: 3, scale: 4);
+        var builder = new BatchBuilder(m.Vision.TokensPerImage, 64, m.Config.Llm.VocabSize);
+        TokenizedConversation[] samples =
+        [
+            TinyWorld.Sample([1, 5, Llava.ImageTokenIndex, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 2], 3),
+            TinyWorld.Sample([1, 11, 12, Llava.ImageTokenIndex, 13, 14, 2], 4),
+            TinyWorld.Sample([1, 5, 6, 7, 2], 2),
+        ];
+        var batch = builder.Build(samples);
+        int v = m.Config.Llm.VocabSize, image = 3 * m.Config.Vision.ImageSize * m.Config.Vision.ImageSize;
+        Assert.That(batch.KeyLengths, Is.EqualTo(new[] { 29, 22, 5 }));
+        var px = TinyWorld.Pixels(batch.ImageCount, m.Config, 9);
+        using var arena = new Arena(Cpu, 64 << 20);
+        float[] Logits(Batch b, float[] pixels)
+        {
+            arena.Reset();
+            var tape = new Tape(Cpu, arena, record: false);
+            var input = b.ImageCount == 0 ? null : Ops.Input(tape, pixels, b.ImageCount, 3, m.Config.Vision.ImageSize, m.Config.Vision.ImageSize);
+            return m.Forward(tape, b, input).Logits.ToArray();
+        }
+        var together = Logits(batch, px);
+        for (int s = 0; s < samples.Length; s++)
+        {
+            var alone = Logits(builder.Build([samples[s]]), s < 2 ? px[(s * image)..((s + 1) * image)] : []);
+            int rows = batch.KeyLengths[s];
+            Assert.That(alone, Has.Length.EqualTo(rows * v));
+            var mine = together.AsSpan(s * batch.L * v, batch.L * v);
+            Assert.That(mine[..(rows * v)].ToArray(), Is.EqualTo(alone).Within(2e-5f), $"sample {s}");
+            Assert.That(mine[(rows * v)..].ToArray(), Is.All.EqualTo(0f), $"sample {s}'s padding");
+        }
+    }
+
     [Test]
     public void TextOnlyBatchHasZeroVisualLossNotNaN()
     {
