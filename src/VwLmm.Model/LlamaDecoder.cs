@@ -103,9 +103,10 @@ public sealed class LlamaDecoder
     /// <summary>
     /// The rows of a right-padded batch that hold tokens: Pack I32 [Count] lists them, Unpack I32 [B·L] gives each row's
     /// place among them or −1 for padding. Every row-wise product then runs on the Count token rows alone, and only
-    /// attention, which needs the [B,L] layout, sees the padding (as zero rows its key lengths mask).
+    /// attention, which needs the [B,L] layout, sees the padding (as zero rows its key lengths mask). A struct: the
+    /// train step allocates nothing.
     /// </summary>
-    private sealed record RowPacking(Tensor Pack, Tensor Unpack, int Count)
+    private readonly record struct RowPacking(Tensor Pack, Tensor Unpack, int Count)
     {
         /// <summary>The packing of a batch with padding; null when every row holds a token (nothing to gain).</summary>
         public static RowPacking? Of(Tape tape, int b, int l, ReadOnlySpan<int> keyLengths)
@@ -144,8 +145,8 @@ public sealed class LlamaDecoder
     {
         int h = _c.NumAttentionHeads, hkv = _c.NumKeyValueHeads, hd = _c.HeadDim, d = _c.HiddenSize;
         float eps = (float)_c.RmsNormEps, theta = (float)_c.RopeTheta;
-        Tensor Packed(Tensor padded) => rows is null ? padded : Ops.Gather(tape, padded, null, rows.Pack, rows.Count);
-        Tensor Padded(Tensor packed) => rows is null ? packed : Ops.Gather(tape, packed, null, rows.Unpack, b * l);
+        Tensor Packed(Tensor padded) => rows is not { } r ? padded : Ops.Gather(tape, padded, null, r.Pack, r.Count);
+        Tensor Padded(Tensor packed) => rows is not { } r ? packed : Ops.Gather(tape, packed, null, r.Unpack, b * l);
         x = Packed(x);
         for (int i = 0; i < _layers.Length; i++)
         {
