@@ -89,15 +89,52 @@ public sealed class LlamaDecoder
     /// <summary>
     /// x [B·L, d] spliced input embeddings, positions [B·L], keyLengths [B] → final-normed hidden states [B·L, d] (zero
     /// rows past each sample's key length: the padding is left out of every product but attention), by causal
-    /// self-attention over the batch. An active <paramref name="dropout"/> (training) drops elements of each
-    /// attention and MLP output before it joins the residual stream (sites 2i and 2i + 1 of layer i).
+    /// self-attention over the batch; or, given <paramref name="outputRows"/> (R ascending token rows b·L + t), their
+    /// hidden states alone [R, d]. The last layer needs every row's keys and values but nothing else of the rows no one
+    /// reads, so its output projection, MLP and the final norm run on the R rows only: the same sums row for row.
+    /// An active <paramref name="dropout"/> (training) drops elements of each attention and MLP output before it joins
+    /// the residual stream (sites 2i and 2i + 1 of layer i); with output rows, the last layer's masks are drawn over
+    /// the R rows, so they differ from those of the whole batch's forward (as random, and as reproducible).
     /// </summary>
     public Tensor Forward(Tape tape, Tensor x, int b, int l, ReadOnlySpan<int> positions, ReadOnlySpan<int> keyLengths,
-                          DropoutPlan dropout = default)
+                          DropoutPlan dropout = default, ReadOnlySpan<int> outputRows = default)
     {
         if (positions.Length != b * l) throw new ArgumentException($"LlamaDecoder.Forward: {positions.Length} positions for {b}×{l} rows");
         var rows = RowPacking.Of(tape, b, l, keyLengths);
-        return Layers(tape, x, b, l, Ops.Indices(tape, "positions", positions, 0, int.MaxValue), keyLengths, null, default, dropout, rows);
+        var outputs = outputRows.IsEmpty ? (OutputRows?)null : OutputRows.Of(tape, b, l, keyLengths, outputRows);
+        return Layers(tape, x, b, l, Ops.Indices(tape, "positions", positions, 0, int.MaxValue), keyLengths, null, default, dropout, rows, outputs);
+    }
+
+    /// <summary>
+    /// The rows whose hidden states the caller reads: Padded I32 [Count] as rows of [B·L], Packed I32 [Count] as rows of
+    /// the <see cref="RowPacking"/> (the same rows when there is no padding).
+    /// </summary>
+    private readonly record struct OutputRows(Tensor Padded, Tensor Packed, int Count)
+    {
+        public static OutputRows Of(Tape tape, int b, int l, ReadOnlySpan<int> keyLengths, ReadOnlySpan<int> rows)
+        {
+            var packed = ArrayPool<int>.Shared.Rent(rows.Length);
+            try
+            {
+                // A token row's place among the packed rows: the key lengths of the samples before it, plus t.
+                for (int i = 0, s = 0, before = 0; i < rows.Length; i++)
+                {
+                    int r = rows[i];
+                    if ((uint)r >= (uint)(b * l) || (i > 0 && r <= rows[i - 1]))
+                        throw new ArgumentException($"LlamaDecoder.Forward: output row {r} at {i} is not an ascending row of the {b}×{l} batch");
+                    for (; s < r / l; s++) before += keyLengths.IsEmpty ? l : keyLengths[s];
+                    int t = r - s * l;
+                    if (!keyLengths.IsEmpty && t >= keyLengths[s])
+                        throw new ArgumentException($"LlamaDecoder.Forward: output row {r} is padding (sample {s} holds {keyLengths[s]} tokens)");
+                    packed[i] = before + t;
+                }
+                return new OutputRows(Ops.Indices(tape, "outputRows", rows, 0, b * l), Ops.Indices(tape, "packedOutputRows", packed.AsSpan(0, rows.Length), 0, b * l), rows.Length);
+            }
+            finally
+            {
+                ArrayPool<int>.Shared.Return(packed);
+            }
+        }
     }
 
     /// <summary>
@@ -141,7 +178,7 @@ public sealed class LlamaDecoder
         Layers(tape, x, b, l, positions, default, cache, slots, default);
 
     private Tensor Layers(Tape tape, Tensor x, int b, int l, Tensor positions, ReadOnlySpan<int> keyLengths, KvCache? cache,
-                          in KvCache.Slots slots, DropoutPlan dropout, RowPacking? rows = null)
+                          in KvCache.Slots slots, DropoutPlan dropout, RowPacking? rows = null, OutputRows? outputs = null)
     {
         int h = _c.NumAttentionHeads, hkv = _c.NumKeyValueHeads, hd = _c.HeadDim, d = _c.HiddenSize;
         float eps = (float)_c.RmsNormEps, theta = (float)_c.RopeTheta;
@@ -164,13 +201,21 @@ public sealed class LlamaDecoder
             Tensor o = cache is null
                 ? Ops.Attention(tape, q, k, v, keyLengths, causal: true)
                 : cache.Attend(tape, i, q, k, v, slots);
-            x = Residual(tape, Packed(Ops.Reshape(tape, o, b * l, d)), ly.O.Value, x, dropout, 2 * i);
+            var attended = Ops.Reshape(tape, o, b * l, d);
+            if (i == _layers.Length - 1 && outputs is { } read)
+            {
+                attended = Ops.Gather(tape, attended, null, read.Padded, read.Count);
+                x = Ops.Gather(tape, x, null, rows is null ? read.Padded : read.Packed, read.Count);
+            }
+            else attended = Packed(attended);
+            x = Residual(tape, attended, ly.O.Value, x, dropout, 2 * i);
             var m = Ops.RmsNorm(tape, x, ly.PostNorm.Value, eps);
             var gateUp = Ops.LinearStack(tape, m, ly.GateUp.Value);
             var g = Ops.SwiGlu(tape, Ops.Select(tape, gateUp, 0), Ops.Select(tape, gateUp, 1));
             x = Residual(tape, g, ly.Down.Value, x, dropout, 2 * i + 1);
         }
-        return Padded(Ops.RmsNorm(tape, x, FinalNorm.Value, eps));
+        var hidden = Ops.RmsNorm(tape, x, FinalNorm.Value, eps);
+        return outputs is null ? Padded(hidden) : hidden;
     }
 
     /// <summary>x + branch·wᵀ: the residual stream added inside the GEMM, unless dropout has to act on the branch alone.</summary>

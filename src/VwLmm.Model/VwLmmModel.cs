@@ -134,10 +134,12 @@ public sealed class VwLmmModel : IDisposable
     /// (the config's, unless vmLossWeight overrides it) or the batch has no image position with a predecessor.
     /// textLogitBias [B·L, V], when given, is added to the logits the text loss sees (a training-only prior,
     /// <see cref="Training.AnswerPrior"/>); the returned logits and the VM loss do not include it. dropout: the decoder's
-    /// residual dropout while training (<see cref="LlamaDecoder.Forward"/>); none by default.
+    /// residual dropout while training (<see cref="LlamaDecoder.Forward"/>); none by default. lossRowsOnly: the logits
+    /// (and textLogitBias) are [R, V] at <see cref="Batch.LossRows"/> instead of [B·L, V], which is all a training step
+    /// reads and spares the last layer's MLP and the LM head the other rows; the losses are the same.
     /// </summary>
     public ModelOutput Forward(Tape tape, Batch batch, Tensor? pixels, double? vmLossWeight = null, Tensor? textLogitBias = null,
-                               DropoutPlan dropout = default)
+                               DropoutPlan dropout = default, bool lossRowsOnly = false)
     {
         var cfg = Config;
         float lambda = (float)(vmLossWeight ?? cfg.VmLossWeight);
@@ -154,11 +156,14 @@ public sealed class VwLmmModel : IDisposable
             imageRows = DecoderImageRows(tape, x, ref vmLogits);
         }
         var inputs = Ops.Gather(tape, Decoder.EmbedTokens.Value, imageRows, batch.Map);
-        var hidden = Decoder.Forward(tape, inputs, batch.B, batch.L, batch.Positions, batch.KeyLengths, dropout);
+        var hidden = Decoder.Forward(tape, inputs, batch.B, batch.L, batch.Positions, batch.KeyLengths, dropout,
+                                     lossRowsOnly ? batch.LossRows : default);
         var logits = Decoder.Logits(tape, hidden);
-        var text = Ops.CrossEntropy(tape, textLogitBias is null ? logits : Ops.Add(tape, logits, textLogitBias), batch.Targets);
+        var text = Ops.CrossEntropy(tape, textLogitBias is null ? logits : Ops.Add(tape, logits, textLogitBias),
+                                    lossRowsOnly ? batch.LossTargets : batch.Targets);
         var vm = vmLogits is not null && lambda > 0 && batch.VmPairCount > 0
-            ? Ops.VisualWordKl(tape, logits, vmLogits, batch.VmPairs, lambda, cfg.VmKlDirection == KlDirection.Reverse, cfg.VmDetachTarget)
+            ? Ops.VisualWordKl(tape, logits, vmLogits, lossRowsOnly ? batch.LossVmPairs : batch.VmPairs, lambda,
+                               cfg.VmKlDirection == KlDirection.Reverse, cfg.VmDetachTarget)
             : new LossResult(0, 0, null);
         return new ModelOutput(text, vm, text.Mean + lambda * vm.Mean, logits, vmLogits, x);
     }

@@ -78,14 +78,21 @@ public sealed class AnswerPrior
         return new AnswerPrior(vocab, rows, table);
     }
 
-    /// <summary>[B·L] table row for each batch row (−1: no bias), for Ops.Gather over <see cref="Table"/>. Reuses its buffer.</summary>
-    public ReadOnlySpan<int> RowMap(Batch batch)
+    /// <summary>
+    /// [B·L] table row for each batch row (−1: no bias), or [R] for the rows of <see cref="Batch.LossRows"/> when
+    /// <paramref name="lossRowsOnly"/>, for Ops.Gather over <see cref="Table"/>. Reuses its buffer.
+    /// </summary>
+    public ReadOnlySpan<int> RowMap(Batch batch, bool lossRowsOnly = false)
     {
         int n = batch.B * batch.L;
         if (_map.Length < n) _map = new int[n];
         Hash(batch, EmptyClasses, ref _keys, ref _frames);
         for (int r = 0; r < n; r++) _map[r] = batch.Targets[r] >= 0 && _rows.TryGetValue(_keys[r], out int row) ? row : -1;
-        return _map.AsSpan(0, n);
+        if (!lossRowsOnly) return _map.AsSpan(0, n);
+        // In place: the i-th loss row is row i or later.
+        var rows = batch.LossRows;
+        for (int i = 0; i < rows.Length; i++) _map[i] = _map[rows[i]];
+        return _map.AsSpan(0, rows.Length);
     }
 
     private static readonly Dictionary<int, int> EmptyClasses = [];

@@ -200,8 +200,8 @@ public sealed class Trainer : IDisposable
             _tape.Reset();
             _tape.Track(_model.Parameters.All);
             var pixels = batch.ImageCount > 0 ? Ops.Input(_tape, GatherPixels(batch, examples), PixelShape(batch.ImageCount)) : null;
-            var bias = prior is null ? null : Ops.Gather(_tape, Ops.Input(_tape, prior.Table, prior.Contexts, prior.Vocab), null, prior.RowMap(batch));
-            var output = _model.Forward(_tape, batch, pixels, stage.VmLossWeight, bias, DropoutFor(stage, micro));
+            var bias = prior is null ? null : Ops.Gather(_tape, Ops.Input(_tape, prior.Table, prior.Contexts, prior.Vocab), null, prior.RowMap(batch, lossRowsOnly: true));
+            var output = _model.Forward(_tape, batch, pixels, stage.VmLossWeight, bias, DropoutFor(stage, micro), lossRowsOnly: true);
             double twinTerm = twinLoss is null ? 0 : AddTwinLoss(twinLoss, stage, batch, output.Logits);
             _tape.Backward();
             text += output.Text.Mean / stage.GradAccum;
@@ -253,8 +253,9 @@ public sealed class Trainer : IDisposable
         foreach (var (sample, answer, twin) in _pairs)
             if (TwinLoss.AnswerRow(batch, sample, answer) is int a && TwinLoss.AnswerRow(batch, twin, 0) is int b)
             {
-                _rowsA.Add(a);
-                _rowsB.Add(b);
+                // Answer rows are supervised, so the step's logits (Batch.LossRows) hold them.
+                _rowsA.Add(batch.LossRowOf(a));
+                _rowsB.Add(batch.LossRowOf(b));
             }
         return loss.Add(_tape, logits, CollectionsMarshal.AsSpan(_rowsA), CollectionsMarshal.AsSpan(_rowsB), (float)stage.TwinWeight);
     }

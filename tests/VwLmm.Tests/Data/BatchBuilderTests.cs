@@ -46,6 +46,22 @@ public class BatchBuilderTests
     }
 
     [Test]
+    public void LossRowsAreTheSupervisedRowsAndThoseBeforeAPatch()
+    {
+        var batch = new BatchBuilder(2, 100, 10).Build(
+            [Sample([1, S, 4, 5], [I, I, 4, 5]), Sample([1, 6, 7], [I, 6, 7]), Sample([1, 2, S, 8], [I, I, I, 8])]);
+        // Targets at rows 2, 3, 5, 6, 13; the LM side of the VM pairs at 0, 1, 11, 12.
+        Assert.That(batch.LossRows, Is.EqualTo(new[] { 0, 1, 2, 3, 5, 6, 11, 12, 13 }));
+        Assert.That(batch.LossTargets, Is.EqualTo(new[] { I, I, 4, 5, 6, 7, I, I, 8 }));
+        Assert.That(batch.LossVmPairs, Is.EqualTo(new[] { 0, 0, 1, 1, 6, 2, 7, 3 }));
+        Assert.That((batch.LossRowOf(13), batch.LossRowOf(11), batch.LossRowOf(4), batch.LossRowOf(14)), Is.EqualTo((8, 6, -1, -1)));
+
+        var unsupervised = new BatchBuilder(2, 100, 10).Build([Sample([1, 3, 4], [I, I, I])]);
+        Assert.That((unsupervised.LossRows, unsupervised.LossTargets, unsupervised.LossVmPairs),
+                    Is.EqualTo((new[] { 0 }, new[] { I }, Array.Empty<int>())), "row 0 stands in when no loss reads a row");
+    }
+
+    [Test]
     public void MultiTurnConversationTrainsExactlyTheAnswers()
     {
         var tok = new PieceTestTokenizer();

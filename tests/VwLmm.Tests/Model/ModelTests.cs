@@ -218,6 +218,73 @@ public class ModelTests : CpuFixture
         }
     }
 
+    /// <summary>
+    /// A training step's forward computes the last layer's output, the final norm and the LM head on the rows a loss
+    /// reads: the same logits there to the bit, the same losses, and the gradients of the whole batch's forward (whose
+    /// sums over rows only lose terms that are exactly zero, grouped differently). The padded batch has rows no loss reads
+    /// in every sample: the question, the last image patch, the end.
+    /// </summary>
+    [Test]
+    public void LossRowsOnlyGivesTheLogitsLossesAndGradientsOfTheWholeBatch()
+    {
+        using var m = TinyWorld.Model(Cpu, TinyWorld.Config(), seed: 5, scale: 4);
+        m.Parameters.SetTrainable(Enum.GetValues<ParameterGroup>());
+        var batch = new BatchBuilder(m.Vision.TokensPerImage, 64, m.Config.Llm.VocabSize).Build(
+        [
+            TinyWorld.Sample([1, 5, Llava.ImageTokenIndex, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 2], 10),
+            TinyWorld.Sample([1, 11, 12, Llava.ImageTokenIndex, 13, 14, 2], 5),
+            TinyWorld.Sample([1, 5, 6, 7, 2], 3),
+        ]);
+        int tokens = batch.KeyLengths.Sum();
+        Assume.That(batch.LossRows, Has.Length.LessThan(tokens - 6), "rows no loss reads");
+        var px = TinyWorld.Pixels(batch.ImageCount, m.Config, 4);
+        using var arena = new Arena(Cpu, 64 << 20);
+        (float[] Logits, double Text, double Vm, float[][] Grads) Step(bool lossRowsOnly)
+        {
+            arena.Reset();
+            var tape = new Tape(Cpu, arena, record: true);
+            foreach (var p in m.Parameters.All) if (p.Grad is { } g) Cpu.Fill(g, 0f);
+            tape.Track(m.Parameters.All);
+            var input = Ops.Input(tape, px, batch.ImageCount, 3, m.Config.Vision.ImageSize, m.Config.Vision.ImageSize);
+            var o = m.Forward(tape, batch, input, vmLossWeight: 1, lossRowsOnly: lossRowsOnly);
+            tape.Backward();
+            return (o.Logits.ToArray(), o.Text.Mean, o.Vm.Mean, [.. m.Parameters.All.Select(p => p.Grad!.ToArray())]);
+        }
+        var whole = Step(false);
+        var read = Step(true);
+        int v = m.Config.Llm.VocabSize;
+        Assert.That(read.Logits, Has.Length.EqualTo(batch.LossRows.Length * v));
+        for (int i = 0; i < batch.LossRows.Length; i++)
+            Assert.That(read.Logits.AsSpan(i * v, v).ToArray(), Is.EqualTo(whole.Logits.AsSpan(batch.LossRows[i] * v, v).ToArray()),
+                        $"logits of row {batch.LossRows[i]}");
+        Assert.That(whole.Vm, Is.GreaterThan(0));
+        Assert.That(read.Text, Is.EqualTo(whole.Text).Within(1e-6).Percent);
+        Assert.That(read.Vm, Is.EqualTo(whole.Vm).Within(1e-6).Percent);
+        for (int i = 0; i < whole.Grads.Length; i++)
+        {
+            double scale = whole.Grads[i].Max(g => Math.Abs(g));
+            Assert.That(scale, Is.GreaterThan(0), m.Parameters.All[i].Name);
+            Assert.That(read.Grads[i], Is.EqualTo(whole.Grads[i]).Within(1e-5 * scale), m.Parameters.All[i].Name);
+        }
+    }
+
+    [Test]
+    public void OutputRowsMustBeAscendingTokenRows()
+    {
+        using var m = TinyWorld.Model(Cpu, TinyWorld.Config());
+        int d = m.Config.Llm.HiddenSize;
+        using var arena = new Arena(Cpu, 16 << 20);
+        var tape = new Tape(Cpu, arena, record: false);
+        var x = Ops.Input(tape, new float[2 * 4 * d], 2 * 4, d);
+        int[] positions = [0, 1, 2, 3, 0, 1, 0, 0];
+        Assert.That(() => m.Decoder.Forward(tape, x, 2, 4, positions, [4, 2], outputRows: [1, 6]),
+                    Throws.ArgumentException.With.Message.Contains("output row 6 is padding"));
+        Assert.That(() => m.Decoder.Forward(tape, x, 2, 4, positions, [4, 2], outputRows: [3, 1]),
+                    Throws.ArgumentException.With.Message.Contains("output row 1 at 1 is not an ascending row"));
+        Assert.That(m.Decoder.Forward(tape, x, 2, 4, positions, [4, 2], outputRows: [0, 3, 5]).Shape.ToString(),
+                    Is.EqualTo(new Shape(3, d).ToString()));
+    }
+
     [Test]
     public void TextOnlyBatchHasZeroVisualLossNotNaN()
     {
