@@ -4,7 +4,10 @@ using VwLmm.Data.Conversations;
 
 namespace VwLmm.Model;
 
-/// <summary>Losses and outputs of one forward pass. Total = Text + λ·Vm (the means, unweighted in their results).</summary>
+/// <summary>
+/// Losses and outputs of one forward pass. Total = Text + λ·Vm (the means, unweighted in their results). Logits [B·L, V],
+/// or [R, V] at <see cref="Batch.LossRows"/> from a forward with lossRowsOnly; VmLogits [N_img·images, V] when computed.
+/// </summary>
 public readonly record struct ModelOutput(LossResult Text, LossResult Vm, double Total, Tensor Logits, Tensor? VmLogits, Tensor? ImageFeatures);
 
 /// <summary>How <see cref="VwLmmModel.InitializeRandom"/> draws matrices and embeddings.</summary>
