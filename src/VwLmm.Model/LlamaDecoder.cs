@@ -100,41 +100,8 @@ public sealed class LlamaDecoder
                           DropoutPlan dropout = default, ReadOnlySpan<int> outputRows = default)
     {
         if (positions.Length != b * l) throw new ArgumentException($"LlamaDecoder.Forward: {positions.Length} positions for {b}×{l} rows");
-        var rows = RowPacking.Of(tape, b, l, keyLengths);
-        var outputs = outputRows.IsEmpty ? (OutputRows?)null : OutputRows.Of(tape, b, l, keyLengths, outputRows);
+        var (rows, outputs) = RowMaps(tape, b, l, keyLengths, outputRows);
         return Layers(tape, x, b, l, Ops.Indices(tape, "positions", positions, 0, int.MaxValue), keyLengths, null, default, dropout, rows, outputs);
-    }
-
-    /// <summary>
-    /// The rows whose hidden states the caller reads: Padded I32 [Count] as rows of [B·L], Packed I32 [Count] as rows of
-    /// the <see cref="RowPacking"/> (the same rows when there is no padding).
-    /// </summary>
-    private readonly record struct OutputRows(Tensor Padded, Tensor Packed, int Count)
-    {
-        public static OutputRows Of(Tape tape, int b, int l, ReadOnlySpan<int> keyLengths, ReadOnlySpan<int> rows)
-        {
-            var packed = ArrayPool<int>.Shared.Rent(rows.Length);
-            try
-            {
-                // A token row's place among the packed rows: the key lengths of the samples before it, plus t.
-                for (int i = 0, s = 0, before = 0; i < rows.Length; i++)
-                {
-                    int r = rows[i];
-                    if ((uint)r >= (uint)(b * l) || (i > 0 && r <= rows[i - 1]))
-                        throw new ArgumentException($"LlamaDecoder.Forward: output row {r} at {i} is not an ascending row of the {b}×{l} batch");
-                    for (; s < r / l; s++) before += keyLengths.IsEmpty ? l : keyLengths[s];
-                    int t = r - s * l;
-                    if (!keyLengths.IsEmpty && t >= keyLengths[s])
-                        throw new ArgumentException($"LlamaDecoder.Forward: output row {r} is padding (sample {s} holds {keyLengths[s]} tokens)");
-                    packed[i] = before + t;
-                }
-                return new OutputRows(Ops.Indices(tape, "outputRows", rows, 0, b * l), Ops.Indices(tape, "packedOutputRows", packed.AsSpan(0, rows.Length), 0, b * l), rows.Length);
-            }
-            finally
-            {
-                ArrayPool<int>.Shared.Return(packed);
-            }
-        }
     }
 
     /// <summary>
@@ -143,29 +110,50 @@ public sealed class LlamaDecoder
     /// attention, which needs the [B,L] layout, sees the padding (as zero rows its key lengths mask). A struct: the
     /// train step allocates nothing.
     /// </summary>
-    private readonly record struct RowPacking(Tensor Pack, Tensor Unpack, int Count)
+    private readonly record struct RowPacking(Tensor Pack, Tensor Unpack, int Count);
+
+    /// <summary>
+    /// The rows whose hidden states the caller reads: Padded I32 [Count] as rows of [B·L], Packed I32 [Count] as rows of
+    /// the <see cref="RowPacking"/> (the same tensor when there is no padding).
+    /// </summary>
+    private readonly record struct OutputRows(Tensor Padded, Tensor Packed, int Count);
+
+    /// <summary>
+    /// The packing of a batch with padding (null when every row holds a token: nothing to gain) and the output rows
+    /// (null when none are named), from one pass over the key lengths: an output row's packed place is its Unpack entry.
+    /// </summary>
+    private static (RowPacking?, OutputRows?) RowMaps(Tape tape, int b, int l, ReadOnlySpan<int> keyLengths, ReadOnlySpan<int> outputRows)
     {
-        /// <summary>The packing of a batch with padding; null when every row holds a token (nothing to gain).</summary>
-        public static RowPacking? Of(Tape tape, int b, int l, ReadOnlySpan<int> keyLengths)
+        int count = 0;
+        foreach (int n in keyLengths) count += n;
+        bool packs = !keyLengths.IsEmpty && count != b * l;
+        if (!packs && outputRows.IsEmpty) return (null, null);
+        if (!packs) count = b * l;
+        int reads = outputRows.Length;
+        var maps = ArrayPool<int>.Shared.Rent(count + b * l + reads);
+        try
         {
-            if (keyLengths.IsEmpty) return null;
-            int count = 0;
-            foreach (int n in keyLengths) count += n;
-            if (count == b * l) return null;
-            var maps = ArrayPool<int>.Shared.Rent(count + b * l);
-            try
+            Span<int> pack = maps.AsSpan(0, count), unpack = maps.AsSpan(count, b * l), places = maps.AsSpan(count + b * l, reads);
+            unpack.Fill(-1);
+            for (int s = 0, at = 0; s < b; s++)
+                for (int t = 0; t < (keyLengths.IsEmpty ? l : keyLengths[s]); t++, at++)
+                    unpack[pack[at] = s * l + t] = at;
+            RowPacking? packing = packs ? new RowPacking(Ops.Indices(tape, "pack", pack, 0, b * l), Ops.Indices(tape, "unpack", unpack, -1, count), count) : null;
+            if (outputRows.IsEmpty) return (packing, null);
+            for (int i = 0; i < reads; i++)
             {
-                Span<int> pack = maps.AsSpan(0, count), unpack = maps.AsSpan(count, b * l);
-                unpack.Fill(-1);
-                for (int s = 0, at = 0; s < b; s++)
-                    for (int t = 0; t < keyLengths[s]; t++, at++)
-                        unpack[pack[at] = s * l + t] = at;
-                return new RowPacking(Ops.Indices(tape, "pack", pack, 0, b * l), Ops.Indices(tape, "unpack", unpack, -1, count), count);
+                int r = outputRows[i];
+                if ((uint)r >= (uint)(b * l) || (i > 0 && r <= outputRows[i - 1]))
+                    throw new ArgumentException($"LlamaDecoder.Forward: output row {r} at {i} is not an ascending row of the {b}×{l} batch");
+                if ((places[i] = unpack[r]) < 0)
+                    throw new ArgumentException($"LlamaDecoder.Forward: output row {r} is padding (sample {r / l} holds {keyLengths[r / l]} tokens)");
             }
-            finally
-            {
-                ArrayPool<int>.Shared.Return(maps);
-            }
+            var padded = Ops.Indices(tape, "outputRows", outputRows, 0, b * l);
+            return (packing, new OutputRows(padded, packs ? Ops.Indices(tape, "packedOutputRows", places, 0, count) : padded, reads));
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(maps);
         }
     }
 
@@ -205,7 +193,7 @@ public sealed class LlamaDecoder
             if (i == _layers.Length - 1 && outputs is { } read)
             {
                 attended = Ops.Gather(tape, attended, null, read.Padded, read.Count);
-                x = Ops.Gather(tape, x, null, rows is null ? read.Padded : read.Packed, read.Count);
+                x = Ops.Gather(tape, x, null, read.Packed, read.Count);
             }
             else attended = Packed(attended);
             x = Residual(tape, attended, ly.O.Value, x, dropout, 2 * i);
