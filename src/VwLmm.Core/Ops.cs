@@ -515,8 +515,14 @@ public static class Ops
         return Gather(tape, srcA, srcB, tape.Indices(map), map.Length);
     }
 
-    /// <summary>Row gather with map I32 [≥ rows] on the device, its values in range (not checked here) → [rows, C].</summary>
-    public static Tensor Gather(Tape tape, Tensor srcA, Tensor? srcB, Tensor map, int rows)
+    /// <summary>
+    /// Row gather with map I32 [≥ rows] on the device, its values in range (not checked here) → [rows, C]. When no map
+    /// entry repeats a row of srcA and srcB is null, <paramref name="inverse"/> I32 [≥ SA] may give, for each srcA row,
+    /// the output row that reads it or −1 (also not checked): the backward, when it is the first to reach srcA's
+    /// gradient, then gathers dy's rows by it into every row of that gradient instead of zeroing it and scatter-adding
+    /// (a padded batch's packing and unpacking, a few times a layer).
+    /// </summary>
+    public static Tensor Gather(Tape tape, Tensor srcA, Tensor? srcB, Tensor map, int rows, Tensor? inverse = null)
     {
         const string op = "Gather";
         using var range = Profiler.Range(tape.Backend, op);
@@ -526,17 +532,26 @@ public static class Ops
         {
             Check.Rank(op, "srcB", srcB, 2);
             if (srcB.Shape[1] != c) throw new ArgumentException($"{op}: srcA {srcA.Shape} and srcB {srcB.Shape} differ in width");
+            if (inverse is not null) throw new ArgumentException($"{op}: an inverse map covers srcA alone, and srcB is given");
         }
         CheckIndexTensor(op, "map", map, rows);
+        if (inverse is not null) CheckIndexTensor(op, "inverse", inverse, srcA.Shape[0]);
         bool grad = AnyGrad(tape, srcA, srcB);
         var y = Output(tape, new Shape(rows, c), grad);
         tape.Backend.GatherRows(y, srcA, srcB, map, rows, c);
-        if (grad) tape.Record(new TapeNode { Backward = GatherBackward, Output = y, X0 = srcA, X1 = srcB, X2 = map, I0 = rows, I1 = c });
+        if (grad) tape.Record(new TapeNode { Backward = GatherBackward, Output = y, X0 = srcA, X1 = srcB, X2 = map, X3 = inverse, I0 = rows, I1 = c });
         return y;
     }
 
-    private static void GatherBackward(Tape tape, in TapeNode node) =>
-        tape.Backend.GatherRowsBackward(tape.GradOrNull(node.X0), tape.GradOrNull(node.X1), tape.Grad(node.Output), node.X2!, node.I0, node.I1);
+    // With an inverse map, a stored gradient row is dy's row as is (or zeros), where the scatter adds that row to zeros.
+    private static void GatherBackward(Tape tape, in TapeNode node)
+    {
+        Tensor srcA = node.X0!, dy = tape.Grad(node.Output);
+        bool overwrite = false;
+        var dA = node.X3 is null ? tape.GradOrNull(srcA) : tape.GradOrNull(srcA, out overwrite);
+        if (overwrite) tape.Backend.GatherRows(dA!, dy, null, node.X3!, srcA.Shape[0], node.I1);
+        else tape.Backend.GatherRowsBackward(dA, tape.GradOrNull(node.X1), dy, node.X2!, node.I0, node.I1);
+    }
 
     /// <summary>Row softmax: x [N,V] → p [N,V].</summary>
     public static Tensor Softmax(Tape tape, Tensor x)

@@ -170,8 +170,9 @@ public sealed class LlamaDecoder
     {
         int h = _c.NumAttentionHeads, hkv = _c.NumKeyValueHeads, hd = _c.HeadDim, d = _c.HiddenSize;
         float eps = (float)_c.RmsNormEps, theta = (float)_c.RopeTheta;
-        Tensor Packed(Tensor padded) => rows is not { } r ? padded : Ops.Gather(tape, padded, null, r.Pack, r.Count);
-        Tensor Padded(Tensor packed) => rows is not { } r ? packed : Ops.Gather(tape, packed, null, r.Unpack, b * l);
+        // Pack and Unpack are each other's inverse, so each gather's backward is the other gather.
+        Tensor Packed(Tensor padded) => rows is not { } r ? padded : Ops.Gather(tape, padded, null, r.Pack, r.Count, inverse: r.Unpack);
+        Tensor Padded(Tensor packed) => rows is not { } r ? packed : Ops.Gather(tape, packed, null, r.Unpack, b * l, inverse: r.Pack);
         x = Packed(x);
         for (int i = 0; i < _layers.Length; i++)
         {

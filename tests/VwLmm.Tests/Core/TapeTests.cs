@@ -382,6 +382,79 @@ public class TapeTests : CpuFixture
         Assert.That(pb.Grad!.ToArray(), Is.EqualTo(dwb).Within(1e-5).AsCollection, "dWb");
     }
 
+    /// <summary>
+    /// A padded batch's packing and unpacking, each gather given the other's map as its inverse: the backward that
+    /// reaches a gradient first gathers dy's rows into it (no zero fill, no scatter), one that comes later adds as the
+    /// scatter does. Either way the weight gradient has the bits of the same graph without inverse maps, and the double
+    /// reference's values; a checked arena leaves fresh gradients NaN, so a row left unwritten would reach it.
+    /// </summary>
+    [TestCase(true)]
+    [TestCase(false)]
+    public void GatherByTheInverseMapStoresWhatTheScatterWouldAdd(bool gatherReachesFirst)
+    {
+        const int R = 5, K = 3, C = 4;
+        int[] pack = [0, 1, 3], unpack = [0, 1, -1, 2, -1];
+        var rng = new Random(14);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        float[] ws = Rand(C * K), xs = Rand(R * K), gout = Rand(R * C), gu = Rand(R * C);
+        using var p = Trainable("w", ws, C, K);
+
+        // x = input·Wᵀ; out = silu(unpack(pack(x))), u = silu(x) when another op reaches dx first: dx[r] is
+        // gout[r]·silu'(x[r]) on the packed rows, 0 on the padding, plus gu[r]·silu'(x[r]) from u; dW = dxᵀ·input.
+        static double SiluGrad(double v) => 1 / (1 + Math.Exp(-v)) * (1 + v * (1 - 1 / (1 + Math.Exp(-v))));
+        var dw = new double[C * K];
+        for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+        {
+            double x = 0;
+            for (int k = 0; k < K; k++) x += (double)xs[r * K + k] * ws[c * K + k];
+            double dx = (unpack[r] >= 0 ? gout[r * C + c] : 0) + (gatherReachesFirst ? 0 : gu[r * C + c]);
+            for (int k = 0; k < K; k++) dw[c * K + k] += dx * SiluGrad(x) * xs[r * K + k];
+        }
+
+        float[]? withoutInverse = null;
+        foreach (bool inverse in new[] { false, true })
+        foreach (bool checkedArena in new[] { true, false })
+        {
+            Cpu.Fill(p.Grad!, 0f);
+            var profiled = new ProfilingBackend(Cpu);
+            using var arena = new Arena(profiled, 1 << 16, recycleHandles: !checkedArena);
+            var tape = new Tape(profiled, arena, record: true);
+            tape.Track(p);
+            Tensor packMap = tape.Indices(pack), unpackMap = tape.Indices(unpack);
+            var x = Ops.Linear(tape, Ops.Input(tape, xs, R, K), p.Value);
+            var packed = Ops.Gather(tape, x, null, packMap, pack.Length, inverse ? unpackMap : null);
+            var output = Ops.Activation(tape, Ops.Gather(tape, packed, null, unpackMap, R, inverse ? packMap : null), Activation.Silu);
+            Cpu.Upload<float>(tape.Grad(output), gout);
+            if (!gatherReachesFirst) Cpu.Upload<float>(tape.Grad(Ops.Activation(tape, x, Activation.Silu)), gu);
+            profiled.ResetCounters();
+            tape.Backward();
+            string what = $"inverse {inverse}, checked arena {checkedArena}";
+            var grad = p.Grad!.ToArray();
+            Assert.That(grad, Is.EqualTo(dw).Within(1e-5).AsCollection, what);
+            if (inverse) Assert.That(grad, Is.EqualTo(withoutInverse), $"{what}: the bits of the scatter's gradient");
+            else withoutInverse ??= grad;
+            if (checkedArena) continue;
+            long Calls(string op) => profiled.Table().Where(t => t.Op == op).Sum(t => t.Calls);
+            Assert.That(Calls("GatherRowsBackward"), Is.EqualTo(inverse ? gatherReachesFirst ? 0 : 1 : 2), $"{what}: scatters");
+            Assert.That(Calls("Fill"), Is.EqualTo(inverse ? 0 : gatherReachesFirst ? 2 : 1), $"{what}: zero fills");
+        }
+    }
+
+    [Test]
+    public void AnInverseMapIsCheckedAgainstTheGather()
+    {
+        using var a = new Parameter(Cpu, "a", new Shape(3, 2));
+        using var b = new Parameter(Cpu, "b", new Shape(2, 2));
+        using var arena = new Arena(Cpu, 1 << 16);
+        var tape = new Tape(Cpu, arena, record: false);
+        var map = tape.Indices([0, -2]);
+        var e = Assert.Throws<ArgumentException>(() => Ops.Gather(tape, a.Value, b.Value, map, 2, tape.Indices([0, -1, -1])))!;
+        Assert.That(e.Message, Does.Contain("Gather").And.Contain("inverse").And.Contain("srcB"));
+        e = Assert.Throws<ArgumentException>(() => Ops.Gather(tape, a.Value, null, tape.Indices([2, 0]), 2, tape.Indices([1, -1])))!;
+        Assert.That(e.Message, Does.Contain("Gather: inverse").And.Contain("at least 3"));
+    }
+
     private Parameter Trainable(string name, float[] values, params int[] dims)
     {
         var p = new Parameter(Cpu, name, new Shape(dims));
