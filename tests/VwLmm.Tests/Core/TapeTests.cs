@@ -282,11 +282,8 @@ public class TapeTests : CpuFixture
 
         foreach (bool checkedArena in new[] { true, false })
         {
-            Cpu.Fill(p.Grad!, 0f);
-            var profiled = new ProfilingBackend(Cpu);
-            using var arena = new Arena(profiled, 1 << 16, recycleHandles: !checkedArena);
-            var tape = new Tape(profiled, arena, record: true);
-            tape.Track(p);
+            var (profiled, arena, tape) = ProfiledTape(p, checkedArena);
+            using var owned = arena;
             var y = Ops.LinearStack(tape, Ops.Input(tape, xs, M, K), p.Value);
             var outputs = Enumerable.Range(0, used).Select(g => Ops.Activation(tape, Ops.Select(tape, y, g), Activation.Silu)).ToArray();
             for (int g = 0; g < used; g++) Cpu.Upload<float>(tape.Grad(outputs[g]), seed.AsSpan(g * M * N, M * N));
@@ -416,11 +413,8 @@ public class TapeTests : CpuFixture
         foreach (bool inverse in new[] { false, true })
         foreach (bool checkedArena in new[] { true, false })
         {
-            Cpu.Fill(p.Grad!, 0f);
-            var profiled = new ProfilingBackend(Cpu);
-            using var arena = new Arena(profiled, 1 << 16, recycleHandles: !checkedArena);
-            var tape = new Tape(profiled, arena, record: true);
-            tape.Track(p);
+            var (profiled, arena, tape) = ProfiledTape(p, checkedArena);
+            using var owned = arena;
             Tensor packMap = tape.Indices(pack), unpackMap = tape.Indices(unpack);
             var x = Ops.Linear(tape, Ops.Input(tape, xs, R, K), p.Value);
             var packed = Ops.Gather(tape, x, null, packMap, pack.Length, inverse ? unpackMap : null);
@@ -453,6 +447,18 @@ public class TapeTests : CpuFixture
         Assert.That(e.Message, Does.Contain("Gather").And.Contain("inverse").And.Contain("srcB"));
         e = Assert.Throws<ArgumentException>(() => Ops.Gather(tape, a.Value, null, tape.Indices([2, 0]), 2, tape.Indices([1, -1])))!;
         Assert.That(e.Message, Does.Contain("Gather: inverse").And.Contain("at least 3"));
+    }
+
+    /// <summary>p's gradient zeroed, and a recording tape tracking p over a profiled CPU backend; a checked arena
+    /// (no recycling) leaves every fresh gradient NaN.</summary>
+    private (ProfilingBackend Profiled, Arena Arena, Tape Tape) ProfiledTape(Parameter p, bool checkedArena)
+    {
+        Cpu.Fill(p.Grad!, 0f);
+        var profiled = new ProfilingBackend(Cpu);
+        var arena = new Arena(profiled, 1 << 16, recycleHandles: !checkedArena);
+        var tape = new Tape(profiled, arena, record: true);
+        tape.Track(p);
+        return (profiled, arena, tape);
     }
 
     private Parameter Trainable(string name, float[] values, params int[] dims)
