@@ -38,8 +38,9 @@ public sealed class BenchCommand : ICommand
           decode_tokens_per_s  greedy decode with the KV cache at batch 1: N tokens / the median over repeats of
                        (time of prefill + N tokens − that repeat's prefill-only time)
           gflops, percent_of_peak  train step work (analytic, see docs/BENCHMARKS.md) / time; on the CPU against
-                               peak_gflops, the FMA rate of the bench's threads measured after the run (CpuPeak),
-                               on a GPU against its fp32 peak from the peak table; cpu_gemm names the GEMM that ran
+                               peak_gflops, the FMA rate of the bench's threads measured before each timed train
+                               step (CpuPeak; the median of those), on a GPU against its fp32 peak from the peak
+                               table; cpu_gemm names the GEMM that ran
           peak_rss_mb          VmHWM of the process, next to params+grads+moments+activations; startup_rss_mb: the
                                resident set before the model was built (the runtime's own)
           allocs_per_step      managed bytes allocated per steady-state train step (all threads)
@@ -107,9 +108,12 @@ public sealed class BenchCommand : ICommand
         var profiler = args.Has("--ops") ? new ProfilingBackend(compute) : null;
         using var run = new BenchRun(profiler ?? compute, config, weights, batch, textTokens, decodeTokens, repeats, warmup,
                                     graphs: !args.Has("--no-graphs"));
-        var result = run.Measure(threads, deviceName, peakGflops);
-        // The CPU's peak is measured after the run: at start-up the JIT's background compilation takes a core.
-        if (compute is CpuBackend cpu) result = result with { PeakGflops = CpuPeak.MeasureGflops(threads), CpuGemm = cpu.GemmKernel };
+        // The CPU's peak is measured beside each timed train step, not at start-up, where the JIT's background
+        // compilation takes a core; without a train step (bf16 weights), once after the run.
+        Func<double>? measurePeak = compute is CpuBackend ? () => CpuPeak.MeasureGflops(threads, PeakTries) : null;
+        var result = run.Measure(threads, deviceName, peakGflops, measurePeak);
+        if (compute is CpuBackend cpu)
+            result = result with { PeakGflops = result.Train?.PeakGflops ?? CpuPeak.MeasureGflops(threads), CpuGemm = cpu.GemmKernel };
         result = result with { StartupRssMb = startupRssMb };
         var ops = profiler is null ? null : run.Profile(profiler);
 
@@ -259,6 +263,13 @@ public sealed class BenchCommand : ICommand
         return config;
     }
 
+    /// <summary>
+    /// Tries of the CPU's peak before each timed train step (each about 10 ms; the best counts). A VM's speed can move
+    /// by a factor of two within minutes (docs/BENCHMARKS.md, session 47): a peak measured once, after the run, may be
+    /// another moment's, and the share of it the steps reach then says more about the moment than about the engine.
+    /// </summary>
+    private const int PeakTries = 3;
+
     private sealed record Result(
         VwLmmConfig Config, DType Weights, string Device, double? PeakGflops, int Threads, int Batch, int TextTokens, long Parameters,
         StepFlops Flops, TrainResult? Train, double ForwardMs, double PrefillMs, double DecodeTokensPerSecond, double PeakRssMb, double ModelMemoryMb)
@@ -270,9 +281,13 @@ public sealed class BenchCommand : ICommand
         public double? PercentOfPeak => 100 * Gflops / PeakGflops;
     }
 
-    /// <summary>The train step's measures (none with BF16 weights, which cannot be trained).</summary>
+    /// <summary>The train step's measures (none with BF16 weights, which cannot be trained); Peaks, the peaks measured
+    /// before each timed step (null where none was).</summary>
     private sealed record TrainResult(double StepMs, double ActivationMb, double AllocatedBytesPerStep, double Gen0PerStep,
-                                      long ForwardBytes, long BackwardBytes, long OptimizerBytes, int TapeOps);
+                                      long ForwardBytes, long BackwardBytes, long OptimizerBytes, int TapeOps, double[]? Peaks)
+    {
+        public double? PeakGflops => Peaks is null ? null : Median(Peaks);
+    }
 
     /// <summary>
     /// One op's row of a profile; a step is a train step or, in the decode profile, one generated token. Rate is
@@ -331,9 +346,9 @@ public sealed class BenchCommand : ICommand
         private int ImageSize => config.Vision.ImageSize;
         private int PixelsPerImage => config.Vision.NumChannels * ImageSize * ImageSize;
 
-        public Result Measure(int threads, string device, double? peakGflops)
+        public Result Measure(int threads, string device, double? peakGflops, Func<double>? measurePeak)
         {
-            var train = Trains ? MeasureTrain() : null;
+            var train = Trains ? MeasureTrain(measurePeak) : null;
             var (forwardMs, prefillMs, decodeTokensPerSecond) = MeasureInference();
             long weightBytes = _model.Parameters.All.Sum(p => p.Value.Bytes);
             // With training: parameters, gradients and both moments (all F32) plus the activations; without: the weights.
@@ -342,20 +357,31 @@ public sealed class BenchCommand : ICommand
                 StepFlops.Of(config, batch, textTokens), train, forwardMs, prefillMs, decodeTokensPerSecond, PeakRssMb(), modelMemoryMb);
         }
 
-        private TrainResult MeasureTrain()
+        /// <summary>The timed steps, each after a measurement of the peak when <paramref name="measurePeak"/> is given.</summary>
+        private TrainResult MeasureTrain(Func<double>? measurePeak)
         {
             using var train = TrainStepper();
             for (int i = 0; i < warmup; i++) train.Step();
-            // The timing array and the delegate exist before the count starts: only the steps are measured.
+            // The timing arrays and the delegate exist before the count starts, and the count stops around the peak's
+            // threads: only the steps are measured.
             var trainMs = new double[repeats];
+            var peaks = new double[repeats];
+            var one = new double[1];
             Action step = train.Step;
-            long bytes0 = GC.GetTotalAllocatedBytes(precise: true);
-            int gen0 = GC.CollectionCount(0);
-            Time(backend, trainMs, step);
-            double bytesPerStep = (GC.GetTotalAllocatedBytes(precise: true) - bytes0) / (double)repeats;
-            double gcPerStep = (GC.CollectionCount(0) - gen0) / (double)repeats;
+            long bytes = 0;
+            int gen0 = 0;
+            for (int r = 0; r < repeats; r++)
+            {
+                if (measurePeak is not null) peaks[r] = measurePeak();
+                long bytes0 = GC.GetTotalAllocatedBytes(precise: true);
+                int gen00 = GC.CollectionCount(0);
+                trainMs[r] = Time(backend, one, step)[0];
+                bytes += GC.GetTotalAllocatedBytes(precise: true) - bytes0;
+                gen0 += GC.CollectionCount(0) - gen00;
+            }
             var (fwdBytes, bwdBytes, optBytes, recordedOps) = train.AllocationsByPhase();
-            return new TrainResult(Median(trainMs), train.ActivationBytes / 1048576.0, bytesPerStep, gcPerStep, fwdBytes, bwdBytes, optBytes, recordedOps);
+            return new TrainResult(Median(trainMs), train.ActivationBytes / 1048576.0, bytes / (double)repeats, gen0 / (double)repeats,
+                                   fwdBytes, bwdBytes, optBytes, recordedOps, measurePeak is null ? null : peaks);
         }
 
         /// <summary>One forward pass of the first sample with both losses, no tape recording: what forward_ms times.</summary>
@@ -626,6 +652,13 @@ public sealed class BenchCommand : ICommand
             Number(w, "gflops", r.Gflops);
             Number(w, "percent_of_peak", r.PercentOfPeak);
             Number(w, "peak_gflops", r.PeakGflops);
+            if (t?.Peaks is { } peaks)
+            {
+                w.WriteStartArray("peak_gflops_range");
+                w.WriteNumberValue(peaks.Min());
+                w.WriteNumberValue(peaks.Max());
+                w.WriteEndArray();
+            }
             if (r.CpuGemm is { } gemm) w.WriteString("cpu_gemm", gemm == CpuGemm.Avx512 ? "avx512" : "openblas");
             w.WriteNumber("peak_rss_mb", r.PeakRssMb);
             Number(w, "startup_rss_mb", double.IsNaN(r.StartupRssMb) ? null : r.StartupRssMb);
@@ -684,6 +717,7 @@ public sealed class BenchCommand : ICommand
         if (r.Train is { } t)
         {
             string ofPeak = r.PercentOfPeak is { } percent ? $"{F(percent, "0.0")}% of the {F(r.PeakGflops!.Value, "0")} GFLOP/s peak" : "no peak known for this device";
+            if (t.Peaks is { } peaks) ofPeak += $", measured at {F(peaks.Min(), "0")}–{F(peaks.Max(), "0")} beside the steps";
             if (r.CpuGemm is { } gemm) ofPeak += gemm == CpuGemm.Avx512 ? ", AVX-512 GEMM" : ", OpenBLAS GEMM";
             w.WriteLine($"  train step (fwd+bwd+AdamW)   {F(t.StepMs),10} ms   {F(r.Flops.Train / 1e9, "0.000")} GFLOP → {F(r.Gflops!.Value, "0.0")} GFLOP/s ({ofPeak})");
         }

@@ -94,9 +94,14 @@ public class BenchCommandTests
 
         double gflops = r.GetProperty("gflops").GetDouble();
         Assert.That(gflops, Is.EqualTo(train / (r.GetProperty("train_step_ms").GetDouble() * 1e6)).Within(1e-9 * gflops));
-        // The peak is this machine's measured FMA rate on the bench's 2 threads: at least 2 × 8 lanes × 2 FLOP per ns.
+        // The peak is this machine's measured FMA rate on the bench's 2 threads: at least 2 × 8 lanes × 2 FLOP per ns,
+        // the median of one measurement before each timed step, so within the range of those.
         double peak = r.GetProperty("peak_gflops").GetDouble();
         Assert.That(peak, Is.GreaterThan(32));
+        var range = r.GetProperty("peak_gflops_range").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        Assert.That(range, Has.Length.EqualTo(2));
+        Assert.That(range[0], Is.LessThanOrEqualTo(peak).And.GreaterThan(32), "the lowest peak measured beside a step");
+        Assert.That(range[1], Is.GreaterThanOrEqualTo(peak), "the highest");
         Assert.That(r.GetProperty("percent_of_peak").GetDouble(), Is.EqualTo(100 * gflops / peak).Within(1e-9 * gflops));
         Assert.That(r.GetProperty("cpu_gemm").GetString(), Is.EqualTo(Cpu.PackedSgemm.IsSupported ? "avx512" : "openblas"));
         Assert.That(r.GetProperty("peak_rss_mb").GetDouble(), Is.GreaterThan(4 * r.GetProperty("params").GetInt64() * 4 / 1048576.0));
