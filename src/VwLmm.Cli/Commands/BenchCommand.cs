@@ -374,10 +374,10 @@ public sealed class BenchCommand : ICommand
             {
                 if (measurePeak is not null) peaks[r] = measurePeak();
                 long bytes0 = GC.GetTotalAllocatedBytes(precise: true);
-                int gen00 = GC.CollectionCount(0);
+                int collections0 = GC.CollectionCount(0);
                 trainMs[r] = Time(backend, one, step)[0];
                 bytes += GC.GetTotalAllocatedBytes(precise: true) - bytes0;
-                gen0 += GC.CollectionCount(0) - gen00;
+                gen0 += GC.CollectionCount(0) - collections0;
             }
             var (fwdBytes, bwdBytes, optBytes, recordedOps) = train.AllocationsByPhase();
             return new TrainResult(Median(trainMs), train.ActivationBytes / 1048576.0, bytes / (double)repeats, gen0 / (double)repeats,
