@@ -33,9 +33,10 @@ public sealed class DemoCommand : ICommand
               pif-frozen (pif with the VM head frozen at its random initialisation, λ 0.1), twins (each shape question
               trained beside its counterfactual twin: the asked object in another colour, the same answer, and a
               loss on the difference of the two answers' logits; needs the answer prior)
-          --stages    lookup (default: instruction tuning on colour and shape questions, each image's followed by a
-                      colour and a shape question that name their objects by cell), llava (LM pretraining, caption
-                      alignment, captions, instruction tuning on every question kind: the session 2–6 recipe)
+          --stages    lookup (default: instruction tuning of the LLM and VM head on colour and shape questions, each
+                      image's followed by a colour and a shape question that name their objects by cell; the projector
+                      stays at its random initialisation), llava (LM pretraining, caption alignment, captions,
+                      instruction tuning on every question kind: the session 2–6 recipe)
           --answer-prior  on (default): instruction tuning against a question-only answer prior (a product of experts,
                       training only, docs/RESULTS.md); off: plain cross-entropy (with --stages llava: the session 2–6 recipe)
           --ablations the ablations.json scripts/ablations.py writes: the report gains its variant × metric table

@@ -235,6 +235,33 @@ public class ShapesGridRecipeTests : CpuFixture
         Assert.That((c.VmLossWeight, c.VmDetachTarget, c.UsePif, c.VmKlDirection, c.VmHeadInit), Is.EqualTo((lambda, detach, pif, kl, init)));
     }
 
+    /// <summary>
+    /// The lookup stage trains the LLM and the VM head (recipe version 9): two of its steps leave the projector's (and
+    /// the tower's) weights as initialised, bit for bit, and move the LLM's and the VM head's.
+    /// </summary>
+    [Test]
+    public void TheLookupStageLeavesTheProjectorAsInitialised()
+    {
+        var (recipe, tok) = TinyWorld.ShapesGridSeed1;
+        foreach (var budget in new[] { ShapesGridBudget.Default, ShapesGridBudget.Quick })
+            Assert.That(recipe.TrainConfig(budget, 1).Stages.Single().Trainable, Is.EqualTo(new[] { ParameterGroup.Llm, ParameterGroup.VmHead }));
+        var stage = recipe.TrainConfig(ShapesGridBudget.Quick, 1).Stages.Single() with { Steps = 2, BatchSize = 4, AnswerPriorSamples = 64, EmaDecay = 0 };
+        var cfg = VwLmmConfig.Presets.Tiny with { Llm = VwLmmConfig.Presets.Tiny.Llm with { VocabSize = tok.VocabSize, MaxPositionEmbeddings = 128 } };
+        using var m = TinyWorld.Model(Cpu, cfg, seed: 3);
+        var before = m.Parameters.All.ToDictionary(p => p.Name, p => p.Value.ToArray());
+        using (var t = new Trainer(m, new TrainConfig { Seed = 2, MaxLength = 128, Stages = [stage] }, name => recipe.Source(name, tok), 64 << 20, tok))
+            t.Run(null, CancellationToken.None);
+        foreach (var p in m.Parameters.All)
+        {
+            var group = ParameterStore.GroupOf(p.Name);
+            if (group is ParameterGroup.Projector or ParameterGroup.Vision)
+                Assert.That(p.Value.ToArray(), Is.EqualTo(before[p.Name]), $"{p.Name} moved");
+        }
+        foreach (var group in new[] { ParameterGroup.Llm, ParameterGroup.VmHead })
+            Assert.That(m.Parameters.All.Where(p => ParameterStore.GroupOf(p.Name) == group).Any(p => !p.Value.ToArray().SequenceEqual(before[p.Name])),
+                        Is.True, $"no {group} weight moved");
+    }
+
     [TestCase(ShapesGridStages.Lookup)]
     [TestCase(ShapesGridStages.Llava)]
     public void OnlyTheFrozenHeadVariantLeavesTheVmHeadOutOfEveryStage(ShapesGridStages stages)
