@@ -365,14 +365,14 @@ public sealed class BenchCommand : ICommand
             // The timing arrays and the delegate exist before the count starts, and the count stops around the peak's
             // threads: only the steps are measured.
             var trainMs = new double[repeats];
-            var peaks = new double[repeats];
+            double[]? peaks = measurePeak is null ? null : new double[repeats];
             var one = new double[1];
             Action step = train.Step;
             long bytes = 0;
             int gen0 = 0;
             for (int r = 0; r < repeats; r++)
             {
-                if (measurePeak is not null) peaks[r] = measurePeak();
+                if (peaks is not null) peaks[r] = measurePeak!();
                 long bytes0 = GC.GetTotalAllocatedBytes(precise: true);
                 int collections0 = GC.CollectionCount(0);
                 trainMs[r] = Time(backend, one, step)[0];
@@ -381,7 +381,7 @@ public sealed class BenchCommand : ICommand
             }
             var (fwdBytes, bwdBytes, optBytes, recordedOps) = train.AllocationsByPhase();
             return new TrainResult(Median(trainMs), train.ActivationBytes / 1048576.0, bytes / (double)repeats, gen0 / (double)repeats,
-                                   fwdBytes, bwdBytes, optBytes, recordedOps, measurePeak is null ? null : peaks);
+                                   fwdBytes, bwdBytes, optBytes, recordedOps, peaks);
         }
 
         /// <summary>One forward pass of the first sample with both losses, no tape recording: what forward_ms times.</summary>

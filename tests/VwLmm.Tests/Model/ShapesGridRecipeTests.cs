@@ -237,7 +237,8 @@ public class ShapesGridRecipeTests : CpuFixture
 
     /// <summary>
     /// The lookup stage trains the LLM and the VM head (recipe version 9): two of its steps leave the projector's (and
-    /// the tower's) weights as initialised, bit for bit, and move the LLM's and the VM head's.
+    /// the tower's) weights as initialised, bit for bit, and move the LLM's. (The VM head is re-initialised as the stage
+    /// starts, so its moving would show nothing; the stage's groups are asserted instead.)
     /// </summary>
     [Test]
     public void TheLookupStageLeavesTheProjectorAsInitialised()
@@ -257,9 +258,7 @@ public class ShapesGridRecipeTests : CpuFixture
             if (group is ParameterGroup.Projector or ParameterGroup.Vision)
                 Assert.That(p.Value.ToArray(), Is.EqualTo(before[p.Name]), $"{p.Name} moved");
         }
-        foreach (var group in new[] { ParameterGroup.Llm, ParameterGroup.VmHead })
-            Assert.That(m.Parameters.All.Where(p => ParameterStore.GroupOf(p.Name) == group).Any(p => !p.Value.ToArray().SequenceEqual(before[p.Name])),
-                        Is.True, $"no {group} weight moved");
+        Assert.That(m.Parameters.InGroup(ParameterGroup.Llm).Any(p => !p.Value.ToArray().SequenceEqual(before[p.Name])), Is.True, "no LLM weight moved");
     }
 
     [TestCase(ShapesGridStages.Lookup)]
