@@ -47,10 +47,17 @@ public sealed unsafe class SafetensorsFile : IDisposable
     public static SafetensorsFile Open(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: safetensors file not found", path);
-        long fileLength = new FileInfo(path).Length;
-        if (fileLength < 8) throw Bad(path, $"file is {fileLength} bytes, shorter than the 8-byte header length");
+        // The length of the file the path reaches: FileInfo's of a symbolic link (how the Hugging Face cache lays out a
+        // model's files) is the link's own, the length of its target's name.
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        long fileLength = stream.Length;
+        if (fileLength < 8)
+        {
+            stream.Dispose();
+            throw Bad(path, $"file is {fileLength} bytes, shorter than the 8-byte header length");
+        }
 
-        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        var map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
         MemoryMappedViewAccessor? view = null;
         bool acquired = false;
         try

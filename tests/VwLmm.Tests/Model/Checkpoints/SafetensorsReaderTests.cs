@@ -103,6 +103,23 @@ public class SafetensorsReaderTests
         Assert.That(w.Select(BitConverter.SingleToUInt32Bits), Is.EqualTo(ReadBin<uint>("bf16_torch_expected_f32.bin")));
     }
 
+    /// <summary>
+    /// A symbolic link (how the Hugging Face cache lays out a model's files) opens as the file it reaches; its own
+    /// length, that of its target's name, once made it look truncated.
+    /// </summary>
+    [Test]
+    public void SymbolicLinkOpensAsTheFileItReaches()
+    {
+        using var dir = new Scratch();
+        string link = dir["linked.safetensors"];
+        System.IO.File.CreateSymbolicLink(link, Path.GetFullPath(File("f32.safetensors")));
+        using var f = SafetensorsFile.Open(link);
+        Assert.That(f.Tensors.Select(t => t.Name), Is.EqualTo(new[] { "b", "a", "scalar", "empty", "ids64", "ids32" }));
+        var scalar = new float[1];
+        f.ReadFloat("scalar", scalar);
+        Assert.That(scalar[0], Is.EqualTo(3.25f));
+    }
+
     [TestCase("truncated", "shorter than the 8-byte header length")]
     [TestCase("header_past_eof", "header length 1000 runs past the end of the file")]
     [TestCase("header_too_large", "exceeds the 100000000-byte limit")]
