@@ -130,6 +130,11 @@ def main():
         print(f"{key:22} {unit:8} {fmt(o):>9} {fmt(t):>9} {fmt(o / t if o is not None and t else None):>10}")
     print(f"ours: model memory (params+grads+moments+activations) {fmt(ours_mm['model_memory_mb'])} MiB; "
           f"{fmt(median(ours, 'gen0_gcs_per_step'))} gen0 GCs per step")
+    for name, runs in (("fp32", ours), ("bf16", bf16)):
+        if runs:
+            print(f"ours, decode with {name} weights: {fmt(median(runs, 'decode_bytes_per_token') / 1e6)} MB a token at "
+                  f"{fmt(median(runs, 'decode_gb_per_s'))} GB/s, {fmt(median(runs, 'percent_of_bandwidth'))}% of the "
+                  f"{fmt(median(runs, 'memory_gb_per_s'))} GB/s measured beside it")
     if mismatch:
         sys.exit("run_side_by_side: the two models differ in parameter count or FLOPs per step")
 

@@ -7,6 +7,7 @@ using VwLmm.Cuda;
 using VwLmm.Data.Batching;
 using VwLmm.Data.Conversations;
 using VwLmm.Model;
+using VwLmm.Model.Checkpoints;
 
 namespace VwLmm.Cli.Commands;
 
@@ -37,6 +38,11 @@ public sealed class BenchCommand : ICommand
           prefill_ms           Generator prefill of one prompt (image + text) into the KV cache
           decode_tokens_per_s  greedy decode with the KV cache at batch 1: N tokens / the median over repeats of
                        (time of prefill + N tokens − that repeat's prefill-only time)
+          decode_bytes_per_token, decode_gb_per_s, memory_gb_per_s, percent_of_bandwidth  what a decoded token must
+                               read (the decoder's weights as stored, one embedding row, its KV cache on average) and
+                               at what rate, against memory_gb_per_s: on the CPU the rate at which the bench's
+                               threads read a buffer of that size, measured after the decode (CpuBandwidth), on a
+                               GPU its datasheet bandwidth from the peak table
           gflops, percent_of_peak  train step work (analytic, see docs/BENCHMARKS.md) / time; on the CPU against
                                peak_gflops, the FMA rate of the bench's threads measured before each timed train
                                step (CpuPeak; the median of those), on a GPU against its fp32 peak from the peak
@@ -111,7 +117,13 @@ public sealed class BenchCommand : ICommand
         // The CPU's peak is measured beside each timed train step, not at start-up, where the JIT's background
         // compilation takes a core; without a train step (bf16 weights), once after the run.
         Func<double>? measurePeak = compute is CpuBackend ? () => CpuPeak.MeasureGflops(threads, PeakTries) : null;
-        var result = run.Measure(threads, deviceName, peakGflops, measurePeak);
+        Func<long, double?> memoryGBs = compute switch
+        {
+            CpuBackend => bytes => CpuBandwidth.MeasureReadGBs(threads, bytes),
+            CudaBackend { Runtime: DriverRuntime gpu } => _ => DevicePeaks.Find(gpu.Info.Name)?.BandwidthGBs,
+            _ => _ => null,
+        };
+        var result = run.Measure(threads, deviceName, peakGflops, measurePeak, memoryGBs);
         if (compute is CpuBackend cpu)
             result = result with { PeakGflops = result.Train?.PeakGflops ?? CpuPeak.MeasureGflops(threads), CpuGemm = cpu.GemmKernel };
         result = result with { StartupRssMb = startupRssMb };
@@ -279,6 +291,15 @@ public sealed class BenchCommand : ICommand
 
         public double? Gflops => Flops.Train / (Train?.StepMs * 1e6);
         public double? PercentOfPeak => 100 * Gflops / PeakGflops;
+
+        /// <summary>See <see cref="BenchRun.DecodeBytesPerToken"/>.</summary>
+        public long DecodeBytesPerToken { get; init; }
+
+        /// <summary>What the decode's bytes can stream at (GB/s; see <see cref="BenchRun.Measure"/>), null where unknown.</summary>
+        public double? MemoryGBs { get; init; }
+
+        public double DecodeGBs => DecodeBytesPerToken * DecodeTokensPerSecond / 1e9;
+        public double? PercentOfBandwidth => 100 * DecodeGBs / MemoryGBs;
     }
 
     /// <summary>The train step's measures (none with BF16 weights, which cannot be trained); Peaks, the peaks measured
@@ -346,15 +367,42 @@ public sealed class BenchCommand : ICommand
         private int ImageSize => config.Vision.ImageSize;
         private int PixelsPerImage => config.Vision.NumChannels * ImageSize * ImageSize;
 
-        public Result Measure(int threads, string device, double? peakGflops, Func<double>? measurePeak)
+        /// <param name="memoryGBs">the bandwidth a decoded token's bytes can stream at: the datasheet's for a GPU, or a
+        /// measurement of that many bytes read (<see cref="CpuBandwidth"/>), made after the decode is timed; null for none.</param>
+        public Result Measure(int threads, string device, double? peakGflops, Func<double>? measurePeak, Func<long, double?> memoryGBs)
         {
             var train = Trains ? MeasureTrain(measurePeak) : null;
             var (forwardMs, prefillMs, decodeTokensPerSecond) = MeasureInference();
             long weightBytes = _model.Parameters.All.Sum(p => p.Value.Bytes);
             // With training: parameters, gradients and both moments (all F32) plus the activations; without: the weights.
             double modelMemoryMb = train is null ? weightBytes / 1048576.0 : 4 * weightBytes / 1048576.0 + train.ActivationMb;
+            long decodeBytes = DecodeBytesPerToken();
             return new Result(config, weights, device, peakGflops, threads, batch, textTokens, _model.Parameters.All.Sum(p => p.Numel),
-                StepFlops.Of(config, batch, textTokens), train, forwardMs, prefillMs, decodeTokensPerSecond, PeakRssMb(), modelMemoryMb);
+                StepFlops.Of(config, batch, textTokens), train, forwardMs, prefillMs, decodeTokensPerSecond, PeakRssMb(), modelMemoryMb)
+            {
+                DecodeBytesPerToken = decodeBytes,
+                MemoryGBs = memoryGBs(decodeBytes),
+            };
+        }
+
+        /// <summary>
+        /// Bytes a decoded token must read, on average over the timed decode steps: every weight of the decoder's layers,
+        /// its final norm and lm_head once (as stored: bf16 under --weights bf16), its token's row of embed_tokens, and
+        /// every layer's cached keys and values up to its position. Step i of N (the prefill chose the first token)
+        /// attends over the prompt's P positions and i more, so over P + (N + 1)/2 on average.
+        /// </summary>
+        public long DecodeBytesPerToken()
+        {
+            var dec = _model.Decoder;
+            var l = config.Llm;
+            long weights = _model.Parameters.All
+                .Where(p => p.Name.StartsWith(HfNames.DecoderLayerPrefix, StringComparison.Ordinal))
+                .Append(dec.FinalNorm).Append(dec.LmHead).Sum(p => p.Value.Bytes);
+            long embeddingRow = dec.EmbedTokens.Value.Bytes / l.VocabSize;
+            long prompt = config.ImageTokens + textTokens;
+            double keys = prompt + (decodeTokens + 1) / 2.0;
+            long cache = (long)Math.Round(2 * dec.LayerCount * keys * l.NumKeyValueHeads * l.HeadDim * sizeof(float));
+            return weights + embeddingRow + cache;
         }
 
         /// <summary>The timed steps, each after a measurement of the peak when <paramref name="measurePeak"/> is given.</summary>
@@ -649,6 +697,10 @@ public sealed class BenchCommand : ICommand
             w.WriteNumber("forward_ms", r.ForwardMs);
             w.WriteNumber("prefill_ms", r.PrefillMs);
             w.WriteNumber("decode_tokens_per_s", r.DecodeTokensPerSecond);
+            w.WriteNumber("decode_bytes_per_token", r.DecodeBytesPerToken);
+            w.WriteNumber("decode_gb_per_s", r.DecodeGBs);
+            Number(w, "memory_gb_per_s", r.MemoryGBs);
+            Number(w, "percent_of_bandwidth", r.PercentOfBandwidth);
             Number(w, "gflops", r.Gflops);
             Number(w, "percent_of_peak", r.PercentOfPeak);
             Number(w, "peak_gflops", r.PeakGflops);
@@ -724,7 +776,11 @@ public sealed class BenchCommand : ICommand
         else w.WriteLine($"  train step (fwd+bwd+AdamW)   {"-",10}      (bf16 weights are for inference)");
         w.WriteLine($"  forward, batch 1             {F(r.ForwardMs),10} ms");
         w.WriteLine($"  prefill, batch 1             {F(r.PrefillMs),10} ms");
-        w.WriteLine($"  decode, batch 1, KV cache    {F(r.DecodeTokensPerSecond, "0.0"),10} tok/s");
+        string ofBandwidth = r.PercentOfBandwidth is { } share
+            ? $"{F(share, "0.0")}% of the {F(r.MemoryGBs!.Value, "0.0")} GB/s {(r.Device == "cpu" ? "this machine reads that many bytes at" : "of its datasheet")}"
+            : "no bandwidth known for this device";
+        w.WriteLine($"  decode, batch 1, KV cache    {F(r.DecodeTokensPerSecond, "0.0"),10} tok/s  " +
+                    $"({F(r.DecodeBytesPerToken / 1e6, "0.00")} MB a token → {F(r.DecodeGBs, "0.0")} GB/s, {ofBandwidth})");
         if (r.Train is { } u)
         {
             w.WriteLine($"  peak RSS                     {F(r.PeakRssMb, "0.0"),10} MiB  (params+grads+moments+activations {F(r.ModelMemoryMb, "0.0")} MiB, activations {F(u.ActivationMb, "0.0")})");

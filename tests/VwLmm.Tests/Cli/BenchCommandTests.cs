@@ -105,6 +105,28 @@ public class BenchCommandTests
         Assert.That(r.GetProperty("percent_of_peak").GetDouble(), Is.EqualTo(100 * gflops / peak).Within(1e-9 * gflops));
         Assert.That(r.GetProperty("cpu_gemm").GetString(), Is.EqualTo(Cpu.PackedSgemm.IsSupported ? "avx512" : "openblas"));
         Assert.That(r.GetProperty("peak_rss_mb").GetDouble(), Is.GreaterThan(4 * r.GetProperty("params").GetInt64() * 4 / 1048576.0));
+
+        // A decoded token's bytes, by hand: 4 layers of weights (4 d² + 3 d·ff) and two norms, the final norm, the LM
+        // head, one embedding row, all F32; and the KV cache: 4 layers × K and V × 4 heads × 64 floats per position,
+        // over the prompt's 16 + 8 positions and (192 + 1) / 2 more on average.
+        AssertDecodeBytes(r, 4 * (4 * (4 * d * d + 3 * d * ff) + 4 * 2 * d + d + v * d + d));
+    }
+
+    /// <summary>
+    /// decode_bytes_per_token is <paramref name="weightBytes"/> plus the KV cache read on average (see the callers);
+    /// decode_gb_per_s is those bytes at the decode rate; percent_of_bandwidth their share of the measured bandwidth.
+    /// </summary>
+    private static void AssertDecodeBytes(JsonElement r, long weightBytes)
+    {
+        double cache = 2.0 * 4 * 4 * 64 * 4 * (16 + 8 + (192 + 1) / 2.0);
+        double bytes = r.GetProperty("decode_bytes_per_token").GetInt64();
+        Assert.That(bytes, Is.EqualTo(weightBytes + cache));
+        double rate = bytes * r.GetProperty("decode_tokens_per_s").GetDouble() / 1e9;
+        Assert.That(r.GetProperty("decode_gb_per_s").GetDouble(), Is.EqualTo(rate).Within(1e-9 * rate));
+        // Read by 2 threads: above 1 GB/s on any machine this runs on.
+        double memory = r.GetProperty("memory_gb_per_s").GetDouble();
+        Assert.That(memory, Is.GreaterThan(1));
+        Assert.That(r.GetProperty("percent_of_bandwidth").GetDouble(), Is.EqualTo(100 * rate / memory).Within(1e-9 * rate));
     }
 
     [Test]
@@ -176,6 +198,8 @@ public class BenchCommandTests
         double weightBytes = 2.0 * (4 * (4 * 256 * 256 + 3 * 768 * 256) + 2048 * 256);
         double Bytes(JsonElement o) => o.GetProperty("weight_gb_per_s").GetDouble() * o.GetProperty("ms_per_step").GetDouble() * 1e6;
         Assert.That(decode.Sum(Bytes), Is.EqualTo(weightBytes).Within(1e-6 * weightBytes));
+        // The linear layers' weights at 2 bytes; the norms and the embedding row at 4.
+        AssertDecodeBytes(r, 2 * (4 * (4 * d * d + 3 * d * ff) + v * d) + 4 * (4 * 2 * d + d + d));
 
         var (code, stdout, stderr) = Run([.. Small, "--weights", "bf16"]);
         Assert.That(code, Is.Zero, stderr);
