@@ -98,7 +98,7 @@ public sealed class BenchCommand : ICommand
         int batch = args.GetInt("--batch", 8, 1, 4096);
         int textTokens = args.GetInt("--text-tokens", 64, 1, 1 << 20);
         int decodeTokens = args.GetInt("--decode-tokens", 64, 1, 1 << 20);
-        var config = Configure(args, textTokens, decodeTokens);
+        var config = Configure(args, batch, textTokens, decodeTokens);
         var weights = Shared.Weights(args);
         // What the runtime holds before the model exists, so that a peak can be read net of it beside another engine's.
         double startupRssMb = StatusMb("VmRSS:");
@@ -112,26 +112,35 @@ public sealed class BenchCommand : ICommand
             _ => ("cpu", (double?)null),
         };
         var profiler = args.Has("--ops") ? new ProfilingBackend(compute) : null;
-        using var run = new BenchRun(profiler ?? compute, config, weights, batch, textTokens, decodeTokens, repeats, warmup,
-                                    graphs: !args.Has("--no-graphs"));
-        // The CPU's peak is measured beside each timed train step, not at start-up, where the JIT's background
-        // compilation takes a core; without a train step (bf16 weights), once after the run.
-        Func<double>? measurePeak = compute is CpuBackend ? () => CpuPeak.MeasureGflops(threads, PeakTries) : null;
-        Func<long, double?> memoryGBs = compute switch
+        try
         {
-            CpuBackend => bytes => CpuBandwidth.MeasureReadGBs(threads, bytes),
-            CudaBackend { Runtime: DriverRuntime gpu } => _ => DevicePeaks.Find(gpu.Info.Name)?.BandwidthGBs,
-            _ => _ => null,
-        };
-        var result = run.Measure(threads, deviceName, peakGflops, measurePeak, memoryGBs);
-        if (compute is CpuBackend cpu)
-            result = result with { PeakGflops = result.Train?.PeakGflops ?? CpuPeak.MeasureGflops(threads), CpuGemm = cpu.GemmKernel };
-        result = result with { StartupRssMb = startupRssMb };
-        var ops = profiler is null ? null : run.Profile(profiler);
+            using var run = new BenchRun(profiler ?? compute, config, weights, batch, textTokens, decodeTokens, repeats, warmup,
+                                        graphs: !args.Has("--no-graphs"));
+            // The CPU's peak is measured beside each timed train step, not at start-up, where the JIT's background
+            // compilation takes a core; without a train step (bf16 weights), once after the run.
+            Func<double>? measurePeak = compute is CpuBackend ? () => CpuPeak.MeasureGflops(threads, PeakTries) : null;
+            Func<long, double?> memoryGBs = compute switch
+            {
+                CpuBackend => bytes => CpuBandwidth.MeasureReadGBs(threads, bytes),
+                CudaBackend { Runtime: DriverRuntime gpu } => _ => DevicePeaks.Find(gpu.Info.Name)?.BandwidthGBs,
+                _ => _ => null,
+            };
+            var result = run.Measure(threads, deviceName, peakGflops, measurePeak, memoryGBs);
+            if (compute is CpuBackend cpu)
+                result = result with { PeakGflops = result.Train?.PeakGflops ?? CpuPeak.MeasureGflops(threads), CpuGemm = cpu.GemmKernel };
+            result = result with { StartupRssMb = startupRssMb };
+            var ops = profiler is null ? null : run.Profile(profiler);
 
-        if (args.Has("--json")) stdout.WriteLine(ToJson(result, ops));
-        else WriteTable(stdout, result, ops);
-        return 0;
+            if (args.Has("--json")) stdout.WriteLine(ToJson(result, ops));
+            else WriteTable(stdout, result, ops);
+            return 0;
+        }
+        catch (OutOfMemoryException)
+        {
+            // The shape options accept what some machine can hold: say which of them to lower, not only that memory ran out.
+            throw new CliException($"batch {batch} of {config.ImageTokens} image + {textTokens} text tokens, LLM width {config.Llm.HiddenSize}: " +
+                                   "the model, its activations or its KV cache do not fit in memory; lower --batch, --text-tokens, --image-tokens or --width");
+        }
     }
 
     /// <summary>The kernel lab on the CUDA backend of <paramref name="device"/> (emu or cuda, as <see cref="Backends.Device"/> resolved it).</summary>
@@ -143,7 +152,7 @@ public sealed class BenchCommand : ICommand
         int warmup = args.GetInt("--warmup", 5, 0, 10_000);
         int batch = args.GetInt("--batch", 8, 1, 4096);
         int textTokens = args.GetInt("--text-tokens", 64, 1, 1 << 20);
-        var config = Configure(args, textTokens, 0);
+        var config = Configure(args, batch, textTokens, 0);
         var v = config.Vision;
         var l = config.Llm;
         var shape = new KernelLabShape(batch, v.NumChannels, v.ImageSize, v.PatchSize, v.HiddenSize, v.NumAttentionHeads, v.IntermediateSize,
@@ -249,7 +258,7 @@ public sealed class BenchCommand : ICommand
     }
 
     /// <summary>The preset with the requested image grid, width and a context long enough for prompt + decode.</summary>
-    private static VwLmmConfig Configure(CliArgs args, int textTokens, int decodeTokens)
+    private static VwLmmConfig Configure(CliArgs args, int batch, int textTokens, int decodeTokens)
     {
         VwLmmConfig config;
         try { config = VwLmmConfig.Presets.Get(args.Get("--preset") ?? "bench-5m"); }
@@ -268,6 +277,10 @@ public sealed class BenchCommand : ICommand
             if (width % (2 * heads) != 0) throw new UsageException($"option --width: {width} is not a multiple of {2 * heads} ({heads} heads of even size)");
             config = config with { Llm = config.Llm with { HiddenSize = width, IntermediateSize = 3 * width } };
         }
+        long tokens = (long)batch * (config.ImageTokens + textTokens);
+        if (tokens > MaxBatchTokens)
+            throw new UsageException($"options --batch, --image-tokens, --text-tokens: {batch} × ({config.ImageTokens} + {textTokens}) = " +
+                                     $"{tokens:N0} tokens a batch, more than the {MaxBatchTokens:N0} the benchmark takes");
         int context = config.ImageTokens + textTokens + decodeTokens + 1;
         if (context > config.Llm.MaxPositionEmbeddings)
             config = config with { Llm = config.Llm with { MaxPositionEmbeddings = context } };
@@ -281,6 +294,13 @@ public sealed class BenchCommand : ICommand
     /// another moment's, and the share of it the steps reach then says more about the moment than about the engine.
     /// </summary>
     private const int PeakTries = 3;
+
+    /// <summary>
+    /// Tokens a benchmark batch holds at most: bench-5m's train step keeps about 200 KiB of activations a token, so 2^20
+    /// tokens is already about 200 GiB; past it, building the synthetic batch alone would take minutes before anything ran
+    /// out of memory.
+    /// </summary>
+    private const int MaxBatchTokens = 1 << 20;
 
     private sealed record Result(
         VwLmmConfig Config, DType Weights, string Device, double? PeakGflops, int Threads, int Batch, int TextTokens, long Parameters,

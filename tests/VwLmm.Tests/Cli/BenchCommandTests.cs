@@ -227,4 +227,18 @@ public class BenchCommandTests
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.StartWith("vwlmm bench: "));
     }
+
+    /// <summary>
+    /// Each shape option within its range, together more tokens than a batch takes: refused at once, naming the
+    /// options, instead of minutes spent drawing a synthetic batch of 4·10⁹ ids (seen before the limit existed).
+    /// </summary>
+    [Test]
+    public void ABatchOfTooManyTokensIsRefusedAtOnce()
+    {
+        var (code, stdout, stderr) = Run("bench", "--batch", "1025", "--image-tokens", "1024", "--text-tokens", "1");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stdout, Is.Empty);
+        Assert.That(stderr.Trim(), Is.EqualTo("vwlmm bench: options --batch, --image-tokens, --text-tokens: 1025 × (1024 + 1) = " +
+                                              "1,050,625 tokens a batch, more than the 1,048,576 the benchmark takes (see vwlmm bench --help)"));
+    }
 }
