@@ -9,8 +9,10 @@ public static class CheckpointValidator
     /// <paramref name="ignore"/> holds and old saved buffers (<see cref="HfNames.IsSavedBuffer"/>) are skipped.
     /// Returns the present tensors that will not be loaded (optional, ignored or, with allowUnused, unexpected), sorted.
     /// </summary>
+    /// <param name="allowUnusedOption">The caller's option that allows unexpected tensors, named beside them; null: none does.</param>
+    /// <param name="context">Said after the file's name, before the problems (what was being read).</param>
     public static IReadOnlyList<string> Validate(CheckpointReader reader, IReadOnlyList<ExpectedTensor> expected,
-        bool allowUnused = false, Func<string, bool>? ignore = null)
+        bool allowUnused = false, Func<string, bool>? ignore = null, string? allowUnusedOption = "--allow-unused", string? context = null)
     {
         var byName = new Dictionary<string, ExpectedTensor>(StringComparer.Ordinal);
         foreach (var e in expected)
@@ -36,8 +38,12 @@ public static class CheckpointValidator
         var problems = new List<string>();
         if (missing.Count > 0) problems.Add($"{Count(missing.Count, "missing tensor")}: {string.Join(", ", missing)}");
         if (mismatched.Count > 0) problems.Add($"{Count(mismatched.Count, "mismatched tensor")} (vs config.json): {string.Join(", ", mismatched)}");
-        if (unexpected.Count > 0 && !allowUnused) problems.Add($"{Count(unexpected.Count, "unexpected tensor")} (skipped when unused tensors are allowed, --allow-unused): {string.Join(", ", unexpected)}");
-        if (problems.Count > 0) throw new InvalidDataException($"{reader.Path}: {string.Join("; ", problems)}");
+        if (unexpected.Count > 0 && !allowUnused)
+        {
+            string hint = allowUnusedOption is null ? "" : $" (skipped when unused tensors are allowed, {allowUnusedOption})";
+            problems.Add($"{Count(unexpected.Count, "unexpected tensor")}{hint}: {string.Join(", ", unexpected)}");
+        }
+        if (problems.Count > 0) throw new InvalidDataException($"{reader.Path}: {(context is null ? "" : context + ": ")}{string.Join("; ", problems)}");
 
         if (allowUnused) unused.AddRange(unexpected);
         unused.Sort(StringComparer.Ordinal);

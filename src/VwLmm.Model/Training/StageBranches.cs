@@ -89,15 +89,26 @@ internal sealed class StageBranches : IDisposable
     /// </summary>
     public IEnumerable<(string Name, Tensor Value)> Saved(int finished)
     {
+        var suffixes = SavedSuffixes(_average is not null, finished);
         for (int i = 0; i < _params.Length; i++)
         {
-            string name = _params[i].Name;
-            yield return (name + ForkSuffix, _weights[i]);
-            yield return (name + ForkSuffix + ".exp_avg", _m[i]);
-            yield return (name + ForkSuffix + ".exp_avg_sq", _v[i]);
-            if (_average is not null) yield return (name + ForkSuffix + ".ema", _average[i]);
-            if (finished > 0) yield return (name + SumSuffix, _sum[i]);
+            var values = new List<Tensor> { _weights[i], _m[i], _v[i] };
+            if (_average is not null) values.Add(_average[i]);
+            if (finished > 0) values.Add(_sum[i]);
+            for (int k = 0; k < suffixes.Count; k++) yield return (_params[i].Name + suffixes[k], values[k]);
         }
+    }
+
+    /// <summary>
+    /// What <see cref="Saved"/> appends to each parameter's name, in its order; every such tensor has the parameter's
+    /// shape. Also what a resume checks the checkpoint against, before any buffer is made.
+    /// </summary>
+    public static IReadOnlyList<string> SavedSuffixes(bool average, int finished)
+    {
+        var suffixes = new List<string> { ForkSuffix, ForkSuffix + ".exp_avg", ForkSuffix + ".exp_avg_sq" };
+        if (average) suffixes.Add(ForkSuffix + ".ema");
+        if (finished > 0) suffixes.Add(SumSuffix);
+        return suffixes;
     }
 
     private void Copy(Tensor dst, Tensor src, int i) => _backend.Copy(dst, src, _params[i].Numel);

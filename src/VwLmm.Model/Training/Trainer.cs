@@ -521,13 +521,18 @@ public sealed class Trainer : IDisposable
             throw new InvalidDataException($"{statePath}: branch {state.Branch} is beyond the stage's branches");
         if (state.Stage < _config.Stages.Count && state.StageStep > _config.Stages[state.Stage].Steps)
             throw new InvalidDataException($"{statePath}: stage_step {state.StageStep} is past stage {state.Stage}'s {_config.Stages[state.Stage].Steps} steps");
+        if (state.AdamStep != state.StageStep)
+            throw new InvalidDataException($"{statePath}: adam_step {state.AdamStep} differs from stage_step {state.StageStep} (a stage's optimiser steps once per stage step)");
         _state = state;
         if (Finished) return;
         var stage = _config.Stages[_state.Stage];
         _model.Parameters.SetTrainable(stage.Trainable);
+        using var reader = CheckpointReader.Open(Path.Combine(checkpointDir, OptimizerFile));
+        // Every tensor is checked, read or not: a file other than the one saved would not repeat the run.
+        CheckpointValidator.Validate(reader, SavedOptimizerTensors(stage), allowUnusedOption: null,
+            context: $"resuming stage '{stage.Name}' at step {_state.StageStep}{(_state.Branch > 0 ? $" of branch {_state.Branch}" : "")}");
         _adam?.Dispose();
         _adam = NewOptimizer(stage);
-        using var reader = SafetensorsFile.Open(Path.Combine(checkpointDir, OptimizerFile));
         void Restore(string name, Tensor into)
         {
             var host = new float[into.Numel];
@@ -537,7 +542,7 @@ public sealed class Trainer : IDisposable
         // At a stage's first step the saved moments are the previous stage's (a finished run resumed with a stage
         // added): the new stage's optimiser starts from zero, as it does in a run that never stopped.
         if (_state.StageStep > 0)
-            foreach (var p in _model.Parameters.All.Where(p => p.Trainable && reader.Contains(p.Name + ".exp_avg")))
+            foreach (var p in _model.Parameters.All.Where(p => p.Trainable))
             {
                 var (m, v) = p.Moments();
                 Restore(p.Name + ".exp_avg", m);
@@ -549,12 +554,7 @@ public sealed class Trainer : IDisposable
         {
             _average = NewAverage(stage);
             for (int i = 0; i < _average.Parameters.Count; i++)
-            {
-                string name = _average.Parameters[i].Name + AverageSuffix;
-                if (!reader.Contains(name))
-                    throw new InvalidDataException($"{Path.Combine(checkpointDir, OptimizerFile)}: no '{name}': stage '{stage.Name}' has ema_decay but the checkpoint has no moving average");
-                Restore(name, _average.Average(i));
-            }
+                Restore(_average.Parameters[i].Name + AverageSuffix, _average.Average(i));
         }
         _branches?.Dispose();
         _branches = null;
@@ -564,12 +564,30 @@ public sealed class Trainer : IDisposable
         {
             _branches = NewBranches(stage);
             foreach (var (name, value) in _branches.Saved(_state.Branch))
-            {
-                if (!reader.Contains(name))
-                    throw new InvalidDataException($"{Path.Combine(checkpointDir, OptimizerFile)}: no '{name}': stage '{stage.Name}' has branches but the checkpoint has no fork");
                 Restore(name, value);
-            }
         }
+    }
+
+    /// <summary>
+    /// What <see cref="SaveCheckpoint"/> writes to optimizer.safetensors in the state being resumed (stage's groups
+    /// trainable), by name and shape: a tensor a checkpoint of this state may or may not hold is optional.
+    /// </summary>
+    private List<ExpectedTensor> SavedOptimizerTensors(StageConfig stage)
+    {
+        var trainable = _model.Parameters.All.Where(p => p.Trainable).ToList();
+        var expected = new List<ExpectedTensor>();
+        void Add(IEnumerable<Parameter> ps, IEnumerable<string> suffixes, bool required) =>
+            expected.AddRange(ps.SelectMany(p => suffixes.Select(s => new ExpectedTensor(p.Name + s, p.Shape, required))));
+        bool begun = _state.StageStep > 0;
+        // Mid-stage the moments are exactly the trainable parameters'. At a stage's first step they are this stage's
+        // zeros (saved as it began) or the last stage's (a finished run; other groups), and go unread.
+        Add(begun ? trainable : _model.Parameters.All, [".exp_avg", ".exp_avg_sq"], begun);
+        // The average is made as the stage begins, so a save before its first step may hold it too.
+        if (stage.EmaDecay > 0) Add(trainable, [AverageSuffix], begun);
+        // The fork is taken as the step at branch_from begins: a save before that step runs may hold it or not.
+        if (stage.Branches > 1 && (_state.Branch > 0 || _state.StageStep >= stage.BranchFrom))
+            Add(trainable, StageBranches.SavedSuffixes(stage.EmaDecay > 0, _state.Branch), _state.Branch > 0 || _state.StageStep > stage.BranchFrom);
+        return expected;
     }
 
     private static readonly JsonSerializerOptions JsonOptions = new()

@@ -571,6 +571,27 @@ public class TrainerStageTests : CpuFixture
     }
 
     [Test]
+    public void ResumeRefusesAnOptimizerFileWithAMomentOfTheWrongShape()
+    {
+        string cfg = TinyTrainConfig("""{"preset": "tiny"}""");
+        string dir = Path.GetDirectoryName(cfg)!, outDir = Path.Combine(dir, "run");
+        Train(cfg, outDir);
+        string file = Path.Combine(outDir, Trainer.CheckpointDirName, "optimizer.safetensors");
+        const string moment = HfNames.EmbedTokens + ".exp_avg";
+        Shape? saved = null;
+        TrainerTests.RewriteTensors(file, entries => entries.Select(e =>
+        {
+            if (e.Name != moment) return e;
+            saved = e.Shape;
+            return e with { Shape = new Shape(e.Shape[1], e.Shape[0]) };
+        }).ToList());
+        // A stage added to the finished run: its first step reads no moment, and the file is checked all the same.
+        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("\"batch_size\": 2}]", "\"batch_size\": 2}, {\"data\": \"d\", \"trainable\": [\"llm\"], \"steps\": 1, \"lr\": 0.01, \"batch_size\": 2}]"));
+        AssertOneLineError(Run("train", "--config", cfg, "--out", outDir, "--resume"), 1,
+                           $"{file}: resuming stage 'stage2' at step 0: 1 mismatched tensor (vs config.json): {moment} expected {saved} got [{saved!.Value[1]},{saved.Value[0]}]");
+    }
+
+    [Test]
     public void ASampleTheTemplateCannotEncodeStopsTrainBeforeItStarts()
     {
         // plain takes one round with an image; entry 2 ('c') has none.

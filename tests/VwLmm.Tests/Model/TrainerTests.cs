@@ -1,4 +1,5 @@
 using NUnit.Framework;
+using VwLmm.Core;
 using VwLmm.Cpu;
 using VwLmm.Model;
 using VwLmm.Model.Checkpoints;
@@ -47,10 +48,12 @@ public class TrainerTests : CpuFixture
         AssertResumeRepeatsTheRun(Recipe(emaDecay, dropout), steps: 7, stopAfter: 5);
 
     /// <summary>
-    /// A stage with three branches (forking at its step 2 of 4: 4 + 2 + 2 steps) stopped at the fork, in the first
-    /// branch past it, as the second branch starts (the fork and one finished branch in the checkpoint), and in the
-    /// third: each resumed run ends with the uninterrupted run's losses and weights, bit for bit.
+    /// A stage with three branches (forking at its step 2 of 4: 4 + 2 + 2 steps) stopped as it begins (its zero moments
+    /// and moving average saved, not read), at the fork, in the first branch past it, as the second branch starts (the
+    /// fork and one finished branch in the checkpoint), and in the third: each resumed run ends with the uninterrupted
+    /// run's losses and weights, bit for bit.
     /// </summary>
+    [TestCase(3)]
     [TestCase(5)]
     [TestCase(6)]
     [TestCase(7)]
@@ -269,6 +272,94 @@ public class TrainerTests : CpuFixture
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// An optimizer.safetensors damaged mid-stage (stage 'tune' at step 2, every trainable parameter's moments due) is
+    /// refused in one line naming the file and the tensor: a moment of the wrong shape, one missing, an entry nobody
+    /// expects, and one renamed (missing and unexpected at once). Unchecked, the run resumed with zero or misread moments.
+    /// </summary>
+    [TestCase("shape")]
+    [TestCase("missing")]
+    [TestCase("extra")]
+    [TestCase("renamed")]
+    public void ResumeRefusesADamagedOptimizerFile(string damage)
+    {
+        const string moment = HfNames.EmbedTokens + ".exp_avg", stranger = "zzz.exp_avg";
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 23);
+        string dir = Path.Combine(Path.GetTempPath(), "vwlmm-resume-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+            using (var t = new Trainer(m, Recipe(), _ => source, 64 << 20))
+                Run(t, dir, stopAfter: 5);
+            string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
+            string file = Path.Combine(ckpt, "optimizer.safetensors");
+            var shape = new Shape(cfg.Llm.VocabSize, cfg.Llm.HiddenSize);
+            var transposed = new Shape(cfg.Llm.HiddenSize, cfg.Llm.VocabSize);
+            RewriteTensors(file, entries => damage switch
+            {
+                "shape" => entries.Select(e => e.Name == moment ? e with { Shape = transposed } : e),
+                "missing" => entries.Where(e => e.Name != moment),
+                "extra" => entries.Append(new SafetensorsEntry(stranger, shape, new float[shape.Numel])),
+                "renamed" => entries.Select(e => e.Name == moment ? e with { Name = stranger } : e),
+                _ => throw new ArgumentException(damage),
+            });
+            string problem = damage switch
+            {
+                "shape" => $"1 mismatched tensor (vs config.json): {moment} expected {shape} got {transposed}",
+                "missing" => $"1 missing tensor: {moment}",
+                "extra" => $"1 unexpected tensor: {stranger}",
+                _ => $"1 missing tensor: {moment}; 1 unexpected tensor: {stranger}",
+            };
+            using var model = ModelCheckpoint.Load(Cpu, ckpt);
+            using var trainer = new Trainer(model, Recipe(), _ => source, 64 << 20);
+            var e = Assert.Throws<InvalidDataException>(() => trainer.Resume(ckpt))!;
+            Assert.That(e.Message, Is.EqualTo($"{file}: resuming stage 'tune' at step 2: {problem}"));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>AdamW's bias correction reads the step count: trainer_state.json's adam_step must be the stage's step.</summary>
+    [Test]
+    public void ResumeRefusesAnAdamStepThatIsNotTheStageStep()
+    {
+        var cfg = TinyWorld.Config();
+        var source = new TinyWorld.Source(cfg, 23);
+        string dir = Path.Combine(Path.GetTempPath(), "vwlmm-resume-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+            using (var t = new Trainer(m, Recipe(), _ => source, 64 << 20))
+                Run(t, dir, stopAfter: 5);
+            string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
+            string state = Path.Combine(ckpt, "trainer_state.json");
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(state))!.AsObject();
+            Assert.That(json["adam_step"]!.GetValue<int>(), Is.EqualTo(2));
+            json["adam_step"] = 7;
+            File.WriteAllText(state, json.ToJsonString());
+            using var model = ModelCheckpoint.Load(Cpu, ckpt);
+            using var trainer = new Trainer(model, Recipe(), _ => source, 64 << 20);
+            var e = Assert.Throws<InvalidDataException>(() => trainer.Resume(ckpt))!;
+            Assert.That(e.Message, Is.EqualTo($"{state}: adam_step 7 differs from stage_step 2 (a stage's optimiser steps once per stage step)"));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>Rewrites a safetensors file with the project's writer, its tensors (F32) changed by <paramref name="change"/>.</summary>
+    internal static void RewriteTensors(string file, Func<IEnumerable<SafetensorsEntry>, IEnumerable<SafetensorsEntry>> change)
+    {
+        List<SafetensorsEntry> entries;
+        using (var reader = CheckpointReader.Open(file))
+            entries = [.. reader.Names.Select(n => new SafetensorsEntry(n, reader.GetInfo(n).Shape, reader.ReadFloat(n)))];
+        SafetensorsWriter.Write(file, [.. change(entries)]);
     }
 
     /// <summary>
