@@ -220,19 +220,13 @@ public sealed record TrainConfig
         return cfg;
     }
 
-    /// <summary>
-    /// An object's keys must be known and each given once: System.Text.Json keeps a repeated key, and which of its
-    /// values a lookup returns would then decide silently.
-    /// </summary>
+    /// <summary>An object's keys must be known and each given once (<see cref="JsonKeys.FirstRepeated"/>).</summary>
     public static void RejectUnknown(JsonElement o, string[] known, string at)
     {
-        var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var p in o.EnumerateObject())
-        {
             if (Array.IndexOf(known, p.Name) < 0)
                 throw new InvalidDataException($"{at}: unknown key '{p.Name}' (known: {string.Join(", ", known)})");
-            if (!seen.Add(p.Name)) throw new InvalidDataException($"{at}: key '{p.Name}' is given twice");
-        }
+        if (JsonKeys.FirstRepeated(o) is { } repeated) throw new InvalidDataException($"{at}: key '{repeated}' is given twice");
     }
 
     private static string? Str(JsonElement o, string key, string at) =>
