@@ -37,8 +37,10 @@ public sealed class TrainCommand : ICommand
             "max_length": positions an example may take, images spliced in (default and most: the model's context)
             "stages": [{"name", "data", "trainable": ["vision","projector","llm","vm_head"], "steps" or "epochs": passes
                         over the data, ⌈epochs × examples / (batch_size × grad_accum)⌉ steps, "lr",
-                        "warmup_ratio", "min_lr_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip": the
-                        global gradient norm's cap (default 1, 0: none), "vm_loss_weight", "init_vm_head": re-apply vm_head_init at the stage start,
+                        "warmup_ratio", "min_lr_ratio", "batch_size": examples a micro-batch (default 16, at most
+                        65536), "grad_accum": micro-batches a step (default 1, at most 65536), "weight_decay", "grad_clip":
+                        the global gradient norm's cap (default 1, 0: none), "vm_loss_weight", "init_vm_head": re-apply
+                        vm_head_init at the stage start,
                         "answer_prior": [["red","blue"],["circle","square"]]: word classes of a product-of-experts
                         question-only prior (training only), "answer_prior_samples": how many of the examples the
                         stage trains on it is counted on (default: all), "ema_decay": d in [0,1): the stage ends
@@ -56,7 +58,8 @@ public sealed class TrainCommand : ICommand
           Each stage starts a fresh AdamW (zero moments). Writes OUT/checkpoint (HF layout + tokenizer + trainer state)
           and OUT/metrics.jsonl. --resume continues OUT/checkpoint (or, when a crash interrupted a save, the
           OUT/checkpoint.old-PID it left) and reproduces the uninterrupted run's losses bit for bit on the CPU.
-          Ctrl-C (SIGINT) or SIGTERM saves OUT/checkpoint mid-stage and exits 130 or 143.
+          Ctrl-C (SIGINT) or SIGTERM saves OUT/checkpoint mid-stage and exits 130 or 143; a step that accumulates
+          micro-batches stops before its next one, and the checkpoint holds the last whole step.
         example: vwlmm train --config recipes/shapesgrid.json --out runs/sg
         """;
     public IReadOnlyList<string> Flags => ["--resume", "--overwrite"];
