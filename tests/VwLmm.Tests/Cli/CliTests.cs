@@ -193,7 +193,9 @@ public class CliTests
         File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"tokenizer":"x.model","datasets":{"d":{"json":"d.json","template":"alpaca"}},"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.01}]}""");
         File.Copy(Path.Combine(Fixtures, "tokenizer", "llama_like.model"), Path.Combine(dir, "x.model"));
         File.WriteAllText(Path.Combine(dir, "d.json"), "[]");
-        AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, "alpaca");
+        string notMade = Path.Combine(dir, "not-made");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", notMade), 1, $"{cfg}: datasets.d: 'template': unknown conversation template 'alpaca'; valid: ");
+        Assert.That(Directory.Exists(notMade), Is.False, "a bad dataset is found before the run folder is made");
         AssertOneLineError(Run("train", "--config", Path.Combine(dir, "absent.json")), 1, "absent.json");
         File.WriteAllText(cfg, """{"model":{"preset":"tiny","init_scheme":"xavier"},"shapesgrid":{"seed":1},"stages":[{"data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2}]}""");
         AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "init_scheme", "xavier");
