@@ -107,8 +107,7 @@ public sealed record VwLmmConfig
     public static VwLmmConfig Load(string path)
     {
         string file = Directory.Exists(path) ? Path.Combine(path, FileName) : path;
-        if (!File.Exists(file)) throw new FileNotFoundException($"{file}: config not found", file);
-        return FromJson(File.ReadAllText(file), file, Path.GetDirectoryName(Path.GetFullPath(file))!);
+        return FromJson(File.ReadAllText(InputFile.Existing(file, "config")), file, Path.GetDirectoryName(Path.GetFullPath(file))!);
     }
 
     /// <summary>Parses config.json text; <paramref name="source"/> names it in errors, <paramref name="baseDirectory"/> resolves a relative mm_vision_tower.</summary>
@@ -188,8 +187,7 @@ public sealed record VwLmmConfig
     public static VisionConfig LoadClipVision(string directory)
     {
         string file = Path.Combine(directory, FileName);
-        if (!File.Exists(file)) throw new FileNotFoundException($"{file}: CLIP config not found", file);
-        using var doc = ParseObject(File.ReadAllText(file), file);
+        using var doc = ParseObject(File.ReadAllText(InputFile.Existing(file, "CLIP config")), file);
         var root = doc.RootElement;
         bool full = root.TryGetProperty("vision_config", out var vc);
         if (full && vc.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{file}: key 'vision_config': must be an object");

@@ -129,10 +129,9 @@ public sealed class ForwardCommand : ICommand
 
     private static int[] ReadInts(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
         try
         {
-            return JsonSerializer.Deserialize<int[]>(File.ReadAllText(path)) ?? throw new CliException($"{path}: expected a JSON array of integers");
+            return JsonSerializer.Deserialize<int[]>(File.ReadAllText(InputFile.Existing(path, "file"))) ?? throw new CliException($"{path}: expected a JSON array of integers");
         }
         catch (JsonException e)
         {

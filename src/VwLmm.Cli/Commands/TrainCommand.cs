@@ -69,11 +69,10 @@ public sealed class TrainCommand : ICommand
     {
         string configPath = args.Require("--config");
         if (args.Has("--resume") && args.Has("--overwrite")) throw new UsageException("--resume and --overwrite exclude each other");
-        if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: file not found", configPath);
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllText(configPath));
+            doc = JsonDocument.Parse(File.ReadAllText(InputFile.Existing(configPath, "file")));
         }
         catch (JsonException e)
         {

@@ -23,9 +23,7 @@ public static unsafe class ImageCodec
     /// <summary>Reads and decodes a PNG or JPEG file, format from its magic bytes. → [H,W,3] RGB8.</summary>
     public static RgbImage Decode(string path)
     {
-        if (!File.Exists(path))
-            throw new FileNotFoundException(Directory.Exists(path) ? $"{path} is a folder, not an image file" : $"image file not found: {path}", path);
-        return Decode(File.ReadAllBytes(path), path);
+        return Decode(File.ReadAllBytes(InputFile.Existing(path, "image file")), path);
     }
 
     /// <summary>Decodes PNG or JPEG bytes; <paramref name="nameForErrors"/> prefixes every error message. → [H,W,3] RGB8.</summary>

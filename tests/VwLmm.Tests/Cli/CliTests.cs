@@ -86,6 +86,9 @@ public class CliTests
         File.WriteAllBytes(bad, bytes[..(bytes.Length / 3)]);
         AssertOneLineError(Run("tokenize", "--tokenizer", bad, "hello"), 1, bad);
         AssertOneLineError(Run("tokenize", "--tokenizer", Path.Combine(dir, "missing.model"), "hello"), 1, "missing.model");
+        string empty = Path.Combine(dir, "empty.model");
+        File.WriteAllBytes(empty, []);
+        AssertOneLineError(Run("tokenize", "--tokenizer", empty, "hello"), 1, $"{empty}: empty file, not a sentencepiece model");
     }
 
     [Test]
