@@ -119,6 +119,21 @@ public class CliTests
         AssertOneLineError(Run("preprocess", "--image", Path.Combine(dir, "nope.jpg"), "--size", "24", "--out", npy), 1, "nope.jpg");
     }
 
+    /// <summary>An option with a default is shown in brackets with its default, and the verb runs without it.</summary>
+    [Test]
+    public void OptionsWithDefaultsAreShownAsOptional()
+    {
+        Assert.That(Run("preprocess", "--help").Stdout, Does.Contain("usage: vwlmm preprocess --image X [--size S] [--pad] --out X.npy").And.Contain("(default 336"));
+        Assert.That(Run("data", "shapesgrid", "--help").Stdout, Does.Contain("usage: vwlmm data shapesgrid --out DIR [--n N] [--seed S]").And.Contain("(default 100)"));
+        string dir = TempDir(), npy = Path.Combine(dir, "x.npy");
+        var r = Run("preprocess", "--image", Path.Combine(Fixtures, "images", "src", "grey_64x64.png"), "--out", npy);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        Assert.That(VwLmm.Data.Npy.Read<float>(npy).Shape, Is.EqualTo(new[] { 3, 336, 336 }));
+        r = Run("data", "shapesgrid", "--out", dir, "--quiet");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        Assert.That(VwLmm.Data.Conversations.LlavaDataset.Load(Path.Combine(dir, "data.json"), dir).Samples, Has.Count.EqualTo(100));
+    }
+
     [Test]
     public void DataShapesGridWritesADatasetTheReaderAccepts()
     {
