@@ -59,7 +59,7 @@ public static class Npy
     }
 
     private static FileStream Open(string path) =>
-        File.Exists(path) ? File.OpenRead(path) : throw new FileNotFoundException($"npy file not found: {path}", path);
+        File.OpenRead(InputFile.Existing(path, "npy file"));
 
     /// <summary>The header, read from the start of <paramref name="stream"/>, which is left at the first data byte.</summary>
     private static NpyHeader ReadHeader(Stream stream, string path)

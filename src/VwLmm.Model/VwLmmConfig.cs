@@ -107,8 +107,7 @@ public sealed record VwLmmConfig
     public static VwLmmConfig Load(string path)
     {
         string file = Directory.Exists(path) ? Path.Combine(path, FileName) : path;
-        if (!File.Exists(file)) throw new FileNotFoundException($"{file}: config not found", file);
-        return FromJson(File.ReadAllText(file), file, Path.GetDirectoryName(Path.GetFullPath(file))!);
+        return FromJson(File.ReadAllText(InputFile.Existing(file, "config")), file, Path.GetDirectoryName(Path.GetFullPath(file))!);
     }
 
     /// <summary>Parses config.json text; <paramref name="source"/> names it in errors, <paramref name="baseDirectory"/> resolves a relative mm_vision_tower.</summary>
@@ -155,8 +154,8 @@ public sealed record VwLmmConfig
         if (mmHidden is not null && mmHidden != vision.HiddenSize)
             throw c.Fail("mm_hidden_size", $"{mmHidden} differs from the vision tower's hidden_size {vision.HiddenSize}");
 
-        bool Architecture(string part) => doc.RootElement.TryGetProperty("architectures", out var arch) && arch.ValueKind == JsonValueKind.Array
-            && arch.EnumerateArray().Any(a => a.ValueKind == JsonValueKind.String && a.GetString()!.Contains(part, StringComparison.Ordinal));
+        var architectures = c.Strings("architectures") ?? [];
+        bool Architecture(string part) => architectures.Any(a => a.Contains(part, StringComparison.Ordinal));
         // VW-LMM's Mistral model keeps model_type "llava": its architecture names the backbone.
         bool mistral = modelType is "llava_mistral" or "vw_mistral" or "mistral" || Architecture("Mistral");
 
@@ -188,8 +187,7 @@ public sealed record VwLmmConfig
     public static VisionConfig LoadClipVision(string directory)
     {
         string file = Path.Combine(directory, FileName);
-        if (!File.Exists(file)) throw new FileNotFoundException($"{file}: CLIP config not found", file);
-        using var doc = ParseObject(File.ReadAllText(file), file);
+        using var doc = ParseObject(File.ReadAllText(InputFile.Existing(file, "CLIP config")), file);
         var root = doc.RootElement;
         bool full = root.TryGetProperty("vision_config", out var vc);
         if (full && vc.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{file}: key 'vision_config': must be an object");
@@ -466,7 +464,35 @@ public sealed record VwLmmConfig
             doc.Dispose();
             throw new InvalidDataException($"{source}: root is not a JSON object");
         }
+        try
+        {
+            RejectRepeatedKeys(doc.RootElement, source, "");
+        }
+        catch
+        {
+            doc.Dispose();
+            throw;
+        }
         return doc;
+    }
+
+    /// <summary>
+    /// Throws on the first object, at any depth, that gives a key twice (<see cref="JsonKeys.FirstRepeated"/>): HF's
+    /// json.load keeps the last, and a file that says two things is not worth a guess. <paramref name="path"/> is the
+    /// dotted path of <paramref name="e"/> with a trailing dot ("" at the root).
+    /// </summary>
+    private static void RejectRepeatedKeys(JsonElement e, string source, string path)
+    {
+        if (e.ValueKind == JsonValueKind.Object)
+        {
+            if (JsonKeys.FirstRepeated(e) is { } key) throw new InvalidDataException($"{source}: key '{path}{key}': is given twice");
+            foreach (var p in e.EnumerateObject()) RejectRepeatedKeys(p.Value, source, $"{path}{p.Name}.");
+        }
+        else if (e.ValueKind == JsonValueKind.Array)
+        {
+            int i = 0;
+            foreach (var item in e.EnumerateArray()) RejectRepeatedKeys(item, source, $"{path[..^1]}[{i++}].");
+        }
     }
 
     /// <summary>Typed access to one JSON object's keys; every error is one line naming the file and the key.</summary>
@@ -513,6 +539,15 @@ public sealed record VwLmmConfig
             if (e.ValueKind != JsonValueKind.String) throw Fail(key, $"must be a string, got {e.GetRawText()}");
             // An escaped lone surrogate ("\udc00") parses, and fails only here.
             try { return e.GetString(); }
+            catch (InvalidOperationException x) { throw Fail(key, $"is not valid Unicode: {x.Message}"); }
+        }
+
+        public IReadOnlyList<string>? Strings(string key)
+        {
+            if (Get(key) is not { } e) return null;
+            if (e.ValueKind != JsonValueKind.Array || e.EnumerateArray().Any(a => a.ValueKind != JsonValueKind.String))
+                throw Fail(key, $"must be a list of strings, got {e.GetRawText()}");
+            try { return [.. e.EnumerateArray().Select(a => a.GetString()!)]; }
             catch (InvalidOperationException x) { throw Fail(key, $"is not valid Unicode: {x.Message}"); }
         }
 

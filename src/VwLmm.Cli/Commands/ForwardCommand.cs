@@ -38,6 +38,13 @@ public sealed class ForwardCommand : ICommand
         string dump = CliArgs.NotAFile("--dump", args.Require("--dump"));
         if (args.Has("--image") == args.Has("--pixels")) throw new UsageException("give exactly one of --image and --pixels");
         if (args.Has("--ids") == args.Has("--prompt")) throw new UsageException("give exactly one of --ids and --prompt");
+        // Each is read with one of the two only: ignored with the other, the dump would not be of what the user asked for.
+        if (args.Has("--ids"))
+        {
+            foreach (string option in (string[])["--answer", "--template"])
+                if (args.Has(option)) throw new UsageException($"{option} goes with --prompt, not --ids");
+        }
+        else if (args.Has("--labels")) throw new UsageException("--labels goes with --ids, not --prompt");
         // Inputs are read before the model loads: a wrong path should not cost loading gigabytes of weights first.
         var image = args.Get("--image") is { } imagePath ? ImageCodec.Decode(imagePath) : null;
         var (npyPixels, npyShape) = args.Get("--pixels") is { } npy ? Npy.Read<float>(npy) : (null, null);
@@ -129,10 +136,9 @@ public sealed class ForwardCommand : ICommand
 
     private static int[] ReadInts(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
         try
         {
-            return JsonSerializer.Deserialize<int[]>(File.ReadAllText(path)) ?? throw new CliException($"{path}: expected a JSON array of integers");
+            return JsonSerializer.Deserialize<int[]>(File.ReadAllText(InputFile.Existing(path, "file"))) ?? throw new CliException($"{path}: expected a JSON array of integers");
         }
         catch (JsonException e)
         {

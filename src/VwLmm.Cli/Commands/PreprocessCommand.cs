@@ -8,10 +8,10 @@ public sealed class PreprocessCommand : ICommand
     public string Name => "preprocess";
     public string Summary => "CLIP-preprocess an image (LLaVA pad, PIL bicubic, crop, normalise) into a .npy";
     public string Help => """
-        usage: vwlmm preprocess --image X --size S [--pad] --out X.npy
+        usage: vwlmm preprocess --image X [--size S] [--pad] --out X.npy
           Writes the float32 [3,S,S] tensor the vision tower receives.
           --image X    PNG or JPEG
-          --size S     output side (336 for CLIP-L/336)
+          --size S     output side, 1 to 8192 (default 336: CLIP-L/336's)
           --pad        LLaVA's pad-to-square with the CLIP mean colour before resizing
         example: vwlmm preprocess --image cat.jpg --size 336 --pad --out cat.npy
         """;

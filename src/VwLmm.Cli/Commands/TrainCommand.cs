@@ -37,8 +37,10 @@ public sealed class TrainCommand : ICommand
             "max_length": positions an example may take, images spliced in (default and most: the model's context)
             "stages": [{"name", "data", "trainable": ["vision","projector","llm","vm_head"], "steps" or "epochs": passes
                         over the data, ⌈epochs × examples / (batch_size × grad_accum)⌉ steps, "lr",
-                        "warmup_ratio", "min_lr_ratio", "batch_size", "grad_accum", "weight_decay", "grad_clip": the
-                        global gradient norm's cap (default 1, 0: none), "vm_loss_weight", "init_vm_head": re-apply vm_head_init at the stage start,
+                        "warmup_ratio", "min_lr_ratio", "batch_size": examples a micro-batch (default 16, at most
+                        65536), "grad_accum": micro-batches a step (default 1, at most 65536), "weight_decay", "grad_clip":
+                        the global gradient norm's cap (default 1, 0: none), "vm_loss_weight", "init_vm_head": re-apply
+                        vm_head_init at the stage start,
                         "answer_prior": [["red","blue"],["circle","square"]]: word classes of a product-of-experts
                         question-only prior (training only), "answer_prior_samples": how many of the examples the
                         stage trains on it is counted on (default: all), "ema_decay": d in [0,1): the stage ends
@@ -56,7 +58,8 @@ public sealed class TrainCommand : ICommand
           Each stage starts a fresh AdamW (zero moments). Writes OUT/checkpoint (HF layout + tokenizer + trainer state)
           and OUT/metrics.jsonl. --resume continues OUT/checkpoint (or, when a crash interrupted a save, the
           OUT/checkpoint.old-PID it left) and reproduces the uninterrupted run's losses bit for bit on the CPU.
-          Ctrl-C (SIGINT) or SIGTERM saves OUT/checkpoint mid-stage and exits 130 or 143.
+          Ctrl-C (SIGINT) or SIGTERM saves OUT/checkpoint mid-stage and exits 130 or 143; a step that accumulates
+          micro-batches stops before its next one, and the checkpoint holds the last whole step.
         example: vwlmm train --config recipes/shapesgrid.json --out runs/sg
         """;
     public IReadOnlyList<string> Flags => ["--resume", "--overwrite"];
@@ -66,11 +69,10 @@ public sealed class TrainCommand : ICommand
     {
         string configPath = args.Require("--config");
         if (args.Has("--resume") && args.Has("--overwrite")) throw new UsageException("--resume and --overwrite exclude each other");
-        if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: file not found", configPath);
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllText(configPath));
+            doc = JsonDocument.Parse(File.ReadAllText(InputFile.Existing(configPath, "file")));
         }
         catch (JsonException e)
         {
@@ -83,10 +85,13 @@ public sealed class TrainCommand : ICommand
         string? configOut = Str(root, "out", configPath);
         string outSource = args.Has("--out") ? "--out" : $"{configPath}: 'out'";
         string outDir = CliArgs.NotAFile(outSource, args.Get("--out") ?? configOut ?? "runs/train");
-        // The backend options are checked before the lock creates OUT: a usage error leaves nothing behind.
-        using var backend = Backends.Create(args, Console.Error);
-        using var runLock = RunDirectoryLock.Acquire(outSource, outDir);
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(configPath))!;
+        // What can be checked without the run folder is checked before the lock creates OUT (and the ShapesGrid
+        // tokenizer is trained into it): a usage error, a bad dataset or a --resume with nothing to resume leaves nothing behind.
+        using var backend = Backends.Create(args, Console.Error);
+        var llava = LlavaDatasets(root, configPath, baseDir);
+        if (args.Has("--resume")) ResumeCheckpoint(outDir, TextWriter.Null);
+        using var runLock = RunDirectoryLock.Acquire(outSource, outDir);
 
         ShapesGridRecipe? world = root.TryGetProperty("shapesgrid", out var sg) ? new ShapesGridRecipe((ulong)Int(sg, "seed", configPath + ": shapesgrid", ["seed"], 1)) : null;
         string? tokenizerPath = ResolveTokenizer(root, configPath, baseDir, world, outDir);
@@ -96,8 +101,8 @@ public sealed class TrainCommand : ICommand
             throw new CliException($"{existing} holds a run: --resume continues it, --overwrite starts over and replaces it");
         if (args.Has("--resume"))
         {
-            resumeFrom = Trainer.ResumableCheckpoint(outDir, Console.Error)
-                ?? throw new CliException($"--resume: no checkpoint at {Path.Combine(outDir, Trainer.CheckpointDirName)}");
+            // Again now that the lock keeps other runs from moving it.
+            resumeFrom = ResumeCheckpoint(outDir, Console.Error);
             tokenizerPath ??= Path.Combine(resumeFrom, "tokenizer.model");
         }
         tokenizerPath ??= InitTokenizer(root, configPath, baseDir);
@@ -109,7 +114,7 @@ public sealed class TrainCommand : ICommand
         if (tok.VocabSize != model.Config.Llm.VocabSize)
             throw new CliException($"{configPath}: tokenizer has {tok.VocabSize} pieces, the model's vocab_size is {model.Config.Llm.VocabSize}");
         if (resumeFrom is not null) CheckResumedModel(ModelConfigOf(root, configPath, baseDir, world, tok), model.Config, configPath, resumeFrom);
-        var datasets = Datasets(root, configPath, baseDir, tok, model.Config);
+        var datasets = llava.ToDictionary(d => d.Key, ITrainingSource (d) => new LlavaSource(d.Value.Data, d.Value.Template, tok, Shared.Preprocessor(model.Config)));
         ITrainingSource Source(string name)
         {
             if (datasets.TryGetValue(name, out var d)) return d;
@@ -307,11 +312,17 @@ public sealed class TrainCommand : ICommand
         return Path.Combine(outDir, ShapesGridRecipe.TokenizerFile);
     }
 
-    private static Dictionary<string, ITrainingSource> Datasets(JsonElement root, string path, string baseDir, ITokenizer tok, VwLmmConfig config)
+    /// <summary>The checkpoint --resume continues, or a one-line error when OUT has none.</summary>
+    private static string ResumeCheckpoint(string outDir, TextWriter log) =>
+        Trainer.ResumableCheckpoint(outDir, log) ?? throw new CliException($"--resume: no checkpoint at {Path.Combine(outDir, Trainer.CheckpointDirName)}");
+
+    /// <summary>The "datasets" block: each LLaVA dataset, read and checked, with its conversation template.</summary>
+    private static Dictionary<string, (LlavaDataset Data, ConversationTemplate Template)> LlavaDatasets(JsonElement root, string path, string baseDir)
     {
-        var result = new Dictionary<string, ITrainingSource>(StringComparer.Ordinal);
+        var result = new Dictionary<string, (LlavaDataset, ConversationTemplate)>(StringComparer.Ordinal);
         if (!root.TryGetProperty("datasets", out var ds)) return result;
         if (ds.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: 'datasets' must be an object");
+        if (JsonKeys.FirstRepeated(ds) is { } repeated) throw new InvalidDataException($"{path}: datasets: key '{repeated}' is given twice");
         foreach (var d in ds.EnumerateObject())
         {
             string at = $"{path}: datasets.{d.Name}";
@@ -319,10 +330,22 @@ public sealed class TrainCommand : ICommand
             TrainConfig.RejectUnknown(d.Value, ["json", "images", "template"], at);
             string json = Rooted(baseDir, Str(d.Value, "json", at) ?? throw new InvalidDataException($"{at}: 'json' is missing"));
             string images = Rooted(baseDir, Str(d.Value, "images", at) ?? Path.GetDirectoryName(json)!);
-            var template = ConversationTemplate.Get(Str(d.Value, "template", at) ?? "vicuna_v1");
-            result[d.Name] = new LlavaSource(LlavaDataset.Load(json, images), template, tok, Shared.Preprocessor(config));
+            var template = Template(Str(d.Value, "template", at) ?? "vicuna_v1", at);
+            result[d.Name] = (LlavaDataset.Load(json, images), template);
         }
         return result;
+    }
+
+    private static ConversationTemplate Template(string name, string at)
+    {
+        try
+        {
+            return ConversationTemplate.Get(name);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{at}: 'template': {Program.OneLine(e)}");
+        }
     }
 
     private static string Rooted(string baseDir, string p) => Path.IsPathRooted(p) ? p : Path.Combine(baseDir, p);

@@ -31,9 +31,8 @@ public sealed class LlavaDataset
     /// </summary>
     public static LlavaDataset Load(string jsonPath, string imageFolder)
     {
-        if (!File.Exists(jsonPath)) throw new FileNotFoundException($"{jsonPath}: dataset file not found", jsonPath);
         JsonDocument doc;
-        using (var stream = File.OpenRead(jsonPath))
+        using (var stream = File.OpenRead(InputFile.Existing(jsonPath, "dataset file")))
         {
             try { doc = JsonDocument.Parse(stream); }
             catch (JsonException e)

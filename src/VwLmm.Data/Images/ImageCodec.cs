@@ -18,14 +18,13 @@ namespace VwLmm.Data.Images;
 public static unsafe class ImageCodec
 {
     private static ReadOnlySpan<byte> PngSignature => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    private static ReadOnlySpan<byte> JpegSignature => [0xFF, 0xD8, 0xFF];
     private const long MaxPixels = int.MaxValue / 4;  // the largest decode buffer is 4 bytes per pixel
 
     /// <summary>Reads and decodes a PNG or JPEG file, format from its magic bytes. → [H,W,3] RGB8.</summary>
     public static RgbImage Decode(string path)
     {
-        if (!File.Exists(path))
-            throw new FileNotFoundException(Directory.Exists(path) ? $"{path} is a folder, not an image file" : $"image file not found: {path}", path);
-        return Decode(File.ReadAllBytes(path), path);
+        return Decode(File.ReadAllBytes(InputFile.Existing(path, "image file")), path);
     }
 
     /// <summary>Decodes PNG or JPEG bytes; <paramref name="nameForErrors"/> prefixes every error message. → [H,W,3] RGB8.</summary>
@@ -33,9 +32,16 @@ public static unsafe class ImageCodec
     {
         if (data.IsEmpty) throw Bad(nameForErrors, "empty file");
         if (data.StartsWith(PngSignature)) return DecodePng(data, nameForErrors);
-        if (data.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF])) return DecodeJpeg(data, nameForErrors);
+        if (data.StartsWith(JpegSignature)) return DecodeJpeg(data, nameForErrors);
+        // A file that ends inside a signature is a cut image, not one of another kind.
+        if (CutInside(data, PngSignature)) throw Bad(nameForErrors, $"truncated PNG file ({data.Length} bytes)");
+        if (CutInside(data, JpegSignature)) throw Bad(nameForErrors, $"truncated JPEG file ({data.Length} bytes)");
         throw Bad(nameForErrors, $"not a PNG or JPEG file (starts with {Convert.ToHexString(data[..Math.Min(8, data.Length)])})");
     }
+
+    // From two bytes on: one alone is too likely the start of something else.
+    private static bool CutInside(ReadOnlySpan<byte> data, ReadOnlySpan<byte> signature) =>
+        data.Length >= 2 && data.Length < signature.Length && signature.StartsWith(data);
 
     /// <summary>Encodes [H,W,3] RGB8 as an 8-bit RGB PNG.</summary>
     public static byte[] EncodePng(RgbImage image)
@@ -163,8 +169,15 @@ public static unsafe class ImageCodec
             {
                 var size = new CULong((nuint)data.Length);
                 int width, height, subsampling, colorspace;
-                if (TurboJpeg.DecompressHeader3(tj, input, size, &width, &height, &subsampling, &colorspace) != 0)
-                    throw Bad(name, JpegError(tj));
+                bool read = TurboJpeg.DecompressHeader3(tj, input, size, &width, &height, &subsampling, &colorspace) == 0;
+                if (!read || width == 0 || height == 0)
+                {
+                    // libjpeg reads on past the end of a cut header as if an end-of-image marker followed: it then calls
+                    // the segment it was in bogus ("Bogus DQT index 15"), or, ended before the scan, the file tables-only
+                    // (TurboJPEG's size 0×0).
+                    if (EndsInHeader(data)) throw Bad(name, "truncated JPEG file: it ends in its header, before the image data");
+                    throw Bad(name, read ? "the JPEG file holds no image: no frame header (SOF), tables only" : JpegError(tj));
+                }
                 var image = NewImage((uint)width, (uint)height, name);
                 if (colorspace is TurboJpeg.ColorspaceCmyk or TurboJpeg.ColorspaceYcck)
                 {
@@ -186,6 +199,24 @@ public static unsafe class ImageCodec
         {
             TurboJpeg.Destroy(tj);
         }
+    }
+
+    /// <summary>Whether the marker segments after SOI run to the end of <paramref name="jpeg"/> without reaching the
+    /// start of the scan (SOS) or the end of the image (EOI); false at anything that is not a marker where one belongs.</summary>
+    private static bool EndsInHeader(ReadOnlySpan<byte> jpeg)
+    {
+        int pos = 2;
+        while (pos + 1 < jpeg.Length)
+        {
+            if (jpeg[pos] != 0xFF) return false;
+            byte marker = jpeg[pos + 1];
+            if (marker is 0xDA or 0xD9) return false;
+            // Fill bytes, and the markers without a length: TEM and RSTn.
+            if (marker is 0xFF or 0x01 or (>= 0xD0 and <= 0xD7)) pos += marker == 0xFF ? 1 : 2;
+            else if (pos + 3 >= jpeg.Length) return true;
+            else pos += 2 + (jpeg[pos + 2] << 8 | jpeg[pos + 3]);
+        }
+        return true;
     }
 
     /// <summary>PIL reads JPEG CMYK as "CMYK;I" (c = 255 − stored) and converts with Convert.c cmyk2rgb:

@@ -78,10 +78,9 @@ public static class ShapesGridWriter
     /// <summary>Reads patch_labels.json; InvalidDataException naming the file and field on bad contents.</summary>
     public static PatchLabelFile ReadPatchLabels(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: patch label file not found", path);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(InputFile.Existing(path, "patch label file")));
             var root = doc.RootElement;
             int grid = Field(root, "grid", path).GetInt32(), patch = Field(root, "patch", path).GetInt32();
             var heldOut = Field(root, "held_out", path).EnumerateArray().Select(e => e.GetString()!).ToArray();

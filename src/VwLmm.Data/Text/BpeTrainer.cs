@@ -1,3 +1,5 @@
+using VwLmm.Core;
+
 namespace VwLmm.Data.Text;
 
 /// <summary>Settings of <see cref="BpeTrainer"/>; the defaults are LLaMA's (unk 0, bos 1, eos 2, no pad, byte fallback).</summary>
@@ -31,8 +33,7 @@ public static class BpeTrainer
     /// <summary>Trains on the lines of a UTF-8 text file.</summary>
     public static SentencePieceModel TrainFromFile(string corpusPath, BpeTrainerOptions options)
     {
-        if (!File.Exists(corpusPath)) throw new FileNotFoundException($"{corpusPath}: corpus not found", corpusPath);
-        return Train(File.ReadLines(corpusPath), options);
+        return Train(File.ReadLines(InputFile.Existing(corpusPath, "corpus")), options);
     }
 
     /// <summary>Trains on <paramref name="lines"/>; the model has exactly <c>options.VocabSize</c> pieces.</summary>

@@ -1,5 +1,6 @@
 using System.Text;
 using Google.Protobuf;
+using VwLmm.Core;
 
 namespace VwLmm.Data.Text;
 
@@ -66,8 +67,7 @@ public sealed class SentencePieceModel
     /// <summary>Reads a ModelProto file; bad wire format → InvalidDataException naming the file, byte offset and field.</summary>
     public static SentencePieceModel Read(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: sentencepiece model not found", path);
-        return Parse(File.ReadAllBytes(path), path);
+        return Parse(File.ReadAllBytes(InputFile.Existing(path, "sentencepiece model")), path);
     }
 
     /// <summary>Parses ModelProto bytes; <paramref name="source"/> names them in error messages.</summary>
@@ -89,6 +89,10 @@ public sealed class SentencePieceModel
                 default: top.Skip(); break;
             }
         }
+        // Every protobuf field is optional, so no bytes at all, or other bytes that happen to parse, read as a model of
+        // defaults: without this it would be refused for its default model type (Unigram), which misleads.
+        if (pieces.Count == 0)
+            throw new InvalidDataException(data.Length == 0 ? $"{source}: empty file, not a sentencepiece model" : $"{source}: no pieces: not a sentencepiece model");
         T Get<T>(Dictionary<int, object> d, int f, T fallback) => d.TryGetValue(f, out var v) ? (T)v : fallback;
         return new SentencePieceModel
         {

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using VwLmm.Core;
 
 namespace VwLmm.Model.Checkpoints;
 
@@ -47,7 +48,7 @@ public sealed class CheckpointReader : IDisposable
             if (File.Exists(single)) return OpenSingle(single);
             throw new FileNotFoundException($"{path}: neither {IndexFileName} nor {SingleFileName} found", single);
         }
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint not found", path);
+        InputFile.Existing(path, "checkpoint");
         return path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? OpenIndex(path) : OpenSingle(path);
     }
 

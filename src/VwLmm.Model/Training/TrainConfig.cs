@@ -125,8 +125,8 @@ public sealed record TrainConfig
             if (s.Steps < 0) throw new InvalidDataException($"{at}: 'steps' must be ≥ 0");
             if (s.Epochs is { } e && !(e > 0 && double.IsFinite(e))) throw new InvalidDataException($"{at}: 'epochs' must be > 0");
             if (!(s.Lr > 0)) throw new InvalidDataException($"{at}: 'lr' must be > 0");
-            if (s.BatchSize < 1) throw new InvalidDataException($"{at}: 'batch_size' must be ≥ 1");
-            if (s.GradAccum < 1) throw new InvalidDataException($"{at}: 'grad_accum' must be ≥ 1");
+            Count(s.BatchSize, MaxBatchSize, "batch_size", at);
+            Count(s.GradAccum, MaxGradAccum, "grad_accum", at);
             if (s.WarmupRatio is < 0 or > 1) throw new InvalidDataException($"{at}: 'warmup_ratio' must be in [0,1]");
             if (s.MinLrRatio is < 0 or > 1) throw new InvalidDataException($"{at}: 'min_lr_ratio' must be in [0,1]");
             if (s.Trainable.Count == 0) throw new InvalidDataException($"{at}: 'trainable' is empty");
@@ -149,6 +149,24 @@ public sealed record TrainConfig
         if (MaxLength < 2) throw new InvalidDataException($"{source}: 'max_length' must be ≥ 2");
         if (LogEvery < 1) throw new InvalidDataException($"{source}: 'log_every' must be ≥ 1");
         if (CheckpointEvery < 0) throw new InvalidDataException($"{source}: 'checkpoint_every' must be ≥ 0");
+    }
+
+    /// <summary>
+    /// The most examples one micro-batch may hold. A micro-batch is built, and its activations kept for the backward
+    /// pass, all at once: the pixels of 65,536 of LLaVA's 336-pixel images alone are 88 GB, and a larger batch fills the
+    /// memory slowly enough to look like a hang. Gradient accumulation reaches larger batches.
+    /// </summary>
+    public const int MaxBatchSize = 1 << 16;
+
+    /// <summary>
+    /// The most micro-batches one optimiser step accumulates: 65,536 of the default 16 examples are a million examples a
+    /// step, and a step logs nothing until it ends.
+    /// </summary>
+    public const int MaxGradAccum = 1 << 16;
+
+    private static void Count(int value, int max, string key, string at)
+    {
+        if (value < 1 || value > max) throw new InvalidDataException($"{at}: '{key}' must be in [1, {max}], got {value}");
     }
 
     private static void Fraction(double value, string key, string at)
@@ -220,19 +238,13 @@ public sealed record TrainConfig
         return cfg;
     }
 
-    /// <summary>
-    /// An object's keys must be known and each given once: System.Text.Json keeps a repeated key, and which of its
-    /// values a lookup returns would then decide silently.
-    /// </summary>
+    /// <summary>An object's keys must be known and each given once (<see cref="JsonKeys.FirstRepeated"/>).</summary>
     public static void RejectUnknown(JsonElement o, string[] known, string at)
     {
-        var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var p in o.EnumerateObject())
-        {
             if (Array.IndexOf(known, p.Name) < 0)
                 throw new InvalidDataException($"{at}: unknown key '{p.Name}' (known: {string.Join(", ", known)})");
-            if (!seen.Add(p.Name)) throw new InvalidDataException($"{at}: key '{p.Name}' is given twice");
-        }
+        if (JsonKeys.FirstRepeated(o) is { } repeated) throw new InvalidDataException($"{at}: key '{repeated}' is given twice");
     }
 
     private static string? Str(JsonElement o, string key, string at) =>

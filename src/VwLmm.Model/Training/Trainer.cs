@@ -113,10 +113,10 @@ public sealed class Trainer : IDisposable
                     if (outDir is not null) SaveCheckpoint(outDir);
                     return;
                 }
-                StepMetrics m;
+                StepMetrics? step;
                 try
                 {
-                    m = Step(stage, source);
+                    step = Step(stage, source, cancel);
                 }
                 // A bad example (an image that does not decode, a file gone) surfaces while its batch is read, before the
                 // step changes any weight: the last step's state is whole, so it is saved, and the run can go on once
@@ -125,6 +125,11 @@ public sealed class Trainer : IDisposable
                 {
                     SaveCheckpoint(outDir);
                     throw new InvalidDataException($"{e.Message} (saved {Path.Combine(outDir, CheckpointDirName)} at step {_state.GlobalStep}: fix the data, then --resume)", e);
+                }
+                if (step is not { } m)
+                {
+                    if (outDir is not null) SaveCheckpoint(outDir);
+                    return;
                 }
                 // A non-finite loss or gradient ends the run: AdamW skipped the update, and nothing is saved over the
                 // last good checkpoint.
@@ -177,7 +182,9 @@ public sealed class Trainer : IDisposable
     private StageBranches NewBranches(StageConfig stage) =>
         new(_model.Backend, _model.Parameters.All.Where(p => p.Trainable), average: stage.EmaDecay > 0);
 
-    private StepMetrics Step(StageConfig stage, ITrainingSource source)
+    /// <summary>One optimiser step; null when <paramref name="cancel"/> stopped it between micro-batches, having changed
+    /// no weight, moment or count.</summary>
+    private StepMetrics? Step(StageConfig stage, ITrainingSource source, CancellationToken cancel)
     {
         var sw = Stopwatch.StartNew();
         var adam = _adam!;
@@ -194,6 +201,9 @@ public sealed class Trainer : IDisposable
         adam.ZeroGrad();
         for (int micro = 0; micro < stage.GradAccum; micro++)
         {
+            // A long accumulation would keep a signal waiting for minutes. Until AdamW steps, only the gradients have
+            // changed, and they are not saved: the checkpoint then is that of the last whole step, as between steps.
+            if (micro > 0 && cancel.IsCancellationRequested) return null;
             long first = ((long)_state.StageStep * stage.GradAccum + micro) * stage.BatchSize;
             var examples = Examples(stage, source, first, twinLoss is not null);
             var batch = builder.Build(examples.Select(e => e.Tokens).ToList());

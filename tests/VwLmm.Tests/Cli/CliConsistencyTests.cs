@@ -115,7 +115,21 @@ public class CliConsistencyTests
         string config = Path.Combine(_model, "config.json");
         AssertOneLineError(Run("inspect", config), 1, $"--model: '{config}' is a file; a model is the folder it lies in");
         AssertOneLineError(Run("chat", "--model", config, "--image", _image, "hi"), 1, $"--model: '{config}' is a file; a model is the folder it lies in");
-        AssertOneLineError(Run("chat", "--model", _model, "--image", _dir, "hi"), 1, $"{_dir} is a folder, not an image file");
+        AssertOneLineError(Run("chat", "--model", _model, "--image", _dir, "hi"), 1, $"{_dir}: is a directory, not a file");
+    }
+
+    /// <summary>A folder given where a file is read is said to be one, not reported missing.</summary>
+    [Test]
+    public void ADirectoryWhereAFileGoesIsSaidToBeOne()
+    {
+        string folder = Path.Combine(_dir, "a-folder");
+        Directory.CreateDirectory(folder);
+        string said = $"{folder}: is a directory, not a file";
+        AssertOneLineError(Run("tokenize", "--tokenizer", folder, "hi"), 1, said);
+        AssertOneLineError(Run("train", "--config", folder), 1, said);
+        AssertOneLineError(Run("eval", "--model", _model, "--data", folder), 1, said);
+        AssertOneLineError(Run("forward", "--model", _model, "--image", _image, "--ids", folder, "--dump", Path.Combine(_dir, "no-dump")), 1, said);
+        AssertOneLineError(Run("forward", "--model", _model, "--pixels", folder, "--prompt", "hi", "--dump", Path.Combine(_dir, "no-dump")), 1, said);
     }
 
     /// <summary>A folder under a file cannot be made: every verb that writes one says so naming its option and the file.</summary>

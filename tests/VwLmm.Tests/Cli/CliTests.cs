@@ -86,6 +86,9 @@ public class CliTests
         File.WriteAllBytes(bad, bytes[..(bytes.Length / 3)]);
         AssertOneLineError(Run("tokenize", "--tokenizer", bad, "hello"), 1, bad);
         AssertOneLineError(Run("tokenize", "--tokenizer", Path.Combine(dir, "missing.model"), "hello"), 1, "missing.model");
+        string empty = Path.Combine(dir, "empty.model");
+        File.WriteAllBytes(empty, []);
+        AssertOneLineError(Run("tokenize", "--tokenizer", empty, "hello"), 1, $"{empty}: empty file, not a sentencepiece model");
     }
 
     [Test]
@@ -114,6 +117,21 @@ public class CliTests
         File.WriteAllText(text, "not an image at all");
         AssertOneLineError(Run("preprocess", "--image", text, "--size", "24", "--out", npy), 1, text);
         AssertOneLineError(Run("preprocess", "--image", Path.Combine(dir, "nope.jpg"), "--size", "24", "--out", npy), 1, "nope.jpg");
+    }
+
+    /// <summary>An option with a default is shown in brackets with its default, and the verb runs without it.</summary>
+    [Test]
+    public void OptionsWithDefaultsAreShownAsOptional()
+    {
+        Assert.That(Run("preprocess", "--help").Stdout, Does.Contain("usage: vwlmm preprocess --image X [--size S] [--pad] --out X.npy").And.Contain("(default 336"));
+        Assert.That(Run("data", "shapesgrid", "--help").Stdout, Does.Contain("usage: vwlmm data shapesgrid --out DIR [--n N] [--seed S]").And.Contain("(default 100)"));
+        string dir = TempDir(), npy = Path.Combine(dir, "x.npy");
+        var r = Run("preprocess", "--image", Path.Combine(Fixtures, "images", "src", "grey_64x64.png"), "--out", npy);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        Assert.That(VwLmm.Data.Npy.Read<float>(npy).Shape, Is.EqualTo(new[] { 3, 336, 336 }));
+        r = Run("data", "shapesgrid", "--out", dir, "--quiet");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        Assert.That(VwLmm.Data.Conversations.LlavaDataset.Load(Path.Combine(dir, "data.json"), dir).Samples, Has.Count.EqualTo(100));
     }
 
     [Test]
@@ -193,7 +211,9 @@ public class CliTests
         File.WriteAllText(cfg, """{"model":{"preset":"tiny"},"tokenizer":"x.model","datasets":{"d":{"json":"d.json","template":"alpaca"}},"stages":[{"data":"d","trainable":["llm"],"steps":1,"lr":0.01}]}""");
         File.Copy(Path.Combine(Fixtures, "tokenizer", "llama_like.model"), Path.Combine(dir, "x.model"));
         File.WriteAllText(Path.Combine(dir, "d.json"), "[]");
-        AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, "alpaca");
+        string notMade = Path.Combine(dir, "not-made");
+        AssertOneLineError(Run("train", "--config", cfg, "--out", notMade), 1, $"{cfg}: datasets.d: 'template': unknown conversation template 'alpaca'; valid: ");
+        Assert.That(Directory.Exists(notMade), Is.False, "a bad dataset is found before the run folder is made");
         AssertOneLineError(Run("train", "--config", Path.Combine(dir, "absent.json")), 1, "absent.json");
         File.WriteAllText(cfg, """{"model":{"preset":"tiny","init_scheme":"xavier"},"shapesgrid":{"seed":1},"stages":[{"data":"qa","trainable":["llm"],"steps":1,"lr":0.01,"batch_size":2}]}""");
         AssertOneLineError(Run("train", "--config", cfg, "--out", dir), 1, cfg, "init_scheme", "xavier");

@@ -66,6 +66,23 @@ public class ForwardVerbTests
         Assert.That(Directory.Exists(dump), Is.False);
     }
 
+    /// <summary>--labels is read with --ids only, --answer and --template with --prompt only: given with the other, each
+    /// is a usage error naming it, before anything is written.</summary>
+    [Test]
+    public void AnOptionOfTheOtherInputIsAUsageErrorNamingIt()
+    {
+        string dump = Path.Combine(_dir, "mixed");
+        string ids = Json("mixed-ids.json", [_tok.BosId, Llava.ImageTokenIndex, 5]);
+        string labels = Json("mixed-labels.json", [-100, -100, 5]);
+        AssertOneLineError(Run("forward", "--model", _lambdaZero, "--image", _image, "--prompt", "hi", "--labels", labels, "--dump", dump),
+                           2, "vwlmm forward: --labels goes with --ids, not --prompt");
+        AssertOneLineError(Run("forward", "--model", _lambdaZero, "--image", _image, "--ids", ids, "--answer", "red", "--dump", dump),
+                           2, "vwlmm forward: --answer goes with --prompt, not --ids");
+        AssertOneLineError(Run("forward", "--model", _lambdaZero, "--image", _image, "--ids", ids, "--template", "plain", "--dump", dump),
+                           2, "vwlmm forward: --template goes with --prompt, not --ids");
+        Assert.That(Directory.Exists(dump), Is.False);
+    }
+
     [Test]
     public void SequencesLongerThanMaxPositionEmbeddingsAreOneLineErrors()
     {

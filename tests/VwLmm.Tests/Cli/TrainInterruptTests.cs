@@ -75,6 +75,17 @@ public class TrainInterruptTests
         }
     }
 
+    /// <summary>--resume is checked before anything is made: the run folder, its lock, the ShapesGrid tokenizer.</summary>
+    [Test]
+    public void AResumeWithNothingToResumeLeavesNoRunFolder()
+    {
+        string dir = TempDir();
+        string config = Path.Combine(dir, "run.json"), outDir = Path.Combine(dir, "out");
+        File.WriteAllText(config, """{"model": {"preset": "tiny"}, "shapesgrid": {"seed": 1}, "stages": [{"name": "s", "data": "qa", "trainable": ["llm"], "steps": 1, "lr": 1e-3, "batch_size": 2}]}""");
+        AssertOneLineError(Run("train", "--config", config, "--out", outDir, "--resume"), 1, $"--resume: no checkpoint at {Path.Combine(outDir, "checkpoint")}");
+        Assert.That(Directory.Exists(outDir), Is.False);
+    }
+
     private static List<(int Step, double Text, double Vm)> Losses(string outDir) =>
         File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl"))
             .Select(l => JsonDocument.Parse(l).RootElement)

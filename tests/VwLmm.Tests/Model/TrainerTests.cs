@@ -102,6 +102,60 @@ public class TrainerTests : CpuFixture
     }
 
     /// <summary>
+    /// Cancelled while a step reads its first micro-batch, the run stops before the step's next one instead of
+    /// accumulating the rest, and saves the last whole step: resumed, it ends with the uninterrupted run's losses.
+    /// </summary>
+    [Test]
+    public void CancellingBetweenMicroBatchesSavesTheLastWholeStep()
+    {
+        var cfg = TinyWorld.Config();
+        var recipe = new TrainConfig
+        {
+            Seed = 42,
+            MaxLength = 64,
+            Stages = [new StageConfig { Name = "tune", Data = "d", Trainable = [ParameterGroup.Projector, ParameterGroup.Llm], Steps = 3, Lr = 5e-3, BatchSize = 2, GradAccum = 4 }],
+        };
+        var source = new TinyWorld.Source(cfg, 23);
+        List<double> full;
+        using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+        using (var t = new Trainer(m, recipe, _ => source, 64 << 20))
+            full = Run(t);
+
+        string dir = TempDirectories.Create("vwlmm-cancel-");
+        using var cts = new CancellationTokenSource();
+        // The first step reads 4 micro-batches of 2; the signal comes with the second step's first example.
+        var reads = new CancellingSource(source, cancelAt: 9, cts);
+        using (var m = TinyWorld.Model(Cpu, cfg, seed: 5))
+        using (var t = new Trainer(m, recipe, _ => reads, 64 << 20))
+        {
+            t.Run(dir, cts.Token);
+            Assert.That(t.State.GlobalStep, Is.EqualTo(1));
+            Assert.That(reads.Reads, Is.EqualTo(10), "the second step read its first micro-batch only");
+        }
+        string ckpt = Path.Combine(dir, Trainer.CheckpointDirName);
+        using (var m = ModelCheckpoint.Load(Cpu, ckpt))
+        using (var t = new Trainer(m, recipe, _ => source, 64 << 20))
+        {
+            t.Resume(ckpt);
+            Assert.That(t.State.GlobalStep, Is.EqualTo(1));
+            Assert.That(Run(t), Is.EqualTo(full.Skip(1)), "losses after resume differ from the uninterrupted run");
+        }
+    }
+
+    /// <summary>A source that cancels <paramref name="cts"/> when it is read for the <paramref name="cancelAt"/>-th time.</summary>
+    private sealed class CancellingSource(ITrainingSource inner, int cancelAt, CancellationTokenSource cts) : ITrainingSource
+    {
+        public int Reads { get; private set; }
+        public int Count => inner.Count;
+
+        public TrainingExample Get(int index)
+        {
+            if (++Reads == cancelAt) cts.Cancel();
+            return inner.Get(index);
+        }
+    }
+
+    /// <summary>
     /// Branches over data whose every example is the same draw the same batches, so each repeats the first branch's
     /// steps from the fork only if it starts from the fork's weights, moments, moving average and step: their losses
     /// repeat the first branch's, and the mean of two equal weights ((θ + θ)·½, exact) is the weights of the run without
@@ -174,6 +228,9 @@ public class TrainerTests : CpuFixture
     }
 
     [TestCase("\"branches\":0", "'branches' must be ≥ 1")]
+    [TestCase("\"batch_size\":0", "'batch_size' must be in [1, 65536], got 0")]
+    [TestCase("\"batch_size\":1000000000", "'batch_size' must be in [1, 65536], got 1000000000")]
+    [TestCase("\"grad_accum\":65537", "'grad_accum' must be in [1, 65536], got 65537")]
     [TestCase("\"branches\":2,\"branch_from\":4", "'branch_from' must be in [0, steps) (4 steps)")]
     [TestCase("\"branches\":2,\"branch_from\":-1", "'branch_from' must be in [0, steps) (4 steps)")]
     [TestCase("\"branch_from\":2", "'branch_from' needs 'branches' > 1")]

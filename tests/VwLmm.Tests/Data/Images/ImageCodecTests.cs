@@ -106,6 +106,29 @@ public class ImageCodecTests
         }
     }
 
+    /// <summary>
+    /// A file cut inside its signature is a truncated image of that kind, and a JPEG cut in its header (which libjpeg
+    /// reads on past as if it ended there, and calls bogus or tables-only) is said to be truncated.
+    /// </summary>
+    [TestCase("rgb420_40x30.jpg", 2, "truncated JPEG file (2 bytes)")]
+    [TestCase("rgb_40x30.png", 3, "truncated PNG file (3 bytes)")]
+    [TestCase("rgb420_40x30.jpg", 3, "truncated JPEG file: it ends in its header, before the image data")]
+    [TestCase("grey_31x17.jpg", 24, "truncated JPEG file: it ends in its header, before the image data")]
+    [TestCase("progressive_150x97.jpg", 100, "truncated JPEG file: it ends in its header, before the image data")]
+    public void AFileCutBeforeItsImageDataIsSaidToBeTruncated(string file, int cut, string message)
+    {
+        byte[] bytes = File.ReadAllBytes(ImageFixtures.PathOf("src", file));
+        var e = Assert.Throws<InvalidDataException>(() => ImageCodec.Decode(bytes.AsSpan(0, cut), "cut"));
+        Assert.That(e!.Message, Is.EqualTo("cut: " + message));
+    }
+
+    [Test]
+    public void AJpegOfTablesOnlyHoldsNoImage()
+    {
+        var e = Assert.Throws<InvalidDataException>(() => ImageCodec.Decode((byte[])[0xFF, 0xD8, 0xFF, 0xD9], "tables.jpg"));
+        Assert.That(e!.Message, Is.EqualTo("tables.jpg: the JPEG file holds no image: no frame header (SOF), tables only"));
+    }
+
     /// <summary>libjpeg warns of stray bytes before a marker and decodes on; PIL ignores the warning and so do we.</summary>
     [TestCase("rgb420_40x30.jpg")]
     [TestCase("progressive_150x97.jpg")]

@@ -101,6 +101,16 @@ public class SentencePieceModelTests
         Assert.That(ex!.Message, Does.Contain("m.model").And.Contain("pieces"));
     }
 
+    /// <summary>Every protobuf field is optional, so these parse as a model of defaults, whose model type (Unigram)
+    /// would otherwise be what is refused.</summary>
+    [TestCase(new byte[0], "empty.model: empty file, not a sentencepiece model")]
+    [TestCase(new byte[] { 0x12, 0x02, 0x18, 0x02 }, "empty.model: no pieces: not a sentencepiece model")]
+    public void AFileWithoutPiecesIsNotASentencePieceModel(byte[] data, string message)
+    {
+        var ex = Assert.Throws<InvalidDataException>(() => SentencePieceModel.Parse(data, "empty.model"));
+        Assert.That(ex!.Message, Is.EqualTo(message));
+    }
+
     [Test]
     public void UnigramModelIsRejected()
     {

@@ -121,12 +121,25 @@ public class VwLmmConfigTests
     [TestCase("conversation_template", "\"alpaca\"", "key 'conversation_template': unknown template 'alpaca'")]
     [TestCase("conversation_template", "3", "key 'conversation_template': must be a string")]
     [TestCase("vision_config", "[]", "key 'vision_config': must be an object")]
+    [TestCase("architectures", "\"vwLlamaForCausalLM\"", "key 'architectures': must be a list of strings, got \"vwLlamaForCausalLM\"")]
+    [TestCase("architectures", "[1,2]", "key 'architectures': must be a list of strings, got [1,2]")]
     public void BadValueIsRejectedNamingTheKey(string key, string value, string message)
     {
         var json = JsonNode.Parse(VwLmmConfig.Presets.Tiny.ToJson())!.AsObject();
         json[key] = JsonNode.Parse(value);
         var ex = Assert.Throws<InvalidDataException>(() => Parse(json.ToJsonString()));
         Assert.That(ex!.Message, Does.StartWith("cfg.json: ").And.Contain(message));
+    }
+
+    /// <summary>As in a train config or a safetensors header, a key given twice is refused, at any depth.</summary>
+    [TestCase("\"vocab_size\": 64,", "key 'vocab_size': is given twice")]
+    [TestCase("\"patch_size\": 8,", "key 'vision_config.patch_size': is given twice")]
+    public void ARepeatedKeyIsRejectedNamingIt(string repeated, string message)
+    {
+        string json = VwLmmConfig.Presets.Tiny.ToJson();
+        Assert.That(json, Does.Contain(repeated));
+        var ex = Assert.Throws<InvalidDataException>(() => Parse(json.Replace(repeated, repeated + repeated)));
+        Assert.That(ex!.Message, Is.EqualTo("cfg.json: " + message));
     }
 
     [Test]
